@@ -1,0 +1,116 @@
+"""Schema migrations: bootstrap, yoyo history, then every file of `sql/` reloaded.
+
+`migrate()` is safe to run concurrently: a session advisory lock serialises whole runs (yoyo's
+own lock table does not exist yet on an empty database), and yoyo's lock guards its history.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+from yoyo import get_backend, read_migrations
+
+from api.resources import MIGRATIONS_DIR, SQL_DIR
+
+log = logging.getLogger(__name__)
+
+# Schemas in dependency order; files inside each are loaded in name order.
+SQL_SCHEMA_ORDER = ("keel", "clinic", "assistant", "callmaster")
+MIGRATION_LOCK_KEY = 0x6B65656C  # "keel"
+MIGRATION_TABLE = "_yoyo_migration"
+
+
+# Every object a migration creates, yoyo's own bookkeeping included, is owned by keel_owner and
+# lands in schema keel unless qualified: set at connection start, so it holds before yoyo's first query.
+OWNER_SESSION_OPTIONS = "-c role=keel_owner -c search_path=keel,public"
+
+
+def yoyo_url(url: str) -> str:
+    """The URL as yoyo wants it: psycopg 3 named in the scheme, the owner session options added."""
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            parts = urlsplit("postgresql+psycopg://" + url[len(prefix) :])
+            query = [(k, v) for k, v in parse_qsl(parts.query) if k != "options"]
+            query.append(("options", OWNER_SESSION_OPTIONS))
+            return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
+    raise ValueError(f"not a PostgreSQL URL: {url!r}")
+
+
+def sql_files() -> list[Path]:
+    files: list[Path] = []
+    for schema in SQL_SCHEMA_ORDER:
+        files.extend(sorted((SQL_DIR / schema).glob("*.sql")))
+    return files
+
+
+def migration_ids() -> list[str]:
+    return [m.id for m in read_migrations(str(MIGRATIONS_DIR))]
+
+
+@contextmanager
+def _migration_lock(url: str) -> Iterator[None]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
+
+
+def _bootstrap(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute((SQL_DIR / "bootstrap.sql").read_text())
+
+
+def reload_sql(url: str) -> int:
+    """Re-apply every function, trigger and policy file in one transaction; returns the count."""
+    files = sql_files()
+    with psycopg.connect(url) as conn:
+        with conn.transaction():
+            conn.execute("SET LOCAL ROLE keel_owner")
+            conn.execute("SET LOCAL search_path TO keel, public")
+            for path in files:
+                try:
+                    conn.execute(path.read_text())
+                except psycopg.Error as exc:
+                    raise RuntimeError(f"{path.relative_to(SQL_DIR.parent)}: {exc}") from exc
+    return len(files)
+
+
+def migrate(url: str, rollback: int = 0) -> dict[str, object]:
+    """Apply pending migrations (or roll back the last `rollback`), then reload `sql/`."""
+    with _migration_lock(url):
+        _bootstrap(url)
+        backend = get_backend(yoyo_url(url), migration_table=MIGRATION_TABLE)
+        try:
+            migrations = read_migrations(str(MIGRATIONS_DIR))
+            with backend.lock(timeout=600):
+                if rollback:
+                    applied = backend.to_rollback(migrations)[:rollback]
+                    backend.rollback_migrations(applied)
+                    changed = [m.id for m in applied]
+                else:
+                    pending = backend.to_apply(migrations)
+                    backend.apply_migrations(pending)
+                    changed = [m.id for m in pending]
+        finally:
+            backend.connection.close()
+        reloaded = reload_sql(url)
+    log.info("migrate done", extra={"changed": changed, "sql_files": reloaded, "rollback": bool(rollback)})
+    return {"rolled_back" if rollback else "applied": changed, "sql_files": reloaded}
+
+
+def pending_migrations(conn: psycopg.Connection) -> list[str]:
+    """Migration ids present in `migrations/` but not applied to the connected database."""
+    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"keel.{MIGRATION_TABLE}",)).fetchone()
+    applied: set[str] = set()
+    if exists and exists[0]:
+        query = sql.SQL("SELECT migration_id FROM keel.{}").format(sql.Identifier(MIGRATION_TABLE))
+        applied = {row[0] for row in conn.execute(query)}
+    return [mid for mid in migration_ids() if mid not in applied]

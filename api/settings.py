@@ -1,0 +1,114 @@
+"""Configuration, read once from the environment.
+
+Every variable is documented in the README; names here match it exactly.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import platformdirs
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw else default
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw else default
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("KEEL_DATA_DIR") or platformdirs.user_data_dir("keel"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None
+    database_read_url: str | None = None
+    data_dir: Path = field(default_factory=default_data_dir)
+
+    jwt_secret: str | None = None
+    jwt_jwks_url: str | None = None
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+
+    encryption_keys: str | None = None
+    clerk_webhook_secret: str | None = None
+    notify_webhook_url: str | None = None
+    notify_webhook_secret: str | None = None
+
+    openai_api_key: str | None = None
+    openai_base_url: str | None = None
+    assistant_model: str = "gpt-4o-mini"
+    assistant_timeout: float = 60.0
+    assistant_concurrency: int = 16
+
+    pool_min_size: int = 2
+    pool_max_size: int = 20
+    pool_timeout: float = 5.0
+    statement_timeout_ms: int = 5000
+    max_body_bytes: int = 20 * 1024 * 1024
+
+    log_level: str = "INFO"
+    log_format: str = "auto"
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        env = os.environ.get
+        values: dict[str, object] = dict(
+            database_url=env("DATABASE_URL") or None,
+            database_read_url=env("DATABASE_READ_URL") or None,
+            data_dir=default_data_dir(),
+            jwt_secret=env("KEEL_JWT_SECRET") or None,
+            jwt_jwks_url=env("KEEL_JWT_JWKS_URL") or None,
+            jwt_audience=env("KEEL_JWT_AUDIENCE") or None,
+            jwt_issuer=env("KEEL_JWT_ISSUER") or None,
+            encryption_keys=env("KEEL_ENCRYPTION_KEYS") or None,
+            clerk_webhook_secret=env("KEEL_CLERK_WEBHOOK_SECRET") or None,
+            notify_webhook_url=env("KEEL_NOTIFY_WEBHOOK_URL") or None,
+            notify_webhook_secret=env("KEEL_NOTIFY_WEBHOOK_SECRET") or None,
+            openai_api_key=env("OPENAI_API_KEY") or None,
+            openai_base_url=env("OPENAI_BASE_URL") or None,
+            assistant_model=env("KEEL_ASSISTANT_MODEL") or "gpt-4o-mini",
+            assistant_timeout=_float("KEEL_ASSISTANT_TIMEOUT", 60.0),
+            assistant_concurrency=_int("KEEL_ASSISTANT_CONCURRENCY", 16),
+            pool_min_size=_int("KEEL_POOL_MIN_SIZE", 2),
+            pool_max_size=_int("KEEL_POOL_MAX_SIZE", 20),
+            pool_timeout=_float("KEEL_POOL_TIMEOUT", 5.0),
+            statement_timeout_ms=_int("KEEL_STATEMENT_TIMEOUT_MS", 5000),
+            max_body_bytes=_int("KEEL_MAX_BODY_BYTES", 20 * 1024 * 1024),
+            log_level=env("KEEL_LOG_LEVEL") or "INFO",
+            log_format=env("KEEL_LOG_FORMAT") or "auto",
+        )
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url is None
+
+    def data_file(self, name: str) -> Path:
+        return self.data_dir / name
+
+    def local_secret(self, name: str, nbytes: int = 32) -> str:
+        """A secret generated once and kept in the data dir (embedded/dev mode only)."""
+        path = self.data_file(name)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(nbytes))
+        return path.read_text().strip()
+
+    def resolved_jwt_secret(self) -> str | None:
+        if self.jwt_secret:
+            return self.jwt_secret
+        if self.embedded and not self.jwt_jwks_url:
+            return self.local_secret("jwt-secret")
+        return None
