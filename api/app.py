@@ -1,0 +1,99 @@
+"""The Litestar application: a thin layer over the database's functions."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from litestar import Litestar
+from litestar.config.app import AppConfig
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+from api import assistant, callmaster, clinic, ops
+from api.auth import TokenVerifier, provide_principal
+from api.db import Database
+from api.errors import exception_handlers, problem_plugin
+from api.migrate import migration_ids
+from api.observability import pool_collector, prometheus_config, request_id_middleware
+from api.pagination import provide_pagination
+from api.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, *, database_url: str | None = None, run_workers: bool = False) -> Litestar:
+    """Build the app for `database_url` (default: `settings.database_url`).
+
+    With `run_workers`, the background workers (outbox dispatcher, assistant replies) run in the
+    same event loop for the app's lifetime.
+    """
+    url = database_url or settings.database_url
+    if url is None:
+        raise ValueError("create_app needs a database URL")
+    db = Database(settings, url)
+    read_db = Database(settings, settings.database_read_url, name="keel-read") if settings.database_read_url else db
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await db.open()
+        if read_db is not db:
+            await read_db.open()
+        pool_collector.databases["primary"] = db
+        stop = asyncio.Event()
+        worker_task = None
+        if run_workers:
+            from api.workers import run_workers as run_all
+
+            worker_task = asyncio.create_task(run_all(settings, db, stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            if worker_task is not None:
+                await worker_task
+            if read_db is not db:
+                await read_db.close()
+            await db.close()
+
+    verifier = TokenVerifier(settings)
+    prometheus = prometheus_config()
+
+    def on_app_init(config: AppConfig) -> AppConfig:
+        config.state.update(settings=settings, verifier=verifier, migration_ids=migration_ids())
+        return config
+
+    return Litestar(
+        route_handlers=[*ops.routes, *clinic.routes, *assistant.routes, *callmaster.routes],
+        dependencies={
+            "db": Provide(lambda: db, sync_to_thread=False),
+            "read_db": Provide(lambda: read_db, sync_to_thread=False),
+            "settings": Provide(lambda: settings, sync_to_thread=False),
+            "principal": Provide(provide_principal),
+            "pagination": Provide(provide_pagination),
+        },
+        lifespan=[lifespan],
+        on_app_init=[on_app_init],
+        middleware=[request_id_middleware, prometheus.middleware],
+        plugins=[problem_plugin()],
+        exception_handlers=exception_handlers,
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="Keel",
+            version="0.1.0",
+            description="Clinic and CallMaster on one PostgreSQL-centric backend.",
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            components=Components(
+                security_schemes={"BearerToken": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")}
+            ),
+            security=[{"BearerToken": []}],
+        ),
+        logging_config=None,
+        debug=False,
+    )
+

@@ -1,0 +1,3 @@
+"""assistant."""
+
+routes: list = []

@@ -1,0 +1,112 @@
+"""Bearer-token authentication: HS256 with a shared secret, or RS256 from a JWKS (Clerk)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+from litestar import Request
+from litestar.exceptions import NotAuthorizedException
+
+from api.settings import Settings
+
+HS_ALGORITHMS = ["HS256"]
+RS_ALGORITHMS = ["RS256"]
+LEEWAY_SECONDS = 5
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the verified claims of the request's token."""
+
+    claims: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sub(self) -> str:
+        return str(self.claims.get("sub", ""))
+
+    @property
+    def clinic_id(self) -> str | None:
+        value = self.claims.get("clinic_id")
+        return str(value) if value else None
+
+    @property
+    def role(self) -> str | None:
+        value = self.claims.get("role")
+        return str(value) if value else None
+
+
+class TokenVerifier:
+    """Verifies tokens per the settings; the JWKS client caches keys between requests."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.secret = settings.resolved_jwt_secret()
+        self.audience = settings.jwt_audience
+        self.issuer = settings.jwt_issuer
+        self.jwks = jwt.PyJWKClient(settings.jwt_jwks_url, cache_keys=True, lifespan=600) if settings.jwt_jwks_url else None
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.secret or self.jwks)
+
+    def verify(self, token: str) -> dict[str, Any]:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise _unauthorized("The bearer token is malformed.") from exc
+        alg = header.get("alg")
+        options = {"require": ["exp", "sub"], "verify_aud": self.audience is not None}
+        try:
+            if alg in HS_ALGORITHMS and self.secret:
+                key: Any = self.secret
+                algorithms = HS_ALGORITHMS
+            elif alg in RS_ALGORITHMS and self.jwks:
+                key = self.jwks.get_signing_key_from_jwt(token).key
+                algorithms = RS_ALGORITHMS
+            else:
+                raise _unauthorized(f"Tokens signed with {alg!r} are not accepted.")
+            return jwt.decode(
+                token,
+                key,
+                algorithms=algorithms,
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=LEEWAY_SECONDS,
+                options=options,
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise _unauthorized("The bearer token has expired.") from exc
+        except jwt.ImmatureSignatureError as exc:
+            raise _unauthorized("The bearer token is not valid yet.") from exc
+        except jwt.PyJWTError as exc:
+            raise _unauthorized(f"The bearer token is invalid: {exc}.") from exc
+
+    def mint(self, claims: dict[str, Any], ttl_seconds: int = 3600) -> str:
+        """A development token signed with the local secret (embedded mode, tests, `keel token`)."""
+        if not self.secret:
+            raise RuntimeError("no KEEL_JWT_SECRET configured: cannot mint HS256 tokens")
+        now = int(time.time())
+        payload = {"iat": now, "nbf": now, "exp": now + ttl_seconds, "jti": uuid.uuid4().hex, **claims}
+        if self.audience:
+            payload.setdefault("aud", self.audience)
+        if self.issuer:
+            payload.setdefault("iss", self.issuer)
+        return jwt.encode(payload, self.secret, algorithm="HS256")
+
+
+def _unauthorized(detail: str) -> NotAuthorizedException:
+    return NotAuthorizedException(detail=detail, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
+    """Dependency `principal`: declaring it makes a route require a valid bearer token."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise NotAuthorizedException(detail="A bearer token is required.", headers={"WWW-Authenticate": "Bearer"})
+    verifier: TokenVerifier = request.app.state.verifier
+    claims = verifier.verify(token.strip())
+    return Principal(claims=claims)

@@ -1,0 +1,3 @@
+"""CallMaster: users, crews, venues, departments (and, later, shows and scripts)."""
+
+routes: list = []

@@ -1,0 +1,3 @@
+"""Clinic records: clinics, staff, leads, patients."""
+
+routes: list = []

