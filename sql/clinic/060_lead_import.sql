@@ -1,0 +1,85 @@
+-- Bulk lead import: rows validated and encrypted by the API, checked against the clinic's staff and
+-- inserted with one set-based statement.
+
+CREATE OR REPLACE FUNCTION clinic.import_leads(rows jsonb, partial boolean DEFAULT false, clinic_id uuid DEFAULT NULL)
+    RETURNS jsonb
+    LANGUAGE plpgsql
+AS $$
+#variable_conflict use_column
+DECLARE
+    tenant uuid := clinic.tenant_id(import_leads.clinic_id);
+    rejected jsonb;
+    imported integer;
+BEGIN
+    IF jsonb_typeof(rows) IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'rows must be a JSON array';
+    END IF;
+
+    -- References the API cannot check: the assigned staff member must belong to this clinic.
+    SELECT jsonb_agg(jsonb_build_object(
+               'index', r.index,
+               'errors', jsonb_build_array(jsonb_build_object(
+                   'field', 'assigned_to_id',
+                   'reason', 'no staff member with this id in the clinic'
+               ))
+           ) ORDER BY r.index)
+    INTO rejected
+    FROM jsonb_to_recordset(rows) AS r(index integer, assigned_to_id uuid)
+    WHERE r.assigned_to_id IS NOT NULL
+      AND NOT EXISTS (
+          SELECT FROM clinic.staff AS s WHERE s.clinic_id = tenant AND s.id = r.assigned_to_id
+      );
+
+    IF rejected IS NOT NULL AND NOT partial THEN
+        RETURN jsonb_build_object('imported', 0, 'rejected', rejected);
+    END IF;
+
+    INSERT INTO clinic.leads (
+        clinic_id, date_added, name, phone, phone_bidx, alternate_phone, age, gender, source, inquiry,
+        problem, treatment_doctor, treatment_suggested, status, assigned_to_id, guardian_name,
+        guardian_age, location, referral_required, notes
+    )
+    SELECT
+        tenant,
+        coalesce(r.date_added, current_date),
+        r.name,
+        r.phone,
+        r.phone_bidx,
+        r.alternate_phone,
+        r.age,
+        r.gender,
+        r.source,
+        r.inquiry,
+        r.problem,
+        r.treatment_doctor,
+        r.treatment_suggested,
+        coalesce(r.status, 'new_inquiry'),
+        r.assigned_to_id,
+        r.guardian_name,
+        r.guardian_age,
+        r.location,
+        coalesce(r.referral_required, false),
+        r.notes
+    FROM jsonb_to_recordset(rows) AS r(
+        index integer, date_added date, name text, phone text, phone_bidx text, alternate_phone text,
+        age integer, gender text, source text, inquiry text, problem text, treatment_doctor text,
+        treatment_suggested text, status text, assigned_to_id uuid, guardian_name text,
+        guardian_age integer, location text, referral_required boolean, notes text
+    )
+    WHERE NOT EXISTS (
+        SELECT FROM jsonb_array_elements(coalesce(rejected, '[]')) AS x
+        WHERE (x ->> 'index')::integer = r.index
+    )
+    ORDER BY r.index;
+    GET DIAGNOSTICS imported = ROW_COUNT;
+
+    RETURN jsonb_build_object('imported', imported, 'rejected', coalesce(rejected, '[]'));
+END
+$$;
+COMMENT ON FUNCTION clinic.import_leads(jsonb, boolean, uuid) IS
+    'Inserts many leads into the current clinic (or clinic_id, DBA use) with one statement. rows: JSON '
+    'array of lead objects as create_lead takes them, each with its source position as index. Rows naming '
+    'an assigned_to_id outside the clinic are rejected: with partial false nothing is inserted, with '
+    'partial true the others are. Returns {imported, rejected: [{index, errors: [{field, reason}]}]}. '
+    'Errors: 22023 rows not an array or no clinic; 23514/23502/22xxx a row breaks a constraint (nothing '
+    'inserted).';
