@@ -81,7 +81,8 @@ COMMENT ON FUNCTION callmaster.visible_user_ids() IS
 -- users: see the visible set; create guests; edit own profile and the guests one created.
 DROP POLICY IF EXISTS users_select ON callmaster.users;
 CREATE POLICY users_select ON callmaster.users FOR SELECT TO keel_api
-    USING (id = ANY ((SELECT callmaster.visible_user_ids())::uuid[]));
+    USING (id = ANY ((SELECT callmaster.visible_user_ids())::uuid[])
+           OR created_by = (SELECT callmaster.current_user_id()));
 DROP POLICY IF EXISTS users_insert ON callmaster.users;
 CREATE POLICY users_insert ON callmaster.users FOR INSERT TO keel_api
     WITH CHECK (created_by = (SELECT callmaster.current_user_id())

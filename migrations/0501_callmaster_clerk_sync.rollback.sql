@@ -1,0 +1,1 @@
+ALTER TABLE callmaster.users DROP COLUMN IF EXISTS clerk_updated_at;
