@@ -1,3 +1,5 @@
-"""CallMaster: users, crews, venues, departments (and, later, shows and scripts)."""
+"""CallMaster: Clerk-synced users, crews and guests, venues and departments (shows and scripts follow)."""
 
-routes: list = []
+from api.callmaster import crew, identity, places, webhooks
+
+routes: list = [*webhooks.routes, *identity.routes, *crew.routes, *places.routes]

@@ -1,0 +1,94 @@
+"""Crews and guests: `GET /api/crew`, `POST /api/crew/guests`, `PATCH/DELETE /api/crew/{user_id}`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+import msgspec
+from litestar import Request, Response, delete, get, patch, post
+from msgspec import UNSET, Meta, UnsetType
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from api.callmaster.identity import merge_patch
+from api.deps import CurrentPrincipal, Db, Page
+from api.idempotency import idempotency_key, run_idempotent
+
+Email = Annotated[str, Meta(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=320)]
+PersonName = Annotated[str, Meta(max_length=100)]
+Phone = Annotated[str, Meta(max_length=50)]
+Notes = Annotated[str, Meta(max_length=4000)]
+
+
+class GuestCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """A crew member without a Clerk account yet; signing up with this email claims the record."""
+
+    email: Email
+    first_name: PersonName | None = None
+    last_name: PersonName | None = None
+    phone: Phone | None = None
+    notes: Notes | None = None
+
+
+class CrewPatch(msgspec.Struct, forbid_unknown_fields=True):
+    """Changes to the crew relationship (the member's own profile is theirs to edit)."""
+
+    notes: Notes | None | UnsetType = UNSET
+    is_active: bool | UnsetType = UNSET
+
+
+@get("/api/crew", tags=["callmaster"], summary="The requesting user and the crew they manage")
+async def list_crew(db: Db, principal: CurrentPrincipal, pagination: Page) -> dict[str, Any]:
+    return await db.fetch_val(
+        principal,
+        "SELECT callmaster.list_crew(%(limit)s, %(offset)s)",
+        {"limit": pagination.limit, "offset": pagination.offset},
+    )
+
+
+@post(
+    "/api/crew/guests",
+    tags=["callmaster"],
+    summary="Create a guest crew member",
+    description="Guest user and crew relationship in one transaction; an email already in use → 409. "
+    "Honours Idempotency-Key.",
+    status_code=201,
+)
+async def create_guest(
+    request: Request[Any, Any, Any], data: GuestCreate, db: Db, principal: CurrentPrincipal
+) -> Response[Any]:
+    payload = msgspec.to_builtins(data)
+    outcome = await run_idempotent(
+        db,
+        principal,
+        idempotency_key(request),
+        method=request.method,
+        path=request.url.path,
+        payload=payload,
+        call=sql.SQL("callmaster.add_guest(%(data)s)"),
+        params={"data": Jsonb(payload)},
+    )
+    return Response(outcome.body, status_code=outcome.status_code, headers=outcome.headers)
+
+
+@patch("/api/crew/{user_id:uuid}", tags=["callmaster"], summary="Change a crew relationship (notes, active)")
+async def update_crew_member(user_id: UUID, data: CrewPatch, db: Db, principal: CurrentPrincipal) -> dict[str, Any]:
+    return await db.fetch_val(
+        principal,
+        "SELECT callmaster.update_crew_member(%(user_id)s, %(patch)s)",
+        {"user_id": user_id, "patch": Jsonb(merge_patch(data))},
+    )
+
+
+@delete(
+    "/api/crew/{user_id:uuid}",
+    tags=["callmaster"],
+    summary="End a crew relationship (the user remains)",
+    status_code=204,
+)
+async def remove_crew_member(user_id: UUID, db: Db, principal: CurrentPrincipal) -> None:
+    await db.execute(principal, "SELECT callmaster.remove_crew_member(%(user_id)s)", {"user_id": user_id})
+
+
+routes = [list_crew, create_guest, update_crew_member, remove_crew_member]
