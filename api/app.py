@@ -19,7 +19,7 @@ from api.auth import TokenVerifier, provide_principal
 from api.db import Database
 from api.errors import exception_handlers, problem_plugin
 from api.migrate import migration_ids
-from api.observability import pool_collector, prometheus_config, request_id_middleware
+from api.observability import pool_collector, prometheus_config, request_id_middleware, send_request_id
 from api.pagination import provide_pagination
 from api.settings import Settings
 
@@ -79,6 +79,7 @@ def create_app(settings: Settings, *, database_url: str | None = None, run_worke
         lifespan=[lifespan],
         on_app_init=[on_app_init],
         middleware=[request_id_middleware, prometheus.middleware],
+        before_send=[send_request_id],
         plugins=[problem_plugin()],
         exception_handlers=exception_handlers,
         request_max_body_size=settings.max_body_bytes,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -81,14 +82,20 @@ def serve(host: str, port: int, no_workers: bool) -> None:
             ensure_schema_current(url)
         app = create_app(settings, database_url=url, run_workers=not no_workers)
         log.info("serving on http://%s:%s", host, port)
+        # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal; make SIGTERM
+        # an exception like SIGINT so the embedded database is stopped on the way out too.
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
         uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on")).run()
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 @main.command()
 def worker() -> None:
     """Run only the background workers (outbox dispatcher, assistant replies) until interrupted."""
     import asyncio
-    import signal
 
     from api.db import Database
     from api.workers import run_workers

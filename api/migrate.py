@@ -84,7 +84,7 @@ def reload_sql(url: str) -> int:
 
 
 def migrate(url: str, rollback: int = 0) -> dict[str, object]:
-    """Apply pending migrations (or roll back the last `rollback`), then reload `sql/`."""
+    """Apply pending migrations, then reload `sql/`; or roll back the last `rollback` migrations."""
     with _migration_lock(url):
         _bootstrap(url)
         backend = get_backend(yoyo_url(url), migration_table=MIGRATION_TABLE)
@@ -101,7 +101,8 @@ def migrate(url: str, rollback: int = 0) -> dict[str, object]:
                     changed = [m.id for m in pending]
         finally:
             backend.connection.close()
-        reloaded = reload_sql(url)
+        # After a rollback the sources may name tables that are gone; the next migrate reloads them.
+        reloaded = 0 if rollback else reload_sql(url)
     log.info("migrate done", extra={"changed": changed, "sql_files": reloaded, "rollback": bool(rollback)})
     return {"rolled_back" if rollback else "applied": changed, "sql_files": reloaded}
 

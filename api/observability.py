@@ -49,28 +49,35 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def _request_id(scope: Scope) -> str:
+    """The client's `X-Request-ID` when it is sane, else a new one; remembered in the scope."""
+    state = scope.setdefault("state", {})
+    if "request_id" not in state:
+        incoming = dict(scope["headers"]).get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
+        state["request_id"] = incoming if 0 < len(incoming) <= 128 and incoming.isprintable() else uuid.uuid4().hex
+    return state["request_id"]
+
+
 def request_id_middleware(app: ASGIApp) -> ASGIApp:
-    """Takes `X-Request-ID` from the client (or makes one), logs with it, and returns it."""
+    """Makes the request id visible to every log line written while the request runs."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
-        incoming = dict(scope["headers"]).get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
-        request_id = incoming if 0 < len(incoming) <= 128 and incoming.isprintable() else uuid.uuid4().hex
-        token = request_id_var.set(request_id)
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                MutableScopeHeaders.from_message(message)[REQUEST_ID_HEADER] = request_id
-            await send(message)
-
+        token = request_id_var.set(_request_id(scope))
         try:
-            await app(scope, receive, send_with_id)
+            await app(scope, receive, send)
         finally:
             request_id_var.reset(token)
 
     return middleware
+
+
+async def send_request_id(message: Message, scope: Scope) -> None:
+    """`before_send` hook: every response carries `X-Request-ID`, unmatched routes' 404s included."""
+    if message["type"] == "http.response.start" and scope["type"] == "http":
+        MutableScopeHeaders.from_message(message)[REQUEST_ID_HEADER] = _request_id(scope)
 
 
 def prometheus_config() -> PrometheusConfig:

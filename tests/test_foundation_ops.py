@@ -1,0 +1,110 @@
+"""Operations endpoints, request ids, OpenAPI, and the embedded `keel serve` lifecycle."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from api.migrate import migrate
+
+
+async def test_health_and_ready(client):
+    assert (await client.get("/api/health")).json() == {"status": "ok"}
+    assert (await client.get("/api/ready")).json() == {"status": "ready"}
+
+
+async def test_ready_is_503_when_schema_is_behind(db_url, client):
+    migrate(db_url, rollback=1)
+    response = await client.get("/api/ready")
+    assert response.status_code == 503
+    body = response.json()
+    assert "keel migrate" in body["detail"] and len(body["pending"]) == 1
+
+
+async def test_request_id_is_returned_and_propagated(client):
+    generated = await client.get("/api/health")
+    assert len(generated.headers["x-request-id"]) == 32
+    echoed = await client.get("/api/health", headers={"X-Request-ID": "trace-abc-123"})
+    assert echoed.headers["x-request-id"] == "trace-abc-123"
+    problem = await client.get("/api/missing", headers={"X-Request-ID": "trace-404"})
+    assert problem.status_code == 404 and problem.headers["x-request-id"] == "trace-404"
+
+
+async def test_metrics_expose_requests_and_pool(client):
+    await client.get("/api/health")
+    text = (await client.get("/metrics")).text
+    assert 'keel_requests_total{app_name="keel",method="GET",path="/api/health",status_code="200"}' in text
+    assert "keel_request_duration_seconds_bucket" in text
+    for gauge in ("keel_db_pool_size", "keel_db_pool_in_use", "keel_db_pool_waiting"):
+        assert f'{gauge}{{pool="primary"}}' in text
+
+
+async def test_openapi_31_and_browsable_ui(client):
+    spec = (await client.get("/schema/openapi.json")).json()
+    assert spec["openapi"].startswith("3.1")
+    assert "/api/health" in spec["paths"]
+    ui = await client.get("/schema")
+    assert ui.status_code == 200 and "<html" in ui.text.lower()
+
+
+def _wait_for(url: str, proc: subprocess.Popen, timeout: float = 60) -> httpx.Response:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"keel serve exited early: {proc.stderr.read()}")
+        try:
+            return httpx.get(url, timeout=2)
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise AssertionError("keel serve did not come up")
+
+
+def _postgres_for(data_dir: Path) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if proc.info["name"] == "postgres" and str(data_dir) in cmdline:
+            found.append(proc)
+    return found
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+def test_embedded_serve_lifecycle(tmp_path, unused_tcp_port, stop_signal):
+    """No configuration: serve starts a private PostgreSQL, migrates, answers, stops it on a signal."""
+    data_dir = tmp_path / "keel-data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "KEEL_"))}
+    env["KEEL_DATA_DIR"] = str(data_dir)
+    keel = [sys.executable, "-m", "api.cli"]
+    proc = subprocess.Popen(
+        [*keel, "serve", "--port", str(unused_tcp_port)], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        base = f"http://127.0.0.1:{unused_tcp_port}"
+        assert _wait_for(f"{base}/api/health", proc).status_code == 200
+        token = subprocess.run(
+            [*keel, "token", "--sub", "staff-1", "--role", "admin"], env=env, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        ready = httpx.get(f"{base}/api/ready", headers={"Authorization": f"Bearer {token}"})
+        assert ready.status_code == 200 and ready.json()["authenticated_as"] == "staff-1"
+        url = subprocess.run([*keel, "db-url"], env=env, capture_output=True, text=True, check=True).stdout.strip()
+        schemas = subprocess.run(["psql", url, "-Atc", "SELECT nspname FROM pg_namespace ORDER BY 1"],
+                                 capture_output=True, text=True, check=True).stdout.split()
+        assert {"keel", "clinic", "assistant", "callmaster"} <= set(schemas)
+
+        second = subprocess.run([*keel, "serve", "--port", "1"], env=env, capture_output=True, text=True, timeout=60)
+        assert second.returncode != 0 and "already using" in second.stderr
+        assert _postgres_for(data_dir)
+    finally:
+        proc.send_signal(stop_signal)
+        proc.wait(timeout=60)
+        proc.stderr.close()
+    time.sleep(0.5)
+    assert _postgres_for(data_dir) == []
