@@ -1,3 +1,7 @@
-"""Clinic records: clinics, staff, leads, patients."""
+"""Clinic records: clinics, staff, patients, leads (encrypted fields), lead import and conversion."""
 
-routes: list = []
+from api.clinic.leads import LeadController
+from api.clinic.patients import PatientController
+from api.clinic.staff import StaffController, list_doctors
+
+routes: list = [StaffController, list_doctors, PatientController, LeadController]

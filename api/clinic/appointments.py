@@ -1,0 +1,199 @@
+"""Appointments: /api/appointments.
+
+Every rule lives in PostgreSQL (sql/clinic/2xx_appointments_*.sql, migration 0200): the snapshot
+trigger copies patient and doctor in, the exclusion constraint refuses double booking (409, code
+23P01, naming the conflicting slot), a trigger enforces the status lifecycle (409, code 55000), and
+outbox triggers announce bookings and cancellations. Each handler validates, then makes one SQL call.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, Request, Response, get, patch, post
+from litestar.params import Parameter
+from msgspec import UNSET, Meta, Struct, UnsetType
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from api.clinic.common import require_clinic
+from api.deps import CurrentPrincipal, Db, Page
+from api.errors import Problem
+from api.idempotency import idempotency_key, run_idempotent
+
+AppointmentStatus = Literal["scheduled", "checked_in", "completed", "cancelled", "no_show"]
+ClockTime = Annotated[
+    str,
+    Meta(
+        pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$",
+        description="HH:MM or HH:MM:SS, the clinic's local time",
+        examples=["09:30"],
+    ),
+]
+TypeName = Annotated[
+    str, Meta(pattern=r"^[a-z][a-z0-9_]{0,39}$", description="snake_case, e.g. consultation", examples=["consultation"])
+]
+ShortText = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"\S")]
+LongText = Annotated[str, Meta(min_length=1, max_length=5000, pattern=r"\S")]
+
+BOOK_APPOINTMENT = sql.SQL("clinic.book_appointment(%(data)s)")
+LIST_APPOINTMENTS = (
+    "SELECT clinic.list_appointments(p_date => %(date)s, p_doctor_id => %(doctor_id)s, p_status => %(status)s,"
+    " p_patient_id => %(patient_id)s, p_from => %(from)s, p_to => %(to)s, p_limit => %(limit)s,"
+    " p_offset => %(offset)s)"
+)
+
+
+class Body(Struct, forbid_unknown_fields=True, kw_only=True):
+    """Unknown fields are an error, not silently dropped."""
+
+    def to_data(self) -> dict[str, Any]:
+        """JSON-ready dict of the fields that were sent (UNSET ones left out)."""
+        data: dict[str, Any] = msgspec.to_builtins(self)
+        return data
+
+
+class AppointmentCreate(Body):
+    patient_id: UUID
+    doctor_id: UUID
+    appointment_date: date
+    start_time: ClockTime
+    end_time: ClockTime
+    type: TypeName | UnsetType = UNSET
+    visit_reason: LongText | None = None
+    source: ShortText | None = None
+    lead_id: UUID | None = None
+
+
+class AppointmentUpdate(Body):
+    patient_id: UUID | UnsetType = UNSET
+    doctor_id: UUID | UnsetType = UNSET
+    appointment_date: date | UnsetType = UNSET
+    start_time: ClockTime | UnsetType = UNSET
+    end_time: ClockTime | UnsetType = UNSET
+    type: TypeName | UnsetType = UNSET
+    status: AppointmentStatus | UnsetType = UNSET
+    visit_reason: LongText | None | UnsetType = UNSET
+    source: ShortText | None | UnsetType = UNSET
+    cancel_reason: LongText | None | UnsetType = UNSET
+    lead_id: UUID | None | UnsetType = UNSET
+
+
+class AppointmentCancel(Body):
+    reason: LongText
+
+
+def _seconds(value: str) -> int:
+    parts = [int(p) for p in value.split(":")]
+    return parts[0] * 3600 + parts[1] * 60 + (parts[2] if len(parts) > 2 else 0)
+
+
+def check_times(data: dict[str, Any]) -> None:
+    """A clear 422 for an empty or inverted slot (the CHECK constraint holds it for every writer)."""
+    start, end = data.get("start_time"), data.get("end_time")
+    if start is not None and end is not None and _seconds(end) <= _seconds(start):
+        raise Problem(
+            422,
+            "end_time must be after start_time.",
+            code="23514",
+            extra={"constraint": "appointments_time_order_check"},
+        )
+
+
+class AppointmentController(Controller):
+    path = "/api/appointments"
+    tags = ["appointments"]
+
+    @post(
+        "/",
+        summary="Book an appointment (409 on overlap; honours Idempotency-Key)",
+        status_code=201,
+    )
+    async def book_appointment(
+        self, request: Request[Any, Any, Any], db: Db, principal: CurrentPrincipal, data: AppointmentCreate
+    ) -> Response[dict[str, Any]]:
+        require_clinic(principal)
+        payload = data.to_data()
+        check_times(payload)
+        outcome = await run_idempotent(
+            db,
+            principal,
+            idempotency_key(request),
+            method=request.method,
+            path=request.url.path,
+            payload=payload,
+            call=BOOK_APPOINTMENT,
+            params={"data": Jsonb(payload)},
+        )
+        headers = {**outcome.headers, "Location": f"/api/appointments/{outcome.body['id']}"}
+        return Response(outcome.body, status_code=outcome.status_code, headers=headers)
+
+    @get("/", summary="List appointments by date, doctor, status or patient")
+    async def list_appointments(
+        self,
+        db: Db,
+        principal: CurrentPrincipal,
+        pagination: Page,
+        date_: Annotated[date | None, Parameter(query="date", description="Appointment date (YYYY-MM-DD)")] = None,
+        doctor_id: UUID | None = None,
+        status: AppointmentStatus | None = None,
+        patient_id: UUID | None = None,
+        from_: Annotated[date | None, Parameter(query="from", description="First date, inclusive")] = None,
+        to: Annotated[date | None, Parameter(description="Last date, inclusive")] = None,
+    ) -> dict[str, Any]:
+        require_clinic(principal)
+        page: dict[str, Any] = await db.fetch_val(
+            principal,
+            LIST_APPOINTMENTS,
+            {
+                "date": date_,
+                "doctor_id": doctor_id,
+                "status": status,
+                "patient_id": patient_id,
+                "from": from_,
+                "to": to,
+                "limit": pagination.limit,
+                "offset": pagination.offset,
+            },
+        )
+        return pagination.page(page["items"], page["total"])
+
+    @get("/{appointment_id:uuid}", summary="One appointment")
+    async def get_appointment(self, db: Db, principal: CurrentPrincipal, appointment_id: UUID) -> dict[str, Any]:
+        require_clinic(principal)
+        appointment: dict[str, Any] = await db.fetch_val(
+            principal, "SELECT clinic.get_appointment(%(id)s)", {"id": appointment_id}
+        )
+        return appointment
+
+    @patch("/{appointment_id:uuid}", summary="Reschedule, reassign or move an appointment along its lifecycle")
+    async def update_appointment(
+        self, db: Db, principal: CurrentPrincipal, appointment_id: UUID, data: AppointmentUpdate
+    ) -> dict[str, Any]:
+        require_clinic(principal)
+        payload = data.to_data()
+        check_times(payload)
+        appointment: dict[str, Any] = await db.fetch_val(
+            principal,
+            "SELECT clinic.update_appointment(%(id)s, %(data)s)",
+            {"id": appointment_id, "data": Jsonb(payload)},
+        )
+        return appointment
+
+    @post("/{appointment_id:uuid}/cancel", summary="Cancel an appointment; its slot is free at once", status_code=200)
+    async def cancel_appointment(
+        self, db: Db, principal: CurrentPrincipal, appointment_id: UUID, data: AppointmentCancel
+    ) -> dict[str, Any]:
+        require_clinic(principal)
+        appointment: dict[str, Any] = await db.fetch_val(
+            principal,
+            "SELECT clinic.cancel_appointment(%(id)s, %(reason)s)",
+            {"id": appointment_id, "reason": data.reason.strip()},
+        )
+        return appointment
+
+
+routes: list[Any] = [AppointmentController]

@@ -1,0 +1,69 @@
+"""What every clinic handler shares: the clinic-scoped caller, the keyring, lead decryption."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from api.auth import Principal
+from api.clinic.schemas import LEAD_ENCRYPTED_FIELDS
+from api.crypto import CryptoError, EncryptionNotConfigured, Keyring, keyring_for
+from api.errors import Problem
+from api.settings import Settings
+
+
+def require_clinic(principal: Principal) -> UUID:
+    """The token's clinic; 403 when the token carries none (e.g. a CallMaster token)."""
+    raw = principal.clinic_id
+    try:
+        return UUID(raw) if raw else _no_clinic()
+    except ValueError:
+        return _no_clinic()
+
+
+def _no_clinic() -> UUID:
+    raise Problem(403, "This token carries no valid clinic_id claim.", code="42501")
+
+
+def require_admin(principal: Principal) -> None:
+    require_clinic(principal)
+    if principal.role != "admin":
+        raise Problem(403, "Only a clinic admin may change staff.", code="42501")
+
+
+def keyring(settings: Settings) -> Keyring:
+    """The field-encryption keys; 503 with what to set when none are configured."""
+    try:
+        return keyring_for(settings)
+    except EncryptionNotConfigured as exc:
+        raise Problem(503, str(exc), code="encryption_not_configured") from exc
+    except CryptoError as exc:
+        raise Problem(503, f"KEEL_ENCRYPTION_KEYS is invalid: {exc}", code="encryption_not_configured") from exc
+
+
+def lead_field(name: str) -> str:
+    """Associated data binding a ciphertext to its column."""
+    return f"clinic.leads.{name}"
+
+
+def encrypt_lead_fields(ring: Keyring, data: dict[str, Any]) -> dict[str, Any]:
+    """Replace clear encrypted fields by ciphertext (None stays None); add the phone's blind index."""
+    out = dict(data)
+    for name in LEAD_ENCRYPTED_FIELDS:
+        value = out.get(name)
+        if value is not None:
+            out[name] = ring.encrypt(value.strip(), lead_field(name))
+    if data.get("phone") is not None:
+        out["phone_bidx"] = ring.phone_index(data["phone"])
+    return out
+
+
+def decrypt_lead(ring: Keyring, lead: dict[str, Any]) -> dict[str, Any]:
+    out = dict(lead)
+    try:
+        for name in LEAD_ENCRYPTED_FIELDS:
+            if out.get(name) is not None:
+                out[name] = ring.decrypt(out[name], lead_field(name))
+    except CryptoError as exc:
+        raise Problem(503, f"A stored lead cannot be decrypted: {exc}", code="decryption_failed") from exc
+    return out

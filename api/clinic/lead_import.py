@@ -1,0 +1,198 @@
+"""Bulk lead import, shared by `POST /api/leads/import` and `keel leads import`.
+
+Parsing, validation and encryption are CPU work: the HTTP path runs them in a thread pool, in chunks,
+so the event loop keeps serving other requests; the rows then go to `clinic.import_leads` as one JSON
+document inserted with one set-based statement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import re
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from api.clinic.common import encrypt_lead_fields
+from api.clinic.schemas import LeadCreate
+from api.crypto import Keyring
+
+MAX_ROWS = 10_000
+CHUNK_ROWS = 500
+IMPORT_SQL = "SELECT clinic.import_leads(%(rows)s::jsonb, %(partial)s)"
+FIELDS = tuple(LeadCreate.__struct_fields__)
+_ENUM_FIELDS = ("gender", "status")
+_GENDER_ALIASES = {"m": "male", "f": "female", "o": "other"}
+_AT_FIELD = re.compile(r" - at `\$\.?([A-Za-z_]*)`")
+
+_executor: ThreadPoolExecutor | None = None
+
+
+class ImportRejected(Exception):
+    """The upload as a whole is unusable (not JSON/CSV, too many rows, bad header)."""
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+@dataclass
+class Prepared:
+    """Rows ready for clinic.import_leads, and the ones refused with their reasons."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+    def extend(self, other: Prepared) -> None:
+        self.rows.extend(other.rows)
+        self.rejected.extend(other.rejected)
+
+
+def executor() -> Executor:
+    """The process-wide pool for import work (created on first use)."""
+    global _executor
+    if _executor is None:
+        _executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="keel-lead-import")
+    return _executor
+
+
+def parse_json(raw: bytes) -> list[Any]:
+    try:
+        rows = msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise ImportRejected(f"The body is not valid JSON: {exc}") from None
+    if isinstance(rows, dict) and isinstance(rows.get("leads"), list):
+        rows = rows["leads"]
+    if not isinstance(rows, list):
+        raise ImportRejected('Send a JSON array of leads (or {"leads": [...]}).')
+    _check_count(len(rows))
+    return rows
+
+
+def parse_csv(raw: bytes | str) -> list[Any]:
+    """Rows of a CSV with a header row; empty cells count as absent, header names are case-insensitive."""
+    try:
+        text = raw.decode("utf-8-sig") if isinstance(raw, bytes) else raw
+    except UnicodeDecodeError:
+        raise ImportRejected("The CSV is not UTF-8 text.") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise ImportRejected("The CSV is empty: it needs a header row naming the columns.") from None
+    except csv.Error as exc:
+        raise ImportRejected(f"The CSV cannot be read: {exc}") from None
+    columns = [re.sub(r"[\s-]+", "_", name.strip().lower()) for name in header]
+    unknown = [name for name in columns if name not in FIELDS]
+    missing = [name for name in ("name", "phone") if name not in columns]
+    if unknown or missing:
+        raise ImportRejected(
+            "The CSV header does not match the lead fields.",
+            unknown_columns=unknown,
+            missing_columns=missing,
+            allowed_columns=list(FIELDS),
+        )
+    rows: list[Any] = []
+    try:
+        for cells in reader:
+            if not any(cell.strip() for cell in cells):
+                continue
+            if len(cells) > len(columns):
+                rows.append({"__error__": f"{len(cells)} cells for {len(columns)} columns"})
+            else:
+                rows.append({col: cell.strip() for col, cell in zip(columns, cells, strict=False) if cell.strip()})
+            _check_count(len(rows))
+    except csv.Error as exc:
+        raise ImportRejected(f"The CSV cannot be read at line {reader.line_num}: {exc}") from None
+    return rows
+
+
+def _check_count(count: int) -> None:
+    if count > MAX_ROWS:
+        raise ImportRejected(f"An import takes at most {MAX_ROWS:,} rows.", max_rows=MAX_ROWS)
+
+
+def _reason(exc: msgspec.ValidationError) -> dict[str, str]:
+    message = str(exc)
+    match = _AT_FIELD.search(message)
+    if match:
+        return {"field": match.group(1) or "(row)", "reason": message[: match.start()]}
+    unknown = re.search(r"unknown field `([^`]*)`", message)
+    return {"field": unknown.group(1) if unknown else "(row)", "reason": message}
+
+
+def prepare_chunk(ring: Keyring, rows: Sequence[Any], start: int, from_csv: bool) -> Prepared:
+    """Validate and encrypt rows[start:…]; indexes in the result are positions in the whole upload."""
+    out = Prepared()
+    for offset, raw in enumerate(rows):
+        index = start + offset
+        if not isinstance(raw, dict):
+            out.rejected.append({"index": index, "errors": [{"field": "(row)", "reason": "Expected an object"}]})
+            continue
+        if "__error__" in raw:
+            out.rejected.append({"index": index, "errors": [{"field": "(row)", "reason": raw["__error__"]}]})
+            continue
+        if from_csv:
+            raw = dict(raw)
+            for name in _ENUM_FIELDS:
+                if isinstance(raw.get(name), str):
+                    value = raw[name].lower().replace(" ", "_")
+                    raw[name] = _GENDER_ALIASES.get(value, value) if name == "gender" else value
+        try:
+            lead = msgspec.convert(raw, LeadCreate, strict=not from_csv)
+        except msgspec.ValidationError as exc:
+            out.rejected.append({"index": index, "errors": [_reason(exc)]})
+            continue
+        row = encrypt_lead_fields(ring, lead.to_data())
+        row["index"] = index
+        out.rows.append(row)
+    return out
+
+
+def _chunks(rows: Sequence[Any]) -> Iterator[tuple[int, Sequence[Any]]]:
+    for start in range(0, len(rows), CHUNK_ROWS):
+        yield start, rows[start : start + CHUNK_ROWS]
+
+
+def prepare_sync(
+    ring: Keyring, rows: Sequence[Any], *, from_csv: bool, progress: Callable[[int], None] | None = None
+) -> Prepared:
+    """The CLI's path: chunk by chunk in this thread, reporting rows done."""
+    result = Prepared()
+    for start, chunk in _chunks(rows):
+        result.extend(prepare_chunk(ring, chunk, start, from_csv))
+        if progress:
+            progress(len(chunk))
+    return result
+
+
+async def prepare_async(ring: Keyring, rows: Sequence[Any], *, from_csv: bool) -> Prepared:
+    """The HTTP path: chunks run in the import pool while the event loop serves other requests."""
+    loop = asyncio.get_running_loop()
+    pool = executor()
+    parts = await asyncio.gather(
+        *(loop.run_in_executor(pool, prepare_chunk, ring, chunk, start, from_csv) for start, chunk in _chunks(rows))
+    )
+    result = Prepared()
+    for part in parts:
+        result.extend(part)
+    return result
+
+
+def encode_rows(rows: list[dict[str, Any]]) -> str:
+    """The rows as one JSON text (sent as a jsonb parameter; encoded off the loop by callers)."""
+    return msgspec.json.encode(rows).decode("utf-8")
+
+
+async def parse_async(raw: bytes, *, from_csv: bool) -> list[Any]:
+    return await asyncio.get_running_loop().run_in_executor(executor(), parse_csv if from_csv else parse_json, raw)
+
+
+async def encode_async(rows: list[dict[str, Any]]) -> str:
+    return await asyncio.get_running_loop().run_in_executor(executor(), encode_rows, rows)

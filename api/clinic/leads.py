@@ -1,0 +1,218 @@
+"""Leads: /api/leads, bulk import and conversion into a patient.
+
+Sensitive fields are encrypted here, before any SQL sees them, and decrypted on the way out; the
+database stores and compares only ciphertext and blind indexes.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from litestar import Controller, Request, Response, get, patch, post
+from litestar.params import Parameter
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from api.clinic import lead_import
+from api.clinic.common import decrypt_lead, encrypt_lead_fields, keyring, require_clinic
+from api.clinic.patients import patient_data
+from api.clinic.schemas import LEAD_ENCRYPTED_FIELDS, LeadConversion, LeadCreate, LeadStatus, LeadUpdate
+from api.crypto import Keyring, normalize_phone
+from api.deps import AppSettings, CurrentPrincipal, Db, Page
+from api.errors import Problem
+from api.idempotency import idempotency_key, run_idempotent
+
+CREATE_LEAD = sql.SQL("clinic.create_lead(%(data)s, %(matches)s)")
+LIST_LEADS = (
+    "SELECT clinic.list_leads(status => %(status)s, q => %(q)s, phone_matches => %(matches)s,"
+    " assigned_to_id => %(assigned_to_id)s, page_limit => %(limit)s, page_offset => %(offset)s)"
+)
+CONVERSION_FIELDS = tuple(LeadConversion.__struct_fields__)
+CONVERT_LEAD = sql.SQL("clinic.patient_json(clinic.convert_lead(%(lead_id)s, {args}))").format(
+    args=sql.SQL(", ").join(
+        sql.SQL("{} => {}").format(sql.Identifier(name), sql.Placeholder(name)) for name in CONVERSION_FIELDS
+    )
+)
+IMPORT_TIMEOUT_MS = 120_000
+CSV_TYPES = ("text/csv", "application/csv", "text/plain")
+
+
+class LeadController(Controller):
+    path = "/api/leads"
+    tags = ["leads"]
+
+    @post("/", summary="Add a lead (honours Idempotency-Key)", status_code=201)
+    async def create_lead(
+        self,
+        request: Request[Any, Any, Any],
+        db: Db,
+        principal: CurrentPrincipal,
+        settings: AppSettings,
+        data: LeadCreate,
+    ) -> Response[dict[str, Any]]:
+        """The answer's `possible_duplicate_of` names the newest other lead with the same phone."""
+        require_clinic(principal)
+        ring = keyring(settings)
+        clear = data.to_data()
+        outcome = await run_idempotent(
+            db,
+            principal,
+            idempotency_key(request),
+            method=request.method,
+            path=request.url.path,
+            payload=_fingerprint_payload(ring, clear),
+            call=CREATE_LEAD,
+            params={"data": Jsonb(encrypt_lead_fields(ring, clear)), "matches": ring.phone_matches(data.phone)},
+        )
+        return Response(decrypt_lead(ring, outcome.body), status_code=outcome.status_code, headers=outcome.headers)
+
+    @get("/", summary="List leads (filters: status, name, exact phone, assignee)")
+    async def list_leads(
+        self,
+        db: Db,
+        principal: CurrentPrincipal,
+        settings: AppSettings,
+        pagination: Page,
+        status: LeadStatus | None = None,
+        q: Annotated[str | None, Parameter(min_length=1, max_length=200, description="Substring of the name")] = None,
+        phone: Annotated[str | None, Parameter(max_length=40, description="Exact phone (any formatting)")] = None,
+        assigned_to_id: UUID | None = None,
+    ) -> dict[str, Any]:
+        require_clinic(principal)
+        ring = keyring(settings)
+        matches = None
+        if phone is not None:
+            if len(normalize_phone(phone)) < 6:
+                raise Problem(400, "phone must contain at least 6 digits.", extra={"field": "phone"})
+            matches = ring.phone_matches(phone)
+        page = await db.fetch_val(
+            principal,
+            LIST_LEADS,
+            {
+                "status": status,
+                "q": q.strip() or None if q else None,
+                "matches": matches,
+                "assigned_to_id": assigned_to_id,
+                "limit": pagination.limit,
+                "offset": pagination.offset,
+            },
+        )
+        return pagination.page([decrypt_lead(ring, lead) for lead in page["items"]], page["total"])
+
+    @get("/{lead_id:uuid}", summary="One lead, decrypted")
+    async def get_lead(self, db: Db, principal: CurrentPrincipal, settings: AppSettings, lead_id: UUID) -> dict[str, Any]:
+        require_clinic(principal)
+        ring = keyring(settings)
+        lead = await db.fetch_val(principal, "SELECT clinic.get_lead(%(id)s)", {"id": lead_id})
+        return decrypt_lead(ring, lead)
+
+    @patch("/{lead_id:uuid}", summary="Change a lead (status 'converted' only via /convert)")
+    async def update_lead(
+        self, db: Db, principal: CurrentPrincipal, settings: AppSettings, lead_id: UUID, data: LeadUpdate
+    ) -> dict[str, Any]:
+        require_clinic(principal)
+        ring = keyring(settings)
+        lead = await db.fetch_val(
+            principal,
+            "SELECT clinic.update_lead(%(id)s, %(data)s)",
+            {"id": lead_id, "data": Jsonb(encrypt_lead_fields(ring, data.to_data()))},
+        )
+        return decrypt_lead(ring, lead)
+
+    @post("/{lead_id:uuid}/convert", summary="Convert a lead into a patient (honours Idempotency-Key)", status_code=201)
+    async def convert_lead(
+        self,
+        request: Request[Any, Any, Any],
+        db: Db,
+        principal: CurrentPrincipal,
+        lead_id: UUID,
+        data: LeadConversion,
+    ) -> Response[dict[str, Any]]:
+        """Answers the new patient; the lead becomes `converted` in the same transaction (409 the second time)."""
+        require_clinic(principal)
+        fields = patient_data(data.to_data())
+        outcome = await run_idempotent(
+            db,
+            principal,
+            idempotency_key(request),
+            method=request.method,
+            path=request.url.path,
+            payload=fields,
+            call=CONVERT_LEAD,
+            params={"lead_id": lead_id, **{name: fields.get(name) for name in CONVERSION_FIELDS}},
+        )
+        return Response(outcome.body, status_code=outcome.status_code, headers=outcome.headers)
+
+    @post(
+        "/import",
+        summary="Import up to 10,000 leads from a JSON array or a CSV (all or nothing unless partial=true)",
+        status_code=201,
+    )
+    async def import_leads(
+        self,
+        request: Request[Any, Any, Any],
+        db: Db,
+        principal: CurrentPrincipal,
+        settings: AppSettings,
+        partial: Annotated[bool, Parameter(description="Import the good rows and report the bad ones")] = False,
+    ) -> dict[str, Any]:
+        """Body: `application/json` (an array, or `{"leads": [...]}`), `text/csv` with a header row, or a
+        `multipart/form-data` upload whose first file is the CSV. Every bad row is reported by its
+        0-based position among the data rows."""
+        require_clinic(principal)
+        ring = keyring(settings)
+        raw, from_csv = await _upload(request)
+        try:
+            rows = await lead_import.parse_async(raw, from_csv=from_csv)
+        except lead_import.ImportRejected as exc:
+            raise Problem(422, exc.detail, code="22023", extra=exc.extra) from exc
+        if not rows:
+            raise Problem(422, "There are no leads to import.", code="22023")
+        prepared = await lead_import.prepare_async(ring, rows, from_csv=from_csv)
+        if prepared.rejected and (not partial or not prepared.rows):
+            raise _rejected(prepared.rejected, len(rows))
+        payload = await lead_import.encode_async(prepared.rows)
+        async with db.transaction(principal, timeout_ms=IMPORT_TIMEOUT_MS) as conn:
+            cur = await conn.execute(lead_import.IMPORT_SQL, {"rows": payload, "partial": partial})
+            row = await cur.fetchone()
+        result = row["import_leads"] if row else {"imported": 0, "rejected": []}
+        rejected = sorted(prepared.rejected + result["rejected"], key=lambda item: item["index"])
+        if result["imported"] == 0:
+            raise _rejected(rejected, len(rows))
+        return {"imported": result["imported"], "rejected": rejected, "total_rows": len(rows)}
+
+
+def _fingerprint_payload(ring: Keyring, clear: dict[str, Any]) -> dict[str, Any]:
+    """The request as the idempotency fingerprint sees it: sensitive values only as keyed hashes."""
+    return {
+        name: ring.digest(value) if name in LEAD_ENCRYPTED_FIELDS and isinstance(value, str) else value
+        for name, value in clear.items()
+    }
+
+
+def _rejected(rejected: list[dict[str, Any]], total: int) -> Problem:
+    return Problem(
+        422,
+        f"{len(rejected)} of {total} rows are invalid; nothing was imported.",
+        code="22023",
+        extra={"errors": rejected},
+    )
+
+
+async def _upload(request: Request[Any, Any, Any]) -> tuple[bytes, bool]:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        form = await request.form()
+        for value in form.values():
+            if hasattr(value, "read"):
+                return await value.read(), True
+        raise Problem(422, "The multipart upload has no file.", code="22023")
+    if content_type in CSV_TYPES:
+        return await request.body(), True
+    if content_type in ("application/json", ""):
+        return await request.body(), False
+    raise Problem(
+        415,
+        f"Unsupported content type {content_type!r}: send application/json, text/csv or multipart/form-data.",
+    )
