@@ -1,0 +1,25 @@
+# Two commands do all set-up: `make run` and `make test` (each creates .venv on first use).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)  ## Serve Keel (embedded PostgreSQL when DATABASE_URL is unset)
+	$(BIN)/keel serve $(ARGS)
+
+test: $(STAMP)  ## Run the test suite against a real PostgreSQL
+	$(BIN)/python -m pytest $(ARGS)
+
+bench: $(STAMP)  ## Run the benchmarks (ARGS=--quick for a short run)
+	$(BIN)/python -m bench $(ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache
