@@ -7,6 +7,7 @@ from uuid import UUID
 
 import msgspec
 from litestar import Request, Response, delete, get, patch, post
+from litestar.params import FromPath, JSONBody
 from msgspec import UNSET, Meta, UnsetType
 from psycopg import sql
 from psycopg.types.json import Jsonb
@@ -56,7 +57,7 @@ async def list_crew(db: Db, principal: CurrentPrincipal, pagination: Page) -> di
     status_code=201,
 )
 async def create_guest(
-    request: Request[Any, Any, Any], data: GuestCreate, db: Db, principal: CurrentPrincipal
+    request: Request[Any, Any, Any], data: JSONBody[GuestCreate], db: Db, principal: CurrentPrincipal
 ) -> Response[Any]:
     payload = msgspec.to_builtins(data)
     outcome = await run_idempotent(
@@ -73,7 +74,9 @@ async def create_guest(
 
 
 @patch("/api/crew/{user_id:uuid}", tags=["callmaster"], summary="Change a crew relationship (notes, active)")
-async def update_crew_member(user_id: UUID, data: CrewPatch, db: Db, principal: CurrentPrincipal) -> dict[str, Any]:
+async def update_crew_member(
+    user_id: FromPath[UUID], data: JSONBody[CrewPatch], db: Db, principal: CurrentPrincipal
+) -> dict[str, Any]:
     return await db.fetch_val(
         principal,
         "SELECT callmaster.update_crew_member(%(user_id)s, %(patch)s)",
@@ -87,7 +90,7 @@ async def update_crew_member(user_id: UUID, data: CrewPatch, db: Db, principal: 
     summary="End a crew relationship (the user remains)",
     status_code=204,
 )
-async def remove_crew_member(user_id: UUID, db: Db, principal: CurrentPrincipal) -> None:
+async def remove_crew_member(user_id: FromPath[UUID], db: Db, principal: CurrentPrincipal) -> None:
     await db.execute(principal, "SELECT callmaster.remove_crew_member(%(user_id)s)", {"user_id": user_id})
 
 

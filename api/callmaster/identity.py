@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import get, patch
+from litestar.params import JSONBody
 from msgspec import UNSET, Meta, UnsetType
 from psycopg.types.json import Jsonb
 
@@ -57,7 +58,9 @@ async def get_me(db: Db, principal: CurrentPrincipal) -> dict[str, Any]:
     summary="Merge-patch the requesting user's preferences",
     description="JSON merge patch (RFC 7396) over the stored preferences; answers the resulting object.",
 )
-async def patch_preferences(data: PreferencesPatch, db: Db, principal: CurrentPrincipal) -> dict[str, Any]:
+async def patch_preferences(
+    data: JSONBody[PreferencesPatch], db: Db, principal: CurrentPrincipal
+) -> dict[str, Any]:
     changes = merge_patch(data)
     timezone = changes.get("timezone")
     if timezone is not None and timezone not in _timezones():

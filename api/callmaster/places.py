@@ -11,7 +11,7 @@ from uuid import UUID
 
 import msgspec
 from litestar import delete, get, patch, post
-from litestar.params import Parameter
+from litestar.params import FromPath, JSONBody, Parameter
 from msgspec import UNSET, Meta, UnsetType
 from psycopg.types.json import Jsonb
 
@@ -108,19 +108,21 @@ async def list_venues(db: Db, principal: CurrentPrincipal, pagination: Page, q: 
 
 
 @get("/api/venues/{venue_id:uuid}", tags=["callmaster"], summary="One venue")
-async def get_venue(venue_id: UUID, db: Db, principal: CurrentPrincipal) -> dict[str, Any]:
+async def get_venue(venue_id: FromPath[UUID], db: Db, principal: CurrentPrincipal) -> dict[str, Any]:
     return await db.fetch_val(principal, "SELECT callmaster.get_venue(%(id)s)", {"id": venue_id})
 
 
 @post("/api/venues", tags=["callmaster"], summary="Create a venue", status_code=201)
-async def create_venue(data: VenueCreate, db: Db, principal: CurrentPrincipal) -> dict[str, Any]:
+async def create_venue(data: JSONBody[VenueCreate], db: Db, principal: CurrentPrincipal) -> dict[str, Any]:
     return await db.fetch_val(
         principal, "SELECT callmaster.create_venue(%(data)s)", {"data": Jsonb(msgspec.to_builtins(data))}
     )
 
 
 @patch("/api/venues/{venue_id:uuid}", tags=["callmaster"], summary="Change a venue")
-async def update_venue(venue_id: UUID, data: VenuePatch, db: Db, principal: CurrentPrincipal) -> dict[str, Any]:
+async def update_venue(
+    venue_id: FromPath[UUID], data: JSONBody[VenuePatch], db: Db, principal: CurrentPrincipal
+) -> dict[str, Any]:
     return await db.fetch_val(
         principal,
         "SELECT callmaster.update_venue(%(id)s, %(patch)s)",
@@ -135,7 +137,7 @@ async def update_venue(venue_id: UUID, data: VenuePatch, db: Db, principal: Curr
     description="Shows at the venue are detached (venue_id → null) and the venue deleted, in one transaction.",
     status_code=204,
 )
-async def delete_venue(venue_id: UUID, db: Db, principal: CurrentPrincipal) -> None:
+async def delete_venue(venue_id: FromPath[UUID], db: Db, principal: CurrentPrincipal) -> None:
     await db.execute(principal, "SELECT callmaster.delete_venue(%(id)s)", {"id": venue_id})
 
 
@@ -154,12 +156,14 @@ async def list_departments(
 
 
 @get("/api/departments/{department_id:uuid}", tags=["callmaster"], summary="One department")
-async def get_department(department_id: UUID, db: Db, principal: CurrentPrincipal) -> dict[str, Any]:
+async def get_department(department_id: FromPath[UUID], db: Db, principal: CurrentPrincipal) -> dict[str, Any]:
     return await db.fetch_val(principal, "SELECT callmaster.get_department(%(id)s)", {"id": department_id})
 
 
 @post("/api/departments", tags=["callmaster"], summary="Create a department", status_code=201)
-async def create_department(data: DepartmentCreate, db: Db, principal: CurrentPrincipal) -> dict[str, Any]:
+async def create_department(
+    data: JSONBody[DepartmentCreate], db: Db, principal: CurrentPrincipal
+) -> dict[str, Any]:
     return await db.fetch_val(
         principal, "SELECT callmaster.create_department(%(data)s)", {"data": Jsonb(msgspec.to_builtins(data))}
     )
@@ -167,7 +171,7 @@ async def create_department(data: DepartmentCreate, db: Db, principal: CurrentPr
 
 @patch("/api/departments/{department_id:uuid}", tags=["callmaster"], summary="Change a department")
 async def update_department(
-    department_id: UUID, data: DepartmentPatch, db: Db, principal: CurrentPrincipal
+    department_id: FromPath[UUID], data: JSONBody[DepartmentPatch], db: Db, principal: CurrentPrincipal
 ) -> dict[str, Any]:
     return await db.fetch_val(
         principal,
@@ -177,7 +181,9 @@ async def update_department(
 
 
 @delete("/api/departments/{department_id:uuid}", tags=["callmaster"], summary="Delete a department", status_code=204)
-async def delete_department(department_id: UUID, db: Db, principal: CurrentPrincipal) -> None:
+async def delete_department(
+    department_id: FromPath[UUID], db: Db, principal: CurrentPrincipal
+) -> None:
     await db.execute(principal, "SELECT callmaster.delete_department(%(id)s)", {"id": department_id})
 
 
