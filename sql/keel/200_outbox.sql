@@ -1,0 +1,218 @@
+-- The notification outbox: events written by triggers in the changing transaction, a NOTIFY that
+-- wakes dispatchers (ids only), and the calls a dispatcher (api/outbox.py) or a DBA makes.
+--
+-- keel_api has no privilege on keel.outbox: every function here is SECURITY DEFINER.
+
+CREATE OR REPLACE FUNCTION keel.outbox_notify()
+    RETURNS trigger
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, keel
+AS $$
+BEGIN
+    -- One wake-up per statement (a 10,000-row import is one notification), delivered at commit.
+    -- The payload is an event id only; dispatchers claim whatever is due.
+    PERFORM pg_notify('keel_outbox', (SELECT n.id::text FROM new_rows AS n LIMIT 1))
+    WHERE EXISTS (SELECT FROM new_rows);
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION keel.outbox_notify() IS
+    'Trigger (AFTER INSERT, per statement, on keel.outbox): NOTIFY keel_outbox with one new event id so '
+    'dispatchers wake at commit. Raises nothing.';
+
+CREATE OR REPLACE TRIGGER outbox_notify
+    AFTER INSERT ON keel.outbox
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT
+    EXECUTE FUNCTION keel.outbox_notify();
+
+CREATE OR REPLACE FUNCTION keel.enqueue_event(
+    p_topic text,
+    p_payload jsonb,
+    p_available_at timestamptz DEFAULT now()
+)
+    RETURNS uuid
+    LANGUAGE sql
+    VOLATILE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, keel
+AS $$
+    INSERT INTO keel.outbox (topic, payload, available_at)
+    VALUES (p_topic, coalesce(p_payload, '{}'::jsonb), coalesce(p_available_at, now()))
+    RETURNING id
+$$;
+COMMENT ON FUNCTION keel.enqueue_event(text, jsonb, timestamptz) IS
+    'Appends an event to keel.outbox in the caller''s transaction (it is delivered only if that commits). '
+    'Arguments: topic (dotted lowercase, e.g. appointment.booked), payload (ids and the fields a receiver '
+    'needs, never decrypted medical fields), available_at (default now). Returns the event id (the '
+    'webhook-id receivers see). Errors: 23514 when the topic is malformed.';
+
+CREATE OR REPLACE FUNCTION keel.claim_outbox(
+    p_limit integer,
+    p_lease interval,
+    p_worker text DEFAULT NULL
+)
+    RETURNS TABLE (id uuid, topic text, payload jsonb, created_at timestamptz, attempts integer)
+    LANGUAGE sql
+    VOLATILE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, keel
+AS $$
+    WITH due AS (
+        SELECT o.id
+        FROM keel.outbox AS o
+        WHERE o.delivered_at IS NULL
+          AND o.failed_at IS NULL
+          AND o.available_at <= now()
+        ORDER BY o.available_at
+        LIMIT greatest(p_limit, 1)
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE keel.outbox AS o
+    SET available_at = now() + p_lease,
+        attempts = o.attempts + 1,
+        last_attempt_at = now(),
+        claimed_by = p_worker
+    FROM due
+    WHERE o.id = due.id
+    RETURNING o.id, o.topic, o.payload, o.created_at, o.attempts
+$$;
+COMMENT ON FUNCTION keel.claim_outbox(integer, interval, text) IS
+    'Dispatcher call: claims up to p_limit due events (FOR UPDATE SKIP LOCKED, so concurrent dispatchers '
+    'never claim the same one) by moving available_at forward by p_lease and counting the attempt. '
+    'An event whose dispatcher dies is due again when the lease ends. Arguments: limit, lease, worker name '
+    '(stored in claimed_by). Returns the claimed events. Raises nothing.';
+
+CREATE OR REPLACE FUNCTION keel.complete_outbox(p_id uuid, p_status integer DEFAULT NULL)
+    RETURNS boolean
+    LANGUAGE sql
+    VOLATILE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, keel
+AS $$
+    WITH done AS (
+        UPDATE keel.outbox
+        SET delivered_at = now(), last_status = p_status
+        WHERE id = p_id AND delivered_at IS NULL
+        RETURNING 1
+    )
+    SELECT EXISTS (SELECT FROM done)
+$$;
+COMMENT ON FUNCTION keel.complete_outbox(uuid, integer) IS
+    'Dispatcher call: marks an event delivered (p_status: the receiver''s HTTP status, NULL when no '
+    'receiver is configured). Earlier failures stay in last_error. Returns false when the event was '
+    'already delivered or does not exist. Raises nothing.';
+
+CREATE OR REPLACE FUNCTION keel.fail_outbox(
+    p_id uuid,
+    p_error text,
+    p_status integer,
+    p_max_attempts integer,
+    p_backoff_base interval,
+    p_backoff_max interval
+)
+    RETURNS timestamptz
+    LANGUAGE sql
+    VOLATILE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, keel
+AS $$
+    WITH failed AS (
+        UPDATE keel.outbox AS o
+        SET last_error = left(p_error, 2000),
+            last_status = p_status,
+            failed_at = CASE WHEN o.attempts >= p_max_attempts THEN now() END,
+            -- Exponential backoff with ±20 % jitter: base, 2·base, 4·base, … capped at p_backoff_max.
+            available_at = CASE
+                WHEN o.attempts >= p_max_attempts THEN o.available_at
+                ELSE now() + least(p_backoff_base * power(2, least(o.attempts - 1, 30)), p_backoff_max)
+                             * (0.8 + 0.4 * random())
+            END
+        WHERE o.id = p_id AND o.delivered_at IS NULL
+        RETURNING o.failed_at, o.available_at
+    )
+    SELECT CASE WHEN f.failed_at IS NULL THEN f.available_at END FROM failed AS f
+$$;
+COMMENT ON FUNCTION keel.fail_outbox(uuid, text, integer, integer, interval, interval) IS
+    'Dispatcher call: records a failed delivery attempt (error text, HTTP status or NULL). Below '
+    'p_max_attempts the event is retried after an exponential backoff (p_backoff_base doubled per attempt, '
+    'capped at p_backoff_max, ±20 % jitter); at p_max_attempts it is marked failed (failed_at) and kept for '
+    'inspection (see keel.retry_outbox). Returns the next attempt time, NULL when it gave up or the event '
+    'is gone. Raises nothing.';
+
+CREATE OR REPLACE FUNCTION keel.retry_outbox(p_id uuid)
+    RETURNS boolean
+    LANGUAGE sql
+    VOLATILE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, keel
+AS $$
+    WITH requeued AS (
+        UPDATE keel.outbox
+        SET failed_at = NULL, attempts = 0, available_at = now()
+        WHERE id = p_id AND failed_at IS NOT NULL AND delivered_at IS NULL
+        RETURNING id
+    )
+    SELECT EXISTS (SELECT FROM requeued)
+$$;
+COMMENT ON FUNCTION keel.retry_outbox(uuid) IS
+    'DBA call: puts an event that exhausted its attempts back in the queue (attempts reset, due now; its '
+    'last_error is kept until the next attempt). Returns false unless the event exists and had failed.';
+
+CREATE OR REPLACE FUNCTION keel.prune_outbox(p_retention interval, p_limit integer DEFAULT 10000)
+    RETURNS integer
+    LANGUAGE sql
+    VOLATILE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, keel
+AS $$
+    WITH gone AS (
+        DELETE FROM keel.outbox
+        WHERE id IN (
+            SELECT o.id
+            FROM keel.outbox AS o
+            WHERE o.delivered_at IS NOT NULL AND o.delivered_at < now() - p_retention
+            ORDER BY o.delivered_at
+            LIMIT greatest(p_limit, 1)
+            FOR UPDATE SKIP LOCKED
+        )
+        RETURNING 1
+    )
+    SELECT count(*)::integer FROM gone
+$$;
+COMMENT ON FUNCTION keel.prune_outbox(interval, integer) IS
+    'Dispatcher/DBA call: deletes up to p_limit events delivered longer than p_retention ago (failed events '
+    'are kept). Returns the number deleted. Raises nothing.';
+
+CREATE OR REPLACE FUNCTION keel.outbox_stats()
+    RETURNS TABLE (pending bigint, due bigint, failed bigint, delivered bigint, oldest_pending timestamptz)
+    LANGUAGE sql
+    STABLE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, keel
+AS $$
+    SELECT count(*) FILTER (WHERE delivered_at IS NULL AND failed_at IS NULL),
+           count(*) FILTER (WHERE delivered_at IS NULL AND failed_at IS NULL AND available_at <= now()),
+           count(*) FILTER (WHERE failed_at IS NOT NULL AND delivered_at IS NULL),
+           count(*) FILTER (WHERE delivered_at IS NOT NULL),
+           min(created_at) FILTER (WHERE delivered_at IS NULL AND failed_at IS NULL)
+    FROM keel.outbox
+$$;
+COMMENT ON FUNCTION keel.outbox_stats() IS
+    'Counts of outbox events: pending (not delivered, not given up), due now, failed, delivered (not yet '
+    'pruned), and the creation time of the oldest pending one. Raises nothing.';
+
+REVOKE ALL ON FUNCTION keel.claim_outbox(integer, interval, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION keel.complete_outbox(uuid, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION keel.fail_outbox(uuid, text, integer, integer, interval, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION keel.retry_outbox(uuid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION keel.prune_outbox(interval, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION keel.enqueue_event(text, jsonb, timestamptz) FROM PUBLIC;
+-- The dispatcher runs through the API's pool (role keel_api); request handlers never call these.
+GRANT EXECUTE ON FUNCTION keel.claim_outbox(integer, interval, text) TO keel_api;
+GRANT EXECUTE ON FUNCTION keel.complete_outbox(uuid, integer) TO keel_api;
+GRANT EXECUTE ON FUNCTION keel.fail_outbox(uuid, text, integer, integer, interval, interval) TO keel_api;
+GRANT EXECUTE ON FUNCTION keel.prune_outbox(interval, integer) TO keel_api;
+GRANT EXECUTE ON FUNCTION keel.outbox_stats() TO keel_api;
+GRANT EXECUTE ON FUNCTION keel.enqueue_event(text, jsonb, timestamptz) TO keel_api;
