@@ -20,7 +20,7 @@ BEGIN
     IF v_id IS NULL THEN
         RAISE EXCEPTION USING
             ERRCODE = '42501',
-            MESSAGE = format('No CallMaster user is known for this token (Clerk user %s).', coalesce(v_sub, 'none')),
+            MESSAGE = format('Clerk user %s is not known to CallMaster (yet).', coalesce(v_sub, '(no sub)')),
             HINT = 'The user is created by the Clerk webhook on sign-up; retry once Clerk has delivered it.';
     END IF;
     IF NOT v_active THEN
