@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -77,9 +79,9 @@ def _postgres_for(data_dir: Path) -> list[psutil.Process]:
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
-def test_embedded_serve_lifecycle(tmp_path, unused_tcp_port, stop_signal):
+def test_embedded_serve_lifecycle(embedded_data_dir, unused_tcp_port, stop_signal):
     """No configuration: serve starts a private PostgreSQL, migrates, answers, stops it on a signal."""
-    data_dir = tmp_path / "keel-data"
+    data_dir = embedded_data_dir
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "KEEL_"))}
     env["KEEL_DATA_DIR"] = str(data_dir)
     keel = [sys.executable, "-m", "api.cli"]
@@ -105,6 +107,18 @@ def test_embedded_serve_lifecycle(tmp_path, unused_tcp_port, stop_signal):
     finally:
         proc.send_signal(stop_signal)
         proc.wait(timeout=60)
+        log = proc.stderr.read()
         proc.stderr.close()
-    time.sleep(0.5)
-    assert _postgres_for(data_dir) == []
+    deadline = time.monotonic() + 15
+    while _postgres_for(data_dir) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _postgres_for(data_dir) == [], log
+
+
+@pytest.fixture
+def embedded_data_dir():
+    """Outside pytest's tmp dirs: those are private to root, and PostgreSQL runs as its own user."""
+    path = Path(tempfile.mkdtemp(prefix="keel-serve-test-"))
+    os.chmod(path, 0o755)
+    yield path / "data"
+    shutil.rmtree(path, ignore_errors=True)
