@@ -48,6 +48,13 @@ class Settings:
     assistant_model: str = "gpt-4o-mini"
     assistant_timeout: float = 60.0
     assistant_concurrency: int = 16
+    # Assistant worker: a claimed reply's lease (renewed while it streams), attempts before `failed`, the
+    # first retry's delay (doubling, jittered), how often to poll besides LISTEN, and SSE keep-alive period.
+    assistant_lease_seconds: float = 30.0
+    assistant_max_attempts: int = 5
+    assistant_retry_base: float = 1.0
+    assistant_poll_interval: float = 2.0
+    assistant_sse_keepalive: float = 15.0
 
     pool_min_size: int = 2
     pool_max_size: int = 20
@@ -78,6 +85,11 @@ class Settings:
             assistant_model=env("KEEL_ASSISTANT_MODEL") or "gpt-4o-mini",
             assistant_timeout=_float("KEEL_ASSISTANT_TIMEOUT", 60.0),
             assistant_concurrency=_int("KEEL_ASSISTANT_CONCURRENCY", 16),
+            assistant_lease_seconds=_float("KEEL_ASSISTANT_LEASE_SECONDS", 30.0),
+            assistant_max_attempts=_int("KEEL_ASSISTANT_MAX_ATTEMPTS", 5),
+            assistant_retry_base=_float("KEEL_ASSISTANT_RETRY_BASE", 1.0),
+            assistant_poll_interval=_float("KEEL_ASSISTANT_POLL_INTERVAL", 2.0),
+            assistant_sse_keepalive=_float("KEEL_ASSISTANT_SSE_KEEPALIVE", 15.0),
             pool_min_size=_int("KEEL_POOL_MIN_SIZE", 2),
             pool_max_size=_int("KEEL_POOL_MAX_SIZE", 20),
             pool_timeout=_float("KEEL_POOL_TIMEOUT", 5.0),

@@ -1,3 +1,5 @@
-"""assistant."""
+"""Internal assistant: chat messages answered asynchronously by an LLM worker, followed over SSE."""
 
-routes: list = []
+from api.assistant.routes import routes
+
+__all__ = ["routes"]
