@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -21,8 +21,8 @@ class Pagination:
 
 
 async def provide_pagination(
-    limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT, description="Page size")] = DEFAULT_LIMIT,
-    offset: Annotated[int, Parameter(ge=0, description="Rows to skip")] = 0,
+    limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT, description="Page size")] = DEFAULT_LIMIT,
+    offset: Annotated[int, QueryParameter(ge=0, description="Rows to skip")] = 0,
 ) -> Pagination:
     """Dependency `pagination`."""
     return Pagination(limit=limit, offset=offset)

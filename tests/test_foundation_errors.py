@@ -10,6 +10,7 @@ from uuid import UUID
 import msgspec
 import pytest
 from litestar import Litestar, delete, get, post
+from litestar.params import FromPath, JSONBody
 
 from api.app import create_app
 from tests.conftest import live_server
@@ -39,30 +40,30 @@ class Thing(msgspec.Struct, forbid_unknown_fields=True):
 
 
 @get("/test/raise/{code:str}")
-async def raise_code(code: str, db: Db) -> None:
+async def raise_code(code: FromPath[str], db: Db) -> None:
     await db.execute(None, "SELECT public.keel_test_raise(%s)", (code,))
 
 
 @get("/test/sleep/{seconds:float}")
-async def sleep(seconds: float, db: Db) -> dict[str, Any]:
+async def sleep(seconds: FromPath[float], db: Db) -> dict[str, Any]:
     await db.execute(None, "SELECT pg_sleep(%s)", (seconds,))
     return {"slept": seconds}
 
 
 @post("/test/children/{parent_id:uuid}")
-async def add_child(parent_id: UUID, db: Db) -> dict[str, Any]:
+async def add_child(parent_id: FromPath[UUID], db: Db) -> dict[str, Any]:
     return await db.fetch_one(
         None, "INSERT INTO public.keel_test_child (parent_id) VALUES (%s) RETURNING id", (parent_id,)
     )
 
 
 @delete("/test/parents/{parent_id:uuid}")
-async def delete_parent(parent_id: UUID, db: Db) -> None:
+async def delete_parent(parent_id: FromPath[UUID], db: Db) -> None:
     await db.execute(None, "DELETE FROM public.keel_test_parent WHERE id = %s", (parent_id,))
 
 
 @post("/test/things")
-async def create_thing(data: Thing) -> dict[str, Any]:
+async def create_thing(data: JSONBody[Thing]) -> dict[str, Any]:
     return msgspec.to_builtins(data)
 
 
