@@ -45,7 +45,7 @@ def status_for_sqlstate(sqlstate: str, detail: str = "") -> int | None:
     """HTTP status for a SQLSTATE a user can cause (DESIGN §6); None when it is a server fault."""
     if sqlstate == "P0002":
         return 404
-    if sqlstate in ("23505", "23P01"):
+    if sqlstate in ("23505", "23P01", "55000"):  # 55000: the row's state forbids it (status transition)
         return 409
     if sqlstate == "23503":
         # The request named a row that does not exist (422), or a delete hit a row still in use (409).

@@ -10,7 +10,7 @@ BEGIN
         FROM pg_catalog.pg_proc AS p
         WHERE p.pronamespace = 'clinic'::regnamespace
           AND p.proname = ANY (ARRAY[
-              'appointment_fill_snapshots', 'appointment_check_change', 'appointment_json',
+              'lock_doctor_schedule', 'appointment_fill_snapshots', 'appointment_check_change', 'appointment_json',
               'appointment_overlap_error', 'book_appointment', 'get_appointment', 'list_appointments',
               'update_appointment', 'cancel_appointment', 'appointment_outbox_payload',
               'appointments_outbox_booked', 'appointments_outbox_changed', 'leads_outbox_created'
