@@ -96,8 +96,9 @@ class Keyring:
     """The configured keys: the newest encrypts, all decrypt and all blind-index searches."""
 
     def __init__(self, keys: Iterable[tuple[str, bytes]]) -> None:
+        self._entries = [(key_id, bytes(master)) for key_id, master in keys]
         self._keys: dict[str, _Key] = {}
-        for key_id, master in keys:
+        for key_id, master in self._entries:
             if not KEY_ID_RE.match(key_id):
                 raise CryptoError(f"key id {key_id!r} must be 1-32 of A-Z a-z 0-9 _ -")
             if len(master) != KEY_BYTES:
@@ -108,6 +109,10 @@ class Keyring:
         if not self._keys:
             raise CryptoError("no encryption key given")
         self.current_id = next(reversed(self._keys))
+
+    def __reduce__(self) -> tuple[type[Keyring], tuple[list[tuple[str, bytes]]]]:
+        """Picklable, so import workers in other processes get the same keys."""
+        return (Keyring, (self._entries,))
 
     @classmethod
     def parse(cls, spec: str) -> Keyring:

@@ -14,7 +14,7 @@ from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, Response, get, patch, post
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from msgspec import UNSET, Meta, Struct, UnsetType
 from psycopg import sql
 from psycopg.types.json import Jsonb
@@ -113,7 +113,7 @@ class AppointmentController(Controller):
         status_code=201,
     )
     async def book_appointment(
-        self, request: Request[Any, Any, Any], db: Db, principal: CurrentPrincipal, data: AppointmentCreate
+        self, request: Request[Any, Any, Any], db: Db, principal: CurrentPrincipal, data: JSONBody[AppointmentCreate]
     ) -> Response[dict[str, Any]]:
         require_clinic(principal)
         payload = data.to_data()
@@ -137,12 +137,12 @@ class AppointmentController(Controller):
         db: Db,
         principal: CurrentPrincipal,
         pagination: Page,
-        date_: Annotated[date | None, Parameter(query="date", description="Appointment date (YYYY-MM-DD)")] = None,
-        doctor_id: UUID | None = None,
-        status: AppointmentStatus | None = None,
-        patient_id: UUID | None = None,
-        from_: Annotated[date | None, Parameter(query="from", description="First date, inclusive")] = None,
-        to: Annotated[date | None, Parameter(description="Last date, inclusive")] = None,
+        date_: Annotated[date | None, QueryParameter(query="date", description="Appointment date (YYYY-MM-DD)")] = None,
+        doctor_id: FromQuery[UUID | None] = None,
+        status: FromQuery[AppointmentStatus | None] = None,
+        patient_id: FromQuery[UUID | None] = None,
+        from_: Annotated[date | None, QueryParameter(query="from", description="First date, inclusive")] = None,
+        to: Annotated[date | None, QueryParameter(description="Last date, inclusive")] = None,
     ) -> dict[str, Any]:
         require_clinic(principal)
         page: dict[str, Any] = await db.fetch_val(
@@ -162,7 +162,7 @@ class AppointmentController(Controller):
         return pagination.page(page["items"], page["total"])
 
     @get("/{appointment_id:uuid}", summary="One appointment")
-    async def get_appointment(self, db: Db, principal: CurrentPrincipal, appointment_id: UUID) -> dict[str, Any]:
+    async def get_appointment(self, db: Db, principal: CurrentPrincipal, appointment_id: FromPath[UUID]) -> dict[str, Any]:
         require_clinic(principal)
         appointment: dict[str, Any] = await db.fetch_val(
             principal, "SELECT clinic.get_appointment(%(id)s)", {"id": appointment_id}
@@ -171,7 +171,7 @@ class AppointmentController(Controller):
 
     @patch("/{appointment_id:uuid}", summary="Reschedule, reassign or move an appointment along its lifecycle")
     async def update_appointment(
-        self, db: Db, principal: CurrentPrincipal, appointment_id: UUID, data: AppointmentUpdate
+        self, db: Db, principal: CurrentPrincipal, appointment_id: FromPath[UUID], data: JSONBody[AppointmentUpdate]
     ) -> dict[str, Any]:
         require_clinic(principal)
         payload = data.to_data()
@@ -185,7 +185,7 @@ class AppointmentController(Controller):
 
     @post("/{appointment_id:uuid}/cancel", summary="Cancel an appointment; its slot is free at once", status_code=200)
     async def cancel_appointment(
-        self, db: Db, principal: CurrentPrincipal, appointment_id: UUID, data: AppointmentCancel
+        self, db: Db, principal: CurrentPrincipal, appointment_id: FromPath[UUID], data: JSONBody[AppointmentCancel]
     ) -> dict[str, Any]:
         require_clinic(principal)
         appointment: dict[str, Any] = await db.fetch_val(

@@ -1,8 +1,10 @@
 """Bulk lead import, shared by `POST /api/leads/import` and `keel leads import`.
 
-Parsing, validation and encryption are CPU work: the HTTP path runs them in a thread pool, in chunks,
-so the event loop keeps serving other requests; the rows then go to `clinic.import_leads` as one JSON
-document inserted with one set-based statement.
+Parsing, validation and encryption are CPU work. On the HTTP path they run in a small *process*
+pool (threads would still hold the GIL against the event loop): each task gets the raw upload and
+a slice of row positions, and sends back its slice as ready JSON text plus the rejected rows, so the
+serving process only joins strings. The rows then go to `clinic.import_leads` as one JSON document,
+inserted with one set-based statement.
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import multiprocessing
+import os
 import re
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,13 +28,15 @@ from api.crypto import Keyring
 
 MAX_ROWS = 10_000
 CHUNK_ROWS = 500
+SLICE_ROWS = 2_500
+POOL_PROCESSES = max(1, min(2, os.cpu_count() or 1))
 IMPORT_SQL = "SELECT clinic.import_leads(%(rows)s::jsonb, %(partial)s)"
 FIELDS = tuple(LeadCreate.__struct_fields__)
 _ENUM_FIELDS = ("gender", "status")
 _GENDER_ALIASES = {"m": "male", "f": "female", "o": "other"}
 _AT_FIELD = re.compile(r" - at `\$\.?([A-Za-z_]*)`")
 
-_executor: ThreadPoolExecutor | None = None
+_executor: ProcessPoolExecutor | None = None
 
 
 class ImportRejected(Exception):
@@ -40,6 +46,13 @@ class ImportRejected(Exception):
         super().__init__(detail)
         self.detail = detail
         self.extra = extra
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rejected_again, (self.detail, self.extra))
+
+
+def _rejected_again(detail: str, extra: dict[str, Any]) -> ImportRejected:
+    return ImportRejected(detail, **extra)
 
 
 @dataclass
@@ -55,10 +68,10 @@ class Prepared:
 
 
 def executor() -> Executor:
-    """The process-wide pool for import work (created on first use)."""
+    """The process pool for import work (created on first use; spawned, so no state is inherited)."""
     global _executor
     if _executor is None:
-        _executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="keel-lead-import")
+        _executor = ProcessPoolExecutor(max_workers=POOL_PROCESSES, mp_context=multiprocessing.get_context("spawn"))
     return _executor
 
 
@@ -123,8 +136,8 @@ def _reason(exc: msgspec.ValidationError) -> dict[str, str]:
     match = _AT_FIELD.search(message)
     if match:
         return {"field": match.group(1) or "(row)", "reason": message[: match.start()]}
-    unknown = re.search(r"unknown field `([^`]*)`", message)
-    return {"field": unknown.group(1) if unknown else "(row)", "reason": message}
+    named = re.search(r"(?:unknown|missing required) field `([^`]*)`", message)
+    return {"field": named.group(1) if named else "(row)", "reason": message}
 
 
 def prepare_chunk(ring: Keyring, rows: Sequence[Any], start: int, from_csv: bool) -> Prepared:
@@ -172,27 +185,50 @@ def prepare_sync(
     return result
 
 
-async def prepare_async(ring: Keyring, rows: Sequence[Any], *, from_csv: bool) -> Prepared:
-    """The HTTP path: chunks run in the import pool while the event loop serves other requests."""
-    loop = asyncio.get_running_loop()
-    pool = executor()
-    parts = await asyncio.gather(
-        *(loop.run_in_executor(pool, prepare_chunk, ring, chunk, start, from_csv) for start, chunk in _chunks(rows))
-    )
-    result = Prepared()
-    for part in parts:
-        result.extend(part)
-    return result
-
-
 def encode_rows(rows: list[dict[str, Any]]) -> str:
-    """The rows as one JSON text (sent as a jsonb parameter; encoded off the loop by callers)."""
+    """The rows as one JSON array text (sent as a jsonb parameter)."""
     return msgspec.json.encode(rows).decode("utf-8")
 
 
-async def parse_async(raw: bytes, *, from_csv: bool) -> list[Any]:
-    return await asyncio.get_running_loop().run_in_executor(executor(), parse_csv if from_csv else parse_json, raw)
+def parse(raw: bytes, from_csv: bool) -> list[Any]:
+    return parse_csv(raw) if from_csv else parse_json(raw)
 
 
-async def encode_async(rows: list[dict[str, Any]]) -> str:
-    return await asyncio.get_running_loop().run_in_executor(executor(), encode_rows, rows)
+def count_rows(raw: bytes, from_csv: bool) -> int:
+    """Pool task: how many rows the upload has (raises ImportRejected when it is unusable)."""
+    return len(parse(raw, from_csv))
+
+
+def prepare_slice(ring: Keyring, raw: bytes, from_csv: bool, start: int, stop: int) -> tuple[str, list[dict[str, Any]]]:
+    """Pool task: rows[start:stop] validated and encrypted, as JSON array *items* text, and the rejects."""
+    rows = parse(raw, from_csv)[start:stop]
+    result = Prepared()
+    for offset in range(0, len(rows), CHUNK_ROWS):
+        result.extend(prepare_chunk(ring, rows[offset : offset + CHUNK_ROWS], start + offset, from_csv))
+    return encode_rows(result.rows)[1:-1], result.rejected
+
+
+@dataclass
+class PreparedText:
+    """The HTTP path's result: the accepted rows as one JSON array text, the count, the rejects."""
+
+    rows_json: str
+    accepted: int
+    total: int
+    rejected: list[dict[str, Any]]
+
+
+async def prepare_upload(ring: Keyring, raw: bytes, *, from_csv: bool) -> PreparedText:
+    """Parse, validate and encrypt an upload in the import pool, slice by slice."""
+    loop = asyncio.get_running_loop()
+    pool = executor()
+    total = await loop.run_in_executor(pool, count_rows, raw, from_csv)
+    parts = await asyncio.gather(
+        *(
+            loop.run_in_executor(pool, prepare_slice, ring, raw, from_csv, start, min(start + SLICE_ROWS, total))
+            for start in range(0, total, SLICE_ROWS)
+        )
+    )
+    texts = [text for text, _ in parts if text]
+    rejected = [item for _, part_rejected in parts for item in part_rejected]
+    return PreparedText("[" + ",".join(texts) + "]", total - len(rejected), total, rejected)

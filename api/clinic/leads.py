@@ -164,23 +164,21 @@ class LeadController(Controller):
         ring = keyring(settings)
         raw, from_csv = await _upload(request)
         try:
-            rows = await lead_import.parse_async(raw, from_csv=from_csv)
+            prepared = await lead_import.prepare_upload(ring, raw, from_csv=from_csv)
         except lead_import.ImportRejected as exc:
             raise Problem(422, exc.detail, code="22023", extra=exc.extra) from exc
-        if not rows:
+        if prepared.total == 0:
             raise Problem(422, "There are no leads to import.", code="22023")
-        prepared = await lead_import.prepare_async(ring, rows, from_csv=from_csv)
-        if prepared.rejected and (not partial or not prepared.rows):
-            raise _rejected(prepared.rejected, len(rows))
-        payload = await lead_import.encode_async(prepared.rows)
+        if prepared.rejected and (not partial or not prepared.accepted):
+            raise _rejected(prepared.rejected, prepared.total)
         async with db.transaction(principal, timeout_ms=IMPORT_TIMEOUT_MS) as conn:
-            cur = await conn.execute(lead_import.IMPORT_SQL, {"rows": payload, "partial": partial})
+            cur = await conn.execute(lead_import.IMPORT_SQL, {"rows": prepared.rows_json, "partial": partial})
             row = await cur.fetchone()
         result = row["import_leads"] if row else {"imported": 0, "rejected": []}
         rejected = sorted(prepared.rejected + result["rejected"], key=lambda item: item["index"])
         if result["imported"] == 0:
-            raise _rejected(rejected, len(rows))
-        return {"imported": result["imported"], "rejected": rejected, "total_rows": len(rows)}
+            raise _rejected(rejected, prepared.total)
+        return {"imported": result["imported"], "rejected": rejected, "total_rows": prepared.total}
 
 
 def _fingerprint_payload(ring: Keyring, clear: dict[str, Any]) -> dict[str, Any]:
