@@ -35,38 +35,58 @@ def user_count(dba: psycopg.Connection[Any]) -> int:
     return dba.execute("SELECT count(*) FROM callmaster.users").fetchone()[0]
 
 
-async def test_unknown_or_missing_identity(client: httpx.AsyncClient, dba: psycopg.Connection[Any],
-                                           bearer: Bearer) -> None:
-    for method, path in [("GET", "/api/me"), ("GET", "/api/crew"), ("GET", "/api/venues"),
-                         ("GET", "/api/departments")]:
+async def test_unknown_or_missing_identity(
+    client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Bearer
+) -> None:
+    for method, path in [
+        ("GET", "/api/me"),
+        ("GET", "/api/crew"),
+        ("GET", "/api/venues"),
+        ("GET", "/api/departments"),
+    ]:
         assert_problem(await client.request(method, path), 401)
         body = assert_problem(await client.request(method, path, headers=bearer("user_stranger")), 403)
         assert body["code"] == "42501"
         assert "user_stranger" in body["detail"] and "not known" in body["detail"]
     r = await client.post("/api/venues", json={"name": "Nowhere"}, headers=bearer("user_stranger"))
     assert_problem(r, 403)
-    r = await client.post("/api/crew/guests", json={"email": "g@example.com"}, headers=bearer("user_stranger"))
+    r = await client.post(
+        "/api/crew/guests", json={"email": "g@example.com"}, headers=bearer("user_stranger")
+    )
     assert_problem(r, 403)
     assert user_count(dba) == 0
 
 
-async def test_me_and_preferences(client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Bearer) -> None:
+async def test_me_and_preferences(
+    client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Bearer
+) -> None:
     me_id = add_user(dba, "user_me")
     auth = bearer("user_me")
     r = await client.get("/api/me", headers=auth)
     assert r.status_code == 200
     assert r.json()["id"] == me_id and r.json()["preferences"] == {} and r.json()["status"] == "verified"
 
-    r = await client.patch("/api/me/preferences", json={"dark_mode": True, "lookahead_seconds": 30,
-                                                        "timezone": "Europe/London"}, headers=auth)
+    r = await client.patch(
+        "/api/me/preferences",
+        json={"dark_mode": True, "lookahead_seconds": 30, "timezone": "Europe/London"},
+        headers=auth,
+    )
     assert r.status_code == 200, r.text
     assert r.json() == {"dark_mode": True, "lookahead_seconds": 30, "timezone": "Europe/London"}
-    r = await client.patch("/api/me/preferences", json={"dark_mode": None, "auto_sort_cues": False}, headers=auth)
+    r = await client.patch(
+        "/api/me/preferences", json={"dark_mode": None, "auto_sort_cues": False}, headers=auth
+    )
     assert r.json() == {"lookahead_seconds": 30, "timezone": "Europe/London", "auto_sort_cues": False}
 
-    for bad, status in [({"colour_scheme": "dark"}, 400), ({"dark_mode": "yes"}, 400),
-                        ({"lookahead_seconds": -1}, 400), ({"lookahead_seconds": 10**6}, 400),
-                        ({"language": "English"}, 400), ({"timezone": "Mars/Olympus"}, 422), ([], 400)]:
+    for bad, status in [
+        ({"colour_scheme": "dark"}, 400),
+        ({"dark_mode": "yes"}, 400),
+        ({"lookahead_seconds": -1}, 400),
+        ({"lookahead_seconds": 10**6}, 400),
+        ({"language": "English"}, 400),
+        ({"timezone": "Mars/Olympus"}, 422),
+        ([], 400),
+    ]:
         assert_problem(await client.patch("/api/me/preferences", json=bad, headers=auth), status)
     assert_problem(await client.patch("/api/me/preferences", content=b"{", headers=auth), 400)
 
@@ -74,20 +94,31 @@ async def test_me_and_preferences(client: httpx.AsyncClient, dba: psycopg.Connec
     assert stored == {"lookahead_seconds": 30, "timezone": "Europe/London", "auto_sort_cues": False}
 
 
-async def test_guests_and_crew(client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Bearer) -> None:
+async def test_guests_and_crew(
+    client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Bearer
+) -> None:
     sm_id = add_user(dba, "user_sm")
     other_id = add_user(dba, "user_other")
     sm, other = bearer("user_sm"), bearer("user_other")
 
-    r = await client.post("/api/crew/guests", headers=sm, json={
-        "email": "Fly.Op@Example.com", "first_name": "Fran", "last_name": "Flyer", "phone": "+1 555 0100",
-        "notes": "rail"})
+    r = await client.post(
+        "/api/crew/guests",
+        headers=sm,
+        json={
+            "email": "Fly.Op@Example.com",
+            "first_name": "Fran",
+            "last_name": "Flyer",
+            "phone": "+1 555 0100",
+            "notes": "rail",
+        },
+    )
     assert r.status_code == 201, r.text
     guest = r.json()
     assert guest["email"] == "fly.op@example.com" and guest["status"] == "guest" and guest["is_self"] is False
     assert guest["relationship"]["notes"] == "rail" and guest["relationship"]["is_active"] is True
-    row = dba.execute("SELECT created_by, clerk_user_id FROM callmaster.users WHERE id = %s",
-                      (guest["user_id"],)).fetchone()
+    row = dba.execute(
+        "SELECT created_by, clerk_user_id FROM callmaster.users WHERE id = %s", (guest["user_id"],)
+    ).fetchone()
     assert (str(row[0]), row[1]) == (sm_id, None)
     await client.post("/api/crew/guests", headers=sm, json={"email": "abe@example.com", "last_name": "Able"})
 
@@ -108,7 +139,9 @@ async def test_guests_and_crew(client: httpx.AsyncClient, dba: psycopg.Connectio
 
     r = await client.patch(path, json={"notes": "fly rail, SL", "is_active": False}, headers=sm)
     assert r.status_code == 200, r.text
-    assert r.json()["relationship"]["notes"] == "fly rail, SL" and r.json()["relationship"]["is_active"] is False
+    assert (
+        r.json()["relationship"]["notes"] == "fly rail, SL" and r.json()["relationship"]["is_active"] is False
+    )
     r = await client.patch(path, json={"notes": None}, headers=sm)
     assert r.json()["relationship"] == {**r.json()["relationship"], "notes": None, "is_active": False}
 
@@ -117,23 +150,35 @@ async def test_guests_and_crew(client: httpx.AsyncClient, dba: psycopg.Connectio
     assert_problem(await client.delete(path, headers=sm), 404)
     assert_problem(await client.patch(path, json={"notes": "x"}, headers=sm), 404)
     # The relationship ended; the user remains.
-    assert dba.execute("SELECT count(*) FROM callmaster.users WHERE id = %s", (guest["user_id"],)).fetchone()[0] == 1
+    assert (
+        dba.execute("SELECT count(*) FROM callmaster.users WHERE id = %s", (guest["user_id"],)).fetchone()[0]
+        == 1
+    )
     assert (await client.get("/api/crew", headers=sm)).json()["total"] == 2
 
 
-async def test_guest_input_errors_write_nothing(client: httpx.AsyncClient, dba: psycopg.Connection[Any],
-                                                bearer: Bearer) -> None:
+async def test_guest_input_errors_write_nothing(
+    client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Bearer
+) -> None:
     add_user(dba, "user_sm", "sm@example.com")
     sm = bearer("user_sm")
     r = await client.post("/api/crew/guests", json={"email": "taken@example.com"}, headers=sm)
     assert r.status_code == 201
     before = user_count(dba), dba.execute("SELECT count(*) FROM callmaster.crew_relationships").fetchone()[0]
 
-    body = assert_problem(await client.post("/api/crew/guests", json={"email": "TAKEN@example.com"}, headers=sm), 409)
+    body = assert_problem(
+        await client.post("/api/crew/guests", json={"email": "TAKEN@example.com"}, headers=sm), 409
+    )
     assert body["code"] == "23505" and "taken@example.com" in body["detail"]
     assert_problem(await client.post("/api/crew/guests", json={"email": "sm@example.com"}, headers=sm), 409)
-    for bad in [{}, {"email": "not-an-email"}, {"email": "a@b.c", "role": "admin"}, {"email": 7},
-                {"email": "a@example.com", "first_name": "x" * 101}, {"email": "a" * 320 + "@example.com"}]:
+    for bad in [
+        {},
+        {"email": "not-an-email"},
+        {"email": "a@b.c", "role": "admin"},
+        {"email": 7},
+        {"email": "a@example.com", "first_name": "x" * 101},
+        {"email": "a" * 320 + "@example.com"},
+    ]:
         assert_problem(await client.post("/api/crew/guests", json=bad, headers=sm), 400)
     assert_problem(await client.post("/api/crew/guests", content=b"email=a@b.c", headers=sm), 400)
     weird = {"email": "nul@example.com", "first_name": "a\u0000b"}
@@ -153,8 +198,9 @@ async def test_guest_input_errors_write_nothing(client: httpx.AsyncClient, dba: 
     assert after == before
 
 
-async def test_guest_creation_is_idempotent_by_key(client: httpx.AsyncClient, dba: psycopg.Connection[Any],
-                                                   bearer: Bearer) -> None:
+async def test_guest_creation_is_idempotent_by_key(
+    client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Bearer
+) -> None:
     add_user(dba, "user_sm")
     headers = {**bearer("user_sm"), "Idempotency-Key": "guest-1"}
     first = await client.post("/api/crew/guests", json={"email": "once@example.com"}, headers=headers)
@@ -162,7 +208,10 @@ async def test_guest_creation_is_idempotent_by_key(client: httpx.AsyncClient, db
     assert first.status_code == again.status_code == 201
     assert again.json() == first.json()
     assert again.headers.get("Idempotent-Replayed") == "true"
-    assert dba.execute("SELECT count(*) FROM callmaster.users WHERE email = 'once@example.com'").fetchone()[0] == 1
+    assert (
+        dba.execute("SELECT count(*) FROM callmaster.users WHERE email = 'once@example.com'").fetchone()[0]
+        == 1
+    )
 
 
 FAIL_RELATIONSHIPS = """
@@ -175,8 +224,9 @@ CREATE TRIGGER refuse_relationship BEFORE INSERT ON callmaster.crew_relationship
 """
 
 
-async def test_guest_creation_is_atomic(client: httpx.AsyncClient, dba: psycopg.Connection[Any],
-                                        bearer: Bearer) -> None:
+async def test_guest_creation_is_atomic(
+    client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Bearer
+) -> None:
     manager = add_user(dba, "user_sm")
     dba.execute(FAIL_RELATIONSHIPS)
     before = user_count(dba)
@@ -186,7 +236,10 @@ async def test_guest_creation_is_atomic(client: httpx.AsyncClient, dba: psycopg.
     r = await client.post("/api/crew/guests", json={"email": "half@example.com"}, headers=bearer("user_sm"))
     assert_problem(r, 422)
     assert user_count(dba) == before
-    assert dba.execute("SELECT count(*) FROM callmaster.users WHERE email = 'half@example.com'").fetchone()[0] == 0
+    assert (
+        dba.execute("SELECT count(*) FROM callmaster.users WHERE email = 'half@example.com'").fetchone()[0]
+        == 0
+    )
 
 
 def test_create_guest_user_from_psql(dba: psycopg.Connection[Any]) -> None:
@@ -201,12 +254,20 @@ def test_create_guest_user_from_psql(dba: psycopg.Connection[Any]) -> None:
         " JOIN callmaster.crew_relationships r ON r.crew_user_id = u.id WHERE u.id = %s",
         (guest,),
     ).fetchone()
-    assert (row[0], row[1], str(row[2]), str(row[3]), row[4]) == ("sound@example.com", "guest", manager, manager, "A1")
+    assert (row[0], row[1], str(row[2]), str(row[3]), row[4]) == (
+        "sound@example.com",
+        "guest",
+        manager,
+        manager,
+        "A1",
+    )
 
     with pytest.raises(psycopg.errors.UniqueViolation, match="already exists"):
         dba.execute("SELECT callmaster.create_guest_user(%s, 'sound@example.com', 'S', 'S')", (manager,))
     with pytest.raises(psycopg.errors.NoDataFound, match="does not exist"):
-        dba.execute("SELECT callmaster.create_guest_user(%s, 'x@example.com', 'X', 'Y')", (str(uuid.uuid4()),))
+        dba.execute(
+            "SELECT callmaster.create_guest_user(%s, 'x@example.com', 'X', 'Y')", (str(uuid.uuid4()),)
+        )
     with pytest.raises(psycopg.errors.InvalidParameterValue):
         dba.execute("SELECT callmaster.create_guest_user(%s, 'nope', 'X', 'Y')", (manager,))
     comment = dba.execute(

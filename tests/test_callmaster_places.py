@@ -93,27 +93,40 @@ async def test_venue_crud(client: httpx.AsyncClient, dba: psycopg.Connection[Any
     assert (await client.get("/api/venues", headers=auth)).json()["total"] == 2
 
 
-async def test_department_crud(client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Bearer) -> None:
+async def test_department_crud(
+    client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Bearer
+) -> None:
     add_user(dba, "user_a")
     auth = bearer("user_a")
-    r = await client.post("/api/departments", json={"name": "Lighting", "color": "#FFAA00", "initials": "LX",
-                                                    "description": "electrics"}, headers=auth)
+    r = await client.post(
+        "/api/departments",
+        json={"name": "Lighting", "color": "#FFAA00", "initials": "LX", "description": "electrics"},
+        headers=auth,
+    )
     assert r.status_code == 201, r.text
     lx = r.json()
-    assert (lx["name"], lx["color"], lx["initials"], lx["description"]) == ("Lighting", "#FFAA00", "LX", "electrics")
+    assert (lx["name"], lx["color"], lx["initials"], lx["description"]) == (
+        "Lighting",
+        "#FFAA00",
+        "LX",
+        "electrics",
+    )
     sound = (await client.post("/api/departments", json={"name": "Sound"}, headers=auth)).json()
 
     body = assert_problem(await client.post("/api/departments", json={"name": "lighting"}, headers=auth), 409)
     assert body["code"] == "23505"
-    body = assert_problem(await client.patch(f"/api/departments/{sound['id']}", json={"name": "LIGHTING"},
-                                             headers=auth), 409)
+    body = assert_problem(
+        await client.patch(f"/api/departments/{sound['id']}", json={"name": "LIGHTING"}, headers=auth), 409
+    )
     assert body["code"] == "23505"
 
     listing = (await client.get("/api/departments", headers=auth)).json()
     assert [d["name"] for d in listing["items"]] == ["Lighting", "Sound"] and listing["total"] == 2
     assert (await client.get("/api/departments?q=lx", headers=auth)).json()["items"][0]["id"] == lx["id"]
 
-    r = await client.patch(f"/api/departments/{lx['id']}", json={"color": "#00ff00", "initials": None}, headers=auth)
+    r = await client.patch(
+        f"/api/departments/{lx['id']}", json={"color": "#00ff00", "initials": None}, headers=auth
+    )
     assert r.status_code == 200 and r.json()["color"] == "#00ff00" and r.json()["initials"] is None
     assert (await client.get(f"/api/departments/{lx['id']}", headers=auth)).json()["color"] == "#00ff00"
 
@@ -122,8 +135,9 @@ async def test_department_crud(client: httpx.AsyncClient, dba: psycopg.Connectio
     assert (await client.get("/api/departments", headers=auth)).json()["total"] == 1
 
 
-async def test_owners_cannot_reach_each_others_rows(client: httpx.AsyncClient, dba: psycopg.Connection[Any],
-                                                    bearer: Bearer) -> None:
+async def test_owners_cannot_reach_each_others_rows(
+    client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Bearer
+) -> None:
     add_user(dba, "user_a")
     add_user(dba, "user_b")
     a, b = bearer("user_a"), bearer("user_b")
@@ -147,12 +161,15 @@ async def test_owners_cannot_reach_each_others_rows(client: httpx.AsyncClient, d
     assert (await client.post("/api/departments", json={"name": "A's dept"}, headers=b)).status_code == 201
 
 
-async def test_bad_input_answers_problems_and_writes_nothing(client: httpx.AsyncClient,
-                                                             dba: psycopg.Connection[Any], bearer: Bearer) -> None:
+async def test_bad_input_answers_problems_and_writes_nothing(
+    client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Bearer
+) -> None:
     add_user(dba, "user_a")
     auth = bearer("user_a")
     venue = (await client.post("/api/venues", json={"name": "Kept", "capacity": 10}, headers=auth)).json()
-    dept = (await client.post("/api/departments", json={"name": "Kept", "color": "#123456"}, headers=auth)).json()
+    dept = (
+        await client.post("/api/departments", json={"name": "Kept", "color": "#123456"}, headers=auth)
+    ).json()
     before = table_counts(dba)
     v_path, d_path = f"/api/venues/{venue['id']}", f"/api/departments/{dept['id']}"
 
@@ -201,7 +218,9 @@ async def test_bad_input_answers_problems_and_writes_nothing(client: httpx.Async
     ]
     for method, path, body, status in cases:
         if isinstance(body, bytes):
-            r = await client.request(method, path, content=body, headers={**auth, "content-type": "application/json"})
+            r = await client.request(
+                method, path, content=body, headers={**auth, "content-type": "application/json"}
+            )
         else:
             r = await client.request(method, path, json=body, headers=auth)
         try:
@@ -223,12 +242,18 @@ def _seed_shows(dba: psycopg.Connection[Any], owner: str, venue: str, other_venu
 
 
 def _venue(dba: psycopg.Connection[Any], owner: str, name: str) -> str:
-    return str(dba.execute("INSERT INTO callmaster.venues (owner_id, name) VALUES (%s, %s) RETURNING id",
-                           (owner, name)).fetchone()[0])
+    return str(
+        dba.execute(
+            "INSERT INTO callmaster.venues (owner_id, name) VALUES (%s, %s) RETURNING id", (owner, name)
+        ).fetchone()[0]
+    )
 
 
 def _shows_by_venue(dba: psycopg.Connection[Any]) -> dict[str, str | None]:
-    return {name: (str(v) if v else None) for name, v in dba.execute("SELECT name, venue_id FROM callmaster.shows")}
+    return {
+        name: (str(v) if v else None)
+        for name, v in dba.execute("SELECT name, venue_id FROM callmaster.shows")
+    }
 
 
 def test_delete_venue_from_psql(dba: psycopg.Connection[Any]) -> None:
@@ -245,8 +270,9 @@ def test_delete_venue_from_psql(dba: psycopg.Connection[Any]) -> None:
         dba.execute("SELECT callmaster.delete_venue(%s)", (venue,))
 
 
-async def test_delete_venue_from_the_api(client: httpx.AsyncClient, dba: psycopg.Connection[Any],
-                                         bearer: Bearer) -> None:
+async def test_delete_venue_from_the_api(
+    client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Bearer
+) -> None:
     owner = add_user(dba, "user_a")
     add_user(dba, "user_b")
     venue, other = _venue(dba, owner, "Old Vic"), _venue(dba, owner, "Young Vic")
@@ -265,4 +291,6 @@ def test_a_show_cannot_use_another_owners_venue(dba: psycopg.Connection[Any]) ->
     a, b = add_user(dba, "user_a"), add_user(dba, "user_b")
     venue = _venue(dba, a, "A's")
     with pytest.raises(psycopg.errors.ForeignKeyViolation):
-        dba.execute("INSERT INTO callmaster.shows (owner_id, venue_id, name) VALUES (%s, %s, 'x')", (b, venue))
+        dba.execute(
+            "INSERT INTO callmaster.shows (owner_id, venue_id, name) VALUES (%s, %s, 'x')", (b, venue)
+        )

@@ -1,4 +1,4 @@
-"""The Clerk webhook with real Svix signatures: create/update/deactivate, rejections, replays, guest claims."""
+"""The Clerk webhook, real Svix signatures: create/update/deactivate, rejections, replays, guest claims."""
 
 from __future__ import annotations
 
@@ -29,8 +29,15 @@ def settings_overrides() -> dict[str, Any]:
     return {"clerk_webhook_secret": SECRET}
 
 
-def clerk_user(clerk_id: str, email: str, *, first: str | None = "Ada", last: str | None = "Lovelace",
-               phone: str | None = None, updated_ms: int | None = None) -> dict[str, Any]:
+def clerk_user(
+    clerk_id: str,
+    email: str,
+    *,
+    first: str | None = "Ada",
+    last: str | None = "Lovelace",
+    phone: str | None = None,
+    updated_ms: int | None = None,
+) -> dict[str, Any]:
     """A Clerk user object as Clerk sends it (the fields CallMaster reads, plus some it ignores)."""
     data: dict[str, Any] = {
         "id": clerk_id,
@@ -54,11 +61,14 @@ def clerk_user(clerk_id: str, email: str, *, first: str | None = "Ada", last: st
 
 
 def event(event_type: str, data: dict[str, Any]) -> bytes:
-    return json.dumps({"object": "event", "type": event_type, "data": data, "timestamp": 1_700_000_000_000}).encode()
+    return json.dumps(
+        {"object": "event", "type": event_type, "data": data, "timestamp": 1_700_000_000_000}
+    ).encode()
 
 
-def sign(body: bytes, *, msg_id: str | None = None, secret: str = SECRET,
-         at: datetime | None = None) -> dict[str, str]:
+def sign(
+    body: bytes, *, msg_id: str | None = None, secret: str = SECRET, at: datetime | None = None
+) -> dict[str, str]:
     """Svix headers for `body`, signed with the svix library itself."""
     msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
     at = at or datetime.now(tz=UTC)
@@ -91,26 +101,40 @@ def counts(dba: psycopg.Connection[Any]) -> tuple[int, int]:
     return users, events
 
 
-async def test_created_updated_deleted(client: httpx.AsyncClient, dba: psycopg.Connection[Any],
-                                       bearer: Callable[..., dict[str, str]]) -> None:
-    r = await deliver(client, event("user.created", clerk_user("user_ada", "Ada@Example.com", updated_ms=1_000)))
+async def test_created_updated_deleted(
+    client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Callable[..., dict[str, str]]
+) -> None:
+    r = await deliver(
+        client, event("user.created", clerk_user("user_ada", "Ada@Example.com", updated_ms=1_000))
+    )
     assert r.status_code == 200, r.text
     assert r.json()["outcome"] == "created"
     row = user_row(dba, "user_ada")
     assert row is not None
     assert (row["email"], row["first_name"], row["last_name"], row["status"], row["is_active"]) == (
-        "Ada@Example.com", "Ada", "Lovelace", "verified", True)
+        "Ada@Example.com",
+        "Ada",
+        "Lovelace",
+        "verified",
+        True,
+    )
     assert row["image_url"] == "https://img.clerk.com/user_ada.png"
 
     me = await client.get("/api/me", headers=bearer("user_ada"))
     assert me.status_code == 200, me.text
     assert me.json()["id"] == str(row["id"]) and me.json()["clerk_user_id"] == "user_ada"
 
-    updated = clerk_user("user_ada", "ada@example.com", first="Augusta", phone="+44 20 7946 0000", updated_ms=2_000)
+    updated = clerk_user(
+        "user_ada", "ada@example.com", first="Augusta", phone="+44 20 7946 0000", updated_ms=2_000
+    )
     r = await deliver(client, event("user.updated", updated))
     assert r.json()["outcome"] == "updated"
     row = user_row(dba, "user_ada")
-    assert (row["first_name"], row["phone"], row["email"]) == ("Augusta", "+44 20 7946 0000", "ada@example.com")
+    assert (row["first_name"], row["phone"], row["email"]) == (
+        "Augusta",
+        "+44 20 7946 0000",
+        "ada@example.com",
+    )
 
     # An older event delivered late does not overwrite newer data.
     stale = clerk_user("user_ada", "ada@example.com", first="Stale", updated_ms=1_500)
@@ -126,7 +150,10 @@ async def test_created_updated_deleted(client: httpx.AsyncClient, dba: psycopg.C
     assert me.status_code == 403
     assert "deactivated" in me.json()["detail"]
 
-    types = [t for (t,) in dba.execute("SELECT event_type FROM keel.webhook_events ORDER BY received_at, event_type")]
+    types = [
+        t
+        for (t,) in dba.execute("SELECT event_type FROM keel.webhook_events ORDER BY received_at, event_type")
+    ]
     assert sorted(types) == sorted(["user.created", "user.updated", "user.updated", "user.deleted"])
 
 
@@ -146,7 +173,9 @@ async def test_replay_changes_nothing(client: httpx.AsyncClient, dba: psycopg.Co
     assert counts(dba) == before_counts
 
 
-async def test_rejected_deliveries_write_nothing(client: httpx.AsyncClient, dba: psycopg.Connection[Any]) -> None:
+async def test_rejected_deliveries_write_nothing(
+    client: httpx.AsyncClient, dba: psycopg.Connection[Any]
+) -> None:
     body = event("user.created", clerk_user("user_evil", "evil@example.com"))
     good = sign(body)
 
@@ -197,8 +226,9 @@ async def test_rejected_deliveries_write_nothing(client: httpx.AsyncClient, dba:
     assert counts(dba) == (0, 0)
 
 
-async def test_unknown_event_types_are_acknowledged_and_ignored(client: httpx.AsyncClient,
-                                                                 dba: psycopg.Connection[Any]) -> None:
+async def test_unknown_event_types_are_acknowledged_and_ignored(
+    client: httpx.AsyncClient, dba: psycopg.Connection[Any]
+) -> None:
     r = await deliver(client, event("session.created", {"id": "sess_1", "user_id": "user_x"}))
     assert r.status_code == 200
     assert r.json() == {"received": True, "outcome": "ignored"}
@@ -214,8 +244,9 @@ async def test_unknown_event_types_are_acknowledged_and_ignored(client: httpx.As
     assert counts(dba)[0] == 1
 
 
-async def test_sign_up_claims_the_guest_record(client: httpx.AsyncClient, dba: psycopg.Connection[Any],
-                                               bearer: Callable[..., dict[str, str]]) -> None:
+async def test_sign_up_claims_the_guest_record(
+    client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Callable[..., dict[str, str]]
+) -> None:
     await deliver(client, event("user.created", clerk_user("user_sm", "sm@example.com")))
     r = await client.post(
         "/api/crew/guests",
@@ -227,8 +258,10 @@ async def test_sign_up_claims_the_guest_record(client: httpx.AsyncClient, dba: p
     assert r.json()["status"] == "guest"
     users_before = counts(dba)[0]
 
-    r = await deliver(client, event("user.created", clerk_user("user_lee", "lights@example.COM", first=None,
-                                                               last="Lightfoot")))
+    r = await deliver(
+        client,
+        event("user.created", clerk_user("user_lee", "lights@example.COM", first=None, last="Lightfoot")),
+    )
     assert r.status_code == 200
     assert r.json() == {"received": True, "outcome": "claimed", "user_id": guest_id}
     assert counts(dba)[0] == users_before  # no second user
@@ -244,8 +277,9 @@ async def test_sign_up_claims_the_guest_record(client: httpx.AsyncClient, dba: p
     assert member["status"] == "verified" and member["relationship"]["notes"] == "board op"
 
 
-async def test_email_of_an_active_clerk_user_is_not_taken_over(client: httpx.AsyncClient,
-                                                               dba: psycopg.Connection[Any]) -> None:
+async def test_email_of_an_active_clerk_user_is_not_taken_over(
+    client: httpx.AsyncClient, dba: psycopg.Connection[Any]
+) -> None:
     await deliver(client, event("user.created", clerk_user("user_one", "same@example.com")))
     r = await deliver(client, event("user.created", clerk_user("user_two", "same@example.com")))
     assert r.status_code == 409

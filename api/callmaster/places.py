@@ -99,7 +99,9 @@ def _search(q: str | None) -> str | None:
 
 
 @get("/api/venues", tags=["callmaster"], summary="The requesting user's venues")
-async def list_venues(db: Db, principal: CurrentPrincipal, pagination: Page, q: Search = None) -> dict[str, Any]:
+async def list_venues(
+    db: Db, principal: CurrentPrincipal, pagination: Page, q: Search = None
+) -> dict[str, Any]:
     return await db.fetch_val(
         principal,
         "SELECT callmaster.list_venues(%(limit)s, %(offset)s, %(q)s)",
@@ -134,7 +136,8 @@ async def update_venue(
     "/api/venues/{venue_id:uuid}",
     tags=["callmaster"],
     summary="Delete a venue",
-    description="Shows at the venue are detached (venue_id → null) and the venue deleted, in one transaction.",
+    description="Shows at the venue are detached (venue_id → null) and the venue deleted, in one "
+    "transaction.",
     status_code=204,
 )
 async def delete_venue(venue_id: FromPath[UUID], db: Db, principal: CurrentPrincipal) -> None:
@@ -156,7 +159,9 @@ async def list_departments(
 
 
 @get("/api/departments/{department_id:uuid}", tags=["callmaster"], summary="One department")
-async def get_department(department_id: FromPath[UUID], db: Db, principal: CurrentPrincipal) -> dict[str, Any]:
+async def get_department(
+    department_id: FromPath[UUID], db: Db, principal: CurrentPrincipal
+) -> dict[str, Any]:
     return await db.fetch_val(principal, "SELECT callmaster.get_department(%(id)s)", {"id": department_id})
 
 
@@ -180,10 +185,13 @@ async def update_department(
     )
 
 
-@delete("/api/departments/{department_id:uuid}", tags=["callmaster"], summary="Delete a department", status_code=204)
-async def delete_department(
-    department_id: FromPath[UUID], db: Db, principal: CurrentPrincipal
-) -> None:
+@delete(
+    "/api/departments/{department_id:uuid}",
+    tags=["callmaster"],
+    summary="Delete a department",
+    status_code=204,
+)
+async def delete_department(department_id: FromPath[UUID], db: Db, principal: CurrentPrincipal) -> None:
     await db.execute(principal, "SELECT callmaster.delete_department(%(id)s)", {"id": department_id})
 
 

@@ -35,7 +35,8 @@ def _verifier(secret: str | None) -> Webhook:
     if not secret:
         raise Problem(
             503,
-            "The Clerk webhook is not configured: set KEEL_CLERK_WEBHOOK_SECRET to the endpoint's signing secret.",
+            "The Clerk webhook is not configured: set KEEL_CLERK_WEBHOOK_SECRET to the endpoint's "
+            "signing secret.",
             code="webhook_not_configured",
         )
     try:
@@ -43,7 +44,9 @@ def _verifier(secret: str | None) -> Webhook:
     except (ValueError, binascii.Error) as exc:
         log.error("KEEL_CLERK_WEBHOOK_SECRET is not a valid whsec_ secret: %s", exc)
         raise Problem(
-            503, "The Clerk webhook secret is malformed; expected whsec_<base64>.", code="webhook_not_configured"
+            503,
+            "The Clerk webhook secret is malformed; expected whsec_<base64>.",
+            code="webhook_not_configured",
         ) from exc
 
 
@@ -52,7 +55,9 @@ def verify(secret: str | None, body: bytes, headers: dict[str, str]) -> None:
     webhook = _verifier(secret)
     missing = [name for name in SVIX_HEADERS if not headers.get(name)]
     if missing:
-        raise Problem(400, f"Missing webhook header(s): {', '.join(missing)}.", code="webhook_headers_missing")
+        raise Problem(
+            400, f"Missing webhook header(s): {', '.join(missing)}.", code="webhook_headers_missing"
+        )
     try:
         webhook.verify(body, headers)
     except (WebhookVerificationError, ValueError) as exc:  # ValueError: malformed signature or body encoding
@@ -80,7 +85,9 @@ async def clerk_webhook(request: Request[Any, Any, Any], db: Db, settings: AppSe
     try:
         event = msgspec.json.decode(body, type=ClerkEvent)
     except msgspec.DecodeError as exc:
-        raise Problem(400, f"The webhook body is not a Clerk event: {exc}.", code="webhook_body_invalid") from exc
+        raise Problem(
+            400, f"The webhook body is not a Clerk event: {exc}.", code="webhook_body_invalid"
+        ) from exc
     result: dict[str, Any] = await db.fetch_val(
         None,
         "SELECT callmaster.apply_clerk_event(%(event_id)s, %(event_type)s, %(data)s)",
@@ -89,7 +96,8 @@ async def clerk_webhook(request: Request[Any, Any, Any], db: Db, settings: AppSe
     if event.type not in HANDLED_TYPES:
         log.info("clerk webhook: ignored event type %s (svix-id %s)", event.type, headers["svix-id"])
     else:
-        log.info("clerk webhook: %s → %s (svix-id %s)", event.type, result.get("outcome"), headers["svix-id"])
+        outcome = result.get("outcome")
+        log.info("clerk webhook: %s → %s (svix-id %s)", event.type, outcome, headers["svix-id"])
     return {"received": True, **result}
 
 
