@@ -23,7 +23,9 @@ class ClinicSetup:
     patient_id: uuid.UUID
 
 
-def add_doctor(dba: psycopg.Connection[Any], clinic_id: uuid.UUID, name: str, *, role: str = "doctor") -> uuid.UUID:
+def add_doctor(
+    dba: psycopg.Connection[Any], clinic_id: uuid.UUID, name: str, *, role: str = "doctor"
+) -> uuid.UUID:
     email = f"{uuid.uuid4().hex[:10]}@clinic.example"
     row = dba.execute(
         "INSERT INTO clinic.staff (clinic_id, name, email, role, specialty) VALUES (%s, %s, %s, %s, 'general')"
@@ -52,7 +54,9 @@ def add_patient(
     return row[0]
 
 
-def make_clinic(dba: psycopg.Connection[Any], name: str = "Sunrise", timezone: str = "Asia/Kolkata") -> ClinicSetup:
+def make_clinic(
+    dba: psycopg.Connection[Any], name: str = "Sunrise", timezone: str = "Asia/Kolkata"
+) -> ClinicSetup:
     prefix = "C" + uuid.uuid4().hex[:5].upper()
     row = dba.execute(
         "SELECT clinic_id, admin_id FROM clinic.create_clinic(%s, %s, %s, 'Ann Admin', %s)",
@@ -130,14 +134,16 @@ class WebhookReceiver:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 with receiver.lock:
                     n = len(receiver.deliveries)
                     status = receiver.respond(n)
                     receiver.deliveries.append(
-                        Delivery({k.lower(): v for k, v in self.headers.items()}, body, status, time.monotonic())
+                        Delivery(
+                            {k.lower(): v for k, v in self.headers.items()}, body, status, time.monotonic()
+                        )
                     )
                 if receiver.delay:
                     time.sleep(receiver.delay)
@@ -148,7 +154,7 @@ class WebhookReceiver:
                 if payload:
                     self.wfile.write(payload)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence access logs
+            def log_message(self, format: str, *args: Any) -> None:
                 return
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

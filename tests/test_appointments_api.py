@@ -48,8 +48,9 @@ def problem(response: httpx.Response, status: int) -> dict[str, Any]:
 
 
 async def test_book_returns_201_with_snapshots_and_reads_back(client, setup, headers):
-    r = await client.post("/api/appointments", json=booking(setup, visit_reason="knee pain", type="follow_up"),
-                          headers=headers)
+    r = await client.post(
+        "/api/appointments", json=booking(setup, visit_reason="knee pain", type="follow_up"), headers=headers
+    )
     assert r.status_code == 201, r.text
     a = r.json()
     assert r.headers["location"] == f"/api/appointments/{a['id']}"
@@ -89,14 +90,20 @@ async def test_hundred_concurrent_bookings_of_one_slot_give_one_201_and_99_409(c
 
 async def test_overlap_409_names_the_conflicting_slot(client, setup, headers):
     first = (await client.post("/api/appointments", json=booking(setup), headers=headers)).json()
-    body = problem(await client.post("/api/appointments", json=booking(setup, "10:15", "10:45"), headers=headers), 409)
+    body = problem(
+        await client.post("/api/appointments", json=booking(setup, "10:15", "10:45"), headers=headers), 409
+    )
     assert body["code"] == "23P01"
     assert body["detail"] == f"Dr. Meera Rao is already booked on {DAY} from 10:00 to 10:30"
     assert body["db_detail"] == f"Conflicting appointment {first['id']} ({DAY} 10:00-10:30)."
     assert "back-to-back" in body["hint"]
     # Back-to-back on both sides is fine.
-    assert (await client.post("/api/appointments", json=booking(setup, "09:30", "10:00"), headers=headers)).status_code == 201
-    assert (await client.post("/api/appointments", json=booking(setup, "10:30", "11:00"), headers=headers)).status_code == 201
+    assert (
+        await client.post("/api/appointments", json=booking(setup, "09:30", "10:00"), headers=headers)
+    ).status_code == 201
+    assert (
+        await client.post("/api/appointments", json=booking(setup, "10:30", "11:00"), headers=headers)
+    ).status_code == 201
 
 
 async def test_bad_input_is_a_4xx_problem_and_writes_nothing(client, dba, setup, headers):
@@ -125,7 +132,9 @@ async def test_bad_input_is_a_4xx_problem_and_writes_nothing(client, dba, setup,
     assert dba.execute("SELECT count(*) FROM clinic.appointments").fetchone() == (0,)
     # No token, or a token without a clinic.
     assert (await client.post("/api/appointments", json=booking(setup))).status_code == 401
-    assert (await client.get("/api/appointments", headers={"Authorization": "Bearer nope"})).status_code == 401
+    assert (
+        await client.get("/api/appointments", headers={"Authorization": "Bearer nope"})
+    ).status_code == 401
 
 
 async def test_lifecycle_over_http(client, setup, headers):
@@ -140,10 +149,14 @@ async def test_lifecycle_over_http(client, setup, headers):
     r = await client.patch(f"/api/appointments/{a}", json={"status": "completed"}, headers=headers)
     assert r.status_code == 200 and r.json()["completed_at"]
     for refused in ("scheduled", "checked_in", "cancelled", "no_show"):
-        body = problem(await client.patch(f"/api/appointments/{a}", json={"status": refused}, headers=headers), 409)
+        body = problem(
+            await client.patch(f"/api/appointments/{a}", json={"status": refused}, headers=headers), 409
+        )
         assert body["code"] == "55000" and f"from completed to {refused}" in body["detail"]
     problem(await client.post(f"/api/appointments/{a}/cancel", json={"reason": "late"}, headers=headers), 409)
-    body = problem(await client.patch(f"/api/appointments/{a}", json={"start_time": "08:00"}, headers=headers), 409)
+    body = problem(
+        await client.patch(f"/api/appointments/{a}", json={"start_time": "08:00"}, headers=headers), 409
+    )
     assert "cannot be rescheduled" in body["detail"]
 
     b = await book("10:00", "10:30")
@@ -156,7 +169,9 @@ async def test_lifecycle_over_http(client, setup, headers):
     problem(await client.patch(f"/api/appointments/{c}", json={"status": "done"}, headers=headers), 400)
     r = await client.patch(f"/api/appointments/{c}", json={"status": "checked_in"}, headers=headers)
     assert r.status_code == 200
-    r = await client.post(f"/api/appointments/{c}/cancel", json={"reason": "Patient felt unwell"}, headers=headers)
+    r = await client.post(
+        f"/api/appointments/{c}/cancel", json={"reason": "Patient felt unwell"}, headers=headers
+    )
     assert r.status_code == 200
     assert r.json()["status"] == "cancelled" and r.json()["cancel_reason"] == "Patient felt unwell"
     assert r.json()["cancelled_at"]
@@ -166,47 +181,74 @@ async def test_cancel_frees_the_slot(client, setup, headers):
     first = (await client.post("/api/appointments", json=booking(setup), headers=headers)).json()
     problem(await client.post("/api/appointments", json=booking(setup), headers=headers), 409)
     problem(await client.post(f"/api/appointments/{first['id']}/cancel", json={}, headers=headers), 400)
-    problem(await client.post(f"/api/appointments/{first['id']}/cancel", json={"reason": " "}, headers=headers), 400)
-    r = await client.post(f"/api/appointments/{first['id']}/cancel", json={"reason": "Doctor on leave"}, headers=headers)
+    problem(
+        await client.post(f"/api/appointments/{first['id']}/cancel", json={"reason": " "}, headers=headers),
+        400,
+    )
+    r = await client.post(
+        f"/api/appointments/{first['id']}/cancel", json={"reason": "Doctor on leave"}, headers=headers
+    )
     assert r.status_code == 200, r.text
     second = await client.post("/api/appointments", json=booking(setup), headers=headers)
     assert second.status_code == 201
     body = problem(
-        await client.post(f"/api/appointments/{first['id']}/cancel", json={"reason": "again"}, headers=headers), 409
+        await client.post(
+            f"/api/appointments/{first['id']}/cancel", json={"reason": "again"}, headers=headers
+        ),
+        409,
     )
     assert "already cancelled" in body["detail"]
     missing = "00000000-0000-4000-8000-000000000000"
-    problem(await client.post(f"/api/appointments/{missing}/cancel", json={"reason": "x"}, headers=headers), 404)
+    problem(
+        await client.post(f"/api/appointments/{missing}/cancel", json={"reason": "x"}, headers=headers), 404
+    )
 
 
 async def test_patch_reschedules_and_reassigns(client, dba, setup, headers):
-    a = (await client.post("/api/appointments", json=booking(setup, "10:00", "10:30"), headers=headers)).json()
-    b = (await client.post("/api/appointments", json=booking(setup, "11:00", "11:30"), headers=headers)).json()
+    a = (
+        await client.post("/api/appointments", json=booking(setup, "10:00", "10:30"), headers=headers)
+    ).json()
+    b = (
+        await client.post("/api/appointments", json=booking(setup, "11:00", "11:30"), headers=headers)
+    ).json()
     body = problem(
-        await client.patch(f"/api/appointments/{b['id']}", json={"start_time": "10:15", "end_time": "10:45"},
-                           headers=headers),
+        await client.patch(
+            f"/api/appointments/{b['id']}", json={"start_time": "10:15", "end_time": "10:45"}, headers=headers
+        ),
         409,
     )
     assert body["code"] == "23P01" and a["id"] in body["db_detail"]
     # Moving within its own slot does not conflict with itself.
-    r = await client.patch(f"/api/appointments/{b['id']}", json={"start_time": "11:15", "end_time": "11:45"},
-                           headers=headers)
+    r = await client.patch(
+        f"/api/appointments/{b['id']}", json={"start_time": "11:15", "end_time": "11:45"}, headers=headers
+    )
     assert r.status_code == 200 and r.json()["start_time"] == "11:15:00"
-    problem(await client.patch(f"/api/appointments/{b['id']}", json={"end_time": "11:00"}, headers=headers), 422)
+    problem(
+        await client.patch(f"/api/appointments/{b['id']}", json={"end_time": "11:00"}, headers=headers), 422
+    )
     other_doctor = add_doctor(dba, setup.clinic_id, "Dr. Iqbal Khan")
     other_patient = add_patient(dba, setup.clinic_id, "Ravi Menon", dob=date(2000, 1, 1))
     r = await client.patch(
         f"/api/appointments/{b['id']}",
-        json={"doctor_id": str(other_doctor), "patient_id": str(other_patient), "start_time": "10:00",
-              "end_time": "10:30", "visit_reason": None},
+        json={
+            "doctor_id": str(other_doctor),
+            "patient_id": str(other_patient),
+            "start_time": "10:00",
+            "end_time": "10:30",
+            "visit_reason": None,
+        },
         headers=headers,
     )
     assert r.status_code == 200, r.text
     moved = r.json()
-    assert moved["doctor_name_snapshot"] == "Dr. Iqbal Khan" and moved["patient_name_snapshot"] == "Ravi Menon"
+    assert (
+        moved["doctor_name_snapshot"] == "Dr. Iqbal Khan" and moved["patient_name_snapshot"] == "Ravi Menon"
+    )
     assert moved["patient_age_snapshot"] == 26
     problem(await client.patch(f"/api/appointments/{b['id']}", json={"bogus": 1}, headers=headers), 400)
-    problem(await client.patch(f"/api/appointments/{b['id']}", json={"patient_id": None}, headers=headers), 400)
+    problem(
+        await client.patch(f"/api/appointments/{b['id']}", json={"patient_id": None}, headers=headers), 400
+    )
 
 
 async def test_list_filters_and_pages(client, dba, setup, headers):
@@ -236,7 +278,9 @@ async def test_list_filters_and_pages(client, dba, setup, headers):
     assert (await page(date="2026-06-15", doctor_id=str(setup.doctor_id)))["total"] == 2
     assert (await page(**{"from": "2026-06-16", "to": "2026-06-17"}))["total"] == 2
     second = await page(limit=2, offset=2)
-    assert second["total"] == 5 and [a["id"] for a in second["items"]] == [a["id"] for a in everything["items"][2:4]]
+    assert second["total"] == 5 and [a["id"] for a in second["items"]] == [
+        a["id"] for a in everything["items"][2:4]
+    ]
     assert (await page(offset=10))["items"] == []
     for bad in ({"status": "done"}, {"date": "15/06/2026"}, {"doctor_id": "x"}, {"limit": 0}, {"limit": 501}):
         problem(await client.get("/api/appointments", params=bad, headers=headers), 400)
@@ -278,12 +322,22 @@ async def test_other_clinics_appointments_are_invisible(client, dba, setup, head
     page = (await client.get("/api/appointments", headers=headers)).json()
     assert [a["id"] for a in page["items"]] == [str(mine)] and page["total"] == 1
     problem(await client.get(f"/api/appointments/{theirs}", headers=headers), 404)
-    problem(await client.patch(f"/api/appointments/{theirs}", json={"status": "checked_in"}, headers=headers), 404)
-    problem(await client.post(f"/api/appointments/{theirs}/cancel", json={"reason": "x"}, headers=headers), 404)
-    assert dba.execute("SELECT status FROM clinic.appointments WHERE id = %s", (theirs,)).fetchone() == ("scheduled",)
+    problem(
+        await client.patch(f"/api/appointments/{theirs}", json={"status": "checked_in"}, headers=headers), 404
+    )
+    problem(
+        await client.post(f"/api/appointments/{theirs}/cancel", json={"reason": "x"}, headers=headers), 404
+    )
+    assert dba.execute("SELECT status FROM clinic.appointments WHERE id = %s", (theirs,)).fetchone() == (
+        "scheduled",
+    )
     # Moving my appointment onto their doctor or patient is a reference to something missing.
-    problem(await client.patch(f"/api/appointments/{mine}", json={"doctor_id": str(other.doctor_id)}, headers=headers),
-            422)
+    problem(
+        await client.patch(
+            f"/api/appointments/{mine}", json={"doctor_id": str(other.doctor_id)}, headers=headers
+        ),
+        422,
+    )
     no_clinic = bearer("someone")
     problem(await client.get("/api/appointments", headers=no_clinic), 403)
     problem(await client.post("/api/appointments", json=booking(setup), headers=no_clinic), 403)
@@ -297,12 +351,17 @@ async def test_idempotency_key_replays_the_first_answer(client, dba, setup, head
     assert again.json() == first.json()
     assert again.headers.get("idempotent-replayed") == "true"
     assert dba.execute("SELECT count(*) FROM clinic.appointments").fetchone() == (1,)
-    assert dba.execute("SELECT count(*) FROM keel.outbox WHERE topic = 'appointment.booked'").fetchone() == (1,)
+    assert dba.execute("SELECT count(*) FROM keel.outbox WHERE topic = 'appointment.booked'").fetchone() == (
+        1,
+    )
     problem(await client.post("/api/appointments", json=booking(setup, "12:00", "12:30"), headers=keyed), 422)
     # Concurrent retries with one key: one booking, every answer the same.
     racing = {**headers, "Idempotency-Key": "book-asha-0615-1400"}
     responses = await asyncio.gather(
-        *(client.post("/api/appointments", json=booking(setup, "14:00", "14:30"), headers=racing) for _ in range(10))
+        *(
+            client.post("/api/appointments", json=booking(setup, "14:00", "14:30"), headers=racing)
+            for _ in range(10)
+        )
     )
     assert {r.status_code for r in responses} == {201}
     assert len({r.json()["id"] for r in responses}) == 1

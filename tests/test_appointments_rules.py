@@ -74,7 +74,9 @@ def test_snapshot_is_frozen_when_patient_or_doctor_change_later(dba, setup):
 
 def test_changing_patient_or_doctor_or_date_refreshes_what_depends_on_it(dba, setup):
     appointment_id = book_raw(dba, setup, DAY, "10:00", "10:30")
-    other_patient = add_patient(dba, setup.clinic_id, "Ravi Menon", dob=date(2000, 1, 1), mobile="+919822222222")
+    other_patient = add_patient(
+        dba, setup.clinic_id, "Ravi Menon", dob=date(2000, 1, 1), mobile="+919822222222"
+    )
     other_doctor = add_doctor(dba, setup.clinic_id, "Dr. Iqbal Khan")
     dba.execute(
         "UPDATE clinic.appointments SET patient_id = %s, doctor_id = %s WHERE id = %s",
@@ -84,7 +86,9 @@ def test_changing_patient_or_doctor_or_date_refreshes_what_depends_on_it(dba, se
     assert a["patient_name_snapshot"] == "Ravi Menon" and a["patient_phone_snapshot"] == "+919822222222"
     assert a["doctor_name_snapshot"] == "Dr. Iqbal Khan"
     assert a["patient_age_snapshot"] == 26
-    dba.execute("UPDATE clinic.appointments SET appointment_date = '2035-06-15' WHERE id = %s", (appointment_id,))
+    dba.execute(
+        "UPDATE clinic.appointments SET appointment_date = '2035-06-15' WHERE id = %s", (appointment_id,)
+    )
     assert appointment(dba, appointment_id)["patient_age_snapshot"] == 35
 
 
@@ -117,7 +121,10 @@ def test_composite_foreign_keys_hold_even_without_the_trigger(dba, setup):
     other = make_clinic(dba, "Elsewhere", "Europe/Berlin")
     dba.execute("ALTER TABLE clinic.appointments DISABLE TRIGGER appointments_10_snapshots")
     try:
-        for patient_id, doctor_id in ((other.patient_id, setup.doctor_id), (setup.patient_id, other.doctor_id)):
+        for patient_id, doctor_id in (
+            (other.patient_id, setup.doctor_id),
+            (setup.patient_id, other.doctor_id),
+        ):
             with pytest.raises(errors.ForeignKeyViolation):
                 dba.execute(
                     "INSERT INTO clinic.appointments (clinic_id, patient_id, doctor_id, appointment_date,"
@@ -136,8 +143,13 @@ def test_end_must_be_after_start(dba, setup):
 
 def test_overlap_is_refused_back_to_back_and_cancelled_are_not(dba, setup):
     first = book_raw(dba, setup, DAY, "10:00", "10:30")
-    for start, end in (("10:00", "10:30"), ("09:45", "10:01"), ("10:29", "11:00"), ("10:10", "10:20"),
-                       ("09:00", "12:00")):
+    for start, end in (
+        ("10:00", "10:30"),
+        ("09:45", "10:01"),
+        ("10:29", "11:00"),
+        ("10:10", "10:20"),
+        ("09:00", "12:00"),
+    ):
         with pytest.raises(errors.ExclusionViolation) as info:
             book_raw(dba, setup, DAY, start, end)
         assert info.value.diag.constraint_name == "appointments_no_overlap"
@@ -210,12 +222,18 @@ def test_every_status_transition_allowed_or_refused(dba, setup):
                 dba.execute("UPDATE clinic.appointments SET status = %s WHERE id = %s", (new, appointment_id))
                 a = appointment(dba, appointment_id)
                 assert a["status"] == new
-                stamp = {"checked_in": "checked_in_at", "completed": "completed_at", "cancelled": "cancelled_at"}
+                stamp = {
+                    "checked_in": "checked_in_at",
+                    "completed": "completed_at",
+                    "cancelled": "cancelled_at",
+                }
                 if new in stamp:
                     assert a[stamp[new]] is not None
             else:
                 with pytest.raises(errors.ObjectNotInPrerequisiteState) as info:
-                    dba.execute("UPDATE clinic.appointments SET status = %s WHERE id = %s", (new, appointment_id))
+                    dba.execute(
+                        "UPDATE clinic.appointments SET status = %s WHERE id = %s", (new, appointment_id)
+                    )
                 assert f"cannot go from {old} to {new}" in str(info.value)
                 assert appointment(dba, appointment_id)["status"] == old
     assert slot == 20
@@ -230,10 +248,14 @@ def test_only_scheduled_appointments_move(dba, setup):
                 (appointment_id,),
             )
     scheduled = _in_status(dba, setup, "scheduled", 10)
-    dba.execute("UPDATE clinic.appointments SET appointment_date = appointment_date + 1 WHERE id = %s", (scheduled,))
+    dba.execute(
+        "UPDATE clinic.appointments SET appointment_date = appointment_date + 1 WHERE id = %s", (scheduled,)
+    )
     with pytest.raises(errors.InvalidParameterValue, match="another clinic"):
         other = make_clinic(dba, "Elsewhere")
-        dba.execute("UPDATE clinic.appointments SET clinic_id = %s WHERE id = %s", (other.clinic_id, scheduled))
+        dba.execute(
+            "UPDATE clinic.appointments SET clinic_id = %s WHERE id = %s", (other.clinic_id, scheduled)
+        )
 
 
 def test_api_role_sees_and_writes_only_its_clinic(dba, setup):
@@ -247,9 +269,10 @@ def test_api_role_sees_and_writes_only_its_clinic(dba, setup):
             (f'{{"sub": "x", "clinic_id": "{setup.clinic_id}"}}',),
         )
         assert dba.execute("SELECT id FROM clinic.appointments").fetchall() == [(mine,)]
-        assert dba.execute(
-            "UPDATE clinic.appointments SET visit_reason = 'x' WHERE id = %s", (theirs,)
-        ).rowcount == 0
+        assert (
+            dba.execute("UPDATE clinic.appointments SET visit_reason = 'x' WHERE id = %s", (theirs,)).rowcount
+            == 0
+        )
         with pytest.raises(errors.InsufficientPrivilege):
             dba.execute("SELECT count(*) FROM keel.outbox")
     finally:

@@ -34,7 +34,12 @@ ClockTime = Annotated[
     ),
 ]
 TypeName = Annotated[
-    str, Meta(pattern=r"^[a-z][a-z0-9_]{0,39}$", description="snake_case, e.g. consultation", examples=["consultation"])
+    str,
+    Meta(
+        pattern=r"^[a-z][a-z0-9_]{0,39}$",
+        description="snake_case, e.g. consultation",
+        examples=["consultation"],
+    ),
 ]
 ShortText = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"\S")]
 LongText = Annotated[str, Meta(min_length=1, max_length=5000, pattern=r"\S")]
@@ -113,7 +118,11 @@ class AppointmentController(Controller):
         status_code=201,
     )
     async def book_appointment(
-        self, request: Request[Any, Any, Any], db: Db, principal: CurrentPrincipal, data: JSONBody[AppointmentCreate]
+        self,
+        request: Request[Any, Any, Any],
+        db: Db,
+        principal: CurrentPrincipal,
+        data: JSONBody[AppointmentCreate],
     ) -> Response[dict[str, Any]]:
         require_clinic(principal)
         payload = data.to_data()
@@ -137,11 +146,15 @@ class AppointmentController(Controller):
         db: Db,
         principal: CurrentPrincipal,
         pagination: Page,
-        date_: Annotated[date | None, QueryParameter(query="date", description="Appointment date (YYYY-MM-DD)")] = None,
+        date_: Annotated[
+            date | None, QueryParameter(query="date", description="Appointment date (YYYY-MM-DD)")
+        ] = None,
         doctor_id: FromQuery[UUID | None] = None,
         status: FromQuery[AppointmentStatus | None] = None,
         patient_id: FromQuery[UUID | None] = None,
-        from_: Annotated[date | None, QueryParameter(query="from", description="First date, inclusive")] = None,
+        from_: Annotated[
+            date | None, QueryParameter(query="from", description="First date, inclusive")
+        ] = None,
         to: Annotated[date | None, QueryParameter(description="Last date, inclusive")] = None,
     ) -> dict[str, Any]:
         require_clinic(principal)
@@ -162,16 +175,24 @@ class AppointmentController(Controller):
         return pagination.page(page["items"], page["total"])
 
     @get("/{appointment_id:uuid}", summary="One appointment")
-    async def get_appointment(self, db: Db, principal: CurrentPrincipal, appointment_id: FromPath[UUID]) -> dict[str, Any]:
+    async def get_appointment(
+        self, db: Db, principal: CurrentPrincipal, appointment_id: FromPath[UUID]
+    ) -> dict[str, Any]:
         require_clinic(principal)
         appointment: dict[str, Any] = await db.fetch_val(
             principal, "SELECT clinic.get_appointment(%(id)s)", {"id": appointment_id}
         )
         return appointment
 
-    @patch("/{appointment_id:uuid}", summary="Reschedule, reassign or move an appointment along its lifecycle")
+    @patch(
+        "/{appointment_id:uuid}", summary="Reschedule, reassign or move an appointment along its lifecycle"
+    )
     async def update_appointment(
-        self, db: Db, principal: CurrentPrincipal, appointment_id: FromPath[UUID], data: JSONBody[AppointmentUpdate]
+        self,
+        db: Db,
+        principal: CurrentPrincipal,
+        appointment_id: FromPath[UUID],
+        data: JSONBody[AppointmentUpdate],
     ) -> dict[str, Any]:
         require_clinic(principal)
         payload = data.to_data()
@@ -183,9 +204,17 @@ class AppointmentController(Controller):
         )
         return appointment
 
-    @post("/{appointment_id:uuid}/cancel", summary="Cancel an appointment; its slot is free at once", status_code=200)
+    @post(
+        "/{appointment_id:uuid}/cancel",
+        summary="Cancel an appointment; its slot is free at once",
+        status_code=200,
+    )
     async def cancel_appointment(
-        self, db: Db, principal: CurrentPrincipal, appointment_id: FromPath[UUID], data: JSONBody[AppointmentCancel]
+        self,
+        db: Db,
+        principal: CurrentPrincipal,
+        appointment_id: FromPath[UUID],
+        data: JSONBody[AppointmentCancel],
     ) -> dict[str, Any]:
         require_clinic(principal)
         appointment: dict[str, Any] = await db.fetch_val(
