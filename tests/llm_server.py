@@ -74,6 +74,8 @@ class LLMServer:
         self.requests: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self.released = threading.Event()
+        self.in_flight = 0
+        self.max_in_flight = 0  # the most requests being answered at one time
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -93,7 +95,14 @@ class LLMServer:
                     self._error(404, "Unknown path.")
                     return
                 behavior = outer._next(body, {k.lower(): v for k, v in self.headers.items()})
-                outer._serve(self, body, behavior)
+                with outer.lock:
+                    outer.in_flight += 1
+                    outer.max_in_flight = max(outer.max_in_flight, outer.in_flight)
+                try:
+                    outer._serve(self, body, behavior)
+                finally:
+                    with outer.lock:
+                        outer.in_flight -= 1
 
             def _error(self, status: int, message: str, retry_after: str | None = None) -> None:
                 kind, default_message = ERROR_TYPES.get(status, ("server_error", "Error."))
@@ -111,7 +120,9 @@ class LLMServer:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.server.block_on_close = False  # type: ignore[attr-defined]
-        self.thread = threading.Thread(target=self.server.serve_forever, name="test-llm", daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, name="test-llm", daemon=True
+        )
 
     @property
     def url(self) -> str:
