@@ -218,14 +218,17 @@ BEGIN
 
     v_email := callmaster.clerk_primary_value(data, 'email_addresses', 'primary_email_address_id',
                                               'email_address');
-    v_phone := callmaster.clerk_primary_value(data, 'phone_numbers', 'primary_phone_number_id', 'phone_number');
+    v_phone := callmaster.clerk_primary_value(data, 'phone_numbers', 'primary_phone_number_id',
+                                              'phone_number');
     IF data ->> 'updated_at' ~ '^[0-9]{1,15}$' THEN
         v_updated := to_timestamp((data ->> 'updated_at')::bigint / 1000.0);
     END IF;
 
     SELECT * INTO v_user FROM callmaster.users AS u WHERE u.clerk_user_id = v_clerk_id FOR UPDATE;
     IF FOUND THEN
-        IF v_updated IS NOT NULL AND v_user.clerk_updated_at IS NOT NULL AND v_updated < v_user.clerk_updated_at THEN
+        IF v_updated IS NOT NULL
+           AND v_user.clerk_updated_at IS NOT NULL
+           AND v_updated < v_user.clerk_updated_at THEN
             RETURN jsonb_build_object('outcome', 'stale', 'user_id', v_user.id);
         END IF;
         UPDATE callmaster.users AS u
@@ -288,6 +291,6 @@ COMMENT ON FUNCTION callmaster.apply_clerk_event(text, text, jsonb) IS
     'last applied one (data.updated_at) is skipped as "stale"; a new user without an email is "skipped" '
     '(a later update that adds one creates it). Arguments: event_id, event_type, data (the '
     'event''s data object). Returns {outcome, user_id}. Errors: 22023 no event_id or no data.id; 23505 the '
-    'email belongs to another active Clerk user.';
+    'email is held by another user (an active Clerk user, or a guest when an update changes the email).';
 REVOKE EXECUTE ON FUNCTION callmaster.apply_clerk_event(text, text, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION callmaster.apply_clerk_event(text, text, jsonb) TO keel_api;

@@ -172,7 +172,9 @@ BEGIN
             ERRCODE = 'P0002',
             MESSAGE = format('user %s is not in your crew', update_crew_member.crew_user_id);
     END IF;
-    RETURN (SELECT callmaster.crew_member_json(u, v_cr) FROM callmaster.users AS u WHERE u.id = v_cr.crew_user_id);
+    RETURN (SELECT callmaster.crew_member_json(u, v_cr)
+            FROM callmaster.users AS u
+            WHERE u.id = v_cr.crew_user_id);
 END
 $$;
 COMMENT ON FUNCTION callmaster.update_crew_member(uuid, jsonb) IS

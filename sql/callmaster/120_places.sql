@@ -2,6 +2,18 @@
 -- see (own rows; crew read a show's venue and its owner's departments) and change (own rows), so a
 -- row of another owner is "not found" exactly like a missing one.
 
+CREATE OR REPLACE FUNCTION callmaster.like_escape(term text)
+    RETURNS text
+    LANGUAGE sql
+    IMMUTABLE
+    PARALLEL SAFE
+AS $$
+    SELECT replace(replace(replace(term, '\', '\\'), '%', '\%'), '_', '\_')
+$$;
+COMMENT ON FUNCTION callmaster.like_escape(text) IS
+    'The term with LIKE wildcards (%, _) and the escape character (\) escaped, for a literal substring '
+    'match with LIKE/ILIKE. Arguments: term (NULL gives NULL). No errors.';
+
 -- Venues ---------------------------------------------------------------------------------------
 
 CREATE OR REPLACE FUNCTION callmaster.list_venues(lim integer, skip integer, q text DEFAULT NULL)
@@ -11,7 +23,7 @@ CREATE OR REPLACE FUNCTION callmaster.list_venues(lim integer, skip integer, q t
 AS $$
 DECLARE
     v_me      uuid := callmaster.require_user_id();
-    v_pattern text := '%' || replace(replace(replace(nullif(btrim(q), ''), '\', '\\'), '%', '\%'), '_', '\_') || '%';
+    v_pattern text := '%' || callmaster.like_escape(nullif(btrim(q), '')) || '%';
     v_result  jsonb;
 BEGIN
     WITH mine AS (
@@ -104,7 +116,8 @@ BEGIN
     WHERE v.id = update_venue.venue_id
     RETURNING * INTO r;
     IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'P0002', MESSAGE = format('venue %s not found', update_venue.venue_id);
+        RAISE EXCEPTION USING
+            ERRCODE = 'P0002', MESSAGE = format('venue %s not found', update_venue.venue_id);
     END IF;
     RETURN to_jsonb(r);
 END
@@ -126,7 +139,8 @@ BEGIN
     -- The lock keeps new shows from taking this venue between the detach and the delete.
     SELECT v.owner_id INTO v_owner FROM callmaster.venues AS v WHERE v.id = delete_venue.venue_id FOR UPDATE;
     IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'P0002', MESSAGE = format('venue %s not found', delete_venue.venue_id);
+        RAISE EXCEPTION USING
+            ERRCODE = 'P0002', MESSAGE = format('venue %s not found', delete_venue.venue_id);
     END IF;
     UPDATE callmaster.shows AS s
     SET venue_id = NULL
@@ -152,7 +166,7 @@ CREATE OR REPLACE FUNCTION callmaster.list_departments(lim integer, skip integer
 AS $$
 DECLARE
     v_me      uuid := callmaster.require_user_id();
-    v_pattern text := '%' || replace(replace(replace(nullif(btrim(q), ''), '\', '\\'), '%', '\%'), '_', '\_') || '%';
+    v_pattern text := '%' || callmaster.like_escape(nullif(btrim(q), '')) || '%';
     v_result  jsonb;
 BEGIN
     WITH mine AS (
@@ -187,7 +201,9 @@ DECLARE
     v_result jsonb;
 BEGIN
     PERFORM callmaster.require_user_id();
-    SELECT to_jsonb(d) INTO v_result FROM callmaster.departments AS d WHERE d.id = get_department.department_id;
+    SELECT to_jsonb(d) INTO v_result
+    FROM callmaster.departments AS d
+    WHERE d.id = get_department.department_id;
     IF v_result IS NULL THEN
         RAISE EXCEPTION USING
             ERRCODE = 'P0002', MESSAGE = format('department %s not found', get_department.department_id);
