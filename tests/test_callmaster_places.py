@@ -294,3 +294,33 @@ def test_a_show_cannot_use_another_owners_venue(dba: psycopg.Connection[Any]) ->
         dba.execute(
             "INSERT INTO callmaster.shows (owner_id, venue_id, name) VALUES (%s, %s, 'x')", (b, venue)
         )
+
+
+async def test_crew_read_the_venue_and_departments_of_their_show(
+    client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Bearer
+) -> None:
+    owner, crew = add_user(dba, "user_a"), add_user(dba, "user_b")
+    add_user(dba, "user_c")
+    venue = _venue(dba, owner, "Lyric")
+    dept = str(
+        dba.execute(
+            "INSERT INTO callmaster.departments (owner_id, name) VALUES (%s, 'Sound') RETURNING id", (owner,)
+        ).fetchone()[0]
+    )
+    show = dba.execute(
+        "INSERT INTO callmaster.shows (owner_id, venue_id, name) VALUES (%s, %s, 'Hamlet') RETURNING id",
+        (owner, venue),
+    ).fetchone()[0]
+    dba.execute("INSERT INTO callmaster.crew_assignments (show_id, user_id) VALUES (%s, %s)", (show, crew))
+
+    for path in (f"/api/venues/{venue}", f"/api/departments/{dept}"):
+        assert (await client.get(path, headers=bearer("user_b"))).status_code == 200
+        body = assert_problem(await client.patch(path, json={"name": "Ours"}, headers=bearer("user_b")), 403)
+        assert body["code"] == "42501" and "only read" in body["detail"]
+        assert_problem(await client.delete(path, headers=bearer("user_b")), 403)
+        for verb in ("get", "delete"):
+            assert_problem(await client.request(verb.upper(), path, headers=bearer("user_c")), 404)
+    # Lists stay the user's own rows.
+    assert (await client.get("/api/venues", headers=bearer("user_b"))).json()["total"] == 0
+    assert table_counts(dba) == (1, 1)
+    assert _shows_by_venue(dba) == {"Hamlet": venue}

@@ -14,6 +14,25 @@ COMMENT ON FUNCTION callmaster.like_escape(text) IS
     'The term with LIKE wildcards (%, _) and the escape character (\) escaped, for a literal substring '
     'match with LIKE/ILIKE. Arguments: term (NULL gives NULL). No errors.';
 
+CREATE OR REPLACE FUNCTION callmaster.raise_missing_or_read_only(what text, id uuid, readable boolean)
+    RETURNS void
+    LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF readable THEN
+        RAISE EXCEPTION USING
+            ERRCODE = '42501',
+            MESSAGE = format('%s %s belongs to another user; you may only read it', what, id),
+            HINT = 'Only the owner changes it; you see it as crew of one of the owner''s shows.';
+    END IF;
+    RAISE EXCEPTION USING ERRCODE = 'P0002', MESSAGE = format('%s %s not found', what, id);
+END
+$$;
+COMMENT ON FUNCTION callmaster.raise_missing_or_read_only(text, uuid, boolean) IS
+    'Raises the error for a write that matched no row: 42501 when the row is readable by the caller (crew '
+    'of the owner''s show), else P0002 not found. Arguments: what (e.g. ''venue''), id, readable. Always '
+    'raises.';
+
 -- Venues ---------------------------------------------------------------------------------------
 
 CREATE OR REPLACE FUNCTION callmaster.list_venues(lim integer, skip integer, q text DEFAULT NULL)
@@ -116,8 +135,8 @@ BEGIN
     WHERE v.id = update_venue.venue_id
     RETURNING * INTO r;
     IF NOT FOUND THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'P0002', MESSAGE = format('venue %s not found', update_venue.venue_id);
+        PERFORM callmaster.raise_missing_or_read_only(
+            'venue', update_venue.venue_id, EXISTS (SELECT 1 FROM callmaster.venues AS x WHERE x.id = update_venue.venue_id));
     END IF;
     RETURN to_jsonb(r);
 END
@@ -125,7 +144,8 @@ $$;
 COMMENT ON FUNCTION callmaster.update_venue(uuid, jsonb) IS
     'API: changes the given columns of one of the requesting user''s venues (keys absent from patch keep '
     'their value; null clears). Arguments: venue_id, patch (jsonb object). Returns the venue. Errors: '
-    'P0002 not found (or not the user''s); 23502/23514/22xxx as create_venue; 42501 no request user.';
+    'P0002 not found (or another owner''s); 42501 read-only (crew of the owner''s show) or no request user; '
+    '23502/23514/22xxx as create_venue.';
 
 CREATE OR REPLACE FUNCTION callmaster.delete_venue(venue_id uuid)
     RETURNS integer
@@ -139,8 +159,8 @@ BEGIN
     -- The lock keeps new shows from taking this venue between the detach and the delete.
     SELECT v.owner_id INTO v_owner FROM callmaster.venues AS v WHERE v.id = delete_venue.venue_id FOR UPDATE;
     IF NOT FOUND THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'P0002', MESSAGE = format('venue %s not found', delete_venue.venue_id);
+        PERFORM callmaster.raise_missing_or_read_only(
+            'venue', delete_venue.venue_id, EXISTS (SELECT 1 FROM callmaster.venues AS x WHERE x.id = delete_venue.venue_id));
     END IF;
     UPDATE callmaster.shows AS s
     SET venue_id = NULL
@@ -154,8 +174,8 @@ $$;
 COMMENT ON FUNCTION callmaster.delete_venue(uuid) IS
     'Detaches every show at the venue (venue_id set to NULL) and deletes the venue, in one transaction. '
     'Arguments: venue_id. Returns the number of shows detached. From the API only the owner may delete. '
-    'Errors: P0002 venue not found (or, through the API, not the requesting user''s); 42501 (API) unknown '
-    'or deactivated user.';
+    'Errors: P0002 venue not found (or, through the API, another owner''s); 42501 (API) read-only for the '
+    'caller (crew of a show there), or unknown or deactivated user.';
 
 -- Departments ----------------------------------------------------------------------------------
 
@@ -259,8 +279,8 @@ BEGIN
     WHERE d.id = update_department.department_id
     RETURNING * INTO r;
     IF NOT FOUND THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'P0002', MESSAGE = format('department %s not found', update_department.department_id);
+        PERFORM callmaster.raise_missing_or_read_only(
+            'department', update_department.department_id, EXISTS (SELECT 1 FROM callmaster.departments AS x WHERE x.id = update_department.department_id));
     END IF;
     RETURN to_jsonb(r);
 EXCEPTION WHEN unique_violation THEN
@@ -273,8 +293,8 @@ $$;
 COMMENT ON FUNCTION callmaster.update_department(uuid, jsonb) IS
     'API: changes the given columns of one of the requesting user''s departments (absent keys keep their '
     'value; null clears). Arguments: department_id, patch (jsonb object). Returns the department. Errors: '
-    'P0002 not found (or not the user''s); 23505 duplicate name; 23502/23514 as create_department; 42501 '
-    'no request user.';
+    'P0002 not found (or another owner''s); 23505 duplicate name; 23502/23514 as create_department; 42501 '
+    'read-only (crew of the owner''s show) or no request user.';
 
 CREATE OR REPLACE FUNCTION callmaster.delete_department(department_id uuid)
     RETURNS void
@@ -284,12 +304,12 @@ BEGIN
     PERFORM callmaster.require_user_id();
     DELETE FROM callmaster.departments AS d WHERE d.id = delete_department.department_id;
     IF NOT FOUND THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'P0002', MESSAGE = format('department %s not found', delete_department.department_id);
+        PERFORM callmaster.raise_missing_or_read_only(
+            'department', delete_department.department_id, EXISTS (SELECT 1 FROM callmaster.departments AS x WHERE x.id = delete_department.department_id));
     END IF;
 END
 $$;
 COMMENT ON FUNCTION callmaster.delete_department(uuid) IS
     'API: deletes one of the requesting user''s departments; crew assignments and script elements that '
     'named it keep existing with department_id NULL. Arguments: department_id. Errors: P0002 not found (or '
-    'not the user''s); 42501 no request user.';
+    'another owner''s); 42501 read-only (crew of the owner''s show) or no request user.';
