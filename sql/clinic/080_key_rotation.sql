@@ -46,3 +46,19 @@ COMMENT ON FUNCTION clinic.rekey_leads(jsonb) IS
     'problem, treatment_doctor, treatment_suggested} (ciphertexts under the new key). Returns rows '
     'updated. Errors: 23514 a value is not ciphertext. DBA/CLI use.';
 REVOKE EXECUTE ON FUNCTION clinic.rekey_leads(jsonb) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION clinic.count_leads_to_rekey(current_key text)
+    RETURNS bigint
+    LANGUAGE sql
+    STABLE
+AS $$
+    SELECT count(*)
+    FROM clinic.leads AS l
+    WHERE NOT l.key_ids <@ ARRAY[current_key]
+       OR l.phone_bidx IS NULL
+       OR l.phone_bidx NOT LIKE current_key || ':%'
+$$;
+COMMENT ON FUNCTION clinic.count_leads_to_rekey(text) IS
+    'How many leads still have a field or blind index not written under current_key (what '
+    'clinic.leads_to_rekey will return, in total). Raises nothing.';
+REVOKE EXECUTE ON FUNCTION clinic.count_leads_to_rekey(text) FROM PUBLIC;
