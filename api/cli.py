@@ -166,5 +166,9 @@ def token(sub: str, clinic_id: str | None, role: str | None, ttl: int) -> None:
     click.echo(verifier.mint(claims, ttl_seconds=ttl))
 
 
+from api.clinic.metrics_cli import refresh_metrics
+
+main.add_command(refresh_metrics)
+
 if __name__ == "__main__":
     sys.exit(main())
