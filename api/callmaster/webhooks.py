@@ -55,12 +55,14 @@ def verify(secret: str | None, body: bytes, headers: dict[str, str]) -> None:
     webhook = _verifier(secret)
     missing = [name for name in SVIX_HEADERS if not headers.get(name)]
     if missing:
+        log.warning("clerk webhook rejected: missing header(s) %s", ", ".join(missing))
         raise Problem(
             400, f"Missing webhook header(s): {', '.join(missing)}.", code="webhook_headers_missing"
         )
     try:
         webhook.verify(body, headers)
     except (WebhookVerificationError, ValueError) as exc:  # ValueError: malformed signature or body encoding
+        log.warning("clerk webhook rejected (svix-id %s): %s", headers.get("svix-id"), exc)
         raise Problem(
             401, f"The webhook signature could not be verified: {exc}.", code="webhook_signature_invalid"
         ) from exc
