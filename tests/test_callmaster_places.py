@@ -143,7 +143,14 @@ async def test_owners_cannot_reach_each_others_rows(
     a, b = bearer("user_a"), bearer("user_b")
     venue = (await client.post("/api/venues", json={"name": "A's venue"}, headers=a)).json()
     dept = (await client.post("/api/departments", json={"name": "A's dept"}, headers=a)).json()
-    await client.post("/api/venues", json={"name": "B's venue"}, headers=b)
+    b_venue = (await client.post("/api/venues", json={"name": "B's venue"}, headers=b)).json()
+    b_dept = (await client.post("/api/departments", json={"name": "B's dept"}, headers=b)).json()
+    for kind, row in (("venues", b_venue), ("departments", b_dept)):  # and the other way round
+        path = f"/api/{kind}/{row['id']}"
+        assert_problem(await client.get(path, headers=a), 404)
+        assert_problem(await client.patch(path, json={"name": "A's now"}, headers=a), 404)
+        assert_problem(await client.delete(path, headers=a), 404)
+        assert (await client.get(path, headers=b)).json() == row
 
     for kind, row in (("venues", venue), ("departments", dept)):
         path = f"/api/{kind}/{row['id']}"
