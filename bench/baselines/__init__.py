@@ -1,0 +1,1 @@
+"""Baselines: honest implementations of the "before" designs of ../shared/seeds/."""

@@ -1,0 +1,71 @@
+"""The "before" booking at the SQL level: read patient, read doctor, insert with copied fields.
+
+Three round trips, each its own transaction with the request's claims (as the original's three
+Supabase calls were), `concurrency` connections at once. Runs in the load-generator process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from api.db import CONTEXT_SQL
+from bench.baselines.http import DOCTOR_SQL, INSERT_APPOINTMENT_SQL, PATIENT_SQL, _age
+from bench.loadgen import LoadResult
+
+
+async def _book(conn: Any, context: tuple[str, str], item: dict[str, Any]) -> None:
+    async with conn.transaction():
+        await conn.execute(CONTEXT_SQL, context)
+        patient = await (await conn.execute(PATIENT_SQL, {"id": item["patient_id"]})).fetchone()
+    async with conn.transaction():
+        await conn.execute(CONTEXT_SQL, context)
+        doctor = await (await conn.execute(DOCTOR_SQL, {"id": item["doctor_id"]})).fetchone()
+    if patient is None or doctor is None:
+        raise RuntimeError("patient or doctor not found")
+    day = dt.date.fromisoformat(item["appointment_date"])
+    address = ", ".join(part for part in (patient["address"], patient["city"], patient["state"], patient["postal_code"]) if part)
+    async with conn.transaction():
+        await conn.execute(CONTEXT_SQL, context)
+        await conn.execute(
+            INSERT_APPOINTMENT_SQL,
+            {
+                "clinic_id": patient["clinic_id"], "patient_id": patient["id"], "lead_id": patient["lead_id"],
+                "doctor_id": doctor["id"], "appointment_date": day, "start_time": item["start_time"],
+                "end_time": item["end_time"], "type": "consultation", "visit_reason": None, "source": None,
+                "name": patient["name"], "mobile": patient["mobile"], "email": patient["email"], "dob": patient["dob"],
+                "gender": patient["gender"], "age": _age(patient["dob"], day), "address": address or None,
+                "doctor_name": doctor["name"],
+            },
+        )  # fmt: skip
+
+
+async def _run(url: str, claims: dict[str, Any], items: Sequence[dict[str, Any]], concurrency: int) -> LoadResult:
+    from psycopg import AsyncConnection
+    from psycopg.rows import dict_row
+
+    context = (json.dumps(claims), "5000")
+    result = LoadResult()
+    queue = iter(items)
+
+    async def worker() -> None:
+        async with await AsyncConnection.connect(url, row_factory=dict_row) as conn:
+            for item in queue:
+                t0 = time.perf_counter()
+                await _book(conn, context, item)
+                result.latencies.append(time.perf_counter() - t0)
+                result.statuses[201] = result.statuses.get(201, 0) + 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    result.elapsed = time.perf_counter() - started
+    return result
+
+
+def three_round_trips(url: str, claims: dict[str, Any], items: Sequence[dict[str, Any]], concurrency: int) -> LoadResult:
+    """Book every item the "before" way; latencies and wall time."""
+    return asyncio.run(_run(url, claims, items, concurrency))

@@ -1,0 +1,249 @@
+"""Load generation, always from a process of its own (never inside the server under test).
+
+The HTTP client is a minimal keep-alive HTTP/1.1 client on asyncio streams: cheaper per request than
+httpx, so on a small machine more of the CPU goes to the server being measured. Every entry point
+here is a plain function taking picklable arguments, run in a spawned process by `in_process` or
+`Background`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.synchronize import Event as MpEvent
+from typing import Any
+from urllib.parse import urlsplit
+
+SPAWN = multiprocessing.get_context("spawn")
+
+
+@dataclass(frozen=True)
+class Req:
+    """One HTTP request to send: method, path, headers, body."""
+
+    method: str
+    path: str
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes | None = None
+
+
+@dataclass
+class LoadResult:
+    """What a load run saw: per-request latencies (s), status counts, wall time, and a few bodies."""
+
+    latencies: list[float] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+    elapsed: float = 0.0
+    sample_bodies: list[bytes] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(self.latencies)
+
+    @property
+    def throughput(self) -> float:
+        return self.count / self.elapsed if self.elapsed else 0.0
+
+    def ok(self, *codes: int) -> int:
+        return sum(n for code, n in self.statuses.items() if code in codes)
+
+
+class HttpConnection:
+    """One keep-alive HTTP/1.1 connection (Content-Length or chunked responses)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def _open(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            try:
+                await self.writer.wait_closed()
+            except OSError:
+                pass
+            self.reader = self.writer = None
+
+    async def request(self, req: Req) -> tuple[int, bytes]:
+        if self.writer is None:
+            await self._open()
+        assert self.reader is not None and self.writer is not None
+        body = req.body or b""
+        head = [f"{req.method} {req.path} HTTP/1.1", f"Host: {self.host}:{self.port}", f"Content-Length: {len(body)}"]
+        head.extend(f"{name}: {value}" for name, value in req.headers)
+        self.writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+        await self.writer.drain()
+        raw = await self.reader.readuntil(b"\r\n\r\n")
+        lines = raw.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        headers = {}
+        for line in lines[1:]:
+            if ":" in line:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+        if "content-length" in headers:
+            payload = await self.reader.readexactly(int(headers["content-length"]))
+        elif headers.get("transfer-encoding", "").lower() == "chunked":
+            parts = []
+            while True:
+                size = int((await self.reader.readline()).split(b";")[0], 16)
+                if size == 0:
+                    await self.reader.readline()
+                    break
+                parts.append(await self.reader.readexactly(size))
+                await self.reader.readline()
+            payload = b"".join(parts)
+        else:
+            payload = await self.reader.read()
+            await self.close()
+        if headers.get("connection", "").lower() == "close":
+            await self.close()
+        return status, payload
+
+
+def _host_port(base_url: str) -> tuple[str, int]:
+    parts = urlsplit(base_url)
+    return parts.hostname or "127.0.0.1", parts.port or 80
+
+
+async def _closed_loop(base_url: str, requests: Sequence[Req], concurrency: int, keep_bodies: int) -> LoadResult:
+    host, port = _host_port(base_url)
+    result = LoadResult()
+    queue = iter(range(len(requests)))
+
+    async def worker() -> None:
+        conn = HttpConnection(host, port)
+        try:
+            for index in queue:
+                started = time.perf_counter()
+                status, body = await conn.request(requests[index])
+                result.latencies.append(time.perf_counter() - started)
+                result.statuses[status] = result.statuses.get(status, 0) + 1
+                if len(result.sample_bodies) < keep_bodies:
+                    result.sample_bodies.append(body)
+        finally:
+            await conn.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    result.elapsed = time.perf_counter() - started
+    return result
+
+
+def closed_loop(base_url: str, requests: Sequence[Req], concurrency: int, keep_bodies: int = 0) -> LoadResult:
+    """Send every request once, `concurrency` at a time over keep-alive connections."""
+    return asyncio.run(_closed_loop(base_url, requests, concurrency, keep_bodies))
+
+
+async def _probe(base_url: str, req: Req, interval: float, stop: MpEvent, ready: MpEvent) -> LoadResult:
+    host, port = _host_port(base_url)
+    result = LoadResult()
+    conn = HttpConnection(host, port)
+    await conn.request(req)  # connect and warm up
+    ready.set()
+    started = time.perf_counter()
+    try:
+        while not stop.is_set():
+            t0 = time.perf_counter()
+            status, _ = await conn.request(req)
+            took = time.perf_counter() - t0
+            result.latencies.append(took)
+            result.statuses[status] = result.statuses.get(status, 0) + 1
+            await asyncio.sleep(max(0.0, interval - took))
+    finally:
+        await conn.close()
+    result.elapsed = time.perf_counter() - started
+    return result
+
+
+def probe(base_url: str, req: Req, interval: float, stop: MpEvent, ready: MpEvent) -> LoadResult:
+    """Send `req` every `interval` seconds (one at a time) until `stop` is set; the latencies."""
+    return asyncio.run(_probe(base_url, req, interval, stop, ready))
+
+
+async def _direct_sql(
+    url: str, context_sql: str, context_params: Sequence[Any], query: str, params: Sequence[Sequence[Any]], concurrency: int
+) -> LoadResult:
+    from psycopg import AsyncConnection
+
+    result = LoadResult()
+    queue = iter(range(len(params)))
+
+    async def worker() -> None:
+        async with await AsyncConnection.connect(url) as conn:
+            for index in queue:
+                t0 = time.perf_counter()
+                async with conn.transaction():
+                    await conn.execute(context_sql, context_params)
+                    cur = await conn.execute(query, params[index])
+                    await cur.fetchone()
+                result.latencies.append(time.perf_counter() - t0)
+                result.statuses[200] = result.statuses.get(200, 0) + 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    result.elapsed = time.perf_counter() - started
+    return result
+
+
+def direct_sql(
+    url: str,
+    context_sql: str,
+    context_params: Sequence[Any],
+    query: str,
+    params: Sequence[Sequence[Any]],
+    concurrency: int,
+) -> LoadResult:
+    """Per item: one transaction of (context statement, query), `concurrency` connections at once."""
+    return asyncio.run(_direct_sql(url, context_sql, context_params, query, params, concurrency))
+
+
+def _child(queue: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    try:
+        queue.put(("ok", fn(*args)))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which re-raises
+        queue.put(("error", f"{type(exc).__name__}: {exc}"))
+
+
+class Background:
+    """Run `fn(*args)` in a spawned process; `result()` waits for its return value."""
+
+    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
+        self.queue = SPAWN.Queue()
+        self.process = SPAWN.Process(target=_child, args=(self.queue, fn, args), daemon=True)
+        self.process.start()
+
+    def result(self, timeout: float = 1800) -> Any:
+        kind, value = self.queue.get(timeout=timeout)
+        self.process.join(timeout=30)
+        if kind == "error":
+            raise RuntimeError(f"load process failed: {value}")
+        return value
+
+
+def in_process(fn: Callable[..., Any], *args: Any) -> Any:
+    """`fn(*args)` in a fresh spawned process; its return value."""
+    return Background(fn, *args).result()
+
+
+class Prober:
+    """A background process sending one request at a fixed interval until stopped."""
+
+    def __init__(self, base_url: str, req: Req, interval: float) -> None:
+        self.stop_event = SPAWN.Event()
+        ready = SPAWN.Event()
+        self.job = Background(probe, base_url, req, interval, self.stop_event, ready)
+        if not ready.wait(60):
+            raise RuntimeError("the probe process did not start")
+
+    def stop(self) -> LoadResult:
+        self.stop_event.set()
+        result: LoadResult = self.job.result()
+        return result

@@ -1,0 +1,72 @@
+"""Helpers shared by the workloads: slots, formatting, result rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from bench.loadgen import Req
+from bench.runner import Result
+from bench.stats import median
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:,.1f} ms"
+
+
+def per_s(value: float) -> str:
+    return f"{value:,.0f}/s"
+
+
+def slots(doctors: Sequence[str], count: int, *, start_day: dt.date, per_day: int = 20) -> list[dict[str, Any]]:
+    """`count` distinct, non-overlapping 20-minute slots over the doctors, from `start_day` on."""
+    out = []
+    for i in range(count):
+        doctor = doctors[i % len(doctors)]
+        k = i // len(doctors)
+        day = start_day + dt.timedelta(days=k // per_day)
+        minutes = 7 * 60 + (k % per_day) * 30
+        start, end = dt.time(minutes // 60, minutes % 60), dt.time((minutes + 20) // 60, (minutes + 20) % 60)
+        out.append({"doctor_id": doctor, "appointment_date": day.isoformat(),
+                    "start_time": start.strftime("%H:%M"), "end_time": end.strftime("%H:%M")})  # fmt: skip
+    return out
+
+
+def json_req(method: str, path: str, headers: tuple[tuple[str, str], ...], body: Any = None) -> Req:
+    return Req(method, path, headers, None if body is None else json.dumps(body).encode())
+
+
+def alternate(repeats: int, keel: Callable[[int], float], baseline: Callable[[int], float]) -> tuple[list[float], list[float]]:
+    """Run Keel then baseline, `repeats` times (interleaved, so drift hits both); the two series."""
+    ks, bs = [], []
+    for rep in range(repeats):
+        ks.append(keel(rep))
+        bs.append(baseline(rep))
+    return ks, bs
+
+
+def ratio_result(
+    workload: str,
+    keel: float,
+    baseline: float,
+    *,
+    fmt: Callable[[float], str],
+    target: str,
+    minimum: float | None = None,
+    higher_is_better: bool = True,
+    note: str = "",
+    data: dict[str, Any] | None = None,
+) -> Result:
+    """A row whose ratio is Keel's advantage: keel/baseline for rates, baseline/keel for times."""
+    if higher_is_better:
+        ratio = keel / baseline if baseline else None
+    else:
+        ratio = baseline / keel if keel else None
+    passed = None if minimum is None or ratio is None else ratio >= minimum
+    return Result(workload, fmt(keel), fmt(baseline), ratio, target, passed, note, data or {})
+
+
+def med(values: Sequence[float]) -> float:
+    return median(values)
