@@ -122,7 +122,7 @@ BEGIN
     END IF;
     IF FOUND AND EXISTS (SELECT 1
                          FROM callmaster.scripts AS s
-                         JOIN callmaster.crew_assignments AS ca ON ca.show_id = s.id
+                         JOIN callmaster.crew_assignments AS ca ON ca.show_id = s.show_id
                          WHERE s.id = v_element.script_id
                            AND ca.user_id = v_me
                            AND ca.is_active) THEN
