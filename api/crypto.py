@@ -72,7 +72,9 @@ def _b64encode(raw: bytes) -> str:
 
 
 def _derive(master: bytes, purpose: bytes) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=b"keel/" + purpose).derive(master)
+    return HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=b"keel/" + purpose).derive(
+        master
+    )
 
 
 def normalize_phone(value: str) -> str:
@@ -105,7 +107,9 @@ class Keyring:
                 raise CryptoError(f"key {key_id!r} must be {KEY_BYTES} bytes, got {len(master)}")
             if key_id in self._keys:
                 raise CryptoError(f"key id {key_id!r} appears twice")
-            self._keys[key_id] = _Key(key_id, AESGCM(_derive(master, b"aes-256-gcm")), _derive(master, b"blind-index"))
+            self._keys[key_id] = _Key(
+                key_id, AESGCM(_derive(master, b"aes-256-gcm")), _derive(master, b"blind-index")
+            )
         if not self._keys:
             raise CryptoError("no encryption key given")
         self.current_id = next(reversed(self._keys))
@@ -157,7 +161,9 @@ class Keyring:
         key = self._key(key_id)
         try:
             raw = _b64decode(payload)
-            return key.aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], field_name.encode("utf-8")).decode("utf-8")
+            return key.aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], field_name.encode("utf-8")).decode(
+                "utf-8"
+            )
         except (InvalidTag, CryptoError, UnicodeDecodeError) as exc:
             raise DecryptionFailed(f"{field_name}: ciphertext does not verify under key {key_id!r}") from exc
 

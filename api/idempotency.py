@@ -88,12 +88,16 @@ def idempotency_key(request: Request[Any, Any, Any]) -> str | None:
     if value is None:
         return None
     if not _KEY_RE.match(value):
-        raise Problem(400, f"{HEADER} must be 1-255 visible ASCII characters.", code="idempotency_key_invalid")
+        raise Problem(
+            400, f"{HEADER} must be 1-255 visible ASCII characters.", code="idempotency_key_invalid"
+        )
     return value
 
 
 def request_hash(method: str, path: str, payload: Any) -> str:
-    canonical = json.dumps([method.upper(), path, payload], sort_keys=True, separators=(",", ":"), default=str)
+    canonical = json.dumps(
+        [method.upper(), path, payload], sort_keys=True, separators=(",", ":"), default=str
+    )
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
@@ -146,7 +150,9 @@ async def run_idempotent(
     return Outcome(row["body"], row["status_code"], replayed=True)
 
 
-async def _run_locked(db: Database, principal: HasClaims, query: sql.Composable, params: Mapping[str, Any]) -> Any:
+async def _run_locked(
+    db: Database, principal: HasClaims, query: sql.Composable, params: Mapping[str, Any]
+) -> Any:
     async with db.transaction(principal) as conn:
         async with conn.pipeline():
             await conn.execute(_LOCK, params)

@@ -23,7 +23,9 @@ class Clinic:
     headers: dict[str, str]
     name: str
 
-    def as_role(self, bearer: Callable[..., dict[str, str]], role: str, sub: str | None = None) -> dict[str, str]:
+    def as_role(
+        self, bearer: Callable[..., dict[str, str]], role: str, sub: str | None = None
+    ) -> dict[str, str]:
         return bearer(sub or self.admin_id, clinic_id=self.id, role=role)
 
 
@@ -95,7 +97,12 @@ def lead_body(**overrides: Any) -> dict[str, Any]:
 
 
 def patient_body(**overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"name": "Arjun Menon", "mobile": "+91 98950 11111", "gender": "male", "dob": "1980-05-17"}
+    body: dict[str, Any] = {
+        "name": "Arjun Menon",
+        "mobile": "+91 98950 11111",
+        "gender": "male",
+        "dob": "1980-05-17",
+    }
     body.update(overrides)
     return body
 
@@ -120,7 +127,9 @@ def pg_dump_binary(conn: psycopg.Connection[Any]) -> str:
     for path in candidates:
         if not path or not Path(path).exists():
             continue
-        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30).stdout
+        out = subprocess.run(
+            [path, "--version"], check=False, capture_output=True, text=True, timeout=30
+        ).stdout
         match = re.search(r"(\d+)(?:\.\d+)?", out)
         if match and int(match.group(1)) >= server_major:
             found.append((int(match.group(1)), path))

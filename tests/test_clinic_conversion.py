@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - fixtures are imported from tests.clinic_support
 """Lead → patient conversion: atomic, once only, isolated, idempotent, callable by a DBA."""
 
 from __future__ import annotations
@@ -19,31 +20,44 @@ async def new_lead(client, clinic, **overrides):
 async def test_convert_creates_linked_patient_and_marks_lead(client, clinic_a, dba):
     lead = await new_lead(client, clinic_a)
     r = await client.post(
-        f"/api/leads/{lead['id']}/convert", json={"mobile": "+91 98470 12345", "city": "Kochi"}, headers=clinic_a.headers
+        f"/api/leads/{lead['id']}/convert",
+        json={"mobile": "+91 98470 12345", "city": "Kochi"},
+        headers=clinic_a.headers,
     )
     assert r.status_code == 201, r.text
     patient = r.json()
     assert patient["lead_id"] == lead["id"] and patient["uhid"] == "ALP-000001"
     assert patient["name"] == "Meera Nair" and patient["gender"] == "female"  # defaults from the lead
     assert patient["mobile"] == "+919847012345" and patient["city"] == "Kochi"
-    assert (await client.get(f"/api/leads/{lead['id']}", headers=clinic_a.headers)).json()["status"] == "converted"
+    assert (await client.get(f"/api/leads/{lead['id']}", headers=clinic_a.headers)).json()[
+        "status"
+    ] == "converted"
     assert (await client.get(f"/api/patients/{patient['id']}", headers=clinic_a.headers)).json() == patient
 
     # Twice → 409, nothing new.
     again = assert_problem(
-        await client.post(f"/api/leads/{lead['id']}/convert", json={"mobile": "9847012345"}, headers=clinic_a.headers), 409
+        await client.post(
+            f"/api/leads/{lead['id']}/convert", json={"mobile": "9847012345"}, headers=clinic_a.headers
+        ),
+        409,
     )
     assert again["code"] == "23505" and patient["id"] in again["db_detail"]
     assert count(dba, "patients") == 1
     # A converted lead keeps its status.
-    assert_problem(await client.patch(f"/api/leads/{lead['id']}", json={"status": "lost"}, headers=clinic_a.headers), 422)
+    assert_problem(
+        await client.patch(f"/api/leads/{lead['id']}", json={"status": "lost"}, headers=clinic_a.headers), 422
+    )
 
 
 async def test_failed_patient_insert_leaves_the_lead_unchanged(client, clinic_a, clinic_b, dba):
     lead = await new_lead(client, clinic_a)
-    b_doctor = (await client.post(
-        "/api/staff", json={"name": "Dr B", "email": "b@beta.example", "role": "doctor"}, headers=clinic_b.headers
-    )).json()
+    b_doctor = (
+        await client.post(
+            "/api/staff",
+            json={"name": "Dr B", "email": "b@beta.example", "role": "doctor"},
+            headers=clinic_b.headers,
+        )
+    ).json()
     # Another clinic's doctor (foreign key) and a non-doctor (trigger) both fail inside the patient insert.
     for doctor_id, code in ((b_doctor["id"], "23503"), (clinic_a.admin_id, "23514")):
         problem = assert_problem(
@@ -55,15 +69,21 @@ async def test_failed_patient_insert_leaves_the_lead_unchanged(client, clinic_a,
             422,
         )
         assert problem["code"] == code
-    assert dba.execute("SELECT status FROM clinic.leads WHERE id = %s", (lead["id"],)).fetchone() == ("new_inquiry",)
+    assert dba.execute("SELECT status FROM clinic.leads WHERE id = %s", (lead["id"],)).fetchone() == (
+        "new_inquiry",
+    )
     assert count(dba, "patients") == 0
     # The same through the DBA's door: a bad mobile aborts the whole call.
     with pytest.raises(psycopg.errors.CheckViolation):
         dba.execute("SELECT clinic.convert_lead(%s, mobile => 'call me')", (lead["id"],))
-    assert dba.execute("SELECT status FROM clinic.leads WHERE id = %s", (lead["id"],)).fetchone() == ("new_inquiry",)
+    assert dba.execute("SELECT status FROM clinic.leads WHERE id = %s", (lead["id"],)).fetchone() == (
+        "new_inquiry",
+    )
     assert count(dba, "patients") == 0
     # Nothing was consumed: the lead still converts.
-    r = await client.post(f"/api/leads/{lead['id']}/convert", json={"mobile": "9847012345"}, headers=clinic_a.headers)
+    r = await client.post(
+        f"/api/leads/{lead['id']}/convert", json={"mobile": "9847012345"}, headers=clinic_a.headers
+    )
     assert r.status_code == 201
 
 
@@ -71,7 +91,9 @@ async def test_concurrent_conversions_of_one_lead_create_one_patient(client, cli
     lead = await new_lead(client, clinic_a)
     results = await asyncio.gather(
         *(
-            client.post(f"/api/leads/{lead['id']}/convert", json={"mobile": "9847012345"}, headers=clinic_a.headers)
+            client.post(
+                f"/api/leads/{lead['id']}/convert", json={"mobile": "9847012345"}, headers=clinic_a.headers
+            )
             for _ in range(6)
         )
     )
@@ -82,15 +104,22 @@ async def test_concurrent_conversions_of_one_lead_create_one_patient(client, cli
 async def test_conversion_idempotency_key_replays(client, clinic_a, dba):
     lead = await new_lead(client, clinic_a)
     headers = {**clinic_a.headers, "Idempotency-Key": "convert-1"}
-    first = await client.post(f"/api/leads/{lead['id']}/convert", json={"mobile": "9847012345"}, headers=headers)
-    again = await client.post(f"/api/leads/{lead['id']}/convert", json={"mobile": "9847012345"}, headers=headers)
+    first = await client.post(
+        f"/api/leads/{lead['id']}/convert", json={"mobile": "9847012345"}, headers=headers
+    )
+    again = await client.post(
+        f"/api/leads/{lead['id']}/convert", json={"mobile": "9847012345"}, headers=headers
+    )
     assert first.status_code == again.status_code == 201
     assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
     # Concurrent retries with a fresh key on a fresh lead: one patient, same answer for all.
     other = await new_lead(client, clinic_a, phone="9000000002")
     key = {**clinic_a.headers, "Idempotency-Key": "convert-2"}
     results = await asyncio.gather(
-        *(client.post(f"/api/leads/{other['id']}/convert", json={"mobile": "9000000002"}, headers=key) for _ in range(5))
+        *(
+            client.post(f"/api/leads/{other['id']}/convert", json={"mobile": "9000000002"}, headers=key)
+            for _ in range(5)
+        )
     )
     assert {r.status_code for r in results} == {201} and len({r.json()["id"] for r in results}) == 1
     assert count(dba, "patients") == 2
@@ -99,12 +128,30 @@ async def test_conversion_idempotency_key_replays(client, clinic_a, dba):
 async def test_conversion_isolation_and_bad_input(client, clinic_a, clinic_b, dba):
     lead = await new_lead(client, clinic_a)
     b_lead = await new_lead(client, clinic_b)
-    assert_problem(await client.post(f"/api/leads/{b_lead['id']}/convert", json={"mobile": "9847012345"}, headers=clinic_a.headers), 404)
-    for body in ({}, {"mobile": ""}, {"mobile": "abc"}, {"mobile": "9847012345", "name": ""},
-                 {"mobile": "9847012345", "lead_id": lead["id"]}, {"mobile": "9847012345", "dob": "1990-13-40"},
-                 {"mobile": "9847012345", "blood_group": "Q"}, {"mobile": "9847012345", "dob": "2999-01-01"}):
-        assert_problem(await client.post(f"/api/leads/{lead['id']}/convert", json=body, headers=clinic_a.headers), (400, 422))
-    assert_problem(await client.post("/api/leads/nope/convert", json={"mobile": "9847012345"}, headers=clinic_a.headers), (400, 404, 405))
+    assert_problem(
+        await client.post(
+            f"/api/leads/{b_lead['id']}/convert", json={"mobile": "9847012345"}, headers=clinic_a.headers
+        ),
+        404,
+    )
+    for body in (
+        {},
+        {"mobile": ""},
+        {"mobile": "abc"},
+        {"mobile": "9847012345", "name": ""},
+        {"mobile": "9847012345", "lead_id": lead["id"]},
+        {"mobile": "9847012345", "dob": "1990-13-40"},
+        {"mobile": "9847012345", "blood_group": "Q"},
+        {"mobile": "9847012345", "dob": "2999-01-01"},
+    ):
+        assert_problem(
+            await client.post(f"/api/leads/{lead['id']}/convert", json=body, headers=clinic_a.headers),
+            (400, 422),
+        )
+    assert_problem(
+        await client.post("/api/leads/nope/convert", json={"mobile": "9847012345"}, headers=clinic_a.headers),
+        (400, 404, 405),
+    )
     assert count(dba, "patients") == 0
     statuses = {row[0] for row in dba.execute("SELECT status FROM clinic.leads")}
     assert statuses == {"new_inquiry"}
@@ -130,7 +177,8 @@ def test_dba_converts_in_psql(dba, clinic_a):
     with pytest.raises(psycopg.errors.NoDataFound):
         dba.execute("SELECT clinic.convert_lead(gen_random_uuid(), mobile => '9847012345')")
     other = dba.execute(
-        "INSERT INTO clinic.leads (clinic_id, name, phone) VALUES (%s, 'Y', %s) RETURNING id", (clinic_a.id, "v1:k1:" + "A" * 40)
+        "INSERT INTO clinic.leads (clinic_id, name, phone) VALUES (%s, 'Y', %s) RETURNING id",
+        (clinic_a.id, "v1:k1:" + "A" * 40),
     ).fetchone()[0]
     with pytest.raises(psycopg.errors.InvalidParameterValue):
         dba.execute("SELECT clinic.convert_lead(%s)", (other,))

@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - fixtures are imported from tests.clinic_support
 """Field encryption and key rotation, and the clinic CLI commands (`clinic create`, `leads import`,
 `keys generate`, `keys rotate`) run against the test database."""
 
@@ -49,7 +50,9 @@ def test_keyring_roundtrip_and_failures():
 
 
 def test_phone_blind_index():
-    assert normalize_phone("+91 98470-12345") == normalize_phone("098470 12345") == normalize_phone("9847012345")
+    assert (
+        normalize_phone("+91 98470-12345") == normalize_phone("098470 12345") == normalize_phone("9847012345")
+    )
     ring = Keyring.parse(KEYS_TWO)
     assert ring.phone_index("+91 98470 12345") == ring.phone_index("9847012345")
     assert ring.phone_index("9847012345").startswith("k2:")
@@ -69,22 +72,38 @@ def cli_env(db_url: str, tmp_path: Path, keys: str) -> dict[str, str]:
     }
 
 
-async def test_rotation_keeps_old_rows_readable_and_rotate_moves_them(settings, clinic_a, dba, db_url, tmp_path):
+async def test_rotation_keeps_old_rows_readable_and_rotate_moves_them(
+    settings, clinic_a, dba, db_url, tmp_path
+):
     headers = clinic_a.headers
     old_settings = settings
     new_settings = dataclasses.replace(settings, encryption_keys=KEYS_TWO)
     only_new = dataclasses.replace(settings, encryption_keys=f"k2:{KEY_NEW}")
 
     async with AsyncTestClient(app=create_app(old_settings)) as client:
-        old = [(await client.post("/api/leads", json=lead_body(name=f"Old {i}", phone=f"98470{i:05d}"), headers=headers)).json()
-               for i in range(30)]
+        old = [
+            (
+                await client.post(
+                    "/api/leads", json=lead_body(name=f"Old {i}", phone=f"98470{i:05d}"), headers=headers
+                )
+            ).json()
+            for i in range(30)
+        ]
     assert {row[0] for row in dba.execute("SELECT DISTINCT unnest(key_ids) FROM clinic.leads")} == {"k1"}
 
     async with AsyncTestClient(app=create_app(new_settings)) as client:
         # Old rows still decrypt after a newer key is added; new rows use the newer key.
         r = await client.get(f"/api/leads/{old[0]['id']}", headers=headers)
-        assert r.status_code == 200 and r.json()["phone"] == "9847000000" and r.json()["problem"] == lead_body()["problem"]
-        new = (await client.post("/api/leads", json=lead_body(name="New", phone="+91 98470 00001"), headers=headers)).json()
+        assert (
+            r.status_code == 200
+            and r.json()["phone"] == "9847000000"
+            and r.json()["problem"] == lead_body()["problem"]
+        )
+        new = (
+            await client.post(
+                "/api/leads", json=lead_body(name="New", phone="+91 98470 00001"), headers=headers
+            )
+        ).json()
         assert new["possible_duplicate_of"] == old[1]["id"]  # blind index matched across keys
         row = dba.execute("SELECT phone, phone_bidx FROM clinic.leads WHERE id = %s", (new["id"],)).fetchone()
         assert row[0].startswith("v1:k2:") and row[1].startswith("k2:")
@@ -96,11 +115,15 @@ async def test_rotation_keeps_old_rows_readable_and_rotate_moves_them(settings, 
         problem = assert_problem(await client.get(f"/api/leads/{old[0]['id']}", headers=headers), 503)
         assert "k1" in problem["detail"]
 
-    result = CliRunner().invoke(keys_cli, ["rotate", "--batch-size", "7"], env=cli_env(db_url, tmp_path, KEYS_TWO))
+    result = CliRunner().invoke(
+        keys_cli, ["rotate", "--batch-size", "7"], env=cli_env(db_url, tmp_path, KEYS_TWO)
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"reencrypted": 30, "key_id": "k2"}
     assert {row[0] for row in dba.execute("SELECT DISTINCT unnest(key_ids) FROM clinic.leads")} == {"k2"}
-    assert dba.execute("SELECT count(*) FROM clinic.leads WHERE phone_bidx NOT LIKE 'k2:%'").fetchone() == (0,)
+    assert dba.execute("SELECT count(*) FROM clinic.leads WHERE phone_bidx NOT LIKE 'k2:%'").fetchone() == (
+        0,
+    )
     # Running it again has nothing to do.
     again = CliRunner().invoke(keys_cli, ["rotate"], env=cli_env(db_url, tmp_path, KEYS_TWO))
     assert again.exit_code == 0 and json.loads(again.stdout.strip().splitlines()[-1])["reencrypted"] == 0
@@ -125,24 +148,50 @@ def test_clinic_create_cli_prints_ids_and_an_admin_token(db_url, tmp_path, dba):
     env = cli_env(db_url, tmp_path, KEYS_ONE)
     result = CliRunner().invoke(
         clinic_cli,
-        ["create", "--name", "Gamma", "--timezone", "Asia/Kolkata", "--uhid-prefix", "gam",
-         "--admin-name", "Gita", "--admin-email", "gita@gamma.example"],
+        [
+            "create",
+            "--name",
+            "Gamma",
+            "--timezone",
+            "Asia/Kolkata",
+            "--uhid-prefix",
+            "gam",
+            "--admin-name",
+            "Gita",
+            "--admin-email",
+            "gita@gamma.example",
+        ],
         env=env,
     )
     assert result.exit_code == 0, result.output
     created = json.loads(result.stdout)
     assert set(created) == {"clinic_id", "admin_id", "token"}
-    assert dba.execute("SELECT uhid_prefix, timezone FROM clinic.clinics WHERE id = %s", (created["clinic_id"],)).fetchone() == (
-        "GAM", "Asia/Kolkata")
+    assert dba.execute(
+        "SELECT uhid_prefix, timezone FROM clinic.clinics WHERE id = %s", (created["clinic_id"],)
+    ).fetchone() == ("GAM", "Asia/Kolkata")
     # The token is signed with KEEL_JWT_SECRET and names the new admin and clinic.
     import jwt
 
     claims = jwt.decode(created["token"], env["KEEL_JWT_SECRET"], algorithms=["HS256"])
-    assert claims["sub"] == created["admin_id"] and claims["clinic_id"] == created["clinic_id"] and claims["role"] == "admin"
+    assert (
+        claims["sub"] == created["admin_id"]
+        and claims["clinic_id"] == created["clinic_id"]
+        and claims["role"] == "admin"
+    )
 
     bad = CliRunner().invoke(
         clinic_cli,
-        ["create", "--name", "Bad", "--timezone", "Mars/Olympus", "--admin-name", "X", "--admin-email", "x@x.example"],
+        [
+            "create",
+            "--name",
+            "Bad",
+            "--timezone",
+            "Mars/Olympus",
+            "--admin-name",
+            "X",
+            "--admin-email",
+            "x@x.example",
+        ],
         env=env,
     )
     assert bad.exit_code != 0 and "unknown time zone" in bad.output
@@ -152,26 +201,53 @@ def test_clinic_create_cli_prints_ids_and_an_admin_token(db_url, tmp_path, dba):
 def test_leads_import_cli(clinic_a, db_url, tmp_path, dba):
     env = cli_env(db_url, tmp_path, KEYS_ONE)
     good = tmp_path / "leads.csv"
-    good.write_text("name,phone,problem,assigned_to_id\n" + "".join(
-        f"Lead {i},+91 9{i:09d},Back pain {i},{clinic_a.admin_id if i % 2 else ''}\n" for i in range(2500)
-    ))
+    good.write_text(
+        "name,phone,problem,assigned_to_id\n"
+        + "".join(
+            f"Lead {i},+91 9{i:09d},Back pain {i},{clinic_a.admin_id if i % 2 else ''}\n" for i in range(2500)
+        )
+    )
     result = CliRunner().invoke(leads_cli, ["import", str(good), "--clinic", clinic_a.id], env=env)
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"imported": 2500, "rejected": 0, "total_rows": 2500}
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+        "imported": 2500,
+        "rejected": 0,
+        "total_rows": 2500,
+    }
     assert count(dba, "leads") == 2500
     row = dba.execute("SELECT problem, phone_bidx FROM clinic.leads WHERE name = 'Lead 7'").fetchone()
-    assert row[0].startswith("v1:k1:") and Keyring.parse(KEYS_ONE).decrypt(row[0], "clinic.leads.problem") == "Back pain 7"
+    assert (
+        row[0].startswith("v1:k1:")
+        and Keyring.parse(KEYS_ONE).decrypt(row[0], "clinic.leads.problem") == "Back pain 7"
+    )
     assert row[1] == Keyring.parse(KEYS_ONE).phone_index("9000000007")
 
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps([{"name": "A", "phone": "9847012345"}, {"name": "", "phone": "9847012345"},
-                               {"name": "C", "phone": "9847012346", "assigned_to_id": "00000000-0000-0000-0000-000000000000"}]))
+    bad.write_text(
+        json.dumps(
+            [
+                {"name": "A", "phone": "9847012345"},
+                {"name": "", "phone": "9847012345"},
+                {
+                    "name": "C",
+                    "phone": "9847012346",
+                    "assigned_to_id": "00000000-0000-0000-0000-000000000000",
+                },
+            ]
+        )
+    )
     result = CliRunner().invoke(leads_cli, ["import", str(bad), "--clinic", clinic_a.id], env=env)
     assert result.exit_code == 1 and "row 1: name" in result.output
     assert count(dba, "leads") == 2500
-    result = CliRunner().invoke(leads_cli, ["import", str(bad), "--clinic", clinic_a.id, "--partial"], env=env)
+    result = CliRunner().invoke(
+        leads_cli, ["import", str(bad), "--clinic", clinic_a.id, "--partial"], env=env
+    )
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"imported": 1, "rejected": 2, "total_rows": 3}
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+        "imported": 1,
+        "rejected": 2,
+        "total_rows": 3,
+    }
     assert count(dba, "leads") == 2501
 
     header = tmp_path / "header.csv"

@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - fixtures are imported from tests.clinic_support
 """Bulk lead import: 10,000 rows in one request, all-or-nothing validation, CSV, responsiveness."""
 
 from __future__ import annotations
@@ -70,7 +71,9 @@ async def test_import_ten_thousand_json_rows_while_health_stays_responsive(clien
     assert max(latencies) < 1.0, (max(latencies), elapsed)
 
     # Imported rows are encrypted, searchable by phone, readable.
-    assert dba.execute("SELECT count(*) FROM clinic.leads WHERE phone LIKE 'v1:k1:%%' AND phone_bidx IS NOT NULL").fetchone() == (N,)
+    assert dba.execute(
+        "SELECT count(*) FROM clinic.leads WHERE phone LIKE 'v1:k1:%%' AND phone_bidx IS NOT NULL"
+    ).fetchone() == (N,)
     found = (await client.get("/api/leads", params={"phone": "9000001234"}, headers=clinic_a.headers)).json()
     assert found["total"] == 1 and found["items"][0]["name"] == "Lead 1234"
     assert found["items"][0]["problem"] == "Problem number 1234"
@@ -94,7 +97,9 @@ async def test_partial_import_takes_the_good_rows(client, clinic_a, clinic_b, db
     data[7]["status"] = "converted"
     data[11]["assigned_to_id"] = clinic_b.admin_id  # another clinic's staff: caught in SQL
     data[12]["assigned_to_id"] = clinic_a.admin_id
-    r = await client.post("/api/leads/import", params={"partial": "true"}, json=data, headers=clinic_a.headers)
+    r = await client.post(
+        "/api/leads/import", params={"partial": "true"}, json=data, headers=clinic_a.headers
+    )
     assert r.status_code == 201, r.text
     body = r.json()
     assert body["imported"] == 17
@@ -102,7 +107,11 @@ async def test_partial_import_takes_the_good_rows(client, clinic_a, clinic_b, db
     assert body["rejected"][2]["errors"][0]["field"] == "assigned_to_id"
     assert count(dba, "leads") == 17
     # Without partial, the foreign reference alone rejects everything.
-    r = await client.post("/api/leads/import", json=[rows(1)[0] | {"assigned_to_id": clinic_b.admin_id}], headers=clinic_a.headers)
+    r = await client.post(
+        "/api/leads/import",
+        json=[rows(1)[0] | {"assigned_to_id": clinic_b.admin_id}],
+        headers=clinic_a.headers,
+    )
     assert [e["index"] for e in assert_problem(r, 422)["errors"]] == [0]
     assert count(dba, "leads") == 17
 
@@ -122,13 +131,21 @@ async def test_csv_with_a_header_row(client, clinic_a, dba):
     data = rows(300)
     data[5]["gender"] = "F"  # CSV niceties: single-letter genders, any case
     data[6]["status"] = "Follow Up"
-    text = to_csv(data, ["Name", "Phone", "age", "gender", "status", "referral_required", "date_added", "problem"])
-    r = await client.post("/api/leads/import", content=text.encode(), headers={**clinic_a.headers, "Content-Type": "text/csv"})
+    text = to_csv(
+        data, ["Name", "Phone", "age", "gender", "status", "referral_required", "date_added", "problem"]
+    )
+    r = await client.post(
+        "/api/leads/import", content=text.encode(), headers={**clinic_a.headers, "Content-Type": "text/csv"}
+    )
     assert r.status_code == 201, r.text
     assert r.json()["imported"] == 300
-    lead = (await client.get("/api/leads", params={"phone": "+91 9000000005"}, headers=clinic_a.headers)).json()["items"][0]
+    lead = (
+        await client.get("/api/leads", params={"phone": "+91 9000000005"}, headers=clinic_a.headers)
+    ).json()["items"][0]
     assert (lead["gender"], lead["age"], lead["problem"]) == ("female", 25, "Problem number 5")
-    lead6 = (await client.get("/api/leads", params={"phone": "9000000006"}, headers=clinic_a.headers)).json()["items"][0]
+    lead6 = (await client.get("/api/leads", params={"phone": "9000000006"}, headers=clinic_a.headers)).json()[
+        "items"
+    ][0]
     assert lead6["status"] == "follow_up" and lead6["referral_required"] is True
 
     # The same as a multipart file upload.
@@ -141,19 +158,34 @@ async def test_csv_with_a_header_row(client, clinic_a, dba):
 async def test_import_refuses_unusable_uploads(client, clinic_a, dba):
     h = clinic_a.headers
     csv_h = {**h, "Content-Type": "text/csv"}
-    bad_header = assert_problem(await client.post("/api/leads/import", content=b"name,fone\nA,123456\n", headers=csv_h), 422)
+    bad_header = assert_problem(
+        await client.post("/api/leads/import", content=b"name,fone\nA,123456\n", headers=csv_h), 422
+    )
     assert bad_header["unknown_columns"] == ["fone"] and bad_header["missing_columns"] == ["phone"]
     assert_problem(await client.post("/api/leads/import", content=b"", headers=csv_h), 422)
     assert_problem(await client.post("/api/leads/import", content=b"name,phone\n", headers=csv_h), 422)
     assert_problem(await client.post("/api/leads/import", content=b"\xff\xfe\x00", headers=csv_h), 422)
-    ragged = assert_problem(await client.post("/api/leads/import", content=b"name,phone\nA,9847012345,extra\n", headers=csv_h), 422)
+    ragged = assert_problem(
+        await client.post("/api/leads/import", content=b"name,phone\nA,9847012345,extra\n", headers=csv_h),
+        422,
+    )
     assert ragged["errors"][0]["index"] == 0
-    assert_problem(await client.post("/api/leads/import", content=b"{oops", headers={**h, "Content-Type": "application/json"}), 422)
+    assert_problem(
+        await client.post(
+            "/api/leads/import", content=b"{oops", headers={**h, "Content-Type": "application/json"}
+        ),
+        422,
+    )
     assert_problem(await client.post("/api/leads/import", json={"name": "x"}, headers=h), 422)
     assert_problem(await client.post("/api/leads/import", json=[], headers=h), 422)
     assert_problem(await client.post("/api/leads/import", json=["x", 1], headers=h), 422)
     too_many = [{"name": "x", "phone": "9847012345"}] * (N + 1)
     assert_problem(await client.post("/api/leads/import", json=too_many, headers=h), 422)
-    assert_problem(await client.post("/api/leads/import", content=b"<xml/>", headers={**h, "Content-Type": "application/xml"}), 415)
+    assert_problem(
+        await client.post(
+            "/api/leads/import", content=b"<xml/>", headers={**h, "Content-Type": "application/xml"}
+        ),
+        415,
+    )
     assert_problem(await client.post("/api/leads/import", json=rows(1)), 401)
     assert count(dba, "leads") == 0

@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - fixtures are imported from tests.clinic_support
 """Patients: UHIDs from SQL (also under 50 concurrent registrations), search, isolation, idempotency."""
 
 from __future__ import annotations
@@ -23,9 +24,13 @@ async def test_register_read_search_and_update(client, clinic_a):
     assert first["mobile"] == "+919895011111"  # stored normalised
     assert first["status"] == "active" and first["registration_date"] and first["lead_id"] is None
 
-    second = (await client.post(
-        "/api/patients", json=patient_body(name="Zoya Thomas", mobile="9446 222 333", gender="female"), headers=clinic_a.headers
-    )).json()
+    second = (
+        await client.post(
+            "/api/patients",
+            json=patient_body(name="Zoya Thomas", mobile="9446 222 333", gender="female"),
+            headers=clinic_a.headers,
+        )
+    ).json()
     assert second["uhid"] == "ALP-000002"
 
     async def search(**params):
@@ -42,38 +47,59 @@ async def test_register_read_search_and_update(client, clinic_a):
     assert await search(limit=1, offset=1) == (["ALP-000001"], 2)
 
     r = await client.patch(
-        f"/api/patients/{first['id']}", json={"city": "Kochi", "email": None, "blood_group": "B+"}, headers=clinic_a.headers
+        f"/api/patients/{first['id']}",
+        json={"city": "Kochi", "email": None, "blood_group": "B+"},
+        headers=clinic_a.headers,
     )
     assert r.status_code == 200, r.text
-    assert r.json()["city"] == "Kochi" and r.json()["blood_group"] == "B+" and r.json()["uhid"] == "ALP-000001"
+    assert (
+        r.json()["city"] == "Kochi" and r.json()["blood_group"] == "B+" and r.json()["uhid"] == "ALP-000001"
+    )
     r = await client.get(f"/api/patients/{first['id']}", headers=clinic_a.headers)
     assert r.json()["city"] == "Kochi"
 
 
 async def test_assigned_doctor_must_be_a_doctor_of_the_clinic(client, clinic_a, clinic_b, dba):
-    doctor = (await client.post(
-        "/api/staff", json={"name": "Dr A", "email": "dra@alpha.example", "role": "doctor"}, headers=clinic_a.headers
-    )).json()
-    b_doctor = (await client.post(
-        "/api/staff", json={"name": "Dr B", "email": "drb@beta.example", "role": "doctor"}, headers=clinic_b.headers
-    )).json()
-    r = await client.post("/api/patients", json=patient_body(assigned_doctor_id=doctor["id"]), headers=clinic_a.headers)
+    doctor = (
+        await client.post(
+            "/api/staff",
+            json={"name": "Dr A", "email": "dra@alpha.example", "role": "doctor"},
+            headers=clinic_a.headers,
+        )
+    ).json()
+    b_doctor = (
+        await client.post(
+            "/api/staff",
+            json={"name": "Dr B", "email": "drb@beta.example", "role": "doctor"},
+            headers=clinic_b.headers,
+        )
+    ).json()
+    r = await client.post(
+        "/api/patients", json=patient_body(assigned_doctor_id=doctor["id"]), headers=clinic_a.headers
+    )
     assert r.status_code == 201 and r.json()["assigned_doctor_id"] == doctor["id"]
 
     # Another clinic's doctor: the request references something that (for A) does not exist.
     problem = assert_problem(
-        await client.post("/api/patients", json=patient_body(assigned_doctor_id=b_doctor["id"]), headers=clinic_a.headers), 422
+        await client.post(
+            "/api/patients", json=patient_body(assigned_doctor_id=b_doctor["id"]), headers=clinic_a.headers
+        ),
+        422,
     )
     assert problem["code"] == "23503"
     # A staff member who is not a doctor.
     problem = assert_problem(
-        await client.post("/api/patients", json=patient_body(assigned_doctor_id=clinic_a.admin_id), headers=clinic_a.headers),
+        await client.post(
+            "/api/patients", json=patient_body(assigned_doctor_id=clinic_a.admin_id), headers=clinic_a.headers
+        ),
         422,
     )
     assert problem["code"] == "23514"
     assert_problem(
         await client.patch(
-            f"/api/patients/{r.json()['id']}", json={"assigned_doctor_id": b_doctor["id"]}, headers=clinic_a.headers
+            f"/api/patients/{r.json()['id']}",
+            json={"assigned_doctor_id": b_doctor["id"]},
+            headers=clinic_a.headers,
         ),
         422,
     )
@@ -83,7 +109,9 @@ async def test_assigned_doctor_must_be_a_doctor_of_the_clinic(client, clinic_a, 
 async def test_fifty_concurrent_registrations_get_fifty_distinct_uhids(client, clinic_a, dba):
     async def register(i: int) -> str:
         r = await client.post(
-            "/api/patients", json=patient_body(name=f"Patient {i}", mobile=f"98{i:08d}"), headers=clinic_a.headers
+            "/api/patients",
+            json=patient_body(name=f"Patient {i}", mobile=f"98{i:08d}"),
+            headers=clinic_a.headers,
         )
         assert r.status_code == 201, r.text
         return r.json()["uhid"]
@@ -91,7 +119,9 @@ async def test_fifty_concurrent_registrations_get_fifty_distinct_uhids(client, c
     uhids = await asyncio.gather(*(register(i) for i in range(50)))
     assert len(set(uhids)) == 50
     assert sorted(uhids) == [f"ALP-{n:06d}" for n in range(1, 51)]
-    assert dba.execute("SELECT last_value FROM clinic.uhid_counters WHERE clinic_id = %s", (clinic_a.id,)).fetchone() == (50,)
+    assert dba.execute(
+        "SELECT last_value FROM clinic.uhid_counters WHERE clinic_id = %s", (clinic_a.id,)
+    ).fetchone() == (50,)
 
 
 async def test_uhids_are_per_clinic_and_survive_dba_inserts(client, clinic_a, clinic_b, dba):
@@ -109,13 +139,20 @@ async def test_uhids_are_per_clinic_and_survive_dba_inserts(client, clinic_a, cl
 
 
 async def test_patient_isolation_between_clinics(client, clinic_a, clinic_b):
-    b_patient = (await client.post("/api/patients", json=patient_body(name="Beta Person"), headers=clinic_b.headers)).json()
+    b_patient = (
+        await client.post("/api/patients", json=patient_body(name="Beta Person"), headers=clinic_b.headers)
+    ).json()
     assert_problem(await client.get(f"/api/patients/{b_patient['id']}", headers=clinic_a.headers), 404)
-    assert_problem(await client.patch(f"/api/patients/{b_patient['id']}", json={"city": "X"}, headers=clinic_a.headers), 404)
+    assert_problem(
+        await client.patch(f"/api/patients/{b_patient['id']}", json={"city": "X"}, headers=clinic_a.headers),
+        404,
+    )
     listed = (await client.get("/api/patients", params={"q": "Beta"}, headers=clinic_a.headers)).json()
     assert listed == {"items": [], "total": 0, "limit": 50, "offset": 0}
     assert (await client.get("/api/patients", headers=clinic_a.headers)).json()["total"] == 0
-    assert (await client.get(f"/api/patients/{b_patient['id']}", headers=clinic_b.headers)).json()["city"] is None
+    assert (await client.get(f"/api/patients/{b_patient['id']}", headers=clinic_b.headers)).json()[
+        "city"
+    ] is None
 
 
 async def test_idempotency_key_replays_the_first_answer(client, clinic_a, clinic_b, dba):
@@ -128,22 +165,42 @@ async def test_idempotency_key_replays_the_first_answer(client, clinic_a, clinic
     assert count(dba, "patients") == 1
 
     # Same key, different body: refused, nothing created.
-    problem = assert_problem(await client.post("/api/patients", json=patient_body(name="Other"), headers=headers), 422)
+    problem = assert_problem(
+        await client.post("/api/patients", json=patient_body(name="Other"), headers=headers), 422
+    )
     assert problem["code"] == "idempotency_key_reused"
     # Keys are per caller: clinic B's identical key is its own.
-    r = await client.post("/api/patients", json=patient_body(), headers={**clinic_b.headers, "Idempotency-Key": "reg-001"})
+    r = await client.post(
+        "/api/patients", json=patient_body(), headers={**clinic_b.headers, "Idempotency-Key": "reg-001"}
+    )
     assert r.status_code == 201 and r.json()["uhid"] == "BET-000001"
     # Concurrent retries of one key create one patient.
     key = {**clinic_a.headers, "Idempotency-Key": "reg-002"}
-    results = await asyncio.gather(*(client.post("/api/patients", json=patient_body(name="Race"), headers=key) for _ in range(8)))
+    results = await asyncio.gather(
+        *(client.post("/api/patients", json=patient_body(name="Race"), headers=key) for _ in range(8))
+    )
     assert {r.status_code for r in results} == {201}
     assert len({r.json()["id"] for r in results}) == 1
     assert count(dba, "patients") == 3
-    assert_problem(await client.post("/api/patients", json=patient_body(), headers={**clinic_a.headers, "Idempotency-Key": ""}), 400)
+    assert_problem(
+        await client.post(
+            "/api/patients", json=patient_body(), headers={**clinic_a.headers, "Idempotency-Key": ""}
+        ),
+        400,
+    )
     # A failed request stores no key: the retry (fixed) goes through with it.
     bad = {**clinic_a.headers, "Idempotency-Key": "reg-003"}
-    assert_problem(await client.post("/api/patients", json=patient_body(assigned_doctor_id=str(uuid.uuid4())), headers=bad), 422)
-    assert (await client.post("/api/patients", json=patient_body(assigned_doctor_id=str(uuid.uuid4())), headers=bad)).status_code == 422
+    assert_problem(
+        await client.post(
+            "/api/patients", json=patient_body(assigned_doctor_id=str(uuid.uuid4())), headers=bad
+        ),
+        422,
+    )
+    assert (
+        await client.post(
+            "/api/patients", json=patient_body(assigned_doctor_id=str(uuid.uuid4())), headers=bad
+        )
+    ).status_code == 422
     assert count(dba, "idempotency_keys") == 3
 
 
@@ -170,12 +227,25 @@ async def test_patient_bad_input_is_a_problem_and_writes_nothing(client, clinic_
     ]
     for body in bad_bodies:
         assert_problem(await client.post("/api/patients", json=body, headers=clinic_a.headers), (400, 422))
-    for body in ({"name": None}, {"mobile": None}, {"status": "gone"}, {"uhid": "X-1"}, {"lead_id": str(uuid.uuid4())}, {"dob": "tomorrow"}):
-        assert_problem(await client.patch(f"/api/patients/{p['id']}", json=body, headers=clinic_a.headers), (400, 422))
+    for body in (
+        {"name": None},
+        {"mobile": None},
+        {"status": "gone"},
+        {"uhid": "X-1"},
+        {"lead_id": str(uuid.uuid4())},
+        {"dob": "tomorrow"},
+    ):
+        assert_problem(
+            await client.patch(f"/api/patients/{p['id']}", json=body, headers=clinic_a.headers), (400, 422)
+        )
     assert_problem(await client.get("/api/patients/xyz", headers=clinic_a.headers), (400, 404))
     assert_problem(await client.get(f"/api/patients/{uuid.uuid4()}", headers=clinic_a.headers), 404)
-    assert_problem(await client.patch(f"/api/patients/{uuid.uuid4()}", json={"city": "X"}, headers=clinic_a.headers), 404)
-    assert_problem(await client.get("/api/patients", params={"status": "gone"}, headers=clinic_a.headers), 400)
+    assert_problem(
+        await client.patch(f"/api/patients/{uuid.uuid4()}", json={"city": "X"}, headers=clinic_a.headers), 404
+    )
+    assert_problem(
+        await client.get("/api/patients", params={"status": "gone"}, headers=clinic_a.headers), 400
+    )
     assert_problem(await client.get("/api/patients", params={"offset": -1}, headers=clinic_a.headers), 400)
     assert count(dba, "patients") == 1
     assert (await client.get(f"/api/patients/{p['id']}", headers=clinic_a.headers)).json() == p

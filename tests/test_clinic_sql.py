@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - fixtures are imported from tests.clinic_support
 """The clinic-records database surface as a DBA and the API role see it, without HTTP."""
 
 from __future__ import annotations
@@ -21,10 +22,16 @@ def test_create_clinic_contract(dba):
     clinic_id, admin_id = dba.execute(
         "SELECT clinic_id, admin_id FROM clinic.create_clinic('Delta', 'Europe/Berlin', ' del ', 'Dee', 'dee@delta.example')"
     ).fetchone()
-    assert dba.execute("SELECT name, timezone, uhid_prefix FROM clinic.clinics WHERE id = %s", (clinic_id,)).fetchone() == (
-        "Delta", "Europe/Berlin", "DEL")
-    assert dba.execute("SELECT clinic_id, role FROM clinic.staff WHERE id = %s", (admin_id,)).fetchone() == (clinic_id, "admin")
-    assert dba.execute("SELECT last_value FROM clinic.uhid_counters WHERE clinic_id = %s", (clinic_id,)).fetchone() == (0,)
+    assert dba.execute(
+        "SELECT name, timezone, uhid_prefix FROM clinic.clinics WHERE id = %s", (clinic_id,)
+    ).fetchone() == ("Delta", "Europe/Berlin", "DEL")
+    assert dba.execute("SELECT clinic_id, role FROM clinic.staff WHERE id = %s", (admin_id,)).fetchone() == (
+        clinic_id,
+        "admin",
+    )
+    assert dba.execute(
+        "SELECT last_value FROM clinic.uhid_counters WHERE clinic_id = %s", (clinic_id,)
+    ).fetchone() == (0,)
     for args, error in (
         (("Bad", "Nowhere/City", "X", "A", "a@b.example"), psycopg.errors.InvalidParameterValue),
         (("", "UTC", "X", "A", "a@b.example"), psycopg.errors.CheckViolation),
@@ -39,14 +46,20 @@ def test_create_clinic_contract(dba):
 
 def test_api_role_sees_only_its_clinic_and_nothing_without_claims(dba, clinic_a, clinic_b):
     for clinic in (clinic_a, clinic_b):
-        dba.execute("INSERT INTO clinic.patients (clinic_id, name, mobile) VALUES (%s, 'P', '9847012345')", (clinic.id,))
+        dba.execute(
+            "INSERT INTO clinic.patients (clinic_id, name, mobile) VALUES (%s, 'P', '9847012345')",
+            (clinic.id,),
+        )
     with dba.transaction():
         as_api(dba, {"sub": clinic_a.admin_id, "clinic_id": clinic_a.id, "role": "admin"})
         assert dba.execute("SELECT count(*) FROM clinic.patients").fetchone() == (1,)
         assert dba.execute("SELECT count(*) FROM clinic.staff").fetchone() == (1,)
         assert dba.execute("SELECT array_agg(id::text) FROM clinic.clinics").fetchone() == ([clinic_a.id],)
         # Updating or deleting another clinic's rows touches nothing.
-        assert dba.execute("UPDATE clinic.patients SET city = 'X' WHERE clinic_id = %s", (clinic_b.id,)).rowcount == 0
+        assert (
+            dba.execute("UPDATE clinic.patients SET city = 'X' WHERE clinic_id = %s", (clinic_b.id,)).rowcount
+            == 0
+        )
         assert dba.execute("DELETE FROM clinic.staff WHERE clinic_id = %s", (clinic_b.id,)).rowcount == 0
     with dba.transaction():
         as_api(dba, None)
@@ -59,22 +72,24 @@ def test_api_role_sees_only_its_clinic_and_nothing_without_claims(dba, clinic_a,
 
 
 def test_api_role_cannot_write_into_another_clinic_or_touch_counters(dba, clinic_a, clinic_b):
-    with pytest.raises(psycopg.errors.InsufficientPrivilege):
-        with dba.transaction():
-            as_api(dba, {"sub": "x", "clinic_id": clinic_a.id, "role": "admin"})
-            dba.execute("INSERT INTO clinic.patients (clinic_id, name, mobile) VALUES (%s, 'P', '9847012345')", (clinic_b.id,))
-    with pytest.raises(psycopg.errors.InsufficientPrivilege):
-        with dba.transaction():
-            as_api(dba, {"sub": "x", "clinic_id": clinic_a.id, "role": "admin"})
-            dba.execute("SELECT clinic.create_patient(%s)", (json.dumps({"name": "P", "mobile": "9847012345", "clinic_id": clinic_b.id}),))
-    with pytest.raises(psycopg.errors.InsufficientPrivilege):
-        with dba.transaction():
-            as_api(dba, {"sub": "x", "clinic_id": clinic_a.id, "role": "admin"})
-            dba.execute("UPDATE clinic.uhid_counters SET last_value = 0")
-    with pytest.raises(psycopg.errors.InsufficientPrivilege):
-        with dba.transaction():
-            as_api(dba, {"sub": "x", "clinic_id": clinic_a.id, "role": "admin"})
-            dba.execute("SELECT * FROM clinic.create_clinic('Evil', 'UTC', 'E', 'E', 'e@e.example')")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), dba.transaction():
+        as_api(dba, {"sub": "x", "clinic_id": clinic_a.id, "role": "admin"})
+        dba.execute(
+            "INSERT INTO clinic.patients (clinic_id, name, mobile) VALUES (%s, 'P', '9847012345')",
+            (clinic_b.id,),
+        )
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), dba.transaction():
+        as_api(dba, {"sub": "x", "clinic_id": clinic_a.id, "role": "admin"})
+        dba.execute(
+            "SELECT clinic.create_patient(%s)",
+            (json.dumps({"name": "P", "mobile": "9847012345", "clinic_id": clinic_b.id}),),
+        )
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), dba.transaction():
+        as_api(dba, {"sub": "x", "clinic_id": clinic_a.id, "role": "admin"})
+        dba.execute("UPDATE clinic.uhid_counters SET last_value = 0")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), dba.transaction():
+        as_api(dba, {"sub": "x", "clinic_id": clinic_a.id, "role": "admin"})
+        dba.execute("SELECT * FROM clinic.create_clinic('Evil', 'UTC', 'E', 'E', 'e@e.example')")
     # A composite foreign key stops a reference to another clinic's staff even where RLS does not look.
     with pytest.raises(psycopg.errors.ForeignKeyViolation):
         dba.execute(
@@ -86,14 +101,19 @@ def test_api_role_cannot_write_into_another_clinic_or_touch_counters(dba, clinic
 
 def test_dba_functions_need_a_clinic(dba, clinic_a):
     with pytest.raises(psycopg.errors.InvalidParameterValue):
-        dba.execute("SELECT clinic.create_patient('{\"name\": \"P\", \"mobile\": \"9847012345\"}')")
+        dba.execute('SELECT clinic.create_patient(\'{"name": "P", "mobile": "9847012345"}\')')
     created = dba.execute(
-        "SELECT clinic.create_patient(%s)", (json.dumps({"name": "P", "mobile": "9847012345", "clinic_id": clinic_a.id}),)
+        "SELECT clinic.create_patient(%s)",
+        (json.dumps({"name": "P", "mobile": "9847012345", "clinic_id": clinic_a.id}),),
     ).fetchone()[0]
     assert created["uhid"] == "ALP-000001"
     staff = dba.execute(
         "SELECT clinic.create_staff(%s)",
-        (json.dumps({"name": "Dr D", "email": "d@alpha.example", "role": "doctor", "clinic_id": clinic_a.id}),),
+        (
+            json.dumps(
+                {"name": "Dr D", "email": "d@alpha.example", "role": "doctor", "clinic_id": clinic_a.id}
+            ),
+        ),
     ).fetchone()[0]
     assert staff["role"] == "doctor"
 

@@ -89,8 +89,12 @@ def clinic() -> None:
 @click.option("--uhid-prefix", default="P", show_default=True, help="Prefix of patient UHIDs (A-Z, 0-9).")
 @click.option("--admin-name", required=True, help="Name of the clinic's first admin.")
 @click.option("--admin-email", required=True, help="E-mail of the clinic's first admin.")
-@click.option("--token-ttl", default=86_400, show_default=True, type=click.IntRange(min=60), help="Token lifetime (s).")
-def create_clinic(name: str, timezone: str, uhid_prefix: str, admin_name: str, admin_email: str, token_ttl: int) -> None:
+@click.option(
+    "--token-ttl", default=86_400, show_default=True, type=click.IntRange(min=60), help="Token lifetime (s)."
+)
+def create_clinic(
+    name: str, timezone: str, uhid_prefix: str, admin_name: str, admin_email: str, token_ttl: int
+) -> None:
     """Create a clinic and its first admin; print their ids (and, in dev mode, a token for the admin)."""
     from api.auth import TokenVerifier
 
@@ -108,7 +112,8 @@ def create_clinic(name: str, timezone: str, uhid_prefix: str, admin_name: str, a
     verifier = TokenVerifier(settings)
     if verifier.secret:
         result["token"] = verifier.mint(
-            {"sub": result["admin_id"], "clinic_id": result["clinic_id"], "role": "admin"}, ttl_seconds=token_ttl
+            {"sub": result["admin_id"], "clinic_id": result["clinic_id"], "role": "admin"},
+            ttl_seconds=token_ttl,
         )
     click.echo(json.dumps(result, indent=2))
 
@@ -124,8 +129,12 @@ def leads() -> None:
 @leads.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--clinic", "clinic_id", required=True, type=click.UUID, help="The clinic the leads belong to.")
-@click.option("--partial", is_flag=True, help="Import the good rows and report the bad ones (default: all or nothing).")
-@click.option("--format", "fmt", type=click.Choice(["auto", "csv", "json"]), default="auto", show_default=True)
+@click.option(
+    "--partial", is_flag=True, help="Import the good rows and report the bad ones (default: all or nothing)."
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["auto", "csv", "json"]), default="auto", show_default=True
+)
 def import_leads(file: Path, clinic_id: UUID, partial: bool, fmt: str) -> None:
     """Import leads from a CSV (with a header row) or a JSON array, encrypting their sensitive fields."""
     settings = _settings()
@@ -141,10 +150,14 @@ def import_leads(file: Path, clinic_id: UUID, partial: bool, fmt: str) -> None:
 
     with _progress() as progress:
         task = progress.add_task("Validating and encrypting", total=len(rows))
-        prepared = lead_import.prepare_sync(ring, rows, from_csv=from_csv, progress=lambda n: progress.advance(task, n))
+        prepared = lead_import.prepare_sync(
+            ring, rows, from_csv=from_csv, progress=lambda n: progress.advance(task, n)
+        )
     if prepared.rejected and (not partial or not prepared.rows):
         _report_rejected(prepared.rejected, len(rows))
-        raise click.ClickException(f"{len(prepared.rejected)} of {len(rows)} rows are invalid; nothing was imported")
+        raise click.ClickException(
+            f"{len(prepared.rejected)} of {len(rows)} rows are invalid; nothing was imported"
+        )
 
     imported = 0
     rejected = list(prepared.rejected)
@@ -181,7 +194,9 @@ class _Abort(Exception):
 
 
 def _report_rejected(rejected: list[dict[str, Any]], total: int, shown: int = 20) -> None:
-    stderr.print(f"[yellow]{len(rejected)} of {total} rows rejected[/yellow] (row numbers count data rows from 0):")
+    stderr.print(
+        f"[yellow]{len(rejected)} of {total} rows rejected[/yellow] (row numbers count data rows from 0):"
+    )
     for item in sorted(rejected, key=lambda r: r["index"])[:shown]:
         reasons = "; ".join(f"{e['field']}: {e['reason']}" for e in item["errors"])
         stderr.print(f"  row {item['index']}: {reasons}", markup=False, highlight=False)

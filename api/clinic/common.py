@@ -38,7 +38,9 @@ def keyring(settings: Settings) -> Keyring:
     except EncryptionNotConfigured as exc:
         raise Problem(503, str(exc), code="encryption_not_configured") from exc
     except CryptoError as exc:
-        raise Problem(503, f"KEEL_ENCRYPTION_KEYS is invalid: {exc}", code="encryption_not_configured") from exc
+        raise Problem(
+            503, f"KEEL_ENCRYPTION_KEYS is invalid: {exc}", code="encryption_not_configured"
+        ) from exc
 
 
 def lead_field(name: str) -> str:

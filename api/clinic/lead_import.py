@@ -71,7 +71,9 @@ def executor() -> Executor:
     """The process pool for import work (created on first use; spawned, so no state is inherited)."""
     global _executor
     if _executor is None:
-        _executor = ProcessPoolExecutor(max_workers=POOL_PROCESSES, mp_context=multiprocessing.get_context("spawn"))
+        _executor = ProcessPoolExecutor(
+            max_workers=POOL_PROCESSES, mp_context=multiprocessing.get_context("spawn")
+        )
     return _executor
 
 
@@ -119,7 +121,9 @@ def parse_csv(raw: bytes | str) -> list[Any]:
             if len(cells) > len(columns):
                 rows.append({"__error__": f"{len(cells)} cells for {len(columns)} columns"})
             else:
-                rows.append({col: cell.strip() for col, cell in zip(columns, cells, strict=False) if cell.strip()})
+                rows.append(
+                    {col: cell.strip() for col, cell in zip(columns, cells, strict=False) if cell.strip()}
+                )
             _check_count(len(rows))
     except csv.Error as exc:
         raise ImportRejected(f"The CSV cannot be read at line {reader.line_num}: {exc}") from None
@@ -146,7 +150,9 @@ def prepare_chunk(ring: Keyring, rows: Sequence[Any], start: int, from_csv: bool
     for offset, raw in enumerate(rows):
         index = start + offset
         if not isinstance(raw, dict):
-            out.rejected.append({"index": index, "errors": [{"field": "(row)", "reason": "Expected an object"}]})
+            out.rejected.append(
+                {"index": index, "errors": [{"field": "(row)", "reason": "Expected an object"}]}
+            )
             continue
         if "__error__" in raw:
             out.rejected.append({"index": index, "errors": [{"field": "(row)", "reason": raw["__error__"]}]})
@@ -199,7 +205,9 @@ def count_rows(raw: bytes, from_csv: bool) -> int:
     return len(parse(raw, from_csv))
 
 
-def prepare_slice(ring: Keyring, raw: bytes, from_csv: bool, start: int, stop: int) -> tuple[str, list[dict[str, Any]]]:
+def prepare_slice(
+    ring: Keyring, raw: bytes, from_csv: bool, start: int, stop: int
+) -> tuple[str, list[dict[str, Any]]]:
     """Pool task: rows[start:stop] validated and encrypted, as JSON array *items* text, and the rejects."""
     rows = parse(raw, from_csv)[start:stop]
     result = Prepared()
@@ -225,7 +233,9 @@ async def prepare_upload(ring: Keyring, raw: bytes, *, from_csv: bool) -> Prepar
     total = await loop.run_in_executor(pool, count_rows, raw, from_csv)
     parts = await asyncio.gather(
         *(
-            loop.run_in_executor(pool, prepare_slice, ring, raw, from_csv, start, min(start + SLICE_ROWS, total))
+            loop.run_in_executor(
+                pool, prepare_slice, ring, raw, from_csv, start, min(start + SLICE_ROWS, total)
+            )
             for start in range(0, total, SLICE_ROWS)
         )
     )

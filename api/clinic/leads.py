@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from litestar import Controller, Request, Response, get, patch, post
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
@@ -40,7 +40,7 @@ CSV_TYPES = ("text/csv", "application/csv", "text/plain")
 
 class LeadController(Controller):
     path = "/api/leads"
-    tags = ["leads"]
+    tags = ("leads",)
 
     @post("/", summary="Add a lead (honours Idempotency-Key)", status_code=201)
     async def create_lead(
@@ -49,7 +49,7 @@ class LeadController(Controller):
         db: Db,
         principal: CurrentPrincipal,
         settings: AppSettings,
-        data: LeadCreate,
+        data: JSONBody[LeadCreate],
     ) -> Response[dict[str, Any]]:
         """The answer's `possible_duplicate_of` names the newest other lead with the same phone."""
         require_clinic(principal)
@@ -63,9 +63,14 @@ class LeadController(Controller):
             path=request.url.path,
             payload=_fingerprint_payload(ring, clear),
             call=CREATE_LEAD,
-            params={"data": Jsonb(encrypt_lead_fields(ring, clear)), "matches": ring.phone_matches(data.phone)},
+            params={
+                "data": Jsonb(encrypt_lead_fields(ring, clear)),
+                "matches": ring.phone_matches(data.phone),
+            },
         )
-        return Response(decrypt_lead(ring, outcome.body), status_code=outcome.status_code, headers=outcome.headers)
+        return Response(
+            decrypt_lead(ring, outcome.body), status_code=outcome.status_code, headers=outcome.headers
+        )
 
     @get("/", summary="List leads (filters: status, name, exact phone, assignee)")
     async def list_leads(
@@ -74,10 +79,14 @@ class LeadController(Controller):
         principal: CurrentPrincipal,
         settings: AppSettings,
         pagination: Page,
-        status: LeadStatus | None = None,
-        q: Annotated[str | None, Parameter(min_length=1, max_length=200, description="Substring of the name")] = None,
-        phone: Annotated[str | None, Parameter(max_length=40, description="Exact phone (any formatting)")] = None,
-        assigned_to_id: UUID | None = None,
+        status: FromQuery[LeadStatus | None] = None,
+        q: Annotated[
+            str | None, QueryParameter(min_length=1, max_length=200, description="Substring of the name")
+        ] = None,
+        phone: Annotated[
+            str | None, QueryParameter(max_length=40, description="Exact phone (any formatting)")
+        ] = None,
+        assigned_to_id: FromQuery[UUID | None] = None,
     ) -> dict[str, Any]:
         require_clinic(principal)
         ring = keyring(settings)
@@ -101,7 +110,9 @@ class LeadController(Controller):
         return pagination.page([decrypt_lead(ring, lead) for lead in page["items"]], page["total"])
 
     @get("/{lead_id:uuid}", summary="One lead, decrypted")
-    async def get_lead(self, db: Db, principal: CurrentPrincipal, settings: AppSettings, lead_id: UUID) -> dict[str, Any]:
+    async def get_lead(
+        self, db: Db, principal: CurrentPrincipal, settings: AppSettings, lead_id: FromPath[UUID]
+    ) -> dict[str, Any]:
         require_clinic(principal)
         ring = keyring(settings)
         lead = await db.fetch_val(principal, "SELECT clinic.get_lead(%(id)s)", {"id": lead_id})
@@ -109,7 +120,12 @@ class LeadController(Controller):
 
     @patch("/{lead_id:uuid}", summary="Change a lead (status 'converted' only via /convert)")
     async def update_lead(
-        self, db: Db, principal: CurrentPrincipal, settings: AppSettings, lead_id: UUID, data: LeadUpdate
+        self,
+        db: Db,
+        principal: CurrentPrincipal,
+        settings: AppSettings,
+        lead_id: FromPath[UUID],
+        data: JSONBody[LeadUpdate],
     ) -> dict[str, Any]:
         require_clinic(principal)
         ring = keyring(settings)
@@ -120,14 +136,18 @@ class LeadController(Controller):
         )
         return decrypt_lead(ring, lead)
 
-    @post("/{lead_id:uuid}/convert", summary="Convert a lead into a patient (honours Idempotency-Key)", status_code=201)
+    @post(
+        "/{lead_id:uuid}/convert",
+        summary="Convert a lead into a patient (honours Idempotency-Key)",
+        status_code=201,
+    )
     async def convert_lead(
         self,
         request: Request[Any, Any, Any],
         db: Db,
         principal: CurrentPrincipal,
-        lead_id: UUID,
-        data: LeadConversion,
+        lead_id: FromPath[UUID],
+        data: JSONBody[LeadConversion],
     ) -> Response[dict[str, Any]]:
         """Answers the new patient; the lead becomes `converted` in the same transaction (409 the second time)."""
         require_clinic(principal)
@@ -155,7 +175,9 @@ class LeadController(Controller):
         db: Db,
         principal: CurrentPrincipal,
         settings: AppSettings,
-        partial: Annotated[bool, Parameter(description="Import the good rows and report the bad ones")] = False,
+        partial: Annotated[
+            bool, QueryParameter(description="Import the good rows and report the bad ones")
+        ] = False,
     ) -> dict[str, Any]:
         """Body: `application/json` (an array, or `{"leads": [...]}`), `text/csv` with a header row, or a
         `multipart/form-data` upload whose first file is the CSV. Every bad row is reported by its

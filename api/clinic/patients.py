@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from litestar import Controller, Request, Response, get, patch, post
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
@@ -37,11 +37,15 @@ def patient_data(data: dict[str, Any]) -> dict[str, Any]:
 
 class PatientController(Controller):
     path = "/api/patients"
-    tags = ["patients"]
+    tags = ("patients",)
 
     @post("/", summary="Register a patient (honours Idempotency-Key)", status_code=201)
     async def create_patient(
-        self, request: Request[Any, Any, Any], db: Db, principal: CurrentPrincipal, data: PatientCreate
+        self,
+        request: Request[Any, Any, Any],
+        db: Db,
+        principal: CurrentPrincipal,
+        data: JSONBody[PatientCreate],
     ) -> Response[dict[str, Any]]:
         require_clinic(principal)
         payload = patient_data(data.to_data())
@@ -63,20 +67,28 @@ class PatientController(Controller):
         db: Db,
         principal: CurrentPrincipal,
         pagination: Page,
-        q: Annotated[str | None, Parameter(min_length=1, max_length=200, description="Name, mobile or UHID")] = None,
-        status: PatientStatus | None = None,
+        q: Annotated[
+            str | None, QueryParameter(min_length=1, max_length=200, description="Name, mobile or UHID")
+        ] = None,
+        status: FromQuery[PatientStatus | None] = None,
     ) -> dict[str, Any]:
         require_clinic(principal)
         page = await db.fetch_val(
             principal,
             SEARCH_PATIENTS,
-            {"q": q.strip() or None if q else None, "status": status, "limit": pagination.limit,
-             "offset": pagination.offset},
+            {
+                "q": q.strip() or None if q else None,
+                "status": status,
+                "limit": pagination.limit,
+                "offset": pagination.offset,
+            },
         )
         return pagination.page(page["items"], page["total"])
 
     @get("/{patient_id:uuid}", summary="One patient")
-    async def get_patient(self, db: Db, principal: CurrentPrincipal, patient_id: UUID) -> dict[str, Any]:
+    async def get_patient(
+        self, db: Db, principal: CurrentPrincipal, patient_id: FromPath[UUID]
+    ) -> dict[str, Any]:
         require_clinic(principal)
         patient: dict[str, Any] = await db.fetch_val(
             principal, "SELECT clinic.get_patient(%(id)s)", {"id": patient_id}
@@ -85,7 +97,7 @@ class PatientController(Controller):
 
     @patch("/{patient_id:uuid}", summary="Change a patient")
     async def update_patient(
-        self, db: Db, principal: CurrentPrincipal, patient_id: UUID, data: PatientUpdate
+        self, db: Db, principal: CurrentPrincipal, patient_id: FromPath[UUID], data: JSONBody[PatientUpdate]
     ) -> dict[str, Any]:
         require_clinic(principal)
         patient: dict[str, Any] = await db.fetch_val(

@@ -14,17 +14,24 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 Name = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"\S", description="Non-blank text")]
 ShortText = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"\S")]
 LongText = Annotated[str, Meta(min_length=1, max_length=5000, pattern=r"\S")]
-Email = Annotated[str, Meta(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", examples=["ann@clinic.example"])]
+Email = Annotated[
+    str, Meta(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", examples=["ann@clinic.example"])
+]
 Phone = Annotated[
     str,
-    Meta(pattern=r"^\s*\+?[0-9][0-9 ()./-]{4,22}[0-9]\s*$", description="6-15 digits; +, spaces, ( ) . - allowed"),
+    Meta(
+        pattern=r"^\s*\+?[0-9][0-9 ()./-]{4,22}[0-9]\s*$",
+        description="6-15 digits; +, spaces, ( ) . - allowed",
+    ),
 ]
 Age = Annotated[int, Meta(ge=0, le=150)]
 PostalCode = Annotated[str, Meta(min_length=1, max_length=20, pattern=r"\S")]
 
 StaffRole = Literal["admin", "doctor", "front_desk", "cro"]
 Gender = Literal["male", "female", "other"]
-LeadStatus = Literal["new_inquiry", "cro_queue", "first_consult", "follow_up", "converted", "lost", "not_interested"]
+LeadStatus = Literal[
+    "new_inquiry", "cro_queue", "first_consult", "follow_up", "converted", "lost", "not_interested"
+]
 # 'converted' is reached only through conversion.
 OpenLeadStatus = Literal["new_inquiry", "cro_queue", "first_consult", "follow_up", "lost", "not_interested"]
 PatientStatus = Literal["active", "inactive", "deceased"]

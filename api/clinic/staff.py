@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from litestar import Controller, get, patch, post
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from psycopg.types.json import Jsonb
 
 from api.clinic.common import require_admin, require_clinic
@@ -17,12 +17,14 @@ LIST_STAFF = (
     "SELECT clinic.list_staff(role => %(role)s, is_active => %(is_active)s, q => %(q)s,"
     " page_limit => %(limit)s, page_offset => %(offset)s)"
 )
-Query = Annotated[str | None, Parameter(min_length=1, max_length=200, description="Substring of name or e-mail")]
+Query = Annotated[
+    str | None, QueryParameter(min_length=1, max_length=200, description="Substring of name or e-mail")
+]
 
 
 class StaffController(Controller):
     path = "/api/staff"
-    tags = ["staff"]
+    tags = ("staff",)
 
     @get("/", summary="List the clinic's staff")
     async def list_staff(
@@ -30,20 +32,28 @@ class StaffController(Controller):
         db: Db,
         principal: CurrentPrincipal,
         pagination: Page,
-        role: StaffRole | None = None,
-        is_active: bool | None = None,
+        role: FromQuery[StaffRole | None] = None,
+        is_active: FromQuery[bool | None] = None,
         q: Query = None,
     ) -> dict[str, Any]:
         require_clinic(principal)
         page = await db.fetch_val(
             principal,
             LIST_STAFF,
-            {"role": role, "is_active": is_active, "q": q, "limit": pagination.limit, "offset": pagination.offset},
+            {
+                "role": role,
+                "is_active": is_active,
+                "q": q,
+                "limit": pagination.limit,
+                "offset": pagination.offset,
+            },
         )
         return pagination.page(page["items"], page["total"])
 
     @post("/", summary="Add a staff member (admin only)")
-    async def create_staff(self, db: Db, principal: CurrentPrincipal, data: StaffCreate) -> dict[str, Any]:
+    async def create_staff(
+        self, db: Db, principal: CurrentPrincipal, data: JSONBody[StaffCreate]
+    ) -> dict[str, Any]:
         require_admin(principal)
         staff: dict[str, Any] = await db.fetch_val(
             principal, "SELECT clinic.create_staff(%(data)s)", {"data": Jsonb(data.to_data())}
@@ -51,24 +61,32 @@ class StaffController(Controller):
         return staff
 
     @get("/{staff_id:uuid}", summary="One staff member")
-    async def get_staff(self, db: Db, principal: CurrentPrincipal, staff_id: UUID) -> dict[str, Any]:
+    async def get_staff(
+        self, db: Db, principal: CurrentPrincipal, staff_id: FromPath[UUID]
+    ) -> dict[str, Any]:
         require_clinic(principal)
-        staff: dict[str, Any] = await db.fetch_val(principal, "SELECT clinic.get_staff(%(id)s)", {"id": staff_id})
+        staff: dict[str, Any] = await db.fetch_val(
+            principal, "SELECT clinic.get_staff(%(id)s)", {"id": staff_id}
+        )
         return staff
 
     @patch("/{staff_id:uuid}", summary="Change a staff member (admin only)")
     async def update_staff(
-        self, db: Db, principal: CurrentPrincipal, staff_id: UUID, data: StaffUpdate
+        self, db: Db, principal: CurrentPrincipal, staff_id: FromPath[UUID], data: JSONBody[StaffUpdate]
     ) -> dict[str, Any]:
         require_admin(principal)
         staff: dict[str, Any] = await db.fetch_val(
-            principal, "SELECT clinic.update_staff(%(id)s, %(data)s)", {"id": staff_id, "data": Jsonb(data.to_data())}
+            principal,
+            "SELECT clinic.update_staff(%(id)s, %(data)s)",
+            {"id": staff_id, "data": Jsonb(data.to_data())},
         )
         return staff
 
 
 @get("/api/doctors", tags=["staff"], summary="The clinic's active doctors")
-async def list_doctors(db: Db, principal: CurrentPrincipal, pagination: Page, q: Query = None) -> dict[str, Any]:
+async def list_doctors(
+    db: Db, principal: CurrentPrincipal, pagination: Page, q: Query = None
+) -> dict[str, Any]:
     require_clinic(principal)
     page = await db.fetch_val(
         principal,
