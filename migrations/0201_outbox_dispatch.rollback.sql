@@ -9,7 +9,7 @@ BEGIN
         WHERE p.pronamespace = 'keel'::regnamespace
           AND p.proname = ANY (ARRAY[
               'outbox_notify', 'enqueue_event', 'claim_outbox', 'complete_outbox', 'fail_outbox',
-              'prune_outbox', 'retry_outbox', 'outbox_stats'
+              'prune_outbox', 'retry_outbox', 'outbox_stats', 'outbox_next_due'
           ])
     LOOP
         EXECUTE format('DROP FUNCTION %s CASCADE', fn);

@@ -143,18 +143,21 @@ COMMENT ON FUNCTION keel.fail_outbox(uuid, text, integer, integer, interval, int
 
 CREATE OR REPLACE FUNCTION keel.retry_outbox(p_id uuid)
     RETURNS boolean
-    LANGUAGE sql
+    LANGUAGE plpgsql
     VOLATILE
     SECURITY DEFINER
     SET search_path = pg_catalog, keel
 AS $$
-    WITH requeued AS (
-        UPDATE keel.outbox
-        SET failed_at = NULL, attempts = 0, available_at = now()
-        WHERE id = p_id AND failed_at IS NOT NULL AND delivered_at IS NULL
-        RETURNING id
-    )
-    SELECT EXISTS (SELECT FROM requeued)
+BEGIN
+    UPDATE keel.outbox
+    SET failed_at = NULL, attempts = 0, available_at = now()
+    WHERE id = p_id AND failed_at IS NOT NULL AND delivered_at IS NULL;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    PERFORM pg_notify('keel_outbox', p_id::text);
+    RETURN true;
+END
 $$;
 COMMENT ON FUNCTION keel.retry_outbox(uuid) IS
     'DBA call: puts an event that exhausted its attempts back in the queue (attempts reset, due now; its '
@@ -184,6 +187,22 @@ $$;
 COMMENT ON FUNCTION keel.prune_outbox(interval, integer) IS
     'Dispatcher/DBA call: deletes up to p_limit events delivered longer than p_retention ago (failed events '
     'are kept). Returns the number deleted. Raises nothing.';
+
+CREATE OR REPLACE FUNCTION keel.outbox_next_due()
+    RETURNS double precision
+    LANGUAGE sql
+    STABLE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, keel
+AS $$
+    SELECT extract(epoch FROM min(available_at) - now())::double precision
+    FROM keel.outbox
+    WHERE delivered_at IS NULL AND failed_at IS NULL
+$$;
+COMMENT ON FUNCTION keel.outbox_next_due() IS
+    'Dispatcher call: seconds (database clock) until the earliest pending event is due — a retry after its '
+    'backoff or an event whose lease runs out; 0 or less when one is due now; NULL when none is pending. '
+    'Raises nothing.';
 
 CREATE OR REPLACE FUNCTION keel.outbox_stats()
     RETURNS TABLE (pending bigint, due bigint, failed bigint, delivered bigint, oldest_pending timestamptz)
@@ -215,4 +234,5 @@ GRANT EXECUTE ON FUNCTION keel.complete_outbox(uuid, integer) TO keel_api;
 GRANT EXECUTE ON FUNCTION keel.fail_outbox(uuid, text, integer, integer, interval, interval) TO keel_api;
 GRANT EXECUTE ON FUNCTION keel.prune_outbox(interval, integer) TO keel_api;
 GRANT EXECUTE ON FUNCTION keel.outbox_stats() TO keel_api;
+GRANT EXECUTE ON FUNCTION keel.outbox_next_due() TO keel_api;
 GRANT EXECUTE ON FUNCTION keel.enqueue_event(text, jsonb, timestamptz) TO keel_api;

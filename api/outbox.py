@@ -1,0 +1,377 @@
+"""The outbox dispatcher: delivers `keel.outbox` events as signed webhooks (Standard Webhooks).
+
+Events are rows written by triggers in the transaction that made the change (sql/clinic/290_outbox_
+triggers.sql). A dispatcher:
+
+- claims due events with `keel.claim_outbox` (FOR UPDATE SKIP LOCKED plus a lease), so any number of
+  dispatchers in any number of processes deliver each event once; an event whose dispatcher dies is
+  due again when its lease ends;
+- is woken by `NOTIFY keel_outbox` (the payload is an event id, nothing else) on a dedicated LISTEN
+  connection that reconnects with backoff, and polls every `poll_interval` seconds besides;
+- POSTs each event to `KEEL_NOTIFY_WEBHOOK_URL` as `{"type", "timestamp", "data"}` with the
+  `webhook-id` (the event id, stable across retries), `webhook-timestamp` and `webhook-signature`
+  headers, signed with `KEEL_NOTIFY_WEBHOOK_SECRET` (`whsec_…`) by the `standardwebhooks` library;
+- on a non-2xx answer or a network error records the error in the row and retries with exponential
+  backoff until `max_attempts`, after which the event is marked failed (`failed_at`) and kept;
+- with no URL configured, logs each event and marks it delivered;
+- prunes delivered events older than the retention period.
+
+Delivery happens outside every request and every transaction, with bounded HTTP timeouts: a slow or
+dead receiver delays only its own events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import os
+import secrets
+import socket
+import time
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import psycopg
+from psycopg import sql
+from psycopg_pool import PoolTimeout
+from standardwebhooks.webhooks import Webhook
+
+from api.db import Database
+from api.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "keel_outbox"
+USER_AGENT = "keel-outbox/0.1"
+SECRET_FILE = "notify-webhook-secret"
+MIN_PAUSE = 0.05  # seconds: an event due now but locked by a concurrent claim is retried this soon
+
+CLAIM = "SELECT * FROM keel.claim_outbox(%(limit)s, make_interval(secs => %(lease)s), %(worker)s)"
+COMPLETE = "SELECT keel.complete_outbox(%(id)s, %(status)s)"
+FAIL = (
+    "SELECT keel.fail_outbox(%(id)s, %(error)s, %(status)s, %(max_attempts)s,"
+    " make_interval(secs => %(base)s), make_interval(secs => %(max)s))"
+)
+NEXT_DUE = "SELECT keel.outbox_next_due()"
+PRUNE = "SELECT keel.prune_outbox(make_interval(secs => %(retention)s), %(limit)s)"
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw else default
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw else default
+
+
+@dataclass(frozen=True)
+class DispatcherConfig:
+    """Tuning of the dispatcher; every field has a `KEEL_OUTBOX_*` variable (see `from_env`)."""
+
+    batch_size: int = 50
+    """Events claimed per round trip."""
+    concurrency: int = 8
+    """Deliveries in flight at once per dispatcher."""
+    poll_interval: float = 5.0
+    """Seconds between polls when no NOTIFY arrives (covers lost notifications and delayed retries)."""
+    lease_seconds: float = 60.0
+    """How long a claimed event is reserved; must exceed the HTTP timeout."""
+    http_timeout: float = 10.0
+    """Total seconds a receiver gets to answer one delivery."""
+    connect_timeout: float = 3.0
+    max_attempts: int = 12
+    backoff_base: float = 5.0
+    """Seconds before the first retry; doubled per attempt (with ±20 % jitter)."""
+    backoff_max: float = 3600.0
+    retention_seconds: float = 7 * 86400.0
+    """Delivered events are deleted after this long."""
+    prune_interval: float = 300.0
+    listen_keepalive: float = 30.0
+    """Seconds of LISTEN silence after which the connection is probed."""
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> DispatcherConfig:
+        values: dict[str, Any] = {
+            "batch_size": _env_int("KEEL_OUTBOX_BATCH_SIZE", cls.batch_size),
+            "concurrency": _env_int("KEEL_OUTBOX_CONCURRENCY", cls.concurrency),
+            "poll_interval": _env_float("KEEL_OUTBOX_POLL_INTERVAL", cls.poll_interval),
+            "lease_seconds": _env_float("KEEL_OUTBOX_LEASE_SECONDS", cls.lease_seconds),
+            "http_timeout": _env_float("KEEL_NOTIFY_TIMEOUT", cls.http_timeout),
+            "max_attempts": _env_int("KEEL_OUTBOX_MAX_ATTEMPTS", cls.max_attempts),
+            "backoff_base": _env_float("KEEL_OUTBOX_BACKOFF_BASE", cls.backoff_base),
+            "backoff_max": _env_float("KEEL_OUTBOX_BACKOFF_MAX", cls.backoff_max),
+            "retention_seconds": _env_float("KEEL_OUTBOX_RETENTION_HOURS", cls.retention_seconds / 3600)
+            * 3600,
+        }
+        values.update(overrides)
+        config = cls(**values)
+        if config.lease_seconds <= config.http_timeout:
+            config = replace(config, lease_seconds=config.http_timeout * 2 + 5)
+        return config
+
+
+class NotConfigured(Exception):
+    """The webhook URL is set but no usable signing secret is."""
+
+
+def webhook_signer(settings: Settings) -> Webhook | None:
+    """The signer for `KEEL_NOTIFY_WEBHOOK_SECRET`; None when no URL is configured.
+
+    In embedded (development) mode a secret is generated once into the data dir when none is set.
+    """
+    if not settings.notify_webhook_url:
+        return None
+    secret = settings.notify_webhook_secret
+    if not secret and settings.embedded:
+        path = settings.data_file(SECRET_FILE)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write("whsec_" + base64.b64encode(secrets.token_bytes(32)).decode())
+            log.warning(
+                "generated a webhook signing secret in %s (set KEEL_NOTIFY_WEBHOOK_SECRET to choose one)",
+                path,
+            )
+        secret = path.read_text().strip()
+    if not secret:
+        raise NotConfigured(
+            "KEEL_NOTIFY_WEBHOOK_URL is set but KEEL_NOTIFY_WEBHOOK_SECRET is not: set it to a whsec_<base64> "
+            "secret shared with the receiver; events stay queued until then"
+        )
+    try:
+        return Webhook(secret)
+    except Exception as exc:  # the library raises plain errors for bad base64 or an empty secret
+        raise NotConfigured(
+            f"KEEL_NOTIFY_WEBHOOK_SECRET is not a valid whsec_<base64> secret: {exc}"
+        ) from exc
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        config: DispatcherConfig | None = None,
+        *,
+        name: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.config = config or DispatcherConfig.from_env()
+        self.url = settings.notify_webhook_url
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.wake = asyncio.Event()
+        self.listening = asyncio.Event()
+        self._last_prune = 0.0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver until `stop` is set."""
+        try:
+            signer = webhook_signer(self.settings)
+        except NotConfigured as exc:
+            log.error("outbox dispatcher idle: %s", exc)
+            await stop.wait()
+            return
+        if self.url is None:
+            log.info("KEEL_NOTIFY_WEBHOOK_URL is not set: outbox events are logged and marked delivered")
+        limits = httpx.Limits(
+            max_connections=self.config.concurrency, max_keepalive_connections=self.config.concurrency
+        )
+        timeout = httpx.Timeout(
+            self.config.http_timeout, connect=min(self.config.connect_timeout, self.config.http_timeout)
+        )
+        listener = asyncio.create_task(self._listen(stop), name=f"outbox-listen-{self.name}")
+        failures = 0
+        try:
+            async with httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False) as http:
+                while not stop.is_set():
+                    self.wake.clear()
+                    try:
+                        await self.drain(http, signer, stop)
+                        await self._maybe_prune()
+                        # Sleep until woken, the next retry or lease expiry falls due, or the poll.
+                        next_due = await self.db.fetch_val(None, NEXT_DUE)
+                        failures = 0
+                    except (psycopg.OperationalError, PoolTimeout) as exc:
+                        failures += 1
+                        delay = min(0.5 * 2**failures, 30.0)
+                        log.warning(
+                            "outbox dispatcher cannot reach the database (%s); retrying in %.1f s", exc, delay
+                        )
+                        await _wait(stop, delay)
+                        continue
+                    pause = self.config.poll_interval
+                    if next_due is not None:
+                        pause = min(pause, max(next_due, MIN_PAUSE))
+                    await _wait_any(stop, self.wake, pause)
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
+    async def drain(self, http: httpx.AsyncClient, signer: Webhook | None, stop: asyncio.Event) -> int:
+        """Claim and deliver batches until nothing is due; returns how many were handled."""
+        handled = 0
+        gate = asyncio.Semaphore(self.config.concurrency)
+        while not stop.is_set():
+            events = await self.db.fetch(
+                None,
+                CLAIM,
+                {"limit": self.config.batch_size, "lease": self.config.lease_seconds, "worker": self.name},
+            )
+            if not events:
+                break
+
+            async def guarded(event: dict[str, Any]) -> None:
+                async with gate:
+                    await self.deliver(http, signer, event)
+
+            await asyncio.gather(*(guarded(event) for event in events))
+            handled += len(events)
+            if len(events) < self.config.batch_size:
+                break
+        return handled
+
+    async def deliver(self, http: httpx.AsyncClient, signer: Webhook | None, event: dict[str, Any]) -> None:
+        event_id = str(event["id"])
+        if self.url is None or signer is None:
+            log.info(
+                "outbox event %s %s (not sent: no KEEL_NOTIFY_WEBHOOK_URL)",
+                event["topic"],
+                event_id,
+                extra={"event_id": event_id, "topic": event["topic"], "payload": event["payload"]},
+            )
+            await self.db.fetch_val(None, COMPLETE, {"id": event["id"], "status": None})
+            return
+        body = json.dumps(
+            {"type": event["topic"], "timestamp": event["created_at"].isoformat(), "data": event["payload"]},
+            separators=(",", ":"),
+            default=str,
+        )
+        now = datetime.now(tz=UTC)
+        headers = {
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            "webhook-id": event_id,
+            "webhook-timestamp": str(int(now.timestamp())),
+            "webhook-signature": signer.sign(event_id, now, body),
+        }
+        status: int | None = None
+        error: str | None = None
+        started = time.monotonic()
+        try:
+            response = await http.post(self.url, content=body.encode(), headers=headers)
+            status = response.status_code
+            if not 200 <= status < 300:
+                error = f"HTTP {status}: {response.text[:500]}"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        elapsed_ms = (time.monotonic() - started) * 1000
+        if error is None:
+            await self.db.fetch_val(None, COMPLETE, {"id": event["id"], "status": status})
+            log.debug("delivered %s %s in %.0f ms", event["topic"], event_id, elapsed_ms)
+            return
+        next_at = await self.db.fetch_val(
+            None,
+            FAIL,
+            {
+                "id": event["id"],
+                "error": f"attempt {event['attempts']}: {error}",
+                "status": status,
+                "max_attempts": self.config.max_attempts,
+                "base": self.config.backoff_base,
+                "max": self.config.backoff_max,
+            },
+        )
+        if next_at is None:
+            log.error(
+                "outbox event %s %s failed for good after %s attempts: %s",
+                event["topic"],
+                event_id,
+                event["attempts"],
+                error,
+            )
+        else:
+            log.warning(
+                "outbox event %s %s attempt %s failed (%s); next at %s",
+                event["topic"],
+                event_id,
+                event["attempts"],
+                error,
+                next_at.isoformat(),
+            )
+
+    async def _maybe_prune(self) -> None:
+        if time.monotonic() - self._last_prune < self.config.prune_interval:
+            return
+        self._last_prune = time.monotonic()
+        limit = 10000
+        while True:
+            deleted = await self.db.fetch_val(
+                None, PRUNE, {"retention": self.config.retention_seconds, "limit": limit}
+            )
+            if deleted:
+                log.info("pruned %s delivered outbox events", deleted)
+            if not deleted or deleted < limit:
+                return
+
+    async def _listen(self, stop: asyncio.Event) -> None:
+        """Keep a LISTEN connection open; every notification (or reconnection) wakes the loop."""
+        delay = 0.5
+        conninfo = self.db.pool.conninfo
+        while not stop.is_set():
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    conninfo, autocommit=True, application_name="keel-outbox-listener"
+                )
+                async with conn:
+                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL)))
+                    self.listening.set()
+                    self.wake.set()  # anything committed while we were not listening
+                    delay = 0.5
+                    while not stop.is_set():
+                        async for _notify in conn.notifies(timeout=self.config.listen_keepalive):
+                            self.wake.set()
+                        await conn.execute("SELECT 1")  # silence: prove the connection is alive
+            except psycopg.Error as exc:
+                log.warning("outbox LISTEN connection lost (%s); reconnecting in %.1f s", exc, delay)
+            finally:
+                self.listening.clear()
+            self.wake.set()  # poll once while reconnecting
+            await _wait(stop, delay)
+            delay = min(delay * 2, 30.0)
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+
+async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
+    """Return when `stop` or `wake` is set, or after `seconds`."""
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+async def run(
+    settings: Settings,
+    db: Database,
+    stop: asyncio.Event,
+    *,
+    config: DispatcherConfig | None = None,
+    name: str | None = None,
+) -> None:
+    """Worker entry point (`api.outbox:run` in api/workers.py)."""
+    await Dispatcher(settings, db, config, name=name).run(stop)
