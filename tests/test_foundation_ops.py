@@ -122,3 +122,18 @@ def embedded_data_dir():
     os.chmod(path, 0o755)
     yield path / "data"
     shutil.rmtree(path, ignore_errors=True)
+
+
+def test_serve_refuses_a_schema_that_is_behind(empty_db_url):
+    env = {**os.environ, "DATABASE_URL": empty_db_url, "KEEL_JWT_SECRET": "x" * 32}
+    result = subprocess.run(
+        [sys.executable, "-m", "api.cli", "serve", "--port", "1"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+    assert "schema is behind" in result.stderr and "keel migrate" in result.stderr
+
+
+def test_cli_lists_every_command_with_help():
+    result = subprocess.run([sys.executable, "-m", "api.cli", "--help"], capture_output=True, text=True, check=True)
+    for command in ("serve", "worker", "migrate", "db-url", "token"):
+        assert command in result.stdout
