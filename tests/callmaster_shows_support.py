@@ -165,7 +165,7 @@ def fill_script(
             parent_element_id, trigger_type, follows_cue_id, priority, time_offset_ms, duration_ms, fade_in_ms,
             fade_out_ms, location, location_details, custom_color, group_level, is_collapsed, is_safety_critical,
             safety_notes, is_active)
-        SELECT md5(%(s)s || ':' || i)::uuid, %(s)s, CASE WHEN i %% 10 = 0 THEN 'group' WHEN i %% 7 = 0 THEN 'note' ELSE 'cue' END,
+        SELECT md5(%(s)s || ':' || i)::uuid, %(s)s::uuid, CASE WHEN i %% 10 = 0 THEN 'group' WHEN i %% 7 = 0 THEN 'note' ELSE 'cue' END,
                i, 'E' || i, 'element ' || i, CASE WHEN i %% 4 = 0 THEN 'notes ' || i END,
                CASE WHEN i %% 3 = 0 THEN %(dept)s::uuid END,
                CASE WHEN i %% 10 <> 0 THEN md5(%(s)s || ':' || ((i / 10 + 1) * 10))::uuid
@@ -187,10 +187,10 @@ def fill_script(
     dba.execute(
         """
         INSERT INTO callmaster.script_element_groups (group_id, child_element_id, script_id, order_in_group)
-        SELECT md5(%(s)s || ':' || ((i / 10 + 1) * 10))::uuid, md5(%(s)s || ':' || i)::uuid, %(s)s, i %% 10
+        SELECT md5(%(s)s || ':' || ((i / 10 + 1) * 10))::uuid, md5(%(s)s || ':' || i)::uuid, %(s)s::uuid, i %% 10
         FROM generate_series(1, %(n)s) AS i WHERE i %% 10 <> 0
         UNION ALL
-        SELECT md5(%(s)s || ':' || (((i / 10 + 4) / 5) * 50))::uuid, md5(%(s)s || ':' || i)::uuid, %(s)s, (i / 10) %% 5
+        SELECT md5(%(s)s || ':' || (((i / 10 + 4) / 5) * 50))::uuid, md5(%(s)s || ':' || i)::uuid, %(s)s::uuid, (i / 10) %% 5
         FROM generate_series(10, %(n)s, 10) AS i WHERE (i / 10) %% 5 <> 0
         """,
         params,
@@ -208,16 +208,16 @@ def fill_script(
     dba.execute(
         """
         INSERT INTO callmaster.script_element_crew_assignments (element_id, crew_user_id, assignment_role, is_lead)
-        SELECT md5(%(s)s || ':' || i)::uuid, %(c1)s, 'operator', true FROM generate_series(2, %(n)s, 2) AS i
+        SELECT md5(%(s)s || ':' || i)::uuid, %(c1)s::uuid, 'operator', true FROM generate_series(2, %(n)s, 2) AS i
         UNION ALL
-        SELECT md5(%(s)s || ':' || i)::uuid, %(c2)s, NULL, false FROM generate_series(7, %(n)s, 7) AS i
+        SELECT md5(%(s)s || ':' || i)::uuid, %(c2)s::uuid, NULL, false FROM generate_series(7, %(n)s, 7) AS i
         """,
         params,
     )
     dba.execute(
         """
         INSERT INTO callmaster.script_element_performer_assignments (element_id, performer_id, character_name, notes)
-        SELECT md5(%(s)s || ':' || i)::uuid, %(p)s, 'Ophelia', CASE WHEN i %% 8 = 0 THEN 'enters SL' END
+        SELECT md5(%(s)s || ':' || i)::uuid, %(p)s::uuid, 'Ophelia', CASE WHEN i %% 8 = 0 THEN 'enters SL' END
         FROM generate_series(4, %(n)s, 4) AS i
         """,
         params,
