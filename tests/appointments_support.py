@@ -3,6 +3,7 @@ way a DBA would in psql, and a real webhook receiver on loopback."""
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 import uuid
@@ -13,6 +14,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import psycopg
+
+# A Standard Webhooks secret shared by the dispatcher under test and the receiver that verifies it.
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"keel-outbox-test-secret-32-bytes").decode()
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,9 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from api.db import Database
 from api.outbox import Dispatcher, DispatcherConfig
 from api.settings import Settings
-from tests.appointments_support import ClinicSetup, WebhookReceiver, make_clinic
+from tests.appointments_support import WEBHOOK_SECRET, ClinicSetup, WebhookReceiver, make_clinic
 
-SECRET = "whsec_" + base64.b64encode(b"keel-outbox-test-secret-32-bytes").decode()
+SECRET = WEBHOOK_SECRET
 DAY = "2026-06-15"
 FAST = DispatcherConfig(
     batch_size=20,
