@@ -149,8 +149,8 @@ def add_appointments(conn: psycopg.Connection[Any], clinic: Clinic, count: int, 
                 source, patient_name_snapshot, patient_phone_snapshot, patient_email_snapshot,
                 patient_dob_snapshot, patient_sex_snapshot, patient_age_snapshot, patient_address_snapshot,
                 doctor_name_snapshot, created_at, updated_at)
-            SELECT %(clinic)s, p.id, p.lead_id, d.id, day, time '08:00' + make_interval(mins => 30 * pl.slot),
-                   time '08:30' + make_interval(mins => 30 * pl.slot), 'consultation',
+            SELECT %(clinic)s, p.id, p.lead_id, d.id, day, time '08:00' + make_interval(mins => (30 * pl.slot)::integer),
+                   time '08:30' + make_interval(mins => (30 * pl.slot)::integer), 'consultation',
                    CASE WHEN day >= current_date THEN 'scheduled'
                         ELSE (ARRAY['completed', 'completed', 'completed', 'no_show', 'cancelled'])[1 + pl.i %% 5]
                    END,

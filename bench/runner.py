@@ -11,6 +11,7 @@ import logging
 import os
 import platform
 import shutil
+import sys
 import tempfile
 import time
 import traceback
@@ -272,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from rich.console import Console
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 160)
     mode = "tiny" if args.tiny else "quick" if args.quick else "full"
     sizes = Sizes.tiny() if args.tiny else Sizes.quick() if args.quick else Sizes.full()
     names = [n for n in WORKLOADS if not args.only or n in args.only]

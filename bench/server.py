@@ -46,7 +46,8 @@ def _serve(overrides: dict[str, Any], port: int) -> None:
 def served(overrides: dict[str, Any]) -> Iterator[str]:
     """Start the bench app in a spawned process; yield its base URL; stop it (SIGTERM, then SIGKILL)."""
     port = free_port()
-    process = SPAWN.Process(target=_serve, args=(overrides, port), daemon=True)
+    # Not daemonic: the app starts its own process pool (lead import), which daemons may not.
+    process = SPAWN.Process(target=_serve, args=(overrides, port), daemon=False)
     process.start()
     base_url = f"http://127.0.0.1:{port}"
     try:
