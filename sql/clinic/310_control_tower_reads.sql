@@ -240,50 +240,53 @@ DECLARE
     span record := clinic.control_tower_range(from_date, to_date, (now() AT TIME ZONE c.timezone)::date);
     refreshed timestamptz := clinic.control_tower_refreshed_at();
     days jsonb;
+    totals jsonb;
 BEGIN
-    WITH calendar AS (
-        SELECT g::date AS day
-        FROM generate_series(span.first_day::timestamp, span.last_day::timestamp, interval '1 day') AS g
-    ),
-    leads AS (
+    WITH leads AS (
         SELECT d.day, sum(d.leads) AS leads, sum(d.converted) AS converted, sum(d.lost) AS lost,
                sum(d.not_interested) AS not_interested
         FROM clinic.control_tower_leads_daily AS d
         WHERE d.clinic_id = c.id AND d.day BETWEEN span.first_day AND span.last_day
         GROUP BY d.day
+    ),
+    day_rows AS (
+        SELECT k.day::date AS day,
+               coalesce(l.leads, 0)::bigint AS leads_created,
+               coalesce(l.converted, 0)::bigint AS leads_converted,
+               coalesce(l.lost, 0)::bigint AS leads_lost,
+               coalesce(l.not_interested, 0)::bigint AS leads_not_interested,
+               coalesce(a.booked, 0) AS appointments_booked,
+               coalesce(a.completed, 0) AS appointments_completed,
+               coalesce(a.cancelled, 0) AS appointments_cancelled,
+               coalesce(a.no_show, 0) AS appointments_no_show,
+               coalesce(p.registered, 0) AS patients_registered,
+               coalesce(p.from_leads, 0) AS patients_from_leads
+        FROM generate_series(span.first_day::timestamp, span.last_day::timestamp, interval '1 day') AS k(day)
+        LEFT JOIN leads AS l ON l.day = k.day::date
+        LEFT JOIN clinic.control_tower_appointments_daily AS a ON a.clinic_id = c.id AND a.day = k.day::date
+        LEFT JOIN clinic.control_tower_patients_daily AS p ON p.clinic_id = c.id AND p.day = k.day::date
     )
-    SELECT jsonb_agg(jsonb_build_object(
-               'day', k.day,
-               'leads_created', coalesce(l.leads, 0),
-               'leads_converted', coalesce(l.converted, 0),
-               'leads_lost', coalesce(l.lost, 0),
-               'leads_not_interested', coalesce(l.not_interested, 0),
-               'appointments_booked', coalesce(a.booked, 0),
-               'appointments_completed', coalesce(a.completed, 0),
-               'appointments_cancelled', coalesce(a.cancelled, 0),
-               'appointments_no_show', coalesce(a.no_show, 0),
-               'patients_registered', coalesce(p.registered, 0),
-               'patients_from_leads', coalesce(p.from_leads, 0)
-           ) ORDER BY k.day)
-    INTO days
-    FROM calendar AS k
-    LEFT JOIN leads AS l ON l.day = k.day
-    LEFT JOIN clinic.control_tower_appointments_daily AS a ON a.clinic_id = c.id AND a.day = k.day
-    LEFT JOIN clinic.control_tower_patients_daily AS p ON p.clinic_id = c.id AND p.day = k.day;
+    SELECT json_agg(r ORDER BY r.day)::jsonb,
+           jsonb_build_object(
+               'leads_created', sum(r.leads_created),
+               'leads_converted', sum(r.leads_converted),
+               'leads_lost', sum(r.leads_lost),
+               'leads_not_interested', sum(r.leads_not_interested),
+               'appointments_booked', sum(r.appointments_booked),
+               'appointments_completed', sum(r.appointments_completed),
+               'appointments_cancelled', sum(r.appointments_cancelled),
+               'appointments_no_show', sum(r.appointments_no_show),
+               'patients_registered', sum(r.patients_registered),
+               'patients_from_leads', sum(r.patients_from_leads)
+           )
+    INTO days, totals
+    FROM day_rows AS r;
 
     RETURN jsonb_build_object(
         'from', span.first_day,
         'to', span.last_day,
         'days', days,
-        'totals', (
-            SELECT jsonb_object_agg(t.key, t.total)
-            FROM (
-                SELECT e.key, sum(e.value::bigint) AS total
-                FROM jsonb_array_elements(days) AS r(day_row), jsonb_each_text(r.day_row) AS e
-                WHERE e.key <> 'day'
-                GROUP BY e.key
-            ) AS t
-        ),
+        'totals', totals,
         'refreshed_at', refreshed,
         'stale_seconds', floor(extract(epoch FROM now() - refreshed))::bigint
     );
