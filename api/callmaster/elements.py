@@ -21,6 +21,7 @@ from msgspec import UNSET, Meta, UnsetType
 from psycopg.types.json import Jsonb
 
 from api.deps import CurrentPrincipal, Db, Page
+from api.errors import Problem
 
 ElementType = Literal["cue", "note", "group"]
 TriggerType = Literal["manual", "time", "auto", "follow", "go", "standby"]
@@ -180,7 +181,8 @@ class ElementBulkItem(msgspec.Struct, forbid_unknown_fields=True):
     is_active: bool | UnsetType = UNSET
 
 
-BulkUpdate = Annotated[list[ElementBulkItem], Meta(min_length=1, max_length=10_000)]
+MAX_BULK = 10_000
+BulkUpdate = Annotated[list[ElementBulkItem], Meta(min_length=1, max_length=MAX_BULK)]
 
 
 class CreateOp(msgspec.Struct, forbid_unknown_fields=True, tag_field="op", tag="create"):
@@ -267,6 +269,8 @@ async def create_element(
 async def bulk_update_elements(
     script_id: FromPath[UUID], data: JSONBody[BulkUpdate], db: Db, principal: CurrentPrincipal
 ) -> dict[str, Any]:
+    if not 1 <= len(data) <= MAX_BULK:  # Meta bounds are not applied to a top-level body
+        raise Problem(400, f"Send between 1 and {MAX_BULK} element updates.", code="22023")
     return await db.fetch_val(
         principal,
         "SELECT callmaster.bulk_update_script_elements(%(id)s, %(updates)s)",
