@@ -10,11 +10,14 @@ inserted with one set-based statement.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import csv
 import io
 import multiprocessing
 import os
 import re
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -72,9 +75,41 @@ def executor() -> Executor:
     global _executor
     if _executor is None:
         _executor = ProcessPoolExecutor(
-            max_workers=POOL_PROCESSES, mp_context=multiprocessing.get_context("spawn")
+            max_workers=POOL_PROCESSES,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_watch_parent,
+            initargs=(os.getpid(),),
         )
     return _executor
+
+
+async def start_pool() -> None:
+    """Spawn the import workers now rather than on the first import (call at application startup)."""
+    loop = asyncio.get_running_loop()
+    pool = executor()
+    await asyncio.gather(*(loop.run_in_executor(pool, os.getpid) for _ in range(POOL_PROCESSES)))
+
+
+def shutdown_pool() -> None:
+    """Stop the import workers (call at application shutdown; also runs at interpreter exit)."""
+    global _executor
+    if _executor is not None:
+        _executor.shutdown(wait=True, cancel_futures=True)
+        _executor = None
+
+
+atexit.register(shutdown_pool)
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """Worker initializer: exit when the serving process is gone, however it died."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="keel-parent-watch", daemon=True).start()
 
 
 def parse_json(raw: bytes) -> list[Any]:
