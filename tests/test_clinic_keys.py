@@ -254,3 +254,30 @@ def test_leads_import_cli(clinic_a, db_url, tmp_path, dba):
     header.write_text("nom,phone\nA,9847012345\n")
     result = CliRunner().invoke(leads_cli, ["import", str(header), "--clinic", clinic_a.id], env=env)
     assert result.exit_code == 1 and "nom" in result.output
+
+
+def test_embedded_mode_generates_one_local_key(tmp_path):
+    from api.crypto import keyring_for
+    from api.settings import Settings
+
+    settings = Settings.from_env(database_url=None, encryption_keys=None, data_dir=tmp_path)
+    ring = keyring_for(settings)
+    key_file = tmp_path / "encryption-key"
+    assert ring.key_ids == ["local"] and key_file.exists()
+    assert key_file.stat().st_mode & 0o077 == 0  # readable by its owner only
+    token = ring.encrypt("secret", "f")
+    # A later process (fresh cache) reads the same key from the data dir.
+    again = Keyring([("local", __import__("base64").b64decode(key_file.read_text()))])
+    assert again.decrypt(token, "f") == "secret"
+
+
+async def test_lead_endpoints_say_what_to_set_without_keys(settings, clinic_a):
+    unconfigured = dataclasses.replace(settings, encryption_keys=None)  # a DATABASE_URL, no keys
+    async with AsyncTestClient(app=create_app(unconfigured)) as client:
+        problem = assert_problem(
+            await client.post("/api/leads", json=lead_body(), headers=clinic_a.headers), 503
+        )
+        assert "KEEL_ENCRYPTION_KEYS" in problem["detail"]
+        assert_problem(await client.get("/api/leads", headers=clinic_a.headers), 503)
+        # Everything that needs no key keeps working.
+        assert (await client.get("/api/staff", headers=clinic_a.headers)).status_code == 200

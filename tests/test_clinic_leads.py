@@ -47,6 +47,16 @@ async def test_create_read_list_and_update_a_lead(client, clinic_a):
     assert updated["status"] == "cro_queue" and updated["problem"] == "Both knees"
     assert updated["alternate_phone"] is None and updated["phone"] == "+91 98470 12345"
 
+    # A new phone gets a new blind index: found by the new number, no longer by the old one.
+    r = await client.patch(
+        f"/api/leads/{lead['id']}", json={"phone": "+91 99999 00000"}, headers=clinic_a.headers
+    )
+    assert r.status_code == 200 and r.json()["phone"] == "+91 99999 00000"
+    by_new = (await client.get("/api/leads", params={"phone": "9999900000"}, headers=clinic_a.headers)).json()
+    assert [item["id"] for item in by_new["items"]] == [lead["id"]]
+    by_old = (await client.get("/api/leads", params={"phone": "9847012345"}, headers=clinic_a.headers)).json()
+    assert by_old["total"] == 0
+
     await client.post(
         "/api/leads", json=lead_body(name="Other Person", phone="9000011111"), headers=clinic_a.headers
     )
