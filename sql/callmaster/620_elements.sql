@@ -52,51 +52,88 @@ $$;
 COMMENT ON FUNCTION callmaster.element_nested_fields() IS
     'The keys of an element document that hold its supporting rows (each a JSON array). No errors.';
 
+CREATE OR REPLACE FUNCTION callmaster.element_documents(element_ids uuid[])
+    RETURNS TABLE (id uuid, document jsonb)
+    LANGUAGE sql
+    STABLE
+AS $$
+    -- Set-based: one grouped pass per supporting table for all the elements asked for, so a page of
+    -- a script costs a handful of scans (and RLS helpers run once per statement, not per element).
+    SELECT e.id,
+           to_jsonb(e)
+           || jsonb_build_object(
+               'equipment', coalesce(q.items, '[]'),
+               'crew_assignments', coalesce(c.items, '[]'),
+               'performer_assignments', coalesce(p.items, '[]'),
+               'conditional_rules', coalesce(r.items, '[]'),
+               'group_members', coalesce(g.items, '[]'))
+    FROM callmaster.script_elements AS e
+    LEFT JOIN (
+        SELECT x.element_id,
+               jsonb_agg(jsonb_build_object('equipment_name', x.equipment_name,
+                                            'is_required', x.is_required,
+                                            'notes', x.notes) ORDER BY x.equipment_name) AS items
+        FROM callmaster.script_element_equipment AS x
+        WHERE x.element_id = ANY (element_ids)
+        GROUP BY x.element_id
+    ) AS q ON q.element_id = e.id
+    LEFT JOIN (
+        SELECT x.element_id,
+               jsonb_agg(jsonb_build_object('crew_user_id', x.crew_user_id,
+                                            'assignment_role', x.assignment_role,
+                                            'is_lead', x.is_lead) ORDER BY x.is_lead DESC, x.crew_user_id) AS items
+        FROM callmaster.script_element_crew_assignments AS x
+        WHERE x.element_id = ANY (element_ids)
+        GROUP BY x.element_id
+    ) AS c ON c.element_id = e.id
+    LEFT JOIN (
+        SELECT x.element_id,
+               jsonb_agg(jsonb_build_object('performer_id', x.performer_id,
+                                            'character_name', x.character_name,
+                                            'notes', x.notes) ORDER BY x.character_name, x.performer_id) AS items
+        FROM callmaster.script_element_performer_assignments AS x
+        WHERE x.element_id = ANY (element_ids)
+        GROUP BY x.element_id
+    ) AS p ON p.element_id = e.id
+    LEFT JOIN (
+        SELECT x.element_id,
+               jsonb_agg(jsonb_build_object('id', x.id,
+                                            'condition_type', x.condition_type,
+                                            'operator', x.operator,
+                                            'condition_value', x.condition_value,
+                                            'description', x.description,
+                                            'is_active', x.is_active) ORDER BY x.created_at, x.id) AS items
+        FROM callmaster.script_element_conditional_rules AS x
+        WHERE x.element_id = ANY (element_ids)
+        GROUP BY x.element_id
+    ) AS r ON r.element_id = e.id
+    LEFT JOIN (
+        SELECT x.group_id,
+               jsonb_agg(jsonb_build_object('child_element_id', x.child_element_id,
+                                            'order_in_group', x.order_in_group)
+                         ORDER BY x.order_in_group, x.child_element_id) AS items
+        FROM callmaster.script_element_groups AS x
+        WHERE x.group_id = ANY (element_ids)
+        GROUP BY x.group_id
+    ) AS g ON g.group_id = e.id
+    WHERE e.id = ANY (element_ids)
+$$;
+COMMENT ON FUNCTION callmaster.element_documents(uuid[]) IS
+    'The API representation of elements: each element''s columns plus its supporting rows nested as '
+    'arrays (equipment, crew_assignments, performer_assignments, conditional_rules, group_members), for '
+    'all the given ids in one statement (rows the caller may not see are left out). Arguments: '
+    'element_ids. Returns (id, document). No errors.';
+
 CREATE OR REPLACE FUNCTION callmaster.element_json(e callmaster.script_elements)
     RETURNS jsonb
     LANGUAGE sql
     STABLE
 AS $$
-    SELECT to_jsonb(e)
-        || jsonb_build_object(
-            'equipment', coalesce((
-                SELECT jsonb_agg(jsonb_build_object('equipment_name', x.equipment_name,
-                                                    'is_required', x.is_required,
-                                                    'notes', x.notes) ORDER BY x.equipment_name)
-                FROM callmaster.script_element_equipment AS x
-                WHERE x.element_id = e.id), '[]'),
-            'crew_assignments', coalesce((
-                SELECT jsonb_agg(jsonb_build_object('crew_user_id', x.crew_user_id,
-                                                    'assignment_role', x.assignment_role,
-                                                    'is_lead', x.is_lead) ORDER BY x.is_lead DESC, x.crew_user_id)
-                FROM callmaster.script_element_crew_assignments AS x
-                WHERE x.element_id = e.id), '[]'),
-            'performer_assignments', coalesce((
-                SELECT jsonb_agg(jsonb_build_object('performer_id', x.performer_id,
-                                                    'character_name', x.character_name,
-                                                    'notes', x.notes) ORDER BY x.character_name, x.performer_id)
-                FROM callmaster.script_element_performer_assignments AS x
-                WHERE x.element_id = e.id), '[]'),
-            'conditional_rules', coalesce((
-                SELECT jsonb_agg(jsonb_build_object('id', x.id,
-                                                    'condition_type', x.condition_type,
-                                                    'operator', x.operator,
-                                                    'condition_value', x.condition_value,
-                                                    'description', x.description,
-                                                    'is_active', x.is_active) ORDER BY x.created_at, x.id)
-                FROM callmaster.script_element_conditional_rules AS x
-                WHERE x.element_id = e.id), '[]'),
-            'group_members', coalesce((
-                SELECT jsonb_agg(jsonb_build_object('child_element_id', x.child_element_id,
-                                                    'order_in_group', x.order_in_group)
-                                 ORDER BY x.order_in_group, x.child_element_id)
-                FROM callmaster.script_element_groups AS x
-                WHERE x.group_id = e.id), '[]'))
+    SELECT d.document FROM callmaster.element_documents(ARRAY[e.id]) AS d
 $$;
 COMMENT ON FUNCTION callmaster.element_json(callmaster.script_elements) IS
-    'The API representation of an element: its columns plus its supporting rows nested as arrays '
-    '(equipment, crew_assignments, performer_assignments, conditional_rules, group_members). Arguments: '
-    'the row. No errors.';
+    'The API representation of one element as stored (see element_documents). Arguments: the row (its '
+    'id is what counts). No errors.';
 
 -- Checks ------------------------------------------------------------------------------------------
 
@@ -453,14 +490,18 @@ BEGIN
     END IF;
     -- One statement: the page of elements in script order, each with its supporting rows nested.
     WITH elements AS (
-        SELECT e.* FROM callmaster.script_elements AS e WHERE e.script_id = list_script_elements.script_id
+        SELECT e.id, e.sequence, e.time_offset_ms
+        FROM callmaster.script_elements AS e
+        WHERE e.script_id = list_script_elements.script_id
     ),
-    page AS (
+    page AS MATERIALIZED (
         SELECT x.* FROM elements AS x ORDER BY x.sequence, x.time_offset_ms, x.id LIMIT lim OFFSET skip
     )
     SELECT jsonb_build_object(
-        'items', coalesce((SELECT jsonb_agg(callmaster.element_json(p) ORDER BY p.sequence, p.time_offset_ms, p.id)
-                           FROM page AS p), '[]'),
+        'items', coalesce((SELECT jsonb_agg(d.document ORDER BY p.sequence, p.time_offset_ms, p.id)
+                           FROM page AS p
+                           JOIN callmaster.element_documents(ARRAY(SELECT pp.id FROM page AS pp)) AS d
+                             ON d.id = p.id), '[]'),
         'total', (SELECT count(*) FROM elements),
         'limit', lim,
         'offset', skip)
