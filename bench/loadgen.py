@@ -2,8 +2,8 @@
 
 The HTTP client is a minimal keep-alive HTTP/1.1 client on asyncio streams: cheaper per request than
 httpx, so on a small machine more of the CPU goes to the server being measured. Every entry point
-here is a plain function taking picklable arguments, run in a spawned process by `in_process` or
-`Background`.
+here is a plain function taking picklable arguments, run by `in_process` / `Background` / `Prober` in
+one of two spawned load processes that live for the whole run.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import asyncio
 import multiprocessing
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing.synchronize import Event as MpEvent
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -142,7 +142,7 @@ def closed_loop(base_url: str, requests: Sequence[Req], concurrency: int, keep_b
     return asyncio.run(_closed_loop(base_url, requests, concurrency, keep_bodies))
 
 
-async def _probe(base_url: str, req: Req, interval: float, stop: MpEvent, ready: MpEvent) -> LoadResult:
+async def _probe(base_url: str, req: Req, interval: float, stop: Any, ready: Any) -> LoadResult:
     host, port = _host_port(base_url)
     result = LoadResult()
     conn = HttpConnection(host, port)
@@ -163,7 +163,7 @@ async def _probe(base_url: str, req: Req, interval: float, stop: MpEvent, ready:
     return result
 
 
-def probe(base_url: str, req: Req, interval: float, stop: MpEvent, ready: MpEvent) -> LoadResult:
+def probe(base_url: str, req: Req, interval: float, stop: Any, ready: Any) -> LoadResult:
     """Send `req` every `interval` seconds (one at a time) until `stop` is set; the latencies."""
     return asyncio.run(_probe(base_url, req, interval, stop, ready))
 
@@ -205,40 +205,57 @@ def direct_sql(
     return asyncio.run(_direct_sql(url, context_sql, context_params, query, params, concurrency))
 
 
-def _child(queue: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
-    try:
-        queue.put(("ok", fn(*args)))
-    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which re-raises
-        queue.put(("error", f"{type(exc).__name__}: {exc}"))
+_pool: ProcessPoolExecutor | None = None
+_manager: Any = None
+
+
+def _executor() -> ProcessPoolExecutor:
+    """Two spawned load processes, reused by every job (one can probe while the other loads)."""
+    global _pool
+    if _pool is None:
+        _pool = ProcessPoolExecutor(max_workers=2, mp_context=SPAWN)
+    return _pool
+
+
+def _events() -> Any:
+    global _manager
+    if _manager is None:
+        _manager = SPAWN.Manager()
+    return _manager
+
+
+def shutdown() -> None:
+    """Stop the load processes (the runner calls this once at the end)."""
+    global _pool, _manager
+    if _pool is not None:
+        _pool.shutdown(wait=True, cancel_futures=True)
+        _pool = None
+    if _manager is not None:
+        _manager.shutdown()
+        _manager = None
 
 
 class Background:
-    """Run `fn(*args)` in a spawned process; `result()` waits for its return value."""
+    """Run `fn(*args)` in a load process; `result()` waits for its return value."""
 
     def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
-        self.queue = SPAWN.Queue()
-        self.process = SPAWN.Process(target=_child, args=(self.queue, fn, args), daemon=True)
-        self.process.start()
+        self.future: Future[Any] = _executor().submit(fn, *args)
 
     def result(self, timeout: float = 1800) -> Any:
-        kind, value = self.queue.get(timeout=timeout)
-        self.process.join(timeout=30)
-        if kind == "error":
-            raise RuntimeError(f"load process failed: {value}")
-        return value
+        return self.future.result(timeout=timeout)
 
 
 def in_process(fn: Callable[..., Any], *args: Any) -> Any:
-    """`fn(*args)` in a fresh spawned process; its return value."""
+    """`fn(*args)` in a load process (not this one, not the server's); its return value."""
     return Background(fn, *args).result()
 
 
 class Prober:
-    """A background process sending one request at a fixed interval until stopped."""
+    """A load process sending one request at a fixed interval until stopped."""
 
     def __init__(self, base_url: str, req: Req, interval: float) -> None:
-        self.stop_event = SPAWN.Event()
-        ready = SPAWN.Event()
+        self.stop_event = _events().Event()
+        ready = _events().Event()
         self.job = Background(probe, base_url, req, interval, self.stop_event, ready)
         if not ready.wait(60):
             raise RuntimeError("the probe process did not start")

@@ -78,18 +78,19 @@ class Sizes:
     import_rows: int
     read_repeats: int
     overhead_requests: int
+    repeats: int  # interleaved Keel/baseline repetitions of the throughput workloads
 
     @classmethod
     def full(cls) -> Sizes:
-        return cls(2000, 16, 1_000, 1_000_000, 1_000, 10_000, 5, 1_000, 5, 5.0, 20, 100, 10_000, 30, 5000)
+        return cls(2000, 16, 1_000, 1_000_000, 1_000, 10_000, 5, 1_000, 5, 5.0, 20, 100, 10_000, 30, 5000, 3)
 
     @classmethod
     def quick(cls) -> Sizes:
-        return cls(600, 16, 1_000, 100_000, 500, 5_000, 3, 1_000, 3, 2.0, 8, 100, 10_000, 15, 2000)
+        return cls(600, 16, 1_000, 100_000, 500, 5_000, 3, 1_000, 3, 2.0, 8, 100, 10_000, 15, 2000, 3)
 
     @classmethod
     def tiny(cls) -> Sizes:
-        return cls(40, 4, 100, 1_000, 50, 200, 1, 50, 1, 0.3, 2, 5, 200, 3, 100)
+        return cls(40, 4, 100, 1_000, 50, 200, 1, 50, 1, 0.3, 2, 5, 200, 3, 100, 1)
 
 
 @dataclass
@@ -125,9 +126,13 @@ def url_for_database(url: str, dbname: str) -> str:
 
 
 @contextlib.contextmanager
-def bench_database() -> Iterator[tuple[str, str]]:
-    """(admin URL of a scratch database, a description of the server). Embedded unless DATABASE_URL is set."""
-    url = os.environ.get("DATABASE_URL")
+def bench_database(server_url: str | None = None) -> Iterator[tuple[str, str]]:
+    """(admin URL of a scratch database, a description of the server).
+
+    The server is `server_url`, else `DATABASE_URL`, else a private embedded PostgreSQL in a temp dir;
+    either way the bench works in a scratch database it creates and drops.
+    """
+    url = server_url or os.environ.get("DATABASE_URL")
     tmp: str | None = None
     server = None
     if url:
@@ -222,14 +227,16 @@ def markdown_table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
-def run_workloads(names: list[str], sizes: Sizes, mode: str, progress: Callable[[str], None]) -> tuple[list[Result], dict[str, Any]]:
+def run_workloads(
+    names: list[str], sizes: Sizes, mode: str, progress: Callable[[str], None], server_url: str | None = None
+) -> tuple[list[Result], dict[str, Any]]:
     """Provision, migrate, serve, run each named workload; the results and the machine info."""
     from api.migrate import migrate
     from bench.server import served
 
     llm = None
     results: list[Result] = []
-    with bench_database() as (admin_url, where), tempfile.TemporaryDirectory(prefix="keel-bench-") as data_dir:
+    with bench_database(server_url) as (admin_url, where), tempfile.TemporaryDirectory(prefix="keel-bench-") as data_dir:
         progress(f"database: {where}; migrating")
         migrate(admin_url)
         info = machine_info(admin_url)
@@ -258,6 +265,9 @@ def run_workloads(names: list[str], sizes: Sizes, mode: str, progress: Callable[
                     results.extend(rows)
                     progress(f"workload {name} done in {time.monotonic() - started:.1f} s")
         finally:
+            from bench.loadgen import shutdown
+
+            shutdown()
             if llm is not None:
                 llm.stop()
     return results, info

@@ -14,8 +14,31 @@ from collections.abc import Sequence
 from typing import Any
 
 from api.db import CONTEXT_SQL
-from bench.baselines.http import DOCTOR_SQL, INSERT_APPOINTMENT_SQL, PATIENT_SQL, _age
 from bench.loadgen import LoadResult
+
+PATIENT_SQL = (
+    "SELECT id, clinic_id, lead_id, name, mobile, email, dob, gender, address, city, state, postal_code"
+    " FROM clinic.patients WHERE id = %(id)s"
+)
+DOCTOR_SQL = "SELECT id, clinic_id, name, role, is_active FROM clinic.staff WHERE id = %(id)s"
+INSERT_APPOINTMENT_SQL = """
+INSERT INTO clinic.appointments (
+    clinic_id, patient_id, lead_id, doctor_id, appointment_date, start_time, end_time, type, visit_reason, source,
+    patient_name_snapshot, patient_phone_snapshot, patient_email_snapshot, patient_dob_snapshot,
+    patient_sex_snapshot, patient_age_snapshot, patient_address_snapshot, doctor_name_snapshot)
+VALUES (
+    %(clinic_id)s, %(patient_id)s, %(lead_id)s, %(doctor_id)s, %(appointment_date)s, %(start_time)s, %(end_time)s,
+    %(type)s, %(visit_reason)s, %(source)s, %(name)s, %(mobile)s, %(email)s, %(dob)s, %(gender)s, %(age)s,
+    %(address)s, %(doctor_name)s)
+RETURNING *
+"""
+
+
+def age_at(dob: dt.date | None, on: dt.date) -> int | None:
+    """Whole years from `dob` to `on` (None when unknown)."""
+    if dob is None or dob > on:
+        return None
+    return on.year - dob.year - ((on.month, on.day) < (dob.month, dob.day))
 
 
 async def _book(conn: Any, context: tuple[str, str], item: dict[str, Any]) -> None:
@@ -38,7 +61,7 @@ async def _book(conn: Any, context: tuple[str, str], item: dict[str, Any]) -> No
                 "doctor_id": doctor["id"], "appointment_date": day, "start_time": item["start_time"],
                 "end_time": item["end_time"], "type": "consultation", "visit_reason": None, "source": None,
                 "name": patient["name"], "mobile": patient["mobile"], "email": patient["email"], "dob": patient["dob"],
-                "gender": patient["gender"], "age": _age(patient["dob"], day), "address": address or None,
+                "gender": patient["gender"], "age": age_at(patient["dob"], day), "address": address or None,
                 "doctor_name": doctor["name"],
             },
         )  # fmt: skip

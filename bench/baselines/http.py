@@ -31,35 +31,12 @@ from api.clinic.common import keyring
 from api.deps import AppSettings, CurrentPrincipal, Db
 from api.errors import Problem
 from api.settings import Settings
+from bench.baselines.booking import DOCTOR_SQL, INSERT_APPOINTMENT_SQL, PATIENT_SQL, age_at
 
 PREFIX = "/bench/baseline"
 SLOW_TIMEOUT_MS = 600_000  # the fetch-everything baselines must not be cut short by the API's 5 s
 
 # --- booking ------------------------------------------------------------------------------------
-
-PATIENT_SQL = (
-    "SELECT id, clinic_id, lead_id, name, mobile, email, dob, gender, address, city, state, postal_code"
-    " FROM clinic.patients WHERE id = %(id)s"
-)
-DOCTOR_SQL = "SELECT id, clinic_id, name, role, is_active FROM clinic.staff WHERE id = %(id)s"
-INSERT_APPOINTMENT_SQL = """
-INSERT INTO clinic.appointments (
-    clinic_id, patient_id, lead_id, doctor_id, appointment_date, start_time, end_time, type, visit_reason, source,
-    patient_name_snapshot, patient_phone_snapshot, patient_email_snapshot, patient_dob_snapshot,
-    patient_sex_snapshot, patient_age_snapshot, patient_address_snapshot, doctor_name_snapshot)
-VALUES (
-    %(clinic_id)s, %(patient_id)s, %(lead_id)s, %(doctor_id)s, %(appointment_date)s, %(start_time)s, %(end_time)s,
-    %(type)s, %(visit_reason)s, %(source)s, %(name)s, %(mobile)s, %(email)s, %(dob)s, %(gender)s, %(age)s,
-    %(address)s, %(doctor_name)s)
-RETURNING *
-"""
-
-
-def _age(dob: dt.date | None, on: dt.date) -> int | None:
-    if dob is None or dob > on:
-        return None
-    return on.year - dob.year - ((on.month, on.day) < (dob.month, dob.day))
-
 
 @post(f"{PREFIX}/appointments", status_code=201, include_in_schema=False)
 async def book_appointment_3rt(db: Db, principal: CurrentPrincipal, data: dict[str, Any]) -> dict[str, Any]:
@@ -93,7 +70,7 @@ async def book_appointment_3rt(db: Db, principal: CurrentPrincipal, data: dict[s
             "email": patient["email"],
             "dob": patient["dob"],
             "gender": patient["gender"],
-            "age": _age(patient["dob"], day),
+            "age": age_at(patient["dob"], day),
             "address": address or None,
             "doctor_name": doctor["name"],
         },

@@ -23,7 +23,6 @@ from bench.workloads.common import alternate, json_req, med, per_s, ratio_result
 
 DOCTORS = 16
 PATIENTS = 500
-REPEATS = 3
 
 
 @contextmanager
@@ -47,9 +46,9 @@ def run(ctx: Context) -> list[Result]:
         datagen.analyze(conn, "clinic.staff", "clinic.patients", "clinic.appointments")
     claims = clinic.claims("front_desk")
     headers = ctx.headers(claims)
-    per_rep = max(conc, n // REPEATS)
+    per_rep = max(conc, n // ctx.sizes.repeats)
     # Four disjoint ranges of days: HTTP Keel, HTTP baseline, SQL Keel, SQL baseline (+ warm-up).
-    all_slots = slots(clinic.doctor_ids, per_rep * REPEATS * 4 + 4 * conc * 2, start_day=dt.date.today() + dt.timedelta(days=30))
+    all_slots = slots(clinic.doctor_ids, per_rep * ctx.sizes.repeats * 4 + 4 * conc * 2, start_day=dt.date.today() + dt.timedelta(days=30))
     for i, item in enumerate(all_slots):
         item["patient_id"] = clinic.patient_ids[(i * 7) % len(clinic.patient_ids)]
     it = iter(all_slots)
@@ -98,8 +97,8 @@ def run(ctx: Context) -> list[Result]:
         with snapshot_trigger_disabled(ctx):
             return checked(sql_base(take(per_rep)), "baseline sql")
 
-    kh, bh = alternate(REPEATS, keel_http, base_http)
-    ks, bs = alternate(REPEATS, keel_sql, base_sql)
+    kh, bh = alternate(ctx.sizes.repeats, keel_http, base_http)
+    ks, bs = alternate(ctx.sizes.repeats, keel_sql, base_sql)
     note = "; ".join(errors)
     return [
         ratio_result(f"booking: POST /api/appointments, c={conc}", med(kh), med(bh), fmt=per_s,

@@ -15,7 +15,6 @@ from bench.loadgen import Req, closed_loop, direct_sql, in_process
 from bench.runner import Context, Result
 from bench.workloads.common import alternate, med, per_s, ratio_result
 
-REPEATS = 3
 
 
 def run(ctx: Context) -> list[Result]:
@@ -47,7 +46,7 @@ def run(ctx: Context) -> list[Result]:
         return float(result.throughput)
 
     in_process(closed_loop, ctx.base_url, reqs[: conc * 10], conc)  # warm-up
-    keel, base = alternate(REPEATS, api, direct)
+    keel, base = alternate(ctx.sizes.repeats, api, direct)
     bad = {code: k for code, k in statuses.items() if code != 200}
     return [
         ratio_result(
