@@ -247,5 +247,8 @@ async def test_patient_bad_input_is_a_problem_and_writes_nothing(client, clinic_
         await client.get("/api/patients", params={"status": "gone"}, headers=clinic_a.headers), 400
     )
     assert_problem(await client.get("/api/patients", params={"offset": -1}, headers=clinic_a.headers), 400)
+    huge = {"offset": 10**12}
+    for path in ("/api/patients", "/api/leads", "/api/staff", "/api/doctors"):
+        assert_problem(await client.get(path, params=huge, headers=clinic_a.headers), (400, 422))
     assert count(dba, "patients") == 1
     assert (await client.get(f"/api/patients/{p['id']}", headers=clinic_a.headers)).json() == p

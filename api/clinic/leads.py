@@ -26,7 +26,8 @@ from api.idempotency import idempotency_key, run_idempotent
 CREATE_LEAD = sql.SQL("clinic.create_lead(%(data)s, %(matches)s)")
 LIST_LEADS = (
     "SELECT clinic.list_leads(status => %(status)s, q => %(q)s, phone_matches => %(matches)s,"
-    " assigned_to_id => %(assigned_to_id)s, page_limit => %(limit)s, page_offset => %(offset)s)"
+    " assigned_to_id => %(assigned_to_id)s,"
+    " page_limit => %(limit)s::integer, page_offset => %(offset)s::integer)"
 )
 CONVERSION_FIELDS = tuple(LeadConversion.__struct_fields__)
 CONVERT_LEAD = sql.SQL("clinic.patient_json(clinic.convert_lead(%(lead_id)s, {args}))").format(

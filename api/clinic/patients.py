@@ -19,8 +19,8 @@ from api.idempotency import idempotency_key, run_idempotent
 
 CREATE_PATIENT = sql.SQL("clinic.create_patient(%(data)s)")
 SEARCH_PATIENTS = (
-    "SELECT clinic.search_patients(q => %(q)s, status => %(status)s, page_limit => %(limit)s,"
-    " page_offset => %(offset)s)"
+    "SELECT clinic.search_patients(q => %(q)s, status => %(status)s, page_limit => %(limit)s::integer,"
+    " page_offset => %(offset)s::integer)"
 )
 
 

@@ -15,7 +15,7 @@ from api.deps import CurrentPrincipal, Db, Page
 
 LIST_STAFF = (
     "SELECT clinic.list_staff(role => %(role)s, is_active => %(is_active)s, q => %(q)s,"
-    " page_limit => %(limit)s, page_offset => %(offset)s)"
+    " page_limit => %(limit)s::integer, page_offset => %(offset)s::integer)"
 )
 Query = Annotated[
     str | None, QueryParameter(min_length=1, max_length=200, description="Substring of name or e-mail")
