@@ -23,7 +23,7 @@ from api.deps import CurrentPrincipal, Page, ReadDb
 from api.errors import Problem
 
 MAX_RANGE_DAYS = 366
-DATE_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}")
+DATE_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 # The aggregates change at most once per refresh (cron, typically every few minutes).
 AGGREGATE_CACHE = "private, max-age=30, must-revalidate"
