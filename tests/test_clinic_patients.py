@@ -247,6 +247,14 @@ async def test_patient_bad_input_is_a_problem_and_writes_nothing(client, clinic_
         await client.get("/api/patients", params={"status": "gone"}, headers=clinic_a.headers), 400
     )
     assert_problem(await client.get("/api/patients", params={"offset": -1}, headers=clinic_a.headers), 400)
+    for path, params in (
+        ("/api/patients", {"q": "a\x00b"}),
+        ("/api/leads", {"q": "\x00"}),
+        ("/api/leads", {"phone": "98470\x0012345"}),
+        ("/api/staff", {"q": "\x00"}),
+        ("/api/doctors", {"q": "\x00"}),
+    ):
+        assert_problem(await client.get(path, params=params, headers=clinic_a.headers), 400)
     huge = {"offset": 10**12}
     for path in ("/api/patients", "/api/leads", "/api/staff", "/api/doctors"):
         assert_problem(await client.get(path, params=huge, headers=clinic_a.headers), (400, 422))

@@ -17,7 +17,14 @@ from psycopg.types.json import Jsonb
 from api.clinic import lead_import
 from api.clinic.common import decrypt_lead, encrypt_lead_fields, keyring, require_clinic
 from api.clinic.patients import patient_data
-from api.clinic.schemas import LEAD_ENCRYPTED_FIELDS, LeadConversion, LeadCreate, LeadStatus, LeadUpdate
+from api.clinic.schemas import (
+    LEAD_ENCRYPTED_FIELDS,
+    SEARCH_PATTERN,
+    LeadConversion,
+    LeadCreate,
+    LeadStatus,
+    LeadUpdate,
+)
 from api.crypto import Keyring, normalize_phone
 from api.deps import AppSettings, CurrentPrincipal, Db, Page
 from api.errors import Problem
@@ -82,10 +89,14 @@ class LeadController(Controller):
         pagination: Page,
         status: FromQuery[LeadStatus | None] = None,
         q: Annotated[
-            str | None, QueryParameter(min_length=1, max_length=200, description="Substring of the name")
+            str | None,
+            QueryParameter(
+                min_length=1, max_length=200, pattern=SEARCH_PATTERN, description="Substring of the name"
+            ),
         ] = None,
         phone: Annotated[
-            str | None, QueryParameter(max_length=40, description="Exact phone (any formatting)")
+            str | None,
+            QueryParameter(max_length=40, pattern=SEARCH_PATTERN, description="Exact phone (any formatting)"),
         ] = None,
         assigned_to_id: FromQuery[UUID | None] = None,
     ) -> dict[str, Any]:

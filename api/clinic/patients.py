@@ -12,7 +12,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from api.clinic.common import require_clinic
-from api.clinic.schemas import PatientCreate, PatientStatus, PatientUpdate, normalize_mobile
+from api.clinic.schemas import SEARCH_PATTERN, PatientCreate, PatientStatus, PatientUpdate, normalize_mobile
 from api.deps import CurrentPrincipal, Db, Page
 from api.errors import Problem
 from api.idempotency import idempotency_key, run_idempotent
@@ -68,7 +68,10 @@ class PatientController(Controller):
         principal: CurrentPrincipal,
         pagination: Page,
         q: Annotated[
-            str | None, QueryParameter(min_length=1, max_length=200, description="Name, mobile or UHID")
+            str | None,
+            QueryParameter(
+                min_length=1, max_length=200, pattern=SEARCH_PATTERN, description="Name, mobile or UHID"
+            ),
         ] = None,
         status: FromQuery[PatientStatus | None] = None,
     ) -> dict[str, Any]:

@@ -38,6 +38,9 @@ PatientStatus = Literal["active", "inactive", "deceased"]
 MaritalStatus = Literal["single", "married", "divorced", "widowed", "separated", "other"]
 BloodGroup = Literal["A+", "A-", "B+", "B-", "AB+", "AB-", "O+", "O-"]
 
+# Query strings reach SQL as text parameters, which cannot carry NUL characters.
+SEARCH_PATTERN = r"^[^\x00]*$"
+
 LEAD_ENCRYPTED_FIELDS = ("phone", "alternate_phone", "problem", "treatment_doctor", "treatment_suggested")
 
 

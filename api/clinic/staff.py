@@ -10,7 +10,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from psycopg.types.json import Jsonb
 
 from api.clinic.common import require_admin, require_clinic
-from api.clinic.schemas import StaffCreate, StaffRole, StaffUpdate
+from api.clinic.schemas import SEARCH_PATTERN, StaffCreate, StaffRole, StaffUpdate
 from api.deps import CurrentPrincipal, Db, Page
 
 LIST_STAFF = (
@@ -18,7 +18,10 @@ LIST_STAFF = (
     " page_limit => %(limit)s::integer, page_offset => %(offset)s::integer)"
 )
 Query = Annotated[
-    str | None, QueryParameter(min_length=1, max_length=200, description="Substring of name or e-mail")
+    str | None,
+    QueryParameter(
+        min_length=1, max_length=200, pattern=SEARCH_PATTERN, description="Substring of name or e-mail"
+    ),
 ]
 
 
