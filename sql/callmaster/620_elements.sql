@@ -18,8 +18,8 @@ END
 $$;
 COMMENT ON FUNCTION callmaster.bump_element_version() IS
     'Trigger (script_elements): BEFORE UPDATE, version := old version + 1 unless the statement set the '
-    'version itself, so every change — API, bulk, auto-sort or a DBA''s raw UPDATE — is visible to '
-    'optimistic concurrency checks. No errors.';
+    'version itself (the functions here do, which skips the trigger call), so every change — API, bulk, '
+    'auto-sort or a DBA''s raw UPDATE — is visible to optimistic concurrency checks. No errors.';
 
 CREATE OR REPLACE TRIGGER script_elements_bump_version
     BEFORE UPDATE ON callmaster.script_elements
@@ -433,7 +433,9 @@ BEGIN
                n.duration_ms, n.fade_in_ms, n.fade_out_ms, n.location, n.location_details, n.custom_color,
                n.group_level, n.is_collapsed, n.is_safety_critical, n.safety_notes, n.is_active
         FROM jsonb_populate_record(e, v_fields) AS n),
-        updated_by = coalesce(v_me, e.updated_by)
+        updated_by = coalesce(v_me, e.updated_by),
+        version = e.version + 1,
+        updated_at = now()
     WHERE e.id = el.id
     RETURNING * INTO r;
     IF NOT FOUND THEN
@@ -705,7 +707,9 @@ BEGIN
                    n.duration_ms, n.fade_in_ms, n.fade_out_ms, n.location, n.location_details, n.custom_color,
                    n.group_level, n.is_collapsed, n.is_safety_critical, n.safety_notes, n.is_active
             FROM jsonb_populate_record(e, u.data) AS n),
-            updated_by = coalesce(v_me, e.updated_by)
+            updated_by = coalesce(v_me, e.updated_by),
+            version = e.version + 1,
+            updated_at = now()
         FROM u
         WHERE e.id = u.id
           AND e.script_id = v_script.id
@@ -758,7 +762,9 @@ BEGIN
     )
     UPDATE callmaster.script_elements AS e
     SET sequence = o.seq,
-        updated_by = coalesce(v_me, e.updated_by)
+        updated_by = coalesce(v_me, e.updated_by),
+        version = e.version + 1,
+        updated_at = now()
     FROM ordered AS o
     WHERE e.id = o.id
       AND e.sequence <> o.seq;
@@ -813,7 +819,9 @@ BEGIN
     )
     UPDATE callmaster.script_elements AS e
     SET sequence = t.seq,
-        updated_by = coalesce(v_me, e.updated_by)
+        updated_by = coalesce(v_me, e.updated_by),
+        version = e.version + 1,
+        updated_at = now()
     FROM target AS t
     WHERE e.id = t.id
       AND e.script_id = sc.id
