@@ -1,4 +1,7 @@
-"""A small OpenAI-compatible LLM for tests: a real HTTP server on loopback (http.server in a thread).
+"""A small OpenAI-compatible LLM for tests: a real HTTP server on loopback, in its own process.
+
+`python -m tests.llm_server` serves it (threaded http.server) and prints `PORT <n>`; `LLMServer` starts
+that process and steers it through `/_control/*` on the same port.
 
 It answers `POST /v1/chat/completions` with `stream: true` exactly as the OpenAI API does — chunked
 `text/event-stream` of `data: {chat.completion.chunk}` lines, then `data: [DONE]` — including tool calls.
@@ -16,16 +19,23 @@ in `requests` (parsed body, headers with lower-case names) for assertions.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
+
+import httpx
 
 ERROR_TYPES = {
     400: ("invalid_request_error", "Invalid request."),
@@ -37,6 +47,12 @@ ERROR_TYPES = {
     502: ("server_error", "Bad gateway."),
     503: ("server_error", "The engine is currently overloaded."),
 }
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 512  # a hundred clients connecting at once must not overflow the listen backlog
+    daemon_threads = True
+    block_on_close = False
 
 
 @dataclass(frozen=True)
@@ -51,6 +67,14 @@ class Behavior:
     text: str | None = None  # the reply's text (default: derived from the request)
     tool_call: tuple[str, dict[str, Any]] | None = None  # answer with this function call instead of text
     retry_after: str | None = None  # Retry-After header on an error status
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Behavior:
+        call = data.get("tool_call")
+        return cls(**{**data, "tool_call": (call[0], call[1]) if call else None})
 
 
 def split_tokens(text: str) -> list[str]:
@@ -67,8 +91,10 @@ def default_reply(body: dict[str, Any]) -> str:
     return f"You asked: {user} Here is a streamed answer in several small pieces."
 
 
-class LLMServer:
-    def __init__(self) -> None:
+class _Engine:
+    """The server itself (runs in the child process)."""
+
+    def __init__(self, port: int = 0) -> None:
         self.default = Behavior()
         self.script: deque[Behavior] = deque()
         self.requests: list[dict[str, Any]] = []
@@ -91,6 +117,9 @@ class LLMServer:
                     body = json.loads(raw or b"{}")
                 except json.JSONDecodeError:
                     body = {}
+                if self.path.startswith("/_control/"):
+                    outer._control(self, self.path, body)
+                    return
                 if not self.path.rstrip("/").endswith("/chat/completions"):
                     self._error(404, "Unknown path.")
                     return
@@ -117,38 +146,28 @@ class LLMServer:
                 self.end_headers()
                 self.wfile.write(payload)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.server.block_on_close = False  # type: ignore[attr-defined]
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, name="test-llm", daemon=True
-        )
+        self.server = _Server(("127.0.0.1", port), Handler)
 
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}/v1"
-
-    def start(self) -> LLMServer:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.released.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-    def plan(self, *behaviors: Behavior) -> None:
+    def _control(self, handler: BaseHTTPRequestHandler, path: str, body: Any) -> None:
         with self.lock:
-            self.script.extend(behaviors)
-
-    def completions(self) -> list[dict[str, Any]]:
-        with self.lock:
-            return list(self.requests)
+            if path == "/_control/plan":
+                self.script.extend(Behavior.from_json(b) for b in body)
+                answer: Any = {"queued": len(self.script)}
+            elif path == "/_control/default":
+                self.default = Behavior.from_json(body)
+                answer = {"ok": True}
+            else:
+                answer = {"requests": self.requests, "max_in_flight": self.max_in_flight}
+        payload = json.dumps(answer).encode()
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(payload)))
+        handler.end_headers()
+        handler.wfile.write(payload)
 
     def _next(self, body: dict[str, Any], headers: dict[str, str]) -> Behavior:
         with self.lock:
-            self.requests.append({"body": body, "headers": headers})
+            self.requests.append({"body": body, "headers": headers, "at": time.monotonic()})
             return self.script.popleft() if self.script else self.default
 
     def _serve(self, handler: BaseHTTPRequestHandler, body: dict[str, Any], b: Behavior) -> None:
@@ -213,3 +232,85 @@ class LLMServer:
             handler.wfile.flush()
         except (BrokenPipeError, ConnectionResetError, OSError):
             handler.close_connection = True
+
+
+class LLMServer:
+    """The test LLM, served by a separate process (as a real provider is: no shared interpreter lock with
+    the code under test); this object controls it over loopback HTTP."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen[str] | None = None
+        self.port = 0
+        self._default = Behavior()
+        self._control = httpx.Client(timeout=10)
+
+    def start(self) -> LLMServer:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.llm_server"],
+            cwd=Path(__file__).resolve().parent.parent,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line.startswith("PORT "):
+            self.stop()
+            raise RuntimeError(f"the test LLM did not start: {line!r}")
+        self.port = int(line.split()[1])
+        return self
+
+    def stop(self) -> None:
+        self._control.close()
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def _call(self, path: str, body: Any = None) -> Any:
+        response = self._control.post(f"http://127.0.0.1:{self.port}/_control/{path}", json=body)
+        response.raise_for_status()
+        return response.json()
+
+    @property
+    def default(self) -> Behavior:
+        """What a request gets when nothing is planned."""
+        return self._default
+
+    @default.setter
+    def default(self, behavior: Behavior) -> None:
+        self._call("default", behavior.to_json())
+        self._default = behavior
+
+    def plan(self, *behaviors: Behavior) -> None:
+        """What the next requests get, one behavior each, in order."""
+        self._call("plan", [b.to_json() for b in behaviors])
+
+    def completions(self) -> list[dict[str, Any]]:
+        """Every chat-completion request received so far: {body, headers, at}."""
+        return list(self._call("state")["requests"])
+
+    @property
+    def max_in_flight(self) -> int:
+        """The most requests the server was answering at one time."""
+        return int(self._call("state")["max_in_flight"])
+
+
+def main() -> None:
+    engine = _Engine()
+    print(f"PORT {engine.server.server_address[1]}", flush=True)
+    try:
+        engine.server.serve_forever(poll_interval=0.05)
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

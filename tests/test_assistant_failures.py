@@ -138,7 +138,7 @@ def _worker_process(settings: Settings, llm: LLMServer) -> subprocess.Popen[byte
         "OPENAI_BASE_URL": llm.url,
         "OPENAI_API_KEY": "test-key",
         "KEEL_ASSISTANT_MODEL": "test-model",
-        "KEEL_ASSISTANT_LEASE_SECONDS": "1",
+        "KEEL_ASSISTANT_LEASE_SECONDS": "1.5",
         "KEEL_ASSISTANT_POLL_INTERVAL": "0.2",
         "KEEL_ASSISTANT_TIMEOUT": "5",
         "KEEL_NOTIFY_WEBHOOK_URL": "",
@@ -182,13 +182,14 @@ async def test_worker_killed_mid_reply_another_worker_completes_it(
             process.kill()
             process.wait(timeout=10)
     partial = dba.execute("SELECT content, attempts FROM assistant.messages WHERE id = %s", (body["message_id"],)).fetchone()
-    assert partial is not None and 0 < len(partial[0]) < len(TEXT) and partial[1] == 1
+    assert partial is not None and 0 < len(partial[0]) < len(TEXT)
+    attempts_before = partial[1]  # 1, unless a very busy machine let the dead worker's own lease lapse once
 
     llm.default = Behavior(text=TEXT)
     killed_at = time.monotonic()
     async with running_worker(settings, name="survivor"):
         reply = await wait_final(client, staff, body["message_id"])
-    assert reply["status"] == "done" and reply["attempts"] == 2
+    assert reply["status"] == "done" and reply["attempts"] == attempts_before + 1
     assert reply["content"] == TEXT  # one final reply, the partial text of the dead worker gone
     assert time.monotonic() - killed_at < 10
     count = dba.execute(
@@ -201,9 +202,12 @@ async def test_worker_killed_mid_reply_another_worker_completes_it(
 async def test_racing_workers_store_each_reply_once(
     client: httpx.AsyncClient, staff: StaffMember, llm: LLMServer, settings: Settings, dba: psycopg.Connection[Any]
 ) -> None:
+    from dataclasses import replace
+
     llm.default = Behavior(chunk_delay=0.01)
     bodies = await asyncio.gather(*(chat(client, staff, f"Question {n}") for n in range(30)))
-    async with running_worker(settings, "w1"), running_worker(settings, "w2"), running_worker(settings, "w3"):
+    patient = replace(settings, assistant_lease_seconds=15.0)  # only SKIP LOCKED keeps them apart here
+    async with running_worker(patient, "w1"), running_worker(patient, "w2"), running_worker(patient, "w3"):
         replies = await asyncio.gather(*(wait_final(client, staff, b["message_id"]) for b in bodies))
     assert all(r["status"] == "done" and r["attempts"] == 1 for r in replies)
     for body, reply in zip(bodies, replies, strict=True):

@@ -166,46 +166,63 @@ def backoff(attempt: int, settings: Settings, hint: float | None = None) -> floa
 
 @dataclass
 class ReplyWriter:
-    """Collects a reply's text and writes it to the row in small batches, each renewing the lease."""
+    """Collects a reply's text; its `pump` writes it to the row in batches, each renewing the lease.
+
+    Reading the LLM's stream never waits for the database: `add` only buffers. The pump writes what is
+    pending at most every FLUSH_INTERVAL (more coalesces when the database is slower), and with nothing
+    pending still renews the lease every third of it (slow first token, tool calls).
+    """
 
     db: Database
     job: Job
     lease_seconds: float
     parts: list[str] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    last_flush: float = 0.0
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    closing: bool = False
 
     @property
     def text(self) -> str:
         return "".join(self.parts)
 
-    async def add(self, delta: str) -> None:
+    def add(self, delta: str) -> None:
         self.parts.append(delta)
         self.pending.append(delta)
-        if asyncio.get_running_loop().time() - self.last_flush >= FLUSH_INTERVAL:
-            await self.flush()
+        self.changed.set()
 
     async def flush(self) -> None:
         """Append what is pending (possibly nothing: a lease renewal); LeaseLost when taken over."""
-        async with self.lock:
-            delta, self.pending = "".join(self.pending), []
-            self.last_flush = asyncio.get_running_loop().time()
-            ok = await self.db.fetch_val(None, APPEND_SQL, (self.job.id, self.job.attempt, delta, self.lease_seconds))
-            if not ok:
-                raise LeaseLost
+        delta, self.pending = "".join(self.pending), []
+        ok = await self.db.fetch_val(None, APPEND_SQL, (self.job.id, self.job.attempt, delta, self.lease_seconds))
+        if not ok:
+            raise LeaseLost
 
-    async def heartbeat(self) -> None:
-        """Renew the lease while the reply is in progress; returns only when the lease is lost."""
-        interval = max(self.lease_seconds / 3, 0.05)
+    async def pump(self) -> bool:
+        """Write and renew until `close()`; returns True then, False as soon as the lease is lost."""
+        loop = asyncio.get_running_loop()
+        renew_every = max(self.lease_seconds / 3, 0.05)
+        last_write = loop.time()
         while True:
-            await asyncio.sleep(interval)
+            if not self.closing:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.changed.wait(), timeout=max(renew_every - (loop.time() - last_write), 0))
+            self.changed.clear()
+            closing = self.closing
             try:
                 await self.flush()
+                last_write = loop.time()
             except LeaseLost:
-                return
+                return False
             except (psycopg.OperationalError, PoolTimeout) as exc:
-                log.warning("assistant reply %s: lease renewal failed (%s); retrying", self.job.id, exc)
+                log.warning("assistant reply %s: writing progress failed (%s); retrying", self.job.id, exc)
+            if closing:
+                return True
+            if not self.closing:
+                await asyncio.sleep(FLUSH_INTERVAL)  # let the next pieces gather into one write
+
+    def close(self) -> None:
+        self.closing = True
+        self.changed.set()
 
 
 class ReplyWorker:
@@ -295,14 +312,15 @@ class ReplyWorker:
     async def process(self, job: Job) -> None:
         writer = ReplyWriter(self.db, job, self.settings.assistant_lease_seconds)
         generate = asyncio.create_task(self.generate(job, writer))
-        heartbeat = asyncio.create_task(writer.heartbeat())
+        pump = asyncio.create_task(writer.pump())
         try:
-            done, _ = await asyncio.wait({generate, heartbeat}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({generate, pump}, return_when=asyncio.FIRST_COMPLETED)
             if generate not in done:
+                raise LeaseLost  # the pump stops only when the lease is lost
+            tool_log = generate.result()  # raises what the generation raised
+            writer.close()
+            if not await pump:
                 raise LeaseLost
-            tool_log = generate.result()
-            heartbeat.cancel()
-            await writer.flush()
             stored = await self.db.fetch_val(
                 None, COMPLETE_SQL, (job.id, job.attempt, writer.text, Jsonb(tool_log) if tool_log else None)
             )
@@ -315,11 +333,14 @@ class ReplyWorker:
             await asyncio.shield(self._release(job))
             raise
         except Exception as exc:  # noqa: BLE001 - every failure is recorded on the reply
+            writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(pump), timeout=5)
             await self._fail(job, exc)
         finally:
-            for task in (generate, heartbeat):
+            for task in (generate, pump):
                 task.cancel()
-            await asyncio.gather(generate, heartbeat, return_exceptions=True)
+            await asyncio.gather(generate, pump, return_exceptions=True)
 
     async def _fail(self, job: Job, exc: Exception) -> None:
         failure = classify(exc, self.settings)
@@ -389,7 +410,7 @@ class ReplyWorker:
                     delta = choice.delta
                     if delta is not None and delta.content:
                         text.append(delta.content)
-                        await writer.add(delta.content)
+                        writer.add(delta.content)
                     for tc in (delta.tool_calls if delta is not None else None) or []:
                         acc = calls.setdefault(tc.index, {"id": "", "name": "", "arguments": ""})
                         if tc.id:

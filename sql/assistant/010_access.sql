@@ -32,12 +32,16 @@ AS $$
 BEGIN
     -- Payloads carry ids only; readers fetch the text through their own RLS-scoped call.
     IF NEW.role = 'assistant' THEN
-        IF NEW.status = 'queued' AND (TG_OP = 'INSERT' OR OLD.status IS DISTINCT FROM 'queued'
-                                      OR OLD.available_at IS DISTINCT FROM NEW.available_at) THEN
+        -- Workers: a reply became claimable now (queued, or handed back). A retry queued for later is
+        -- found by its own worker's timer or the others' polling.
+        IF NEW.status = 'queued' AND NEW.available_at <= now()
+           AND (TG_OP = 'INSERT' OR OLD.status IS DISTINCT FROM 'queued') THEN
             PERFORM pg_notify('assistant_jobs', NEW.id::text);
         END IF;
-        IF TG_OP = 'UPDATE' AND (OLD.status IS DISTINCT FROM NEW.status OR OLD.attempts <> NEW.attempts
-                                 OR OLD.content IS DISTINCT FROM NEW.content) THEN
+        -- Readers: text was appended or cleared, or the reply became final. (A claim that changes
+        -- nothing a reader sees stays quiet: every NOTIFY serialises its transaction's commit.)
+        IF TG_OP = 'UPDATE' AND (OLD.content IS DISTINCT FROM NEW.content
+                                 OR (NEW.status IN ('done', 'failed') AND OLD.status IS DISTINCT FROM NEW.status)) THEN
             PERFORM pg_notify('assistant_messages', NEW.id::text);
         END IF;
     END IF;
@@ -46,8 +50,8 @@ END
 $$;
 COMMENT ON FUNCTION assistant.messages_notify() IS
     'Trigger function (AFTER INSERT OR UPDATE on assistant.messages): NOTIFY assistant_jobs with the id when an '
-    'assistant reply becomes queued (wakes workers), and assistant_messages with the id on every change of a '
-    'reply''s status, attempt or text (wakes SSE readers). Payloads are ids only. Raises nothing.';
+    'assistant reply becomes claimable now (wakes workers), and assistant_messages with the id when a reply''s '
+    'text changes or it becomes done or failed (wakes SSE readers). Payloads are ids only. Raises nothing.';
 
 CREATE OR REPLACE TRIGGER messages_notify
     AFTER INSERT OR UPDATE ON assistant.messages

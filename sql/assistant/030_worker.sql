@@ -117,6 +117,9 @@ CREATE OR REPLACE FUNCTION assistant.append_reply(
 AS $$
 BEGIN
     PERFORM assistant.require_worker();
+    -- Partial text is disposable (a reply whose worker or server dies is restarted from scratch), so its
+    -- many small commits need not wait for the WAL flush; the final reply's commit does.
+    PERFORM set_config('synchronous_commit', 'off', true);
     UPDATE assistant.messages AS m
     SET content = m.content || coalesce(append_reply.delta, ''),
         lease_until = greatest(m.lease_until, now() + make_interval(secs => append_reply.lease_seconds))
