@@ -173,7 +173,9 @@ async def live_server(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
     Real HTTP, so concurrent requests really run concurrently and streams (SSE) arrive as sent,
     which an in-process test transport cannot do.
     """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on such sockets, and without it every
+    # response waits ~40 ms for a delayed ACK (Nagle).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
