@@ -10,7 +10,7 @@ CREATE OR REPLACE TRIGGER leads_touch_updated_at
 CREATE OR REPLACE FUNCTION clinic.lead_json(lead clinic.leads)
     RETURNS jsonb
     LANGUAGE sql
-    IMMUTABLE
+    STABLE
     PARALLEL SAFE
 AS $$
     SELECT to_jsonb(lead) - 'phone_bidx' - 'key_ids'
