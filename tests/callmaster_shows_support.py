@@ -104,7 +104,9 @@ UNDER_SHOW_QUERIES = {
 }
 
 
-def add_user(dba: Dba, clerk_id: str | None, email: str | None = None, *, created_by: str | None = None) -> str:
+def add_user(
+    dba: Dba, clerk_id: str | None, email: str | None = None, *, created_by: str | None = None
+) -> str:
     row = dba.execute(
         """INSERT INTO callmaster.users (clerk_user_id, email, status, created_by)
            VALUES (%s, %s, CASE WHEN %s::text IS NULL THEN 'guest' ELSE 'verified' END, %s) RETURNING id""",
@@ -131,21 +133,39 @@ def one(dba: Dba, query: str, params: Any = None) -> Any:
 
 
 def add_show(dba: Dba, owner_id: str, name: str = "Hamlet") -> str:
-    return str(one(dba, "INSERT INTO callmaster.shows (owner_id, name) VALUES (%s, %s) RETURNING id", (owner_id, name)))
+    return str(
+        one(
+            dba,
+            "INSERT INTO callmaster.shows (owner_id, name) VALUES (%s, %s) RETURNING id",
+            (owner_id, name),
+        )
+    )
 
 
 def add_script(dba: Dba, show_id: str, name: str = "Main") -> str:
-    return str(one(dba, "INSERT INTO callmaster.scripts (show_id, name) VALUES (%s, %s) RETURNING id", (show_id, name)))
+    return str(
+        one(
+            dba,
+            "INSERT INTO callmaster.scripts (show_id, name) VALUES (%s, %s) RETURNING id",
+            (show_id, name),
+        )
+    )
 
 
 def add_department(dba: Dba, owner_id: str, name: str = "Lighting") -> str:
     return str(
-        one(dba, "INSERT INTO callmaster.departments (owner_id, name) VALUES (%s, %s) RETURNING id", (owner_id, name))
+        one(
+            dba,
+            "INSERT INTO callmaster.departments (owner_id, name) VALUES (%s, %s) RETURNING id",
+            (owner_id, name),
+        )
     )
 
 
 def assign(dba: Dba, show_id: str, user_id: str) -> None:
-    dba.execute("INSERT INTO callmaster.crew_assignments (show_id, user_id) VALUES (%s, %s)", (show_id, user_id))
+    dba.execute(
+        "INSERT INTO callmaster.crew_assignments (show_id, user_id) VALUES (%s, %s)", (show_id, user_id)
+    )
 
 
 def fill_script(
@@ -157,7 +177,14 @@ def fill_script(
     groups are nested in turn: each 50th element's group also holds the four groups before it.
     """
     assert n % 50 == 0
-    params = {"s": script_id, "n": n, "dept": department_id, "c1": crew_ids[0], "c2": crew_ids[1], "p": performer_id}
+    params = {
+        "s": script_id,
+        "n": n,
+        "dept": department_id,
+        "c1": crew_ids[0],
+        "c2": crew_ids[1],
+        "p": performer_id,
+    }
     dba.execute(
         """
         INSERT INTO callmaster.script_elements (

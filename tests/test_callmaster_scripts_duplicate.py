@@ -38,7 +38,9 @@ def big_script(dba: psycopg.Connection[Any]) -> dict[str, Any]:
         "end_time = '2026-05-01 22:00Z', actual_start_time = '2026-05-01 19:34Z' WHERE id = %s",
         (script,),
     )
-    fill_script(dba, script, ELEMENTS, department_id=add_department(dba, owner), crew_ids=crew, performer_id=performer)
+    fill_script(
+        dba, script, ELEMENTS, department_id=add_department(dba, owner), crew_ids=crew, performer_id=performer
+    )
     return {"owner": owner, "show": show, "script": script}
 
 
@@ -70,30 +72,47 @@ async def test_duplicate_is_structurally_identical_and_independent(
     before = snapshot(dba, original)
     assert len(before["elements"]) == ELEMENTS
     assert all(before[table] for table in ("equipment", "crew", "performers", "rules", "groups"))
-    nested = one(dba, """SELECT count(*) FROM callmaster.script_elements AS e
+    nested = one(
+        dba,
+        """SELECT count(*) FROM callmaster.script_elements AS e
                          JOIN callmaster.script_elements AS p ON p.id = e.parent_element_id
                          WHERE e.script_id = %s AND e.element_type = 'group' AND p.element_type = 'group'""",
-                 (original,))
+        (original,),
+    )
     assert nested > 0  # groups inside groups
 
     r = await client.post(f"/api/scripts/{original}/duplicate", headers=bearer("user_a"))
     assert r.status_code == 201, r.text
     copy = r.json()
     assert r.headers["location"] == f"/api/scripts/{copy['id']}"
-    assert copy["name"] == "Main (copy)" and copy["status"] == "copy" and copy["show_id"] == big_script["show"]
+    assert (
+        copy["name"] == "Main (copy)" and copy["status"] == "copy" and copy["show_id"] == big_script["show"]
+    )
     assert copy["notes"] == "prompt copy" and copy["actual_start_time"] is None
     assert copy["element_count"] == ELEMENTS
 
     assert snapshot(dba, copy["id"]) == before
     assert references_into(dba, copy["id"], original) == 0
-    assert one(dba, "SELECT count(*) FROM callmaster.script_elements WHERE script_id = %s AND version <> 1",
-               (copy["id"],)) == 0
+    assert (
+        one(
+            dba,
+            "SELECT count(*) FROM callmaster.script_elements WHERE script_id = %s AND version <> 1",
+            (copy["id"],),
+        )
+        == 0
+    )
 
     # Independence: edit, then delete, the original; the copy does not move.
-    dba.execute("UPDATE callmaster.script_elements SET description = 'changed', parent_element_id = NULL "
-                "WHERE script_id = %s", (original,))
-    dba.execute("DELETE FROM callmaster.script_element_equipment AS x USING callmaster.script_elements AS e "
-                "WHERE e.id = x.element_id AND e.script_id = %s", (original,))
+    dba.execute(
+        "UPDATE callmaster.script_elements SET description = 'changed', parent_element_id = NULL "
+        "WHERE script_id = %s",
+        (original,),
+    )
+    dba.execute(
+        "DELETE FROM callmaster.script_element_equipment AS x USING callmaster.script_elements AS e "
+        "WHERE e.id = x.element_id AND e.script_id = %s",
+        (original,),
+    )
     assert snapshot(dba, copy["id"]) == before
     r = await client.delete(f"/api/scripts/{original}", headers=bearer("user_a"))
     assert r.status_code == 204, r.text
@@ -103,14 +122,23 @@ async def test_duplicate_is_structurally_identical_and_independent(
 
     # And the other way round: editing the copy leaves a second copy of it alone.
     second = one(dba, "SELECT callmaster.duplicate_script(%s, 'second')", (copy["id"],))
-    dba.execute("DELETE FROM callmaster.script_elements WHERE script_id = %s AND element_type = 'group'", (copy["id"],))
+    dba.execute(
+        "DELETE FROM callmaster.script_elements WHERE script_id = %s AND element_type = 'group'",
+        (copy["id"],),
+    )
     assert snapshot(dba, str(second)) == before
 
 
-def test_duplicate_from_psql_into_another_show(dba: psycopg.Connection[Any], big_script: dict[str, Any]) -> None:
+def test_duplicate_from_psql_into_another_show(
+    dba: psycopg.Connection[Any], big_script: dict[str, Any]
+) -> None:
     other_show = add_show(dba, big_script["owner"], "Macbeth")
-    copy = str(one(dba, "SELECT callmaster.duplicate_script(%s, %s, %s)", (big_script["script"], "Tour", other_show)))
-    row = dba.execute("SELECT show_id, name, owner_id FROM callmaster.scripts WHERE id = %s", (copy,)).fetchone()
+    copy = str(
+        one(dba, "SELECT callmaster.duplicate_script(%s, %s, %s)", (big_script["script"], "Tour", other_show))
+    )
+    row = dba.execute(
+        "SELECT show_id, name, owner_id FROM callmaster.scripts WHERE id = %s", (copy,)
+    ).fetchone()
     assert row is not None and (str(row[0]), row[1], str(row[2])) == (other_show, "Tour", big_script["owner"])
     assert snapshot(dba, copy) == snapshot(dba, big_script["script"])
 
@@ -132,20 +160,29 @@ async def test_duplicate_api_options_errors_and_idempotency(
     show, other_show = add_show(dba, owner), add_show(dba, owner, "Macbeth")
     foreign_show = add_show(dba, stranger, "Theirs")
     script = add_script(dba, show)
-    dba.execute("INSERT INTO callmaster.script_elements (script_id, element_type, cue_id) VALUES (%s, 'cue', 'Q1')",
-                (script,))
+    dba.execute(
+        "INSERT INTO callmaster.script_elements (script_id, element_type, cue_id) VALUES (%s, 'cue', 'Q1')",
+        (script,),
+    )
     auth = bearer("user_a")
 
-    r = await client.post(f"/api/scripts/{script}/duplicate", json={"name": "Tour", "show_id": other_show},
-                          headers=auth)
+    r = await client.post(
+        f"/api/scripts/{script}/duplicate", json={"name": "Tour", "show_id": other_show}, headers=auth
+    )
     assert r.status_code == 201, r.text
     assert (r.json()["name"], r.json()["show_id"], r.json()["element_count"]) == ("Tour", other_show, 1)
 
-    body = assert_problem(await client.post(f"/api/scripts/{script}/duplicate", json={"show_id": foreign_show},
-                                            headers=auth), 422)
+    body = assert_problem(
+        await client.post(f"/api/scripts/{script}/duplicate", json={"show_id": foreign_show}, headers=auth),
+        422,
+    )
     assert foreign_show in body["detail"]
-    assert_problem(await client.post(f"/api/scripts/{script}/duplicate", json={"name": ""}, headers=auth), 400)
-    assert_problem(await client.post(f"/api/scripts/{script}/duplicate", json={"nom": "x"}, headers=auth), 400)
+    assert_problem(
+        await client.post(f"/api/scripts/{script}/duplicate", json={"name": ""}, headers=auth), 400
+    )
+    assert_problem(
+        await client.post(f"/api/scripts/{script}/duplicate", json={"nom": "x"}, headers=auth), 400
+    )
     assert_problem(await client.post(f"/api/scripts/{script}/duplicate", headers=bearer("user_b")), 404)
     assert_problem(await client.post(f"/api/scripts/{foreign_show}/duplicate", headers=auth), 404)
 
@@ -155,4 +192,6 @@ async def test_duplicate_api_options_errors_and_idempotency(
     assert first.status_code == again.status_code == 201
     assert first.json()["id"] == again.json()["id"] and again.headers.get("idempotent-replayed") == "true"
     assert one(dba, "SELECT count(*) FROM callmaster.scripts WHERE name = 'Once'") == 1
-    assert_problem(await client.post(f"/api/scripts/{script}/duplicate", json={"name": "Other"}, headers=key), 422)
+    assert_problem(
+        await client.post(f"/api/scripts/{script}/duplicate", json={"name": "Other"}, headers=key), 422
+    )

@@ -49,34 +49,55 @@ async def test_script_crud(client: httpx.AsyncClient, dba: psycopg.Connection[An
     owner = add_user(dba, "user_a")
     show = add_show(dba, owner)
     auth = bearer("user_a")
-    r = await client.post(f"/api/shows/{show}/scripts", json={"name": "Prompt book", "status": "working",
-                                                              "start_time": "2026-05-01T19:30:00Z"}, headers=auth)
+    r = await client.post(
+        f"/api/shows/{show}/scripts",
+        json={"name": "Prompt book", "status": "working", "start_time": "2026-05-01T19:30:00Z"},
+        headers=auth,
+    )
     assert r.status_code == 201, r.text
     script = r.json()
     assert (script["name"], script["status"], script["show_id"], script["element_count"]) == (
-        "Prompt book", "working", show, 0)
+        "Prompt book",
+        "working",
+        show,
+        0,
+    )
     await client.post(f"/api/shows/{show}/scripts", json={"name": "Backup"}, headers=auth)
     listing = (await client.get(f"/api/shows/{show}/scripts", headers=auth)).json()
     assert [s["name"] for s in listing["items"]] == ["Prompt book", "Backup"] and listing["total"] == 2
     assert listing["items"][1]["status"] == "draft"
     assert (await client.get(f"/api/scripts/{script['id']}", headers=auth)).json() == script
 
-    r = await client.patch(f"/api/scripts/{script['id']}", json={"status": "final", "notes": None}, headers=auth)
+    r = await client.patch(
+        f"/api/scripts/{script['id']}", json={"status": "final", "notes": None}, headers=auth
+    )
     assert r.status_code == 200 and r.json()["status"] == "final" and r.json()["name"] == "Prompt book"
-    assert_problem(await client.patch(f"/api/scripts/{script['id']}", json={"status": "lost"}, headers=auth), 400)
-    assert_problem(await client.patch(f"/api/scripts/{script['id']}", json={"status": None}, headers=auth),
-                   (400, 422))
-    assert_problem(await client.patch(f"/api/scripts/{script['id']}",
-                                      json={"start_time": "2026-05-01T20:00Z", "end_time": "2026-05-01T19:00Z"},
-                                      headers=auth), 422)
-    assert_problem(await client.post(f"/api/shows/{show}/scripts", json={"name": " "}, headers=auth), (400, 422))
+    assert_problem(
+        await client.patch(f"/api/scripts/{script['id']}", json={"status": "lost"}, headers=auth), 400
+    )
+    assert_problem(
+        await client.patch(f"/api/scripts/{script['id']}", json={"status": None}, headers=auth), (400, 422)
+    )
+    assert_problem(
+        await client.patch(
+            f"/api/scripts/{script['id']}",
+            json={"start_time": "2026-05-01T20:00Z", "end_time": "2026-05-01T19:00Z"},
+            headers=auth,
+        ),
+        422,
+    )
+    assert_problem(
+        await client.post(f"/api/shows/{show}/scripts", json={"name": " "}, headers=auth), (400, 422)
+    )
     assert_problem(await client.post(f"/api/shows/{show}/scripts", json={}, headers=auth), 400)
     assert_problem(await client.get(f"/api/shows/{show}/scripts", headers=bearer("user_b")), (403, 404))
 
     r = await client.delete(f"/api/scripts/{script['id']}", headers=auth)
     assert r.status_code == 204
     assert_problem(await client.get(f"/api/scripts/{script['id']}", headers=auth), 404)
-    counts = dict(dba.execute("SELECT * FROM callmaster.delete_script(%s)", (listing["items"][1]["id"],)).fetchall())
+    counts = dict(
+        dba.execute("SELECT * FROM callmaster.delete_script(%s)", (listing["items"][1]["id"],)).fetchall()
+    )
     assert counts["scripts"] == 1 and counts["script_elements"] == 0
 
 
@@ -85,11 +106,19 @@ async def test_element_with_nested_rows(
 ) -> None:
     auth = bearer("user_a")
     script = stage["script"]
-    r = await client.post(f"/api/scripts/{script}/elements", json={"element_type": "cue", "cue_id": "LX1",
-                                                                   "time_offset_ms": 1000}, headers=auth)
+    r = await client.post(
+        f"/api/scripts/{script}/elements",
+        json={"element_type": "cue", "cue_id": "LX1", "time_offset_ms": 1000},
+        headers=auth,
+    )
     assert r.status_code == 201, r.text
     first = r.json()
-    assert (first["sequence"], first["version"], first["trigger_type"], first["priority"]) == (1, 1, "manual", "normal")
+    assert (first["sequence"], first["version"], first["trigger_type"], first["priority"]) == (
+        1,
+        1,
+        "manual",
+        "normal",
+    )
     assert first["created_by"] == first["updated_by"] == stage["owner"]
 
     group_body = {
@@ -101,7 +130,10 @@ async def test_element_with_nested_rows(
         "custom_color": "#112233",
         "is_safety_critical": True,
         "safety_notes": "flown scenery",
-        "equipment": [{"equipment_name": "fog", "notes": "low"}, {"equipment_name": "wind", "is_required": False}],
+        "equipment": [
+            {"equipment_name": "fog", "notes": "low"},
+            {"equipment_name": "wind", "is_required": False},
+        ],
         "crew_assignments": [{"crew_user_id": stage["crew"], "assignment_role": "flyman", "is_lead": True}],
         "performer_assignments": [{"performer_id": stage["performer"], "character_name": "Ophelia"}],
         "conditional_rules": [{"condition_type": "weather", "operator": "equals", "condition_value": "rain"}],
@@ -113,30 +145,49 @@ async def test_element_with_nested_rows(
     assert group["sequence"] == 2
     assert [e["equipment_name"] for e in group["equipment"]] == ["fog", "wind"]
     assert group["equipment"][1]["is_required"] is False
-    assert group["crew_assignments"] == [{"crew_user_id": stage["crew"], "assignment_role": "flyman", "is_lead": True}]
+    assert group["crew_assignments"] == [
+        {"crew_user_id": stage["crew"], "assignment_role": "flyman", "is_lead": True}
+    ]
     assert group["performer_assignments"][0]["character_name"] == "Ophelia"
     assert group["conditional_rules"][0]["condition_value"] == "rain"
     assert group["group_members"] == [{"child_element_id": first["id"], "order_in_group": 0}]
 
-    child = (await client.post(f"/api/scripts/{script}/elements",
-                               json={"element_type": "note", "parent_element_id": group["id"], "sequence": 0},
-                               headers=auth)).json()
+    child = (
+        await client.post(
+            f"/api/scripts/{script}/elements",
+            json={"element_type": "note", "parent_element_id": group["id"], "sequence": 0},
+            headers=auth,
+        )
+    ).json()
     listing = (await client.get(f"/api/scripts/{script}/elements", headers=auth)).json()
     assert [e["id"] for e in listing["items"]] == [child["id"], first["id"], group["id"]]
     assert listing["items"][2] == group
     assert (await client.get(f"/api/elements/{group['id']}", headers=auth)).json() == group
 
-    r = await client.patch(f"/api/elements/{group['id']}",
-                           json={"description": "Tempest", "equipment": [{"equipment_name": "rain"}],
-                                 "crew_assignments": [], "base_version": 1}, headers=auth)
+    r = await client.patch(
+        f"/api/elements/{group['id']}",
+        json={
+            "description": "Tempest",
+            "equipment": [{"equipment_name": "rain"}],
+            "crew_assignments": [],
+            "base_version": 1,
+        },
+        headers=auth,
+    )
     assert r.status_code == 200, r.text
     changed = r.json()
     assert changed["version"] == 2 and changed["description"] == "Tempest" and changed["cue_id"] == "G1"
-    assert [e["equipment_name"] for e in changed["equipment"]] == ["rain"] and changed["crew_assignments"] == []
+    assert [e["equipment_name"] for e in changed["equipment"]] == ["rain"] and changed[
+        "crew_assignments"
+    ] == []
     assert changed["performer_assignments"] == group["performer_assignments"]
 
-    body = assert_problem(await client.patch(f"/api/elements/{group['id']}",
-                                             json={"description": "late", "base_version": 1}, headers=auth), 409)
+    body = assert_problem(
+        await client.patch(
+            f"/api/elements/{group['id']}", json={"description": "late", "base_version": 1}, headers=auth
+        ),
+        409,
+    )
     assert "version 2" in body["detail"]
     assert_problem(await client.delete(f"/api/elements/{group['id']}?base_version=1", headers=auth), 409)
     r = await client.delete(f"/api/elements/{group['id']}?base_version=2", headers=auth)
@@ -145,8 +196,12 @@ async def test_element_with_nested_rows(
     # The child moved to the top level (and that is a change: its version moved on).
     lifted = (await client.get(f"/api/elements/{child['id']}", headers=auth)).json()
     assert lifted["parent_element_id"] is None and lifted["version"] == 2
-    for table in ("script_element_equipment", "script_element_performer_assignments",
-                  "script_element_conditional_rules", "script_element_groups"):
+    for table in (
+        "script_element_equipment",
+        "script_element_performer_assignments",
+        "script_element_conditional_rules",
+        "script_element_groups",
+    ):
         assert one(dba, sql.SQL("SELECT count(*) FROM callmaster.{}").format(sql.Identifier(table))) == 0
 
 
@@ -155,8 +210,12 @@ async def test_element_references_stay_inside_the_script(
 ) -> None:
     auth = bearer("user_a")
     script, other = stage["script"], stage["other_script"]
-    outsider = (await client.post(f"/api/scripts/{other}/elements", json={"element_type": "cue"}, headers=auth)).json()
-    mine = (await client.post(f"/api/scripts/{script}/elements", json={"element_type": "group"}, headers=auth)).json()
+    outsider = (
+        await client.post(f"/api/scripts/{other}/elements", json={"element_type": "cue"}, headers=auth)
+    ).json()
+    mine = (
+        await client.post(f"/api/scripts/{script}/elements", json={"element_type": "group"}, headers=auth)
+    ).json()
     elements = f"/api/scripts/{script}/elements"
 
     cases = [
@@ -169,17 +228,38 @@ async def test_element_references_stay_inside_the_script(
     for body in cases:
         problem = assert_problem(await client.post(elements, json=body, headers=auth), 422)
         assert problem["code"] == "23503"
-    assert_problem(await client.patch(f"/api/elements/{mine['id']}", json={"parent_element_id": outsider["id"]},
-                                      headers=auth), 422)
-    assert_problem(await client.patch(f"/api/elements/{mine['id']}", json={"parent_element_id": mine["id"]},
-                                      headers=auth), 422)
-    inner = (await client.post(elements, json={"element_type": "group", "parent_element_id": mine["id"]},
-                               headers=auth)).json()
-    problem = assert_problem(await client.patch(f"/api/elements/{mine['id']}",
-                                                json={"parent_element_id": inner["id"]}, headers=auth), 422)
+    assert_problem(
+        await client.patch(
+            f"/api/elements/{mine['id']}", json={"parent_element_id": outsider["id"]}, headers=auth
+        ),
+        422,
+    )
+    assert_problem(
+        await client.patch(
+            f"/api/elements/{mine['id']}", json={"parent_element_id": mine["id"]}, headers=auth
+        ),
+        422,
+    )
+    inner = (
+        await client.post(
+            elements, json={"element_type": "group", "parent_element_id": mine["id"]}, headers=auth
+        )
+    ).json()
+    problem = assert_problem(
+        await client.patch(
+            f"/api/elements/{mine['id']}", json={"parent_element_id": inner["id"]}, headers=auth
+        ),
+        422,
+    )
     assert "cycle" in problem["detail"]
-    problem = assert_problem(await client.post(elements, json={"element_type": "cue", "group_members": [
-        {"child_element_id": mine["id"]}]}, headers=auth), 422)
+    problem = assert_problem(
+        await client.post(
+            elements,
+            json={"element_type": "cue", "group_members": [{"child_element_id": mine["id"]}]},
+            headers=auth,
+        ),
+        422,
+    )
     assert "only group elements" in problem["detail"]
 
     for bad in (
@@ -190,19 +270,35 @@ async def test_element_references_stay_inside_the_script(
         {"element_type": "cue", "fade_in_ms": -1},
         {"element_type": "cue", "sequence": -1},
         {"element_type": "cue", "equipment": [{"equipment_name": ""}]},
-        {"element_type": "cue", "conditional_rules": [{"condition_type": "moon", "operator": "equals",
-                                                       "condition_value": "full"}]},
+        {
+            "element_type": "cue",
+            "conditional_rules": [
+                {"condition_type": "moon", "operator": "equals", "condition_value": "full"}
+            ],
+        },
         {"element_type": "cue", "version": 7},
     ):
         assert_problem(await client.post(elements, json=bad, headers=auth), (400, 422))
-    problem = assert_problem(await client.post(elements, json={"element_type": "cue", "parent_element_id": "t1"},
-                                               headers=auth), 422)
+    problem = assert_problem(
+        await client.post(elements, json={"element_type": "cue", "parent_element_id": "t1"}, headers=auth),
+        422,
+    )
     assert problem["code"] == "22P02"
-    assert_problem(await client.post(elements, json={"element_type": "cue", "equipment": [
-        {"equipment_name": "fog"}, {"equipment_name": "fog"}]}, headers=auth), 409)
+    assert_problem(
+        await client.post(
+            elements,
+            json={"element_type": "cue", "equipment": [{"equipment_name": "fog"}, {"equipment_name": "fog"}]},
+            headers=auth,
+        ),
+        409,
+    )
     assert element_count(dba, script) == 2 and element_count(dba, other) == 1
-    assert_problem(await client.post(f"/api/scripts/{stage['show']}/elements", json={"element_type": "cue"},
-                                     headers=auth), 404)
+    assert_problem(
+        await client.post(
+            f"/api/scripts/{stage['show']}/elements", json={"element_type": "cue"}, headers=auth
+        ),
+        404,
+    )
 
 
 async def test_bulk_update_is_one_statement_all_or_nothing(
@@ -210,33 +306,52 @@ async def test_bulk_update_is_one_statement_all_or_nothing(
 ) -> None:
     auth = bearer("user_a")
     script, other = stage["script"], stage["other_script"]
-    dba.execute("INSERT INTO callmaster.script_elements (script_id, element_type, sequence, cue_id) "
-                "SELECT %s, 'cue', i, 'Q' || i FROM generate_series(1, 1000) AS i", (script,))
-    foreign = one(dba, "INSERT INTO callmaster.script_elements (script_id, element_type) VALUES (%s, 'cue') "
-                       "RETURNING id", (other,))
-    ids = [str(r[0]) for r in dba.execute("SELECT id FROM callmaster.script_elements WHERE script_id = %s "
-                                          "ORDER BY sequence", (script,))]
-    updates = [{"id": element_id, "time_offset_ms": 5000 - n, "priority": "high", "cue_notes": f"note {n}"}
-               for n, element_id in enumerate(ids)]
+    dba.execute(
+        "INSERT INTO callmaster.script_elements (script_id, element_type, sequence, cue_id) "
+        "SELECT %s, 'cue', i, 'Q' || i FROM generate_series(1, 1000) AS i",
+        (script,),
+    )
+    foreign = one(
+        dba,
+        "INSERT INTO callmaster.script_elements (script_id, element_type) VALUES (%s, 'cue') RETURNING id",
+        (other,),
+    )
+    ids = [
+        str(r[0])
+        for r in dba.execute(
+            "SELECT id FROM callmaster.script_elements WHERE script_id = %s ORDER BY sequence", (script,)
+        )
+    ]
+    updates = [
+        {"id": element_id, "time_offset_ms": 5000 - n, "priority": "high", "cue_notes": f"note {n}"}
+        for n, element_id in enumerate(ids)
+    ]
 
     r = await client.patch(f"/api/scripts/{script}/elements", json=updates, headers=auth)
     assert r.status_code == 200, r.text
     result = r.json()
     assert result["updated"] == 1000 and {e["version"] for e in result["elements"]} == {2}
-    row = dba.execute("SELECT count(*), min(time_offset_ms), max(time_offset_ms), count(DISTINCT updated_by), "
-                      "bool_and(priority = 'high' AND cue_id IS NOT NULL) FROM callmaster.script_elements "
-                      "WHERE script_id = %s", (script,)).fetchone()
+    row = dba.execute(
+        "SELECT count(*), min(time_offset_ms), max(time_offset_ms), count(DISTINCT updated_by), "
+        "bool_and(priority = 'high' AND cue_id IS NOT NULL) FROM callmaster.script_elements "
+        "WHERE script_id = %s",
+        (script,),
+    ).fetchone()
     assert row == (1000, 4001, 5000, 1, True)
 
     def state() -> list[tuple[Any, ...]]:
-        return dba.execute("SELECT id, version, priority, cue_notes FROM callmaster.script_elements "
-                           "ORDER BY id").fetchall()
+        return dba.execute(
+            "SELECT id, version, priority, cue_notes FROM callmaster.script_elements ORDER BY id"
+        ).fetchall()
 
     before = state()
     bad_batches = [
         ([*updates[:10], {"id": str(foreign), "priority": "low"}], 422, str(foreign)),
-        ([*updates[:10], {"id": "00000000-0000-0000-0000-000000000000", "priority": "low"}], 422,
-         "00000000-0000-0000-0000-000000000000"),
+        (
+            [*updates[:10], {"id": "00000000-0000-0000-0000-000000000000", "priority": "low"}],
+            422,
+            "00000000-0000-0000-0000-000000000000",
+        ),
         ([updates[0], updates[0]], 422, ids[0]),
         ([{"id": ids[0], "parent_element_id": str(foreign)}], 422, str(foreign)),
         ([{"id": ids[0], "department_id": stage["foreign_department"]}], 422, stage["foreign_department"]),
@@ -246,18 +361,24 @@ async def test_bulk_update_is_one_statement_all_or_nothing(
         ([], 400, None),
     ]
     for batch, status, named in bad_batches:
-        problem = assert_problem(await client.patch(f"/api/scripts/{script}/elements", json=batch, headers=auth),
-                                 status)
+        problem = assert_problem(
+            await client.patch(f"/api/scripts/{script}/elements", json=batch, headers=auth), status
+        )
         if named:
             assert named in problem["detail"], problem
     assert state() == before
 
     # The DBA's call: the same function, all or nothing too.
     with pytest.raises(psycopg.errors.ForeignKeyViolation):
-        dba.execute("SELECT callmaster.bulk_update_script_elements(%s, %s)",
-                    (script, Jsonb([{"id": ids[1], "cue_id": "X"}, {"id": str(foreign), "cue_id": "X"}])))
+        dba.execute(
+            "SELECT callmaster.bulk_update_script_elements(%s, %s)",
+            (script, Jsonb([{"id": ids[1], "cue_id": "X"}, {"id": str(foreign), "cue_id": "X"}])),
+        )
     with pytest.raises(psycopg.errors.InvalidParameterValue):
-        dba.execute("SELECT callmaster.bulk_update_script_elements(%s, %s)", (script, Jsonb([{"id": ids[1], "cue": "X"}])))
+        dba.execute(
+            "SELECT callmaster.bulk_update_script_elements(%s, %s)",
+            (script, Jsonb([{"id": ids[1], "cue": "X"}])),
+        )
     assert state() == before
 
 
@@ -267,19 +388,44 @@ async def test_auto_sort_orders_by_time_and_keeps_ties_stable(
     auth = bearer("user_a")
     script = stage["script"]
     # (label, sequence, time_offset_ms): B, D and E tie at 2000 and must keep their order B, D, E.
-    rows = [("A", 1, 3000), ("B", 2, 2000), ("C", 3, 500), ("D", 4, 2000), ("E", 7, 2000), ("F", 9, 0),
-            ("G", 9, 4000)]
+    rows = [
+        ("A", 1, 3000),
+        ("B", 2, 2000),
+        ("C", 3, 500),
+        ("D", 4, 2000),
+        ("E", 7, 2000),
+        ("F", 9, 0),
+        ("G", 9, 4000),
+    ]
     for label, sequence, offset in rows:
-        dba.execute("INSERT INTO callmaster.script_elements (script_id, element_type, cue_id, sequence, "
-                    "time_offset_ms) VALUES (%s, 'cue', %s, %s, %s)", (script, label, sequence, offset))
+        dba.execute(
+            "INSERT INTO callmaster.script_elements (script_id, element_type, cue_id, sequence, "
+            "time_offset_ms) VALUES (%s, 'cue', %s, %s, %s)",
+            (script, label, sequence, offset),
+        )
 
     r = await client.post(f"/api/scripts/{script}/elements/auto-sort", headers=auth)
     assert r.status_code == 200, r.text
     assert r.json() == {"script_id": script, "renumbered": 6}  # D keeps 4
     items = (await client.get(f"/api/scripts/{script}/elements", headers=auth)).json()["items"]
     assert [(e["cue_id"], e["sequence"]) for e in items] == [
-        ("F", 1), ("C", 2), ("B", 3), ("D", 4), ("E", 5), ("A", 6), ("G", 7)]
-    assert {e["cue_id"]: e["version"] for e in items} == {"A": 2, "B": 2, "C": 2, "D": 1, "E": 2, "F": 2, "G": 2}
+        ("F", 1),
+        ("C", 2),
+        ("B", 3),
+        ("D", 4),
+        ("E", 5),
+        ("A", 6),
+        ("G", 7),
+    ]
+    assert {e["cue_id"]: e["version"] for e in items} == {
+        "A": 2,
+        "B": 2,
+        "C": 2,
+        "D": 1,
+        "E": 2,
+        "F": 2,
+        "G": 2,
+    }
     assert {e["updated_by"] for e in items if e["cue_id"] != "D"} == {stage["owner"]}
 
     again = await client.post(f"/api/scripts/{script}/elements/auto-sort", headers=auth)
@@ -293,20 +439,53 @@ async def test_edit_batch_with_temp_ids(
     auth = bearer("user_a")
     script = stage["script"]
     edits = f"/api/scripts/{script}/edits"
-    existing = [(await client.post(f"/api/scripts/{script}/elements", json={"element_type": "cue", "cue_id": label},
-                                   headers=auth)).json() for label in ("Q1", "Q2", "Q3")]
+    existing = [
+        (
+            await client.post(
+                f"/api/scripts/{script}/elements", json={"element_type": "cue", "cue_id": label}, headers=auth
+            )
+        ).json()
+        for label in ("Q1", "Q2", "Q3")
+    ]
 
-    r = await client.post(edits, json={"operations": [
-        {"op": "create", "temp_id": "grp", "data": {"element_type": "group", "cue_id": "G"}},
-        {"op": "create", "temp_id": "new", "data": {"element_type": "cue", "cue_id": "Q4", "parent_element_id": "grp",
-                                                     "equipment": [{"equipment_name": "strobe"}]}},
-        {"op": "update", "id": "grp", "data": {"group_members": [{"child_element_id": "new"},
-                                                                 {"child_element_id": existing[0]["id"]}]}},
-        {"op": "move", "id": "grp", "after_id": existing[0]["id"], "base_version": 5},
-        {"op": "update", "id": existing[1]["id"], "base_version": 1, "data": {"description": "cue two"}},
-        {"op": "move", "id": existing[2]["id"], "after_id": None, "base_version": 1},
-        {"op": "delete", "id": existing[1]["id"], "base_version": 1},
-    ]}, headers=auth)
+    r = await client.post(
+        edits,
+        json={
+            "operations": [
+                {"op": "create", "temp_id": "grp", "data": {"element_type": "group", "cue_id": "G"}},
+                {
+                    "op": "create",
+                    "temp_id": "new",
+                    "data": {
+                        "element_type": "cue",
+                        "cue_id": "Q4",
+                        "parent_element_id": "grp",
+                        "equipment": [{"equipment_name": "strobe"}],
+                    },
+                },
+                {
+                    "op": "update",
+                    "id": "grp",
+                    "data": {
+                        "group_members": [
+                            {"child_element_id": "new"},
+                            {"child_element_id": existing[0]["id"]},
+                        ]
+                    },
+                },
+                {"op": "move", "id": "grp", "after_id": existing[0]["id"], "base_version": 5},
+                {
+                    "op": "update",
+                    "id": existing[1]["id"],
+                    "base_version": 1,
+                    "data": {"description": "cue two"},
+                },
+                {"op": "move", "id": existing[2]["id"], "after_id": None, "base_version": 1},
+                {"op": "delete", "id": existing[1]["id"], "base_version": 1},
+            ]
+        },
+        headers=auth,
+    )
     assert r.status_code == 200, r.text
     batch = r.json()
     assert batch["applied"] == 7 and set(batch["temp_ids"]) == {"grp", "new"}
@@ -316,34 +495,60 @@ async def test_edit_batch_with_temp_ids(
     assert [e["cue_id"] for e in items] == ["Q3", "Q1", "G", "Q4"]
     assert [e["sequence"] for e in items] == [1, 2, 3, 5]
     group = next(e for e in items if e["id"] == group_id)
-    assert group["group_members"] == [{"child_element_id": new_id, "order_in_group": 0},
-                                      {"child_element_id": existing[0]["id"], "order_in_group": 1}]
+    assert group["group_members"] == [
+        {"child_element_id": new_id, "order_in_group": 0},
+        {"child_element_id": existing[0]["id"], "order_in_group": 1},
+    ]
     assert next(e for e in items if e["id"] == new_id)["parent_element_id"] == group_id
 
     def state() -> list[tuple[Any, ...]]:
-        return dba.execute("SELECT id, version, sequence, cue_id, description FROM callmaster.script_elements "
-                           "ORDER BY id").fetchall()
+        return dba.execute(
+            "SELECT id, version, sequence, cue_id, description FROM callmaster.script_elements ORDER BY id"
+        ).fetchall()
 
     before = state()
     q1 = existing[0]
     failing = [
         # (operations, status, detail fragment)
-        ([{"op": "create", "temp_id": "x", "data": {"element_type": "cue"}},
-          {"op": "update", "id": q1["id"], "data": {"cue_id": "changed"}},
-          {"op": "update", "id": "nope", "data": {"cue_id": "y"}}], 422, "operations[2] (update)"),
-        ([{"op": "update", "id": q1["id"], "data": {"cue_id": "changed"}},
-          {"op": "delete", "id": group_id, "base_version": 1}], 409, "operations[1] (delete)"),
-        ([{"op": "create", "data": {"element_type": "cue", "parent_element_id": stage["other_script"]}}], 422,
-         "operations[0] (create)"),
-        ([{"op": "create", "temp_id": "a", "data": {"element_type": "cue"}},
-          {"op": "create", "temp_id": "a", "data": {"element_type": "cue"}}], 422, "operations[1] (create)"),
+        (
+            [
+                {"op": "create", "temp_id": "x", "data": {"element_type": "cue"}},
+                {"op": "update", "id": q1["id"], "data": {"cue_id": "changed"}},
+                {"op": "update", "id": "nope", "data": {"cue_id": "y"}},
+            ],
+            422,
+            "operations[2] (update)",
+        ),
+        (
+            [
+                {"op": "update", "id": q1["id"], "data": {"cue_id": "changed"}},
+                {"op": "delete", "id": group_id, "base_version": 1},
+            ],
+            409,
+            "operations[1] (delete)",
+        ),
+        (
+            [{"op": "create", "data": {"element_type": "cue", "parent_element_id": stage["other_script"]}}],
+            422,
+            "operations[0] (create)",
+        ),
+        (
+            [
+                {"op": "create", "temp_id": "a", "data": {"element_type": "cue"}},
+                {"op": "create", "temp_id": "a", "data": {"element_type": "cue"}},
+            ],
+            422,
+            "operations[1] (create)",
+        ),
         ([{"op": "move", "id": q1["id"], "after_id": q1["id"]}], 422, "operations[0] (move)"),
         ([{"op": "update", "id": q1["id"], "data": {"priority": "urgent"}}], 400, None),
         ([{"op": "rename", "id": q1["id"]}], 400, None),
         ([], 400, None),
     ]
     for operations, status, fragment in failing:
-        problem = assert_problem(await client.post(edits, json={"operations": operations}, headers=auth), status)
+        problem = assert_problem(
+            await client.post(edits, json={"operations": operations}, headers=auth), status
+        )
         if fragment:
             assert fragment in problem["detail"], problem
             assert "nothing was applied" in problem["detail"]
@@ -351,7 +556,16 @@ async def test_edit_batch_with_temp_ids(
 
     # The DBA's call names the operation the same way.
     with pytest.raises(psycopg.errors.CheckViolation, match=r"operations\[1\] \(update\)"):
-        dba.execute("SELECT callmaster.apply_script_edits(%s, %s)",
-                    (script, Jsonb([{"op": "delete", "id": new_id},
-                                    {"op": "update", "id": q1["id"], "data": {"priority": "urgent"}}])))
+        dba.execute(
+            "SELECT callmaster.apply_script_edits(%s, %s)",
+            (
+                script,
+                Jsonb(
+                    [
+                        {"op": "delete", "id": new_id},
+                        {"op": "update", "id": q1["id"], "data": {"priority": "urgent"}},
+                    ]
+                ),
+            ),
+        )
     assert state() == before

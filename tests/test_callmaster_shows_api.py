@@ -23,12 +23,20 @@ from tests.callmaster_shows_support import (
 async def test_show_crud(client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Bearer) -> None:
     owner = add_user(dba, "user_a")
     auth = bearer("user_a")
-    venue = str(one(dba, "INSERT INTO callmaster.venues (owner_id, name) VALUES (%s, 'Globe') RETURNING id", (owner,)))
+    venue = str(
+        one(dba, "INSERT INTO callmaster.venues (owner_id, name) VALUES (%s, 'Globe') RETURNING id", (owner,))
+    )
 
     r = await client.post(
         "/api/shows",
-        json={"name": "Hamlet", "venue_id": venue, "show_date": "2026-05-01T19:30:00+00:00",
-              "show_end": "2026-05-01T22:00:00Z", "deadline": "2026-04-01", "notes": "opening"},
+        json={
+            "name": "Hamlet",
+            "venue_id": venue,
+            "show_date": "2026-05-01T19:30:00+00:00",
+            "show_end": "2026-05-01T22:00:00Z",
+            "deadline": "2026-04-01",
+            "notes": "opening",
+        },
         headers=auth,
     )
     assert r.status_code == 201, r.text
@@ -45,11 +53,16 @@ async def test_show_crud(client: httpx.AsyncClient, dba: psycopg.Connection[Any]
     page = (await client.get("/api/shows?limit=1&offset=1&q=ET", headers=auth)).json()
     assert page["total"] == 2 and [s["name"] for s in page["items"]] == ["Macbeth"]
 
-    r = await client.patch(f"/api/shows/{show['id']}", json={"name": "Hamlet (revival)", "venue_id": None},
-                           headers=auth)
+    r = await client.patch(
+        f"/api/shows/{show['id']}", json={"name": "Hamlet (revival)", "venue_id": None}, headers=auth
+    )
     assert r.status_code == 200, r.text
     changed = r.json()
-    assert changed["name"] == "Hamlet (revival)" and changed["venue_id"] is None and changed["notes"] == "opening"
+    assert (
+        changed["name"] == "Hamlet (revival)"
+        and changed["venue_id"] is None
+        and changed["notes"] == "opening"
+    )
 
     r = await client.delete(f"/api/shows/{show['id']}", headers=auth)
     assert r.status_code == 204
@@ -57,14 +70,19 @@ async def test_show_crud(client: httpx.AsyncClient, dba: psycopg.Connection[Any]
     assert_problem(await client.delete(f"/api/shows/{show['id']}", headers=auth), 404)
 
 
-async def test_show_bad_input(client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Bearer) -> None:
+async def test_show_bad_input(
+    client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Bearer
+) -> None:
     add_user(dba, "user_a")
     other = add_user(dba, "user_b")
     auth = bearer("user_a")
-    foreign_venue = one(dba, "INSERT INTO callmaster.venues (owner_id, name) VALUES (%s, 'Other') RETURNING id", (other,))
+    foreign_venue = one(
+        dba, "INSERT INTO callmaster.venues (owner_id, name) VALUES (%s, 'Other') RETURNING id", (other,)
+    )
 
-    body = assert_problem(await client.post("/api/shows", json={"name": "X", "venue_id": str(foreign_venue)},
-                                            headers=auth), 422)
+    body = assert_problem(
+        await client.post("/api/shows", json={"name": "X", "venue_id": str(foreign_venue)}, headers=auth), 422
+    )
     assert body["code"] == "23503" and str(foreign_venue) in body["detail"]
     for bad in (
         {},
@@ -75,23 +93,34 @@ async def test_show_bad_input(client: httpx.AsyncClient, dba: psycopg.Connection
         {"name": "X", "venue_id": "not-a-uuid"},
     ):
         assert_problem(await client.post("/api/shows", json=bad, headers=auth), (400, 422))
-    assert_problem(await client.post("/api/shows", json={"name": "X", "show_date": "2026-02-30"}, headers=auth), 422)
+    assert_problem(
+        await client.post("/api/shows", json={"name": "X", "show_date": "2026-02-30"}, headers=auth), 422
+    )
     body = assert_problem(
-        await client.post("/api/shows", json={"name": "X", "show_date": "2026-05-02", "show_end": "2026-05-01"},
-                          headers=auth),
+        await client.post(
+            "/api/shows",
+            json={"name": "X", "show_date": "2026-05-02", "show_end": "2026-05-01"},
+            headers=auth,
+        ),
         422,
     )
     assert body["code"] == "23514"
     show = (await client.post("/api/shows", json={"name": "Ok"}, headers=auth)).json()
-    assert_problem(await client.patch(f"/api/shows/{show['id']}", json={"venue_id": str(foreign_venue)},
-                                      headers=auth), 422)
-    assert_problem(await client.patch(f"/api/shows/{show['id']}", json={"name": None}, headers=auth), (400, 422))
+    assert_problem(
+        await client.patch(f"/api/shows/{show['id']}", json={"venue_id": str(foreign_venue)}, headers=auth),
+        422,
+    )
+    assert_problem(
+        await client.patch(f"/api/shows/{show['id']}", json={"name": None}, headers=auth), (400, 422)
+    )
     assert_problem(await client.get("/api/shows/not-a-uuid", headers=auth), (400, 404))
     assert_problem(await client.get("/api/shows", headers=bearer("nobody")), 403)
     assert_problem(await client.get("/api/shows"), 401)
 
 
-async def test_show_crew_assignments(client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Bearer) -> None:
+async def test_show_crew_assignments(
+    client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Bearer
+) -> None:
     owner = add_user(dba, "user_a")
     stranger = add_user(dba, "user_b")
     crew = add_crew(dba, owner, "sam@example.com")
@@ -100,8 +129,11 @@ async def test_show_crew_assignments(client: httpx.AsyncClient, dba: psycopg.Con
     show = add_show(dba, owner)
     auth = bearer("user_a")
 
-    r = await client.post(f"/api/shows/{show}/crew", json={"user_id": crew, "department_id": lights,
-                                                           "show_role": "Board op"}, headers=auth)
+    r = await client.post(
+        f"/api/shows/{show}/crew",
+        json={"user_id": crew, "department_id": lights, "show_role": "Board op"},
+        headers=auth,
+    )
     assert r.status_code == 201, r.text
     assignment = r.json()
     assert assignment["user"]["email"] == "sam@example.com" and assignment["department"]["name"] == "Lights"
@@ -111,17 +143,31 @@ async def test_show_crew_assignments(client: httpx.AsyncClient, dba: psycopg.Con
     listing = (await client.get(f"/api/shows/{show}/crew", headers=auth)).json()
     assert listing["total"] == 2 and {a["user_id"] for a in listing["items"]} == {crew, owner}
 
-    assert_problem(await client.post(f"/api/shows/{show}/crew", json={"user_id": crew, "department_id": lights},
-                                     headers=auth), 409)
-    body = assert_problem(await client.post(f"/api/shows/{show}/crew", json={"user_id": stranger}, headers=auth), 422)
+    assert_problem(
+        await client.post(
+            f"/api/shows/{show}/crew", json={"user_id": crew, "department_id": lights}, headers=auth
+        ),
+        409,
+    )
+    body = assert_problem(
+        await client.post(f"/api/shows/{show}/crew", json={"user_id": stranger}, headers=auth), 422
+    )
     assert stranger in body["detail"]
-    assert_problem(await client.post(f"/api/shows/{show}/crew",
-                                     json={"user_id": crew, "department_id": foreign_department}, headers=auth), 422)
+    assert_problem(
+        await client.post(
+            f"/api/shows/{show}/crew",
+            json={"user_id": crew, "department_id": foreign_department},
+            headers=auth,
+        ),
+        422,
+    )
     assert_problem(await client.post(f"/api/shows/{show}/crew", json={"user": crew}, headers=auth), 400)
 
     r = await client.delete(f"/api/shows/{show}/crew", params={"user_id": crew}, headers=auth)
     assert r.status_code == 204
-    assert_problem(await client.delete(f"/api/shows/{show}/crew", params={"user_id": crew}, headers=auth), 404)
+    assert_problem(
+        await client.delete(f"/api/shows/{show}/crew", params={"user_id": crew}, headers=auth), 404
+    )
     own = next(a for a in listing["items"] if a["user_id"] == owner)
     r = await client.delete(f"/api/shows/{show}/crew/{own['id']}", headers=auth)
     assert r.status_code == 204
@@ -137,10 +183,18 @@ async def test_crew_read_only_and_strangers_404(
     add_user(dba, "user_stranger")
     show = add_show(dba, owner)
     script = add_script(dba, show)
-    element = str(one(dba, "INSERT INTO callmaster.script_elements (script_id, element_type, cue_id) "
-                           "VALUES (%s, 'cue', 'LX1') RETURNING id", (script,)))
-    dba.execute("INSERT INTO callmaster.script_element_equipment (element_id, equipment_name) VALUES (%s, 'spot')",
-                (element,))
+    element = str(
+        one(
+            dba,
+            "INSERT INTO callmaster.script_elements (script_id, element_type, cue_id) "
+            "VALUES (%s, 'cue', 'LX1') RETURNING id",
+            (script,),
+        )
+    )
+    dba.execute(
+        "INSERT INTO callmaster.script_element_equipment (element_id, equipment_name) VALUES (%s, 'spot')",
+        (element,),
+    )
     assign(dba, show, crew)
     as_crew, as_stranger = bearer("user_crew"), bearer("user_stranger")
 

@@ -88,8 +88,12 @@ async def test_delete_show_from_api(
     # Users, crews and departments are not part of a show.
     assert one(dba, "SELECT count(*) FROM callmaster.users") == 4
     assert one(dba, "SELECT count(*) FROM callmaster.departments") == 1
-    assert_problem(await client.get(f"/api/scripts/{production['shows']['Hamlet']['scripts'][0]}",
-                                    headers=bearer("user_a")), 404)
+    assert_problem(
+        await client.get(
+            f"/api/scripts/{production['shows']['Hamlet']['scripts'][0]}", headers=bearer("user_a")
+        ),
+        404,
+    )
 
 
 def test_delete_show_from_psql_returns_per_table_counts(
@@ -99,7 +103,9 @@ def test_delete_show_from_psql_returns_per_table_counts(
     expected = expected_counts(dba, hamlet)
     untouched = rows_under_show(dba, macbeth)
 
-    counts = dict(dba.execute("SELECT table_name, deleted_rows FROM callmaster.delete_show(%s)", (hamlet,)).fetchall())
+    counts = dict(
+        dba.execute("SELECT table_name, deleted_rows FROM callmaster.delete_show(%s)", (hamlet,)).fetchall()
+    )
     assert counts == expected
     assert counts["scripts"] == 2 and counts["script_elements"] == 300 and counts["crew_assignments"] == 2
 
@@ -122,7 +128,9 @@ def test_duplicate_first_then_delete_show_removes_the_copy_too(
 
         def delete() -> None:
             outcome["counts"] = dict(
-                deleter.execute("SELECT table_name, deleted_rows FROM callmaster.delete_show(%s)", (show,)).fetchall()
+                deleter.execute(
+                    "SELECT table_name, deleted_rows FROM callmaster.delete_show(%s)", (show,)
+                ).fetchall()
             )
 
         thread = threading.Thread(target=delete)
@@ -167,6 +175,31 @@ def test_delete_show_first_then_duplicate_fails_cleanly(
     assert orphans(dba) == NO_ORPHANS
 
 
+def race_duplicate(
+    db_url: str,
+    barrier: threading.Barrier,
+    results: dict[str, Any],
+    key: str,
+    script: str,
+    name: str,
+    into: str,
+) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        barrier.wait()
+        try:
+            results[key] = str(
+                one(conn, "SELECT callmaster.duplicate_script(%s, %s, %s)", (script, name, into))
+            )  # type: ignore[arg-type]
+        except psycopg.Error as exc:
+            results[key] = exc.sqlstate
+
+
+def race_delete(db_url: str, barrier: threading.Barrier, results: dict[str, Any], show: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        barrier.wait()
+        results["delete"] = conn.execute("SELECT * FROM callmaster.delete_show(%s)", (show,)).fetchall()
+
+
 def test_racing_duplicates_and_delete_show_never_leave_a_half_copy(
     db_url: str, dba: psycopg.Connection[Any], production: dict[str, Any]
 ) -> None:
@@ -182,25 +215,16 @@ def test_racing_duplicates_and_delete_show_never_leave_a_half_copy(
         source_rows = rows_under_show(dba, show)
         barrier = threading.Barrier(3)
         results: dict[str, Any] = {}
-
-        def duplicate(key: str, into: str) -> None:
-            with psycopg.connect(db_url, autocommit=True) as conn:
-                barrier.wait()
-                try:
-                    results[key] = str(one(conn, "SELECT callmaster.duplicate_script(%s, %s, %s)",  # type: ignore[arg-type]
-                                           (script, f"copy {round_no} {key}", into)))
-                except psycopg.Error as exc:
-                    results[key] = exc.sqlstate
-
-        def delete() -> None:
-            with psycopg.connect(db_url, autocommit=True) as conn:
-                barrier.wait()
-                results["delete"] = conn.execute("SELECT * FROM callmaster.delete_show(%s)", (show,)).fetchall()
-
         threads = [
-            threading.Thread(target=duplicate, args=("elsewhere", target)),
-            threading.Thread(target=duplicate, args=("same show", show)),
-            threading.Thread(target=delete),
+            threading.Thread(
+                target=race_duplicate,
+                args=(db_url, barrier, results, "elsewhere", script, f"copy {round_no} elsewhere", target),
+            ),
+            threading.Thread(
+                target=race_duplicate,
+                args=(db_url, barrier, results, "same show", script, f"copy {round_no} same", show),
+            ),
+            threading.Thread(target=race_delete, args=(db_url, barrier, results, show)),
         ]
         for thread in threads:
             thread.start()
@@ -212,16 +236,21 @@ def test_racing_duplicates_and_delete_show_never_leave_a_half_copy(
         copied = results["elsewhere"]
         if copied == "P0002":
             outcomes.append("failed")
-            assert one(dba, "SELECT count(*) FROM callmaster.scripts WHERE name = %s",
-                       (f"copy {round_no} elsewhere",)) == 0
+            assert (
+                one(
+                    dba,
+                    "SELECT count(*) FROM callmaster.scripts WHERE name = %s",
+                    (f"copy {round_no} elsewhere",),
+                )
+                == 0
+            )
         else:
             outcomes.append("copied")
             copy_rows = {
                 table: one(dba, query, {"s": copied})
                 for table, query in {
                     "script_elements": "SELECT count(*) FROM callmaster.script_elements WHERE script_id = %(s)s",
-                    "script_element_groups":
-                        "SELECT count(*) FROM callmaster.script_element_groups WHERE script_id = %(s)s",
+                    "script_element_groups": "SELECT count(*) FROM callmaster.script_element_groups WHERE script_id = %(s)s",
                     "script_element_equipment": """SELECT count(*) FROM callmaster.script_element_equipment AS x
                         JOIN callmaster.script_elements AS e ON e.id = x.element_id WHERE e.script_id = %(s)s""",
                     "script_element_conditional_rules": """SELECT count(*)
@@ -232,7 +261,8 @@ def test_racing_duplicates_and_delete_show_never_leave_a_half_copy(
             assert copy_rows == {table: source_rows[table] for table in copy_rows}
         same = results["same show"]  # completed first (then deleted with the show) or failed cleanly
         assert same == "P0002" or (
-            len(same) == 36 and one(dba, "SELECT count(*) FROM callmaster.scripts WHERE id = %s", (same,)) == 0
+            len(same) == 36
+            and one(dba, "SELECT count(*) FROM callmaster.scripts WHERE id = %s", (same,)) == 0
         ), same
         assert orphans(dba) == NO_ORPHANS
     assert len(outcomes) == 6

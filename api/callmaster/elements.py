@@ -285,7 +285,9 @@ async def bulk_update_elements(
     description="sequence becomes 1..n ordered by time_offset_ms; ties keep their order. Answers {renumbered}.",
     status_code=200,
 )
-async def auto_sort_elements(script_id: FromPath[UUID], db: Db, principal: CurrentPrincipal) -> dict[str, Any]:
+async def auto_sort_elements(
+    script_id: FromPath[UUID], db: Db, principal: CurrentPrincipal
+) -> dict[str, Any]:
     renumbered = await db.fetch_val(
         principal, "SELECT callmaster.auto_sort_script_elements(%(id)s)", {"id": script_id}
     )

@@ -32,7 +32,9 @@ Timestamp = Annotated[
         examples=["2026-05-01T19:30:00+01:00"],
     ),
 ]
-Search = Annotated[str | None, QueryParameter(max_length=200, description="Case-insensitive substring of the name")]
+Search = Annotated[
+    str | None, QueryParameter(max_length=200, description="Case-insensitive substring of the name")
+]
 
 
 class ShowCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -71,7 +73,9 @@ def _search(q: str | None) -> str | None:
 
 
 @get("/api/shows", tags=["callmaster"], summary="The shows the requesting user owns or crews")
-async def list_shows(db: Db, principal: CurrentPrincipal, pagination: Page, q: Search = None) -> dict[str, Any]:
+async def list_shows(
+    db: Db, principal: CurrentPrincipal, pagination: Page, q: Search = None
+) -> dict[str, Any]:
     return await db.fetch_val(
         principal,
         "SELECT callmaster.list_shows(%(limit)s, %(offset)s, %(q)s)",
