@@ -105,6 +105,10 @@ class TransientError(Exception):
     """A failure worth retrying that the SDK does not raise itself (e.g. a stream cut short)."""
 
 
+class PermanentError(Exception):
+    """A failure retrying will not fix (e.g. a model that never stops calling tools)."""
+
+
 class LeaseLost(Exception):
     """This attempt is no longer the reply's current one: another worker took it over."""
 
@@ -133,6 +137,8 @@ def classify(exc: BaseException, settings: Settings) -> Failure:
         return Failure(f"the LLM reported an error: {exc.message}", True)
     if isinstance(exc, TransientError):
         return Failure(str(exc), True)
+    if isinstance(exc, PermanentError):
+        return Failure(str(exc), False)
     if isinstance(exc, (psycopg.OperationalError, PoolTimeout)):
         return Failure(f"the database was unavailable: {exc}", True)
     return Failure(f"internal error while generating the reply: {exc.__class__.__name__}: {exc}", False)
@@ -347,7 +353,8 @@ class ReplyWorker:
         if failure.transient:
             log.warning("assistant reply %s attempt %s failed: %s", job.id, job.attempt, failure.message)
         else:
-            log.error("assistant reply %s failed permanently: %s", job.id, failure.message, exc_info=exc)
+            log.error("assistant reply %s failed permanently: %s", job.id, failure.message,
+                  exc_info=None if isinstance(exc, (openai.APIError, PermanentError)) else exc)
         retry_after = backoff(job.attempt, self.settings, failure.retry_after) if failure.transient else None
         try:
             status = await self.db.fetch_val(
@@ -377,6 +384,8 @@ class ReplyWorker:
             text, calls = await self._stream_round(job, messages, writer, offer_tools)
             if not calls:
                 return tool_log
+            if not offer_tools:
+                raise PermanentError(f"the model kept calling tools after {MAX_TOOL_ROUNDS} rounds without answering")
             messages.append({
                 "role": "assistant",
                 "content": text or None,
@@ -422,7 +431,7 @@ class ReplyWorker:
                         finish = choice.finish_reason
         if finish is None:
             raise TransientError("the LLM stream ended before the reply was complete")
-        ordered = [calls[i] for i in sorted(calls)] if offer_tools else []
+        ordered = [calls[i] for i in sorted(calls)]
         for i, call in enumerate(ordered):
             call["id"] = call["id"] or f"call_{i}"
         return "".join(text), ordered

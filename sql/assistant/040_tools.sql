@@ -117,3 +117,139 @@ $$;
 COMMENT ON FUNCTION assistant.tool_list_doctors(jsonb) IS
     'Assistant tool: the active doctors of the caller''s clinic with their specialty. args: {} (ignored). '
     'Errors: 42501 without a clinic_id claim.';
+
+CREATE OR REPLACE FUNCTION assistant.tool_today()
+    RETURNS date
+    LANGUAGE sql
+    STABLE
+AS $$
+    SELECT coalesce((SELECT (now() AT TIME ZONE c.timezone)::date FROM clinic.clinics AS c
+                     WHERE c.id = (SELECT assistant.tool_clinic())), current_date)
+$$;
+COMMENT ON FUNCTION assistant.tool_today() IS
+    'Today''s date in the caller''s clinic''s timezone. Errors: 42501 without a clinic_id claim.';
+
+CREATE OR REPLACE FUNCTION assistant.tool_date_arg(args jsonb, key text, fallback date)
+    RETURNS date
+    LANGUAGE plpgsql
+    STABLE
+AS $$
+DECLARE
+    raw text := nullif(btrim(args ->> key), '');
+BEGIN
+    IF raw IS NULL THEN
+        RETURN fallback;
+    END IF;
+    IF raw !~ '^\d{4}-\d{2}-\d{2}$' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format('%s must be a date as YYYY-MM-DD', key);
+    END IF;
+    RETURN raw::date;
+END
+$$;
+COMMENT ON FUNCTION assistant.tool_date_arg(jsonb, text, date) IS
+    'Argument key of a tool''s args as a date (YYYY-MM-DD), fallback when absent. Errors: 22023 not a date; '
+    '22008 an impossible date.';
+
+CREATE OR REPLACE FUNCTION assistant.tool_appointments(args jsonb)
+    RETURNS jsonb
+    LANGUAGE plpgsql
+    STABLE
+AS $$
+DECLARE
+    clinic uuid := assistant.tool_clinic();
+    v_day date := assistant.tool_date_arg(args, 'date', assistant.tool_today());
+    wanted text := nullif(btrim(args ->> 'status'), '');
+BEGIN
+    IF wanted IS NOT NULL AND wanted NOT IN ('scheduled', 'checked_in', 'completed', 'cancelled', 'no_show') THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format('unknown status %L', wanted);
+    END IF;
+    RETURN jsonb_build_object(
+        'date', v_day,
+        'total', (SELECT count(*) FROM clinic.appointments AS a
+                  WHERE a.clinic_id = clinic AND a.appointment_date = v_day
+                    AND (wanted IS NULL OR a.status = wanted)),
+        'appointments', coalesce((
+            SELECT jsonb_agg(jsonb_build_object(
+                       'start', to_char(a.start_time, 'HH24:MI'), 'end', to_char(a.end_time, 'HH24:MI'),
+                       'patient', a.patient_name_snapshot, 'doctor', a.doctor_name_snapshot,
+                       'status', a.status, 'type', a.type, 'visit_reason', a.visit_reason
+                   ) ORDER BY a.start_time, a.id)
+            FROM (
+                SELECT * FROM clinic.appointments AS x
+                WHERE x.clinic_id = clinic AND x.appointment_date = v_day AND (wanted IS NULL OR x.status = wanted)
+                ORDER BY x.start_time, x.id
+                LIMIT 100
+            ) AS a
+        ), '[]'::jsonb)
+    );
+END
+$$;
+COMMENT ON FUNCTION assistant.tool_appointments(jsonb) IS
+    'Assistant tool: the caller''s clinic''s appointments of one day (default today in the clinic''s timezone), '
+    'in time order, at most 100: start, end, patient, doctor, status, type, visit_reason; with the total. '
+    'args: {"date": "YYYY-MM-DD", "status": "no_show"} (both optional). Errors: 22023 bad date or status; '
+    '42501 without a clinic_id claim.';
+
+CREATE OR REPLACE FUNCTION assistant.tool_appointment_stats(args jsonb)
+    RETURNS jsonb
+    LANGUAGE plpgsql
+    STABLE
+AS $$
+DECLARE
+    clinic uuid := assistant.tool_clinic();
+    today date := assistant.tool_today();
+    v_from date := assistant.tool_date_arg(args, 'from', date_trunc('week', today::timestamp)::date);
+    v_to date := assistant.tool_date_arg(args, 'to', today);
+BEGIN
+    IF v_to < v_from OR v_to - v_from > 3660 THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'to must be on or after from, at most ten years later';
+    END IF;
+    RETURN jsonb_build_object(
+        'from', v_from,
+        'to', v_to,
+        'total', (SELECT count(*) FROM clinic.appointments AS a
+                  WHERE a.clinic_id = clinic AND a.appointment_date BETWEEN v_from AND v_to),
+        'by_status', (
+            SELECT jsonb_object_agg(s.status, coalesce(n.count, 0))
+            FROM unnest(ARRAY['scheduled', 'checked_in', 'completed', 'cancelled', 'no_show']) AS s(status)
+            LEFT JOIN (
+                SELECT a.status, count(*) AS count FROM clinic.appointments AS a
+                WHERE a.clinic_id = clinic AND a.appointment_date BETWEEN v_from AND v_to
+                GROUP BY a.status
+            ) AS n ON n.status = s.status
+        ),
+        'by_doctor', coalesce((
+            SELECT jsonb_agg(jsonb_build_object('doctor', d.doctor, 'total', d.total, 'no_show', d.no_show,
+                                                'cancelled', d.cancelled, 'completed', d.completed)
+                             ORDER BY d.total DESC, d.doctor)
+            FROM (
+                SELECT a.doctor_name_snapshot AS doctor, count(*) AS total,
+                       count(*) FILTER (WHERE a.status = 'no_show') AS no_show,
+                       count(*) FILTER (WHERE a.status = 'cancelled') AS cancelled,
+                       count(*) FILTER (WHERE a.status = 'completed') AS completed
+                FROM clinic.appointments AS a
+                WHERE a.clinic_id = clinic AND a.appointment_date BETWEEN v_from AND v_to
+                GROUP BY a.doctor_name_snapshot
+            ) AS d
+        ), '[]'::jsonb)
+    );
+END
+$$;
+COMMENT ON FUNCTION assistant.tool_appointment_stats(jsonb) IS
+    'Assistant tool: live counts of the caller''s clinic''s appointments between from and to (inclusive; '
+    'default this week, Monday to today, in the clinic''s timezone), by status (scheduled, checked_in, '
+    'completed, cancelled, no_show) and by doctor. args: {"from": "YYYY-MM-DD", "to": "YYYY-MM-DD"} (optional). '
+    'Errors: 22023 bad dates or range; 42501 without a clinic_id claim.';
+
+CREATE OR REPLACE FUNCTION assistant.tool_control_tower(args jsonb)
+    RETURNS jsonb
+    LANGUAGE sql
+    STABLE
+AS $$
+    SELECT clinic.control_tower_summary((SELECT assistant.tool_clinic()))
+$$;
+COMMENT ON FUNCTION assistant.tool_control_tower(jsonb) IS
+    'Assistant tool: the control-tower summary of the caller''s clinic (clinic.control_tower_summary): KPIs '
+    '(conversion, CRO success and churn rates, average days to convert), this month''s figures, the funnel, '
+    'lead status counts, leads by source, today''s appointments, and when the figures were refreshed. '
+    'args: {} (ignored). Errors: 42501 without a clinic_id claim; those of clinic.control_tower_summary.';
