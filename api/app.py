@@ -77,6 +77,7 @@ def create_app(settings: Settings, *, database_url: str | None = None, run_worke
             "pagination": Provide(provide_pagination),
         },
         lifespan=[lifespan],
+        on_startup=[*clinic.on_startup],
         on_app_init=[on_app_init],
         middleware=[request_id_middleware, prometheus.middleware],
         before_send=[send_request_id],

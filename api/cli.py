@@ -166,9 +166,16 @@ def token(sub: str, clinic_id: str | None, role: str | None, ttl: int) -> None:
     click.echo(verifier.mint(claims, ttl_seconds=ttl))
 
 
-from api.clinic.metrics_cli import refresh_metrics
+def _register_area_commands() -> None:
+    """Commands that belong to a domain area live beside its code."""
+    from api.clinic.cli import commands as clinic_commands
+    from api.clinic.metrics_cli import refresh_metrics
 
-main.add_command(refresh_metrics)
+    for command in (*clinic_commands, refresh_metrics):
+        main.add_command(command)
+
+
+_register_area_commands()
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -89,6 +89,9 @@ def problem_from_db_error(exc: psycopg.Error) -> Problem:
 
 
 def _db_error(exc: psycopg.Error) -> Problem:
+    if exc.sqlstate is None and isinstance(exc, psycopg.DataError):
+        # Refused by psycopg before reaching the server, e.g. a NUL character in a text value.
+        return Problem(422, f"The request holds a value PostgreSQL cannot store: {exc}")
     if exc.sqlstate is None:  # connection lost, server gone: no SQLSTATE to map
         log.warning("database connection error: %s", exc)
         return Problem(

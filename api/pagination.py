@@ -9,6 +9,7 @@ from litestar.params import QueryParameter
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
+MAX_OFFSET = 2_147_483_647  # PostgreSQL integer: larger offsets are a client error, not a cast failure
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,7 @@ class Pagination:
 
 async def provide_pagination(
     limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT, description="Page size")] = DEFAULT_LIMIT,
-    offset: Annotated[int, QueryParameter(ge=0, description="Rows to skip")] = 0,
+    offset: Annotated[int, QueryParameter(ge=0, le=MAX_OFFSET, description="Rows to skip")] = 0,
 ) -> Pagination:
     """Dependency `pagination`."""
     return Pagination(limit=limit, offset=offset)
