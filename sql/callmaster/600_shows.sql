@@ -238,8 +238,6 @@ CREATE OR REPLACE FUNCTION callmaster.check_show_venue(venue_id uuid, owner_id u
     RETURNS void
     LANGUAGE plpgsql
     STABLE
-    SECURITY DEFINER
-    SET search_path = pg_catalog, callmaster
 AS $$
 BEGIN
     IF check_show_venue.venue_id IS NOT NULL
