@@ -10,11 +10,11 @@ from uuid import UUID
 import msgspec
 import pytest
 from litestar import Litestar, delete, get, post
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from api.app import create_app
 from tests.conftest import live_server
-from api.deps import Db
+from api.deps import Db, Page
 from api.errors import status_for_sqlstate
 
 TEST_SQL = """
@@ -67,13 +67,23 @@ async def create_thing(data: JSONBody[Thing]) -> dict[str, Any]:
     return msgspec.to_builtins(data)
 
 
+@get("/test/echo")
+async def echo(text: FromQuery[str], db: Db) -> dict[str, Any]:
+    return await db.fetch_one(None, "SELECT %s::text AS text", (text,))
+
+
+@get("/test/page")
+async def page(pagination: Page) -> dict[str, Any]:
+    return pagination.page([], 0)
+
+
 @get("/test/crash")
 async def crash() -> None:
     raise RuntimeError("internal detail that must not leak")
 
 
 def _with_test_routes(app: Litestar) -> Litestar:
-    for handler in (raise_code, sleep, add_child, delete_parent, create_thing, crash):
+    for handler in (raise_code, sleep, add_child, delete_parent, create_thing, echo, page, crash):
         app.register(handler)
     return app
 
@@ -186,6 +196,19 @@ async def test_valid_body_passes(test_client):
 async def test_oversize_body_is_413(test_client):
     response = await test_client.post("/test/things", json={"name": "x" * 10_000, "count": 1})
     _is_problem(response, 413)
+
+
+async def test_nul_character_is_422_not_a_database_outage(test_client):
+    assert (await test_client.get("/test/echo", params={"text": "ok"})).json() == {"text": "ok"}
+    _is_problem(await test_client.get("/test/echo", params={"text": "a\x00b"}), 422)
+
+
+async def test_pagination_bounds(test_client):
+    assert (await test_client.get("/test/page", params={"limit": 10, "offset": 5})).json() == {
+        "items": [], "total": 0, "limit": 10, "offset": 5
+    }
+    for params in ({"limit": 0}, {"limit": 501}, {"offset": -1}, {"offset": 2**31}, {"limit": "ten"}):
+        _is_problem(await test_client.get("/test/page", params=params), 400)
 
 
 async def test_unknown_route_and_method_are_problems(test_client):
