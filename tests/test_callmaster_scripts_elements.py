@@ -3,6 +3,7 @@ kept inside the script, versions, bulk updates, auto-sort and edit batches."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import httpx
@@ -20,6 +21,7 @@ from tests.callmaster_shows_support import (
     add_user,
     assert_problem,
     one,
+    wait_until_blocked,
 )
 
 
@@ -569,3 +571,54 @@ async def test_edit_batch_with_temp_ids(
             ),
         )
     assert state() == before
+
+
+def test_two_stage_managers_editing_at_once(
+    db_url: str, dba: psycopg.Connection[Any], stage: dict[str, Any]
+) -> None:
+    """Two batches based on the same version of an element, on parallel connections: the first wins,
+    the second waits for it and then answers 23P01 (409) without applying anything."""
+    script = stage["script"]
+    element = str(
+        one(
+            dba,
+            "INSERT INTO callmaster.script_elements (script_id, element_type, cue_id) VALUES (%s, 'cue', 'Q1') "
+            "RETURNING id",
+            (script,),
+        )
+    )
+
+    def batch(cue: str) -> Jsonb:
+        return Jsonb(
+            [
+                {"op": "create", "temp_id": "n", "data": {"element_type": "note", "cue_id": f"by {cue}"}},
+                {"op": "update", "id": element, "base_version": 1, "data": {"cue_id": cue}},
+            ]
+        )
+
+    outcome: dict[str, Any] = {}
+    claims = '{"sub": "user_a"}'
+    with psycopg.connect(db_url) as first, psycopg.connect(db_url) as second:
+        for conn in (first, second):
+            conn.execute("SELECT set_config('request.jwt.claims', %s, false), set_config('role', 'keel_api', false)",
+                         (claims,))  # fmt: skip
+        first.execute("SELECT callmaster.apply_script_edits(%s, %s)", (script, batch("first")))
+
+        def run_second() -> None:
+            try:
+                second.execute("SELECT callmaster.apply_script_edits(%s, %s)", (script, batch("second")))
+                second.commit()
+                outcome["second"] = "applied"
+            except psycopg.Error as exc:
+                second.rollback()
+                outcome["second"] = (exc.sqlstate, str(exc))
+
+        thread = threading.Thread(target=run_second)
+        thread.start()
+        wait_until_blocked(dba, second.info.backend_pid)
+        first.commit()
+        thread.join(timeout=30)
+    state, message = outcome["second"]
+    assert state == "23P01" and "operations[1] (update)" in message
+    rows = dba.execute("SELECT cue_id, version FROM callmaster.script_elements ORDER BY cue_id").fetchall()
+    assert rows == [("by first", 1), ("first", 2)]
