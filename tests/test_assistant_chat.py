@@ -242,3 +242,16 @@ async def test_a_dba_insert_is_answered_too(
     assert reply is not None
     done = await wait_final(client, staff, str(reply[0]))
     assert done["content"] == "Answer for the DBA."
+
+
+async def test_keel_serve_answers_with_its_in_process_worker(
+    settings: Settings, staff: StaffMember, llm: LLMServer
+) -> None:
+    """`keel serve` (create_app with run_workers) runs the assistant worker in the same process."""
+    from api.app import create_app
+    from tests.conftest import live_server
+
+    async with live_server(create_app(settings, run_workers=True)) as client:
+        body = await chat(client, staff, "Anyone in there?")
+        reply = await wait_final(client, staff, body["message_id"])
+    assert reply["status"] == "done" and reply["content"].startswith("You asked: Anyone in there?")
