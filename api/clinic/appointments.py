@@ -147,13 +147,13 @@ class AppointmentController(Controller):
         principal: CurrentPrincipal,
         pagination: Page,
         date_: Annotated[
-            date | None, QueryParameter(query="date", description="Appointment date (YYYY-MM-DD)")
+            date | None, QueryParameter(name="date", description="Appointment date (YYYY-MM-DD)")
         ] = None,
         doctor_id: FromQuery[UUID | None] = None,
         status: FromQuery[AppointmentStatus | None] = None,
         patient_id: FromQuery[UUID | None] = None,
         from_: Annotated[
-            date | None, QueryParameter(query="from", description="First date, inclusive")
+            date | None, QueryParameter(name="from", description="First date, inclusive")
         ] = None,
         to: Annotated[date | None, QueryParameter(description="Last date, inclusive")] = None,
     ) -> dict[str, Any]:
