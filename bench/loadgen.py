@@ -145,26 +145,43 @@ def closed_loop(base_url: str, requests: Sequence[Req], concurrency: int, keep_b
 async def _probe(base_url: str, req: Req, interval: float, stop: Any, ready: Any) -> LoadResult:
     host, port = _host_port(base_url)
     result = LoadResult()
-    conn = HttpConnection(host, port)
-    await conn.request(req)  # connect and warm up
+    idle: list[HttpConnection] = []
+    pending: set[asyncio.Task[None]] = set()
+
+    async def one() -> None:
+        conn = idle.pop() if idle else HttpConnection(host, port)
+        t0 = time.perf_counter()
+        status, _ = await conn.request(req)
+        result.latencies.append(time.perf_counter() - t0)
+        result.statuses[status] = result.statuses.get(status, 0) + 1
+        idle.append(conn)
+
+    await one()  # connect and warm up
+    result.latencies.clear()
+    result.statuses.clear()
     ready.set()
-    started = time.perf_counter()
-    try:
-        while not stop.is_set():
-            t0 = time.perf_counter()
-            status, _ = await conn.request(req)
-            took = time.perf_counter() - t0
-            result.latencies.append(took)
-            result.statuses[status] = result.statuses.get(status, 0) + 1
-            await asyncio.sleep(max(0.0, interval - took))
-    finally:
+    started = next_at = time.perf_counter()
+    while not stop.is_set():
+        task = asyncio.create_task(one())
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+        next_at += interval
+        await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+    if pending:
+        await asyncio.wait(pending, timeout=120)
+    for conn in idle:
         await conn.close()
     result.elapsed = time.perf_counter() - started
     return result
 
 
 def probe(base_url: str, req: Req, interval: float, stop: Any, ready: Any) -> LoadResult:
-    """Send `req` every `interval` seconds (one at a time) until `stop` is set; the latencies."""
+    """Send `req` every `interval` seconds until `stop` is set; the latencies.
+
+    Open loop: requests go out on schedule whether or not earlier ones have answered (each on an idle
+    connection, or a new one), so a server that stalls for a second shows a second's worth of slow
+    requests — not one slow sample among many fast ones (no coordinated omission).
+    """
     return asyncio.run(_probe(base_url, req, interval, stop, ready))
 
 

@@ -86,7 +86,7 @@ class Sizes:
 
     @classmethod
     def quick(cls) -> Sizes:
-        return cls(600, 16, 1_000, 100_000, 500, 5_000, 3, 1_000, 3, 2.0, 8, 100, 10_000, 15, 2000, 3)
+        return cls(450, 16, 1_000, 50_000, 300, 3_000, 2, 1_000, 3, 1.0, 8, 100, 10_000, 15, 1500, 3)
 
     @classmethod
     def tiny(cls) -> Sizes:
@@ -263,7 +263,9 @@ def run_workloads(
                         rows = [Result(name, "error", "error", None, "", False, f"{type(exc).__name__}: {exc}",
                                        {"traceback": traceback.format_exc()})]  # fmt: skip
                     results.extend(rows)
-                    progress(f"workload {name} done in {time.monotonic() - started:.1f} s")
+                    took = time.monotonic() - started
+                    info.setdefault("workload_seconds", {})[name] = round(took, 1)
+                    progress(f"workload {name} done in {took:.1f} s")
         finally:
             from bench.loadgen import shutdown
 

@@ -1,6 +1,6 @@
 """Refresh while reading: summary p99 during `CALL clinic.refresh_control_tower()` vs. idle.
 
-The large control-tower clinic's summary is read by a probe process every 20 ms; the figure is the
+The large control-tower clinic's summary is read by a probe process every 20 ms (open loop); the figure is the
 p99 while the refresh runs over its p99 idle (DESIGN §10: ≤ 3×). The baseline is the plain,
 non-concurrent refresh of the same views (`bench/baselines/refresh.py`), during which reads queue.
 """
