@@ -123,6 +123,8 @@ async def test_bad_input_is_a_4xx_problem_and_writes_nothing(client, dba, setup,
         (booking(setup, patient_id="00000000-0000-4000-8000-000000000000"), 422, "23503"),
         (booking(setup, doctor_id=str(setup.admin_id)), 422, "22023"),
         (booking(setup, lead_id="00000000-0000-4000-8000-000000000000"), 422, "23503"),
+        (booking(setup, visit_reason="nul \u0000 inside"), 422, None),
+        (booking(setup, appointment_date="0026-06-15"), 422, "23514"),
     ]
     for body, status, code in cases:
         r = await client.post("/api/appointments", json=body, headers=headers)
