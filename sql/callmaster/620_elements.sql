@@ -630,12 +630,12 @@ BEGIN
     IF v_bad IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format('%s must be an object with an id', v_bad);
     END IF;
-    SELECT format('updates[%s] has an unknown field "%s"', u.n - 1, k) INTO v_bad
-    FROM jsonb_array_elements(updates) WITH ORDINALITY AS u (item, n), jsonb_object_keys(u.item) AS k
-    WHERE k <> 'id' AND k <> ALL (v_fields)
-    ORDER BY u.n, k
-    LIMIT 1;
-    IF v_bad IS NOT NULL THEN
+    IF EXISTS (SELECT 1 FROM jsonb_array_elements(updates) AS u (item) WHERE u.item - v_fields - 'id' <> '{}') THEN
+        SELECT format('updates[%s] has an unknown field "%s"', u.n - 1, k) INTO v_bad
+        FROM jsonb_array_elements(updates) WITH ORDINALITY AS u (item, n), jsonb_object_keys(u.item) AS k
+        WHERE k <> 'id' AND k <> ALL (v_fields)
+        ORDER BY u.n, k
+        LIMIT 1;
         RAISE EXCEPTION USING
             ERRCODE = '22023', MESSAGE = v_bad, HINT = format('Fields: %s.', array_to_string(v_fields, ', '));
     END IF;
@@ -652,16 +652,6 @@ BEGIN
     -- Serialize with edit batches and auto-sort of this script (they hold FOR NO KEY UPDATE).
     PERFORM 1 FROM callmaster.scripts AS s WHERE s.id = v_script.id FOR SHARE;
 
-    SELECT u.id INTO v_bad_id
-    FROM (SELECT (x.item ->> 'id')::uuid AS id FROM jsonb_array_elements(updates) AS x (item)) AS u
-    WHERE NOT EXISTS (SELECT 1 FROM callmaster.script_elements AS e WHERE e.id = u.id AND e.script_id = v_script.id)
-    LIMIT 1;
-    IF v_bad_id IS NOT NULL THEN
-        RAISE EXCEPTION USING
-            ERRCODE = '23503',
-            MESSAGE = format('element %s is not in script %s; nothing was changed', v_bad_id, v_script.id),
-            DETAIL = format('Key (id)=(%s) is not present in script %s.', v_bad_id, v_script.id);
-    END IF;
     SELECT (x.item ->> 'parent_element_id')::uuid INTO v_bad_id
     FROM jsonb_array_elements(updates) AS x (item)
     WHERE x.item ->> 'parent_element_id' IS NOT NULL
@@ -722,10 +712,19 @@ BEGIN
     FROM changed AS c;
 
     IF v_count <> jsonb_array_length(updates) THEN
-        -- An element was deleted between the check and the update: let the caller retry.
+        -- Some id matched no element of the script: name it; raising undoes the update.
+        SELECT u.id INTO v_bad_id
+        FROM (SELECT (x.item ->> 'id')::uuid AS id FROM jsonb_array_elements(updates) AS x (item)) AS u
+        WHERE NOT EXISTS (SELECT 1
+                          FROM callmaster.script_elements AS e
+                          WHERE e.id = u.id
+                            AND e.script_id = v_script.id)
+        LIMIT 1;
         RAISE EXCEPTION USING
-            ERRCODE = '40001',
-            MESSAGE = 'an element of the bulk update was deleted concurrently; nothing was changed';
+            ERRCODE = '23503',
+            MESSAGE = format('element %s is not in script %s; nothing was changed',
+                             coalesce(v_bad_id::text, '?'), v_script.id),
+            DETAIL = format('Key (id)=(%s) is not present in script %s.', coalesce(v_bad_id::text, '?'), v_script.id);
     END IF;
     IF EXISTS (SELECT 1 FROM jsonb_array_elements(updates) AS x (item) WHERE x.item ? 'parent_element_id') THEN
         PERFORM callmaster.check_parent_cycles(ARRAY(
@@ -743,7 +742,7 @@ COMMENT ON FUNCTION callmaster.bulk_update_script_elements(uuid, jsonb) IS
     'Returns {updated, elements: [{id, version}]}. Errors: P0002 script not found; 42501 crew (read-only); '
     '22023 not an array, an item without id, an unknown field, an id twice, a parent cycle; 23503 (422) an '
     'id, parent or department outside the script (named; nothing changed); 23514/23502/22xxx invalid '
-    'values; 40001 an element was deleted concurrently (retried by the API).';
+    'values.';
 
 CREATE OR REPLACE FUNCTION callmaster.auto_sort_script_elements(script_id uuid)
     RETURNS integer
