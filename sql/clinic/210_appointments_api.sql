@@ -114,7 +114,7 @@ COMMENT ON FUNCTION clinic.book_appointment(jsonb) IS
     '(HH:MM[:SS], clinic local time), optional type (default consultation), visit_reason, source, lead_id. '
     'Errors: 23P01 when the doctor has an overlapping live appointment (the message names it); 23503 when '
     'the patient, doctor or lead is not of this clinic; 22023 when doctor_id is not an active doctor; '
-    '23514 when end_time <= start_time or type is malformed; 23502 when a required field is missing; '
+    '23514 when end_time <= start_time, the date is outside 1900-2199 or type is malformed; 23502 when a required field is missing; '
     '22P02/22007/22008 for malformed values; 42501 for a request without a clinic.';
 
 CREATE OR REPLACE FUNCTION clinic.get_appointment(p_id uuid)
