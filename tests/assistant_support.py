@@ -83,7 +83,11 @@ class StaffMember:
 
 
 def create_clinic_staff(
-    dba: psycopg.Connection[Any], bearer: Callable[..., dict[str, str]], name: str, prefix: str, role: str = "admin"
+    dba: psycopg.Connection[Any],
+    bearer: Callable[..., dict[str, str]],
+    name: str,
+    prefix: str,
+    role: str = "admin",
 ) -> StaffMember:
     """A clinic and its admin (via clinic.create_clinic), with a token for that admin."""
     row = dba.execute(
@@ -96,14 +100,20 @@ def create_clinic_staff(
 
 
 def add_staff(
-    dba: psycopg.Connection[Any], bearer: Callable[..., dict[str, str]], clinic: StaffMember, name: str, role: str
+    dba: psycopg.Connection[Any],
+    bearer: Callable[..., dict[str, str]],
+    clinic: StaffMember,
+    name: str,
+    role: str,
 ) -> StaffMember:
     row = dba.execute(
         "INSERT INTO clinic.staff (clinic_id, name, email, role) VALUES (%s, %s, %s, %s) RETURNING id",
         (clinic.clinic_id, name, f"{name.lower().replace(' ', '.')}@x.example", role),
     ).fetchone()
     assert row is not None
-    return StaffMember(clinic.clinic_id, str(row[0]), bearer(str(row[0]), clinic_id=clinic.clinic_id, role=role))
+    return StaffMember(
+        clinic.clinic_id, str(row[0]), bearer(str(row[0]), clinic_id=clinic.clinic_id, role=role)
+    )
 
 
 @pytest.fixture
@@ -187,12 +197,14 @@ async def read_sse(
                 continue
             if line:
                 key, _, value = line.partition(":")
-                fields[key] = value[1:] if value.startswith(" ") else value
+                fields[key] = value.removeprefix(" ")
                 continue
             if not fields:
                 continue
             data = fields.get("data")
-            event = SSEEvent(fields.get("event", "message"), json.loads(data) if data else None, fields.get("id"))
+            event = SSEEvent(
+                fields.get("event", "message"), json.loads(data) if data else None, fields.get("id")
+            )
             fields = {}
             stream.events.append(event)
             if on_event is not None:

@@ -107,10 +107,10 @@ class _Engine:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802 - stdlib name
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
                 try:
@@ -136,7 +136,14 @@ class _Engine:
             def _error(self, status: int, message: str, retry_after: str | None = None) -> None:
                 kind, default_message = ERROR_TYPES.get(status, ("server_error", "Error."))
                 payload = json.dumps(
-                    {"error": {"message": message or default_message, "type": kind, "param": None, "code": None}}
+                    {
+                        "error": {
+                            "message": message or default_message,
+                            "type": kind,
+                            "param": None,
+                            "code": None,
+                        }
+                    }
                 ).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -210,15 +217,27 @@ class _Engine:
                 args = json.dumps(arguments)
                 half = len(args) // 2
                 call_id = f"call_{uuid.uuid4().hex[:8]}"
-                send({"tool_calls": [{"index": 0, "id": call_id, "type": "function",
-                                      "function": {"name": name, "arguments": ""}}]})
+                send(
+                    {
+                        "tool_calls": [
+                            {
+                                "index": 0,
+                                "id": call_id,
+                                "type": "function",
+                                "function": {"name": name, "arguments": ""},
+                            }
+                        ]
+                    }
+                )
                 for piece in (args[:half], args[half:]):
                     if b.chunk_delay:
                         time.sleep(b.chunk_delay)
                     send({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
                 send({}, "tool_calls")
             else:
-                for n, token in enumerate(split_tokens(b.text if b.text is not None else default_reply(body))):
+                for n, token in enumerate(
+                    split_tokens(b.text if b.text is not None else default_reply(body))
+                ):
                     if b.drop_after is not None and n >= b.drop_after:
                         handler.connection.shutdown(socket.SHUT_RDWR)
                         handler.close_connection = True

@@ -31,7 +31,9 @@ __all__ = ["llm", "settings_overrides", "staff", "worker"]  # fixtures used here
 async def test_chat_is_accepted_and_answered(
     client: httpx.AsyncClient, staff: StaffMember, llm: LLMServer, worker: Any, dba: psycopg.Connection[Any]
 ) -> None:
-    response = await client.post("/api/internal-assistant/chat", json={"message": "Hello there"}, headers=staff.headers)
+    response = await client.post(
+        "/api/internal-assistant/chat", json={"message": "Hello there"}, headers=staff.headers
+    )
     assert response.status_code == 202, response.text
     body = response.json()
     assert body["status"] == "queued"
@@ -55,7 +57,8 @@ async def test_chat_is_accepted_and_answered(
 
     # the DBA sees the job row as the contract names it
     row = dba.execute(
-        "SELECT role, status, attempts, lease_until FROM assistant.messages WHERE id = %s", (body["message_id"],)
+        "SELECT role, status, attempts, lease_until FROM assistant.messages WHERE id = %s",
+        (body["message_id"],),
     ).fetchone()
     assert row == ("assistant", "done", 1, None)
 
@@ -75,16 +78,22 @@ async def test_conversation_keeps_context_and_lists_messages(
     assert history[1]["content"].startswith("You asked: My name is Asha.")
     assert history[2]["content"] == "What is my name?"
 
-    response = await client.get(f"/api/internal-assistant/conversations/{first['conversation_id']}", headers=staff.headers)
+    response = await client.get(
+        f"/api/internal-assistant/conversations/{first['conversation_id']}", headers=staff.headers
+    )
     assert response.status_code == 200, response.text
     conversation = response.json()
     assert conversation["title"] == "My name is Asha."
     assert conversation["total"] == 4 and conversation["limit"] == 50 and conversation["offset"] == 0
     assert [(m["role"], m["status"]) for m in conversation["items"]] == [
-        ("user", "done"), ("assistant", "done"), ("user", "done"), ("assistant", "done")
+        ("user", "done"),
+        ("assistant", "done"),
+        ("user", "done"),
+        ("assistant", "done"),
     ]
     page = await client.get(
-        f"/api/internal-assistant/conversations/{first['conversation_id']}?limit=1&offset=3", headers=staff.headers
+        f"/api/internal-assistant/conversations/{first['conversation_id']}?limit=1&offset=3",
+        headers=staff.headers,
     )
     assert [m["id"] for m in page.json()["items"]] == [second["message_id"]]
 
@@ -114,7 +123,9 @@ async def test_no_llm_configured_answers_503_naming_the_settings(
 
     bare = replace(settings, openai_api_key=None, openai_base_url=None)
     async with live_server(create_app(bare)) as client:
-        response = await client.post("/api/internal-assistant/chat", json={"message": "Hi"}, headers=staff.headers)
+        response = await client.post(
+            "/api/internal-assistant/chat", json={"message": "Hi"}, headers=staff.headers
+        )
         assert response.status_code == 503, response.text
         assert response.headers["content-type"].startswith("application/problem+json")
         problem = response.json()
@@ -127,10 +138,18 @@ async def test_no_llm_configured_answers_503_naming_the_settings(
 
 @pytest.mark.parametrize(
     "body",
-    [{}, {"message": ""}, {"message": "x" * 20001}, {"message": "hi", "extra": 1}, {"message": 5},
-     {"message": "hi", "conversation_id": "not-a-uuid"}],
+    [
+        {},
+        {"message": ""},
+        {"message": "x" * 20001},
+        {"message": "hi", "extra": 1},
+        {"message": 5},
+        {"message": "hi", "conversation_id": "not-a-uuid"},
+    ],
 )
-async def test_bad_bodies_are_rejected(client: httpx.AsyncClient, staff: StaffMember, body: dict[str, Any]) -> None:
+async def test_bad_bodies_are_rejected(
+    client: httpx.AsyncClient, staff: StaffMember, body: dict[str, Any]
+) -> None:
     response = await client.post("/api/internal-assistant/chat", json=body, headers=staff.headers)
     assert response.status_code in (400, 422), response.text
     assert response.headers["content-type"].startswith("application/problem+json")
@@ -151,7 +170,9 @@ async def test_tokens_without_staff_claims(
     client: httpx.AsyncClient, staff: StaffMember, bearer: Callable[..., dict[str, str]]
 ) -> None:
     assert (await client.post("/api/internal-assistant/chat", json={"message": "hi"})).status_code == 401
-    no_clinic = await client.post("/api/internal-assistant/chat", json={"message": "hi"}, headers=bearer(staff.staff_id))
+    no_clinic = await client.post(
+        "/api/internal-assistant/chat", json={"message": "hi"}, headers=bearer(staff.staff_id)
+    )
     assert no_clinic.status_code == 403, no_clinic.text
     stranger = bearer(str(uuid.uuid4()), clinic_id=staff.clinic_id, role="admin")
     not_staff = await client.post("/api/internal-assistant/chat", json={"message": "hi"}, headers=stranger)
@@ -167,8 +188,11 @@ async def test_other_clinics_and_other_staff_see_404(
     colleague = add_staff(dba, bearer, staff, "Ravi Kumar", "front_desk")
     other_clinic = create_clinic_staff(dba, bearer, "Beta", "BET")
     # a token claiming the other clinic with our staff id
-    impostor = StaffMember(other_clinic.clinic_id, staff.staff_id,
-                           bearer(staff.staff_id, clinic_id=other_clinic.clinic_id, role="admin"))
+    impostor = StaffMember(
+        other_clinic.clinic_id,
+        staff.staff_id,
+        bearer(staff.staff_id, clinic_id=other_clinic.clinic_id, role="admin"),
+    )
     mine = await chat(client, staff, "Private question")
     paths = [
         f"/api/internal-assistant/messages/{mine['message_id']}",
@@ -185,7 +209,7 @@ async def test_other_clinics_and_other_staff_see_404(
             json={"message": "let me in", "conversation_id": mine["conversation_id"]},
             headers=who.headers,
         )
-        assert follow_up.status_code in (403, 404), follow_up.text
+        assert follow_up.status_code == 404, follow_up.text
     for path in paths[:2] + paths[3:]:
         assert (await client.get(path, headers=staff.headers)).status_code == 200
     unknown = await client.get(f"/api/internal-assistant/messages/{uuid.uuid4()}", headers=staff.headers)

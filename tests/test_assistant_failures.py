@@ -181,7 +181,9 @@ async def test_worker_killed_mid_reply_another_worker_completes_it(
         if process.poll() is None:
             process.kill()
             process.wait(timeout=10)
-    partial = dba.execute("SELECT content, attempts FROM assistant.messages WHERE id = %s", (body["message_id"],)).fetchone()
+    partial = dba.execute(
+        "SELECT content, attempts FROM assistant.messages WHERE id = %s", (body["message_id"],)
+    ).fetchone()
     assert partial is not None and 0 < len(partial[0]) < len(TEXT)
     attempts_before = partial[1]  # 1, unless a very busy machine let the dead worker's own lease lapse once
 
@@ -200,7 +202,11 @@ async def test_worker_killed_mid_reply_another_worker_completes_it(
 
 
 async def test_racing_workers_store_each_reply_once(
-    client: httpx.AsyncClient, staff: StaffMember, llm: LLMServer, settings: Settings, dba: psycopg.Connection[Any]
+    client: httpx.AsyncClient,
+    staff: StaffMember,
+    llm: LLMServer,
+    settings: Settings,
+    dba: psycopg.Connection[Any],
 ) -> None:
     from dataclasses import replace
 
@@ -235,12 +241,24 @@ def test_a_stale_attempt_cannot_store_its_reply(dba: psycopg.Connection[Any], st
     time.sleep(0.05)  # the lease runs out
     second = dba.execute("SELECT id, attempt FROM assistant.claim_replies('b', 10, 30, 5)").fetchall()
     assert second == [(message_id, 2)]
-    assert dba.execute("SELECT assistant.append_reply(%s, 1, 'stale', 30)", (message_id,)).fetchone() == (False,)
-    assert dba.execute("SELECT assistant.complete_reply(%s, 1, 'stale', NULL)", (message_id,)).fetchone() == (False,)
-    assert dba.execute("SELECT assistant.append_reply(%s, 2, 'fresh', 30)", (message_id,)).fetchone() == (True,)
-    assert dba.execute("SELECT assistant.complete_reply(%s, 2, 'fresh!', NULL)", (message_id,)).fetchone() == (True,)
-    assert dba.execute("SELECT assistant.complete_reply(%s, 2, 'twice', NULL)", (message_id,)).fetchone() == (False,)
-    row = dba.execute("SELECT status, content, attempts FROM assistant.messages WHERE id = %s", (message_id,)).fetchone()
+    assert dba.execute("SELECT assistant.append_reply(%s, 1, 'stale', 30)", (message_id,)).fetchone() == (
+        False,
+    )
+    assert dba.execute("SELECT assistant.complete_reply(%s, 1, 'stale', NULL)", (message_id,)).fetchone() == (
+        False,
+    )
+    assert dba.execute("SELECT assistant.append_reply(%s, 2, 'fresh', 30)", (message_id,)).fetchone() == (
+        True,
+    )
+    assert dba.execute(
+        "SELECT assistant.complete_reply(%s, 2, 'fresh!', NULL)", (message_id,)
+    ).fetchone() == (True,)
+    assert dba.execute("SELECT assistant.complete_reply(%s, 2, 'twice', NULL)", (message_id,)).fetchone() == (
+        False,
+    )
+    row = dba.execute(
+        "SELECT status, content, attempts FROM assistant.messages WHERE id = %s", (message_id,)
+    ).fetchone()
     assert row == ("done", "fresh!", 2)
 
 

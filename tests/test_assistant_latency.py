@@ -49,11 +49,15 @@ async def test_post_latency_does_not_depend_on_llm_latency(
     slow = statistics.median(await _post_latencies(client, staff))
     slow_reply = await chat(client, staff, "slow reply")
     await asyncio.sleep(0.3)
-    in_progress = (await client.get(
-        f"/api/internal-assistant/messages/{slow_reply['message_id']}", headers=staff.headers
-    )).json()
+    in_progress = (
+        await client.get(
+            f"/api/internal-assistant/messages/{slow_reply['message_id']}", headers=staff.headers
+        )
+    ).json()
 
-    print(f"\nPOST median: instant LLM {fast * 1000:.1f} ms, 5 s LLM {slow * 1000:.1f} ms (ratio {slow / fast:.2f})")
+    print(
+        f"\nPOST median: instant LLM {fast * 1000:.1f} ms, 5 s LLM {slow * 1000:.1f} ms (ratio {slow / fast:.2f})"
+    )
     assert in_progress["status"] == "running"  # the worker really is waiting on the 5 s LLM meanwhile
     assert slow < 1.0, "POST waited for the LLM"
     assert slow <= 1.5 * fast + 0.05, (fast, slow)  # same cost (small absolute slack for scheduling noise)
@@ -78,9 +82,11 @@ async def test_a_hundred_chats_complete_in_parallel(
     total = time.perf_counter() - started
     replies = [await wait_final(client, staff, b["message_id"]) for b in bodies]
 
-    print(f"\n100 chats: posted in {posted:.2f} s, all replies done after {total:.2f} s "
-          f"(one reply takes {reply_seconds:.1f} s; serial would be {100 * reply_seconds:.0f} s); "
-          f"LLM saw up to {llm.max_in_flight} requests at once")
+    print(
+        f"\n100 chats: posted in {posted:.2f} s, all replies done after {total:.2f} s "
+        f"(one reply takes {reply_seconds:.1f} s; serial would be {100 * reply_seconds:.0f} s); "
+        f"LLM saw up to {llm.max_in_flight} requests at once"
+    )
     assert all(r["status"] == "done" and r["attempts"] == 1 for r in replies)
     assert len({r["content"] for r in replies}) == 100
     assert llm.max_in_flight >= 50  # they really were generated concurrently

@@ -41,14 +41,18 @@ async def test_deltas_arrive_before_the_reply_is_complete(
 
     def seen(event: SSEEvent) -> None:
         if event.event == "delta":
-            row = dba.execute("SELECT status FROM assistant.messages WHERE id = %s", (body["message_id"],)).fetchone()
+            row = dba.execute(
+                "SELECT status FROM assistant.messages WHERE id = %s", (body["message_id"],)
+            ).fetchone()
             assert row is not None
             statuses_at_delta.append(row[0])
 
     stream = await read_sse(client, staff, body["message_id"], on_event=seen)
     deltas = stream.of("delta")
     assert len(deltas) >= 4, stream.events  # the text came in pieces, as it was generated
-    assert statuses_at_delta[0] == "running"  # the first piece arrived while the reply was still being written
+    assert (
+        statuses_at_delta[0] == "running"
+    )  # the first piece arrived while the reply was still being written
     assert stream.events[-1].event == "done"
     assert stream.text == LONG_TEXT
     assert deltas[-1].at < stream.events[-1].at or deltas[-1].at == stream.events[-1].at
@@ -65,7 +69,9 @@ async def test_late_subscriber_gets_what_was_written_then_the_rest(
     llm.default = Behavior(text=LONG_TEXT, chunk_delay=0.1)
     body = await chat(client, staff, "Start without me")
     while True:  # join once a good part of the text exists
-        row = dba.execute("SELECT length(content) FROM assistant.messages WHERE id = %s", (body["message_id"],)).fetchone()
+        row = dba.execute(
+            "SELECT length(content) FROM assistant.messages WHERE id = %s", (body["message_id"],)
+        ).fetchone()
         assert row is not None
         if row[0] >= 20:
             break
@@ -142,5 +148,5 @@ async def test_resume_from_an_abandoned_attempt(
     assert first.events[-1].id is not None and first.events[-1].id.startswith("1:")
     await wait_final(client, staff, body["message_id"])
     rest = await read_sse(client, staff, body["message_id"], last_event_id=first.events[-1].id)
-    assert [e.event for e in rest.events][0] == "reset"
+    assert next(e.event for e in rest.events) == "reset"
     assert rest.text == "A different second answer."

@@ -66,12 +66,20 @@ async def test_tool_call_answered_with_real_data_of_the_callers_clinic(
 
     assert reply["status"] == "done", reply
     assert "Meera Nair" in reply["content"] and reply["content"].startswith("From the clinic records:")
-    assert reply["tool_calls"] == [{"name": "find_patient", "arguments": json.dumps({"uhid": uhid}), "ok": True}]
+    assert reply["tool_calls"] == [
+        {"name": "find_patient", "arguments": json.dumps({"uhid": uhid}), "ok": True}
+    ]
     requests = llm.completions()
     assert len(requests) == 2
     follow_up = requests[1]["body"]["messages"]
-    assert follow_up[-2]["role"] == "assistant" and follow_up[-2]["tool_calls"][0]["function"]["name"] == "find_patient"
-    assert follow_up[-1]["role"] == "tool" and follow_up[-1]["tool_call_id"] == follow_up[-2]["tool_calls"][0]["id"]
+    assert (
+        follow_up[-2]["role"] == "assistant"
+        and follow_up[-2]["tool_calls"][0]["function"]["name"] == "find_patient"
+    )
+    assert (
+        follow_up[-1]["role"] == "tool"
+        and follow_up[-1]["tool_call_id"] == follow_up[-2]["tool_calls"][0]["id"]
+    )
     result = json.loads(follow_up[-1]["content"])
     assert result["found"] is True and result["name"] == "Meera Nair" and result["uhid"] == uhid
 

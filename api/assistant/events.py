@@ -107,7 +107,9 @@ def hub_for(state: Any, db: Database) -> MessageHub:
     return hub
 
 
-async def reply_progress(db: Database, principal: HasClaims, message_id: uuid.UUID, attempt: int, offset: int) -> Any:
+async def reply_progress(
+    db: Database, principal: HasClaims, message_id: uuid.UUID, attempt: int, offset: int
+) -> Any:
     """One look at the reply (raises P0002 → 404 when the caller may not see it)."""
     return await db.fetch_val(principal, PROGRESS_SQL, (message_id, attempt, offset))
 
@@ -141,7 +143,9 @@ async def reply_events(
             if progress["status"] in FINAL:
                 final: dict[str, Any] = {"message_id": str(message_id), "status": progress["status"]}
                 if progress["status"] == "done":
-                    yield ServerSentEventMessage(event="done", id=f"{progress['attempt']}:{offset}", data=json.dumps(final))
+                    yield ServerSentEventMessage(
+                        event="done", id=f"{progress['attempt']}:{offset}", data=json.dumps(final)
+                    )
                 else:
                     final["error"] = progress["error"]
                     yield ServerSentEventMessage(event="error", data=json.dumps(final))

@@ -26,7 +26,9 @@ GET_CONVERSATION = "SELECT assistant.get_conversation(%s, %s, %s)"
 
 
 class ChatRequest(msgspec.Struct, forbid_unknown_fields=True):
-    message: Annotated[str, msgspec.Meta(min_length=1, max_length=20000, description="What the staff member asks")]
+    message: Annotated[
+        str, msgspec.Meta(min_length=1, max_length=20000, description="What the staff member asks")
+    ]
     conversation_id: Annotated[
         UUID | None, msgspec.Meta(description="Continue this conversation; omit to start a new one")
     ] = None
@@ -70,7 +72,11 @@ async def post_chat(
         path=request.url.path,
         payload=msgspec.to_builtins(data),
         call=POST_CHAT,
-        params={"message": data.message, "conversation_id": data.conversation_id, "model": settings.assistant_model},
+        params={
+            "message": data.message,
+            "conversation_id": data.conversation_id,
+            "model": settings.assistant_model,
+        },
         status_code=202,
     )
     body: dict[str, Any] = outcome.body
@@ -78,7 +84,11 @@ async def post_chat(
     return Response(body, status_code=outcome.status_code, headers=headers)
 
 
-@get(f"{BASE}/messages/{{message_id:uuid}}", tags=TAGS, summary="A message: status, text so far, error, timings")
+@get(
+    f"{BASE}/messages/{{message_id:uuid}}",
+    tags=TAGS,
+    summary="A message: status, text so far, error, timings",
+)
 async def get_message(message_id: FromPath[UUID], db: Db, principal: CurrentPrincipal) -> dict[str, Any]:
     return await db.fetch_val(principal, GET_MESSAGE, (message_id,))
 
@@ -111,7 +121,9 @@ async def message_events(
 async def get_conversation(
     conversation_id: FromPath[UUID], db: Db, principal: CurrentPrincipal, pagination: Page
 ) -> dict[str, Any]:
-    return await db.fetch_val(principal, GET_CONVERSATION, (conversation_id, pagination.limit, pagination.offset))
+    return await db.fetch_val(
+        principal, GET_CONVERSATION, (conversation_id, pagination.limit, pagination.offset)
+    )
 
 
 routes = [post_chat, get_message, message_events, get_conversation]

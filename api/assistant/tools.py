@@ -52,21 +52,48 @@ class Tool:
 DATE = {"type": "string", "format": "date", "description": "YYYY-MM-DD"}
 
 TOOLS: tuple[Tool, ...] = (
-    Tool("find_patient", "Look up a patient of this clinic by UHID (e.g. P-000123).",
-         {"uhid": {"type": "string", "description": "The patient's UHID"}}, ("uhid",)),
-    Tool("appointments", "This clinic's appointments of one day (default today), in time order, optionally "
-         "only those of one status.",
-         {"date": DATE, "status": {"type": "string",
-                                   "enum": ["scheduled", "checked_in", "completed", "cancelled", "no_show"]}}),
-    Tool("appointment_stats", "Live counts of this clinic's appointments in a date range (default this week, "
-         "Monday to today) by status (incl. no_show, cancelled, completed) and by doctor.",
-         {"from": DATE, "to": DATE}),
-    Tool("control_tower", "The clinic's control-tower dashboard: KPIs (conversion, CRO success and churn rates, "
-         "average days to convert), this month's lead figures, funnel, lead status counts, leads by source, "
-         "today's appointments."),
-    Tool("clinic_overview", "Headline figures of this clinic: leads (total, recent, by status), patients "
-         "(total, recently registered) and active staff by role.",
-         {"days": {"type": "integer", "minimum": 1, "description": "Length of the recent period in days (default 7)"}}),
+    Tool(
+        "find_patient",
+        "Look up a patient of this clinic by UHID (e.g. P-000123).",
+        {"uhid": {"type": "string", "description": "The patient's UHID"}},
+        ("uhid",),
+    ),
+    Tool(
+        "appointments",
+        "This clinic's appointments of one day (default today), in time order, optionally "
+        "only those of one status.",
+        {
+            "date": DATE,
+            "status": {
+                "type": "string",
+                "enum": ["scheduled", "checked_in", "completed", "cancelled", "no_show"],
+            },
+        },
+    ),
+    Tool(
+        "appointment_stats",
+        "Live counts of this clinic's appointments in a date range (default this week, "
+        "Monday to today) by status (incl. no_show, cancelled, completed) and by doctor.",
+        {"from": DATE, "to": DATE},
+    ),
+    Tool(
+        "control_tower",
+        "The clinic's control-tower dashboard: KPIs (conversion, CRO success and churn rates, "
+        "average days to convert), this month's lead figures, funnel, lead status counts, leads by source, "
+        "today's appointments.",
+    ),
+    Tool(
+        "clinic_overview",
+        "Headline figures of this clinic: leads (total, recent, by status), patients "
+        "(total, recently registered) and active staff by role.",
+        {
+            "days": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "Length of the recent period in days (default 7)",
+            }
+        },
+    ),
     Tool("list_doctors", "The active doctors of this clinic and their specialties."),
 )
 BY_NAME = {tool.name: tool for tool in TOOLS}

@@ -199,7 +199,9 @@ class ReplyWriter:
     async def flush(self) -> None:
         """Append what is pending (possibly nothing: a lease renewal); LeaseLost when taken over."""
         delta, self.pending = "".join(self.pending), []
-        ok = await self.db.fetch_val(None, APPEND_SQL, (self.job.id, self.job.attempt, delta, self.lease_seconds))
+        ok = await self.db.fetch_val(
+            None, APPEND_SQL, (self.job.id, self.job.attempt, delta, self.lease_seconds)
+        )
         if not ok:
             raise LeaseLost
 
@@ -211,7 +213,9 @@ class ReplyWriter:
         while True:
             if not self.closing:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.changed.wait(), timeout=max(renew_every - (loop.time() - last_write), 0))
+                    await asyncio.wait_for(
+                        self.changed.wait(), timeout=max(renew_every - (loop.time() - last_write), 0)
+                    )
             self.changed.clear()
             closing = self.closing
             try:
@@ -243,7 +247,9 @@ class ReplyWorker:
     async def run(self, stop: asyncio.Event) -> None:
         listener = asyncio.create_task(self.listen(stop), name="assistant-listen")
         relay = asyncio.create_task(self._relay(stop), name="assistant-stop")
-        log.info("assistant worker %s started (concurrency %s)", self.name, self.settings.assistant_concurrency)
+        log.info(
+            "assistant worker %s started (concurrency %s)", self.name, self.settings.assistant_concurrency
+        )
         try:
             while not stop.is_set():
                 self.wake.clear()
@@ -268,7 +274,12 @@ class ReplyWorker:
             rows = await self.db.fetch(
                 None,
                 CLAIM_SQL,
-                (self.name, free, self.settings.assistant_lease_seconds, self.settings.assistant_max_attempts),
+                (
+                    self.name,
+                    free,
+                    self.settings.assistant_lease_seconds,
+                    self.settings.assistant_max_attempts,
+                ),
             )
         except (psycopg.OperationalError, PoolTimeout) as exc:
             log.warning("assistant worker: cannot claim replies (%s)", exc)
@@ -305,11 +316,15 @@ class ReplyWorker:
                     self.wake.set()  # catch up with whatever was queued while we were not listening
                     delay = 0.2
                     while not stop.is_set():
-                        async for _ in conn.notifies(timeout=max(self.settings.assistant_poll_interval * 5, 5.0)):
+                        async for _ in conn.notifies(
+                            timeout=max(self.settings.assistant_poll_interval * 5, 5.0)
+                        ):
                             self.wake.set()
                         await conn.execute("SELECT 1")  # quiet for a while: is the connection still alive?
             except psycopg.OperationalError as exc:
-                log.warning("assistant worker: LISTEN connection lost (%s); reconnecting in %.1f s", exc, delay)
+                log.warning(
+                    "assistant worker: LISTEN connection lost (%s); reconnecting in %.1f s", exc, delay
+                )
                 self.wake.set()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=delay)
@@ -334,7 +349,9 @@ class ReplyWorker:
                 raise LeaseLost
             log.info("assistant reply %s done (attempt %s, %s chars)", job.id, job.attempt, len(writer.text))
         except LeaseLost:
-            log.warning("assistant reply %s: attempt %s lost its lease; another worker has it", job.id, job.attempt)
+            log.warning(
+                "assistant reply %s: attempt %s lost its lease; another worker has it", job.id, job.attempt
+            )
         except asyncio.CancelledError:
             await asyncio.shield(self._release(job))
             raise
@@ -353,8 +370,12 @@ class ReplyWorker:
         if failure.transient:
             log.warning("assistant reply %s attempt %s failed: %s", job.id, job.attempt, failure.message)
         else:
-            log.error("assistant reply %s failed permanently: %s", job.id, failure.message,
-                  exc_info=None if isinstance(exc, (openai.APIError, PermanentError)) else exc)
+            log.error(
+                "assistant reply %s failed permanently: %s",
+                job.id,
+                failure.message,
+                exc_info=None if isinstance(exc, (openai.APIError, PermanentError)) else exc,
+            )
         retry_after = backoff(job.attempt, self.settings, failure.retry_after) if failure.transient else None
         try:
             status = await self.db.fetch_val(
@@ -363,7 +384,9 @@ class ReplyWorker:
                 (job.id, job.attempt, failure.message, retry_after, self.settings.assistant_max_attempts),
             )
         except (psycopg.Error, PoolTimeout) as db_exc:
-            log.warning("assistant reply %s: could not record the failure (%s); its lease will expire", job.id, db_exc)
+            log.warning(
+                "assistant reply %s: could not record the failure (%s); its lease will expire", job.id, db_exc
+            )
             return
         if status == "queued" and retry_after is not None:
             asyncio.get_running_loop().call_later(retry_after, self.wake.set)
@@ -385,15 +408,23 @@ class ReplyWorker:
             if not calls:
                 return tool_log
             if not offer_tools:
-                raise PermanentError(f"the model kept calling tools after {MAX_TOOL_ROUNDS} rounds without answering")
-            messages.append({
-                "role": "assistant",
-                "content": text or None,
-                "tool_calls": [
-                    {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
-                    for c in calls
-                ],
-            })
+                raise PermanentError(
+                    f"the model kept calling tools after {MAX_TOOL_ROUNDS} rounds without answering"
+                )
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": text or None,
+                    "tool_calls": [
+                        {
+                            "id": c["id"],
+                            "type": "function",
+                            "function": {"name": c["name"], "arguments": c["arguments"]},
+                        }
+                        for c in calls
+                    ],
+                }
+            )
             for call in calls:
                 result, ok = await call_tool(self.db, job.caller, call["name"], call["arguments"])
                 tool_log.append({"name": call["name"], "arguments": call["arguments"], "ok": ok})
@@ -449,4 +480,4 @@ async def run(settings: Settings, db: Database, stop: asyncio.Event) -> None:
     await ReplyWorker(settings, db).run(stop)
 
 
-__all__: list[str] = ["run", "llm_configured", "ReplyWorker", "SYSTEM_PROMPT"]
+__all__: list[str] = ["SYSTEM_PROMPT", "ReplyWorker", "llm_configured", "run"]
