@@ -216,13 +216,17 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION clinic.control_tower_summary(uuid) IS
-    'Control-tower summary of the current clinic as one JSON document: kpis (conversion_rate, '
-    'cro_success_rate, churn_rate as fractions 0..1, avg_days_to_convert) and month figures for the current '
-    'calendar month in the clinic''s timezone, the cumulative funnel (new, first_consult, follow_up, '
-    'converted), lead_status_counts [{status, count}] over all leads, leads_by_source, and '
-    'appointments_today {date, total, by_status} (live); refreshed_at, stale_seconds. Definitions: see the '
-    'header of sql/clinic/310_control_tower_reads.sql. Argument: clinic_id (DBA use; the API''s comes from the '
-    'token). Errors: 22023 no clinic; 42501 clinic_id differs from the request''s; P0002 no such clinic.';
+    'Control-tower summary of the current clinic as one JSON document, for the current calendar month in the '
+    'clinic''s timezone (lead figures by date_added, each lead in its status at the last refresh): kpis — '
+    'conversion_rate = converted / leads; cro_success_rate = (first_consult + follow_up + converted) / '
+    '(leads - new_inquiry), i.e. of the leads the CRO team picked up, the share that reached a consultation; '
+    'churn_rate = (lost + not_interested) / leads; avg_days_to_convert = mean of (registration_date - lead '
+    'date_added) over the patients registered this month from a lead (rates 0..1, 0 when undefined); month '
+    'figures; the cumulative funnel (new = all leads, first_consult = at first_consult or beyond, follow_up '
+    '= follow_up or converted, converted); lead_status_counts [{status, count}] over all leads; '
+    'leads_by_source; appointments_today {date, total, by_status} (live); refreshed_at, stale_seconds. '
+    'Argument: clinic_id (DBA use; the API''s comes from the token). Errors: 22023 no clinic; 42501 '
+    'clinic_id differs from the request''s; P0002 no such clinic.';
 
 CREATE OR REPLACE FUNCTION clinic.control_tower_daily(
     from_date date DEFAULT NULL,
