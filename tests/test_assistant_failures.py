@@ -283,3 +283,46 @@ def test_an_abandoned_reply_is_given_up_after_the_last_attempt(
         assert claimed == [(2,)] and row[0] == "running"
     else:
         assert claimed == [] and row[0] == "failed" and "abandoned after 3 attempts" in row[1]
+
+
+async def _wait_for_backend(
+    dba: psycopg.Connection[Any], application_name: str, other_than: int | None
+) -> int:
+    deadline = time.monotonic() + 15
+    while True:
+        row = dba.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND datname = current_database()"
+            " AND pid IS DISTINCT FROM %s ORDER BY backend_start DESC LIMIT 1",
+            (application_name, other_than),
+        ).fetchone()
+        if row is not None:
+            return int(row[0])
+        assert time.monotonic() < deadline, f"no {application_name} connection"
+        await asyncio.sleep(0.05)
+
+
+async def test_worker_listen_connection_is_reopened_when_lost(
+    client: httpx.AsyncClient, staff: StaffMember, llm: LLMServer, worker: Any, dba: psycopg.Connection[Any]
+) -> None:
+    pid = await _wait_for_backend(dba, "keel-assistant-listen", None)
+    dba.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    new_pid = await _wait_for_backend(dba, "keel-assistant-listen", pid)
+    assert new_pid != pid
+    body = await chat(client, staff, "Still listening?")
+    reply = await wait_final(client, staff, body["message_id"])
+    assert reply["status"] == "done"
+
+
+async def test_sse_survives_losing_its_listen_connection(
+    client: httpx.AsyncClient, staff: StaffMember, llm: LLMServer, worker: Any, dba: psycopg.Connection[Any]
+) -> None:
+    from tests.assistant_support import read_sse
+
+    llm.default = Behavior(text=TEXT, chunk_delay=0.1)
+    body = await chat(client, staff, "Keep streaming")
+    reader = asyncio.create_task(read_sse(client, staff, body["message_id"]))
+    pid = await _wait_for_backend(dba, "keel-assistant-sse", None)
+    dba.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    stream = await asyncio.wait_for(reader, timeout=20)
+    assert stream.text == TEXT and stream.events[-1].event == "done"
+    assert len(stream.of("delta")) >= 2
