@@ -75,7 +75,9 @@ def add_leads(conn: psycopg.Connection[Any], clinic: Clinic, count: int, days: i
                t, t
         FROM generate_series(1, %(n)s) AS g,
              LATERAL (SELECT now() - make_interval(secs => ((g * 7919) %% (%(days)s * 86400))::double precision)) AS x(t)
-    """).format(phone=FAKE_CIPHER.format(salt=sql.Literal("p")), problem=FAKE_CIPHER.format(salt=sql.Literal("x")))
+    """).format(
+        phone=FAKE_CIPHER.format(salt=sql.Literal("p")), problem=FAKE_CIPHER.format(salt=sql.Literal("x"))
+    )
     with conn.transaction():
         conn.execute("SET LOCAL session_replication_role = replica")
         conn.execute(query, {"clinic": clinic.id, "n": count, "days": days})
@@ -117,12 +119,15 @@ def add_patients(conn: psycopg.Connection[Any], clinic: Clinic, count: int, *, k
         )
     if keep_ids:
         rows = conn.execute(
-            "SELECT id FROM clinic.patients WHERE clinic_id = %s ORDER BY uhid LIMIT %s", (clinic.id, keep_ids)
+            "SELECT id FROM clinic.patients WHERE clinic_id = %s ORDER BY uhid LIMIT %s",
+            (clinic.id, keep_ids),
         ).fetchall()
         clinic.patient_ids = [str(r[0]) for r in rows]
 
 
-def add_appointments(conn: psycopg.Connection[Any], clinic: Clinic, count: int, *, slots_per_day: int = 16) -> None:
+def add_appointments(
+    conn: psycopg.Connection[Any], clinic: Clinic, count: int, *, slots_per_day: int = 16
+) -> None:
     """`count` appointments, never overlapping: doctor × day × 30-minute slot, ending a week ahead."""
     with conn.transaction():
         conn.execute("SET LOCAL session_replication_role = replica")
@@ -206,7 +211,8 @@ def create_owner(conn: psycopg.Connection[Any], crew: int = 4) -> Owner:
         {"tag": tag, "owner": owner[0], "n": crew},
     ).fetchall()
     show = conn.execute(
-        "INSERT INTO callmaster.shows (owner_id, name) VALUES (%s, %s) RETURNING id", (owner[0], f"Bench show {tag}")
+        "INSERT INTO callmaster.shows (owner_id, name) VALUES (%s, %s) RETURNING id",
+        (owner[0], f"Bench show {tag}"),
     ).fetchone()
     assert show is not None
     return Owner(str(owner[0]), f"user_bench_{tag}", str(show[0]), [str(r[0]) for r in crew_rows])

@@ -76,7 +76,11 @@ class HttpConnection:
             await self._open()
         assert self.reader is not None and self.writer is not None
         body = req.body or b""
-        head = [f"{req.method} {req.path} HTTP/1.1", f"Host: {self.host}:{self.port}", f"Content-Length: {len(body)}"]
+        head = [
+            f"{req.method} {req.path} HTTP/1.1",
+            f"Host: {self.host}:{self.port}",
+            f"Content-Length: {len(body)}",
+        ]
         head.extend(f"{name}: {value}" for name, value in req.headers)
         self.writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
         await self.writer.drain()
@@ -113,7 +117,9 @@ def _host_port(base_url: str) -> tuple[str, int]:
     return parts.hostname or "127.0.0.1", parts.port or 80
 
 
-async def _closed_loop(base_url: str, requests: Sequence[Req], concurrency: int, keep_bodies: int) -> LoadResult:
+async def _closed_loop(
+    base_url: str, requests: Sequence[Req], concurrency: int, keep_bodies: int
+) -> LoadResult:
     host, port = _host_port(base_url)
     result = LoadResult()
     queue = iter(range(len(requests)))
@@ -186,7 +192,12 @@ def probe(base_url: str, req: Req, interval: float, stop: Any, ready: Any) -> Lo
 
 
 async def _direct_sql(
-    url: str, context_sql: str, context_params: Sequence[Any], query: str, params: Sequence[Sequence[Any]], concurrency: int
+    url: str,
+    context_sql: str,
+    context_params: Sequence[Any],
+    query: str,
+    params: Sequence[Sequence[Any]],
+    concurrency: int,
 ) -> LoadResult:
     from psycopg import AsyncConnection
 

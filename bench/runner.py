@@ -82,11 +82,11 @@ class Sizes:
 
     @classmethod
     def full(cls) -> Sizes:
-        return cls(2000, 16, 1_000, 1_000_000, 1_000, 10_000, 5, 1_000, 5, 5.0, 20, 100, 10_000, 30, 5000, 3)
+        return cls(2000, 16, 1_000, 1_000_000, 1_000, 10_000, 3, 1_000, 5, 5.0, 20, 100, 10_000, 30, 5000, 3)
 
     @classmethod
     def quick(cls) -> Sizes:
-        return cls(450, 16, 1_000, 50_000, 300, 3_000, 2, 1_000, 3, 1.0, 8, 100, 10_000, 15, 1500, 3)
+        return cls(450, 16, 1_000, 50_000, 300, 3_000, 2, 1_000, 3, 1.0, 8, 100, 5_000, 15, 1500, 3)
 
     @classmethod
     def tiny(cls) -> Sizes:
@@ -103,6 +103,7 @@ class Context:
     sizes: Sizes
     mode: str
     llm: Any  # tests.llm_server.LLMServer, or None
+    overrides: dict[str, Any] = field(default_factory=dict)  # the served app's settings (to serve another)
     cache: dict[str, Any] = field(default_factory=dict)
 
     def token(self, claims: dict[str, Any], ttl: int = 6 * 3600) -> str:
@@ -236,7 +237,10 @@ def run_workloads(
 
     llm = None
     results: list[Result] = []
-    with bench_database(server_url) as (admin_url, where), tempfile.TemporaryDirectory(prefix="keel-bench-") as data_dir:
+    with (
+        bench_database(server_url) as (admin_url, where),
+        tempfile.TemporaryDirectory(prefix="keel-bench-") as data_dir,
+    ):
         progress(f"database: {where}; migrating")
         migrate(admin_url)
         info = machine_info(admin_url)
@@ -251,14 +255,14 @@ def run_workloads(
         settings = Settings.from_env(**overrides)
         try:
             with served(overrides) as base_url:
-                ctx = Context(admin_url, base_url, settings, sizes, mode, llm)
+                ctx = Context(admin_url, base_url, settings, sizes, mode, llm, overrides)
                 for name in names:
                     progress(f"workload {name} …")
                     started = time.monotonic()
                     module = importlib.import_module(f"bench.workloads.{name}")
                     try:
                         rows = module.run(ctx)
-                    except Exception as exc:  # noqa: BLE001 - one broken workload must not hide the others
+                    except Exception as exc:
                         log.debug("workload %s failed", name, exc_info=True)
                         rows = [Result(name, "error", "error", None, "", False, f"{type(exc).__name__}: {exc}",
                                        {"traceback": traceback.format_exc()})]  # fmt: skip
@@ -280,7 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller sizes; finishes in about two minutes")
     parser.add_argument("--tiny", action="store_true", help="smallest sizes (the smoke test's)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
-    parser.add_argument("--only", nargs="+", metavar="NAME", choices=WORKLOADS, help="run only these workloads")
+    parser.add_argument(
+        "--only", nargs="+", metavar="NAME", choices=WORKLOADS, help="run only these workloads"
+    )
     args = parser.parse_args(argv)
 
     from rich.console import Console
@@ -299,6 +305,10 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"total {info['seconds']} s; load average at start {info['loadavg']}")
     if args.json:
         Path(args.json).write_text(
-            json.dumps({"mode": mode, "machine": info, "results": [asdict(r) for r in results]}, indent=2, default=str)
+            json.dumps(
+                {"mode": mode, "machine": info, "results": [asdict(r) for r in results]},
+                indent=2,
+                default=str,
+            )
         )
     return 1 if any(r.keel == "error" for r in results) else 0

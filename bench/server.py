@@ -1,8 +1,10 @@
 """The app under test, served by uvicorn in a process of its own.
 
-The served app is Keel's own (`api.app.create_app`, workers in-process as `keel serve` runs them) with
-the baseline handlers of `bench/baselines/http.py` registered beside it, so both ways answer from the
-same process, pool, database and data.
+The served app is Keel's own (`api.app.create_app`) with the baseline handlers of
+`bench/baselines/http.py` registered beside it, so both ways answer from the same process, pool,
+database and data. By default the background workers (outbox dispatcher, assistant replies) run in a
+process of their own, as `keel serve --no-workers` + `keel worker` deploy them (DESIGN §7, §11);
+`workers_in_process=True` serves them inside the API's event loop, as plain `keel serve` does.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _serve(overrides: dict[str, Any], port: int) -> None:
+def _serve(overrides: dict[str, Any], port: int, workers_in_process: bool) -> None:
     """Child process: build the bench app and serve it until SIGTERM."""
     import uvicorn
 
@@ -36,19 +38,58 @@ def _serve(overrides: dict[str, Any], port: int) -> None:
 
     settings = Settings.from_env(**overrides)
     configure_logging(settings.log_level, "text")
-    app = create_bench_app(settings)
+    app = create_bench_app(settings, run_workers=workers_in_process)
     uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on", access_log=False)
     ).run()
 
 
+def _work(overrides: dict[str, Any]) -> None:
+    """Child process: the background workers alone, as `keel worker` runs them, until SIGTERM."""
+    import asyncio
+
+    from api.db import Database
+    from api.observability import configure_logging
+    from api.settings import Settings
+    from api.workers import run_workers
+
+    settings = Settings.from_env(**overrides)
+    configure_logging(settings.log_level, "text")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        db = Database(settings, str(settings.database_url), name="keel-worker")
+        await db.open()
+        try:
+            await run_workers(settings, db, stop)
+        finally:
+            await db.close()
+
+    asyncio.run(main())
+
+
+def _stop(process: Any) -> None:
+    if process.pid is not None and process.is_alive():
+        os.kill(process.pid, signal.SIGTERM)
+        process.join(timeout=20)
+        if process.is_alive():
+            os.kill(process.pid, signal.SIGKILL)
+            process.join(timeout=5)
+
+
 @contextlib.contextmanager
-def served(overrides: dict[str, Any]) -> Iterator[str]:
-    """Start the bench app in a spawned process; yield its base URL; stop it (SIGTERM, then SIGKILL)."""
+def served(overrides: dict[str, Any], *, workers_in_process: bool = False) -> Iterator[str]:
+    """Start the bench app (and, unless in-process, the workers) in spawned processes; yield its base
+    URL; stop them (SIGTERM, then SIGKILL)."""
     port = free_port()
     # Not daemonic: the app starts its own process pool (lead import), which daemons may not.
-    process = SPAWN.Process(target=_serve, args=(overrides, port), daemon=False)
+    process = SPAWN.Process(target=_serve, args=(overrides, port, workers_in_process), daemon=False)
     process.start()
+    worker = None
+    if not workers_in_process:
+        worker = SPAWN.Process(target=_work, args=(overrides,), daemon=False)
+        worker.start()
     base_url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -65,9 +106,6 @@ def served(overrides: dict[str, Any]) -> Iterator[str]:
             time.sleep(0.1)
         yield base_url
     finally:
-        if process.pid is not None and process.is_alive():
-            os.kill(process.pid, signal.SIGTERM)
-            process.join(timeout=20)
-            if process.is_alive():
-                os.kill(process.pid, signal.SIGKILL)
-                process.join(timeout=5)
+        _stop(process)
+        if worker is not None:
+            _stop(worker)

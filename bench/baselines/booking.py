@@ -51,7 +51,11 @@ async def _book(conn: Any, context: tuple[str, str], item: dict[str, Any]) -> No
     if patient is None or doctor is None:
         raise RuntimeError("patient or doctor not found")
     day = dt.date.fromisoformat(item["appointment_date"])
-    address = ", ".join(part for part in (patient["address"], patient["city"], patient["state"], patient["postal_code"]) if part)
+    address = ", ".join(
+        part
+        for part in (patient["address"], patient["city"], patient["state"], patient["postal_code"])
+        if part
+    )
     async with conn.transaction():
         await conn.execute(CONTEXT_SQL, context)
         await conn.execute(
@@ -67,7 +71,9 @@ async def _book(conn: Any, context: tuple[str, str], item: dict[str, Any]) -> No
         )  # fmt: skip
 
 
-async def _run(url: str, claims: dict[str, Any], items: Sequence[dict[str, Any]], concurrency: int) -> LoadResult:
+async def _run(
+    url: str, claims: dict[str, Any], items: Sequence[dict[str, Any]], concurrency: int
+) -> LoadResult:
     from psycopg import AsyncConnection
     from psycopg.rows import dict_row
 
@@ -89,6 +95,8 @@ async def _run(url: str, claims: dict[str, Any], items: Sequence[dict[str, Any]]
     return result
 
 
-def three_round_trips(url: str, claims: dict[str, Any], items: Sequence[dict[str, Any]], concurrency: int) -> LoadResult:
+def three_round_trips(
+    url: str, claims: dict[str, Any], items: Sequence[dict[str, Any]], concurrency: int
+) -> LoadResult:
     """Book every item the "before" way; latencies and wall time."""
     return asyncio.run(_run(url, claims, items, concurrency))

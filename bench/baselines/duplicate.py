@@ -61,7 +61,8 @@ def duplicate_script(conn: psycopg.Connection[Any], script_id: str, new_name: st
                 pending_parents.append((inserted["id"], parent))
         for child, parent in pending_parents:
             cur.execute(
-                "UPDATE callmaster.script_elements SET parent_element_id = %s WHERE id = %s", (id_map[parent], child)
+                "UPDATE callmaster.script_elements SET parent_element_id = %s WHERE id = %s",
+                (id_map[parent], child),
             )
         old_ids = list(id_map)
 
@@ -101,6 +102,9 @@ def duplicate_script(conn: psycopg.Connection[Any], script_id: str, new_name: st
         cur.executemany(
             "INSERT INTO callmaster.script_element_groups (group_id, child_element_id, script_id, order_in_group)"
             " VALUES (%s, %s, %s, %s)",
-            [(id_map[g["group_id"]], id_map[g["child_element_id"]], new_id, g["order_in_group"]) for g in groups],
+            [
+                (id_map[g["group_id"]], id_map[g["child_element_id"]], new_id, g["order_in_group"])
+                for g in groups
+            ],
         )
     return str(new_id)

@@ -38,6 +38,7 @@ SLOW_TIMEOUT_MS = 600_000  # the fetch-everything baselines must not be cut shor
 
 # --- booking ------------------------------------------------------------------------------------
 
+
 @post(f"{PREFIX}/appointments", status_code=201, include_in_schema=False)
 async def book_appointment_3rt(db: Db, principal: CurrentPrincipal, data: dict[str, Any]) -> dict[str, Any]:
     """Read patient, read doctor, insert with the copied snapshot fields: three round trips."""
@@ -49,7 +50,9 @@ async def book_appointment_3rt(db: Db, principal: CurrentPrincipal, data: dict[s
         raise Problem(422, "doctor not found", code="23503")
     day = dt.date.fromisoformat(data["appointment_date"])
     address = ", ".join(
-        part.strip() for part in (patient[k] for k in ("address", "city", "state", "postal_code")) if part and part.strip()
+        part.strip()
+        for part in (patient[k] for k in ("address", "city", "state", "postal_code"))
+        if part and part.strip()
     )
     row = await db.fetch_one(
         principal,
@@ -83,11 +86,22 @@ async def book_appointment_3rt(db: Db, principal: CurrentPrincipal, data: dict[s
 # --- control tower -------------------------------------------------------------------------------
 
 FUNNEL = ("new_inquiry", "first_consult", "follow_up", "converted")
-LEAD_STATUSES = ("new_inquiry", "cro_queue", "first_consult", "follow_up", "converted", "lost", "not_interested")
+LEAD_STATUSES = (
+    "new_inquiry",
+    "cro_queue",
+    "first_consult",
+    "follow_up",
+    "converted",
+    "lost",
+    "not_interested",
+)
 
 
 def aggregate_summary(
-    leads: list[dict[str, Any]], patients: list[dict[str, Any]], appointments: list[dict[str, Any]], today: dt.date
+    leads: list[dict[str, Any]],
+    patients: list[dict[str, Any]],
+    appointments: list[dict[str, Any]],
+    today: dt.date,
 ) -> dict[str, Any]:
     """The dashboard summary computed in Python from every row, as the original did."""
     month_start = today.replace(day=1)
@@ -176,7 +190,11 @@ async def bulk_update_loop(
             query = sql.SQL(
                 "UPDATE callmaster.script_elements SET {}, version = version + 1, updated_by = %(me)s WHERE id = %(id)s"
             ).format(assignments)
-            params = {**{name: item[name] for name in fields}, "id": element["id"], "me": me["id"] if me else None}
+            params = {
+                **{name: item[name] for name in fields},
+                "id": element["id"],
+                "me": me["id"] if me else None,
+            }
             await conn.execute(query, params)
             updated += 1
     return {"updated": updated}
@@ -256,9 +274,9 @@ async def import_leads_on_loop(
 ROUTES = [book_appointment_3rt, control_tower_fetch_all, bulk_update_loop, chat_inline, import_leads_on_loop]
 
 
-def create_bench_app(settings: Settings) -> Litestar:
-    """Keel's app exactly as `keel serve` builds it (workers in-process), plus the baseline routes."""
-    app = create_app(settings, run_workers=True)
+def create_bench_app(settings: Settings, *, run_workers: bool = False) -> Litestar:
+    """Keel's app exactly as `keel serve` builds it, plus the baseline routes."""
+    app = create_app(settings, run_workers=run_workers)
     for handler in ROUTES:
         app.register(handler)
     return app

@@ -14,4 +14,6 @@ def plain_refresh(conn: psycopg.Connection[Any]) -> None:
     assert row is not None
     for name in row[0]:
         schema, _, view = name.partition(".")
-        conn.execute(sql.SQL("REFRESH MATERIALIZED VIEW {}.{}").format(sql.Identifier(schema), sql.Identifier(view)))
+        conn.execute(
+            sql.SQL("REFRESH MATERIALIZED VIEW {}.{}").format(sql.Identifier(schema), sql.Identifier(view))
+        )

@@ -48,7 +48,11 @@ def run(ctx: Context) -> list[Result]:
     headers = ctx.headers(claims)
     per_rep = max(conc, n // ctx.sizes.repeats)
     # Four disjoint ranges of days: HTTP Keel, HTTP baseline, SQL Keel, SQL baseline (+ warm-up).
-    all_slots = slots(clinic.doctor_ids, per_rep * ctx.sizes.repeats * 4 + 4 * conc * 2, start_day=dt.date.today() + dt.timedelta(days=30))
+    all_slots = slots(
+        clinic.doctor_ids,
+        per_rep * ctx.sizes.repeats * 4 + 4 * conc * 2,
+        start_day=dt.date.today() + dt.timedelta(days=30),
+    )
     for i, item in enumerate(all_slots):
         item["patient_id"] = clinic.patient_ids[(i * 7) % len(clinic.patient_ids)]
     it = iter(all_slots)
@@ -57,7 +61,9 @@ def run(ctx: Context) -> list[Result]:
         return [next(it) for _ in range(k)]
 
     def http(path: str, items: list[dict[str, Any]]) -> Any:
-        return in_process(closed_loop, ctx.base_url, [json_req("POST", path, headers, x) for x in items], conc)
+        return in_process(
+            closed_loop, ctx.base_url, [json_req("POST", path, headers, x) for x in items], conc
+        )
 
     def sql_keel(items: list[dict[str, Any]]) -> Any:
         return in_process(

@@ -20,7 +20,9 @@ def per_s(value: float) -> str:
     return f"{value:,.0f}/s"
 
 
-def slots(doctors: Sequence[str], count: int, *, start_day: dt.date, per_day: int = 20) -> list[dict[str, Any]]:
+def slots(
+    doctors: Sequence[str], count: int, *, start_day: dt.date, per_day: int = 20
+) -> list[dict[str, Any]]:
     """`count` distinct, non-overlapping 20-minute slots over the doctors, from `start_day` on."""
     out = []
     for i in range(count):
@@ -38,7 +40,9 @@ def json_req(method: str, path: str, headers: tuple[tuple[str, str], ...], body:
     return Req(method, path, headers, None if body is None else json.dumps(body).encode())
 
 
-def alternate(repeats: int, keel: Callable[[int], float], baseline: Callable[[int], float]) -> tuple[list[float], list[float]]:
+def alternate(
+    repeats: int, keel: Callable[[int], float], baseline: Callable[[int], float]
+) -> tuple[list[float], list[float]]:
     """Run Keel then baseline, `repeats` times (interleaved, so drift hits both); the two series."""
     ks, bs = [], []
     for rep in range(repeats):

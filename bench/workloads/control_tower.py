@@ -56,7 +56,7 @@ def read(ctx: Context, path: str, clinic: datagen.Clinic, count: int) -> list[fl
 def run(ctx: Context) -> list[Result]:
     clinics = build(ctx)
     reps = ctx.sizes.read_repeats
-    slow_reps = 3 if ctx.mode == "full" else 2  # the fetch-everything read of the large clinic
+    slow_reps = 2  # the fetch-everything read of the large clinic
     lat: dict[tuple[str, str], list[float]] = {}
     for label in ("small", "large"):
         read(ctx, SUMMARY, clinics[label], 5)  # warm-up

@@ -16,7 +16,6 @@ from bench.runner import Context, Result
 from bench.workloads.common import alternate, med, per_s, ratio_result
 
 
-
 def run(ctx: Context) -> list[Result]:
     n, conc = ctx.sizes.overhead_requests, ctx.sizes.concurrency
     with ctx.connect() as conn:
@@ -25,7 +24,10 @@ def run(ctx: Context) -> list[Result]:
         datagen.add_patients(conn, clinic, 100)
         datagen.add_appointments(conn, clinic, 400)
         datagen.analyze(conn, "clinic.appointments")
-        ids = [str(r[0]) for r in conn.execute("SELECT id FROM clinic.appointments WHERE clinic_id = %s", (clinic.id,))]
+        ids = [
+            str(r[0])
+            for r in conn.execute("SELECT id FROM clinic.appointments WHERE clinic_id = %s", (clinic.id,))
+        ]
     claims = clinic.claims("front_desk")
     headers = ctx.headers(claims, json_body=False)
     reqs = [Req("GET", f"/api/appointments/{ids[i % len(ids)]}", headers) for i in range(n)]

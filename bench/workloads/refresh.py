@@ -69,7 +69,12 @@ def run(ctx: Context) -> list[Result]:
             "Keel ≤ 3× idle",
             k / base <= 3.0,
             f"refresh took {median(keel_took):,.2f} s concurrently vs {median(base_took):,.2f} s plain",
-            {"idle_p99": base, "keel_p99": keel_p99, "baseline_p99": base_p99,
-             "keel_refresh_s": keel_took, "baseline_refresh_s": base_took},
-        )  # fmt: skip
+            {
+                "idle_p99": base,
+                "keel_p99": keel_p99,
+                "baseline_p99": base_p99,
+                "keel_refresh_s": keel_took,
+                "baseline_refresh_s": base_took,
+            },
+        )
     ]
