@@ -326,3 +326,37 @@ async def test_sse_survives_losing_its_listen_connection(
     stream = await asyncio.wait_for(reader, timeout=20)
     assert stream.text == TEXT and stream.events[-1].event == "done"
     assert len(stream.of("delta")) >= 2
+
+
+async def test_a_reply_longer_than_its_lease_keeps_it(
+    client: httpx.AsyncClient, staff: StaffMember, llm: LLMServer, settings: Settings
+) -> None:
+    """The lease is renewed while text streams and while the model is silent (slow first token)."""
+    from dataclasses import replace
+
+    short = replace(settings, assistant_lease_seconds=1.5, assistant_timeout=5.0)
+    llm.default = Behavior(text=TEXT, delay=2.0, chunk_delay=0.15)  # ~4 s in all, silent for the first 2
+    started = time.monotonic()
+    body = await chat(client, staff, "Take longer than the lease")
+    async with running_worker(short):
+        reply = await wait_final(client, staff, body["message_id"])
+    assert time.monotonic() - started > 2 * short.assistant_lease_seconds
+    assert reply["status"] == "done" and reply["attempts"] == 1 and reply["content"] == TEXT
+    assert len(llm.completions()) == 1
+
+
+async def test_a_dba_can_queue_a_failed_reply_again(
+    client: httpx.AsyncClient, staff: StaffMember, llm: LLMServer, worker: Any, dba: psycopg.Connection[Any]
+) -> None:
+    llm.plan(Behavior(status=401))
+    llm.default = Behavior(text=TEXT)
+    body = await chat(client, staff, "Fix the key, then retry")
+    failed = await wait_final(client, staff, body["message_id"])
+    assert failed["status"] == "failed"
+    dba.execute(
+        "UPDATE assistant.messages SET status = 'queued', available_at = now() WHERE id = %s",
+        (body["message_id"],),
+    )
+    reply = await wait_final(client, staff, body["message_id"])
+    assert reply["status"] == "done" and reply["content"] == TEXT and reply["attempts"] == 2
+    assert reply["error"] is None and reply["completed_at"] is not None

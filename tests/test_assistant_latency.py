@@ -60,7 +60,7 @@ async def test_post_latency_does_not_depend_on_llm_latency(
     )
     assert in_progress["status"] == "running"  # the worker really is waiting on the 5 s LLM meanwhile
     assert slow < 1.0, "POST waited for the LLM"
-    assert slow <= 1.5 * fast + 0.05, (fast, slow)  # same cost (small absolute slack for scheduling noise)
+    assert slow <= 1.5 * fast + 0.1, (fast, slow)  # same cost (absolute slack for scheduling noise)
 
 
 async def test_a_hundred_chats_complete_in_parallel(

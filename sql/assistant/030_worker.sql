@@ -75,7 +75,8 @@ BEGIN
             content = '',  -- a restart never appends to an abandoned attempt's text
             lease_until = now() + make_interval(secs => claim_replies.lease_seconds),
             worker = claim_replies.worker,
-            started_at = coalesce(m.started_at, now())
+            started_at = coalesce(m.started_at, now()),
+            completed_at = NULL  -- a failed reply a DBA queued again
         FROM picked
         WHERE m.id = picked.id
         RETURNING m.id, m.attempts, m.clinic_id, m.staff_id, m.conversation_id, m.seq, m.caller_role, m.model
