@@ -622,3 +622,70 @@ def test_two_stage_managers_editing_at_once(
     assert state == "23P01" and "operations[1] (update)" in message
     rows = dba.execute("SELECT cue_id, version FROM callmaster.script_elements ORDER BY cue_id").fetchall()
     assert rows == [("by first", 1), ("first", 2)]
+
+
+async def test_nasty_input_is_a_4xx_problem_never_a_500(
+    client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Bearer, stage: dict[str, Any]
+) -> None:
+    auth = bearer("user_a")
+    script = stage["script"]
+    group = (
+        await client.post(f"/api/scripts/{script}/elements", json={"element_type": "group"}, headers=auth)
+    ).json()
+    cue = (
+        await client.post(f"/api/scripts/{script}/elements", json={"element_type": "cue"}, headers=auth)
+    ).json()
+    requests: list[tuple[str, str, Any]] = [
+        (
+            "POST",
+            f"/api/scripts/{script}/elements",
+            {"element_type": "cue", "description": "nul \u0000 byte"},
+        ),
+        ("POST", f"/api/scripts/{script}/elements", {"element_type": "cue", "time_offset_ms": 2**63}),
+        ("POST", f"/api/scripts/{script}/elements", {"element_type": "cue", "sequence": 2**31}),
+        ("POST", f"/api/scripts/{script}/elements", {"element_type": "cue", "equipment": "fog"}),
+        (
+            "POST",
+            f"/api/scripts/{script}/elements",
+            {"element_type": "cue", "equipment": [{"equipment_name": 5}]},
+        ),
+        ("POST", f"/api/scripts/{script}/elements", ["not", "an", "object"]),
+        ("PATCH", f"/api/elements/{group['id']}", {"group_members": [{"child_element_id": group["id"]}]}),
+        ("PATCH", f"/api/elements/{group['id']}", {"group_members": [{"child_element_id": "t9"}]}),
+        ("PATCH", f"/api/elements/{cue['id']}", {"base_version": 0}),
+        ("PATCH", f"/api/scripts/{script}/elements", [{"id": cue["id"], "parent_element_id": cue["id"]}]),
+        ("PATCH", f"/api/scripts/{script}/elements", {"id": cue["id"]}),
+        ("PATCH", f"/api/scripts/{script}/elements", [{"id": "x"}]),
+        (
+            "POST",
+            f"/api/scripts/{script}/edits",
+            {
+                "operations": [
+                    {
+                        "op": "create",
+                        "data": {"element_type": "group", "group_members": [{"child_element_id": "later"}]},
+                    }
+                ]
+            },
+        ),
+        (
+            "POST",
+            f"/api/scripts/{script}/edits",
+            {"operations": [{"op": "delete", "id": cue["id"]}, {"op": "move", "id": cue["id"]}]},
+        ),
+        (
+            "POST",
+            f"/api/scripts/{script}/edits",
+            {"operations": [{"op": "move", "id": cue["id"], "after_id": "x"}]},
+        ),
+        ("POST", f"/api/scripts/{script}/edits", {"operations": "all"}),
+        ("POST", f"/api/shows/{stage['show']}/crew", {"user_id": stage["crew"], "show_role": "x" * 101}),
+        ("GET", f"/api/scripts/{script}/elements?limit=0", None),
+        ("GET", f"/api/scripts/{script}/elements?offset=-1", None),
+        ("DELETE", f"/api/elements/{cue['id']}?base_version=abc", None),
+    ]
+    for method, path, body in requests:
+        r = await client.request(method, path, json=body, headers=auth)
+        assert 400 <= r.status_code < 500, (method, path, body, r.status_code, r.text)
+        assert r.headers["content-type"].startswith("application/problem+json"), r.headers
+    assert element_count(dba, script) == 2
