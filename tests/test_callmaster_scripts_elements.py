@@ -577,7 +577,7 @@ def test_two_stage_managers_editing_at_once(
     db_url: str, dba: psycopg.Connection[Any], stage: dict[str, Any]
 ) -> None:
     """Two batches based on the same version of an element, on parallel connections: the first wins,
-    the second waits for it and then answers 23P01 (409) without applying anything."""
+    the second waits for it and then answers 55000 (409) without applying anything."""
     script = stage["script"]
     element = str(
         one(
@@ -619,7 +619,7 @@ def test_two_stage_managers_editing_at_once(
         first.commit()
         thread.join(timeout=30)
     state, message = outcome["second"]
-    assert state == "23P01" and "operations[1] (update)" in message
+    assert state == "55000" and "operations[1] (update)" in message
     rows = dba.execute("SELECT cue_id, version FROM callmaster.script_elements ORDER BY cue_id").fetchall()
     assert rows == [("by first", 1), ("first", 2)]
 

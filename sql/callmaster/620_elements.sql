@@ -462,7 +462,7 @@ AS $$
 BEGIN
     IF base_version IS NOT NULL AND el.version <> base_version THEN
         RAISE EXCEPTION USING
-            ERRCODE = '23P01',
+            ERRCODE = '55000',
             MESSAGE = format('element %s changed meanwhile: it is at version %s, the edit was based on version %s',
                              el.id, el.version, base_version),
             HINT = 'Reload the element and apply the edit again.';
@@ -471,7 +471,7 @@ END
 $$;
 COMMENT ON FUNCTION callmaster.check_base_version(callmaster.script_elements, integer) IS
     'Optimistic concurrency: checks that the element is still at base_version (NULL skips the check). '
-    'Arguments: el, base_version. Errors: 23P01 (409 Conflict in the API) when the element is at another '
+    'Arguments: el, base_version. Errors: 55000 (409 Conflict in the API) when the element is at another '
     'version.';
 
 -- Elements API --------------------------------------------------------------------------------------
@@ -581,7 +581,7 @@ COMMENT ON FUNCTION callmaster.update_element(uuid, jsonb, integer) IS
     'Changes an element: the fields present in patch, and the nested supporting rows present in it '
     '(replaced). Bumps version, sets updated_by. Arguments: element_id, patch, base_version (optional: '
     'the version the edit is based on). Returns element_json. Errors: P0002 not found; 42501 crew '
-    '(read-only); 23P01 (409) stale base_version; as update_element_row.';
+    '(read-only); 55000 (409) stale base_version; as update_element_row.';
 
 CREATE OR REPLACE FUNCTION callmaster.delete_element(element_id uuid, base_version integer DEFAULT NULL)
     RETURNS void
@@ -602,7 +602,7 @@ $$;
 COMMENT ON FUNCTION callmaster.delete_element(uuid, integer) IS
     'Deletes an element and its supporting rows and group memberships; its children move to the top '
     'level (parent_element_id NULL). Arguments: element_id, base_version (optional). Errors: P0002 not '
-    'found; 42501 crew (read-only); 23P01 (409) stale base_version.';
+    'found; 42501 crew (read-only); 55000 (409) stale base_version.';
 
 -- Script-wide operations ----------------------------------------------------------------------------
 
@@ -1016,5 +1016,5 @@ COMMENT ON FUNCTION callmaster.apply_script_edits(uuid, jsonb) IS
     'the element''s version when the batch began (optimistic concurrency). Arguments: script_id, '
     'operations (jsonb array). Returns {script_id, applied, temp_ids, results: [{index, op, id, version}]}. '
     'Errors: the failing operation''s own SQLSTATE with the message prefixed "operations[i] (op): ", '
-    'nothing applied — 22023 bad operation, 23503 (422) element not in the script, 23P01 (409) stale '
+    'nothing applied — 22023 bad operation, 23503 (422) element not in the script, 55000 (409) stale '
     'base_version, and those of insert_element / update_element_row; P0002 script not found; 42501 crew.';
