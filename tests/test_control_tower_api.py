@@ -17,6 +17,7 @@ from tests.control_tower_support import (
     add_staff,
     create_clinic,
     insert_lead,
+    insert_patient,
     local_today,
     refresh,
 )
@@ -310,3 +311,46 @@ async def test_a_token_for_a_clinic_that_does_not_exist_gets_404(
     headers = bearer("someone", clinic_id="00000000-0000-4000-8000-000000000000", role="admin")
     for path in ENDPOINTS:
         assert_problem(await client.get(path, headers=headers), 404)
+
+
+async def test_doctors_totals_and_day_by_day(
+    client: httpx.AsyncClient, bearer: Bearer, alpha: SeededClinic, dba: psycopg.Connection[Any]
+) -> None:
+    busy = add_staff(dba, alpha.id, "Dr Busy", "doctor")
+    idle = add_staff(dba, alpha.id, "Dr Idle", "doctor")
+    patient = insert_patient(dba, alpha.id, registration_date=date(2026, 1, 1))
+    slots = [
+        (date(2026, 1, 5), "09:00", "09:30", "completed"),
+        (date(2026, 1, 5), "09:30", "09:45", "no_show"),
+        (date(2026, 1, 5), "09:30", "10:30", "cancelled"),  # frees its slot: not in the load
+        (date(2026, 1, 7), "10:00", "10:20", "scheduled"),
+    ]
+    for day, start, end, status in slots:
+        dba.execute(
+            "INSERT INTO clinic.appointments (clinic_id, patient_id, doctor_id, appointment_date, start_time,"
+            " end_time, status) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            (alpha.id, patient, busy, day, start, end, status),
+        )
+    refresh(dba)
+    headers = headers_for(bearer, alpha)
+    path = "/api/control-tower/doctors?from=2026-01-01&to=2026-01-31"
+    doctors = (await client.get(path, headers=headers)).json()["doctors"]
+    assert [d["name"] for d in doctors] == ["Dr Busy", "Dr Idle"]
+    first = doctors[0]
+    assert (first["appointments"], first["completed"], first["no_show"], first["cancelled"]) == (3, 1, 1, 1)
+    assert (first["booked_minutes"], first["days_worked"], first["avg_booked_minutes_per_day_worked"]) == (
+        65,
+        2,
+        32.5,
+    )
+    assert "days" not in first
+    assert doctors[1]["doctor_id"] == str(idle) and doctors[1]["appointments"] == 0
+
+    detailed = await client.get(f"{path}&by_day=true", headers=headers)
+    days = detailed.json()["doctors"][0]["days"]
+    assert days == [
+        {"day": "2026-01-05", "appointments": 2, "booked_minutes": 45},
+        {"day": "2026-01-07", "appointments": 1, "booked_minutes": 20},
+    ]
+    assert detailed.json()["doctors"][1]["days"] == []
+    assert detailed.headers["etag"] != (await client.get(path, headers=headers)).headers["etag"]

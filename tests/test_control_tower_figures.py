@@ -24,6 +24,7 @@ from tests.control_tower_support import (
     expected_summary,
     insert_lead,
     insert_patient,
+    rate,
     read_base_tables,
     refresh,
     seed_clinic,
@@ -104,14 +105,25 @@ def test_every_figure_equals_the_base_tables_after_refresh(
                 key: sum(row[key] for row in expected) for key in expected[0] if key != "day"
             }
 
-            (doctors,) = read_as_clinic(
-                db_url, clinic.id, "SELECT clinic.control_tower_doctors(%s, %s)", (first, last)
+            expected_load = expected_doctors(base, first, last)
+            (by_day,) = read_as_clinic(
+                db_url, clinic.id, "SELECT clinic.control_tower_doctors_by_day(%s, %s)", (first, last)
             )
-            got = strip_freshness(doctors)["doctors"]
+            got = strip_freshness(by_day)["doctors"]
             for item in got:
                 item.pop("specialty")
-                item.pop("avg_booked_minutes_per_day_worked")
-            assert got == expected_doctors(base, first, last)
+                minutes, worked = item.pop("avg_booked_minutes_per_day_worked"), item["days_worked"]
+                assert minutes == (
+                    rate(round(item["booked_minutes"] * 100), worked * 100, "0.01") if worked else 0
+                )
+            assert got == expected_load
+            (totals,) = read_as_clinic(
+                db_url, clinic.id, "SELECT clinic.control_tower_doctors(%s, %s)", (first, last)
+            )
+            assert [
+                {k: v for k, v in item.items() if k not in ("specialty", "avg_booked_minutes_per_day_worked")}
+                for item in strip_freshness(totals)["doctors"]
+            ] == [{k: v for k, v in item.items() if k != "days"} for item in expected_load]
 
 
 def test_refresh_follows_changes_and_nothing_else_moves(

@@ -33,6 +33,7 @@ LIVE_CACHE = "private, no-cache"
 SUMMARY = "SELECT clinic.control_tower_summary()"
 DAILY = "SELECT clinic.control_tower_daily(from_date => %(from)s, to_date => %(to)s)"
 DOCTORS = "SELECT clinic.control_tower_doctors(from_date => %(from)s, to_date => %(to)s)"
+DOCTORS_BY_DAY = "SELECT clinic.control_tower_doctors_by_day(from_date => %(from)s, to_date => %(to)s)"
 QUEUE = (
     "SELECT clinic.control_tower_intervention_queue("
     "min_days => %(min_days)s, page_limit => %(limit)s, page_offset => %(offset)s)"
@@ -45,6 +46,9 @@ FromParam = Annotated[
     str | None, QueryParameter(name="from", format="date", description=f"First day: {RANGE_HELP}")
 ]
 ToParam = Annotated[str | None, QueryParameter(format="date", description=f"Last day: {RANGE_HELP}")]
+ByDay = Annotated[
+    bool, QueryParameter(description="Add each doctor's days: [{day, appointments, booked_minutes}]")
+]
 MinDays = Annotated[
     int, QueryParameter(ge=0, le=3650, description="Only leads untouched for at least this many days")
 ]
@@ -134,7 +138,7 @@ class ControlTowerController(Controller):
         document: dict[str, Any] = await read_db.fetch_val(principal, DAILY, date_range(from_, to))
         return conditional(request, document, AGGREGATE_CACHE)
 
-    @get("/doctors", summary="Per-doctor load over a range (≤ 366 days)")
+    @get("/doctors", summary="Per-doctor load over a range (≤ 366 days), optionally day by day")
     async def doctors(
         self,
         request: Request[Any, Any, Any],
@@ -142,9 +146,11 @@ class ControlTowerController(Controller):
         principal: CurrentPrincipal,
         from_: FromParam = None,
         to: ToParam = None,
+        by_day: ByDay = False,
     ) -> Response[Any]:
         require_clinic(principal)
-        document: dict[str, Any] = await read_db.fetch_val(principal, DOCTORS, date_range(from_, to))
+        query = DOCTORS_BY_DAY if by_day else DOCTORS
+        document: dict[str, Any] = await read_db.fetch_val(principal, query, date_range(from_, to))
         return conditional(request, document, AGGREGATE_CACHE)
 
     @get("/intervention-queue", summary="Leads stalled in the CRO queue, oldest first (live)")

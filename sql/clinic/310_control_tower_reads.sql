@@ -306,10 +306,11 @@ COMMENT ON FUNCTION clinic.control_tower_daily(date, date, uuid) IS
     'Arguments: from_date, to_date, clinic_id (DBA use). Errors: 22023 from after to, more than 366 days, or '
     'no clinic; 42501 clinic_id differs from the request''s; P0002 no such clinic.';
 
-CREATE OR REPLACE FUNCTION clinic.control_tower_doctors(
-    from_date date DEFAULT NULL,
-    to_date date DEFAULT NULL,
-    clinic_id uuid DEFAULT NULL
+CREATE OR REPLACE FUNCTION clinic.control_tower_doctor_load(
+    clinic_id uuid,
+    from_date date,
+    to_date date,
+    by_day boolean
 )
     RETURNS jsonb
     LANGUAGE plpgsql
@@ -318,7 +319,7 @@ CREATE OR REPLACE FUNCTION clinic.control_tower_doctors(
     SET search_path = pg_catalog, clinic
 AS $$
 DECLARE
-    c clinic.clinics := clinic.control_tower_clinic(control_tower_doctors.clinic_id);
+    c clinic.clinics := clinic.control_tower_clinic(control_tower_doctor_load.clinic_id);
     span record := clinic.control_tower_range(from_date, to_date, (now() AT TIME ZONE c.timezone)::date);
     refreshed timestamptz := clinic.control_tower_refreshed_at();
     doctors jsonb;
@@ -331,11 +332,13 @@ BEGIN
                sum(d.cancelled)::bigint AS cancelled,
                sum(d.booked_minutes) AS booked_minutes,
                count(*) FILTER (WHERE d.appointments > 0)::bigint AS days_worked,
-               jsonb_agg(jsonb_build_object(
-                   'day', d.day,
-                   'appointments', d.appointments,
-                   'booked_minutes', round(d.booked_minutes, 2)
-               ) ORDER BY d.day) FILTER (WHERE d.appointments > 0) AS days
+               CASE WHEN by_day THEN
+                   json_agg(json_build_object(
+                       'day', d.day,
+                       'appointments', d.appointments,
+                       'booked_minutes', round(d.booked_minutes, 2)
+                   ) ORDER BY d.day) FILTER (WHERE d.appointments > 0)
+               END AS days
         FROM clinic.control_tower_doctor_load_daily AS d
         WHERE d.clinic_id = c.id AND d.day BETWEEN span.first_day AND span.last_day
         GROUP BY d.doctor_id
@@ -352,9 +355,9 @@ BEGIN
                'booked_minutes', round(coalesce(ld.booked_minutes, 0), 2),
                'days_worked', coalesce(ld.days_worked, 0),
                'avg_booked_minutes_per_day_worked', CASE WHEN ld.days_worked > 0
-                   THEN round(ld.booked_minutes / ld.days_worked, 2) ELSE 0 END,
-               'days', coalesce(ld.days, '[]')
-           ) ORDER BY coalesce(ld.booked_minutes, 0) DESC, s.name, s.id)
+                   THEN round(ld.booked_minutes / ld.days_worked, 2) ELSE 0 END
+           ) || CASE WHEN by_day THEN jsonb_build_object('days', coalesce(ld.days::jsonb, '[]')) ELSE '{}' END
+           ORDER BY coalesce(ld.booked_minutes, 0) DESC, s.name, s.id)
     INTO doctors
     FROM clinic.staff AS s
     LEFT JOIN load AS ld ON ld.doctor_id = s.id
@@ -370,12 +373,51 @@ BEGIN
     );
 END
 $$;
+COMMENT ON FUNCTION clinic.control_tower_doctor_load(uuid, date, date, boolean) IS
+    'Per-doctor load over [from_date, to_date] for clinic.control_tower_doctors and '
+    'clinic.control_tower_doctors_by_day (which see). Arguments: clinic_id (NULL = the request''s), '
+    'from_date, to_date, by_day (add each doctor''s days). Errors as clinic.control_tower_doctors.';
+REVOKE ALL ON FUNCTION clinic.control_tower_doctor_load(uuid, date, date, boolean) FROM PUBLIC, keel_api;
+
+CREATE OR REPLACE FUNCTION clinic.control_tower_doctors(
+    from_date date DEFAULT NULL,
+    to_date date DEFAULT NULL,
+    clinic_id uuid DEFAULT NULL
+)
+    RETURNS jsonb
+    LANGUAGE sql
+    STABLE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, clinic
+AS $$
+    SELECT clinic.control_tower_doctor_load(clinic_id, from_date, to_date, false)
+$$;
 COMMENT ON FUNCTION clinic.control_tower_doctors(date, date, uuid) IS
     'Per-doctor load of the current clinic over [from_date, to_date]: every active doctor and anyone with '
     'appointments in the range, busiest first — appointments (not cancelled), completed, no_show, '
-    'cancelled, booked_minutes (sum of end_time - start_time of non-cancelled appointments), days_worked, '
-    'avg_booked_minutes_per_day_worked, and days [{day, appointments, booked_minutes}] for the days with '
-    'appointments; from, to, refreshed_at, stale_seconds. Defaults and errors as clinic.control_tower_daily.';
+    'cancelled, booked_minutes (sum of end_time - start_time of non-cancelled appointments), days_worked '
+    '(days with a non-cancelled appointment), avg_booked_minutes_per_day_worked; from, to, refreshed_at, '
+    'stale_seconds. Reads (clinic, day, doctor) aggregate rows only. Defaults: to = today in the clinic''s '
+    'timezone, from = to - 29. Arguments: from_date, to_date, clinic_id (DBA use). Errors: 22023 from after '
+    'to, more than 366 days, or no clinic; 42501 clinic_id differs from the request''s; P0002 no such clinic.';
+
+CREATE OR REPLACE FUNCTION clinic.control_tower_doctors_by_day(
+    from_date date DEFAULT NULL,
+    to_date date DEFAULT NULL,
+    clinic_id uuid DEFAULT NULL
+)
+    RETURNS jsonb
+    LANGUAGE sql
+    STABLE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, clinic
+AS $$
+    SELECT clinic.control_tower_doctor_load(clinic_id, from_date, to_date, true)
+$$;
+COMMENT ON FUNCTION clinic.control_tower_doctors_by_day(date, date, uuid) IS
+    'As clinic.control_tower_doctors, and each doctor also carries days [{day, appointments, booked_minutes}] '
+    'for the days of the range with non-cancelled appointments (the answer grows with doctors x days, '
+    'never with the number of appointments). Arguments, defaults and errors as clinic.control_tower_doctors.';
 
 CREATE OR REPLACE FUNCTION clinic.control_tower_intervention_queue(
     min_days integer DEFAULT 3,
