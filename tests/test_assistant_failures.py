@@ -241,13 +241,13 @@ def test_a_stale_attempt_cannot_store_its_reply(dba: psycopg.Connection[Any], st
     time.sleep(0.05)  # the lease runs out
     second = dba.execute("SELECT id, attempt FROM assistant.claim_replies('b', 10, 30, 5)").fetchall()
     assert second == [(message_id, 2)]
-    assert dba.execute("SELECT assistant.append_reply(%s, 1, 'stale', 30)", (message_id,)).fetchone() == (
+    assert dba.execute("SELECT assistant.append_reply(%s, 1, 0, 'stale', 30)", (message_id,)).fetchone() == (
         False,
     )
     assert dba.execute("SELECT assistant.complete_reply(%s, 1, 'stale', NULL)", (message_id,)).fetchone() == (
         False,
     )
-    assert dba.execute("SELECT assistant.append_reply(%s, 2, 'fresh', 30)", (message_id,)).fetchone() == (
+    assert dba.execute("SELECT assistant.append_reply(%s, 2, 0, 'fresh', 30)", (message_id,)).fetchone() == (
         True,
     )
     assert dba.execute(
@@ -360,3 +360,34 @@ async def test_a_dba_can_queue_a_failed_reply_again(
     reply = await wait_final(client, staff, body["message_id"])
     assert reply["status"] == "done" and reply["content"] == TEXT and reply["attempts"] == 2
     assert reply["error"] is None and reply["completed_at"] is not None
+
+
+def test_writes_at_an_offset_can_be_repeated(dba: psycopg.Connection[Any], staff: StaffMember) -> None:
+    """A worker that does not know whether its last write committed simply writes it again."""
+    conversation = dba.execute(
+        "INSERT INTO assistant.conversations (clinic_id, staff_id) VALUES (%s, %s) RETURNING id",
+        (staff.clinic_id, staff.staff_id),
+    ).fetchone()
+    assert conversation is not None
+    dba.execute(
+        "INSERT INTO assistant.messages (clinic_id, staff_id, conversation_id, role, status)"
+        " VALUES (%s, %s, %s, 'assistant', 'queued')",
+        (staff.clinic_id, staff.staff_id, conversation[0]),
+    )
+    ((message_id, attempt),) = dba.execute(
+        "SELECT id, attempt FROM assistant.claim_replies('a', 1, 30, 5)"
+    ).fetchall()
+
+    def write(offset: int, delta: str) -> bool:
+        row = dba.execute(
+            "SELECT assistant.append_reply(%s, %s, %s, %s, 30)", (message_id, attempt, offset, delta)
+        ).fetchone()
+        assert row is not None
+        return bool(row[0])
+
+    assert write(0, "Hello, ")
+    assert write(0, "Hello, ")  # repeated: no duplicate
+    assert write(7, "world")
+    assert not write(20, "!")  # a gap is refused
+    row = dba.execute("SELECT content FROM assistant.messages WHERE id = %s", (message_id,)).fetchone()
+    assert row == ("Hello, world",)

@@ -61,7 +61,7 @@ give what is needed, say so and suggest where in the application to look.
 Today is {today}. The person asking has the role: {role}."""
 
 CLAIM_SQL = "SELECT * FROM assistant.claim_replies(%s, %s, %s, %s)"
-APPEND_SQL = "SELECT assistant.append_reply(%s, %s, %s, %s)"
+APPEND_SQL = "SELECT assistant.append_reply(%s, %s, %s, %s, %s)"
 COMPLETE_SQL = "SELECT assistant.complete_reply(%s, %s, %s, %s)"
 FAIL_SQL = "SELECT assistant.fail_reply(%s, %s, %s, %s, %s)"
 RELEASE_SQL = "SELECT assistant.release_reply(%s, %s)"
@@ -183,7 +183,7 @@ class ReplyWriter:
     job: Job
     lease_seconds: float
     parts: list[str] = field(default_factory=list)
-    pending: list[str] = field(default_factory=list)
+    written: int = 0  # characters the row is known to hold
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     closing: bool = False
 
@@ -193,17 +193,22 @@ class ReplyWriter:
 
     def add(self, delta: str) -> None:
         self.parts.append(delta)
-        self.pending.append(delta)
         self.changed.set()
 
     async def flush(self) -> None:
-        """Append what is pending (possibly nothing: a lease renewal); LeaseLost when taken over."""
-        delta, self.pending = "".join(self.pending), []
+        """Write the text not yet written (possibly none: a lease renewal); LeaseLost when taken over.
+
+        Written at the known offset, so a write whose outcome was lost can simply be repeated.
+        """
+        text = self.text
         ok = await self.db.fetch_val(
-            None, APPEND_SQL, (self.job.id, self.job.attempt, delta, self.lease_seconds)
+            None,
+            APPEND_SQL,
+            (self.job.id, self.job.attempt, self.written, text[self.written :], self.lease_seconds),
         )
         if not ok:
             raise LeaseLost
+        self.written = len(text)
 
     async def pump(self) -> bool:
         """Write and renew until `close()`; returns True then, False as soon as the lease is lost."""

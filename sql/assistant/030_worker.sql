@@ -108,6 +108,7 @@ COMMENT ON FUNCTION assistant.claim_replies(text, integer, double precision, int
 CREATE OR REPLACE FUNCTION assistant.append_reply(
     id uuid,
     attempt integer,
+    at_offset integer,
     delta text,
     lease_seconds double precision
 )
@@ -118,21 +119,28 @@ CREATE OR REPLACE FUNCTION assistant.append_reply(
 AS $$
 BEGIN
     PERFORM assistant.require_worker();
+    IF at_offset IS NULL OR at_offset < 0 THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'at_offset must be 0 or more';
+    END IF;
     -- Partial text is disposable (a reply whose worker or server dies is restarted from scratch), so its
     -- many small commits need not wait for the WAL flush; the final reply's commit does.
     PERFORM set_config('synchronous_commit', 'off', true);
+    -- Writing at an offset makes a repeated write (its first outcome unknown) harmless: readers only ever
+    -- see the text grow.
     UPDATE assistant.messages AS m
-    SET content = m.content || coalesce(append_reply.delta, ''),
+    SET content = left(m.content, append_reply.at_offset) || coalesce(append_reply.delta, ''),
         lease_until = greatest(m.lease_until, now() + make_interval(secs => append_reply.lease_seconds))
-    WHERE m.id = append_reply.id AND m.attempts = append_reply.attempt AND m.status = 'running';
+    WHERE m.id = append_reply.id AND m.attempts = append_reply.attempt AND m.status = 'running'
+      AND char_length(m.content) >= append_reply.at_offset;
     RETURN FOUND;
 END
 $$;
-COMMENT ON FUNCTION assistant.append_reply(uuid, integer, text, double precision) IS
-    'Worker: appends streamed text (delta, may be empty) to a running reply and extends its lease to '
+COMMENT ON FUNCTION assistant.append_reply(uuid, integer, integer, text, double precision) IS
+    'Worker: writes streamed text (delta, may be empty) into a running reply at character offset at_offset '
+    '(the length the worker knows it has written; repeating a write is harmless) and extends its lease to '
     'now() + lease_seconds; SSE readers are woken by NOTIFY assistant_messages. Returns false, writing nothing, '
     'when the attempt is no longer the reply''s current running attempt (its lease was taken over). '
-    'Errors: 42501 inside an API request.';
+    'Errors: 42501 inside an API request; 22023 negative offset.';
 
 CREATE OR REPLACE FUNCTION assistant.complete_reply(id uuid, attempt integer, content text, tool_calls jsonb DEFAULT NULL)
     RETURNS boolean
@@ -219,12 +227,12 @@ COMMENT ON FUNCTION assistant.release_reply(uuid, integer) IS
     'Returns false when the attempt was not the current running one. Errors: 42501 inside an API request.';
 
 REVOKE EXECUTE ON FUNCTION assistant.claim_replies(text, integer, double precision, integer) FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION assistant.append_reply(uuid, integer, text, double precision) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION assistant.append_reply(uuid, integer, integer, text, double precision) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION assistant.complete_reply(uuid, integer, text, jsonb) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION assistant.fail_reply(uuid, integer, text, double precision, integer) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION assistant.release_reply(uuid, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION assistant.claim_replies(text, integer, double precision, integer) TO keel_api;
-GRANT EXECUTE ON FUNCTION assistant.append_reply(uuid, integer, text, double precision) TO keel_api;
+GRANT EXECUTE ON FUNCTION assistant.append_reply(uuid, integer, integer, text, double precision) TO keel_api;
 GRANT EXECUTE ON FUNCTION assistant.complete_reply(uuid, integer, text, jsonb) TO keel_api;
 GRANT EXECUTE ON FUNCTION assistant.fail_reply(uuid, integer, text, double precision, integer) TO keel_api;
 GRANT EXECUTE ON FUNCTION assistant.release_reply(uuid, integer) TO keel_api;
