@@ -279,3 +279,28 @@ async def test_keel_serve_answers_with_its_in_process_worker(
         body = await chat(client, staff, "Anyone in there?")
         reply = await wait_final(client, staff, body["message_id"])
     assert reply["status"] == "done" and reply["content"].startswith("You asked: Anyone in there?")
+
+
+async def test_list_my_conversations(
+    client: httpx.AsyncClient,
+    staff: StaffMember,
+    dba: psycopg.Connection[Any],
+    bearer: Callable[..., dict[str, str]],
+) -> None:
+    colleague = add_staff(dba, bearer, staff, "Ravi Kumar", "front_desk")
+    first = await chat(client, staff, "First topic")
+    await chat(client, staff, "More on it", conversation_id=first["conversation_id"])
+    second = await chat(client, staff, "Second topic")
+    await chat(client, colleague, "Colleague's topic")
+
+    response = await client.get("/api/internal-assistant/conversations", headers=staff.headers)
+    assert response.status_code == 200, response.text
+    page = response.json()
+    assert page["total"] == 2 and page["limit"] == 50 and page["offset"] == 0
+    assert [c["id"] for c in page["items"]] == [second["conversation_id"], first["conversation_id"]]
+    assert [c["messages"] for c in page["items"]] == [2, 4]
+    assert page["items"][1]["title"] == "First topic"
+    one = await client.get("/api/internal-assistant/conversations?limit=1&offset=1", headers=staff.headers)
+    assert [c["id"] for c in one.json()["items"]] == [first["conversation_id"]]
+    theirs = await client.get("/api/internal-assistant/conversations", headers=colleague.headers)
+    assert [c["title"] for c in theirs.json()["items"]] == ["Colleague's topic"]

@@ -23,6 +23,7 @@ BASE = "/api/internal-assistant"
 POST_CHAT = sql.SQL("assistant.post_chat(%(message)s, %(conversation_id)s, %(model)s)")
 GET_MESSAGE = "SELECT assistant.get_message(%s)"
 GET_CONVERSATION = "SELECT assistant.get_conversation(%s, %s, %s)"
+LIST_CONVERSATIONS = "SELECT assistant.list_conversations(%s, %s)"
 
 
 class ChatRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -126,4 +127,9 @@ async def get_conversation(
     )
 
 
-routes = [post_chat, get_message, message_events, get_conversation]
+@get(f"{BASE}/conversations", tags=TAGS, summary="The caller's conversations, newest first")
+async def list_conversations(db: Db, principal: CurrentPrincipal, pagination: Page) -> dict[str, Any]:
+    return await db.fetch_val(principal, LIST_CONVERSATIONS, (pagination.limit, pagination.offset))
+
+
+routes = [post_chat, get_message, message_events, list_conversations, get_conversation]

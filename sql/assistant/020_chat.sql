@@ -197,3 +197,45 @@ COMMENT ON FUNCTION assistant.reply_progress(uuid, integer, integer) IS
     'Returns {id, status, attempt, reset, offset, length, text, error}: text is content from offset on; '
     'reset is true when the reader''s text belongs to an abandoned attempt and must be discarded (text then '
     'starts at 0). Errors: P0002 when it does not exist or belongs to someone else.';
+
+CREATE OR REPLACE FUNCTION assistant.list_conversations(lim integer DEFAULT 50, off integer DEFAULT 0)
+    RETURNS jsonb
+    LANGUAGE plpgsql
+    STABLE
+AS $$
+DECLARE
+    v_clinic uuid := keel.current_clinic_id();
+    v_staff uuid := assistant.current_staff_id();
+BEGIN
+    IF lim IS NULL OR lim < 1 OR off IS NULL OR off < 0 THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'limit must be positive and offset not negative';
+    END IF;
+    RETURN jsonb_build_object(
+        'items', coalesce((
+            SELECT jsonb_agg(jsonb_build_object(
+                       'id', c.id, 'title', c.title, 'created_at', c.created_at,
+                       'messages', s.messages, 'last_message_at', s.last_message_at
+                   ) ORDER BY c.created_at DESC, c.id)
+            FROM (
+                SELECT cv.* FROM assistant.conversations AS cv
+                WHERE cv.clinic_id = v_clinic AND cv.staff_id = v_staff
+                ORDER BY cv.created_at DESC, cv.id
+                LIMIT lim OFFSET off
+            ) AS c
+            CROSS JOIN LATERAL (
+                SELECT count(*) AS messages, max(m.created_at) AS last_message_at
+                FROM assistant.messages AS m
+                WHERE m.clinic_id = c.clinic_id AND m.staff_id = c.staff_id AND m.conversation_id = c.id
+            ) AS s
+        ), '[]'::jsonb),
+        'total', (SELECT count(*) FROM assistant.conversations AS cv
+                  WHERE cv.clinic_id = v_clinic AND cv.staff_id = v_staff),
+        'limit', lim,
+        'offset', off
+    );
+END
+$$;
+COMMENT ON FUNCTION assistant.list_conversations(integer, integer) IS
+    'The calling staff member''s conversations, newest first: {items: [{id, title, created_at, messages, '
+    'last_message_at}], total, limit, offset}. Arguments: lim (page size), off (rows to skip). '
+    'Errors: 22023 bad paging.';
