@@ -267,8 +267,11 @@ BEGIN
                coalesce(p.from_leads, 0) AS patients_from_leads
         FROM generate_series(span.first_day::timestamp, span.last_day::timestamp, interval '1 day') AS k(day)
         LEFT JOIN leads AS l ON l.day = k.day::date
-        LEFT JOIN clinic.control_tower_appointments_daily AS a ON a.clinic_id = c.id AND a.day = k.day::date
-        LEFT JOIN clinic.control_tower_patients_daily AS p ON p.clinic_id = c.id AND p.day = k.day::date
+        -- The range bound on each view keeps the read to the range's rows, however long the history.
+        LEFT JOIN clinic.control_tower_appointments_daily AS a
+            ON a.clinic_id = c.id AND a.day = k.day::date AND a.day BETWEEN span.first_day AND span.last_day
+        LEFT JOIN clinic.control_tower_patients_daily AS p
+            ON p.clinic_id = c.id AND p.day = k.day::date AND p.day BETWEEN span.first_day AND span.last_day
     )
     SELECT json_agg(r ORDER BY r.day)::jsonb,
            jsonb_build_object(
