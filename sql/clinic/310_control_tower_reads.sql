@@ -335,13 +335,12 @@ BEGIN
                sum(d.cancelled)::bigint AS cancelled,
                sum(d.booked_minutes) AS booked_minutes,
                count(*) FILTER (WHERE d.appointments > 0)::bigint AS days_worked,
-               CASE WHEN by_day THEN
-                   json_agg(json_build_object(
-                       'day', d.day,
-                       'appointments', d.appointments,
-                       'booked_minutes', round(d.booked_minutes, 2)
-                   ) ORDER BY d.day) FILTER (WHERE d.appointments > 0)
-               END AS days
+               -- An aggregate is computed even under a false CASE: by_day goes into its FILTER.
+               json_agg(json_build_object(
+                   'day', d.day,
+                   'appointments', d.appointments,
+                   'booked_minutes', round(d.booked_minutes, 2)
+               ) ORDER BY d.day) FILTER (WHERE by_day AND d.appointments > 0) AS days
         FROM clinic.control_tower_doctor_load_daily AS d
         WHERE d.clinic_id = c.id AND d.day BETWEEN span.first_day AND span.last_day
         GROUP BY d.doctor_id
