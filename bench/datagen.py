@@ -74,7 +74,7 @@ def add_leads(conn: psycopg.Connection[Any], clinic: Clinic, count: int, days: i
                       'not_interested', 'cro_queue', 'follow_up'])[1 + (g * 7) %% 10],
                t, t
         FROM generate_series(1, %(n)s) AS g,
-             LATERAL (SELECT now() - make_interval(secs => ((g * 7919) %% (%(days)s * 86400))::double precision)) AS x(t)
+             LATERAL (SELECT now() - make_interval(secs => ((g::bigint * 7919) %% (%(days)s * 86400))::double precision)) AS x(t)
     """).format(
         phone=FAKE_CIPHER.format(salt=sql.Literal("p")), problem=FAKE_CIPHER.format(salt=sql.Literal("x"))
     )
@@ -146,7 +146,7 @@ def add_appointments(
                 SELECT g - 1 AS i FROM generate_series(1, %(n)s) AS g
             ), placed AS (
                 SELECT s.i, s.i %% c.nd AS dk, (s.i / c.nd) %% %(slots)s AS slot,
-                       (s.i / c.nd / %(slots)s)::integer AS day_back, (s.i * 7919) %% c.np AS pk
+                       (s.i / c.nd / %(slots)s)::integer AS day_back, (s.i::bigint * 7919) %% c.np AS pk
                 FROM series AS s, counts AS c
             )
             INSERT INTO clinic.appointments (
