@@ -36,7 +36,9 @@ def create_app(settings: Settings, *, database_url: str | None = None, run_worke
     if url is None:
         raise ValueError("create_app needs a database URL")
     db = Database(settings, url)
-    read_db = Database(settings, settings.database_read_url, name="keel-read") if settings.database_read_url else db
+    read_db = (
+        Database(settings, settings.database_read_url, name="keel-read") if settings.database_read_url else db
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -91,11 +93,12 @@ def create_app(settings: Settings, *, database_url: str | None = None, run_worke
             path="/schema",
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
             components=Components(
-                security_schemes={"BearerToken": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")}
+                security_schemes={
+                    "BearerToken": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
+                }
             ),
             security=[{"BearerToken": []}],
         ),
         logging_config=None,
         debug=False,
     )
-

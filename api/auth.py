@@ -46,7 +46,11 @@ class TokenVerifier:
         self.secret = settings.resolved_jwt_secret()
         self.audience = settings.jwt_audience
         self.issuer = settings.jwt_issuer
-        self.jwks = jwt.PyJWKClient(settings.jwt_jwks_url, cache_keys=True, lifespan=600) if settings.jwt_jwks_url else None
+        self.jwks = (
+            jwt.PyJWKClient(settings.jwt_jwks_url, cache_keys=True, lifespan=600)
+            if settings.jwt_jwks_url
+            else None
+        )
 
     @property
     def configured(self) -> bool:
@@ -106,7 +110,9 @@ async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise NotAuthorizedException(detail="A bearer token is required.", headers={"WWW-Authenticate": "Bearer"})
+        raise NotAuthorizedException(
+            detail="A bearer token is required.", headers={"WWW-Authenticate": "Bearer"}
+        )
     verifier: TokenVerifier = request.app.state.verifier
     claims = verifier.verify(token.strip())
     return Principal(claims=claims)

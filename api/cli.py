@@ -121,7 +121,9 @@ def worker() -> None:
 
 
 @main.command()
-@click.option("--rollback", default=0, type=click.IntRange(min=0), help="Roll back the last N migrations instead.")
+@click.option(
+    "--rollback", default=0, type=click.IntRange(min=0), help="Roll back the last N migrations instead."
+)
 def migrate(rollback: int) -> None:
     """Apply pending migrations, then reload every function, trigger and policy of sql/."""
     from api.migrate import migrate as run_migrate
@@ -154,7 +156,9 @@ def db_url() -> None:
 @click.option("--sub", required=True, help="Subject: staff id (Clinic) or Clerk user id (CallMaster).")
 @click.option("--clinic", "clinic_id", default=None, help="clinic_id claim.")
 @click.option("--role", default=None, help="role claim: admin, doctor, front_desk or cro.")
-@click.option("--ttl", default=3600, show_default=True, type=click.IntRange(min=1), help="Lifetime in seconds.")
+@click.option(
+    "--ttl", default=3600, show_default=True, type=click.IntRange(min=1), help="Lifetime in seconds."
+)
 def token(sub: str, clinic_id: str | None, role: str | None, ttl: int) -> None:
     """Mint a development JWT signed with KEEL_JWT_SECRET (or the embedded data dir's secret)."""
     from api.auth import TokenVerifier
@@ -162,7 +166,11 @@ def token(sub: str, clinic_id: str | None, role: str | None, ttl: int) -> None:
     verifier = TokenVerifier(Settings.from_env())
     if not verifier.secret:
         raise click.ClickException("no signing secret: set KEEL_JWT_SECRET (JWKS tokens are issued by Clerk)")
-    claims = {"sub": sub, **({"clinic_id": clinic_id} if clinic_id else {}), **({"role": role} if role else {})}
+    claims = {
+        "sub": sub,
+        **({"clinic_id": clinic_id} if clinic_id else {}),
+        **({"role": role} if role else {}),
+    }
     click.echo(verifier.mint(claims, ttl_seconds=ttl))
 
 

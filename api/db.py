@@ -65,10 +65,9 @@ class Database:
         """A connection inside a transaction running as keel_api with the principal's claims."""
         claims = json.dumps(dict(principal.claims)) if principal is not None else ""
         timeout = str(timeout_ms if timeout_ms is not None else self.settings.statement_timeout_ms)
-        async with self.pool.connection() as conn:
-            async with conn.transaction():
-                await conn.execute(CONTEXT_SQL, (claims, timeout))
-                yield conn
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(CONTEXT_SQL, (claims, timeout))
+            yield conn
 
     async def _run(self, principal: HasClaims | None, query: Query, params: Params, mode: str) -> Any:
         for attempt in range(1, MAX_ATTEMPTS + 1):
@@ -86,7 +85,9 @@ class Database:
                 await asyncio.sleep(random.uniform(0, 0.02 * 2**attempt))
         raise AssertionError("unreachable")
 
-    async def fetch(self, principal: HasClaims | None, query: Query, params: Params = None) -> list[dict[str, Any]]:
+    async def fetch(
+        self, principal: HasClaims | None, query: Query, params: Params = None
+    ) -> list[dict[str, Any]]:
         return await self._run(principal, query, params, "all")
 
     async def fetch_one(
@@ -106,4 +107,3 @@ class Database:
         """Raise unless the server answers (used by readiness, outside any role switch)."""
         async with self.pool.connection() as conn:
             await conn.execute("SELECT 1")
-

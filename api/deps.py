@@ -1,6 +1,6 @@
 """Annotated types for the app-level dependencies, so handlers name what they need.
 
-    async def get_lead(lead_id: UUID, db: Db, principal: CurrentPrincipal) -> dict: ...
+async def get_lead(lead_id: UUID, db: Db, principal: CurrentPrincipal) -> dict: ...
 """
 
 from __future__ import annotations

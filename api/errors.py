@@ -9,7 +9,11 @@ from typing import Any
 import psycopg
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
-from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException, ProblemDetailsPlugin
+from litestar.plugins.problem_details import (
+    ProblemDetailsConfig,
+    ProblemDetailsException,
+    ProblemDetailsPlugin,
+)
 from psycopg_pool import PoolTimeout
 
 log = logging.getLogger(__name__)
@@ -79,7 +83,7 @@ def problem_from_db_error(exc: psycopg.Error) -> Problem:
     detail = diag.message_primary or str(exc)
     if status == 503:
         headers = {"Retry-After": RETRY_AFTER_SECONDS}
-        if sqlstate.startswith("08") or sqlstate.startswith("57P") or sqlstate == "53300":
+        if sqlstate.startswith(("08", "57P")) or sqlstate == "53300":
             detail = "The database is unavailable; try again shortly."
     elif status == 504:
         detail = "The database took too long to answer."

@@ -71,15 +71,14 @@ def _bootstrap(url: str) -> None:
 def reload_sql(url: str) -> int:
     """Re-apply every function, trigger and policy file in one transaction; returns the count."""
     files = sql_files()
-    with psycopg.connect(url) as conn:
-        with conn.transaction():
-            conn.execute("SET LOCAL ROLE keel_owner")
-            conn.execute("SET LOCAL search_path TO keel, public")
-            for path in files:
-                try:
-                    conn.execute(path.read_text())
-                except psycopg.Error as exc:
-                    raise RuntimeError(f"{path.relative_to(SQL_DIR.parent)}: {exc}") from exc
+    with psycopg.connect(url) as conn, conn.transaction():
+        conn.execute("SET LOCAL ROLE keel_owner")
+        conn.execute("SET LOCAL search_path TO keel, public")
+        for path in files:
+            try:
+                conn.execute(path.read_text())
+            except psycopg.Error as exc:
+                raise RuntimeError(f"{path.relative_to(SQL_DIR.parent)}: {exc}") from exc
     return len(files)
 
 

@@ -54,7 +54,9 @@ def _request_id(scope: Scope) -> str:
     state = scope.setdefault("state", {})
     if "request_id" not in state:
         incoming = dict(scope["headers"]).get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
-        state["request_id"] = incoming if 0 < len(incoming) <= 128 and incoming.isprintable() else uuid.uuid4().hex
+        state["request_id"] = (
+            incoming if 0 < len(incoming) <= 128 and incoming.isprintable() else uuid.uuid4().hex
+        )
     return state["request_id"]
 
 
@@ -93,7 +95,9 @@ class PoolCollector(Collector):
     def collect(self) -> Iterator[Any]:
         size = GaugeMetricFamily("keel_db_pool_size", "Connections open in the pool", labels=["pool"])
         in_use = GaugeMetricFamily("keel_db_pool_in_use", "Connections lent out", labels=["pool"])
-        waiting = GaugeMetricFamily("keel_db_pool_waiting", "Requests waiting for a connection", labels=["pool"])
+        waiting = GaugeMetricFamily(
+            "keel_db_pool_waiting", "Requests waiting for a connection", labels=["pool"]
+        )
         for name, db in self.databases.items():
             stats = db.pool.get_stats()
             size.add_metric([name], stats.get("pool_size", 0))

@@ -28,7 +28,7 @@ async def run_workers(settings: Settings, db: Database, stop: asyncio.Event) -> 
         while not stop.is_set():
             try:
                 await run(settings, db, stop)
-            except Exception:  # noqa: BLE001 - a worker must never take the process down
+            except Exception:
                 log.exception("worker %s crashed; restarting in 1 s", target)
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=1)

@@ -222,4 +222,3 @@ def bearer(make_token: Callable[..., str]) -> Callable[..., dict[str, str]]:
         return {"Authorization": f"Bearer {make_token(sub, **claims)}"}
 
     return headers
-

@@ -12,8 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from api.app import create_app
-from tests.conftest import live_server
-from tests.conftest import TEST_JWT_SECRET
+from tests.conftest import TEST_JWT_SECRET, live_server
 from tests.jwks_server import serve_jwks
 
 CLINIC = "11111111-1111-1111-1111-111111111111"

@@ -57,19 +57,26 @@ async def test_request_runs_as_keel_api_with_claims(settings, bearer):
 
 
 def test_claim_helpers_are_null_outside_a_request_and_tolerate_bad_values(dba):
-    row = dba.execute("SELECT keel.current_claims(), keel.current_clinic_id(), keel.current_user_sub()").fetchone()
+    row = dba.execute(
+        "SELECT keel.current_claims(), keel.current_clinic_id(), keel.current_user_sub()"
+    ).fetchone()
     assert row == (None, None, None)
     with dba.transaction():
-        dba.execute("SELECT set_config('request.jwt.claims', %s, true)", ('{"clinic_id": "not-a-uuid", "sub": "x"}',))
-        assert dba.execute("SELECT keel.current_clinic_id(), keel.current_user_sub()").fetchone() == (None, "x")
+        dba.execute(
+            "SELECT set_config('request.jwt.claims', %s, true)", ('{"clinic_id": "not-a-uuid", "sub": "x"}',)
+        )
+        assert dba.execute("SELECT keel.current_clinic_id(), keel.current_user_sub()").fetchone() == (
+            None,
+            "x",
+        )
 
 
 def test_api_role_cannot_bypass_rls_and_cannot_log_in(dba):
-    rows = dict(
-        (name, (login, bypass))
+    rows = {
+        name: (login, bypass)
         for name, login, bypass in dba.execute(
             "SELECT rolname, rolcanlogin, rolbypassrls FROM pg_roles WHERE rolname IN ('keel_api', 'keel_owner')"
         )
-    )
+    }
     assert rows["keel_api"] == (False, False)
     assert rows["keel_owner"][0] is False

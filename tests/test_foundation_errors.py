@@ -13,9 +13,9 @@ from litestar import Litestar, delete, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from api.app import create_app
-from tests.conftest import live_server
 from api.deps import Db, Page
 from api.errors import status_for_sqlstate
+from tests.conftest import live_server
 
 TEST_SQL = """
 CREATE SEQUENCE public.keel_test_attempts;
@@ -139,7 +139,9 @@ async def test_serialization_failures_are_retried_then_503(test_client, dba, cod
     assert attempts == 4  # the first try and three retries
 
 
-async def test_foreign_key_violation_is_422_for_request_reference_and_409_when_still_referenced(test_client, dba):
+async def test_foreign_key_violation_is_422_for_request_reference_and_409_when_still_referenced(
+    test_client, dba
+):
     missing = "00000000-0000-0000-0000-0000000000aa"
     body = _is_problem(await test_client.post(f"/test/children/{missing}"), 422)
     assert body["code"] == "23503"
@@ -162,7 +164,9 @@ async def test_statement_timeout_is_504(settings, prepared):
 async def test_pool_exhaustion_is_503_with_retry_after(settings, prepared):
     app = _with_test_routes(create_app(replace(settings, pool_min_size=1, pool_max_size=1, pool_timeout=0.2)))
     async with live_server(app) as client:
-        slow, starved = await asyncio.gather(client.get("/test/sleep/1"), _after(0.1, client.get("/test/sleep/0")))
+        slow, starved = await asyncio.gather(
+            client.get("/test/sleep/1"), _after(0.1, client.get("/test/sleep/0"))
+        )
         assert slow.status_code == 200
         _is_problem(starved, 503)
         assert starved.headers["retry-after"]
@@ -205,7 +209,10 @@ async def test_nul_character_is_422_not_a_database_outage(test_client):
 
 async def test_pagination_bounds(test_client):
     assert (await test_client.get("/test/page", params={"limit": 10, "offset": 5})).json() == {
-        "items": [], "total": 0, "limit": 10, "offset": 5
+        "items": [],
+        "total": 0,
+        "limit": 10,
+        "offset": 5,
     }
     for params in ({"limit": 0}, {"limit": 501}, {"offset": -1}, {"offset": 2**31}, {"limit": "ten"}):
         _is_problem(await test_client.get("/test/page", params=params), 400)
@@ -223,8 +230,18 @@ async def test_unexpected_error_is_a_500_problem_without_internals(test_client):
 
 def test_status_table_covers_design_contract():
     expected = {
-        "P0002": 404, "23505": 409, "23P01": 409, "23514": 422, "22001": 422, "22P02": 422,
-        "42501": 403, "40001": 503, "40P01": 503, "57014": 504, "08006": 503, "53300": 503,
+        "P0002": 404,
+        "23505": 409,
+        "23P01": 409,
+        "23514": 422,
+        "22001": 422,
+        "22P02": 422,
+        "42501": 403,
+        "40001": 503,
+        "40P01": 503,
+        "57014": 504,
+        "08006": 503,
+        "53300": 503,
     }
     assert {code: status_for_sqlstate(code) for code in expected} == expected
     assert status_for_sqlstate("23503", 'Key (x)=(1) is not present in table "t".') == 422

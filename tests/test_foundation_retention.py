@@ -42,5 +42,7 @@ async def test_maintenance_worker_prunes_only_expired_records(dba, settings):
 
 def test_prune_is_callable_by_a_dba_with_custom_retention(dba):
     _seed(dba)
-    counts = dba.execute("SELECT * FROM keel.prune_replay_records(interval '30 minutes', interval '12 hours')").fetchone()
+    counts = dba.execute(
+        "SELECT * FROM keel.prune_replay_records(interval '30 minutes', interval '12 hours')"
+    ).fetchone()
     assert counts == (2, 2)

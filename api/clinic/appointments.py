@@ -9,7 +9,7 @@ outbox triggers announce bookings and cancellations. Each handler validates, the
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID
 
 import msgspec
@@ -110,7 +110,7 @@ def check_times(data: dict[str, Any]) -> None:
 
 class AppointmentController(Controller):
     path = "/api/appointments"
-    tags = ["appointments"]
+    tags: ClassVar[list[str]] = ["appointments"]
 
     @post(
         "/",
