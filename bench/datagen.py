@@ -85,6 +85,7 @@ def add_leads(conn: psycopg.Connection[Any], clinic: Clinic, count: int, days: i
 
 def add_patients(conn: psycopg.Connection[Any], clinic: Clinic, count: int, *, keep_ids: int = 0) -> None:
     """`count` patients: first one per converted lead (linked, registered a few days later), then walk-ins."""
+    analyze(conn, "clinic.leads")
     with conn.transaction():
         conn.execute("SET LOCAL session_replication_role = replica")
         conn.execute(
@@ -129,6 +130,9 @@ def add_appointments(
     conn: psycopg.Connection[Any], clinic: Clinic, count: int, *, slots_per_day: int = 16
 ) -> None:
     """`count` appointments, never overlapping: doctor × day × 30-minute slot, ending a week ahead."""
+    # Fresh statistics first: with the new clinic's patients unknown to the planner, the joins below
+    # would run as nested loops (hours at a million rows) instead of hash joins.
+    analyze(conn, "clinic.staff", "clinic.patients")
     with conn.transaction():
         conn.execute("SET LOCAL session_replication_role = replica")
         conn.execute(

@@ -229,7 +229,12 @@ def markdown_table(results: list[Result]) -> str:
 
 
 def run_workloads(
-    names: list[str], sizes: Sizes, mode: str, progress: Callable[[str], None], server_url: str | None = None
+    names: list[str],
+    sizes: Sizes,
+    mode: str,
+    progress: Callable[[str], None],
+    server_url: str | None = None,
+    partial: Path | None = None,
 ) -> tuple[list[Result], dict[str, Any]]:
     """Provision, migrate, serve, run each named workload; the results and the machine info."""
     from api.migrate import migrate
@@ -267,6 +272,8 @@ def run_workloads(
                         rows = [Result(name, "error", "error", None, "", False, f"{type(exc).__name__}: {exc}",
                                        {"traceback": traceback.format_exc()})]  # fmt: skip
                     results.extend(rows)
+                    if partial is not None:  # a long run killed midway still leaves what it measured
+                        partial.write_text(json.dumps([asdict(r) for r in results], indent=2, default=str))
                     took = time.monotonic() - started
                     info.setdefault("workload_seconds", {})[name] = round(took, 1)
                     progress(f"workload {name} done in {took:.1f} s")
@@ -296,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = Sizes.tiny() if args.tiny else Sizes.quick() if args.quick else Sizes.full()
     names = [n for n in WORKLOADS if not args.only or n in args.only]
     started = time.monotonic()
-    results, info = run_workloads(names, sizes, mode, lambda msg: console.log(msg))
+    partial = Path(args.json + ".partial") if args.json else None
+    results, info = run_workloads(names, sizes, mode, lambda msg: console.log(msg), partial=partial)
     info["seconds"] = round(time.monotonic() - started, 1)
     console.print(fmt_table(results, info, mode))
     for r in results:
