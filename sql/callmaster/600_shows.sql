@@ -334,6 +334,12 @@ CREATE OR REPLACE FUNCTION callmaster.delete_show(show_id uuid)
     SECURITY DEFINER
     SET search_path = pg_catalog, callmaster
 AS $$
+DECLARE
+    v_script_ids uuid[];
+    v_tables     text[];
+    v_counts     bigint[];
+    v_crew       bigint;
+    v_shows      bigint;
 BEGIN
     PERFORM callmaster.writable_show(delete_show.show_id);
     -- Lock the show, then its scripts: a duplicate of one of its scripts (FOR KEY SHARE on the show,
@@ -342,75 +348,24 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'P0002', MESSAGE = format('show %s not found', delete_show.show_id);
     END IF;
-    PERFORM 1 FROM callmaster.scripts AS sc WHERE sc.show_id = delete_show.show_id ORDER BY sc.id FOR UPDATE;
+    v_script_ids := ARRAY(SELECT sc.id
+                          FROM callmaster.scripts AS sc
+                          WHERE sc.show_id = delete_show.show_id
+                          ORDER BY sc.id
+                          FOR UPDATE);
 
-    -- Everything under the show, bottom up, in one statement: the counts are exactly what it removed.
-    RETURN QUERY
-    WITH doomed_scripts AS MATERIALIZED (
-        SELECT sc.id FROM callmaster.scripts AS sc WHERE sc.show_id = delete_show.show_id
-    ),
-    doomed_elements AS MATERIALIZED (
-        SELECT e.id
-        FROM callmaster.script_elements AS e
-        WHERE e.script_id IN (SELECT d.id FROM doomed_scripts AS d)
-    ),
-    equipment AS (
-        DELETE FROM callmaster.script_element_equipment AS x
-        WHERE x.element_id IN (SELECT d.id FROM doomed_elements AS d)
-        RETURNING 1
-    ),
-    element_crew AS (
-        DELETE FROM callmaster.script_element_crew_assignments AS x
-        WHERE x.element_id IN (SELECT d.id FROM doomed_elements AS d)
-        RETURNING 1
-    ),
-    performers AS (
-        DELETE FROM callmaster.script_element_performer_assignments AS x
-        WHERE x.element_id IN (SELECT d.id FROM doomed_elements AS d)
-        RETURNING 1
-    ),
-    rules AS (
-        DELETE FROM callmaster.script_element_conditional_rules AS x
-        WHERE x.element_id IN (SELECT d.id FROM doomed_elements AS d)
-        RETURNING 1
-    ),
-    groups AS (
-        DELETE FROM callmaster.script_element_groups AS x
-        WHERE x.script_id IN (SELECT d.id FROM doomed_scripts AS d)
-        RETURNING 1
-    ),
-    elements AS (
-        DELETE FROM callmaster.script_elements AS x
-        WHERE x.script_id IN (SELECT d.id FROM doomed_scripts AS d)
-        RETURNING 1
-    ),
-    scripts AS (
-        DELETE FROM callmaster.scripts AS x
-        WHERE x.id IN (SELECT d.id FROM doomed_scripts AS d)
-        RETURNING 1
-    ),
-    crew AS (
-        DELETE FROM callmaster.crew_assignments AS x
-        WHERE x.show_id = delete_show.show_id
-        RETURNING 1
-    ),
-    shows AS (
-        DELETE FROM callmaster.shows AS x
-        WHERE x.id = delete_show.show_id
-        RETURNING 1
-    )
-    SELECT v.t, v.n
-    FROM (VALUES
-        ('shows', (SELECT count(*) FROM shows)),
-        ('crew_assignments', (SELECT count(*) FROM crew)),
-        ('scripts', (SELECT count(*) FROM scripts)),
-        ('script_elements', (SELECT count(*) FROM elements)),
-        ('script_element_equipment', (SELECT count(*) FROM equipment)),
-        ('script_element_crew_assignments', (SELECT count(*) FROM element_crew)),
-        ('script_element_performer_assignments', (SELECT count(*) FROM performers)),
-        ('script_element_conditional_rules', (SELECT count(*) FROM rules)),
-        ('script_element_groups', (SELECT count(*) FROM groups))
-    ) AS v (t, n);
+    -- Everything under the show, bottom up: the scripts with all their rows, then the crew, then the
+    -- show itself. Nothing is left for ON DELETE CASCADE, so the counts are exactly what was removed.
+    SELECT array_agg(r.table_name ORDER BY r.n), array_agg(r.deleted_rows ORDER BY r.n)
+    INTO v_tables, v_counts
+    FROM callmaster.delete_script_rows_unchecked(v_script_ids) WITH ORDINALITY AS r (table_name, deleted_rows, n);
+    DELETE FROM callmaster.crew_assignments AS x WHERE x.show_id = delete_show.show_id;
+    GET DIAGNOSTICS v_crew = ROW_COUNT;
+    DELETE FROM callmaster.shows AS x WHERE x.id = delete_show.show_id;
+    GET DIAGNOSTICS v_shows = ROW_COUNT;
+
+    RETURN QUERY VALUES ('shows'::text, v_shows), ('crew_assignments', v_crew);
+    RETURN QUERY SELECT u.t, u.n FROM unnest(v_tables, v_counts) WITH ORDINALITY AS u (t, n, i) ORDER BY u.i;
 END
 $$;
 COMMENT ON FUNCTION callmaster.delete_show(uuid) IS

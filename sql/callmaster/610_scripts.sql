@@ -129,22 +129,18 @@ COMMENT ON FUNCTION callmaster.update_script(uuid, jsonb) IS
     'script_json. Errors: P0002 not found; 42501 crew (read-only); 22023 empty name or unknown field; '
     '23502 null status; 23514 bad status or end before start.';
 
-CREATE OR REPLACE FUNCTION callmaster.delete_script(script_id uuid)
+CREATE OR REPLACE FUNCTION callmaster.delete_script_rows_unchecked(script_ids uuid[])
     RETURNS TABLE (table_name text, deleted_rows bigint)
     LANGUAGE plpgsql
-    SECURITY DEFINER
-    SET search_path = pg_catalog, callmaster
 AS $$
 BEGIN
-    PERFORM callmaster.writable_script(delete_script.script_id);
-    -- Waits for a running duplicate of this script (FOR SHARE) to finish.
-    PERFORM 1 FROM callmaster.scripts AS s WHERE s.id = delete_script.script_id FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'P0002', MESSAGE = format('script %s not found', delete_script.script_id);
-    END IF;
+    -- Bottom up, in one statement: every child row is deleted explicitly along with its parent, so
+    -- nothing is left for ON DELETE CASCADE and the counts are exactly what was removed.
     RETURN QUERY
     WITH doomed_elements AS MATERIALIZED (
-        SELECT e.id FROM callmaster.script_elements AS e WHERE e.script_id = delete_script.script_id
+        SELECT e.id
+        FROM callmaster.script_elements AS e
+        WHERE e.script_id = ANY (delete_script_rows_unchecked.script_ids)
     ),
     equipment AS (
         DELETE FROM callmaster.script_element_equipment AS x
@@ -168,17 +164,17 @@ BEGIN
     ),
     groups AS (
         DELETE FROM callmaster.script_element_groups AS x
-        WHERE x.script_id = delete_script.script_id
+        WHERE x.script_id = ANY (delete_script_rows_unchecked.script_ids)
         RETURNING 1
     ),
     elements AS (
         DELETE FROM callmaster.script_elements AS x
-        WHERE x.script_id = delete_script.script_id
+        WHERE x.script_id = ANY (delete_script_rows_unchecked.script_ids)
         RETURNING 1
     ),
     scripts AS (
         DELETE FROM callmaster.scripts AS x
-        WHERE x.id = delete_script.script_id
+        WHERE x.id = ANY (delete_script_rows_unchecked.script_ids)
         RETURNING 1
     )
     SELECT v.t, v.n
@@ -191,6 +187,32 @@ BEGIN
         ('script_element_conditional_rules', (SELECT count(*) FROM rules)),
         ('script_element_groups', (SELECT count(*) FROM groups))
     ) AS v (t, n);
+END
+$$;
+COMMENT ON FUNCTION callmaster.delete_script_rows_unchecked(uuid[]) IS
+    'Internal, not for DBAs or the API (use delete_script / delete_show): deletes the given scripts, all '
+    'their elements and every supporting row (equipment, element crew and performer assignments, '
+    'conditional rules, group membership) in one statement. Checks no access and takes no locks: the '
+    'caller has checked the scripts are writable and locked them FOR UPDATE (see the lock order in '
+    'sql/callmaster/600_shows.sql). Arguments: script_ids. Returns one row per table, scripts first: '
+    '(table_name, deleted_rows). No errors of its own.';
+REVOKE ALL ON FUNCTION callmaster.delete_script_rows_unchecked(uuid[]) FROM PUBLIC, keel_api;
+
+CREATE OR REPLACE FUNCTION callmaster.delete_script(script_id uuid)
+    RETURNS TABLE (table_name text, deleted_rows bigint)
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, callmaster
+AS $$
+BEGIN
+    PERFORM callmaster.writable_script(delete_script.script_id);
+    -- Waits for a running duplicate of this script (FOR SHARE) to finish.
+    PERFORM 1 FROM callmaster.scripts AS s WHERE s.id = delete_script.script_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'P0002', MESSAGE = format('script %s not found', delete_script.script_id);
+    END IF;
+    RETURN QUERY SELECT r.table_name, r.deleted_rows
+                 FROM callmaster.delete_script_rows_unchecked(ARRAY[delete_script.script_id]) AS r;
 END
 $$;
 COMMENT ON FUNCTION callmaster.delete_script(uuid) IS
