@@ -85,10 +85,12 @@ class GroupMemberIn(msgspec.Struct, forbid_unknown_fields=True):
     order_in_group: Annotated[int, Meta(ge=0, le=2_147_483_647)] | None = None
 
 
-class ElementCreate(msgspec.Struct, forbid_unknown_fields=True):
-    """A new element; nested arrays create its supporting rows. `sequence` defaults to the end."""
+class _ElementFields(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The element columns every element body may set (keyword-only: they follow each body's own fields).
 
-    element_type: ElementType
+    `parent_element_id` is an element reference here; `_BulkElementFields` narrows it to a UUID.
+    """
+
     sequence: Sequence | UnsetType = UNSET
     cue_id: Short | None | UnsetType = UNSET
     description: Text | None | UnsetType = UNSET
@@ -110,6 +112,11 @@ class ElementCreate(msgspec.Struct, forbid_unknown_fields=True):
     is_safety_critical: bool | UnsetType = UNSET
     safety_notes: Text | None | UnsetType = UNSET
     is_active: bool | UnsetType = UNSET
+
+
+class _ElementWithRows(_ElementFields, kw_only=True):
+    """The element columns plus the nested supporting rows (a nested array replaces those rows)."""
+
     equipment: Annotated[list[EquipmentIn], Meta(max_length=1000)] | UnsetType = UNSET
     crew_assignments: Annotated[list[ElementCrewIn], Meta(max_length=1000)] | UnsetType = UNSET
     performer_assignments: Annotated[list[PerformerIn], Meta(max_length=1000)] | UnsetType = UNSET
@@ -117,7 +124,13 @@ class ElementCreate(msgspec.Struct, forbid_unknown_fields=True):
     group_members: Annotated[list[GroupMemberIn], Meta(max_length=10_000)] | UnsetType = UNSET
 
 
-class ElementPatch(msgspec.Struct, forbid_unknown_fields=True):
+class ElementCreate(_ElementWithRows):
+    """A new element; nested arrays create its supporting rows. `sequence` defaults to the end."""
+
+    element_type: ElementType
+
+
+class ElementPatch(_ElementWithRows):
     """Only the fields sent change (`null` clears a nullable one); a nested array replaces those rows.
 
     `base_version`: the version this edit is based on; 409 when the element has changed since.
@@ -125,60 +138,19 @@ class ElementPatch(msgspec.Struct, forbid_unknown_fields=True):
 
     base_version: Version | UnsetType = UNSET
     element_type: ElementType | UnsetType = UNSET
-    sequence: Sequence | UnsetType = UNSET
-    cue_id: Short | None | UnsetType = UNSET
-    description: Text | None | UnsetType = UNSET
-    cue_notes: Text | None | UnsetType = UNSET
-    department_id: UUID | None | UnsetType = UNSET
-    parent_element_id: ElementRef | None | UnsetType = UNSET
-    trigger_type: TriggerType | UnsetType = UNSET
-    follows_cue_id: Short | None | UnsetType = UNSET
-    priority: Priority | UnsetType = UNSET
-    time_offset_ms: Offset | UnsetType = UNSET
-    duration_ms: Millis | None | UnsetType = UNSET
-    fade_in_ms: Millis | None | UnsetType = UNSET
-    fade_out_ms: Millis | None | UnsetType = UNSET
-    location: Location | None | UnsetType = UNSET
-    location_details: Text | None | UnsetType = UNSET
-    custom_color: Color | None | UnsetType = UNSET
-    group_level: Level | UnsetType = UNSET
-    is_collapsed: bool | UnsetType = UNSET
-    is_safety_critical: bool | UnsetType = UNSET
-    safety_notes: Text | None | UnsetType = UNSET
-    is_active: bool | UnsetType = UNSET
-    equipment: Annotated[list[EquipmentIn], Meta(max_length=1000)] | UnsetType = UNSET
-    crew_assignments: Annotated[list[ElementCrewIn], Meta(max_length=1000)] | UnsetType = UNSET
-    performer_assignments: Annotated[list[PerformerIn], Meta(max_length=1000)] | UnsetType = UNSET
-    conditional_rules: Annotated[list[RuleIn], Meta(max_length=1000)] | UnsetType = UNSET
-    group_members: Annotated[list[GroupMemberIn], Meta(max_length=10_000)] | UnsetType = UNSET
 
 
-class ElementBulkItem(msgspec.Struct, forbid_unknown_fields=True):
+class _BulkElementFields(_ElementFields, kw_only=True):
+    """The element columns of a bulk update, where the parent must be an existing element's id."""
+
+    parent_element_id: UUID | None | UnsetType = UNSET  # keeps its place among the inherited fields
+
+
+class ElementBulkItem(_BulkElementFields):
     """One element of a bulk update: its id and the fields to change (no nested rows)."""
 
     id: UUID
     element_type: ElementType | UnsetType = UNSET
-    sequence: Sequence | UnsetType = UNSET
-    cue_id: Short | None | UnsetType = UNSET
-    description: Text | None | UnsetType = UNSET
-    cue_notes: Text | None | UnsetType = UNSET
-    department_id: UUID | None | UnsetType = UNSET
-    parent_element_id: UUID | None | UnsetType = UNSET
-    trigger_type: TriggerType | UnsetType = UNSET
-    follows_cue_id: Short | None | UnsetType = UNSET
-    priority: Priority | UnsetType = UNSET
-    time_offset_ms: Offset | UnsetType = UNSET
-    duration_ms: Millis | None | UnsetType = UNSET
-    fade_in_ms: Millis | None | UnsetType = UNSET
-    fade_out_ms: Millis | None | UnsetType = UNSET
-    location: Location | None | UnsetType = UNSET
-    location_details: Text | None | UnsetType = UNSET
-    custom_color: Color | None | UnsetType = UNSET
-    group_level: Level | UnsetType = UNSET
-    is_collapsed: bool | UnsetType = UNSET
-    is_safety_critical: bool | UnsetType = UNSET
-    safety_notes: Text | None | UnsetType = UNSET
-    is_active: bool | UnsetType = UNSET
 
 
 MAX_BULK = 10_000
