@@ -319,4 +319,6 @@ def main(argv: list[str] | None = None) -> int:
                 default=str,
             )
         )
+        if partial is not None:
+            partial.unlink(missing_ok=True)
     return 1 if any(r.keel == "error" for r in results) else 0
