@@ -47,6 +47,13 @@ def merge_patch(data: msgspec.Struct) -> dict[str, Any]:
     return {field: value for field in data.__struct_fields__ if (value := getattr(data, field)) is not UNSET}
 
 
+def search_term(q: str | None) -> str | None:
+    """A `q` search parameter as given; 400 when it holds a NUL character (PostgreSQL text cannot)."""
+    if q is not None and "\x00" in q:
+        raise Problem(400, "q must not contain NUL characters.", code="22021")
+    return q
+
+
 @get("/api/me", tags=["callmaster"], summary="The requesting user's CallMaster profile")
 async def get_me(db: Db, principal: CurrentPrincipal) -> dict[str, Any]:
     return await db.fetch_val(principal, "SELECT callmaster.me()")

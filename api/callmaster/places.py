@@ -15,9 +15,8 @@ from litestar.params import FromPath, JSONBody, Parameter
 from msgspec import UNSET, Meta, UnsetType
 from psycopg.types.json import Jsonb
 
-from api.callmaster.identity import merge_patch
+from api.callmaster.identity import merge_patch, search_term
 from api.deps import CurrentPrincipal, Db, Page
-from api.errors import Problem
 
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 Text = Annotated[str, Meta(max_length=500)]
@@ -89,12 +88,6 @@ class DepartmentPatch(msgspec.Struct, forbid_unknown_fields=True):
     initials: Initials | None | UnsetType = UNSET
 
 
-def _search(q: str | None) -> str | None:
-    if q is not None and "\x00" in q:
-        raise Problem(400, "q must not contain NUL characters.", code="22021")
-    return q
-
-
 # Venues -----------------------------------------------------------------------------------------
 
 
@@ -105,7 +98,7 @@ async def list_venues(
     return await db.fetch_val(
         principal,
         "SELECT callmaster.list_venues(%(limit)s, %(offset)s, %(q)s)",
-        {"limit": pagination.limit, "offset": pagination.offset, "q": _search(q)},
+        {"limit": pagination.limit, "offset": pagination.offset, "q": search_term(q)},
     )
 
 
@@ -154,7 +147,7 @@ async def list_departments(
     return await db.fetch_val(
         principal,
         "SELECT callmaster.list_departments(%(limit)s, %(offset)s, %(q)s)",
-        {"limit": pagination.limit, "offset": pagination.offset, "q": _search(q)},
+        {"limit": pagination.limit, "offset": pagination.offset, "q": search_term(q)},
     )
 
 

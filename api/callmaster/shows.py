@@ -16,9 +16,8 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from msgspec import UNSET, Meta, UnsetType
 from psycopg.types.json import Jsonb
 
-from api.callmaster.identity import merge_patch
+from api.callmaster.identity import merge_patch, search_term
 from api.deps import CurrentPrincipal, Db, Page
-from api.errors import Problem
 
 Name = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"\S")]
 Notes = Annotated[str, Meta(max_length=10_000)]
@@ -66,12 +65,6 @@ class CrewAssignmentCreate(msgspec.Struct, forbid_unknown_fields=True):
     is_active: bool = True
 
 
-def _search(q: str | None) -> str | None:
-    if q is not None and "\x00" in q:
-        raise Problem(400, "q must not contain NUL characters.", code="22021")
-    return q
-
-
 @get("/api/shows", tags=["callmaster"], summary="The shows the requesting user owns or crews")
 async def list_shows(
     db: Db, principal: CurrentPrincipal, pagination: Page, q: Search = None
@@ -79,7 +72,7 @@ async def list_shows(
     return await db.fetch_val(
         principal,
         "SELECT callmaster.list_shows(%(limit)s, %(offset)s, %(q)s)",
-        {"limit": pagination.limit, "offset": pagination.offset, "q": _search(q)},
+        {"limit": pagination.limit, "offset": pagination.offset, "q": search_term(q)},
     )
 
 
