@@ -186,7 +186,7 @@ CREATE OR REPLACE FUNCTION callmaster.list_shows(lim integer, skip integer, q te
     STABLE
 AS $$
 DECLARE
-    v_pattern text := '%' || replace(replace(replace(nullif(btrim(q), ''), '\', '\\'), '%', '\%'), '_', '\_') || '%';
+    v_pattern text := '%' || callmaster.like_escape(nullif(btrim(q), '')) || '%';
     v_result  jsonb;
 BEGIN
     PERFORM callmaster.acting_user_id();
