@@ -474,6 +474,32 @@ COMMENT ON FUNCTION callmaster.check_base_version(callmaster.script_elements, in
     'Arguments: el, base_version. Errors: 55000 (409 Conflict in the API) when the element is at another '
     'version.';
 
+CREATE OR REPLACE FUNCTION callmaster.lock_element_for_write(element_id uuid, base_version integer DEFAULT NULL)
+    RETURNS callmaster.script_elements
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_el callmaster.script_elements := callmaster.writable_element(lock_element_for_write.element_id);
+BEGIN
+    -- Single-element write: the script FOR SHARE (waits for edit batches and auto-sort), then the
+    -- element FOR UPDATE, then the optimistic version check on the locked row.
+    PERFORM 1 FROM callmaster.scripts AS s WHERE s.id = v_el.script_id FOR SHARE;
+    SELECT * INTO v_el FROM callmaster.script_elements AS e WHERE e.id = lock_element_for_write.element_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'P0002', MESSAGE = format('element %s not found', lock_element_for_write.element_id);
+    END IF;
+    PERFORM callmaster.check_base_version(v_el, lock_element_for_write.base_version);
+    RETURN v_el;
+END
+$$;
+COMMENT ON FUNCTION callmaster.lock_element_for_write(uuid, integer) IS
+    'Access check and locks for a write to one element (update_element, delete_element): its script FOR '
+    'SHARE, then the element FOR UPDATE (lock order: sql/callmaster/600_shows.sql). Arguments: '
+    'element_id, base_version (optional: the version the edit is based on). Returns the locked element '
+    'row. Errors: P0002 not found (or deleted meanwhile); 42501 crew (read-only) or unknown user; 55000 '
+    '(409) stale base_version.';
+
 -- Elements API --------------------------------------------------------------------------------------
 
 CREATE OR REPLACE FUNCTION callmaster.list_script_elements(script_id uuid, lim integer, skip integer)
@@ -565,14 +591,9 @@ CREATE OR REPLACE FUNCTION callmaster.update_element(element_id uuid, patch json
     LANGUAGE plpgsql
 AS $$
 DECLARE
-    v_el callmaster.script_elements := callmaster.writable_element(update_element.element_id);
+    v_el callmaster.script_elements :=
+        callmaster.lock_element_for_write(update_element.element_id, update_element.base_version);
 BEGIN
-    PERFORM 1 FROM callmaster.scripts AS s WHERE s.id = v_el.script_id FOR SHARE;
-    SELECT * INTO v_el FROM callmaster.script_elements AS e WHERE e.id = update_element.element_id FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'P0002', MESSAGE = format('element %s not found', update_element.element_id);
-    END IF;
-    PERFORM callmaster.check_base_version(v_el, update_element.base_version);
     v_el := callmaster.update_element_row(v_el, patch);
     RETURN callmaster.element_json(v_el);
 END
@@ -588,14 +609,9 @@ CREATE OR REPLACE FUNCTION callmaster.delete_element(element_id uuid, base_versi
     LANGUAGE plpgsql
 AS $$
 DECLARE
-    v_el callmaster.script_elements := callmaster.writable_element(delete_element.element_id);
+    v_el callmaster.script_elements :=
+        callmaster.lock_element_for_write(delete_element.element_id, delete_element.base_version);
 BEGIN
-    PERFORM 1 FROM callmaster.scripts AS s WHERE s.id = v_el.script_id FOR SHARE;
-    SELECT * INTO v_el FROM callmaster.script_elements AS e WHERE e.id = delete_element.element_id FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'P0002', MESSAGE = format('element %s not found', delete_element.element_id);
-    END IF;
-    PERFORM callmaster.check_base_version(v_el, delete_element.base_version);
     DELETE FROM callmaster.script_elements AS e WHERE e.id = v_el.id;
 END
 $$;
