@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 
 ELEMENT_COLUMNS = (
@@ -21,12 +22,12 @@ ELEMENT_COLUMNS = (
     "location_details", "custom_color", "group_level", "is_collapsed", "is_safety_critical", "safety_notes",
     "is_active", "created_by", "updated_by",
 )  # fmt: skip
-INSERT_ELEMENT = (
-    "INSERT INTO callmaster.script_elements (script_id, owner_id, parent_element_id, "
-    + ", ".join(ELEMENT_COLUMNS)
-    + ") VALUES (%(script_id)s, %(owner_id)s, %(parent)s, "
-    + ", ".join(f"%({c})s" for c in ELEMENT_COLUMNS)
-    + ") RETURNING id"
+INSERT_ELEMENT = sql.SQL(
+    "INSERT INTO callmaster.script_elements (script_id, owner_id, parent_element_id, {columns})"
+    " VALUES (%(script_id)s, %(owner_id)s, %(parent)s, {values}) RETURNING id"
+).format(
+    columns=sql.SQL(", ").join(map(sql.Identifier, ELEMENT_COLUMNS)),
+    values=sql.SQL(", ").join(map(sql.Placeholder, ELEMENT_COLUMNS)),
 )
 
 
@@ -67,8 +68,8 @@ def duplicate_script(conn: psycopg.Connection[Any], script_id: str, new_name: st
         old_ids = list(id_map)
 
         def rows(table: str) -> list[dict[str, Any]]:
-            query = psycopg.sql.SQL("SELECT * FROM callmaster.{} WHERE element_id = ANY(%s)").format(
-                psycopg.sql.Identifier(table)
+            query = sql.SQL("SELECT * FROM callmaster.{} WHERE element_id = ANY(%s)").format(
+                sql.Identifier(table)
             )
             return cur.execute(query, (old_ids,)).fetchall()
 
