@@ -11,8 +11,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
+
+from psycopg import sql
 
 from api.db import CONTEXT_SQL
 from bench import datagen
@@ -26,15 +28,24 @@ PATIENTS = 500
 
 
 @contextmanager
-def snapshot_trigger_disabled(ctx: Context) -> Iterator[None]:
-    """The "before" world had no snapshot trigger: switch it off for the baseline's runs only."""
+def trigger_disabled(ctx: Context, trigger: str) -> Iterator[None]:
+    """Switch one trigger of clinic.appointments off for the duration (in the bench's scratch database)."""
     with ctx.connect() as conn:
-        conn.execute("ALTER TABLE clinic.appointments DISABLE TRIGGER appointments_10_snapshots")
+        conn.execute(
+            sql.SQL("ALTER TABLE clinic.appointments DISABLE TRIGGER {}").format(sql.Identifier(trigger))
+        )
     try:
         yield
     finally:
         with ctx.connect() as conn:
-            conn.execute("ALTER TABLE clinic.appointments ENABLE TRIGGER appointments_10_snapshots")
+            conn.execute(
+                sql.SQL("ALTER TABLE clinic.appointments ENABLE TRIGGER {}").format(sql.Identifier(trigger))
+            )
+
+
+def snapshot_trigger_disabled(ctx: Context) -> AbstractContextManager[None]:
+    """The "before" world had no snapshot trigger: switch it off for the baseline's runs only."""
+    return trigger_disabled(ctx, "appointments_10_snapshots")
 
 
 def run(ctx: Context) -> list[Result]:
@@ -47,10 +58,10 @@ def run(ctx: Context) -> list[Result]:
     claims = clinic.claims("front_desk")
     headers = ctx.headers(claims)
     per_rep = max(conc, n // ctx.sizes.repeats)
-    # Four disjoint ranges of days: HTTP Keel, HTTP baseline, SQL Keel, SQL baseline (+ warm-up).
+    # Disjoint ranges of days: HTTP Keel and baseline, SQL Keel and baseline (twice), plus warm-up.
     all_slots = slots(
         clinic.doctor_ids,
-        per_rep * ctx.sizes.repeats * 4 + 4 * conc * 2,
+        per_rep * ctx.sizes.repeats * 6 + 4 * conc * 2,
         start_day=dt.date.today() + dt.timedelta(days=30),
     )
     for i, item in enumerate(all_slots):
@@ -105,10 +116,16 @@ def run(ctx: Context) -> list[Result]:
 
     kh, bh = alternate(ctx.sizes.repeats, keel_http, base_http)
     ks, bs = alternate(ctx.sizes.repeats, keel_sql, base_sql)
+    # Diagnostic (bench/README.md): the same SQL comparison with the outbox trigger, whose pg_notify
+    # serialises commits, switched off on both sides.
+    with trigger_disabled(ctx, "appointments_outbox_booked"):
+        ko, bo = alternate(ctx.sizes.repeats, keel_sql, base_sql)
     note = "; ".join(errors)
     return [
         ratio_result(f"booking: POST /api/appointments, c={conc}", med(kh), med(bh), fmt=per_s,
                      target="≥ 2× throughput", minimum=2.0, note=note, data={"keel": kh, "baseline": bh}),
         ratio_result(f"booking: SQL call alone, c={conc}", med(ks), med(bs), fmt=per_s,
                      target="≥ 2× throughput", minimum=2.0, data={"keel": ks, "baseline": bs}),
+        ratio_result(f"booking: SQL alone, outbox trigger off (diagnostic), c={conc}", med(ko), med(bo),
+                     fmt=per_s, target="(shows the NOTIFY cost)", data={"keel": ko, "baseline": bo}),
     ]  # fmt: skip
