@@ -238,6 +238,35 @@ COMMENT ON FUNCTION callmaster.check_parent_cycles(uuid[]) IS
     'Checks that following parent_element_id up from each given element never comes back to it. '
     'Arguments: element_ids. Errors: 22023 naming an element on a cycle.';
 
+CREATE OR REPLACE FUNCTION callmaster.check_user_refs(user_ids uuid[], visible uuid[], what text, key text)
+    RETURNS void
+    LANGUAGE plpgsql
+    STABLE
+AS $$
+DECLARE
+    v_bad uuid;
+BEGIN
+    SELECT u.id INTO v_bad
+    FROM unnest(user_ids) WITH ORDINALITY AS u (id, n)
+    WHERE u.id IS NOT NULL
+      AND ((visible IS NOT NULL AND u.id <> ALL (visible))
+           OR NOT EXISTS (SELECT 1 FROM callmaster.users AS x WHERE x.id = u.id))
+    ORDER BY u.n
+    LIMIT 1;
+    IF v_bad IS NOT NULL THEN
+        RAISE EXCEPTION USING
+            ERRCODE = '23503',
+            MESSAGE = format('%s %s not found', what, v_bad),
+            DETAIL = format('Key (%s)=(%s) is not present in table "users".', key, v_bad);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION callmaster.check_user_refs(uuid[], uuid[], text, text) IS
+    'Checks that every non-NULL id in user_ids is an existing user and, when visible is not NULL, one of '
+    'visible (the acting user''s visible_user_ids; NULL for a DBA). Arguments: user_ids, visible, what '
+    '(the name in the message, e.g. ''crew user''), key (the column named in the detail). Errors: 23503 '
+    '(detail "is not present") naming the first offending id.';
+
 -- Writing one element -----------------------------------------------------------------------------
 
 CREATE OR REPLACE FUNCTION callmaster.write_element_children(el callmaster.script_elements, data jsonb)
@@ -249,6 +278,7 @@ DECLARE
     v_visible uuid[];
     v_bad     uuid;
 BEGIN
+    -- NULL for a DBA: check_user_refs then only checks that the users exist.
     IF v_me IS NOT NULL AND (data ? 'crew_assignments' OR data ? 'performer_assignments') THEN
         v_visible := callmaster.visible_user_ids();
     END IF;
@@ -265,19 +295,11 @@ BEGIN
     IF data ? 'crew_assignments' THEN
         PERFORM callmaster.check_item_array(data -> 'crew_assignments',
                                             ARRAY['crew_user_id', 'assignment_role', 'is_lead'], 'crew_assignments');
-        SELECT x.crew_user_id INTO v_bad
-        FROM jsonb_populate_recordset(NULL::callmaster.script_element_crew_assignments,
-                                      data -> 'crew_assignments') AS x
-        WHERE x.crew_user_id IS NOT NULL
-          AND ((v_me IS NOT NULL AND x.crew_user_id <> ALL (v_visible))
-               OR NOT EXISTS (SELECT 1 FROM callmaster.users AS u WHERE u.id = x.crew_user_id))
-        LIMIT 1;
-        IF v_bad IS NOT NULL THEN
-            RAISE EXCEPTION USING
-                ERRCODE = '23503',
-                MESSAGE = format('crew user %s not found', v_bad),
-                DETAIL = format('Key (crew_user_id)=(%s) is not present in table "users".', v_bad);
-        END IF;
+        PERFORM callmaster.check_user_refs(
+            ARRAY(SELECT x.crew_user_id
+                  FROM jsonb_populate_recordset(NULL::callmaster.script_element_crew_assignments,
+                                                data -> 'crew_assignments') AS x),
+            v_visible, 'crew user', 'crew_user_id');
         DELETE FROM callmaster.script_element_crew_assignments AS x WHERE x.element_id = el.id;
         INSERT INTO callmaster.script_element_crew_assignments (element_id, crew_user_id, assignment_role, is_lead)
         SELECT el.id, x.crew_user_id, x.assignment_role, coalesce(x.is_lead, false)
@@ -288,19 +310,11 @@ BEGIN
     IF data ? 'performer_assignments' THEN
         PERFORM callmaster.check_item_array(data -> 'performer_assignments',
                                             ARRAY['performer_id', 'character_name', 'notes'], 'performer_assignments');
-        SELECT x.performer_id INTO v_bad
-        FROM jsonb_populate_recordset(NULL::callmaster.script_element_performer_assignments,
-                                      data -> 'performer_assignments') AS x
-        WHERE x.performer_id IS NOT NULL
-          AND ((v_me IS NOT NULL AND x.performer_id <> ALL (v_visible))
-               OR NOT EXISTS (SELECT 1 FROM callmaster.users AS u WHERE u.id = x.performer_id))
-        LIMIT 1;
-        IF v_bad IS NOT NULL THEN
-            RAISE EXCEPTION USING
-                ERRCODE = '23503',
-                MESSAGE = format('performer %s not found', v_bad),
-                DETAIL = format('Key (performer_id)=(%s) is not present in table "users".', v_bad);
-        END IF;
+        PERFORM callmaster.check_user_refs(
+            ARRAY(SELECT x.performer_id
+                  FROM jsonb_populate_recordset(NULL::callmaster.script_element_performer_assignments,
+                                                data -> 'performer_assignments') AS x),
+            v_visible, 'performer', 'performer_id');
         DELETE FROM callmaster.script_element_performer_assignments AS x WHERE x.element_id = el.id;
         INSERT INTO callmaster.script_element_performer_assignments (element_id, performer_id, character_name, notes)
         SELECT el.id, x.performer_id, x.character_name, x.notes
