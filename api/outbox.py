@@ -53,6 +53,7 @@ MIN_PAUSE = 0.05  # seconds: an event due now but locked by a concurrent claim i
 
 CLAIM = "SELECT * FROM keel.claim_outbox(%(limit)s, make_interval(secs => %(lease)s), %(worker)s)"
 COMPLETE = "SELECT keel.complete_outbox(%(id)s, %(status)s)"
+COMPLETE_UNSENT = "SELECT keel.complete_outbox_unsent(%(ids)s)"
 FAIL = (
     "SELECT keel.fail_outbox(%(id)s, %(error)s, %(status)s, %(max_attempts)s,"
     " make_interval(secs => %(base)s), make_interval(secs => %(max)s))"
@@ -229,28 +230,34 @@ class Dispatcher:
             )
             if not events:
                 break
+            if self.url is None or signer is None:
+                await self.log_unsent(events)
+            else:
 
-            async def guarded(event: dict[str, Any]) -> None:
-                async with gate:
-                    await self.deliver(http, signer, event)
+                async def guarded(event: dict[str, Any]) -> None:
+                    async with gate:
+                        await self.deliver(http, signer, event)
 
-            await asyncio.gather(*(guarded(event) for event in events))
+                await asyncio.gather(*(guarded(event) for event in events))
             handled += len(events)
             if len(events) < self.config.batch_size:
                 break
         return handled
 
-    async def deliver(self, http: httpx.AsyncClient, signer: Webhook | None, event: dict[str, Any]) -> None:
-        event_id = str(event["id"])
-        if self.url is None or signer is None:
+    async def log_unsent(self, events: list[dict[str, Any]]) -> None:
+        """No receiver configured: log each event, then mark the whole batch delivered in one call."""
+        for event in events:
+            event_id = str(event["id"])
             log.info(
                 "outbox event %s %s (not sent: no KEEL_NOTIFY_WEBHOOK_URL)",
                 event["topic"],
                 event_id,
                 extra={"event_id": event_id, "topic": event["topic"], "payload": event["payload"]},
             )
-            await self.db.fetch_val(None, COMPLETE, {"id": event["id"], "status": None})
-            return
+        await self.db.fetch_val(None, COMPLETE_UNSENT, {"ids": [event["id"] for event in events]})
+
+    async def deliver(self, http: httpx.AsyncClient, signer: Webhook, event: dict[str, Any]) -> None:
+        event_id = str(event["id"])
         body = json.dumps(
             {"type": event["topic"], "timestamp": event["created_at"].isoformat(), "data": event["payload"]},
             separators=(",", ":"),

@@ -104,6 +104,25 @@ COMMENT ON FUNCTION keel.complete_outbox(uuid, integer) IS
     'receiver is configured). Earlier failures stay in last_error. Returns false when the event was '
     'already delivered or does not exist. Raises nothing.';
 
+CREATE OR REPLACE FUNCTION keel.complete_outbox_unsent(p_ids uuid[])
+    RETURNS integer
+    LANGUAGE sql
+    VOLATILE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, keel
+AS $$
+    WITH done AS (
+        UPDATE keel.outbox
+        SET delivered_at = now(), last_status = NULL
+        WHERE id = ANY (p_ids) AND delivered_at IS NULL
+        RETURNING 1
+    )
+    SELECT count(*)::integer FROM done
+$$;
+COMMENT ON FUNCTION keel.complete_outbox_unsent(uuid[]) IS
+    'Dispatcher call when no receiver is configured: marks a whole claimed batch delivered in one '
+    'statement (the events were logged instead of sent). Returns how many were marked. Raises nothing.';
+
 CREATE OR REPLACE FUNCTION keel.fail_outbox(
     p_id uuid,
     p_error text,
