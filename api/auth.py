@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
+from cachetools import TLRUCache
 from litestar import Request
 from litestar.exceptions import NotAuthorizedException
 
@@ -16,6 +17,7 @@ from api.settings import Settings
 HS_ALGORITHMS = ["HS256"]
 RS_ALGORITHMS = ["RS256"]
 LEEWAY_SECONDS = 5
+VERIFIED_CACHE_SIZE = 10_000
 
 
 @dataclass(frozen=True)
@@ -51,12 +53,21 @@ class TokenVerifier:
             if settings.jwt_jwks_url
             else None
         )
-
-    @property
-    def configured(self) -> bool:
-        return bool(self.secret or self.jwks)
+        # A token's signature and claims do not change: verifying it again on every request only costs
+        # CPU. Entries leave the cache when the token expires (or to make room).
+        self._verified: TLRUCache[str, dict[str, Any]] = TLRUCache(
+            maxsize=VERIFIED_CACHE_SIZE, ttu=_token_expiry, timer=time.time
+        )
 
     def verify(self, token: str) -> dict[str, Any]:
+        """The token's claims; verified once, then remembered until the token expires."""
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = self._verify(token)
+            self._verified[token] = claims
+        return claims
+
+    def _verify(self, token: str) -> dict[str, Any]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -99,6 +110,10 @@ class TokenVerifier:
         if self.issuer:
             payload.setdefault("iss", self.issuer)
         return jwt.encode(payload, self.secret, algorithm="HS256")
+
+
+def _token_expiry(token: str, claims: dict[str, Any], now: float) -> float:
+    return float(claims["exp"])
 
 
 def _unauthorized(detail: str) -> NotAuthorizedException:

@@ -10,8 +10,10 @@ from dataclasses import replace
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from litestar.exceptions import NotAuthorizedException
 
 from api.app import create_app
+from api.auth import TokenVerifier
 from tests.conftest import TEST_JWT_SECRET, live_server
 from tests.jwks_server import serve_jwks
 
@@ -99,3 +101,16 @@ async def test_rs256_tokens_verified_against_jwks(settings):
             assert (await _ready(client, _hs(_claims()))).status_code == 200
             unknown_kid = jwt.encode(_claims(), key, algorithm="RS256", headers={"kid": "nope"})
             assert (await _ready(client, unknown_kid)).status_code == 401
+
+
+def test_verified_tokens_are_remembered_only_until_they_expire(settings):
+    verifier = TokenVerifier(settings)
+    token = _hs(_claims(exp=int(time.time()) + 1))
+    assert verifier.verify(token)["sub"] == "staff-1"
+    assert token in verifier._verified
+    time.sleep(1.2)
+    assert token not in verifier._verified  # the next request verifies it afresh (and soon refuses it)
+    forged = _hs(_claims(), secret="someone-elses-secret-0123456789abcdef")
+    with pytest.raises(NotAuthorizedException):
+        verifier.verify(forged)
+    assert forged not in verifier._verified
