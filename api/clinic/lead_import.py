@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import csv
+import functools
 import io
 import multiprocessing
 import os
@@ -235,16 +236,22 @@ def parse(raw: bytes, from_csv: bool) -> list[Any]:
     return parse_csv(raw) if from_csv else parse_json(raw)
 
 
+@functools.lru_cache(maxsize=1)
+def _parsed_once(raw: bytes, from_csv: bool) -> tuple[Any, ...]:
+    """The pool tasks of one upload share its parse: each worker process parses it once, not per slice."""
+    return tuple(parse(raw, from_csv))
+
+
 def count_rows(raw: bytes, from_csv: bool) -> int:
     """Pool task: how many rows the upload has (raises ImportRejected when it is unusable)."""
-    return len(parse(raw, from_csv))
+    return len(_parsed_once(raw, from_csv))
 
 
 def prepare_slice(
     ring: Keyring, raw: bytes, from_csv: bool, start: int, stop: int
 ) -> tuple[str, list[dict[str, Any]]]:
     """Pool task: rows[start:stop] validated and encrypted, as JSON array *items* text, and the rejects."""
-    rows = parse(raw, from_csv)[start:stop]
+    rows = _parsed_once(raw, from_csv)[start:stop]
     result = Prepared()
     for offset in range(0, len(rows), CHUNK_ROWS):
         result.extend(prepare_chunk(ring, rows[offset : offset + CHUNK_ROWS], start + offset, from_csv))
