@@ -18,7 +18,7 @@ from api import assistant, callmaster, clinic, ops
 from api.auth import TokenVerifier, provide_principal
 from api.db import Database
 from api.errors import exception_handlers, problem_plugin
-from api.migrate import migration_ids
+from api.migrate import migration_ids, sql_digest
 from api.observability import pool_collector, prometheus_config, request_id_middleware, send_request_id
 from api.pagination import provide_pagination
 from api.settings import Settings
@@ -66,7 +66,9 @@ def create_app(settings: Settings, *, database_url: str | None = None, run_worke
     prometheus = prometheus_config()
 
     def on_app_init(config: AppConfig) -> AppConfig:
-        config.state.update(settings=settings, verifier=verifier, migration_ids=migration_ids())
+        config.state.update(
+            settings=settings, verifier=verifier, migration_ids=migration_ids(), sql_digest=sql_digest()
+        )
         return config
 
     return Litestar(

@@ -41,14 +41,19 @@ def database_url(settings: Settings, *, owner: bool = False) -> Iterator[str]:
 
 
 def ensure_schema_current(url: str) -> None:
-    from api.migrate import pending_migrations
+    from api.migrate import pending_migrations, sql_sources_current
 
     with psycopg.connect(url) as conn:
         pending = pending_migrations(conn)
+        sources_current = sql_sources_current(conn)
     if pending:
         raise click.ClickException(
             f"the database schema is behind ({len(pending)} pending migration(s): {', '.join(pending)}); "
             "run `keel migrate` first"
+        )
+    if not sources_current:
+        raise click.ClickException(
+            "the database's functions were not loaded from this version's sql/; run `keel migrate` first"
         )
 
 

@@ -6,6 +6,7 @@ own lock table does not exist yet on an empty database), and yoyo's lock guards 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +25,10 @@ log = logging.getLogger(__name__)
 SQL_SCHEMA_ORDER = ("keel", "clinic", "assistant", "callmaster")
 MIGRATION_LOCK_KEY = 0x6B65656C  # "keel"
 MIGRATION_TABLE = "_yoyo_migration"
+RECORD_SOURCES = (
+    "INSERT INTO keel.sql_sources (digest) VALUES (%s)"
+    " ON CONFLICT (singleton) DO UPDATE SET digest = EXCLUDED.digest, reloaded_at = now()"
+)
 
 
 # Every object a migration creates, yoyo's own bookkeeping included, is owned by keel_owner and
@@ -47,6 +52,14 @@ def sql_files() -> list[Path]:
     for schema in SQL_SCHEMA_ORDER:
         files.extend(sorted((SQL_DIR / schema).glob("*.sql")))
     return files
+
+
+def sql_digest() -> str:
+    """A digest of every `sql/` source (names and contents), recorded by each reload."""
+    digest = hashlib.sha256()
+    for path in sql_files():
+        digest.update(path.relative_to(SQL_DIR).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def migration_ids() -> list[str]:
@@ -79,6 +92,7 @@ def reload_sql(url: str) -> int:
                 conn.execute(path.read_text())
             except psycopg.Error as exc:
                 raise RuntimeError(f"{path.relative_to(SQL_DIR.parent)}: {exc}") from exc
+        conn.execute(RECORD_SOURCES, (sql_digest(),))
     return len(files)
 
 
@@ -104,6 +118,14 @@ def migrate(url: str, rollback: int = 0) -> dict[str, object]:
         reloaded = 0 if rollback else reload_sql(url)
     log.info("migrate done", extra={"changed": changed, "sql_files": reloaded, "rollback": bool(rollback)})
     return {"rolled_back" if rollback else "applied": changed, "sql_files": reloaded}
+
+
+def sql_sources_current(conn: psycopg.Connection) -> bool:
+    """Whether the database's functions were loaded from this tree's `sql/` (see `sql_digest`)."""
+    if not conn.execute("SELECT to_regclass('keel.sql_sources') IS NOT NULL").fetchone()[0]:
+        return False
+    row = conn.execute("SELECT digest FROM keel.sql_sources").fetchone()
+    return row is not None and row[0] == sql_digest()
 
 
 def pending_migrations(conn: psycopg.Connection) -> list[str]:

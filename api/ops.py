@@ -19,9 +19,11 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-APPLIED_SQL = sql.SQL("SELECT coalesce(array_agg(migration_id), ARRAY[]::text[]) AS ids FROM keel.{}").format(
-    sql.Identifier(MIGRATION_TABLE)
-)
+APPLIED_SQL = sql.SQL(
+    "SELECT coalesce(array_agg(migration_id), ARRAY[]::text[]) AS ids,"
+    " to_regclass('keel.sql_sources') IS NOT NULL AS has_sources FROM keel.{}"
+).format(sql.Identifier(MIGRATION_TABLE))
+SOURCES_SQL = "SELECT digest FROM keel.sql_sources"
 
 
 @get("/api/ready", tags=["ops"], summary="Readiness: database reachable and schema current")
@@ -32,13 +34,17 @@ async def ready(request: Request[Any, Any, Any], db: Db) -> dict[str, Any]:
         body["authenticated_as"] = (await provide_principal(request)).sub
     try:
         async with db.pool.connection() as conn:
-            cur = await conn.execute(APPLIED_SQL)
-            row = await cur.fetchone()
+            row = await (await conn.execute(APPLIED_SQL)).fetchone()
+            sources = (
+                await (await conn.execute(SOURCES_SQL)).fetchone() if row and row["has_sources"] else None
+            )
     except Exception as exc:
         raise Problem(503, f"The database is not reachable: {exc}", headers={"Retry-After": "5"}) from exc
     pending = [mid for mid in request.app.state.migration_ids if mid not in set(row["ids"] if row else [])]
     if pending:
         raise Problem(503, "The database schema is behind; run `keel migrate`.", extra={"pending": pending})
+    if sources is None or sources["digest"] != request.app.state.sql_digest:
+        raise Problem(503, "The database's functions are not this version's sql/; run `keel migrate`.")
     return body
 
 

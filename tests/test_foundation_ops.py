@@ -31,6 +31,13 @@ async def test_ready_is_503_when_schema_is_behind(db_url, client):
     assert "keel migrate" in body["detail"] and len(body["pending"]) == 1
 
 
+async def test_ready_is_503_when_functions_are_from_another_version(dba, client):
+    assert (await client.get("/api/ready")).status_code == 200
+    dba.execute("UPDATE keel.sql_sources SET digest = 'from-an-older-tree'")
+    response = await client.get("/api/ready")
+    assert response.status_code == 503 and "keel migrate" in response.json()["detail"]
+
+
 async def test_request_id_is_returned_and_propagated(client):
     generated = await client.get("/api/health")
     assert len(generated.headers["x-request-id"]) == 32
@@ -148,6 +155,20 @@ def test_serve_refuses_a_schema_that_is_behind(empty_db_url):
     )
     assert result.returncode != 0
     assert "schema is behind" in result.stderr and "keel migrate" in result.stderr
+
+
+def test_worker_refuses_functions_from_another_version(db_url, dba):
+    dba.execute("UPDATE keel.sql_sources SET digest = 'from-an-older-tree'")
+    env = {**os.environ, "DATABASE_URL": db_url, "KEEL_JWT_SECRET": "x" * 32}
+    result = subprocess.run(
+        [sys.executable, "-m", "api.cli", "worker"],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0 and "keel migrate" in result.stderr
 
 
 def test_cli_lists_every_command_with_help():

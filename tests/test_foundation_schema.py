@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 import pytest
 
-from api.migrate import migrate, migration_ids, pending_migrations
+from api.migrate import migrate, migration_ids, pending_migrations, sql_sources_current
 
 DOMAIN_SCHEMAS = ("clinic", "assistant", "callmaster")
 ALL_SCHEMAS = ("keel", *DOMAIN_SCHEMAS)
@@ -88,6 +88,7 @@ def test_objects_are_owned_by_keel_owner(dba):
 def test_migrated_database_is_current(db_url):
     with psycopg.connect(db_url) as conn:
         assert pending_migrations(conn) == []
+        assert sql_sources_current(conn)
 
 
 def test_concurrent_migrators_on_an_empty_database_all_succeed(empty_db_url):
