@@ -1,8 +1,9 @@
 """The connection pool and the per-request transaction.
 
 Every call runs in its own transaction that first sets the request's claims, switches to the
-`keel_api` role (subject to row-level security) and bounds the statement time — all in one
-statement, so a request costs its own query plus one context round trip.
+`keel_api` role (subject to row-level security) and bounds the statement time, in one statement.
+That context statement and the call are pipelined and closed by one Sync, which PostgreSQL runs as
+one implicit transaction: a request costs one round trip, not four (BEGIN, context, call, COMMIT).
 """
 
 from __future__ import annotations
@@ -37,6 +38,29 @@ class HasClaims(Protocol):
     def claims(self) -> Mapping[str, Any]: ...
 
 
+def context_params(principal: HasClaims | None, timeout_ms: int) -> tuple[str, str]:
+    """The parameters of CONTEXT_SQL: the claims as JSON ("" for none) and the statement timeout."""
+    return (json.dumps(dict(principal.claims)) if principal is not None else "", str(timeout_ms))
+
+
+async def call(
+    conn: AsyncConnection[Any], context: Sequence[Any], query: Query, params: Params, mode: str = "one"
+) -> Any:
+    """Run CONTEXT_SQL and `query` on an autocommit connection as one transaction, in one round trip.
+
+    `mode` is "all" (every row), "one" (the first row or None) or "none". Errors (the query's, or the
+    Sync's commit) are raised here, after PostgreSQL has rolled the transaction back.
+    """
+    async with conn.pipeline():  # leaving the block sends the Sync and reads every result
+        await conn.execute(CONTEXT_SQL, context)
+        cur = await conn.execute(query, params)
+    if mode == "all":
+        return await cur.fetchall()
+    if mode == "none":
+        return None
+    return await cur.fetchone()
+
+
 class Database:
     """Pool plus the transaction discipline every API call uses."""
 
@@ -47,7 +71,9 @@ class Database:
             min_size=settings.pool_min_size,
             max_size=settings.pool_max_size,
             timeout=settings.pool_timeout,
-            kwargs={"row_factory": dict_row, "application_name": name},
+            # Autocommit: `call` needs no BEGIN/COMMIT (its pipeline's Sync commits), and
+            # `transaction` sends its own.
+            kwargs={"row_factory": dict_row, "application_name": name, "autocommit": True},
             open=False,
             name=name,
         )
@@ -63,22 +89,18 @@ class Database:
         self, principal: HasClaims | None, *, timeout_ms: int | None = None
     ) -> AsyncIterator[AsyncConnection[dict[str, Any]]]:
         """A connection inside a transaction running as keel_api with the principal's claims."""
-        claims = json.dumps(dict(principal.claims)) if principal is not None else ""
-        timeout = str(timeout_ms if timeout_ms is not None else self.settings.statement_timeout_ms)
         async with self.pool.connection() as conn, conn.transaction():
-            await conn.execute(CONTEXT_SQL, (claims, timeout))
+            await conn.execute(CONTEXT_SQL, context_params(principal, self._timeout(timeout_ms)))
             yield conn
+
+    def _timeout(self, timeout_ms: int | None = None) -> int:
+        return timeout_ms if timeout_ms is not None else self.settings.statement_timeout_ms
 
     async def _run(self, principal: HasClaims | None, query: Query, params: Params, mode: str) -> Any:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                async with self.transaction(principal) as conn:
-                    cur = await conn.execute(query, params)
-                    if mode == "all":
-                        return await cur.fetchall()
-                    if mode == "none":
-                        return None
-                    return await cur.fetchone()
+                async with self.pool.connection() as conn:
+                    return await call(conn, context_params(principal, self._timeout()), query, params, mode)
             except RETRYABLE:
                 if attempt == MAX_ATTEMPTS:
                     raise

@@ -192,26 +192,20 @@ def probe(base_url: str, req: Req, interval: float, stop: Any, ready: Any) -> Lo
 
 
 async def _direct_sql(
-    url: str,
-    context_sql: str,
-    context_params: Sequence[Any],
-    query: str,
-    params: Sequence[Sequence[Any]],
-    concurrency: int,
+    url: str, context: Sequence[Any], query: str, params: Sequence[Sequence[Any]], concurrency: int
 ) -> LoadResult:
     from psycopg import AsyncConnection
+
+    from api.db import call
 
     result = LoadResult()
     queue = iter(range(len(params)))
 
     async def worker() -> None:
-        async with await AsyncConnection.connect(url) as conn:
+        async with await AsyncConnection.connect(url, autocommit=True) as conn:
             for index in queue:
                 t0 = time.perf_counter()
-                async with conn.transaction():
-                    await conn.execute(context_sql, context_params)
-                    cur = await conn.execute(query, params[index])
-                    await cur.fetchone()
+                await call(conn, context, query, params[index])
                 result.latencies.append(time.perf_counter() - t0)
                 result.statuses[200] = result.statuses.get(200, 0) + 1
 
@@ -222,15 +216,11 @@ async def _direct_sql(
 
 
 def direct_sql(
-    url: str,
-    context_sql: str,
-    context_params: Sequence[Any],
-    query: str,
-    params: Sequence[Sequence[Any]],
-    concurrency: int,
+    url: str, context: Sequence[Any], query: str, params: Sequence[Sequence[Any]], concurrency: int
 ) -> LoadResult:
-    """Per item: one transaction of (context statement, query), `concurrency` connections at once."""
-    return asyncio.run(_direct_sql(url, context_sql, context_params, query, params, concurrency))
+    """Per item: the API's transaction (`api.db.call`: context statement and query, one round trip) on
+    psycopg directly, `concurrency` connections at once."""
+    return asyncio.run(_direct_sql(url, context, query, params, concurrency))
 
 
 _pool: ProcessPoolExecutor | None = None

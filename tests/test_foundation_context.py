@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import get
+from psycopg import pq
 
 from api.app import create_app
+from api.db import Database, call, context_params
 from api.deps import CurrentPrincipal, Db
 from tests.conftest import live_server
 
@@ -54,6 +56,33 @@ async def test_request_runs_as_keel_api_with_claims(settings, bearer):
         for _ in range(3):
             later = await client.get("/test/outside")
             assert later.json()["claims"] in (None, "")
+
+
+async def test_a_call_is_one_transaction_in_one_round_trip(settings, tmp_path):
+    """Context statement and call go out together and one Sync commits both: no BEGIN, no COMMIT."""
+    db = Database(settings, settings.database_url)
+    await db.open()
+    trace = tmp_path / "libpq.trace"
+    try:
+        async with db.pool.connection() as conn:
+            with trace.open("w") as sink:
+                conn.pgconn.trace(sink.fileno())
+                conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+                row = await call(conn, context_params(None, 1234), WHOAMI_SQL, None)
+                conn.pgconn.untrace()
+            after = await (await conn.execute("SELECT current_user AS role")).fetchone()
+    finally:
+        await db.close()
+    assert row["role"] == "keel_api" and row["statement_timeout"] == "1234ms"
+    assert after["role"] == row["login"]  # the role switch ended with the transaction
+    sent = [
+        line.split("\t")[2].split(" ")[0] for line in trace.read_text().splitlines() if line.startswith("F")
+    ]
+    assert sent.count("Sync") == 1
+    assert sent.count("Execute") == 2
+    assert "Query" not in sent  # no simple-protocol BEGIN/COMMIT
+    received = [line for line in trace.read_text().splitlines() if line.startswith("B")]
+    assert sum("ReadyForQuery" in line for line in received) == 1
 
 
 def test_claim_helpers_are_null_outside_a_request_and_tolerate_bad_values(dba):

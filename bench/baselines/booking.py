@@ -1,7 +1,8 @@
 """The "before" booking at the SQL level: read patient, read doctor, insert with copied fields.
 
 Three round trips, each its own transaction with the request's claims (as the original's three
-Supabase calls were), `concurrency` connections at once. Runs in the load-generator process.
+Supabase calls were), each sent the way Keel sends its one call (`api.db.call`: context statement and
+query pipelined, one round trip), `concurrency` connections at once. Runs in the load-generator process.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from api.db import CONTEXT_SQL
+from api.db import call
 from bench.loadgen import LoadResult
 
 PATIENT_SQL = (
@@ -42,12 +43,8 @@ def age_at(dob: dt.date | None, on: dt.date) -> int | None:
 
 
 async def _book(conn: Any, context: tuple[str, str], item: dict[str, Any]) -> None:
-    async with conn.transaction():
-        await conn.execute(CONTEXT_SQL, context)
-        patient = await (await conn.execute(PATIENT_SQL, {"id": item["patient_id"]})).fetchone()
-    async with conn.transaction():
-        await conn.execute(CONTEXT_SQL, context)
-        doctor = await (await conn.execute(DOCTOR_SQL, {"id": item["doctor_id"]})).fetchone()
+    patient = await call(conn, context, PATIENT_SQL, {"id": item["patient_id"]})
+    doctor = await call(conn, context, DOCTOR_SQL, {"id": item["doctor_id"]})
     if patient is None or doctor is None:
         raise RuntimeError("patient or doctor not found")
     day = dt.date.fromisoformat(item["appointment_date"])
@@ -56,19 +53,14 @@ async def _book(conn: Any, context: tuple[str, str], item: dict[str, Any]) -> No
         for part in (patient["address"], patient["city"], patient["state"], patient["postal_code"])
         if part
     )
-    async with conn.transaction():
-        await conn.execute(CONTEXT_SQL, context)
-        await conn.execute(
-            INSERT_APPOINTMENT_SQL,
-            {
-                "clinic_id": patient["clinic_id"], "patient_id": patient["id"], "lead_id": patient["lead_id"],
-                "doctor_id": doctor["id"], "appointment_date": day, "start_time": item["start_time"],
-                "end_time": item["end_time"], "type": "consultation", "visit_reason": None, "source": None,
-                "name": patient["name"], "mobile": patient["mobile"], "email": patient["email"], "dob": patient["dob"],
-                "gender": patient["gender"], "age": age_at(patient["dob"], day), "address": address or None,
-                "doctor_name": doctor["name"],
-            },
-        )  # fmt: skip
+    await call(conn, context, INSERT_APPOINTMENT_SQL, {
+        "clinic_id": patient["clinic_id"], "patient_id": patient["id"], "lead_id": patient["lead_id"],
+        "doctor_id": doctor["id"], "appointment_date": day, "start_time": item["start_time"],
+        "end_time": item["end_time"], "type": "consultation", "visit_reason": None, "source": None,
+        "name": patient["name"], "mobile": patient["mobile"], "email": patient["email"], "dob": patient["dob"],
+        "gender": patient["gender"], "age": age_at(patient["dob"], day), "address": address or None,
+        "doctor_name": doctor["name"],
+    })  # fmt: skip
 
 
 async def _run(
@@ -82,7 +74,7 @@ async def _run(
     queue = iter(items)
 
     async def worker() -> None:
-        async with await AsyncConnection.connect(url, row_factory=dict_row) as conn:
+        async with await AsyncConnection.connect(url, row_factory=dict_row, autocommit=True) as conn:
             for item in queue:
                 t0 = time.perf_counter()
                 await _book(conn, context, item)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 
-from api.db import CONTEXT_SQL
 from bench import datagen
 from bench.loadgen import Req, closed_loop, direct_sql, in_process
 from bench.runner import Context, Result
@@ -43,7 +42,7 @@ def run(ctx: Context) -> list[Result]:
 
     def direct(_: int) -> float:
         result = in_process(
-            direct_sql, ctx.admin_url, CONTEXT_SQL, context, "SELECT clinic.get_appointment(%s)", params, conc
+            direct_sql, ctx.admin_url, context, "SELECT clinic.get_appointment(%s)", params, conc
         )
         return float(result.throughput)
 
