@@ -8,6 +8,10 @@ triggers.sql). A dispatcher:
   due again when its lease ends;
 - is woken by `NOTIFY keel_outbox` (the payload is an event id, nothing else) on a dedicated LISTEN
   connection that reconnects with backoff, and polls every `poll_interval` seconds besides;
+- once woken, stays awake while events keep coming: it polls every `busy_poll_interval` seconds until
+  it has found nothing for `linger` seconds, and meanwhile announces itself (`keel.outbox_awake`) so
+  writers skip their NOTIFY — a NOTIFY serialises every notifying commit in the cluster, which under
+  load capped bookings (sql/keel/200_outbox.sql explains the protocol);
 - POSTs each event to `KEEL_NOTIFY_WEBHOOK_URL` as `{"type", "timestamp", "data"}` with the
   `webhook-id` (the event id, stable across retries), `webhook-timestamp` and `webhook-signature`
   headers, signed with `KEEL_NOTIFY_WEBHOOK_SECRET` (`whsec_…`) by the `standardwebhooks` library;
@@ -59,6 +63,8 @@ FAIL = (
     " make_interval(secs => %(base)s), make_interval(secs => %(max)s))"
 )
 NEXT_DUE = "SELECT keel.outbox_next_due()"
+AWAKE = "SELECT keel.outbox_awake()"
+ASLEEP = "SELECT keel.outbox_asleep(make_interval(secs => %s))"
 PRUNE = "SELECT keel.prune_outbox(make_interval(secs => %(retention)s), %(limit)s)"
 
 
@@ -82,6 +88,10 @@ class DispatcherConfig:
     """Deliveries in flight at once per dispatcher."""
     poll_interval: float = 5.0
     """Seconds between polls when no NOTIFY arrives (covers lost notifications and delayed retries)."""
+    busy_poll_interval: float = 0.05
+    """Seconds between polls while awake (events keep coming; writers do not NOTIFY meanwhile)."""
+    linger: float = 2.0
+    """Seconds without a new event after which an awake dispatcher goes back to waiting for NOTIFY."""
     lease_seconds: float = 60.0
     """How long a claimed event is reserved; must exceed the HTTP timeout."""
     http_timeout: float = 10.0
@@ -103,6 +113,8 @@ class DispatcherConfig:
             "batch_size": _env_int("KEEL_OUTBOX_BATCH_SIZE", cls.batch_size),
             "concurrency": _env_int("KEEL_OUTBOX_CONCURRENCY", cls.concurrency),
             "poll_interval": _env_float("KEEL_OUTBOX_POLL_INTERVAL", cls.poll_interval),
+            "busy_poll_interval": _env_float("KEEL_OUTBOX_BUSY_POLL_INTERVAL", cls.busy_poll_interval),
+            "linger": _env_float("KEEL_OUTBOX_LINGER", cls.linger),
             "lease_seconds": _env_float("KEEL_OUTBOX_LEASE_SECONDS", cls.lease_seconds),
             "http_timeout": _env_float("KEEL_NOTIFY_TIMEOUT", cls.http_timeout),
             "max_attempts": _env_int("KEEL_OUTBOX_MAX_ATTEMPTS", cls.max_attempts),
@@ -196,7 +208,8 @@ class Dispatcher:
                 while not stop.is_set():
                     self.wake.clear()
                     try:
-                        await self.drain(http, signer, stop)
+                        if await self.drain(http, signer, stop):
+                            await self._stay_awake(http, signer, stop)
                         await self._maybe_prune()
                         # Sleep until woken, the next retry or lease expiry falls due, or the poll.
                         next_due = await self.db.fetch_val(None, NEXT_DUE)
@@ -243,6 +256,29 @@ class Dispatcher:
             if len(events) < self.config.batch_size:
                 break
         return handled
+
+    async def _stay_awake(self, http: httpx.AsyncClient, signer: Webhook | None, stop: asyncio.Event) -> None:
+        """Poll every `busy_poll_interval` until `linger` seconds pass without an event.
+
+        Meanwhile the announcement (one dispatcher holds it; others just poll) spares writers their
+        NOTIFY. Withdrawing it waits for the writers that saw it, then drains once more, so none of
+        their events waits for the next regular poll.
+        """
+        async with await psycopg.AsyncConnection.connect(
+            self.db.pool.conninfo, autocommit=True, application_name="keel-outbox-awake"
+        ) as session:
+            await session.execute("SET ROLE keel_api")
+            row = await (await session.execute(AWAKE)).fetchone()
+            announced = bool(row and row[0])
+            quiet_since = time.monotonic()
+            while not stop.is_set() and time.monotonic() - quiet_since < self.config.linger:
+                await _wait(stop, self.config.busy_poll_interval)
+                if await self.drain(http, signer, stop):
+                    quiet_since = time.monotonic()
+                await self._maybe_prune()
+            if announced:
+                await session.execute(ASLEEP, (self.config.linger,))
+        await self.drain(http, signer, stop)
 
     async def log_unsent(self, events: list[dict[str, Any]]) -> None:
         """No receiver configured: log each event, then mark the whole batch delivered in one call."""

@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
+from datetime import date
 from typing import Any
 
 import psycopg
@@ -23,7 +24,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from api.db import Database
 from api.outbox import Dispatcher, DispatcherConfig
 from api.settings import Settings
-from tests.appointments_support import WEBHOOK_SECRET, ClinicSetup, WebhookReceiver, make_clinic
+from tests.appointments_support import WEBHOOK_SECRET, ClinicSetup, WebhookReceiver, book_raw, make_clinic
 
 SECRET = WEBHOOK_SECRET
 DAY = "2026-06-15"
@@ -344,3 +345,34 @@ def test_dispatcher_is_a_registered_worker():
     from api.workers import WORKERS
 
     assert "api.outbox:run" in WORKERS
+
+
+async def test_an_awake_dispatcher_polls_without_notify_then_sleeps_and_is_woken_again(
+    dba, settings, receiver, setup
+):
+    """A burst keeps the dispatcher awake (writers skip NOTIFY meanwhile); once quiet for `linger` it
+    withdraws the announcement and the next event is delivered by a NOTIFY, not the 30 s poll."""
+    config = replace(FAST, busy_poll_interval=0.02, linger=0.5)
+    async with dispatching(settings, config):
+        book_many(dba, setup, 1)
+        await until(lambda: len(receiver.snapshot()) == 1)
+        announced = dba.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 1262831183"
+            " AND objid = 2 AND granted"
+        ).fetchone()[0]
+        assert announced == 1  # awake after a delivery
+        for hour in range(9, 14):  # no NOTIFY now: the awake dispatcher's polls find them
+            book_raw(dba, setup, date(2026, 6, 16), f"{hour}:00", f"{hour}:30")
+        await until(lambda: len(receiver.snapshot()) == 6, timeout=5)
+        await until(
+            lambda: dba.execute(
+                "SELECT NOT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory'"
+                " AND classid = 1262831183 AND objid = 2)"
+            ).fetchone()[0],
+            timeout=5,
+        )
+        started = time.monotonic()
+        book_raw(dba, setup, date(2026, 6, 17), "08:00", "08:30")  # asleep again: this one rings
+        await until(lambda: len(receiver.snapshot()) == 7, timeout=5)
+        assert time.monotonic() - started < 2.0
+    assert all(row["delivered_at"] is not None for row in outbox(dba))

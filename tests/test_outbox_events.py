@@ -208,3 +208,45 @@ def test_api_role_cannot_touch_the_outbox_directly(dba):
                 dba.execute(statement)
         finally:
             dba.execute("ROLLBACK")
+
+
+def test_no_notify_while_a_dispatcher_is_awake_and_going_to_sleep_waits_for_those_writers(db_url, setup):
+    """The doorbell (sql/keel/200_outbox.sql): writers skip NOTIFY, which serialises commits, while a
+    dispatcher announces it is polling; withdrawing the announcement waits for the writers that saw it."""
+    with (
+        psycopg.connect(db_url, autocommit=True) as listener,
+        psycopg.connect(db_url, autocommit=True) as awake,
+        psycopg.connect(db_url) as writer,
+    ):
+        listener.execute("LISTEN keel_outbox")
+        awake.execute("SET ROLE keel_api")
+        assert awake.execute("SELECT keel.outbox_awake()").fetchone() == (True,)
+        # A second dispatcher cannot take the announcement over.
+        with psycopg.connect(db_url, autocommit=True) as other:
+            assert other.execute("SELECT keel.outbox_awake()").fetchone() == (False,)
+
+        book_raw(writer, setup, date(2026, 6, 15), "08:00", "08:30")
+        writer.commit()
+        assert list(listener.notifies(timeout=0.5)) == []  # skipped: the dispatcher polls
+
+        book_raw(writer, setup, date(2026, 6, 15), "09:00", "09:30")  # saw it awake; still open
+        assert awake.execute("SELECT keel.outbox_asleep(interval '0.3 s')").fetchone() == (False,)
+        writer.commit()
+        assert list(listener.notifies(timeout=0.5)) == []
+        # Asleep now: nothing left to wait for, and the next writer rings.
+        assert awake.execute("SELECT keel.outbox_asleep(interval '5 s')").fetchone() == (True,)
+        book_raw(writer, setup, date(2026, 6, 15), "10:00", "10:30")
+        writer.commit()
+        [note] = list(listener.notifies(timeout=1.0))
+    assert note.channel == "keel_outbox"
+
+
+def test_a_dispatcher_session_that_ends_withdraws_its_announcement(db_url, setup):
+    with psycopg.connect(db_url, autocommit=True) as listener:
+        listener.execute("LISTEN keel_outbox")
+        with psycopg.connect(db_url, autocommit=True) as awake:
+            assert awake.execute("SELECT keel.outbox_awake()").fetchone() == (True,)
+        with psycopg.connect(db_url) as writer:
+            book_raw(writer, setup, date(2026, 6, 15), "08:00", "08:30")
+            writer.commit()
+        assert len(list(listener.notifies(timeout=1.0))) == 1

@@ -3,23 +3,80 @@
 --
 -- keel_api has no privilege on keel.outbox: every function here is SECURITY DEFINER.
 
+-- The wake-up is a doorbell, rung only when no dispatcher is awake. A NOTIFY takes a cluster-wide lock
+-- from pre-commit to the end of the commit record's WAL flush, so notifying transactions commit one at a
+-- time, never as a group: under load it capped bookings far below what the database can commit. A
+-- dispatcher that is busy polls on its own and says so with a session advisory lock
+-- (keel.outbox_awake); writers probe that lock and skip the NOTIFY while it is held. Every writer also
+-- holds a shared "ringing" lock to its commit, so a dispatcher going back to sleep (keel.outbox_asleep)
+-- can wait for the writers that saw it awake, then look once more: no event waits for the next poll.
+-- Advisory lock keys: (1262831183, 1) ringing, (1262831183, 2) awake.
+
 CREATE OR REPLACE FUNCTION keel.outbox_notify()
     RETURNS trigger
     LANGUAGE plpgsql
     SECURITY DEFINER
     SET search_path = pg_catalog, keel
 AS $$
+DECLARE
+    v_first uuid := (SELECT n.id FROM new_rows AS n LIMIT 1);
 BEGIN
-    -- One wake-up per statement (a 10,000-row import is one notification), delivered at commit.
-    -- The payload is an event id only; dispatchers claim whatever is due.
-    PERFORM pg_notify('keel_outbox', (SELECT n.id::text FROM new_rows AS n LIMIT 1))
-    WHERE EXISTS (SELECT FROM new_rows);
+    IF v_first IS NULL THEN
+        RETURN NULL;
+    END IF;
+    PERFORM pg_advisory_xact_lock_shared(1262831183, 1);
+    IF pg_try_advisory_lock_shared(1262831183, 2) THEN
+        -- No dispatcher is awake: ring (one wake-up per statement, delivered at commit; the payload is
+        -- an event id only, dispatchers claim whatever is due).
+        PERFORM pg_advisory_unlock_shared(1262831183, 2);
+        PERFORM pg_notify('keel_outbox', v_first::text);
+    END IF;
     RETURN NULL;
 END
 $$;
 COMMENT ON FUNCTION keel.outbox_notify() IS
-    'Trigger (AFTER INSERT, per statement, on keel.outbox): NOTIFY keel_outbox with one new event id so '
-    'dispatchers wake at commit. Raises nothing.';
+    'Trigger (AFTER INSERT, per statement, on keel.outbox): NOTIFY keel_outbox with one new event id at '
+    'commit, unless a dispatcher is awake (keel.outbox_awake), which polls on its own. Raises nothing.';
+
+CREATE OR REPLACE FUNCTION keel.outbox_awake()
+    RETURNS boolean
+    LANGUAGE sql
+    VOLATILE
+AS $$
+    SELECT pg_try_advisory_lock(1262831183, 2)
+$$;
+COMMENT ON FUNCTION keel.outbox_awake() IS
+    'Dispatcher call, on a session of its own: announces that a dispatcher is polling (a session advisory '
+    'lock), so writers skip the NOTIFY until keel.outbox_asleep or the end of the session. Returns false, '
+    'announcing nothing, when another dispatcher already holds the announcement. Raises nothing.';
+
+CREATE OR REPLACE FUNCTION keel.outbox_asleep(p_wait interval)
+    RETURNS boolean
+    LANGUAGE plpgsql
+    VOLATILE
+AS $$
+DECLARE
+    v_deadline timestamptz := clock_timestamp() + p_wait;
+BEGIN
+    PERFORM pg_advisory_unlock(1262831183, 2);
+    -- Writers that saw the announcement hold the ringing lock (shared) until they end. Only try the
+    -- exclusive lock, never queue for it: a queued request would hold up every new writer behind it.
+    LOOP
+        IF pg_try_advisory_lock(1262831183, 1) THEN
+            PERFORM pg_advisory_unlock(1262831183, 1);
+            RETURN true;
+        END IF;
+        EXIT WHEN clock_timestamp() >= v_deadline;
+        PERFORM pg_sleep(0.005);
+    END LOOP;
+    RETURN false;
+END
+$$;
+COMMENT ON FUNCTION keel.outbox_asleep(interval) IS
+    'Dispatcher call, on the session that called keel.outbox_awake (and got true): withdraws the '
+    'announcement, so writers NOTIFY again, then waits up to p_wait for the transactions that skipped their '
+    'NOTIFY meanwhile to end. Returns true when they all ended (the dispatcher then looks once more), false '
+    'when one is still open (its event is found by the next poll). Raises nothing.';
 
 CREATE OR REPLACE TRIGGER outbox_notify
     AFTER INSERT ON keel.outbox
@@ -247,6 +304,8 @@ REVOKE ALL ON FUNCTION keel.fail_outbox(uuid, text, integer, integer, interval, 
 REVOKE ALL ON FUNCTION keel.retry_outbox(uuid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION keel.prune_outbox(interval, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION keel.enqueue_event(text, jsonb, timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION keel.outbox_awake() FROM PUBLIC;
+REVOKE ALL ON FUNCTION keel.outbox_asleep(interval) FROM PUBLIC;
 -- The dispatcher runs through the API's pool (role keel_api); request handlers never call these.
 GRANT EXECUTE ON FUNCTION keel.claim_outbox(integer, interval, text) TO keel_api;
 GRANT EXECUTE ON FUNCTION keel.complete_outbox(uuid, integer) TO keel_api;
@@ -255,3 +314,5 @@ GRANT EXECUTE ON FUNCTION keel.prune_outbox(interval, integer) TO keel_api;
 GRANT EXECUTE ON FUNCTION keel.outbox_stats() TO keel_api;
 GRANT EXECUTE ON FUNCTION keel.outbox_next_due() TO keel_api;
 GRANT EXECUTE ON FUNCTION keel.enqueue_event(text, jsonb, timestamptz) TO keel_api;
+GRANT EXECUTE ON FUNCTION keel.outbox_awake() TO keel_api;
+GRANT EXECUTE ON FUNCTION keel.outbox_asleep(interval) TO keel_api;
