@@ -12,7 +12,7 @@ $$;
 COMMENT ON FUNCTION clinic.appointment_json(clinic.appointments) IS
     'The API representation of an appointment row (every column except the internal slot range). Raises nothing.';
 
-CREATE OR REPLACE FUNCTION clinic.appointment_overlap_error(
+CREATE OR REPLACE FUNCTION clinic.assert_slot_free(
     p_clinic_id uuid,
     p_doctor_id uuid,
     p_date date,
@@ -47,6 +47,27 @@ BEGIN
                             to_char(c.start_time, 'HH24:MI'), to_char(c.end_time, 'HH24:MI')),
             HINT = 'Choose a slot that does not overlap it; back-to-back slots are fine.';
     END IF;
+END
+$$;
+COMMENT ON FUNCTION clinic.assert_slot_free(uuid, uuid, date, time, time, uuid) IS
+    'Raises 23P01 naming the conflicting appointment and its time when the doctor has a live (not cancelled) '
+    'appointment overlapping the slot; returns otherwise. Arguments: clinic, doctor, date, start (< end), '
+    'end, an appointment id to ignore (the one being moved). Exact only while the doctor''s schedule lock '
+    '(clinic.lock_doctor_schedule) is held.';
+
+CREATE OR REPLACE FUNCTION clinic.appointment_overlap_error(
+    p_clinic_id uuid,
+    p_doctor_id uuid,
+    p_date date,
+    p_start time,
+    p_end time,
+    p_except_id uuid DEFAULT NULL
+)
+    RETURNS void
+    LANGUAGE plpgsql
+AS $$
+BEGIN
+    PERFORM clinic.assert_slot_free(p_clinic_id, p_doctor_id, p_date, p_start, p_end, p_except_id);
     RAISE EXCEPTION USING
         ERRCODE = '23P01',
         CONSTRAINT = 'appointments_no_overlap',
@@ -56,9 +77,8 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION clinic.appointment_overlap_error(uuid, uuid, date, time, time, uuid) IS
-    'Raises the overlap error for a slot of a doctor, naming the conflicting appointment and its time. '
-    'Arguments: clinic, doctor, date, start, end, an appointment id to ignore (the one being moved). '
-    'Always raises 23P01 (exclusion violation).';
+    'Raises the overlap error for a slot of a doctor (after an exclusion violation), naming the conflicting '
+    'appointment and its time when it is visible. Arguments as clinic.assert_slot_free. Always raises 23P01.';
 
 CREATE OR REPLACE FUNCTION clinic.book_appointment(p_data jsonb)
     RETURNS jsonb
@@ -66,6 +86,10 @@ CREATE OR REPLACE FUNCTION clinic.book_appointment(p_data jsonb)
 AS $$
 DECLARE
     v_clinic uuid := keel.current_clinic_id();
+    v_doctor uuid;
+    v_date date;
+    v_start time;
+    v_end time;
     r clinic.appointments;
 BEGIN
     IF v_clinic IS NULL THEN
@@ -77,34 +101,38 @@ BEGIN
     IF p_data IS NULL OR jsonb_typeof(p_data) <> 'object' THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'appointment data must be a JSON object';
     END IF;
-    BEGIN
-        INSERT INTO clinic.appointments (
-            clinic_id, patient_id, lead_id, doctor_id, appointment_date, start_time, end_time,
-            type, visit_reason, source
-        )
-        VALUES (
-            v_clinic,
-            (p_data ->> 'patient_id')::uuid,
-            (p_data ->> 'lead_id')::uuid,
-            (p_data ->> 'doctor_id')::uuid,
-            (p_data ->> 'appointment_date')::date,
-            (p_data ->> 'start_time')::time,
-            (p_data ->> 'end_time')::time,
-            coalesce(p_data ->> 'type', 'consultation'),
-            p_data ->> 'visit_reason',
-            p_data ->> 'source'
-        )
-        RETURNING * INTO r;
-    EXCEPTION WHEN exclusion_violation THEN
-        PERFORM clinic.appointment_overlap_error(
+    v_doctor := (p_data ->> 'doctor_id')::uuid;
+    v_date := (p_data ->> 'appointment_date')::date;
+    v_start := (p_data ->> 'start_time')::time;
+    v_end := (p_data ->> 'end_time')::time;
+    -- Claim the doctor's schedule (the snapshot trigger takes the same lock) and check the slot under
+    -- it: exact, and it names the conflict without a subtransaction to catch the exclusion violation.
+    -- Incomplete or inverted input is left to the INSERT's constraints and triggers to report.
+    IF v_doctor IS NOT NULL AND v_date IS NOT NULL AND v_start < v_end THEN
+        PERFORM clinic.lock_doctor_schedule(v_doctor);
+        PERFORM clinic.assert_slot_free(
             coalesce(v_clinic, (SELECT pt.clinic_id FROM clinic.patients AS pt
                                 WHERE pt.id = (p_data ->> 'patient_id')::uuid)),
-            (p_data ->> 'doctor_id')::uuid,
-            (p_data ->> 'appointment_date')::date,
-            (p_data ->> 'start_time')::time,
-            (p_data ->> 'end_time')::time
+            v_doctor, v_date, v_start, v_end
         );
-    END;
+    END IF;
+    INSERT INTO clinic.appointments (
+        clinic_id, patient_id, lead_id, doctor_id, appointment_date, start_time, end_time,
+        type, visit_reason, source
+    )
+    VALUES (
+        v_clinic,
+        (p_data ->> 'patient_id')::uuid,
+        (p_data ->> 'lead_id')::uuid,
+        v_doctor,
+        v_date,
+        v_start,
+        v_end,
+        coalesce(p_data ->> 'type', 'consultation'),
+        p_data ->> 'visit_reason',
+        p_data ->> 'source'
+    )
+    RETURNING * INTO r;
     RETURN clinic.appointment_json(r);
 END
 $$;
