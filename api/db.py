@@ -23,6 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 from api.settings import Settings
 
 Params = Sequence[Any] | Mapping[str, Any] | None
+Statement = tuple[Query, Params]
 
 CONTEXT_SQL = (
     "SELECT set_config('request.jwt.claims', %s, true),"
@@ -44,15 +45,24 @@ def context_params(principal: HasClaims | None, timeout_ms: int) -> tuple[str, s
 
 
 async def call(
-    conn: AsyncConnection[Any], context: Sequence[Any], query: Query, params: Params, mode: str = "one"
+    conn: AsyncConnection[Any],
+    context: Sequence[Any],
+    query: Query,
+    params: Params,
+    mode: str = "one",
+    *,
+    before: Sequence[Statement] = (),
 ) -> Any:
-    """Run CONTEXT_SQL and `query` on an autocommit connection as one transaction, in one round trip.
+    """Run CONTEXT_SQL, the `before` statements and `query` on an autocommit connection as one
+    transaction, in one round trip; the result is `query`'s.
 
     `mode` is "all" (every row), "one" (the first row or None) or "none". Errors (the query's, or the
     Sync's commit) are raised here, after PostgreSQL has rolled the transaction back.
     """
     async with conn.pipeline():  # leaving the block sends the Sync and reads every result
         await conn.execute(CONTEXT_SQL, context)
+        for statement, statement_params in before:
+            await conn.execute(statement, statement_params)
         cur = await conn.execute(query, params)
     if mode == "all":
         return await cur.fetchall()
@@ -96,11 +106,19 @@ class Database:
     def _timeout(self, timeout_ms: int | None = None) -> int:
         return timeout_ms if timeout_ms is not None else self.settings.statement_timeout_ms
 
-    async def _run(self, principal: HasClaims | None, query: Query, params: Params, mode: str) -> Any:
+    async def _run(
+        self,
+        principal: HasClaims | None,
+        query: Query,
+        params: Params,
+        mode: str,
+        before: Sequence[Statement] = (),
+    ) -> Any:
+        context = context_params(principal, self._timeout())
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 async with self.pool.connection() as conn:
-                    return await call(conn, context_params(principal, self._timeout()), query, params, mode)
+                    return await call(conn, context, query, params, mode, before=before)
             except RETRYABLE:
                 if attempt == MAX_ATTEMPTS:
                     raise
@@ -113,9 +131,16 @@ class Database:
         return await self._run(principal, query, params, "all")
 
     async def fetch_one(
-        self, principal: HasClaims | None, query: Query, params: Params = None
+        self,
+        principal: HasClaims | None,
+        query: Query,
+        params: Params = None,
+        *,
+        before: Sequence[Statement] = (),
     ) -> dict[str, Any] | None:
-        return await self._run(principal, query, params, "one")
+        """The first row (None when there is none); `before`: statements run first, in the same
+        transaction and round trip (e.g. a lock)."""
+        return await self._run(principal, query, params, "one", before)
 
     async def fetch_val(self, principal: HasClaims | None, query: Query, params: Params = None) -> Any:
         """The first column of the first row (None when there is no row)."""

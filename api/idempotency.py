@@ -153,14 +153,10 @@ async def run_idempotent(
 async def _run_locked(
     db: Database, principal: HasClaims, query: sql.Composable, params: Mapping[str, Any]
 ) -> Any:
-    async with db.transaction(principal) as conn:
-        async with conn.pipeline():
-            await conn.execute(_LOCK, params)
-            cur = await conn.execute(query, params)
-            row = await cur.fetchone()
-        if row is None or (not row["replayed"] and row["stored"] == 0):
-            raise _LostRace
-        return row
+    row = await db.fetch_one(principal, query, params, before=[(_LOCK, params)])
+    if row is None or (not row["replayed"] and row["stored"] == 0):
+        raise _LostRace
+    return row
 
 
 __all__ = ["HEADER", "REPLAY_HEADER", "Jsonb", "Outcome", "idempotency_key", "run_idempotent"]

@@ -59,7 +59,8 @@ async def test_request_runs_as_keel_api_with_claims(settings, bearer):
 
 
 async def test_a_call_is_one_transaction_in_one_round_trip(settings, tmp_path):
-    """Context statement and call go out together and one Sync commits both: no BEGIN, no COMMIT."""
+    """Context statement, a statement before the call (e.g. a lock) and the call go out together and one
+    Sync commits them: no BEGIN, no COMMIT."""
     db = Database(settings, settings.database_url)
     await db.open()
     trace = tmp_path / "libpq.trace"
@@ -68,7 +69,13 @@ async def test_a_call_is_one_transaction_in_one_round_trip(settings, tmp_path):
             with trace.open("w") as sink:
                 conn.pgconn.trace(sink.fileno())
                 conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
-                row = await call(conn, context_params(None, 1234), WHOAMI_SQL, None)
+                row = await call(
+                    conn,
+                    context_params(None, 1234),
+                    WHOAMI_SQL,
+                    None,
+                    before=[("SELECT pg_advisory_xact_lock(%s)", (42,))],
+                )
                 conn.pgconn.untrace()
             after = await (await conn.execute("SELECT current_user AS role")).fetchone()
     finally:
@@ -79,7 +86,7 @@ async def test_a_call_is_one_transaction_in_one_round_trip(settings, tmp_path):
         line.split("\t")[2].split(" ")[0] for line in trace.read_text().splitlines() if line.startswith("F")
     ]
     assert sent.count("Sync") == 1
-    assert sent.count("Execute") == 2
+    assert sent.count("Execute") == 3
     assert "Query" not in sent  # no simple-protocol BEGIN/COMMIT
     received = [line for line in trace.read_text().splitlines() if line.startswith("B")]
     assert sum("ReadyForQuery" in line for line in received) == 1
