@@ -384,6 +384,108 @@ async def test_bulk_update_is_one_statement_all_or_nothing(
     assert state() == before
 
 
+async def test_bulk_update_changes_exactly_the_fields_sent(
+    client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Bearer, stage: dict[str, Any]
+) -> None:
+    script = stage["script"]
+
+    def add(element_type: str, cue_id: str) -> str:
+        return str(
+            one(
+                dba,
+                "INSERT INTO callmaster.script_elements (script_id, element_type, cue_id, cue_notes, duration_ms, "
+                "location) VALUES (%s, %s, %s, 'original notes', 1000, 'house') RETURNING id",
+                (script, element_type, cue_id),
+            )
+        )
+
+    def row(element_id: str) -> dict[str, Any]:
+        doc: dict[str, Any] = one(
+            dba, "SELECT to_jsonb(e) FROM callmaster.script_elements AS e WHERE e.id = %s", (element_id,)
+        )
+        return doc
+
+    group, every, some = add("group", "G"), add("cue", "Q1"), add("cue", "Q2")
+    every_field = {
+        "element_type": "note", "sequence": 42, "cue_id": "LX 7", "description": "Blackout", "cue_notes": "slow",
+        "department_id": stage["department"], "parent_element_id": group, "trigger_type": "follow",
+        "follows_cue_id": "LX 6", "priority": "critical", "time_offset_ms": 90_061, "duration_ms": 2500,
+        "fade_in_ms": 300, "fade_out_ms": 700, "location": "booth", "location_details": "desk 2",
+        "custom_color": "#12AB9f", "group_level": 1, "is_collapsed": True, "is_safety_critical": True,
+        "safety_notes": "strobe", "is_active": False,
+    }  # fmt: skip
+    # Every column a client may set is covered (a new element field must be added to the bulk update).
+    assert sorted(every_field) == sorted(one(dba, "SELECT callmaster.element_fields()"))
+    before = row(some)
+
+    r = await client.patch(
+        f"/api/scripts/{script}/elements",
+        json=[{"id": every, **every_field}, {"id": some, "cue_notes": None, "is_active": False}],
+        headers=bearer("user_a"),
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["updated"] == 2
+    stored = row(every)
+    assert {name: stored[name] for name in every_field} == every_field
+    assert stored["version"] == 2 and stored["updated_by"] == stage["owner"]
+    after = row(some)
+    changed = {name for name in after if after[name] != before[name]}
+    assert changed == {"cue_notes", "is_active", "version", "updated_by", "updated_at"}
+    assert (after["cue_notes"], after["is_active"], after["version"]) == (None, False, 2)
+    assert (after["duration_ms"], after["location"], after["cue_id"]) == (1000, "house", "Q2")
+
+    # A DBA's call converts values like jsonb_populate_record and fails like it; nothing changes.
+    snapshot = [row(every), row(some)]
+    bad_values = [
+        ({"sequence": "abc"}, psycopg.errors.InvalidTextRepresentation),
+        ({"time_offset_ms": 2**63}, psycopg.errors.NumericValueOutOfRange),
+        ({"priority": None}, psycopg.errors.NotNullViolation),
+        ({"location": "roof"}, psycopg.errors.CheckViolation),
+        ({"parent_element_id": some}, psycopg.errors.CheckViolation),  # its own parent
+    ]
+    for fields, error in bad_values:
+        with pytest.raises(error):
+            dba.execute(
+                "SELECT callmaster.bulk_update_script_elements(%s, %s)",
+                (script, Jsonb([{"id": every, "cue_id": "X"}, {"id": some, **fields}])),
+            )
+    assert [row(every), row(some)] == snapshot
+    result = one(
+        dba,
+        "SELECT callmaster.bulk_update_script_elements(%s, %s)",
+        (script, Jsonb([{"id": some, "sequence": "7", "is_collapsed": "true", "cue_notes": 5}])),
+    )
+    assert result["elements"] == [{"id": some, "version": 3}]
+    assert (row(some)["sequence"], row(some)["is_collapsed"], row(some)["cue_notes"]) == (7, True, "5")
+
+
+def test_bulk_update_of_unindexed_columns_is_hot(dba: psycopg.Connection[Any], stage: dict[str, Any]) -> None:
+    """Freshly loaded elements leave room on their page (fillfactor 50), so a bulk update that keeps
+    every indexed column stays on the page (HOT, no index entries) from the first pass."""
+    script = stage["script"]
+    ids = [
+        str(r[0])
+        for r in dba.execute(
+            "INSERT INTO callmaster.script_elements (script_id, element_type, sequence, cue_id, description) "
+            "SELECT %s, 'cue', i, 'Q' || i, 'Element ' || i FROM generate_series(1, 500) AS i RETURNING id",
+            (script,),
+        )
+    ]
+    updates = [
+        {"id": element_id, "description": f"Rev 2 of {n}", "time_offset_ms": 1000 * n, "priority": "high"}
+        for n, element_id in enumerate(ids)
+    ]
+    counts = (
+        "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables "
+        "WHERE relid = 'callmaster.script_elements'::regclass"
+    )
+    with dba.transaction():
+        upd_before, hot_before = dba.execute(counts).fetchone() or (0, 0)
+        dba.execute("SELECT callmaster.bulk_update_script_elements(%s, %s)", (script, Jsonb(updates)))
+        upd_after, hot_after = dba.execute(counts).fetchone() or (0, 0)
+    assert (upd_after - upd_before, hot_after - hot_before) == (500, 500)
+
+
 async def test_auto_sort_orders_by_time_and_keeps_ties_stable(
     client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Bearer, stage: dict[str, Any]
 ) -> None:

@@ -644,6 +644,7 @@ DECLARE
     v_me      uuid := callmaster.acting_user_id();
     v_script  callmaster.scripts := callmaster.writable_script(bulk_update_script_elements.script_id);
     v_fields  text[] := callmaster.element_fields();
+    v_items   record;
     v_bad     text;
     v_bad_id  uuid;
     v_count   integer;
@@ -652,15 +653,20 @@ BEGIN
     IF jsonb_typeof(updates) IS DISTINCT FROM 'array' THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'updates must be a JSON array of {id, ...fields}';
     END IF;
-    SELECT format('updates[%s]', u.n - 1) INTO v_bad
-    FROM jsonb_array_elements(updates) WITH ORDINALITY AS u (item, n)
-    WHERE jsonb_typeof(u.item) <> 'object' OR NOT (u.item ? 'id')
-    ORDER BY u.n
-    LIMIT 1;
-    IF v_bad IS NOT NULL THEN
-        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format('%s must be an object with an id', v_bad);
+    -- One pass over the items for the checks that need no table: the first item that is not an
+    -- object with an id, whether any item has an unknown field, whether any sends a parent or a
+    -- department (only then are those looked up, and parent cycles checked).
+    SELECT min(u.n) FILTER (WHERE jsonb_typeof(u.item) <> 'object' OR NOT (u.item ? 'id')) AS bad_item,
+           bool_or(CASE WHEN jsonb_typeof(u.item) = 'object' THEN u.item - v_fields - 'id' <> '{}' END) AS unknown,
+           bool_or(u.item ? 'parent_element_id') AS parents,
+           bool_or(u.item ? 'department_id') AS departments
+    INTO v_items
+    FROM jsonb_array_elements(updates) WITH ORDINALITY AS u (item, n);
+    IF v_items.bad_item IS NOT NULL THEN
+        RAISE EXCEPTION USING
+            ERRCODE = '22023', MESSAGE = format('updates[%s] must be an object with an id', v_items.bad_item - 1);
     END IF;
-    IF EXISTS (SELECT 1 FROM jsonb_array_elements(updates) AS u (item) WHERE u.item - v_fields - 'id' <> '{}') THEN
+    IF v_items.unknown THEN
         SELECT format('updates[%s] has an unknown field "%s"', u.n - 1, k) INTO v_bad
         FROM jsonb_array_elements(updates) WITH ORDINALITY AS u (item, n), jsonb_object_keys(u.item) AS k
         WHERE k <> 'id' AND k <> ALL (v_fields)
@@ -682,56 +688,82 @@ BEGIN
     -- Serialize with edit batches and auto-sort of this script (they hold FOR NO KEY UPDATE).
     PERFORM 1 FROM callmaster.scripts AS s WHERE s.id = v_script.id FOR SHARE;
 
-    SELECT (x.item ->> 'parent_element_id')::uuid INTO v_bad_id
-    FROM jsonb_array_elements(updates) AS x (item)
-    WHERE x.item ->> 'parent_element_id' IS NOT NULL
-      AND NOT EXISTS (SELECT 1
-                      FROM callmaster.script_elements AS e
-                      WHERE e.id = (x.item ->> 'parent_element_id')::uuid
-                        AND e.script_id = v_script.id)
-    LIMIT 1;
-    IF v_bad_id IS NOT NULL THEN
-        RAISE EXCEPTION USING
-            ERRCODE = '23503',
-            MESSAGE = format('parent element %s is not in script %s; nothing was changed', v_bad_id, v_script.id),
-            DETAIL = format('Key (parent_element_id)=(%s) is not present in script %s.', v_bad_id, v_script.id);
+    IF v_items.parents THEN
+        SELECT (x.item ->> 'parent_element_id')::uuid INTO v_bad_id
+        FROM jsonb_array_elements(updates) AS x (item)
+        WHERE x.item ->> 'parent_element_id' IS NOT NULL
+          AND NOT EXISTS (SELECT 1
+                          FROM callmaster.script_elements AS e
+                          WHERE e.id = (x.item ->> 'parent_element_id')::uuid
+                            AND e.script_id = v_script.id)
+        LIMIT 1;
+        IF v_bad_id IS NOT NULL THEN
+            RAISE EXCEPTION USING
+                ERRCODE = '23503',
+                MESSAGE = format('parent element %s is not in script %s; nothing was changed', v_bad_id, v_script.id),
+                DETAIL = format('Key (parent_element_id)=(%s) is not present in script %s.', v_bad_id, v_script.id);
+        END IF;
     END IF;
-    SELECT (x.item ->> 'department_id')::uuid INTO v_bad_id
-    FROM jsonb_array_elements(updates) AS x (item)
-    WHERE x.item ->> 'department_id' IS NOT NULL
-      AND NOT EXISTS (SELECT 1
-                      FROM callmaster.departments AS d
-                      WHERE d.id = (x.item ->> 'department_id')::uuid
-                        AND d.owner_id = v_script.owner_id)
-    LIMIT 1;
-    IF v_bad_id IS NOT NULL THEN
-        RAISE EXCEPTION USING
-            ERRCODE = '23503',
-            MESSAGE = format('department %s not found; nothing was changed', v_bad_id),
-            DETAIL = format('Key (department_id)=(%s) is not present in table "departments".', v_bad_id);
+    IF v_items.departments THEN
+        SELECT (x.item ->> 'department_id')::uuid INTO v_bad_id
+        FROM jsonb_array_elements(updates) AS x (item)
+        WHERE x.item ->> 'department_id' IS NOT NULL
+          AND NOT EXISTS (SELECT 1
+                          FROM callmaster.departments AS d
+                          WHERE d.id = (x.item ->> 'department_id')::uuid
+                            AND d.owner_id = v_script.owner_id)
+        LIMIT 1;
+        IF v_bad_id IS NOT NULL THEN
+            RAISE EXCEPTION USING
+                ERRCODE = '23503',
+                MESSAGE = format('department %s not found; nothing was changed', v_bad_id),
+                DETAIL = format('Key (department_id)=(%s) is not present in table "departments".', v_bad_id);
+        END IF;
     END IF;
 
-    -- The update itself: one statement for every element.
-    WITH u AS (
-        SELECT (x.item ->> 'id')::uuid AS id, x.item - 'id' AS data
-        FROM jsonb_array_elements(updates) AS x (item)
-    ),
-    changed AS (
+    -- The update itself: one statement for every element, reading each item once. A column changes
+    -- only when its key is sent (an explicit null clears it); the others keep their stored value, so
+    -- a row whose indexed columns keep their values can be updated in place (HOT). Values convert as
+    -- jsonb_populate_record would convert them (text input of the column's type).
+    WITH changed AS (
         UPDATE callmaster.script_elements AS e
-        SET (element_type, sequence, cue_id, description, cue_notes, department_id, parent_element_id,
-             trigger_type, follows_cue_id, priority, time_offset_ms, duration_ms, fade_in_ms, fade_out_ms,
-             location, location_details, custom_color, group_level, is_collapsed, is_safety_critical,
-             safety_notes, is_active) = (
-            SELECT n.element_type, n.sequence, n.cue_id, n.description, n.cue_notes, n.department_id,
-                   n.parent_element_id, n.trigger_type, n.follows_cue_id, n.priority, n.time_offset_ms,
-                   n.duration_ms, n.fade_in_ms, n.fade_out_ms, n.location, n.location_details, n.custom_color,
-                   n.group_level, n.is_collapsed, n.is_safety_critical, n.safety_notes, n.is_active
-            FROM jsonb_populate_record(e, u.data) AS n),
+        SET element_type = CASE WHEN u.item ? 'element_type' THEN u.item ->> 'element_type' ELSE e.element_type END,
+            sequence = CASE WHEN u.item ? 'sequence' THEN (u.item ->> 'sequence')::integer ELSE e.sequence END,
+            cue_id = CASE WHEN u.item ? 'cue_id' THEN u.item ->> 'cue_id' ELSE e.cue_id END,
+            description = CASE WHEN u.item ? 'description' THEN u.item ->> 'description' ELSE e.description END,
+            cue_notes = CASE WHEN u.item ? 'cue_notes' THEN u.item ->> 'cue_notes' ELSE e.cue_notes END,
+            department_id = CASE WHEN u.item ? 'department_id'
+                                 THEN (u.item ->> 'department_id')::uuid ELSE e.department_id END,
+            parent_element_id = CASE WHEN u.item ? 'parent_element_id'
+                                     THEN (u.item ->> 'parent_element_id')::uuid ELSE e.parent_element_id END,
+            trigger_type = CASE WHEN u.item ? 'trigger_type' THEN u.item ->> 'trigger_type' ELSE e.trigger_type END,
+            follows_cue_id = CASE WHEN u.item ? 'follows_cue_id'
+                                  THEN u.item ->> 'follows_cue_id' ELSE e.follows_cue_id END,
+            priority = CASE WHEN u.item ? 'priority' THEN u.item ->> 'priority' ELSE e.priority END,
+            time_offset_ms = CASE WHEN u.item ? 'time_offset_ms'
+                                  THEN (u.item ->> 'time_offset_ms')::bigint ELSE e.time_offset_ms END,
+            duration_ms = CASE WHEN u.item ? 'duration_ms'
+                               THEN (u.item ->> 'duration_ms')::bigint ELSE e.duration_ms END,
+            fade_in_ms = CASE WHEN u.item ? 'fade_in_ms' THEN (u.item ->> 'fade_in_ms')::bigint ELSE e.fade_in_ms END,
+            fade_out_ms = CASE WHEN u.item ? 'fade_out_ms'
+                               THEN (u.item ->> 'fade_out_ms')::bigint ELSE e.fade_out_ms END,
+            location = CASE WHEN u.item ? 'location' THEN u.item ->> 'location' ELSE e.location END,
+            location_details = CASE WHEN u.item ? 'location_details'
+                                    THEN u.item ->> 'location_details' ELSE e.location_details END,
+            custom_color = CASE WHEN u.item ? 'custom_color' THEN u.item ->> 'custom_color' ELSE e.custom_color END,
+            group_level = CASE WHEN u.item ? 'group_level'
+                               THEN (u.item ->> 'group_level')::integer ELSE e.group_level END,
+            is_collapsed = CASE WHEN u.item ? 'is_collapsed'
+                                THEN (u.item ->> 'is_collapsed')::boolean ELSE e.is_collapsed END,
+            is_safety_critical = CASE WHEN u.item ? 'is_safety_critical'
+                                      THEN (u.item ->> 'is_safety_critical')::boolean ELSE e.is_safety_critical END,
+            safety_notes = CASE WHEN u.item ? 'safety_notes' THEN u.item ->> 'safety_notes' ELSE e.safety_notes END,
+            is_active = CASE WHEN u.item ? 'is_active' THEN (u.item ->> 'is_active')::boolean ELSE e.is_active END,
             updated_by = coalesce(v_me, e.updated_by),
             version = e.version + 1,
             updated_at = now()
-        FROM u
-        WHERE e.id = u.id
+        FROM jsonb_array_elements(updates) AS u (item)
+        WHERE e.id = (u.item ->> 'id')::uuid
           AND e.script_id = v_script.id
         RETURNING e.id, e.version, e.sequence, e.time_offset_ms
     )
@@ -756,7 +788,7 @@ BEGIN
                              coalesce(v_bad_id::text, '?'), v_script.id),
             DETAIL = format('Key (id)=(%s) is not present in script %s.', coalesce(v_bad_id::text, '?'), v_script.id);
     END IF;
-    IF EXISTS (SELECT 1 FROM jsonb_array_elements(updates) AS x (item) WHERE x.item ? 'parent_element_id') THEN
+    IF v_items.parents THEN
         PERFORM callmaster.check_parent_cycles(ARRAY(
             SELECT (x.item ->> 'id')::uuid
             FROM jsonb_array_elements(updates) AS x (item)
@@ -767,7 +799,7 @@ END
 $$;
 COMMENT ON FUNCTION callmaster.bulk_update_script_elements(uuid, jsonb) IS
     'Updates many elements of one script in one UPDATE statement, all or nothing: each item names an '
-    'element id and the fields to change (absent fields keep their value); every element''s version is '
+    'element id and the fields to change (absent fields keep their value, null clears); every element''s version is '
     'bumped and updated_by set. Arguments: script_id, updates (jsonb array of {id, ...element_fields}). '
     'Returns {updated, elements: [{id, version}]}. Errors: P0002 script not found; 42501 crew (read-only); '
     '22023 not an array, an item without id, an unknown field, an id twice, a parent cycle; 23503 (422) an '

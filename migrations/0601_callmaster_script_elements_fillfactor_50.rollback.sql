@@ -1,0 +1,1 @@
+ALTER TABLE callmaster.script_elements SET (fillfactor = 80);
