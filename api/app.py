@@ -9,18 +9,17 @@ from collections.abc import AsyncIterator
 
 from litestar import Litestar
 from litestar.config.app import AppConfig
-from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from api import assistant, callmaster, clinic, ops
-from api.auth import TokenVerifier, provide_principal
+from api.auth import TokenVerifier
 from api.db import Database
+from api.deps import app_dependencies
 from api.errors import exception_handlers, problem_plugin
 from api.migrate import migration_ids, sql_digest
 from api.observability import pool_collector, prometheus_config, request_id_middleware, send_request_id
-from api.pagination import provide_pagination
 from api.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -73,13 +72,7 @@ def create_app(settings: Settings, *, database_url: str | None = None, run_worke
 
     return Litestar(
         route_handlers=[*ops.routes, *clinic.routes, *assistant.routes, *callmaster.routes],
-        dependencies={
-            "db": Provide(lambda: db, sync_to_thread=False),
-            "read_db": Provide(lambda: read_db, sync_to_thread=False),
-            "settings": Provide(lambda: settings, sync_to_thread=False),
-            "principal": Provide(provide_principal),
-            "pagination": Provide(provide_pagination),
-        },
+        dependencies=app_dependencies(settings, db, read_db),
         lifespan=[lifespan],
         on_startup=[*clinic.on_startup],
         on_app_init=[on_app_init],

@@ -5,11 +5,14 @@ async def get_lead(lead_id: UUID, db: Db, principal: CurrentPrincipal) -> dict: 
 
 from __future__ import annotations
 
-from litestar.di import NamedDependency
+from typing import Any
 
-from api.auth import Principal
+from litestar import Request
+from litestar.di import NamedDependency, Provide
+
+from api.auth import Principal, provide_principal
 from api.db import Database
-from api.pagination import Pagination
+from api.pagination import Pagination, provide_pagination
 from api.settings import Settings
 
 Db = NamedDependency[Database]
@@ -26,3 +29,36 @@ Page = NamedDependency[Pagination]
 
 AppSettings = NamedDependency[Settings]
 """The process settings (name `settings`)."""
+
+
+def app_dependencies(settings: Settings, db: Database, read_db: Database) -> dict[str, Provide]:
+    """The app-level dependencies, declared as one chain: settings → db → read_db → principal → pagination.
+
+    Litestar resolves dependencies that do not depend on one another concurrently, in an anyio task
+    group per request (litestar#4563). Measured on this app's shape (db + principal), that cost
+    ~70–100 µs per request, about a tenth of a whole `GET` by id. Chained, every batch holds one
+    dependency and resolves inline. The links carry no data: each provider still returns what it did,
+    and `pagination` following `principal` only means what is true anyway — every list needs a token.
+    """
+
+    def provide_settings() -> Settings:
+        return settings
+
+    def provide_db(settings: NamedDependency[Any]) -> Database:
+        return db
+
+    def provide_read_db(db: NamedDependency[Any]) -> Database:
+        return read_db
+
+    async def provide_principal_after(
+        request: Request[Any, Any, Any], read_db: NamedDependency[Any]
+    ) -> Principal:
+        return await provide_principal(request)
+
+    return {
+        "settings": Provide(provide_settings, sync_to_thread=False),
+        "db": Provide(provide_db, sync_to_thread=False),
+        "read_db": Provide(provide_read_db, sync_to_thread=False),
+        "principal": Provide(provide_principal_after),
+        "pagination": Provide(provide_pagination),
+    }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
 DEFAULT_LIMIT = 50
@@ -22,8 +23,9 @@ class Pagination:
 
 
 async def provide_pagination(
+    principal: NamedDependency[Any],
     limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT, description="Page size")] = DEFAULT_LIMIT,
     offset: Annotated[int, QueryParameter(ge=0, le=MAX_OFFSET, description="Rows to skip")] = 0,
 ) -> Pagination:
-    """Dependency `pagination`."""
+    """Dependency `pagination` (after `principal`: see `api.deps.app_dependencies`)."""
     return Pagination(limit=limit, offset=offset)

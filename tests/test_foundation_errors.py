@@ -207,15 +207,18 @@ async def test_nul_character_is_422_not_a_database_outage(test_client):
     _is_problem(await test_client.get("/test/echo", params={"text": "a\x00b"}), 422)
 
 
-async def test_pagination_bounds(test_client):
-    assert (await test_client.get("/test/page", params={"limit": 10, "offset": 5})).json() == {
+async def test_pagination_bounds(test_client, bearer):
+    auth = bearer()
+    assert (await test_client.get("/test/page", params={"limit": 10, "offset": 5}, headers=auth)).json() == {
         "items": [],
         "total": 0,
         "limit": 10,
         "offset": 5,
     }
     for params in ({"limit": 0}, {"limit": 501}, {"offset": -1}, {"offset": 2**31}, {"limit": "ten"}):
-        _is_problem(await test_client.get("/test/page", params=params), 400)
+        _is_problem(await test_client.get("/test/page", params=params, headers=auth), 400)
+    # Pagination follows the principal (api.deps.app_dependencies): every list needs a token.
+    _is_problem(await test_client.get("/test/page", params={"limit": 10}), 401)
 
 
 async def test_unknown_route_and_method_are_problems(test_client):
