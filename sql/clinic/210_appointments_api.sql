@@ -31,6 +31,7 @@ BEGIN
     FROM clinic.appointments AS a
     WHERE a.clinic_id = p_clinic_id
       AND a.doctor_id = p_doctor_id
+      AND a.appointment_date = p_date  -- a slot lies within its day: this keeps the probe to one day
       AND a.status <> 'cancelled'
       AND a.slot && tsrange(p_date + p_start, p_date + p_end, '[)')
       AND a.id IS DISTINCT FROM p_except_id
