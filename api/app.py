@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -23,6 +24,14 @@ from api.observability import pool_collector, prometheus_config, request_id_midd
 from api.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def freeze_startup_heap() -> None:
+    """Take what startup allocated (modules, routes, schemas, pools) out of the garbage collector's
+    scans. Otherwise the first full collection under load walks all of it: the bench saw a
+    200-300 ms pause on the first requests of a fresh process."""
+    gc.collect()
+    gc.freeze()
 
 
 def create_app(settings: Settings, *, database_url: str | None = None, run_workers: bool = False) -> Litestar:
@@ -74,7 +83,7 @@ def create_app(settings: Settings, *, database_url: str | None = None, run_worke
         route_handlers=[*ops.routes, *clinic.routes, *assistant.routes, *callmaster.routes],
         dependencies=app_dependencies(settings, db, read_db),
         lifespan=[lifespan],
-        on_startup=[*clinic.on_startup],
+        on_startup=[*clinic.on_startup, freeze_startup_heap],
         on_app_init=[on_app_init],
         middleware=[request_id_middleware, prometheus.middleware],
         before_send=[send_request_id],
