@@ -191,3 +191,26 @@ async def test_import_refuses_unusable_uploads(client, clinic_a, dba):
     )
     assert_problem(await client.post("/api/leads/import", json=rows(1)), 401)
     assert count(dba, "leads") == 0
+
+
+async def test_text_with_copy_special_characters_round_trips(client, clinic_a, dba):
+    """Tabs, line breaks, backslashes and a literal \\N in any field arrive exactly as sent."""
+    tricky = ["tab\there", "line\nbreak", "carriage\rreturn", "back\\slash", "\\N", "\\.", "naïve — ✓ 名前"]
+    data = rows(len(tricky))
+    for i, text in enumerate(tricky):
+        data[i] |= {"name": f"{text} {i}", "notes": text, "problem": text, "location": text}
+    r = await client.post("/api/leads/import", json=data, headers=clinic_a.headers)
+    assert r.status_code == 201, r.text
+    listed = (await client.get("/api/leads", params={"limit": 50}, headers=clinic_a.headers)).json()["items"]
+    by_name = {lead["name"]: lead for lead in listed}
+    for i, text in enumerate(tricky):
+        lead = by_name[f"{text} {i}"]
+        assert (lead["notes"], lead["problem"], lead["location"]) == (text, text, text)
+    assert count(dba, "leads") == len(tricky)
+
+
+async def test_a_nul_character_rejects_the_import(client, clinic_a, dba):
+    data = rows(3)
+    data[1]["notes"] = "nul\x00here"
+    assert_problem(await client.post("/api/leads/import", json=data, headers=clinic_a.headers), 422)
+    assert count(dba, "leads") == 0

@@ -1,10 +1,13 @@
 """Bulk lead import, shared by `POST /api/leads/import` and `keel leads import`.
 
 Parsing, validation and encryption are CPU work. On the HTTP path they run in a small *process*
-pool (threads would still hold the GIL against the event loop): each task gets the raw upload and
-a slice of row positions, and sends back its slice as ready JSON text plus the rejected rows, so the
-serving process only joins strings. The rows then go to `clinic.import_leads` as one JSON document,
-inserted with one set-based statement.
+pool (threads would still hold the GIL against the event loop), one process fewer than the host has
+cores so the event loop keeps one: each task gets the raw upload and a slice of row positions, and
+sends back its slice as ready `COPY` text plus the rejected rows. The serving process streams those
+bytes into a temporary staging table with `COPY ... FROM STDIN` in small chunks, yielding to the
+event loop between them, and `clinic.import_staged_leads` then checks and inserts every row with one
+set-based statement, in the same transaction. The CLI sends JSON batches to `clinic.import_leads`
+instead, which stages each batch and inserts it the same way.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+from psycopg import AsyncConnection, sql
 
 from api.clinic.common import encrypt_lead_fields
 from api.clinic.schemas import LeadCreate
@@ -33,9 +37,18 @@ from api.crypto import Keyring
 MAX_ROWS = 10_000
 CHUNK_ROWS = 500
 SLICE_ROWS = 2_500
-POOL_PROCESSES = max(1, min(2, os.cpu_count() or 1))
+POOL_PROCESSES = max(1, min(2, (os.cpu_count() or 1) - 1))
+COPY_CHUNK_BYTES = 128 * 1024
 IMPORT_SQL = "SELECT clinic.import_leads(%(rows)s::jsonb, %(partial)s)"
 FIELDS = tuple(LeadCreate.__struct_fields__)
+STAGED_COLUMNS = ("index", *FIELDS, "phone_bidx")
+STAGE_SQL = "SELECT clinic.create_lead_import_staging()"
+COPY_SQL = sql.SQL("COPY pg_temp.lead_import_rows ({}) FROM STDIN (ENCODING 'UTF8')").format(
+    sql.SQL(", ").join(map(sql.Identifier, STAGED_COLUMNS))
+)
+IMPORT_STAGED_SQL = "SELECT clinic.import_staged_leads(%(partial)s)"
+_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
+_COPY_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
 _ENUM_FIELDS = ("gender", "status")
 _GENDER_ALIASES = {"m": "male", "f": "female", "o": "other"}
 _AT_FIELD = re.compile(r" - at `\$\.?([A-Za-z_]*)`")
@@ -232,6 +245,26 @@ def encode_rows(rows: list[dict[str, Any]]) -> str:
     return msgspec.json.encode(rows).decode("utf-8")
 
 
+def _copy_escape(match: re.Match[str]) -> str:
+    return _COPY_ESCAPES[match.group()]
+
+
+def _copy_value(value: Any) -> str:
+    if value is None:
+        return "\\N"
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    text = str(value)
+    return _COPY_SPECIAL.sub(_copy_escape, text) if _COPY_SPECIAL.search(text) else text
+
+
+def copy_rows(rows: list[dict[str, Any]]) -> bytes:
+    """The rows as `COPY` text-format lines of STAGED_COLUMNS (what the staging table is fed)."""
+    return "".join(
+        "\t".join([_copy_value(row.get(name)) for name in STAGED_COLUMNS]) + "\n" for row in rows
+    ).encode("utf-8")
+
+
 def parse(raw: bytes, from_csv: bool) -> list[Any]:
     return parse_csv(raw) if from_csv else parse_json(raw)
 
@@ -249,26 +282,26 @@ def count_rows(raw: bytes, from_csv: bool) -> int:
 
 def prepare_slice(
     ring: Keyring, raw: bytes, from_csv: bool, start: int, stop: int
-) -> tuple[str, list[dict[str, Any]]]:
-    """Pool task: rows[start:stop] validated and encrypted, as JSON array *items* text, and the rejects."""
+) -> tuple[bytes, list[dict[str, Any]]]:
+    """Pool task: rows[start:stop] validated and encrypted, as `COPY` text, and the rejects."""
     rows = _parsed_once(raw, from_csv)[start:stop]
     result = Prepared()
     for offset in range(0, len(rows), CHUNK_ROWS):
         result.extend(prepare_chunk(ring, rows[offset : offset + CHUNK_ROWS], start + offset, from_csv))
-    return encode_rows(result.rows)[1:-1], result.rejected
+    return copy_rows(result.rows), result.rejected
 
 
 @dataclass
-class PreparedText:
-    """The HTTP path's result: the accepted rows as one JSON array text, the count, the rejects."""
+class PreparedCopy:
+    """The HTTP path's result: the accepted rows as `COPY` text (one part per slice), the count, the rejects."""
 
-    rows_json: str
+    parts: list[bytes]
     accepted: int
     total: int
     rejected: list[dict[str, Any]]
 
 
-async def prepare_upload(ring: Keyring, raw: bytes, *, from_csv: bool) -> PreparedText:
+async def prepare_upload(ring: Keyring, raw: bytes, *, from_csv: bool) -> PreparedCopy:
     """Parse, validate and encrypt an upload in the import pool, slice by slice."""
     loop = asyncio.get_running_loop()
     pool = executor()
@@ -281,6 +314,28 @@ async def prepare_upload(ring: Keyring, raw: bytes, *, from_csv: bool) -> Prepar
             for start in range(0, total, SLICE_ROWS)
         )
     )
-    texts = [text for text, _ in parts if text]
     rejected = [item for _, part_rejected in parts for item in part_rejected]
-    return PreparedText("[" + ",".join(texts) + "]", total - len(rejected), total, rejected)
+    return PreparedCopy([data for data, _ in parts if data], total - len(rejected), total, rejected)
+
+
+async def insert_prepared(
+    conn: AsyncConnection[dict[str, Any]], prepared: PreparedCopy, *, partial: bool
+) -> dict[str, Any]:
+    """Stage the rows with `COPY` and insert them with `clinic.import_staged_leads`, inside the caller's
+    transaction; returns that function's {imported, rejected}.
+
+    The rows go out in COPY_CHUNK_BYTES pieces with a pass of the event loop after each, so a large
+    import never holds the loop for more than one piece's copy into the connection's buffer."""
+    await conn.execute(STAGE_SQL)
+    async with conn.cursor() as cur:
+        async with cur.copy(COPY_SQL) as copy:
+            for part in prepared.parts:
+                view = memoryview(part)
+                for start in range(0, len(view), COPY_CHUNK_BYTES):
+                    await copy.write(view[start : start + COPY_CHUNK_BYTES])
+                    await asyncio.sleep(0)
+        await cur.execute(IMPORT_STAGED_SQL, {"partial": partial})
+        row = await cur.fetchone()
+    assert row is not None
+    result: dict[str, Any] = row["import_staged_leads"]
+    return result

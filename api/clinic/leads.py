@@ -206,9 +206,7 @@ class LeadController(Controller):
         if prepared.rejected and (not partial or not prepared.accepted):
             raise _rejected(prepared.rejected, prepared.total)
         async with db.transaction(principal, timeout_ms=IMPORT_TIMEOUT_MS) as conn:
-            cur = await conn.execute(lead_import.IMPORT_SQL, {"rows": prepared.rows_json, "partial": partial})
-            row = await cur.fetchone()
-        result = row["import_leads"] if row else {"imported": 0, "rejected": []}
+            result = await lead_import.insert_prepared(conn, prepared, partial=partial)
         rejected = sorted(prepared.rejected + result["rejected"], key=lambda item: item["index"])
         if result["imported"] == 0:
             raise _rejected(rejected, prepared.total)

@@ -1,18 +1,60 @@
--- Bulk lead import: rows validated and encrypted by the API, checked against the clinic's staff and
--- inserted with one set-based statement.
+-- Bulk lead import: rows validated and encrypted by the API, staged in a temporary table (the API
+-- streams them in with COPY; clinic.import_leads stages a JSON array), checked against the clinic's
+-- staff and inserted with one set-based statement.
 
-CREATE OR REPLACE FUNCTION clinic.import_leads(rows jsonb, partial boolean DEFAULT false, clinic_id uuid DEFAULT NULL)
+CREATE OR REPLACE FUNCTION clinic.create_lead_import_staging()
+    RETURNS void
+    LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF to_regclass('pg_temp.lead_import_rows') IS NOT NULL THEN
+        DROP TABLE pg_temp.lead_import_rows;
+    END IF;
+    CREATE TEMPORARY TABLE lead_import_rows (
+        index integer,
+        date_added date,
+        name text,
+        phone text,
+        phone_bidx text,
+        alternate_phone text,
+        age integer,
+        gender text,
+        source text,
+        inquiry text,
+        problem text,
+        treatment_doctor text,
+        treatment_suggested text,
+        status text,
+        assigned_to_id uuid,
+        guardian_name text,
+        guardian_age integer,
+        location text,
+        referral_required boolean,
+        notes text
+    ) ON COMMIT DROP;
+END
+$$;
+COMMENT ON FUNCTION clinic.create_lead_import_staging() IS
+    'Creates the empty staging table pg_temp.lead_import_rows (dropped at commit; one left from earlier in '
+    'the transaction is replaced) for clinic.import_staged_leads: one row per lead as create_lead takes it '
+    '(sensitive fields already encrypted, phone_bidx the phone''s blind index) plus index, its position in '
+    'the source. Fill it with COPY ... FROM STDIN or INSERT. No arguments; raises nothing.';
+
+CREATE OR REPLACE FUNCTION clinic.import_staged_leads(partial boolean DEFAULT false, clinic_id uuid DEFAULT NULL)
     RETURNS jsonb
     LANGUAGE plpgsql
 AS $$
 #variable_conflict use_column
 DECLARE
-    tenant uuid := clinic.tenant_id(import_leads.clinic_id);
+    tenant uuid := clinic.tenant_id(import_staged_leads.clinic_id);
     rejected jsonb;
     imported integer;
 BEGIN
-    IF jsonb_typeof(rows) IS DISTINCT FROM 'array' THEN
-        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'rows must be a JSON array';
+    IF to_regclass('pg_temp.lead_import_rows') IS NULL THEN
+        RAISE EXCEPTION USING
+            ERRCODE = '22023',
+            MESSAGE = 'no leads are staged for import',
+            HINT = 'Call clinic.create_lead_import_staging() and fill pg_temp.lead_import_rows first.';
     END IF;
 
     -- References the API cannot check: the assigned staff member must belong to this clinic.
@@ -24,13 +66,14 @@ BEGIN
                ))
            ) ORDER BY r.index)
     INTO rejected
-    FROM jsonb_to_recordset(rows) AS r(index integer, assigned_to_id uuid)
+    FROM pg_temp.lead_import_rows AS r
     WHERE r.assigned_to_id IS NOT NULL
       AND NOT EXISTS (
           SELECT FROM clinic.staff AS s WHERE s.clinic_id = tenant AND s.id = r.assigned_to_id
       );
 
     IF rejected IS NOT NULL AND NOT partial THEN
+        DROP TABLE pg_temp.lead_import_rows;
         RETURN jsonb_build_object('imported', 0, 'rejected', rejected);
     END IF;
 
@@ -60,20 +103,36 @@ BEGIN
         r.location,
         coalesce(r.referral_required, false),
         r.notes
-    FROM jsonb_to_recordset(rows) AS r(
-        index integer, date_added date, name text, phone text, phone_bidx text, alternate_phone text,
-        age integer, gender text, source text, inquiry text, problem text, treatment_doctor text,
-        treatment_suggested text, status text, assigned_to_id uuid, guardian_name text,
-        guardian_age integer, location text, referral_required boolean, notes text
-    )
-    WHERE NOT EXISTS (
-        SELECT FROM jsonb_array_elements(coalesce(rejected, '[]')) AS x
-        WHERE (x ->> 'index')::integer = r.index
-    )
+    FROM pg_temp.lead_import_rows AS r
+    WHERE r.assigned_to_id IS NULL
+       OR EXISTS (SELECT FROM clinic.staff AS s WHERE s.clinic_id = tenant AND s.id = r.assigned_to_id)
     ORDER BY r.index;
     GET DIAGNOSTICS imported = ROW_COUNT;
 
+    DROP TABLE pg_temp.lead_import_rows;
     RETURN jsonb_build_object('imported', imported, 'rejected', coalesce(rejected, '[]'));
+END
+$$;
+COMMENT ON FUNCTION clinic.import_staged_leads(boolean, uuid) IS
+    'Inserts the leads staged in pg_temp.lead_import_rows (see clinic.create_lead_import_staging) into the '
+    'current clinic (or clinic_id, DBA use) with one statement, then drops the staging table. Rows naming '
+    'an assigned_to_id outside the clinic are rejected: with partial false nothing is inserted, with '
+    'partial true the others are. Returns {imported, rejected: [{index, errors: [{field, reason}]}]}. '
+    'Errors: 22023 nothing staged or no clinic; 42501 clinic_id differs from the request''s clinic; '
+    '23514/23502/22xxx a row breaks a constraint (nothing inserted).';
+
+CREATE OR REPLACE FUNCTION clinic.import_leads(rows jsonb, partial boolean DEFAULT false, clinic_id uuid DEFAULT NULL)
+    RETURNS jsonb
+    LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF jsonb_typeof(rows) IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'rows must be a JSON array';
+    END IF;
+    PERFORM clinic.create_lead_import_staging();
+    INSERT INTO pg_temp.lead_import_rows
+    SELECT * FROM jsonb_populate_recordset(NULL::pg_temp.lead_import_rows, rows);
+    RETURN clinic.import_staged_leads(partial, import_leads.clinic_id);
 END
 $$;
 COMMENT ON FUNCTION clinic.import_leads(jsonb, boolean, uuid) IS
@@ -81,5 +140,6 @@ COMMENT ON FUNCTION clinic.import_leads(jsonb, boolean, uuid) IS
     'array of lead objects as create_lead takes them, each with its source position as index. Rows naming '
     'an assigned_to_id outside the clinic are rejected: with partial false nothing is inserted, with '
     'partial true the others are. Returns {imported, rejected: [{index, errors: [{field, reason}]}]}. '
-    'Errors: 22023 rows not an array or no clinic; 23514/23502/22xxx a row breaks a constraint (nothing '
-    'inserted).';
+    'Stages the rows with clinic.create_lead_import_staging and inserts them with '
+    'clinic.import_staged_leads. Errors: 22023 rows not an array or no clinic; 42501 clinic_id differs '
+    'from the request''s clinic; 23514/23502/22xxx a row breaks a constraint (nothing inserted).';
