@@ -220,6 +220,25 @@ COMMENT ON FUNCTION callmaster.delete_script(uuid) IS
     'running duplicate of it). Arguments: script_id. Returns one row per table: (table_name, deleted_rows). '
     'Errors: P0002 not found (or another owner''s); 42501 crew (read-only) or unknown user.';
 
+CREATE OR REPLACE FUNCTION callmaster.copied_id(copy_id uuid, original_id uuid)
+    RETURNS uuid
+    LANGUAGE sql
+    IMMUTABLE
+    PARALLEL SAFE
+AS $$
+    -- A name-based UUID (version 8, RFC 9562): the first 128 bits of SHA-256(copy_id || original_id)
+    -- with the version nibble and the variant nibble set to 8 (120 bits of the hash remain). Inlined
+    -- into the calling statement (one expression).
+    SELECT overlay(overlay(encode(substr(sha256(uuid_send(copy_id) || uuid_send(original_id)), 1, 16), 'hex')
+                           PLACING '8' FROM 13 FOR 1)
+                   PLACING '8' FROM 17 FOR 1)::uuid
+$$;
+COMMENT ON FUNCTION callmaster.copied_id(uuid, uuid) IS
+    'The id of the copy of a row in a copied script (duplicate_script): a version-8 UUID from the SHA-256 '
+    'of the copy''s script id and the original row''s id, the same every time it is computed, so references '
+    'between copied rows are remapped without an old->new map. Arguments: copy_id (the new script''s id), '
+    'original_id (NULL gives NULL). No errors.';
+
 CREATE OR REPLACE FUNCTION callmaster.duplicate_script(
     script_id uuid,
     new_name text DEFAULT NULL,
@@ -268,13 +287,17 @@ BEGIN
     VALUES (v_new, v_target, v_src.owner_id, coalesce(btrim(duplicate_script.new_name), v_src.name || ' (copy)'),
             v_src.notes, 'copy', v_src.start_time, v_src.end_time);
 
-    -- The deep copy is one statement (one snapshot): the old->new id map is built once, and every
-    -- reference inside the script (parent, group, group member) goes through it.
+    -- The deep copy is one statement (one snapshot). A copied row's id is computed from the copy's
+    -- id and the original row's id (copied_id), so every reference inside the script (parent, group,
+    -- group member, supporting row) is remapped by computing it again, not looked up in an old->new
+    -- map. The only joins left are of the script's elements (read once: source) with their supporting
+    -- rows on the supporting tables' indexed element_id: no plan (a generic one, or statistics that do
+    -- not know the script yet) can make the copy quadratic, as nested loops over a map in a CTE did.
+    -- Each INSERT takes its rows in the order of the new ids, so the per-row work PostgreSQL cannot
+    -- batch (primary-key insertion, each supporting row's foreign-key check against its new element)
+    -- walks the indexes in key order instead of at random.
     WITH source AS MATERIALIZED (
         SELECT e.* FROM callmaster.script_elements AS e WHERE e.script_id = v_src.id
-    ),
-    id_map AS MATERIALIZED (
-        SELECT s.id AS old_id, gen_random_uuid() AS new_id FROM source AS s
     ),
     elements AS (
         INSERT INTO callmaster.script_elements (
@@ -282,52 +305,57 @@ BEGIN
             parent_element_id, trigger_type, follows_cue_id, priority, time_offset_ms, duration_ms,
             fade_in_ms, fade_out_ms, location, location_details, custom_color, group_level, is_collapsed,
             is_safety_critical, safety_notes, version, is_active, created_by, updated_by)
-        SELECT m.new_id, v_new, s.owner_id, s.element_type, s.sequence, s.cue_id, s.description, s.cue_notes,
-               s.department_id, pm.new_id, s.trigger_type, s.follows_cue_id, s.priority, s.time_offset_ms,
-               s.duration_ms, s.fade_in_ms, s.fade_out_ms, s.location, s.location_details, s.custom_color,
-               s.group_level, s.is_collapsed, s.is_safety_critical, s.safety_notes, 1, s.is_active,
-               coalesce(v_me, s.created_by), coalesce(v_me, s.updated_by)
+        SELECT callmaster.copied_id(v_new, s.id), v_new, s.owner_id, s.element_type, s.sequence, s.cue_id,
+               s.description, s.cue_notes, s.department_id, callmaster.copied_id(v_new, s.parent_element_id),
+               s.trigger_type, s.follows_cue_id, s.priority, s.time_offset_ms, s.duration_ms, s.fade_in_ms,
+               s.fade_out_ms, s.location, s.location_details, s.custom_color, s.group_level, s.is_collapsed,
+               s.is_safety_critical, s.safety_notes, 1, s.is_active, coalesce(v_me, s.created_by),
+               coalesce(v_me, s.updated_by)
         FROM source AS s
-        JOIN id_map AS m ON m.old_id = s.id
-        LEFT JOIN id_map AS pm ON pm.old_id = s.parent_element_id
+        ORDER BY 1
         RETURNING 1
     ),
     equipment AS (
         INSERT INTO callmaster.script_element_equipment (element_id, equipment_name, is_required, notes)
-        SELECT m.new_id, x.equipment_name, x.is_required, x.notes
-        FROM id_map AS m
-        JOIN callmaster.script_element_equipment AS x ON x.element_id = m.old_id
+        SELECT callmaster.copied_id(v_new, x.element_id), x.equipment_name, x.is_required, x.notes
+        FROM source AS s
+        JOIN callmaster.script_element_equipment AS x ON x.element_id = s.id
+        ORDER BY 1, 2
         RETURNING 1
     ),
     element_crew AS (
         INSERT INTO callmaster.script_element_crew_assignments (element_id, crew_user_id, assignment_role, is_lead)
-        SELECT m.new_id, x.crew_user_id, x.assignment_role, x.is_lead
-        FROM id_map AS m
-        JOIN callmaster.script_element_crew_assignments AS x ON x.element_id = m.old_id
+        SELECT callmaster.copied_id(v_new, x.element_id), x.crew_user_id, x.assignment_role, x.is_lead
+        FROM source AS s
+        JOIN callmaster.script_element_crew_assignments AS x ON x.element_id = s.id
+        ORDER BY 1, 2
         RETURNING 1
     ),
     performers AS (
         INSERT INTO callmaster.script_element_performer_assignments (element_id, performer_id, character_name, notes)
-        SELECT m.new_id, x.performer_id, x.character_name, x.notes
-        FROM id_map AS m
-        JOIN callmaster.script_element_performer_assignments AS x ON x.element_id = m.old_id
+        SELECT callmaster.copied_id(v_new, x.element_id), x.performer_id, x.character_name, x.notes
+        FROM source AS s
+        JOIN callmaster.script_element_performer_assignments AS x ON x.element_id = s.id
+        ORDER BY 1, 2
         RETURNING 1
     ),
     rules AS (
         INSERT INTO callmaster.script_element_conditional_rules (
             element_id, condition_type, operator, condition_value, description, is_active)
-        SELECT m.new_id, x.condition_type, x.operator, x.condition_value, x.description, x.is_active
-        FROM id_map AS m
-        JOIN callmaster.script_element_conditional_rules AS x ON x.element_id = m.old_id
+        SELECT callmaster.copied_id(v_new, x.element_id), x.condition_type, x.operator, x.condition_value,
+               x.description, x.is_active
+        FROM source AS s
+        JOIN callmaster.script_element_conditional_rules AS x ON x.element_id = s.id
+        ORDER BY 1
         RETURNING 1
     ),
     groups AS (
         INSERT INTO callmaster.script_element_groups (group_id, child_element_id, script_id, order_in_group)
-        SELECT gm.new_id, cm.new_id, v_new, x.order_in_group
+        SELECT callmaster.copied_id(v_new, x.group_id), callmaster.copied_id(v_new, x.child_element_id), v_new,
+               x.order_in_group
         FROM callmaster.script_element_groups AS x
-        JOIN id_map AS gm ON gm.old_id = x.group_id
-        JOIN id_map AS cm ON cm.old_id = x.child_element_id
         WHERE x.script_id = v_src.id
+        ORDER BY 1, 2
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM elements) + (SELECT count(*) FROM equipment)
@@ -342,7 +370,8 @@ COMMENT ON FUNCTION callmaster.duplicate_script(uuid, text, uuid) IS
     'supporting row (equipment, element crew and performer assignments, conditional rules, group '
     'membership), with all references inside the script (parent_element_id, group, group member) '
     'remapped to the copies — nothing in the copy points at the original. Set-based: one statement '
-    'builds the old->new id map and copies everything. Serializes with delete_show / delete_script (it '
+    'copies everything; the copies'' ids are derived from the new script id and the originals'' ids '
+    '(copied_id). Serializes with delete_show / delete_script (it '
     'completes before them, or fails with P0002 after them; never a half copy). Arguments: script_id, '
     'new_name (default "<name> (copy)"), target_show_id (default the same show; must belong to the same '
     'owner). Returns the new script id. Errors: P0002 script not found or deleted meanwhile; 42501 crew '
