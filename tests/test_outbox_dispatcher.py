@@ -347,30 +347,28 @@ def test_dispatcher_is_a_registered_worker():
     assert "api.outbox:run" in WORKERS
 
 
+def awake_announcements(dba: psycopg.Connection[Any]) -> int:
+    """Sessions holding the dispatcher's awake announcement (sql/keel/200_outbox.sql)."""
+    return dba.execute(
+        "SELECT count(*) FROM pg_locks"
+        " WHERE locktype = 'advisory' AND classid = 1262831183 AND objid = 2 AND granted"
+    ).fetchone()[0]
+
+
 async def test_an_awake_dispatcher_polls_without_notify_then_sleeps_and_is_woken_again(
     dba, settings, receiver, setup
 ):
     """A burst keeps the dispatcher awake (writers skip NOTIFY meanwhile); once quiet for `linger` it
     withdraws the announcement and the next event is delivered by a NOTIFY, not the 30 s poll."""
-    config = replace(FAST, busy_poll_interval=0.02, linger=0.5)
+    config = replace(FAST, busy_poll_interval=0.02, linger=1.0)
     async with dispatching(settings, config):
         book_many(dba, setup, 1)
         await until(lambda: len(receiver.snapshot()) == 1)
-        announced = dba.execute(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 1262831183"
-            " AND objid = 2 AND granted"
-        ).fetchone()[0]
-        assert announced == 1  # awake after a delivery
+        await until(lambda: awake_announcements(dba) == 1)  # awake after a delivery
         for hour in range(9, 14):  # no NOTIFY now: the awake dispatcher's polls find them
             book_raw(dba, setup, date(2026, 6, 16), f"{hour}:00", f"{hour}:30")
         await until(lambda: len(receiver.snapshot()) == 6, timeout=5)
-        await until(
-            lambda: dba.execute(
-                "SELECT NOT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory'"
-                " AND classid = 1262831183 AND objid = 2)"
-            ).fetchone()[0],
-            timeout=5,
-        )
+        await until(lambda: awake_announcements(dba) == 0, timeout=5)  # quiet for `linger`: asleep
         started = time.monotonic()
         book_raw(dba, setup, date(2026, 6, 17), "08:00", "08:30")  # asleep again: this one rings
         await until(lambda: len(receiver.snapshot()) == 7, timeout=5)
