@@ -30,6 +30,8 @@ BEGIN
     END IF;
     -- Migrations create the domain schemas as keel_owner.
     EXECUTE format('GRANT CREATE, CONNECT ON DATABASE %I TO keel_owner', current_database());
+    -- Lead imports stage their rows in a temporary table; do not depend on PUBLIC's default TEMP.
+    EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO keel_api', current_database());
 END
 $$;
 
