@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench clean
+.PHONY: run test bench schema clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ test: $(STAMP)  ## Run the test suite against a real PostgreSQL
 
 bench: $(STAMP)  ## Run the benchmarks (ARGS=--quick for a short run)
 	$(BIN)/python -m bench $(ARGS)
+
+schema: $(STAMP)  ## Regenerate docs/schema.sql (pg_dump --schema-only of a freshly migrated database)
+	$(BIN)/python -m tests.schema_dump --write
 
 clean:
 	rm -rf $(VENV) .pytest_cache

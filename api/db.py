@@ -15,11 +15,13 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
-from psycopg import AsyncConnection, errors
+import psycopg
+from psycopg import AsyncConnection
 from psycopg.abc import Query
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from api.errors import is_retried
 from api.settings import Settings
 
 Params = Sequence[Any] | Mapping[str, Any] | None
@@ -30,7 +32,6 @@ CONTEXT_SQL = (
     " set_config('role', 'keel_api', true),"
     " set_config('statement_timeout', %s, true)"
 )
-RETRYABLE = (errors.SerializationFailure, errors.DeadlockDetected)
 MAX_ATTEMPTS = 4
 
 
@@ -119,8 +120,8 @@ class Database:
             try:
                 async with self.pool.connection() as conn:
                     return await call(conn, context, query, params, mode, before=before)
-            except RETRYABLE:
-                if attempt == MAX_ATTEMPTS:
+            except psycopg.Error as exc:
+                if not is_retried(exc) or attempt == MAX_ATTEMPTS:
                     raise
                 await asyncio.sleep(random.uniform(0, 0.02 * 2**attempt))
         raise AssertionError("unreachable")

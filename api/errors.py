@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
@@ -45,26 +46,92 @@ class Problem(ProblemDetailsException):
         )
 
 
+@dataclass(frozen=True)
+class Sqlstate:
+    """What Keel does with one SQLSTATE (or a class of them): the one answer for the API, workers and CLIs."""
+
+    status: int
+    """HTTP status of the problem document."""
+    transient: bool = False
+    """The database was unavailable or the transaction lost a race: the same request, unchanged, may
+    succeed later (workers retry it; the API answers 503 with `Retry-After`). Otherwise the request or the
+    data must change first."""
+    retried: bool = False
+    """`api.db` re-runs the transaction at once, a few times, before answering `status`."""
+    detail: str | None = None
+    """Fixed detail for the client (the database's own message says nothing useful to it), else None."""
+
+
+UNAVAILABLE = "The database is unavailable; try again shortly."
+
+# SQLSTATE → behaviour. Keys are full codes or two-character classes; a full code wins over its class.
+# Anything not listed is a server fault: logged, answered 500 without internals. DESIGN §6 is the contract.
+SQLSTATES: dict[str, Sqlstate] = {
+    "P0002": Sqlstate(404),  # no_data_found: no such row, or another tenant's (RLS hides it)
+    "23505": Sqlstate(409),  # unique_violation
+    "23P01": Sqlstate(409),  # exclusion_violation: e.g. overlapping appointments
+    "55000": Sqlstate(
+        409
+    ),  # object_not_in_prerequisite_state: the row's state forbids it (status transition)
+    "23503": Sqlstate(409),  # foreign_key_violation: 422 instead when the request named a missing row
+    "23514": Sqlstate(422),  # check_violation
+    "23502": Sqlstate(422),  # not_null_violation
+    "22": Sqlstate(422),  # data_exception (class): bad value, bad format, out of range
+    "42501": Sqlstate(403),  # insufficient_privilege
+    "40001": Sqlstate(503, transient=True, retried=True),  # serialization_failure
+    "40P01": Sqlstate(503, transient=True, retried=True),  # deadlock_detected
+    "57014": Sqlstate(
+        504, detail="The database took too long to answer."
+    ),  # query_canceled: statement timeout
+    "08": Sqlstate(503, transient=True, detail=UNAVAILABLE),  # connection_exception (class)
+    "53300": Sqlstate(503, transient=True, detail=UNAVAILABLE),  # too_many_connections
+    "57P01": Sqlstate(503, transient=True, detail=UNAVAILABLE),  # admin_shutdown
+    "57P02": Sqlstate(503, transient=True, detail=UNAVAILABLE),  # crash_shutdown
+    "57P03": Sqlstate(503, transient=True, detail=UNAVAILABLE),  # cannot_connect_now
+}
+
+
+def sqlstate_rule(sqlstate: str | None) -> Sqlstate | None:
+    """The row of `SQLSTATES` for this code (exact, else its class); None for a server fault."""
+    if not sqlstate:
+        return None
+    return SQLSTATES.get(sqlstate) or SQLSTATES.get(sqlstate[:2])
+
+
 def status_for_sqlstate(sqlstate: str, detail: str = "") -> int | None:
     """HTTP status for a SQLSTATE a user can cause (DESIGN §6); None when it is a server fault."""
-    if sqlstate == "P0002":
-        return 404
-    if sqlstate in ("23505", "23P01", "55000"):  # 55000: the row's state forbids it (status transition)
-        return 409
-    if sqlstate == "23503":
-        # The request named a row that does not exist (422), or a delete hit a row still in use (409).
-        return 422 if "is not present" in detail else 409
-    if sqlstate == "23514" or sqlstate == "23502" or sqlstate.startswith("22"):
-        return 422
-    if sqlstate == "42501":
-        return 403
-    if sqlstate in ("40001", "40P01"):
-        return 503
-    if sqlstate == "57014":
-        return 504
-    if sqlstate.startswith("08") or sqlstate in ("53300", "57P01", "57P02", "57P03"):
-        return 503
-    return None
+    if sqlstate == "23503" and "is not present" in detail:
+        return 422  # the request named a row that does not exist (a delete hitting a used row stays 409)
+    rule = sqlstate_rule(sqlstate)
+    return rule.status if rule else None
+
+
+def is_transient(exc: psycopg.Error) -> bool:
+    """The database was unavailable (no SQLSTATE at all: the connection is gone) or the transaction lost a
+    race: retrying the same work later may succeed."""
+    if exc.sqlstate is None:
+        return not isinstance(
+            exc, psycopg.DataError
+        )  # a DataError without SQLSTATE is psycopg refusing a value
+    rule = sqlstate_rule(exc.sqlstate)
+    return rule is not None and rule.transient
+
+
+def is_retried(exc: psycopg.Error) -> bool:
+    """`api.db` re-runs the transaction at once (serialization failure, deadlock)."""
+    rule = sqlstate_rule(exc.sqlstate)
+    return rule is not None and rule.retried
+
+
+def describe_db_error(exc: psycopg.Error) -> str:
+    """The database's message with its DETAIL and HINT lines, for a CLI or a log line."""
+    diag = exc.diag
+    lines = [(diag.message_primary or str(exc)).strip()]
+    if diag.message_detail:
+        lines.append(diag.message_detail)
+    if diag.message_hint:
+        lines.append(f"hint: {diag.message_hint}")
+    return "\n".join(lines)
 
 
 def problem_from_db_error(exc: psycopg.Error) -> Problem:
@@ -74,20 +141,15 @@ def problem_from_db_error(exc: psycopg.Error) -> Problem:
     if status is None:
         log.error("unmapped database error %s: %s", sqlstate, exc, exc_info=exc)
         return Problem(500, "The server could not complete the request.", code=sqlstate or None)
+    rule = sqlstate_rule(sqlstate)
     extra: dict[str, Any] = {}
     if diag.message_hint:
         extra["hint"] = diag.message_hint
     if diag.constraint_name:
         extra["constraint"] = diag.constraint_name
-    headers = None
-    detail = diag.message_primary or str(exc)
-    if status == 503:
-        headers = {"Retry-After": RETRY_AFTER_SECONDS}
-        if sqlstate.startswith(("08", "57P")) or sqlstate == "53300":
-            detail = "The database is unavailable; try again shortly."
-    elif status == 504:
-        detail = "The database took too long to answer."
-    elif diag.message_detail and status in (409, 422):
+    headers = {"Retry-After": RETRY_AFTER_SECONDS} if status == 503 else None
+    detail = (rule.detail if rule else None) or diag.message_primary or str(exc)
+    if diag.message_detail and status in (409, 422):
         extra["db_detail"] = diag.message_detail
     return Problem(status, detail, code=sqlstate, extra=extra, headers=headers)
 
@@ -98,11 +160,7 @@ def _db_error(exc: psycopg.Error) -> Problem:
         return Problem(422, f"The request holds a value PostgreSQL cannot store: {exc}")
     if exc.sqlstate is None:  # connection lost, server gone: no SQLSTATE to map
         log.warning("database connection error: %s", exc)
-        return Problem(
-            503,
-            "The database is unavailable; try again shortly.",
-            headers={"Retry-After": RETRY_AFTER_SECONDS},
-        )
+        return Problem(503, UNAVAILABLE, headers={"Retry-After": RETRY_AFTER_SECONDS})
     return problem_from_db_error(exc)
 
 

@@ -38,7 +38,9 @@ HEADER = "Idempotency-Key"
 REPLAY_HEADER = "Idempotent-Replayed"
 _KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
 
-_LOCK = sql.SQL("SELECT pg_advisory_xact_lock(hashtextextended(%(_idem_scope)s || '/' || %(_idem_key)s, 7))")
+_LOCK = sql.SQL(
+    "SELECT pg_advisory_xact_lock(keel.advisory_lock_key('idempotency'), hashtext(%(_idem_scope)s || '/' || %(_idem_key)s))"
+)
 
 _RUN = sql.SQL(
     """

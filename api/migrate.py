@@ -17,14 +17,16 @@ import psycopg
 from psycopg import sql
 from yoyo import get_backend, read_migrations
 
+from api.locks import LOCKS, registry_sql
 from api.resources import MIGRATIONS_DIR, SQL_DIR
 
 log = logging.getLogger(__name__)
 
 # Schemas in dependency order; files inside each are loaded in name order.
 SQL_SCHEMA_ORDER = ("keel", "clinic", "assistant", "callmaster")
-MIGRATION_LOCK_KEY = 0x6B65656C  # "keel"
 MIGRATION_TABLE = "_yoyo_migration"
+MIGRATION_LOCK = "SELECT pg_advisory_lock(%(key)s, 0)"
+MIGRATION_UNLOCK = "SELECT pg_advisory_unlock(%(key)s, 0)"
 RECORD_SOURCES = (
     "INSERT INTO keel.sql_sources (digest) VALUES (%s)"
     " ON CONFLICT (singleton) DO UPDATE SET digest = EXCLUDED.digest, reloaded_at = now()"
@@ -55,8 +57,8 @@ def sql_files() -> list[Path]:
 
 
 def sql_digest() -> str:
-    """A digest of every `sql/` source (names and contents), recorded by each reload."""
-    digest = hashlib.sha256()
+    """A digest of every `sql/` source (names and contents) and the lock registry, recorded by each reload."""
+    digest = hashlib.sha256(repr(sorted(LOCKS.items())).encode())  # keel.advisory_lock_key comes from it
     for path in sql_files():
         digest.update(path.relative_to(SQL_DIR).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
@@ -69,11 +71,12 @@ def migration_ids() -> list[str]:
 @contextmanager
 def _migration_lock(url: str) -> Iterator[None]:
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+        key = {"key": LOCKS["migrate"].key}
+        conn.execute(MIGRATION_LOCK, key)
         try:
             yield
         finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
+            conn.execute(MIGRATION_UNLOCK, key)
 
 
 def _bootstrap(url: str) -> None:
@@ -87,6 +90,7 @@ def reload_sql(url: str) -> int:
     with psycopg.connect(url) as conn, conn.transaction():
         conn.execute("SET LOCAL ROLE keel_owner")
         conn.execute("SET LOCAL search_path TO keel, public")
+        conn.execute(registry_sql())  # keel.advisory_lock_key, which the files below call
         for path in files:
             try:
                 conn.execute(path.read_text())

@@ -15,6 +15,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from tests import factories
+
 # A well-formed ciphertext look-alike ('v1:<key id>:<43 base64url chars>') that the column CHECKs accept;
 # the bench never decrypts bulk-generated leads.
 FAKE_CIPHER = sql.SQL(
@@ -37,14 +39,9 @@ class Clinic:
 
 
 def create_clinic(conn: psycopg.Connection[Any], label: str) -> Clinic:
-    """A clinic and its admin through `clinic.create_clinic`, as a DBA would."""
-    prefix = "B" + uuid.uuid4().hex[:6].upper()
-    row = conn.execute(
-        "SELECT clinic_id, admin_id FROM clinic.create_clinic(%s, 'UTC', %s, 'Bench Admin', %s)",
-        (f"Bench {label}", prefix, f"admin-{prefix.lower()}@bench.example"),
-    ).fetchone()
-    assert row is not None
-    return Clinic(str(row[0]), str(row[1]), prefix)
+    """A clinic and its admin through `clinic.create_clinic`, as a DBA would (the tests' factory)."""
+    clinic = factories.create_clinic(conn, f"Bench {label}", "UTC", prefix="B" + uuid.uuid4().hex[:6].upper())
+    return Clinic(str(clinic.id), str(clinic.admin_id), clinic.prefix)
 
 
 def add_doctors(conn: psycopg.Connection[Any], clinic: Clinic, count: int) -> None:
@@ -186,11 +183,12 @@ def analyze(conn: psycopg.Connection[Any], *tables: str) -> None:
 
 @dataclass
 class Owner:
-    """A CallMaster user owning a show, with crew users for the element assignments."""
+    """A CallMaster user owning a show, with a department and crew users for the element assignments."""
 
     id: str
     clerk_id: str
     show_id: str
+    department_id: str
     crew_ids: list[str]
 
     def claims(self) -> dict[str, Any]:
@@ -199,100 +197,24 @@ class Owner:
 
 def create_owner(conn: psycopg.Connection[Any], crew: int = 4) -> Owner:
     tag = uuid.uuid4().hex[:10]
-    owner = conn.execute(
-        "INSERT INTO callmaster.users (clerk_user_id, email, first_name, status) VALUES (%s, %s, 'Bench', 'verified')"
-        " RETURNING id",
-        (f"user_bench_{tag}", f"owner-{tag}@bench.example"),
-    ).fetchone()
-    assert owner is not None
-    crew_rows = conn.execute(
-        """
-        INSERT INTO callmaster.users (email, first_name, status, created_by)
-        SELECT 'crew' || g || '-' || %(tag)s || '@bench.example', 'Crew ' || g, 'guest', %(owner)s
-        FROM generate_series(1, %(n)s) AS g
-        RETURNING id
-        """,
-        {"tag": tag, "owner": owner[0], "n": crew},
-    ).fetchall()
-    show = conn.execute(
-        "INSERT INTO callmaster.shows (owner_id, name) VALUES (%s, %s) RETURNING id",
-        (owner[0], f"Bench show {tag}"),
-    ).fetchone()
-    assert show is not None
-    return Owner(str(owner[0]), f"user_bench_{tag}", str(show[0]), [str(r[0]) for r in crew_rows])
+    clerk_id = f"user_bench_{tag}"
+    owner = factories.add_user(conn, clerk_id, f"owner-{tag}@bench.example")
+    crew_ids = [factories.add_crew(conn, owner, f"crew{n}-{tag}@bench.example") for n in range(crew)]
+    show = factories.add_show(conn, owner, f"Bench show {tag}")
+    return Owner(owner, clerk_id, show, factories.add_department(conn, owner), crew_ids)
 
 
 def create_script(conn: psycopg.Connection[Any], owner: Owner, elements: int) -> str:
-    """A script of `elements` elements — every 10th a group holding the next nine (parent + membership) —
-    each with equipment; every 2nd with a crew assignment, every 3rd a performer, every 4th a rule."""
-    script = conn.execute(
-        "INSERT INTO callmaster.scripts (show_id, owner_id, name) VALUES (%s, %s, %s) RETURNING id",
-        (owner.show_id, owner.id, f"Script of {elements}"),
-    ).fetchone()
-    assert script is not None
-    sid = script[0]
-    params = {"script": sid, "owner": owner.id, "n": elements, "crew": owner.crew_ids}
-    with conn.transaction():
-        conn.execute("CREATE TEMP TABLE bench_ids ON COMMIT DROP AS "
-                     "SELECT g, gen_random_uuid() AS id FROM generate_series(1, %(n)s) AS g", params)  # fmt: skip
-        conn.execute(
-            """
-            INSERT INTO callmaster.script_elements (
-                id, script_id, owner_id, element_type, sequence, cue_id, description, cue_notes, parent_element_id,
-                trigger_type, priority, time_offset_ms, duration_ms, fade_in_ms, location, custom_color,
-                group_level, is_safety_critical, created_by, updated_by)
-            SELECT i.id, %(script)s, %(owner)s,
-                   CASE WHEN i.g %% 10 = 1 THEN 'group' WHEN i.g %% 7 = 0 THEN 'note' ELSE 'cue' END,
-                   i.g, 'Q' || i.g, 'Element ' || i.g, 'Notes for ' || i.g,
-                   CASE WHEN i.g %% 10 <> 1 THEN parent.id END,
-                   (ARRAY['manual', 'time', 'auto', 'follow', 'go', 'standby'])[1 + i.g %% 6],
-                   (ARRAY['critical', 'high', 'normal', 'low', 'optional'])[1 + i.g %% 5],
-                   (i.g * 1000)::bigint, 500, 100,
-                   (ARRAY['stage_left', 'stage_right', 'center_stage', 'booth', 'fly_gallery'])[1 + i.g %% 5],
-                   '#A0B0C0', CASE WHEN i.g %% 10 = 1 THEN 0 ELSE 1 END, i.g %% 50 = 0, %(owner)s, %(owner)s
-            FROM bench_ids AS i
-            LEFT JOIN bench_ids AS parent ON parent.g = i.g - ((i.g - 1) %% 10)
-            """,
-            params,
-        )
-        conn.execute(
-            """
-            INSERT INTO callmaster.script_element_equipment (element_id, equipment_name, is_required, notes)
-            SELECT id, 'Equipment ' || g, g %% 2 = 0, 'Check before show' FROM bench_ids;
-            """,
-            params,
-        )
-        conn.execute(
-            """
-            INSERT INTO callmaster.script_element_crew_assignments (element_id, crew_user_id, assignment_role, is_lead)
-            SELECT id, (%(crew)s::uuid[])[1 + g %% cardinality(%(crew)s::uuid[])], 'operator', g %% 4 = 0
-            FROM bench_ids WHERE g %% 2 = 0
-            """,
-            params,
-        )
-        conn.execute(
-            """
-            INSERT INTO callmaster.script_element_performer_assignments (element_id, performer_id, character_name)
-            SELECT id, (%(crew)s::uuid[])[1 + (g + 1) %% cardinality(%(crew)s::uuid[])], 'Character ' || g
-            FROM bench_ids WHERE g %% 3 = 0
-            """,
-            params,
-        )
-        conn.execute(
-            """
-            INSERT INTO callmaster.script_element_conditional_rules (element_id, condition_type, operator,
-                                                                   condition_value, description)
-            SELECT id, 'weather', 'equals', 'rain', 'Only when it rains' FROM bench_ids WHERE g %% 4 = 0
-            """,
-            params,
-        )
-        conn.execute(
-            """
-            INSERT INTO callmaster.script_element_groups (group_id, child_element_id, script_id, order_in_group)
-            SELECT parent.id, i.id, %(script)s, (i.g - 1) %% 10
-            FROM bench_ids AS i JOIN bench_ids AS parent ON parent.g = i.g - ((i.g - 1) %% 10)
-            WHERE i.g %% 10 <> 1
-            """,
-            params,
-        )
-    return str(sid)
+    """A script of `elements` elements (a multiple of 50) with every supporting table populated, built by
+    the tests' `fill_script`: groups of ten nested in groups of fifty, equipment, crew and performer
+    assignments and conditional rules."""
+    script_id = factories.add_script(conn, owner.show_id, f"Script of {elements}")
+    factories.fill_script(
+        conn,
+        script_id,
+        elements,
+        department_id=owner.department_id,
+        crew_ids=(owner.crew_ids[0], owner.crew_ids[1]),
+        performer_id=owner.crew_ids[2],
+    )
+    return script_id

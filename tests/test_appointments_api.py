@@ -9,29 +9,23 @@ from datetime import date
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 from psycopg import sql
 
-from tests.appointments_support import ClinicSetup, add_doctor, add_patient, book_raw, make_clinic
+from tests.factories import Clinic, add_appointment, add_patient, add_staff, assert_problem, create_clinic
 
 DAY = "2026-06-15"
 
 
 @pytest.fixture
-def setup(dba: psycopg.Connection[Any]) -> ClinicSetup:
-    return make_clinic(dba)
+def headers(clinic_setup: Clinic, bearer: Callable[..., dict[str, str]]) -> dict[str, str]:
+    return bearer(clinic_setup.admin_id, clinic_id=clinic_setup.id, role="front_desk")
 
 
-@pytest.fixture
-def headers(setup: ClinicSetup, bearer: Callable[..., dict[str, str]]) -> dict[str, str]:
-    return bearer(setup.admin_id, clinic_id=setup.clinic_id, role="front_desk")
-
-
-def booking(setup: ClinicSetup, start: str = "10:00", end: str = "10:30", **extra: Any) -> dict[str, Any]:
+def booking(clinic_setup: Clinic, start: str = "10:00", end: str = "10:30", **extra: Any) -> dict[str, Any]:
     return {
-        "patient_id": str(setup.patient_id),
-        "doctor_id": str(setup.doctor_id),
+        "patient_id": str(clinic_setup.patient_id),
+        "doctor_id": str(clinic_setup.doctor_id),
         "appointment_date": DAY,
         "start_time": start,
         "end_time": end,
@@ -39,22 +33,16 @@ def booking(setup: ClinicSetup, start: str = "10:00", end: str = "10:30", **extr
     }
 
 
-def problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status and body["title"] and body["detail"]
-    return body
-
-
-async def test_book_returns_201_with_snapshots_and_reads_back(client, setup, headers):
+async def test_book_returns_201_with_snapshots_and_reads_back(client, clinic_setup, headers):
     r = await client.post(
-        "/api/appointments", json=booking(setup, visit_reason="knee pain", type="follow_up"), headers=headers
+        "/api/appointments",
+        json=booking(clinic_setup, visit_reason="knee pain", type="follow_up"),
+        headers=headers,
     )
     assert r.status_code == 201, r.text
     a = r.json()
     assert r.headers["location"] == f"/api/appointments/{a['id']}"
-    assert a["clinic_id"] == str(setup.clinic_id)
+    assert a["clinic_id"] == str(clinic_setup.id)
     assert a["status"] == "scheduled" and a["type"] == "follow_up" and a["visit_reason"] == "knee pain"
     assert a["appointment_date"] == DAY and a["start_time"] == "10:00:00" and a["end_time"] == "10:30:00"
     assert a["patient_name_snapshot"] == "Asha Kulkarni"
@@ -67,11 +55,11 @@ async def test_book_returns_201_with_snapshots_and_reads_back(client, setup, hea
     assert got.status_code == 200 and got.json() == a
 
 
-async def test_hundred_concurrent_bookings_of_one_slot_give_one_201_and_99_409(client, setup, headers):
+async def test_hundred_concurrent_bookings_of_one_slot_give_one_201_and_99_409(client, clinic_setup, headers):
     async def attempt(i: int) -> httpx.Response:
         # All slots share 10:00-10:01; starts differ so the bodies differ.
         return await client.post(
-            "/api/appointments", json=booking(setup, f"09:{i % 60:02d}", "10:01"), headers=headers
+            "/api/appointments", json=booking(clinic_setup, f"09:{i % 60:02d}", "10:01"), headers=headers
         )
 
     responses = await asyncio.gather(*(attempt(i) for i in range(100)))
@@ -80,7 +68,7 @@ async def test_hundred_concurrent_bookings_of_one_slot_give_one_201_and_99_409(c
     winner = next(r.json() for r in responses if r.status_code == 201)
     for r in responses:
         if r.status_code == 409:
-            body = problem(r, 409)
+            body = assert_problem(r, 409)
             assert body["code"] == "23P01"
             assert body["constraint"] == "appointments_no_overlap"
             assert winner["id"] in body["db_detail"]
@@ -88,10 +76,11 @@ async def test_hundred_concurrent_bookings_of_one_slot_give_one_201_and_99_409(c
     assert page["total"] == 1
 
 
-async def test_overlap_409_names_the_conflicting_slot(client, setup, headers):
-    first = (await client.post("/api/appointments", json=booking(setup), headers=headers)).json()
-    body = problem(
-        await client.post("/api/appointments", json=booking(setup, "10:15", "10:45"), headers=headers), 409
+async def test_overlap_409_names_the_conflicting_slot(client, clinic_setup, headers):
+    first = (await client.post("/api/appointments", json=booking(clinic_setup), headers=headers)).json()
+    body = assert_problem(
+        await client.post("/api/appointments", json=booking(clinic_setup, "10:15", "10:45"), headers=headers),
+        409,
     )
     assert body["code"] == "23P01"
     assert body["detail"] == f"Dr. Meera Rao is already booked on {DAY} from 10:00 to 10:30"
@@ -99,49 +88,49 @@ async def test_overlap_409_names_the_conflicting_slot(client, setup, headers):
     assert "back-to-back" in body["hint"]
     # Back-to-back on both sides is fine.
     assert (
-        await client.post("/api/appointments", json=booking(setup, "09:30", "10:00"), headers=headers)
+        await client.post("/api/appointments", json=booking(clinic_setup, "09:30", "10:00"), headers=headers)
     ).status_code == 201
     assert (
-        await client.post("/api/appointments", json=booking(setup, "10:30", "11:00"), headers=headers)
+        await client.post("/api/appointments", json=booking(clinic_setup, "10:30", "11:00"), headers=headers)
     ).status_code == 201
 
 
-async def test_bad_input_is_a_4xx_problem_and_writes_nothing(client, dba, setup, headers):
-    other = make_clinic(dba, "Elsewhere", "Europe/Berlin")
+async def test_bad_input_is_a_4xx_problem_and_writes_nothing(client, dba, clinic_setup, headers):
+    other = create_clinic(dba, "Elsewhere", "Europe/Berlin", doctors=1, patients=1)
     cases: list[tuple[dict[str, Any], int, str | None]] = [
-        (booking(setup, "25:00", "26:00"), 400, None),
-        (booking(setup, "10:00", "10:00"), 422, "23514"),
-        (booking(setup, "11:00", "10:00"), 422, "23514"),
-        (booking(setup, "10:00:00", "10:30:00", appointment_date="2026-02-30"), 400, None),
-        (booking(setup, unknown_field=1), 400, None),
-        (booking(setup, type="Not Snake"), 400, None),
-        ({k: v for k, v in booking(setup).items() if k != "doctor_id"}, 400, None),
-        (booking(setup, patient_id="not-a-uuid"), 400, None),
-        (booking(setup, visit_reason=""), 400, None),
-        (booking(setup, patient_id=str(other.patient_id)), 422, "23503"),
-        (booking(setup, doctor_id=str(other.doctor_id)), 422, "23503"),
-        (booking(setup, patient_id="00000000-0000-4000-8000-000000000000"), 422, "23503"),
-        (booking(setup, doctor_id=str(setup.admin_id)), 422, "22023"),
-        (booking(setup, lead_id="00000000-0000-4000-8000-000000000000"), 422, "23503"),
-        (booking(setup, visit_reason="nul \u0000 inside"), 422, None),
-        (booking(setup, appointment_date="0026-06-15"), 422, "23514"),
+        (booking(clinic_setup, "25:00", "26:00"), 400, None),
+        (booking(clinic_setup, "10:00", "10:00"), 422, "23514"),
+        (booking(clinic_setup, "11:00", "10:00"), 422, "23514"),
+        (booking(clinic_setup, "10:00:00", "10:30:00", appointment_date="2026-02-30"), 400, None),
+        (booking(clinic_setup, unknown_field=1), 400, None),
+        (booking(clinic_setup, type="Not Snake"), 400, None),
+        ({k: v for k, v in booking(clinic_setup).items() if k != "doctor_id"}, 400, None),
+        (booking(clinic_setup, patient_id="not-a-uuid"), 400, None),
+        (booking(clinic_setup, visit_reason=""), 400, None),
+        (booking(clinic_setup, patient_id=str(other.patient_id)), 422, "23503"),
+        (booking(clinic_setup, doctor_id=str(other.doctor_id)), 422, "23503"),
+        (booking(clinic_setup, patient_id="00000000-0000-4000-8000-000000000000"), 422, "23503"),
+        (booking(clinic_setup, doctor_id=str(clinic_setup.admin_id)), 422, "22023"),
+        (booking(clinic_setup, lead_id="00000000-0000-4000-8000-000000000000"), 422, "23503"),
+        (booking(clinic_setup, visit_reason="nul \u0000 inside"), 422, None),
+        (booking(clinic_setup, appointment_date="0026-06-15"), 422, "23514"),
     ]
     for body, status, code in cases:
         r = await client.post("/api/appointments", json=body, headers=headers)
-        p = problem(r, status)
+        p = assert_problem(r, status)
         if code:
             assert p["code"] == code, (body, p)
     assert dba.execute("SELECT count(*) FROM clinic.appointments").fetchone() == (0,)
     # No token, or a token without a clinic.
-    assert (await client.post("/api/appointments", json=booking(setup))).status_code == 401
+    assert (await client.post("/api/appointments", json=booking(clinic_setup))).status_code == 401
     assert (
         await client.get("/api/appointments", headers={"Authorization": "Bearer nope"})
     ).status_code == 401
 
 
-async def test_lifecycle_over_http(client, setup, headers):
+async def test_lifecycle_over_http(client, clinic_setup, headers):
     async def book(start: str, end: str) -> str:
-        r = await client.post("/api/appointments", json=booking(setup, start, end), headers=headers)
+        r = await client.post("/api/appointments", json=booking(clinic_setup, start, end), headers=headers)
         assert r.status_code == 201, r.text
         return str(r.json()["id"])
 
@@ -151,12 +140,14 @@ async def test_lifecycle_over_http(client, setup, headers):
     r = await client.patch(f"/api/appointments/{a}", json={"status": "completed"}, headers=headers)
     assert r.status_code == 200 and r.json()["completed_at"]
     for refused in ("scheduled", "checked_in", "cancelled", "no_show"):
-        body = problem(
+        body = assert_problem(
             await client.patch(f"/api/appointments/{a}", json={"status": refused}, headers=headers), 409
         )
         assert body["code"] == "55000" and f"from completed to {refused}" in body["detail"]
-    problem(await client.post(f"/api/appointments/{a}/cancel", json={"reason": "late"}, headers=headers), 409)
-    body = problem(
+    assert_problem(
+        await client.post(f"/api/appointments/{a}/cancel", json={"reason": "late"}, headers=headers), 409
+    )
+    body = assert_problem(
         await client.patch(f"/api/appointments/{a}", json={"start_time": "08:00"}, headers=headers), 409
     )
     assert "cannot be rescheduled" in body["detail"]
@@ -164,11 +155,17 @@ async def test_lifecycle_over_http(client, setup, headers):
     b = await book("10:00", "10:30")
     r = await client.patch(f"/api/appointments/{b}", json={"status": "no_show"}, headers=headers)
     assert r.status_code == 200 and r.json()["status"] == "no_show"
-    problem(await client.patch(f"/api/appointments/{b}", json={"status": "checked_in"}, headers=headers), 409)
+    assert_problem(
+        await client.patch(f"/api/appointments/{b}", json={"status": "checked_in"}, headers=headers), 409
+    )
 
     c = await book("11:00", "11:30")
-    problem(await client.patch(f"/api/appointments/{c}", json={"status": "completed"}, headers=headers), 409)
-    problem(await client.patch(f"/api/appointments/{c}", json={"status": "done"}, headers=headers), 400)
+    assert_problem(
+        await client.patch(f"/api/appointments/{c}", json={"status": "completed"}, headers=headers), 409
+    )
+    assert_problem(
+        await client.patch(f"/api/appointments/{c}", json={"status": "done"}, headers=headers), 400
+    )
     r = await client.patch(f"/api/appointments/{c}", json={"status": "checked_in"}, headers=headers)
     assert r.status_code == 200
     r = await client.post(
@@ -179,11 +176,13 @@ async def test_lifecycle_over_http(client, setup, headers):
     assert r.json()["cancelled_at"]
 
 
-async def test_cancel_frees_the_slot(client, setup, headers):
-    first = (await client.post("/api/appointments", json=booking(setup), headers=headers)).json()
-    problem(await client.post("/api/appointments", json=booking(setup), headers=headers), 409)
-    problem(await client.post(f"/api/appointments/{first['id']}/cancel", json={}, headers=headers), 400)
-    problem(
+async def test_cancel_frees_the_slot(client, clinic_setup, headers):
+    first = (await client.post("/api/appointments", json=booking(clinic_setup), headers=headers)).json()
+    assert_problem(await client.post("/api/appointments", json=booking(clinic_setup), headers=headers), 409)
+    assert_problem(
+        await client.post(f"/api/appointments/{first['id']}/cancel", json={}, headers=headers), 400
+    )
+    assert_problem(
         await client.post(f"/api/appointments/{first['id']}/cancel", json={"reason": " "}, headers=headers),
         400,
     )
@@ -191,9 +190,9 @@ async def test_cancel_frees_the_slot(client, setup, headers):
         f"/api/appointments/{first['id']}/cancel", json={"reason": "Doctor on leave"}, headers=headers
     )
     assert r.status_code == 200, r.text
-    second = await client.post("/api/appointments", json=booking(setup), headers=headers)
+    second = await client.post("/api/appointments", json=booking(clinic_setup), headers=headers)
     assert second.status_code == 201
-    body = problem(
+    body = assert_problem(
         await client.post(
             f"/api/appointments/{first['id']}/cancel", json={"reason": "again"}, headers=headers
         ),
@@ -201,19 +200,19 @@ async def test_cancel_frees_the_slot(client, setup, headers):
     )
     assert "already cancelled" in body["detail"]
     missing = "00000000-0000-4000-8000-000000000000"
-    problem(
+    assert_problem(
         await client.post(f"/api/appointments/{missing}/cancel", json={"reason": "x"}, headers=headers), 404
     )
 
 
-async def test_patch_reschedules_and_reassigns(client, dba, setup, headers):
+async def test_patch_reschedules_and_reassigns(client, dba, clinic_setup, headers):
     a = (
-        await client.post("/api/appointments", json=booking(setup, "10:00", "10:30"), headers=headers)
+        await client.post("/api/appointments", json=booking(clinic_setup, "10:00", "10:30"), headers=headers)
     ).json()
     b = (
-        await client.post("/api/appointments", json=booking(setup, "11:00", "11:30"), headers=headers)
+        await client.post("/api/appointments", json=booking(clinic_setup, "11:00", "11:30"), headers=headers)
     ).json()
-    body = problem(
+    body = assert_problem(
         await client.patch(
             f"/api/appointments/{b['id']}", json={"start_time": "10:15", "end_time": "10:45"}, headers=headers
         ),
@@ -225,11 +224,11 @@ async def test_patch_reschedules_and_reassigns(client, dba, setup, headers):
         f"/api/appointments/{b['id']}", json={"start_time": "11:15", "end_time": "11:45"}, headers=headers
     )
     assert r.status_code == 200 and r.json()["start_time"] == "11:15:00"
-    problem(
+    assert_problem(
         await client.patch(f"/api/appointments/{b['id']}", json={"end_time": "11:00"}, headers=headers), 422
     )
-    other_doctor = add_doctor(dba, setup.clinic_id, "Dr. Iqbal Khan")
-    other_patient = add_patient(dba, setup.clinic_id, "Ravi Menon", dob=date(2000, 1, 1))
+    other_doctor = add_staff(dba, clinic_setup.id, "Dr. Iqbal Khan")
+    other_patient = add_patient(dba, clinic_setup.id, "Ravi Menon", dob=date(2000, 1, 1))
     r = await client.patch(
         f"/api/appointments/{b['id']}",
         json={
@@ -247,21 +246,23 @@ async def test_patch_reschedules_and_reassigns(client, dba, setup, headers):
         moved["doctor_name_snapshot"] == "Dr. Iqbal Khan" and moved["patient_name_snapshot"] == "Ravi Menon"
     )
     assert moved["patient_age_snapshot"] == 26
-    problem(await client.patch(f"/api/appointments/{b['id']}", json={"bogus": 1}, headers=headers), 400)
-    problem(
+    assert_problem(
+        await client.patch(f"/api/appointments/{b['id']}", json={"bogus": 1}, headers=headers), 400
+    )
+    assert_problem(
         await client.patch(f"/api/appointments/{b['id']}", json={"patient_id": None}, headers=headers), 400
     )
 
 
-async def test_list_filters_and_pages(client, dba, setup, headers):
-    second_doctor = add_doctor(dba, setup.clinic_id, "Dr. Two")
-    second_patient = add_patient(dba, setup.clinic_id, "Ravi Menon")
-    book_raw(dba, setup, date(2026, 6, 15), "09:00", "09:30")
-    book_raw(dba, setup, date(2026, 6, 15), "09:30", "10:00", patient_id=second_patient)
-    book_raw(dba, setup, date(2026, 6, 15), "09:00", "09:30", doctor_id=second_doctor)
-    cancelled = book_raw(dba, setup, date(2026, 6, 16), "09:00", "09:30")
+async def test_list_filters_and_pages(client, dba, clinic_setup, headers):
+    second_doctor = add_staff(dba, clinic_setup.id, "Dr. Two")
+    second_patient = add_patient(dba, clinic_setup.id, "Ravi Menon")
+    add_appointment(dba, clinic_setup, date(2026, 6, 15), "09:00", "09:30")
+    add_appointment(dba, clinic_setup, date(2026, 6, 15), "09:30", "10:00", patient_id=second_patient)
+    add_appointment(dba, clinic_setup, date(2026, 6, 15), "09:00", "09:30", doctor_id=second_doctor)
+    cancelled = add_appointment(dba, clinic_setup, date(2026, 6, 16), "09:00", "09:30")
     dba.execute("UPDATE clinic.appointments SET status = 'cancelled' WHERE id = %s", (cancelled,))
-    book_raw(dba, setup, date(2026, 6, 17), "09:00", "09:30")
+    add_appointment(dba, clinic_setup, date(2026, 6, 17), "09:00", "09:30")
 
     async def page(**params: Any) -> dict[str, Any]:
         r = await client.get("/api/appointments", params=params, headers=headers)
@@ -277,7 +278,7 @@ async def test_list_filters_and_pages(client, dba, setup, headers):
     assert (await page(doctor_id=str(second_doctor)))["total"] == 1
     assert (await page(status="cancelled"))["items"][0]["id"] == str(cancelled)
     assert (await page(patient_id=str(second_patient)))["total"] == 1
-    assert (await page(date="2026-06-15", doctor_id=str(setup.doctor_id)))["total"] == 2
+    assert (await page(date="2026-06-15", doctor_id=str(clinic_setup.doctor_id)))["total"] == 2
     assert (await page(**{"from": "2026-06-16", "to": "2026-06-17"}))["total"] == 2
     second = await page(limit=2, offset=2)
     assert second["total"] == 5 and [a["id"] for a in second["items"]] == [
@@ -285,13 +286,16 @@ async def test_list_filters_and_pages(client, dba, setup, headers):
     ]
     assert (await page(offset=10))["items"] == []
     for bad in ({"status": "done"}, {"date": "15/06/2026"}, {"doctor_id": "x"}, {"limit": 0}, {"limit": 501}):
-        problem(await client.get("/api/appointments", params=bad, headers=headers), 400)
+        assert_problem(await client.get("/api/appointments", params=bad, headers=headers), 400)
 
 
-def test_each_list_filter_is_index_backed(dba, setup):
+def test_each_list_filter_is_index_backed(dba, clinic_setup):
     """The list query for each filter is answered from an index leading with clinic_id."""
-    doctors = [setup.doctor_id, *(add_doctor(dba, setup.clinic_id, f"Dr. {i}") for i in range(9))]
-    patients = [setup.patient_id, *(add_patient(dba, setup.clinic_id, f"Patient {i}") for i in range(19))]
+    doctors = [clinic_setup.doctor_id, *(add_staff(dba, clinic_setup.id, f"Dr. {i}") for i in range(9))]
+    patients = [
+        clinic_setup.patient_id,
+        *(add_patient(dba, clinic_setup.id, f"Patient {i}") for i in range(19)),
+    ]
     # 6,000 appointments over 200 days, 10 doctors, 20 patients, 3 slots a day each.
     dba.execute(
         "INSERT INTO clinic.appointments (patient_id, doctor_id, appointment_date, start_time, end_time, status)"
@@ -304,8 +308,8 @@ def test_each_list_filter_is_index_backed(dba, setup):
     dba.execute("ANALYZE clinic.appointments")
     expected = {
         "appointment_date": ("appointments_clinic_id_date_idx", date(2026, 6, 15)),
-        "doctor_id": ("appointments_clinic_id_doctor_id_date_idx", setup.doctor_id),
-        "patient_id": ("appointments_clinic_id_patient_id_date_idx", setup.patient_id),
+        "doctor_id": ("appointments_clinic_id_doctor_id_date_idx", clinic_setup.doctor_id),
+        "patient_id": ("appointments_clinic_id_patient_id_date_idx", clinic_setup.patient_id),
         "status": ("appointments_clinic_id_status_date_idx", "scheduled"),
     }
     for column, (index, value) in expected.items():
@@ -313,42 +317,42 @@ def test_each_list_filter_is_index_backed(dba, setup):
             "EXPLAIN SELECT id FROM clinic.appointments WHERE clinic_id = %s AND {} = %s"
             " ORDER BY appointment_date, start_time, id LIMIT 50"
         ).format(sql.Identifier(column))
-        plan = "\n".join(row[0] for row in dba.execute(query, (setup.clinic_id, value)))
+        plan = "\n".join(row[0] for row in dba.execute(query, (clinic_setup.id, value)))
         assert index in plan and "Seq Scan" not in plan, plan
 
 
-async def test_other_clinics_appointments_are_invisible(client, dba, setup, headers, bearer):
-    other = make_clinic(dba, "Elsewhere")
-    theirs = book_raw(dba, other, date(2026, 6, 15), "10:00", "10:30")
-    mine = book_raw(dba, setup, date(2026, 6, 15), "10:00", "10:30")
+async def test_other_clinics_appointments_are_invisible(client, dba, clinic_setup, headers, bearer):
+    other = create_clinic(dba, "Elsewhere", doctors=1, patients=1)
+    theirs = add_appointment(dba, other, date(2026, 6, 15), "10:00", "10:30")
+    mine = add_appointment(dba, clinic_setup, date(2026, 6, 15), "10:00", "10:30")
     page = (await client.get("/api/appointments", headers=headers)).json()
     assert [a["id"] for a in page["items"]] == [str(mine)] and page["total"] == 1
-    problem(await client.get(f"/api/appointments/{theirs}", headers=headers), 404)
-    problem(
+    assert_problem(await client.get(f"/api/appointments/{theirs}", headers=headers), 404)
+    assert_problem(
         await client.patch(f"/api/appointments/{theirs}", json={"status": "checked_in"}, headers=headers), 404
     )
-    problem(
+    assert_problem(
         await client.post(f"/api/appointments/{theirs}/cancel", json={"reason": "x"}, headers=headers), 404
     )
     assert dba.execute("SELECT status FROM clinic.appointments WHERE id = %s", (theirs,)).fetchone() == (
         "scheduled",
     )
     # Moving my appointment onto their doctor or patient is a reference to something missing.
-    problem(
+    assert_problem(
         await client.patch(
             f"/api/appointments/{mine}", json={"doctor_id": str(other.doctor_id)}, headers=headers
         ),
         422,
     )
     no_clinic = bearer("someone")
-    problem(await client.get("/api/appointments", headers=no_clinic), 403)
-    problem(await client.post("/api/appointments", json=booking(setup), headers=no_clinic), 403)
+    assert_problem(await client.get("/api/appointments", headers=no_clinic), 403)
+    assert_problem(await client.post("/api/appointments", json=booking(clinic_setup), headers=no_clinic), 403)
 
 
-async def test_idempotency_key_replays_the_first_answer(client, dba, setup, headers):
+async def test_idempotency_key_replays_the_first_answer(client, dba, clinic_setup, headers):
     keyed = {**headers, "Idempotency-Key": "book-asha-0615-1000"}
-    first = await client.post("/api/appointments", json=booking(setup), headers=keyed)
-    again = await client.post("/api/appointments", json=booking(setup), headers=keyed)
+    first = await client.post("/api/appointments", json=booking(clinic_setup), headers=keyed)
+    again = await client.post("/api/appointments", json=booking(clinic_setup), headers=keyed)
     assert first.status_code == again.status_code == 201
     assert again.json() == first.json()
     assert again.headers.get("idempotent-replayed") == "true"
@@ -356,12 +360,15 @@ async def test_idempotency_key_replays_the_first_answer(client, dba, setup, head
     assert dba.execute("SELECT count(*) FROM keel.outbox WHERE topic = 'appointment.booked'").fetchone() == (
         1,
     )
-    problem(await client.post("/api/appointments", json=booking(setup, "12:00", "12:30"), headers=keyed), 422)
+    assert_problem(
+        await client.post("/api/appointments", json=booking(clinic_setup, "12:00", "12:30"), headers=keyed),
+        422,
+    )
     # Concurrent retries with one key: one booking, every answer the same.
     racing = {**headers, "Idempotency-Key": "book-asha-0615-1400"}
     responses = await asyncio.gather(
         *(
-            client.post("/api/appointments", json=booking(setup, "14:00", "14:30"), headers=racing)
+            client.post("/api/appointments", json=booking(clinic_setup, "14:00", "14:30"), headers=racing)
             for _ in range(10)
         )
     )

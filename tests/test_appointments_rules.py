@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from tests.appointments_support import ClinicSetup, add_doctor, add_patient, book_raw, make_clinic
+from tests.factories import Clinic, add_appointment, add_patient, add_staff, create_clinic
 
 DAY = date(2026, 6, 15)
 STATUSES = ("scheduled", "checked_in", "completed", "cancelled", "no_show")
@@ -23,11 +23,6 @@ ALLOWED = {
 }
 
 
-@pytest.fixture
-def setup(dba: psycopg.Connection[Any]) -> ClinicSetup:
-    return make_clinic(dba)
-
-
 def appointment(dba: psycopg.Connection[Any], appointment_id: Any) -> dict[str, Any]:
     cur = dba.execute("SELECT * FROM clinic.appointments WHERE id = %s", (appointment_id,))
     assert cur.description is not None
@@ -37,10 +32,10 @@ def appointment(dba: psycopg.Connection[Any], appointment_id: Any) -> dict[str, 
     return dict(zip(names, row, strict=True))
 
 
-def test_raw_insert_fills_clinic_and_every_snapshot(dba, setup):
-    appointment_id = book_raw(dba, setup, DAY, "10:00", "10:30")
+def test_raw_insert_fills_clinic_and_every_snapshot(dba, clinic_setup):
+    appointment_id = add_appointment(dba, clinic_setup, DAY, "10:00", "10:30")
     a = appointment(dba, appointment_id)
-    assert a["clinic_id"] == setup.clinic_id
+    assert a["clinic_id"] == clinic_setup.id
     assert a["status"] == "scheduled" and a["type"] == "consultation"
     assert a["patient_name_snapshot"] == "Asha Kulkarni"
     assert a["patient_phone_snapshot"] == "+919800000001"
@@ -51,19 +46,21 @@ def test_raw_insert_fills_clinic_and_every_snapshot(dba, setup):
     assert a["doctor_name_snapshot"] == "Dr. Meera Rao"
     # Age at the appointment date: the birthday is that very day.
     assert a["patient_age_snapshot"] == 36
-    a2 = appointment(dba, book_raw(dba, setup, date(2026, 6, 14), "10:00", "10:30"))
+    a2 = appointment(dba, add_appointment(dba, clinic_setup, date(2026, 6, 14), "10:00", "10:30"))
     assert a2["patient_age_snapshot"] == 35
 
 
-def test_snapshot_is_frozen_when_patient_or_doctor_change_later(dba, setup):
-    appointment_id = book_raw(dba, setup, DAY, "10:00", "10:30")
+def test_snapshot_is_frozen_when_patient_or_doctor_change_later(dba, clinic_setup):
+    appointment_id = add_appointment(dba, clinic_setup, DAY, "10:00", "10:30")
     before = appointment(dba, appointment_id)
     dba.execute(
         "UPDATE clinic.patients SET name = 'Asha Deshmukh', mobile = '+919811111111', email = 'new@example.org',"
         " dob = '1985-01-01', gender = 'other', address = 'elsewhere' WHERE id = %s",
-        (setup.patient_id,),
+        (clinic_setup.patient_id,),
     )
-    dba.execute("UPDATE clinic.staff SET name = 'Dr. Meera Rao-Iyer' WHERE id = %s", (setup.doctor_id,))
+    dba.execute(
+        "UPDATE clinic.staff SET name = 'Dr. Meera Rao-Iyer' WHERE id = %s", (clinic_setup.doctor_id,)
+    )
     # Unrelated edits of the appointment itself do not refresh them either.
     dba.execute("UPDATE clinic.appointments SET visit_reason = 'knee pain' WHERE id = %s", (appointment_id,))
     after = appointment(dba, appointment_id)
@@ -72,12 +69,12 @@ def test_snapshot_is_frozen_when_patient_or_doctor_change_later(dba, setup):
     assert {k: after[k] for k in snapshot_columns} == {k: before[k] for k in snapshot_columns}
 
 
-def test_changing_patient_or_doctor_or_date_refreshes_what_depends_on_it(dba, setup):
-    appointment_id = book_raw(dba, setup, DAY, "10:00", "10:30")
+def test_changing_patient_or_doctor_or_date_refreshes_what_depends_on_it(dba, clinic_setup):
+    appointment_id = add_appointment(dba, clinic_setup, DAY, "10:00", "10:30")
     other_patient = add_patient(
-        dba, setup.clinic_id, "Ravi Menon", dob=date(2000, 1, 1), mobile="+919822222222"
+        dba, clinic_setup.id, "Ravi Menon", dob=date(2000, 1, 1), mobile="+919822222222"
     )
-    other_doctor = add_doctor(dba, setup.clinic_id, "Dr. Iqbal Khan")
+    other_doctor = add_staff(dba, clinic_setup.id, "Dr. Iqbal Khan")
     dba.execute(
         "UPDATE clinic.appointments SET patient_id = %s, doctor_id = %s WHERE id = %s",
         (other_patient, other_doctor, appointment_id),
@@ -92,57 +89,62 @@ def test_changing_patient_or_doctor_or_date_refreshes_what_depends_on_it(dba, se
     assert appointment(dba, appointment_id)["patient_age_snapshot"] == 35
 
 
-def test_unknown_or_foreign_patient_and_doctor_are_refused_clearly(dba, setup):
-    other = make_clinic(dba, "Elsewhere", "Europe/Berlin")
+def test_unknown_or_foreign_patient_and_doctor_are_refused_clearly(dba, clinic_setup):
+    other = create_clinic(dba, "Elsewhere", "Europe/Berlin", doctors=1, patients=1)
     cases = [
-        (other.patient_id, setup.doctor_id, errors.ForeignKeyViolation, "patient"),
-        (setup.patient_id, other.doctor_id, errors.ForeignKeyViolation, "doctor"),
-        ("00000000-0000-4000-8000-000000000000", setup.doctor_id, errors.ForeignKeyViolation, "patient"),
-        (setup.patient_id, setup.admin_id, errors.InvalidParameterValue, "is not a doctor"),
+        (other.patient_id, clinic_setup.doctor_id, errors.ForeignKeyViolation, "patient"),
+        (clinic_setup.patient_id, other.doctor_id, errors.ForeignKeyViolation, "doctor"),
+        (
+            "00000000-0000-4000-8000-000000000000",
+            clinic_setup.doctor_id,
+            errors.ForeignKeyViolation,
+            "patient",
+        ),
+        (clinic_setup.patient_id, clinic_setup.admin_id, errors.InvalidParameterValue, "is not a doctor"),
     ]
     for patient_id, doctor_id, error, words in cases:
         with pytest.raises(error) as info:
             dba.execute(
                 "INSERT INTO clinic.appointments (clinic_id, patient_id, doctor_id, appointment_date, start_time,"
                 " end_time) VALUES (%s, %s, %s, %s, '10:00', '10:30')",
-                (setup.clinic_id, patient_id, doctor_id, DAY),
+                (clinic_setup.id, patient_id, doctor_id, DAY),
             )
         assert words in str(info.value)
         if error is errors.ForeignKeyViolation:
             assert "is not present" in (info.value.diag.message_detail or "")
-    dba.execute("UPDATE clinic.staff SET is_active = false WHERE id = %s", (setup.doctor_id,))
+    dba.execute("UPDATE clinic.staff SET is_active = false WHERE id = %s", (clinic_setup.doctor_id,))
     with pytest.raises(errors.InvalidParameterValue, match="inactive"):
-        book_raw(dba, setup, DAY, "10:00", "10:30")
+        add_appointment(dba, clinic_setup, DAY, "10:00", "10:30")
     assert dba.execute("SELECT count(*) FROM clinic.appointments").fetchone() == (0,)
 
 
-def test_composite_foreign_keys_hold_even_without_the_trigger(dba, setup):
+def test_composite_foreign_keys_hold_even_without_the_trigger(dba, clinic_setup):
     """RLS does not apply to FK checks: the (clinic_id, id) keys are what keep tenants apart."""
-    other = make_clinic(dba, "Elsewhere", "Europe/Berlin")
+    other = create_clinic(dba, "Elsewhere", "Europe/Berlin", doctors=1, patients=1)
     dba.execute("ALTER TABLE clinic.appointments DISABLE TRIGGER appointments_10_snapshots")
     try:
         for patient_id, doctor_id in (
-            (other.patient_id, setup.doctor_id),
-            (setup.patient_id, other.doctor_id),
+            (other.patient_id, clinic_setup.doctor_id),
+            (clinic_setup.patient_id, other.doctor_id),
         ):
             with pytest.raises(errors.ForeignKeyViolation):
                 dba.execute(
                     "INSERT INTO clinic.appointments (clinic_id, patient_id, doctor_id, appointment_date,"
                     " start_time, end_time) VALUES (%s, %s, %s, %s, '10:00', '10:30')",
-                    (setup.clinic_id, patient_id, doctor_id, DAY),
+                    (clinic_setup.id, patient_id, doctor_id, DAY),
                 )
     finally:
         dba.execute("ALTER TABLE clinic.appointments ENABLE TRIGGER appointments_10_snapshots")
 
 
-def test_end_must_be_after_start(dba, setup):
+def test_end_must_be_after_start(dba, clinic_setup):
     for start, end in (("10:30", "10:00"), ("10:00", "10:00")):
         with pytest.raises(errors.CheckViolation, match="appointments_time_order_check"):
-            book_raw(dba, setup, DAY, start, end)
+            add_appointment(dba, clinic_setup, DAY, start, end)
 
 
-def test_overlap_is_refused_back_to_back_and_cancelled_are_not(dba, setup):
-    first = book_raw(dba, setup, DAY, "10:00", "10:30")
+def test_overlap_is_refused_back_to_back_and_cancelled_are_not(dba, clinic_setup):
+    first = add_appointment(dba, clinic_setup, DAY, "10:00", "10:30")
     for start, end in (
         ("10:00", "10:30"),
         ("09:45", "10:01"),
@@ -151,18 +153,20 @@ def test_overlap_is_refused_back_to_back_and_cancelled_are_not(dba, setup):
         ("09:00", "12:00"),
     ):
         with pytest.raises(errors.ExclusionViolation) as info:
-            book_raw(dba, setup, DAY, start, end)
+            add_appointment(dba, clinic_setup, DAY, start, end)
         assert info.value.diag.constraint_name == "appointments_no_overlap"
         assert info.value.sqlstate == "23P01"
-    book_raw(dba, setup, DAY, "09:30", "10:00")  # back-to-back before
-    book_raw(dba, setup, DAY, "10:30", "11:00")  # back-to-back after
-    book_raw(dba, setup, date(2026, 6, 16), "10:00", "10:30")  # another day
-    book_raw(dba, setup, DAY, "10:00", "10:30", doctor_id=add_doctor(dba, setup.clinic_id, "Dr. Two"))
+    add_appointment(dba, clinic_setup, DAY, "09:30", "10:00")  # back-to-back before
+    add_appointment(dba, clinic_setup, DAY, "10:30", "11:00")  # back-to-back after
+    add_appointment(dba, clinic_setup, date(2026, 6, 16), "10:00", "10:30")  # another day
+    add_appointment(
+        dba, clinic_setup, DAY, "10:00", "10:30", doctor_id=add_staff(dba, clinic_setup.id, "Dr. Two")
+    )
     # A cancelled appointment holds no slot.
     dba.execute("UPDATE clinic.appointments SET status = 'cancelled' WHERE id = %s", (first,))
-    book_raw(dba, setup, DAY, "10:00", "10:30")
+    add_appointment(dba, clinic_setup, DAY, "10:00", "10:30")
     # A reschedule into a taken slot is refused too.
-    late = book_raw(dba, setup, DAY, "15:00", "15:30")
+    late = add_appointment(dba, clinic_setup, DAY, "15:00", "15:30")
     with pytest.raises(errors.ExclusionViolation):
         dba.execute("UPDATE clinic.appointments SET start_time = '10:15' WHERE id = %s", (late,))
     # Reviving the cancelled one would double-book: refused by the lifecycle before the constraint.
@@ -170,7 +174,7 @@ def test_overlap_is_refused_back_to_back_and_cancelled_are_not(dba, setup):
         dba.execute("UPDATE clinic.appointments SET status = 'scheduled' WHERE id = %s", (first,))
 
 
-def test_parallel_raw_inserts_for_one_slot_book_exactly_one(db_url, dba, setup):
+def test_parallel_raw_inserts_for_one_slot_book_exactly_one(db_url, dba, clinic_setup):
     """40 DBA sessions insert overlapping slots for one doctor at the same instant: one wins."""
     workers = 40
     barrier = threading.Barrier(workers)
@@ -185,7 +189,7 @@ def test_parallel_raw_inserts_for_one_slot_book_exactly_one(db_url, dba, setup):
                 conn.execute(
                     "INSERT INTO clinic.appointments (patient_id, doctor_id, appointment_date, start_time, end_time)"
                     " VALUES (%s, %s, %s, %s, '10:01')",
-                    (setup.patient_id, setup.doctor_id, DAY, start),
+                    (clinic_setup.patient_id, clinic_setup.doctor_id, DAY, start),
                 )
                 result = "booked"
             except errors.ExclusionViolation:
@@ -204,19 +208,19 @@ def test_parallel_raw_inserts_for_one_slot_book_exactly_one(db_url, dba, setup):
     assert dba.execute("SELECT count(*) FROM clinic.appointments").fetchone() == (1,)
 
 
-def _in_status(dba: psycopg.Connection[Any], setup: ClinicSetup, status: str, slot: int) -> Any:
+def _in_status(dba: psycopg.Connection[Any], clinic_setup: Clinic, status: str, slot: int) -> Any:
     start = f"{8 + slot // 2:02d}:{(slot % 2) * 30:02d}"
     end = f"{8 + slot // 2:02d}:{(slot % 2) * 30 + 29:02d}"
-    return book_raw(dba, setup, DAY, start, end, status=status)
+    return add_appointment(dba, clinic_setup, DAY, start, end, status=status)
 
 
-def test_every_status_transition_allowed_or_refused(dba, setup):
+def test_every_status_transition_allowed_or_refused(dba, clinic_setup):
     slot = 0
     for old in STATUSES:
         for new in STATUSES:
             if old == new:
                 continue
-            appointment_id = _in_status(dba, setup, old, slot)
+            appointment_id = _in_status(dba, clinic_setup, old, slot)
             slot += 1
             if (old, new) in ALLOWED:
                 dba.execute("UPDATE clinic.appointments SET status = %s WHERE id = %s", (new, appointment_id))
@@ -239,34 +243,32 @@ def test_every_status_transition_allowed_or_refused(dba, setup):
     assert slot == 20
 
 
-def test_only_scheduled_appointments_move(dba, setup):
+def test_only_scheduled_appointments_move(dba, clinic_setup):
     for i, status in enumerate(("checked_in", "completed", "cancelled", "no_show")):
-        appointment_id = _in_status(dba, setup, status, i)
+        appointment_id = _in_status(dba, clinic_setup, status, i)
         with pytest.raises(errors.ObjectNotInPrerequisiteState, match="cannot be rescheduled"):
             dba.execute(
                 "UPDATE clinic.appointments SET appointment_date = appointment_date + 1 WHERE id = %s",
                 (appointment_id,),
             )
-    scheduled = _in_status(dba, setup, "scheduled", 10)
+    scheduled = _in_status(dba, clinic_setup, "scheduled", 10)
     dba.execute(
         "UPDATE clinic.appointments SET appointment_date = appointment_date + 1 WHERE id = %s", (scheduled,)
     )
     with pytest.raises(errors.InvalidParameterValue, match="another clinic"):
-        other = make_clinic(dba, "Elsewhere")
-        dba.execute(
-            "UPDATE clinic.appointments SET clinic_id = %s WHERE id = %s", (other.clinic_id, scheduled)
-        )
+        other = create_clinic(dba, "Elsewhere", doctors=1, patients=1)
+        dba.execute("UPDATE clinic.appointments SET clinic_id = %s WHERE id = %s", (other.id, scheduled))
 
 
-def test_api_role_sees_and_writes_only_its_clinic(dba, setup):
-    other = make_clinic(dba, "Elsewhere")
-    mine = book_raw(dba, setup, DAY, "10:00", "10:30")
-    theirs = book_raw(dba, other, DAY, "10:00", "10:30")
+def test_api_role_sees_and_writes_only_its_clinic(dba, clinic_setup):
+    other = create_clinic(dba, "Elsewhere", doctors=1, patients=1)
+    mine = add_appointment(dba, clinic_setup, DAY, "10:00", "10:30")
+    theirs = add_appointment(dba, other, DAY, "10:00", "10:30")
     dba.execute("BEGIN")
     try:
         dba.execute(
             "SELECT set_config('request.jwt.claims', %s, true), set_config('role', 'keel_api', true)",
-            (f'{{"sub": "x", "clinic_id": "{setup.clinic_id}"}}',),
+            (f'{{"sub": "x", "clinic_id": "{clinic_setup.id}"}}',),
         )
         assert dba.execute("SELECT id FROM clinic.appointments").fetchall() == [(mine,)]
         assert (

@@ -11,21 +11,21 @@ import psycopg
 import pytest
 
 from api.settings import Settings
-from tests.assistant_support import (
+from tests.assistant_api import (
     StaffMember,
-    add_staff,
+    add_staff_member,
+    assistant_settings,
     chat,
     create_clinic_staff,
-    llm,
     read_sse,
-    settings_overrides,
-    staff,
     wait_final,
-    worker,
 )
 from tests.llm_server import Behavior, LLMServer
 
-__all__ = ["llm", "settings_overrides", "staff", "worker"]  # fixtures used here
+
+@pytest.fixture
+def settings_overrides(llm: LLMServer) -> dict[str, Any]:
+    return assistant_settings(llm)
 
 
 async def test_chat_is_accepted_and_answered(
@@ -185,7 +185,7 @@ async def test_other_clinics_and_other_staff_see_404(
     dba: psycopg.Connection[Any],
     bearer: Callable[..., dict[str, str]],
 ) -> None:
-    colleague = add_staff(dba, bearer, staff, "Ravi Kumar", "front_desk")
+    colleague = add_staff_member(dba, bearer, staff, "Ravi Kumar", "front_desk")
     other_clinic = create_clinic_staff(dba, bearer, "Beta", "BET")
     # a token claiming the other clinic with our staff id
     impostor = StaffMember(
@@ -287,7 +287,7 @@ async def test_list_my_conversations(
     dba: psycopg.Connection[Any],
     bearer: Callable[..., dict[str, str]],
 ) -> None:
-    colleague = add_staff(dba, bearer, staff, "Ravi Kumar", "front_desk")
+    colleague = add_staff_member(dba, bearer, staff, "Ravi Kumar", "front_desk")
     first = await chat(client, staff, "First topic")
     await chat(client, staff, "More on it", conversation_id=first["conversation_id"])
     second = await chat(client, staff, "Second topic")

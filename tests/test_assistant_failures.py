@@ -17,22 +17,16 @@ import psycopg
 import pytest
 
 from api.settings import Settings
-from tests.assistant_support import (
-    StaffMember,
-    chat,
-    llm,
-    running_worker,
-    settings_overrides,
-    staff,
-    wait_final,
-    worker,
-)
+from tests.assistant_api import StaffMember, assistant_settings, chat, running_worker, wait_final
 from tests.llm_server import Behavior, LLMServer
-
-__all__ = ["llm", "settings_overrides", "staff", "worker"]  # fixtures used here
 
 TEXT = "Alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu."
 REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def settings_overrides(llm: LLMServer) -> dict[str, Any]:
+    return assistant_settings(llm)
 
 
 async def test_server_error_then_success(
@@ -316,7 +310,7 @@ async def test_worker_listen_connection_is_reopened_when_lost(
 async def test_sse_survives_losing_its_listen_connection(
     client: httpx.AsyncClient, staff: StaffMember, llm: LLMServer, worker: Any, dba: psycopg.Connection[Any]
 ) -> None:
-    from tests.assistant_support import read_sse
+    from tests.assistant_api import read_sse
 
     llm.default = Behavior(text=TEXT, chunk_delay=0.1)
     body = await chat(client, staff, "Keep streaming")

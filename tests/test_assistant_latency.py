@@ -12,10 +12,8 @@ import httpx
 import psycopg
 import pytest
 
-from tests.assistant_support import StaffMember, assistant_settings, chat, llm, staff, wait_final, worker
+from tests.assistant_api import StaffMember, assistant_settings, chat, wait_final
 from tests.llm_server import Behavior, LLMServer
-
-__all__ = ["llm", "staff", "worker"]  # fixtures used here
 
 POSTS = 7
 

@@ -9,20 +9,8 @@ import httpx
 import psycopg
 import pytest
 
-from tests.assistant_support import (
-    SSEEvent,
-    StaffMember,
-    assistant_settings,
-    chat,
-    llm,
-    read_sse,
-    staff,
-    wait_final,
-    worker,
-)
+from tests.assistant_api import SSEEvent, StaffMember, assistant_settings, chat, read_sse, wait_final
 from tests.llm_server import Behavior, LLMServer
-
-__all__ = ["llm", "staff", "worker"]  # fixtures used here
 
 LONG_TEXT = "One two three four five six seven eight nine ten eleven twelve."
 

@@ -10,19 +10,20 @@ import httpx
 import psycopg
 import pytest
 
-from tests.assistant_support import (
+from tests.assistant_api import (
     StaffMember,
-    add_staff,
+    add_staff_member,
+    assistant_settings,
     chat,
     create_clinic_staff,
-    llm,
-    settings_overrides,
     wait_final,
-    worker,
 )
 from tests.llm_server import Behavior, LLMServer
 
-__all__ = ["llm", "settings_overrides", "worker"]  # fixtures used here
+
+@pytest.fixture
+def settings_overrides(llm: LLMServer) -> dict[str, Any]:
+    return assistant_settings(llm)
 
 
 def add_patient(dba: psycopg.Connection[Any], clinic: StaffMember, name: str, mobile: str) -> tuple[str, str]:
@@ -121,7 +122,7 @@ async def test_how_many_no_shows_this_week(
 ) -> None:
     alpha, beta = two_clinics
     for clinic, no_shows in ((alpha, 2), (beta, 5)):
-        doctor = add_staff(dba, bearer, clinic, f"Dr {clinic.clinic_id[:6]}", "doctor")
+        doctor = add_staff_member(dba, bearer, clinic, f"Dr {clinic.clinic_id[:6]}", "doctor")
         patient_id, _ = add_patient(dba, clinic, "Visiting Patient", "+919800000001")
         for hour in range(9, 9 + no_shows + 1):  # one completed-to-be, the rest no-shows
             row = dba.execute(

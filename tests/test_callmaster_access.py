@@ -17,21 +17,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-TABLES = (
-    "users",
-    "crew_relationships",
-    "venues",
-    "departments",
-    "shows",
-    "crew_assignments",
-    "scripts",
-    "script_elements",
-    "script_element_equipment",
-    "script_element_crew_assignments",
-    "script_element_performer_assignments",
-    "script_element_conditional_rules",
-    "script_element_groups",
-)
+from tests.callmaster_checks import CALLMASTER_TABLES as TABLES
+
 PRODUCTION_TABLES = TABLES[4:]
 
 

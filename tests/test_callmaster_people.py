@@ -3,32 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
 
-Bearer = Callable[..., dict[str, str]]
-
-
-def add_user(dba: psycopg.Connection[Any], clerk_id: str, email: str | None = None) -> str:
-    """A verified user as the webhook would have created it."""
-    row = dba.execute(
-        "INSERT INTO callmaster.users (clerk_user_id, email, first_name, status) VALUES (%s, %s, %s, 'verified')"
-        " RETURNING id",
-        (clerk_id, email or f"{clerk_id}@example.com", clerk_id.title()),
-    ).fetchone()
-    return str(row[0])
-
-
-def assert_problem(r: httpx.Response, status: int) -> dict[str, Any]:
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].startswith("application/problem+json"), r.headers
-    body = r.json()
-    assert body["status"] == status and body["title"] and body["detail"]
-    return body
+from tests.factories import Bearer, add_user, assert_problem
 
 
 def user_count(dba: psycopg.Connection[Any]) -> int:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
 
-Bearer = Callable[..., dict[str, str]]
+from tests.factories import Bearer, add_user, assert_problem
 
 GLOBE = {
     "name": "The Globe",
@@ -30,23 +29,6 @@ GLOBE = {
     "rental_rate": 2500.5,
     "minimum_rental": 1000,
 }
-
-
-def add_user(dba: psycopg.Connection[Any], clerk_id: str) -> str:
-    row = dba.execute(
-        "INSERT INTO callmaster.users (clerk_user_id, email, status) VALUES (%s, %s, 'verified') RETURNING id",
-        (clerk_id, f"{clerk_id}@example.com"),
-    ).fetchone()
-    return str(row[0])
-
-
-def assert_problem(r: httpx.Response, status: int | tuple[int, ...]) -> dict[str, Any]:
-    statuses = status if isinstance(status, tuple) else (status,)
-    assert r.status_code in statuses, r.text
-    assert r.headers["content-type"].startswith("application/problem+json"), r.headers
-    body = r.json()
-    assert body["status"] == r.status_code and body["title"] and body["detail"]
-    return body
 
 
 def table_counts(dba: psycopg.Connection[Any]) -> tuple[int, int]:

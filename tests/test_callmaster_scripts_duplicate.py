@@ -11,7 +11,8 @@ import httpx
 import psycopg
 import pytest
 
-from tests.callmaster_shows_support import (
+from tests.callmaster_checks import orphans, snapshot
+from tests.factories import (
     Bearer,
     add_crew,
     add_department,
@@ -21,8 +22,6 @@ from tests.callmaster_shows_support import (
     assert_problem,
     fill_script,
     one,
-    orphans,
-    snapshot,
 )
 
 ELEMENTS = 1200

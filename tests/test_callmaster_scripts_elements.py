@@ -12,7 +12,8 @@ import pytest
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from tests.callmaster_shows_support import (
+from tests.callmaster_checks import wait_until_blocked
+from tests.factories import (
     Bearer,
     add_crew,
     add_department,
@@ -21,7 +22,6 @@ from tests.callmaster_shows_support import (
     add_user,
     assert_problem,
     one,
-    wait_until_blocked,
 )
 
 

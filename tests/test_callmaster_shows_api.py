@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from tests.callmaster_shows_support import (
+from tests.factories import (
     Bearer,
     add_crew,
     add_department,

@@ -11,7 +11,8 @@ import httpx
 import psycopg
 import pytest
 
-from tests.callmaster_shows_support import (
+from tests.callmaster_checks import CALLMASTER_TABLES, orphans, rows_under_show, wait_until_blocked
+from tests.factories import (
     Bearer,
     add_crew,
     add_department,
@@ -22,28 +23,9 @@ from tests.callmaster_shows_support import (
     assign,
     fill_script,
     one,
-    orphans,
-    rows_under_show,
-    wait_until_blocked,
 )
 
-NO_ORPHANS = dict.fromkeys(
-    (
-        "crew_relationships",
-        "venues",
-        "departments",
-        "shows",
-        "crew_assignments",
-        "scripts",
-        "script_elements",
-        "script_element_equipment",
-        "script_element_crew_assignments",
-        "script_element_performer_assignments",
-        "script_element_conditional_rules",
-        "script_element_groups",
-    ),
-    0,
-)
+NO_ORPHANS = dict.fromkeys(CALLMASTER_TABLES[1:], 0)  # every table but users
 
 
 @pytest.fixture

@@ -1,14 +1,19 @@
-# ruff: noqa: F811 - fixtures are imported from tests.clinic_support
 """Lead → patient conversion: atomic, once only, isolated, idempotent, callable by a DBA."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import psycopg
 import pytest
 
-from tests.clinic_support import assert_problem, clinic_a, clinic_b, count, lead_body, settings_overrides  # noqa: F401
+from tests.factories import KEYS_ONE, assert_problem, count, lead_body
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    return {"encryption_keys": KEYS_ONE}
 
 
 async def new_lead(client, clinic, **overrides):

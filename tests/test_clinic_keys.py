@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - fixtures are imported from tests.clinic_support
 """Field encryption and key rotation, and the clinic CLI commands (`clinic create`, `leads import`,
 `keys generate`, `keys rotate`) run against the test database."""
 
@@ -7,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -17,16 +17,12 @@ from api.clinic.cli import clinic as clinic_cli
 from api.clinic.cli import keys as keys_cli
 from api.clinic.cli import leads as leads_cli
 from api.crypto import CryptoError, DecryptionFailed, Keyring, UnknownKey, generate_key_entry, normalize_phone
-from tests.clinic_support import (  # noqa: F401
-    KEY_NEW,
-    KEYS_ONE,
-    KEYS_TWO,
-    assert_problem,
-    clinic_a,
-    count,
-    lead_body,
-    settings_overrides,
-)
+from tests.factories import KEY_NEW, KEYS_ONE, KEYS_TWO, assert_problem, count, lead_body
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    return {"encryption_keys": KEYS_ONE}
 
 
 def test_keyring_roundtrip_and_failures():

@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - fixtures are imported from tests.clinic_support
 """Bulk lead import: 10,000 rows in one request, all-or-nothing validation, CSV, responsiveness."""
 
 from __future__ import annotations
@@ -8,11 +7,19 @@ import csv
 import io
 import json
 import time
+from typing import Any
+
+import pytest
 
 from api.clinic import lead_import
-from tests.clinic_support import assert_problem, clinic_a, clinic_b, count, settings_overrides  # noqa: F401
+from tests.factories import KEYS_ONE, assert_problem, count
 
 N = 10_000
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    return {"encryption_keys": KEYS_ONE}
 
 
 def rows(n: int = N) -> list[dict]:

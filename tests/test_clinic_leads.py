@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - fixtures are imported from tests.clinic_support
 """Leads: encrypted at rest, decrypted on read, blind-index phone search, duplicate hint, isolation."""
 
 from __future__ import annotations
@@ -6,18 +5,19 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import uuid
+from typing import Any
 
-from tests.clinic_support import (  # noqa: F401
-    assert_problem,
-    clinic_a,
-    clinic_b,
-    count,
-    lead_body,
-    pg_dump_binary,
-    settings_overrides,
-)
+import pytest
+
+from tests.factories import KEYS_ONE, assert_problem, count, lead_body
+from tests.schema_dump import pg_dump_binary
 
 SECRETS = ("98470 12345", "9847012345", "2345678", "osteoarthritis", "Raghavan", "knee replacement")
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    return {"encryption_keys": KEYS_ONE}
 
 
 async def test_create_read_list_and_update_a_lead(client, clinic_a):

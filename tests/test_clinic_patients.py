@@ -1,19 +1,19 @@
-# ruff: noqa: F811 - fixtures are imported from tests.clinic_support
 """Patients: UHIDs from SQL (also under 50 concurrent registrations), search, isolation, idempotency."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
-from tests.clinic_support import (  # noqa: F401
-    assert_problem,
-    clinic_a,
-    clinic_b,
-    count,
-    patient_body,
-    settings_overrides,
-)
+import pytest
+
+from tests.factories import KEYS_ONE, assert_problem, count, patient_body
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    return {"encryption_keys": KEYS_ONE}
 
 
 async def test_register_read_search_and_update(client, clinic_a):
@@ -201,7 +201,7 @@ async def test_idempotency_key_replays_the_first_answer(client, clinic_a, clinic
             "/api/patients", json=patient_body(assigned_doctor_id=str(uuid.uuid4())), headers=bad
         )
     ).status_code == 422
-    assert count(dba, "idempotency_keys") == 3
+    assert count(dba, "keel.idempotency_keys") == 3
 
 
 async def test_patient_bad_input_is_a_problem_and_writes_nothing(client, clinic_a, dba):

@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - fixtures are imported from tests.clinic_support
 """The clinic-records database surface as a DBA and the API role see it, without HTTP."""
 
 from __future__ import annotations
@@ -7,8 +6,6 @@ import json
 
 import psycopg
 import pytest
-
-from tests.clinic_support import clinic_a, clinic_b  # noqa: F401
 
 
 def as_api(conn: psycopg.Connection, claims: dict | None) -> None:

@@ -1,11 +1,18 @@
-# ruff: noqa: F811 - fixtures are imported from tests.clinic_support
 """Staff and doctors: admin-only writes, unique e-mail per clinic, tenant isolation, bad input."""
 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
-from tests.clinic_support import assert_problem, clinic_a, clinic_b, count, settings_overrides  # noqa: F401
+import pytest
+
+from tests.factories import KEYS_ONE, assert_problem, count
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    return {"encryption_keys": KEYS_ONE}
 
 
 async def test_admin_creates_lists_reads_and_updates_staff(client, clinic_a):

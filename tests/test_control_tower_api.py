@@ -11,16 +11,8 @@ import httpx
 import psycopg
 import pytest
 
-from tests.clinic_support import assert_problem
-from tests.control_tower_support import (
-    SeededClinic,
-    add_staff,
-    create_clinic,
-    insert_lead,
-    insert_patient,
-    local_today,
-    refresh,
-)
+from tests.control_tower_expected import local_today, refresh
+from tests.factories import Clinic, add_lead, add_patient, add_staff, assert_problem, create_clinic
 
 Bearer = Callable[..., dict[str, str]]
 ENDPOINTS = (
@@ -31,22 +23,22 @@ ENDPOINTS = (
 )
 
 
-def headers_for(bearer: Bearer, clinic: SeededClinic, role: str = "admin") -> dict[str, str]:
+def headers_for(bearer: Bearer, clinic: Clinic, role: str = "admin") -> dict[str, str]:
     return bearer(str(clinic.admin_id), clinic_id=str(clinic.id), role=role)
 
 
 @pytest.fixture
-def alpha(dba: psycopg.Connection[Any]) -> SeededClinic:
+def alpha(dba: psycopg.Connection[Any]) -> Clinic:
     return create_clinic(dba, "Alpha", "Asia/Kolkata")
 
 
 @pytest.fixture
-def beta(dba: psycopg.Connection[Any]) -> SeededClinic:
+def beta(dba: psycopg.Connection[Any]) -> Clinic:
     return create_clinic(dba, "Beta", "America/New_York")
 
 
 async def test_every_endpoint_answers_with_freshness_and_validators(
-    client: httpx.AsyncClient, bearer: Bearer, alpha: SeededClinic
+    client: httpx.AsyncClient, bearer: Bearer, alpha: Clinic
 ) -> None:
     for path in ENDPOINTS:
         response = await client.get(path, headers=headers_for(bearer, alpha))
@@ -60,7 +52,7 @@ async def test_every_endpoint_answers_with_freshness_and_validators(
 
 
 async def test_a_new_clinic_gets_zeros_over_http(
-    client: httpx.AsyncClient, bearer: Bearer, alpha: SeededClinic
+    client: httpx.AsyncClient, bearer: Bearer, alpha: Clinic
 ) -> None:
     headers = headers_for(bearer, alpha)
     summary = (await client.get("/api/control-tower/summary", headers=headers)).json()
@@ -101,7 +93,7 @@ async def test_a_new_clinic_gets_zeros_over_http(
     ],
 )
 async def test_date_range_validation(
-    client: httpx.AsyncClient, bearer: Bearer, alpha: SeededClinic, query: str, fragment: str
+    client: httpx.AsyncClient, bearer: Bearer, alpha: Clinic, query: str, fragment: str
 ) -> None:
     for path in ("/api/control-tower/daily", "/api/control-tower/doctors"):
         response = await client.get(f"{path}?{query}", headers=headers_for(bearer, alpha))
@@ -111,7 +103,7 @@ async def test_date_range_validation(
 
 
 async def test_range_defaults_and_edges(
-    client: httpx.AsyncClient, bearer: Bearer, alpha: SeededClinic, dba: psycopg.Connection[Any]
+    client: httpx.AsyncClient, bearer: Bearer, alpha: Clinic, dba: psycopg.Connection[Any]
 ) -> None:
     headers = headers_for(bearer, alpha)
     today = local_today(dba, alpha.timezone)
@@ -129,7 +121,7 @@ async def test_range_defaults_and_edges(
 
 
 async def test_conditional_get_answers_304_until_the_figures_change(
-    client: httpx.AsyncClient, bearer: Bearer, alpha: SeededClinic, dba: psycopg.Connection[Any]
+    client: httpx.AsyncClient, bearer: Bearer, alpha: Clinic, dba: psycopg.Connection[Any]
 ) -> None:
     headers = headers_for(bearer, alpha)
     today = local_today(dba, alpha.timezone)
@@ -155,7 +147,7 @@ async def test_conditional_get_answers_304_until_the_figures_change(
     assert other.status_code == 200
 
     # New data alone changes nothing until a refresh; then the validator changes.
-    insert_lead(dba, alpha.id, date_added=today, status="converted")
+    add_lead(dba, alpha.id, date_added=today, status="converted")
     assert (await client.get(path, headers={**headers, "If-None-Match": etag})).status_code == 304
     refresh(dba)
     changed = await client.get(path, headers={**headers, "If-None-Match": etag})
@@ -170,7 +162,7 @@ async def test_conditional_get_answers_304_until_the_figures_change(
 
 
 async def test_summary_figures(
-    client: httpx.AsyncClient, bearer: Bearer, alpha: SeededClinic, dba: psycopg.Connection[Any]
+    client: httpx.AsyncClient, bearer: Bearer, alpha: Clinic, dba: psycopg.Connection[Any]
 ) -> None:
     today = local_today(dba, alpha.timezone)
     first_of_month = today.replace(day=1)
@@ -185,8 +177,8 @@ async def test_summary_figures(
         "not_interested",
     ]
     for status in statuses:
-        insert_lead(dba, alpha.id, date_added=first_of_month, status=status, source="google")
-    insert_lead(dba, alpha.id, date_added=first_of_month - timedelta(days=1), status="lost")  # last month
+        add_lead(dba, alpha.id, date_added=first_of_month, status=status, source="google")
+    add_lead(dba, alpha.id, date_added=first_of_month - timedelta(days=1), status="lost")  # last month
     leads = dba.execute(
         "SELECT id, date_added FROM clinic.leads WHERE clinic_id = %s AND status = 'converted'", (alpha.id,)
     ).fetchall()
@@ -220,15 +212,15 @@ async def test_summary_figures(
 async def test_intervention_queue_is_live_oldest_first(
     client: httpx.AsyncClient,
     bearer: Bearer,
-    alpha: SeededClinic,
-    beta: SeededClinic,
+    alpha: Clinic,
+    beta: Clinic,
     dba: psycopg.Connection[Any],
 ) -> None:
     now = datetime.now(UTC)
     cro = add_staff(dba, alpha.id, "Carla CRO", "cro")
     today = local_today(dba, alpha.timezone)
     stale = {
-        days: insert_lead(
+        days: add_lead(
             dba,
             alpha.id,
             date_added=today - timedelta(days=days + 1),
@@ -239,11 +231,9 @@ async def test_intervention_queue_is_live_oldest_first(
         )
         for days in (4, 12, 7, 3)
     }
-    insert_lead(
-        dba, alpha.id, date_added=today, status="cro_queue", updated_at=now - timedelta(days=1)
-    )  # fresh
-    insert_lead(dba, alpha.id, date_added=today, status="follow_up", updated_at=now - timedelta(days=30))
-    insert_lead(dba, beta.id, date_added=today, status="cro_queue", updated_at=now - timedelta(days=40))
+    add_lead(dba, alpha.id, date_added=today, status="cro_queue", updated_at=now - timedelta(days=1))  # fresh
+    add_lead(dba, alpha.id, date_added=today, status="follow_up", updated_at=now - timedelta(days=30))
+    add_lead(dba, beta.id, date_added=today, status="cro_queue", updated_at=now - timedelta(days=40))
     headers = headers_for(bearer, alpha, role="cro")
 
     # Live: no refresh needed.
@@ -279,14 +269,14 @@ async def test_intervention_queue_is_live_oldest_first(
 async def test_each_clinic_sees_only_its_own_figures(
     client: httpx.AsyncClient,
     bearer: Bearer,
-    alpha: SeededClinic,
-    beta: SeededClinic,
+    alpha: Clinic,
+    beta: Clinic,
     dba: psycopg.Connection[Any],
 ) -> None:
     day = date(2026, 1, 15)
     for _ in range(3):
-        insert_lead(dba, alpha.id, date_added=day, status="lost")
-    insert_lead(dba, beta.id, date_added=day, status="converted")
+        add_lead(dba, alpha.id, date_added=day, status="lost")
+    add_lead(dba, beta.id, date_added=day, status="converted")
     refresh(dba)
     path = "/api/control-tower/daily?from=2026-01-15&to=2026-01-15"
     a = (await client.get(path, headers=headers_for(bearer, alpha))).json()["days"][0]
@@ -314,11 +304,11 @@ async def test_a_token_for_a_clinic_that_does_not_exist_gets_404(
 
 
 async def test_doctors_totals_and_day_by_day(
-    client: httpx.AsyncClient, bearer: Bearer, alpha: SeededClinic, dba: psycopg.Connection[Any]
+    client: httpx.AsyncClient, bearer: Bearer, alpha: Clinic, dba: psycopg.Connection[Any]
 ) -> None:
     busy = add_staff(dba, alpha.id, "Dr Busy", "doctor")
     idle = add_staff(dba, alpha.id, "Dr Idle", "doctor")
-    patient = insert_patient(dba, alpha.id, registration_date=date(2026, 1, 1))
+    patient = add_patient(dba, alpha.id, registration_date=date(2026, 1, 1))
     slots = [
         (date(2026, 1, 5), "09:00", "09:30", "completed"),
         (date(2026, 1, 5), "09:30", "09:45", "no_show"),

@@ -14,27 +14,24 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.control_tower_support import (
+from tests.control_tower_expected import (
     APPOINTMENT_STATUSES,
-    SeededClinic,
     as_api,
-    create_clinic,
     expected_daily,
     expected_doctors,
     expected_summary,
-    insert_lead,
-    insert_patient,
     rate,
     read_base_tables,
     refresh,
     seed_clinic,
 )
+from tests.factories import Clinic, add_lead, add_patient, create_clinic
 
 SEED = int(os.environ.get("KEEL_TEST_SEED", random.randrange(1 << 30)))
 
 
 @pytest.fixture
-def clinics(dba: psycopg.Connection[Any]) -> list[SeededClinic]:
+def clinics(dba: psycopg.Connection[Any]) -> list[Clinic]:
     rng = random.Random(SEED)
     print(f"control tower data seed: KEEL_TEST_SEED={SEED}")
     return [
@@ -53,7 +50,7 @@ def read_as_clinic(dba_url: str, clinic_id: uuid.UUID, query: str, params: tuple
         return row
 
 
-def todays_statuses(dba: psycopg.Connection[Any], clinic: SeededClinic, today: date) -> Counter[str]:
+def todays_statuses(dba: psycopg.Connection[Any], clinic: Clinic, today: date) -> Counter[str]:
     rows = dba.execute(
         "SELECT status, count(*) FROM clinic.appointments WHERE clinic_id = %s AND appointment_date = %s"
         " GROUP BY status",
@@ -69,7 +66,7 @@ def strip_freshness(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_every_figure_equals_the_base_tables_after_refresh(
-    dba: psycopg.Connection[Any], db_url: str, clinics: list[SeededClinic]
+    dba: psycopg.Connection[Any], db_url: str, clinics: list[Clinic]
 ) -> None:
     outcome, _duration, detail = refresh(dba)
     assert outcome == "ok", detail
@@ -127,7 +124,7 @@ def test_every_figure_equals_the_base_tables_after_refresh(
 
 
 def test_refresh_follows_changes_and_nothing_else_moves(
-    dba: psycopg.Connection[Any], db_url: str, clinics: list[SeededClinic]
+    dba: psycopg.Connection[Any], db_url: str, clinics: list[Clinic]
 ) -> None:
     """Data changed after a refresh shows only after the next one; other clinics' figures stay put."""
     refresh(dba)
@@ -137,9 +134,9 @@ def test_refresh_follows_changes_and_nothing_else_moves(
     before_alpha = read_as_clinic(db_url, alpha.id, query, (today, today))[0]["days"]
     before_beta = read_as_clinic(db_url, beta.id, query, (today - timedelta(days=120), today))[0]["days"]
 
-    lead = insert_lead(dba, alpha.id, date_added=today, status="first_consult", source="google")
+    lead = add_lead(dba, alpha.id, date_added=today, status="first_consult", source="google")
     dba.execute("UPDATE clinic.leads SET status = 'converted' WHERE id = %s", (lead,))
-    insert_patient(dba, alpha.id, registration_date=today, lead_id=lead)
+    add_patient(dba, alpha.id, registration_date=today, lead_id=lead)
     assert read_as_clinic(db_url, alpha.id, query, (today, today))[0]["days"] == before_alpha
 
     refresh(dba)
@@ -153,9 +150,7 @@ def test_refresh_follows_changes_and_nothing_else_moves(
     )
 
 
-def test_a_new_clinic_reads_zeros(
-    dba: psycopg.Connection[Any], db_url: str, clinics: list[SeededClinic]
-) -> None:
+def test_a_new_clinic_reads_zeros(dba: psycopg.Connection[Any], db_url: str, clinics: list[Clinic]) -> None:
     refresh(dba)
     empty = create_clinic(dba, "Empty")  # created after the refresh: no rows in any view
     (summary,) = read_as_clinic(db_url, empty.id, "SELECT clinic.control_tower_summary()")
@@ -177,7 +172,7 @@ def test_a_new_clinic_reads_zeros(
 
 
 def test_reads_are_isolated_per_clinic(
-    dba: psycopg.Connection[Any], db_url: str, clinics: list[SeededClinic]
+    dba: psycopg.Connection[Any], db_url: str, clinics: list[Clinic]
 ) -> None:
     refresh(dba)
     alpha, beta = clinics[0], clinics[1]
@@ -217,7 +212,7 @@ def test_reads_are_isolated_per_clinic(
         assert sum(s["count"] for s in summary["lead_status_counts"]) == total
 
 
-def test_dba_reads_any_clinic_by_argument(dba: psycopg.Connection[Any], clinics: list[SeededClinic]) -> None:
+def test_dba_reads_any_clinic_by_argument(dba: psycopg.Connection[Any], clinics: list[Clinic]) -> None:
     refresh(dba)
     beta = clinics[1]
     summary = dba.execute("SELECT clinic.control_tower_summary(%s)", (beta.id,)).fetchone()[0]
@@ -228,7 +223,7 @@ def test_dba_reads_any_clinic_by_argument(dba: psycopg.Connection[Any], clinics:
         dba.execute("SELECT clinic.control_tower_summary(%s)", (uuid.uuid4(),))
 
 
-def test_date_range_rules_in_sql(dba: psycopg.Connection[Any], clinics: list[SeededClinic]) -> None:
+def test_date_range_rules_in_sql(dba: psycopg.Connection[Any], clinics: list[Clinic]) -> None:
     clinic = clinics[0].id
     day = date(2025, 3, 1)
     one = dba.execute("SELECT clinic.control_tower_daily(%s, %s, %s)", (day, day, clinic)).fetchone()[0]

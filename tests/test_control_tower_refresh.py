@@ -18,7 +18,8 @@ import psycopg
 import pytest
 
 from api.clinic.metrics_cli import RefreshResult, refresh_control_tower
-from tests.control_tower_support import REFRESH_LOCK, create_clinic, insert_lead, local_today, refresh
+from tests.control_tower_expected import REFRESH_LOCK, local_today, refresh
+from tests.factories import add_lead, create_clinic
 
 VIEWS = (
     "clinic.control_tower_leads_daily",
@@ -113,7 +114,7 @@ async def test_reads_answer_while_a_refresh_runs_and_an_overlapping_refresh_skip
 ) -> None:
     clinic = create_clinic(dba, "Busy")
     today = local_today(dba, clinic.timezone)
-    insert_lead(dba, clinic.id, date_added=today, status="lost")
+    add_lead(dba, clinic.id, date_added=today, status="lost")
     headers = bearer(clinic.admin_id, clinic_id=clinic.id, role="admin")
 
     # Hold the refresh open: a DBA's transaction locks the leads table, so the refresh — already holding

@@ -8,13 +8,14 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
+import psycopg
 import pytest
 from litestar import Litestar, delete, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from api.app import create_app
 from api.deps import Db, Page
-from api.errors import status_for_sqlstate
+from api.errors import SQLSTATES, is_retried, is_transient, status_for_sqlstate
 from tests.conftest import live_server
 
 TEST_SQL = """
@@ -250,3 +251,19 @@ def test_status_table_covers_design_contract():
     assert status_for_sqlstate("23503", 'Key (x)=(1) is not present in table "t".') == 422
     assert status_for_sqlstate("23503", 'Key (x)=(1) is still referenced from table "t".') == 409
     assert status_for_sqlstate("XX000") is None
+
+
+def test_one_table_answers_whether_a_database_error_is_transient():
+    # A statement timeout is the request's fault (504), not an outage: workers and tools must not retry it
+    # as "database down" (the assistant's tools once counted all of class 57 as an outage).
+    transient = {"40001": True, "40P01": True, "08006": True, "53300": True, "57P01": True, "57014": False}
+    transient |= {"23505": False, "22P02": False, "P0002": False, "XX000": False}
+    assert {code: is_transient(psycopg.errors.lookup(code)()) for code in transient} == transient
+    assert is_transient(psycopg.OperationalError("connection lost"))  # no SQLSTATE: the connection is gone
+    assert not is_transient(
+        psycopg.DataError("NUL character")
+    )  # refused by psycopg, never reaches the server
+    codes = [code if len(code) == 5 else code + "000" for code in SQLSTATES]  # a class: its generic code
+    assert [code for code in codes if is_retried(psycopg.errors.lookup(code)())] == ["40001", "40P01"]
+    for code, rule in zip(codes, SQLSTATES.values(), strict=True):
+        assert rule.status == status_for_sqlstate(code), code

@@ -24,7 +24,8 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from api.db import Database
 from api.outbox import Dispatcher, DispatcherConfig
 from api.settings import Settings
-from tests.appointments_support import WEBHOOK_SECRET, ClinicSetup, WebhookReceiver, book_raw, make_clinic
+from tests.factories import Clinic, add_appointment
+from tests.webhook_receiver import WEBHOOK_SECRET, WebhookReceiver
 
 SECRET = WEBHOOK_SECRET
 DAY = "2026-06-15"
@@ -57,13 +58,8 @@ def settings_overrides(receiver: WebhookReceiver) -> dict[str, Any]:
 
 
 @pytest.fixture
-def setup(dba: psycopg.Connection[Any]) -> ClinicSetup:
-    return make_clinic(dba)
-
-
-@pytest.fixture
-def headers(setup: ClinicSetup, bearer: Callable[..., dict[str, str]]) -> dict[str, str]:
-    return bearer(setup.admin_id, clinic_id=setup.clinic_id, role="front_desk")
+def headers(clinic_setup: Clinic, bearer: Callable[..., dict[str, str]]) -> dict[str, str]:
+    return bearer(clinic_setup.admin_id, clinic_id=clinic_setup.id, role="front_desk")
 
 
 @contextlib.asynccontextmanager
@@ -97,14 +93,14 @@ async def until(predicate: Callable[[], Any], timeout: float = 10.0, interval: f
         await asyncio.sleep(interval)
 
 
-def book_many(dba: psycopg.Connection[Any], setup: ClinicSetup, count: int) -> None:
+def book_many(dba: psycopg.Connection[Any], clinic_setup: Clinic, count: int) -> None:
     """`count` bookings in one statement (one NOTIFY), 10-minute slots from 08:00."""
     dba.execute(
         "INSERT INTO clinic.appointments (patient_id, doctor_id, appointment_date, start_time, end_time)"
         " SELECT %s, %s, %s::date + (i / 60), time '08:00' + (i %% 60) * interval '10 minutes',"
         "        time '08:10' + (i %% 60) * interval '10 minutes'"
         " FROM generate_series(0, %s - 1) AS i",
-        (setup.patient_id, setup.doctor_id, DAY, count),
+        (clinic_setup.patient_id, clinic_setup.doctor_id, DAY, count),
     )
 
 
@@ -115,10 +111,10 @@ def outbox(dba: psycopg.Connection[Any]) -> list[dict[str, Any]]:
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
-def booking(setup: ClinicSetup, start: str, end: str) -> dict[str, Any]:
+def booking(clinic_setup: Clinic, start: str, end: str) -> dict[str, Any]:
     return {
-        "patient_id": str(setup.patient_id),
-        "doctor_id": str(setup.doctor_id),
+        "patient_id": str(clinic_setup.patient_id),
+        "doctor_id": str(clinic_setup.doctor_id),
         "appointment_date": DAY,
         "start_time": start,
         "end_time": end,
@@ -126,11 +122,13 @@ def booking(setup: ClinicSetup, start: str, end: str) -> dict[str, Any]:
 
 
 async def test_booking_is_delivered_signed_within_moments_of_commit(
-    client, dba, settings, receiver, setup, headers
+    client, dba, settings, receiver, clinic_setup, headers
 ):
     async with dispatching(settings):
         started = time.monotonic()
-        r = await client.post("/api/appointments", json=booking(setup, "10:00", "10:30"), headers=headers)
+        r = await client.post(
+            "/api/appointments", json=booking(clinic_setup, "10:00", "10:30"), headers=headers
+        )
         assert r.status_code == 201
         [delivery] = await until(receiver.snapshot, timeout=5)
         latency = delivery.received_at - started
@@ -155,10 +153,10 @@ async def test_booking_is_delivered_signed_within_moments_of_commit(
         )
 
 
-async def test_receiver_errors_are_retried_with_backoff_then_delivered(dba, settings, receiver, setup):
+async def test_receiver_errors_are_retried_with_backoff_then_delivered(dba, settings, receiver, clinic_setup):
     receiver.respond = lambda n: 500 if n < 3 else 200
     async with dispatching(settings):
-        book_many(dba, setup, 1)
+        book_many(dba, clinic_setup, 1)
         deliveries = await until(lambda: len(receiver.snapshot()) >= 4 and receiver.snapshot(), timeout=15)
         await until(lambda: outbox(dba)[0]["delivered_at"] is not None)
     assert [d.status for d in deliveries] == [500, 500, 500, 200]
@@ -174,11 +172,13 @@ async def test_receiver_errors_are_retried_with_backoff_then_delivered(dba, sett
     assert row["last_error"] == "attempt 3: HTTP 500: receiver says no"  # the last failure stays readable
 
 
-async def test_after_the_last_attempt_the_event_is_failed_and_can_be_requeued(dba, settings, receiver, setup):
+async def test_after_the_last_attempt_the_event_is_failed_and_can_be_requeued(
+    dba, settings, receiver, clinic_setup
+):
     receiver.respond = lambda n: 503
     config = replace(FAST, max_attempts=3)
     async with dispatching(settings, config):
-        book_many(dba, setup, 1)
+        book_many(dba, clinic_setup, 1)
         await until(lambda: outbox(dba)[0]["failed_at"] is not None, timeout=10)
         await asyncio.sleep(0.5)
         assert len(receiver.snapshot()) == 3  # no attempt after the last
@@ -194,7 +194,7 @@ async def test_after_the_last_attempt_the_event_is_failed_and_can_be_requeued(db
 
 
 async def test_dead_receiver_is_a_readable_error_and_bookings_stay_fast(
-    client, dba, settings, setup, headers
+    client, dba, settings, clinic_setup, headers
 ):
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
@@ -206,7 +206,7 @@ async def test_dead_receiver_is_a_readable_error_and_bookings_stay_fast(
             started = time.monotonic()
             r = await client.post(
                 "/api/appointments",
-                json=booking(setup, f"{8 + i:02d}:00", f"{8 + i:02d}:30"),
+                json=booking(clinic_setup, f"{8 + i:02d}:00", f"{8 + i:02d}:30"),
                 headers=headers,
             )
             latencies.append(time.monotonic() - started)
@@ -218,7 +218,7 @@ async def test_dead_receiver_is_a_readable_error_and_bookings_stay_fast(
         assert "ConnectError" in row["last_error"]
 
 
-async def test_slow_receiver_does_not_slow_bookings(client, dba, settings, receiver, setup, headers):
+async def test_slow_receiver_does_not_slow_bookings(client, dba, settings, receiver, clinic_setup, headers):
     async def book_all(offset: int) -> list[float]:
         latencies = []
         for i in range(10):
@@ -228,7 +228,9 @@ async def test_slow_receiver_does_not_slow_bookings(client, dba, settings, recei
                 f"{8 + slot // 4:02d}:{(slot % 4) * 15 + 14:02d}",
             )
             started = time.monotonic()
-            r = await client.post("/api/appointments", json=booking(setup, start, end), headers=headers)
+            r = await client.post(
+                "/api/appointments", json=booking(clinic_setup, start, end), headers=headers
+            )
             latencies.append(time.monotonic() - started)
             assert r.status_code == 201, r.text
         return latencies
@@ -245,11 +247,11 @@ async def test_slow_receiver_does_not_slow_bookings(client, dba, settings, recei
     assert statistics.median(during) < max(3 * statistics.median(baseline), 0.05), (baseline, during)
 
 
-async def test_two_dispatchers_deliver_each_event_exactly_once(dba, settings, receiver, setup):
+async def test_two_dispatchers_deliver_each_event_exactly_once(dba, settings, receiver, clinic_setup):
     receiver.delay = 0.01
     async with dispatching(settings, name="d1") as one, dispatching(settings, name="d2") as two:
         assert one.name != two.name
-        book_many(dba, setup, 120)
+        book_many(dba, clinic_setup, 120)
         await until(lambda: len(receiver.snapshot()) >= 120, timeout=20)
         await until(lambda: all(row["delivered_at"] for row in outbox(dba)), timeout=10)
         await asyncio.sleep(0.3)  # would-be duplicates have time to arrive
@@ -260,9 +262,9 @@ async def test_two_dispatchers_deliver_each_event_exactly_once(dba, settings, re
     assert set(claimed_by) <= {"d1", "d2"} and sum(claimed_by.values()) == 120
 
 
-async def test_an_abandoned_claim_is_delivered_after_its_lease(dba, settings, receiver, setup):
+async def test_an_abandoned_claim_is_delivered_after_its_lease(dba, settings, receiver, clinic_setup):
     """A dispatcher that dies mid-delivery loses its lease; another one delivers the event."""
-    book_many(dba, setup, 1)
+    book_many(dba, clinic_setup, 1)
     [claimed] = dba.execute("SELECT id FROM keel.claim_outbox(10, interval '1 second', 'crashed')").fetchall()
     async with dispatching(settings):
         await asyncio.sleep(0.5)
@@ -273,7 +275,7 @@ async def test_an_abandoned_claim_is_delivered_after_its_lease(dba, settings, re
     assert row["attempts"] == 2 and row["claimed_by"] == "d1" and row["delivered_at"] is not None
 
 
-async def test_listener_reconnects_after_losing_its_connection(dba, settings, receiver, setup):
+async def test_listener_reconnects_after_losing_its_connection(dba, settings, receiver, clinic_setup):
     async with dispatching(settings) as dispatcher:
         killed = dba.execute(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
@@ -283,30 +285,30 @@ async def test_listener_reconnects_after_losing_its_connection(dba, settings, re
         await until(lambda: not dispatcher.listening.is_set(), timeout=5)
         await asyncio.wait_for(dispatcher.listening.wait(), timeout=10)
         started = time.monotonic()
-        book_many(dba, setup, 1)
+        book_many(dba, clinic_setup, 1)
         [delivery] = await until(receiver.snapshot, timeout=5)
     assert delivery.received_at - started < 2.0  # by NOTIFY again, not by the 30 s poll
 
 
-async def test_without_url_events_are_logged_and_marked_delivered(dba, settings, setup, caplog):
+async def test_without_url_events_are_logged_and_marked_delivered(dba, settings, clinic_setup, caplog):
     quiet = replace(settings, notify_webhook_url=None)
     caplog.set_level(logging.INFO, logger="api.outbox")
     async with dispatching(quiet):
-        book_many(dba, setup, 3)
+        book_many(dba, clinic_setup, 3)
         await until(lambda: all(row["delivered_at"] for row in outbox(dba)), timeout=5)
     assert all(row["last_status"] is None and row["attempts"] == 1 for row in outbox(dba))
     logged = [r for r in caplog.records if "not sent: no KEEL_NOTIFY_WEBHOOK_URL" in r.getMessage()]
     assert len(logged) == 3
 
 
-async def test_url_without_secret_keeps_events_queued(dba, settings, setup, caplog):
+async def test_url_without_secret_keeps_events_queued(dba, settings, clinic_setup, caplog):
     unsigned = replace(settings, notify_webhook_secret=None)
     db = Database(unsigned, str(unsigned.database_url))
     await db.open()
     stop = asyncio.Event()
     task = asyncio.create_task(Dispatcher(unsigned, db, FAST).run(stop))
     try:
-        book_many(dba, setup, 1)
+        book_many(dba, clinic_setup, 1)
         await until(
             lambda: any("KEEL_NOTIFY_WEBHOOK_SECRET" in r.getMessage() for r in caplog.records), timeout=5
         )
@@ -318,11 +320,11 @@ async def test_url_without_secret_keeps_events_queued(dba, settings, setup, capl
         await db.close()
 
 
-async def test_delivered_events_are_pruned_after_retention(dba, settings, receiver, setup):
+async def test_delivered_events_are_pruned_after_retention(dba, settings, receiver, clinic_setup):
     receiver.respond = lambda n: 200 if n < 2 else 500
     config = replace(FAST, retention_seconds=0.5, prune_interval=0.2, poll_interval=0.3, max_attempts=1)
     async with dispatching(settings, config):
-        book_many(dba, setup, 3)
+        book_many(dba, clinic_setup, 3)
         await until(lambda: len(receiver.snapshot()) == 3, timeout=5)
         await until(lambda: len(outbox(dba)) == 1, timeout=5)
     [kept] = outbox(dba)
@@ -351,26 +353,28 @@ def awake_announcements(dba: psycopg.Connection[Any]) -> int:
     """Sessions holding the dispatcher's awake announcement (sql/keel/200_outbox.sql)."""
     return dba.execute(
         "SELECT count(*) FROM pg_locks"
-        " WHERE locktype = 'advisory' AND classid = 1262831183 AND objid = 2 AND granted"
+        " WHERE locktype = 'advisory' AND classid = keel.advisory_lock_key('outbox')::oid AND objid = 2 AND granted"
     ).fetchone()[0]
 
 
 async def test_an_awake_dispatcher_polls_without_notify_then_sleeps_and_is_woken_again(
-    dba, settings, receiver, setup
+    dba, settings, receiver, clinic_setup
 ):
     """A burst keeps the dispatcher awake (writers skip NOTIFY meanwhile); once quiet for `linger` it
     withdraws the announcement and the next event is delivered by a NOTIFY, not the 30 s poll."""
     config = replace(FAST, busy_poll_interval=0.02, linger=1.0)
     async with dispatching(settings, config):
-        book_many(dba, setup, 1)
+        book_many(dba, clinic_setup, 1)
         await until(lambda: len(receiver.snapshot()) == 1)
         await until(lambda: awake_announcements(dba) == 1)  # awake after a delivery
         for hour in range(9, 14):  # no NOTIFY now: the awake dispatcher's polls find them
-            book_raw(dba, setup, date(2026, 6, 16), f"{hour}:00", f"{hour}:30")
+            add_appointment(dba, clinic_setup, date(2026, 6, 16), f"{hour}:00", f"{hour}:30")
         await until(lambda: len(receiver.snapshot()) == 6, timeout=5)
         await until(lambda: awake_announcements(dba) == 0, timeout=5)  # quiet for `linger`: asleep
         started = time.monotonic()
-        book_raw(dba, setup, date(2026, 6, 17), "08:00", "08:30")  # asleep again: this one rings
+        add_appointment(
+            dba, clinic_setup, date(2026, 6, 17), "08:00", "08:30"
+        )  # asleep again: this one rings
         await until(lambda: len(receiver.snapshot()) == 7, timeout=5)
         assert time.monotonic() - started < 2.0
     assert all(row["delivered_at"] is not None for row in outbox(dba))

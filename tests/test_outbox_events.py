@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.appointments_support import ClinicSetup, book_raw, make_clinic
+from tests.factories import Clinic, add_appointment
 
 KEYS = "k1:" + "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 DAY = "2026-06-15"
@@ -22,13 +22,8 @@ def settings_overrides() -> dict[str, Any]:
 
 
 @pytest.fixture
-def setup(dba: psycopg.Connection[Any]) -> ClinicSetup:
-    return make_clinic(dba, timezone="Asia/Kolkata")
-
-
-@pytest.fixture
-def headers(setup: ClinicSetup, bearer: Callable[..., dict[str, str]]) -> dict[str, str]:
-    return bearer(setup.admin_id, clinic_id=setup.clinic_id, role="admin")
+def headers(clinic_setup: Clinic, bearer: Callable[..., dict[str, str]]) -> dict[str, str]:
+    return bearer(clinic_setup.admin_id, clinic_id=clinic_setup.id, role="admin")
 
 
 def events(dba: psycopg.Connection[Any], topic: str | None = None) -> list[tuple[str, dict[str, Any]]]:
@@ -40,12 +35,12 @@ def events(dba: psycopg.Connection[Any], topic: str | None = None) -> list[tuple
     return [(row[0], row[1]) for row in rows]
 
 
-async def test_booking_cancel_and_reschedule_each_append_one_event(client, dba, setup, headers):
+async def test_booking_cancel_and_reschedule_each_append_one_event(client, dba, clinic_setup, headers):
     r = await client.post(
         "/api/appointments",
         json={
-            "patient_id": str(setup.patient_id),
-            "doctor_id": str(setup.doctor_id),
+            "patient_id": str(clinic_setup.patient_id),
+            "doctor_id": str(clinic_setup.doctor_id),
             "appointment_date": DAY,
             "start_time": "10:00",
             "end_time": "10:30",
@@ -59,9 +54,9 @@ async def test_booking_cancel_and_reschedule_each_append_one_event(client, dba, 
     assert topic == "appointment.booked"
     assert payload == {
         "appointment_id": appointment["id"],
-        "clinic_id": str(setup.clinic_id),
-        "patient_id": str(setup.patient_id),
-        "doctor_id": str(setup.doctor_id),
+        "clinic_id": str(clinic_setup.id),
+        "patient_id": str(clinic_setup.patient_id),
+        "doctor_id": str(clinic_setup.doctor_id),
         "lead_id": None,
         "status": "scheduled",
         "type": "consultation",
@@ -107,11 +102,11 @@ async def test_booking_cancel_and_reschedule_each_append_one_event(client, dba, 
     ]
 
 
-async def test_refused_booking_appends_nothing(client, dba, setup, headers):
-    book_raw(dba, setup, date(2026, 6, 15), "10:00", "10:30")
+async def test_refused_booking_appends_nothing(client, dba, clinic_setup, headers):
+    add_appointment(dba, clinic_setup, date(2026, 6, 15), "10:00", "10:30")
     body = {
-        "patient_id": str(setup.patient_id),
-        "doctor_id": str(setup.doctor_id),
+        "patient_id": str(clinic_setup.patient_id),
+        "doctor_id": str(clinic_setup.doctor_id),
         "appointment_date": DAY,
         "start_time": "10:15",
         "end_time": "10:45",
@@ -120,13 +115,13 @@ async def test_refused_booking_appends_nothing(client, dba, setup, headers):
     assert len(events(dba, "appointment.booked")) == 1
 
 
-def test_rolled_back_booking_leaves_no_event(db_url, setup):
+def test_rolled_back_booking_leaves_no_event(db_url, clinic_setup):
     with psycopg.connect(db_url) as conn:
         with conn.transaction(force_rollback=True):
             conn.execute(
                 "INSERT INTO clinic.appointments (patient_id, doctor_id, appointment_date, start_time, end_time)"
                 " VALUES (%s, %s, '2026-06-15', '10:00', '10:30')",
-                (setup.patient_id, setup.doctor_id),
+                (clinic_setup.patient_id, clinic_setup.doctor_id),
             )
             # Written in the same transaction as the booking...
             assert conn.execute("SELECT count(*) FROM keel.outbox").fetchone() == (1,)
@@ -135,13 +130,13 @@ def test_rolled_back_booking_leaves_no_event(db_url, setup):
         assert conn.execute("SELECT count(*) FROM keel.outbox").fetchone() == (0,)
 
 
-def test_historical_rows_do_not_announce_bookings(dba, setup):
-    book_raw(dba, setup, date(2025, 1, 1), "10:00", "10:30", status="completed")
-    book_raw(dba, setup, date(2025, 1, 2), "10:00", "10:30", status="cancelled")
+def test_historical_rows_do_not_announce_bookings(dba, clinic_setup):
+    add_appointment(dba, clinic_setup, date(2025, 1, 1), "10:00", "10:30", status="completed")
+    add_appointment(dba, clinic_setup, date(2025, 1, 2), "10:00", "10:30", status="cancelled")
     assert events(dba) == []
 
 
-async def test_lead_created_event_carries_no_protected_field(client, dba, setup, headers):
+async def test_lead_created_event_carries_no_protected_field(client, dba, clinic_setup, headers):
     r = await client.post(
         "/api/leads",
         json={
@@ -156,7 +151,7 @@ async def test_lead_created_event_carries_no_protected_field(client, dba, setup,
     lead = r.json()
     [(topic, payload)] = events(dba, "lead.created")
     assert topic == "lead.created"
-    assert payload["lead_id"] == lead["id"] and payload["clinic_id"] == str(setup.clinic_id)
+    assert payload["lead_id"] == lead["id"] and payload["clinic_id"] == str(clinic_setup.id)
     assert (
         payload["name"] == "Kiran Shah"
         and payload["status"] == "new_inquiry"
@@ -167,7 +162,7 @@ async def test_lead_created_event_carries_no_protected_field(client, dba, setup,
 
 
 async def test_bulk_lead_import_appends_one_event_per_lead_and_one_notification(
-    client, db_url, dba, setup, headers
+    client, db_url, dba, clinic_setup, headers
 ):
     with psycopg.connect(db_url, autocommit=True) as listener:
         listener.execute("LISTEN keel_outbox")
@@ -183,14 +178,14 @@ async def test_bulk_lead_import_appends_one_event_per_lead_and_one_notification(
     )
 
 
-def test_every_committed_insert_notifies_with_an_event_id(db_url, dba, setup):
+def test_every_committed_insert_notifies_with_an_event_id(db_url, dba, clinic_setup):
     with psycopg.connect(db_url, autocommit=True) as listener:
         listener.execute("LISTEN keel_outbox")
         with psycopg.connect(db_url) as conn:
             with conn.transaction(force_rollback=True):
-                book_raw(conn, setup, date(2026, 6, 15), "08:00", "08:30")
+                add_appointment(conn, clinic_setup, date(2026, 6, 15), "08:00", "08:30")
             assert list(listener.notifies(timeout=0.5)) == []  # rolled back: no wake-up
-            book_raw(conn, setup, date(2026, 6, 15), "09:00", "09:30")
+            add_appointment(conn, clinic_setup, date(2026, 6, 15), "09:00", "09:30")
             conn.commit()
         [note] = list(listener.notifies(timeout=1.0))
     assert note.channel == "keel_outbox"
@@ -210,7 +205,9 @@ def test_api_role_cannot_touch_the_outbox_directly(dba):
             dba.execute("ROLLBACK")
 
 
-def test_no_notify_while_a_dispatcher_is_awake_and_going_to_sleep_waits_for_those_writers(db_url, setup):
+def test_no_notify_while_a_dispatcher_is_awake_and_going_to_sleep_waits_for_those_writers(
+    db_url, clinic_setup
+):
     """The doorbell (sql/keel/200_outbox.sql): writers skip NOTIFY, which serialises commits, while a
     dispatcher announces it is polling; withdrawing the announcement waits for the writers that saw it."""
     with (
@@ -225,28 +222,28 @@ def test_no_notify_while_a_dispatcher_is_awake_and_going_to_sleep_waits_for_thos
         with psycopg.connect(db_url, autocommit=True) as other:
             assert other.execute("SELECT keel.outbox_awake()").fetchone() == (False,)
 
-        book_raw(writer, setup, date(2026, 6, 15), "08:00", "08:30")
+        add_appointment(writer, clinic_setup, date(2026, 6, 15), "08:00", "08:30")
         writer.commit()
         assert list(listener.notifies(timeout=0.5)) == []  # skipped: the dispatcher polls
 
-        book_raw(writer, setup, date(2026, 6, 15), "09:00", "09:30")  # saw it awake; still open
+        add_appointment(writer, clinic_setup, date(2026, 6, 15), "09:00", "09:30")  # saw it awake; still open
         assert awake.execute("SELECT keel.outbox_asleep(interval '0.3 s')").fetchone() == (False,)
         writer.commit()
         assert list(listener.notifies(timeout=0.5)) == []
         # Asleep now: nothing left to wait for, and the next writer rings.
         assert awake.execute("SELECT keel.outbox_asleep(interval '5 s')").fetchone() == (True,)
-        book_raw(writer, setup, date(2026, 6, 15), "10:00", "10:30")
+        add_appointment(writer, clinic_setup, date(2026, 6, 15), "10:00", "10:30")
         writer.commit()
         [note] = list(listener.notifies(timeout=1.0))
     assert note.channel == "keel_outbox"
 
 
-def test_a_dispatcher_session_that_ends_withdraws_its_announcement(db_url, setup):
+def test_a_dispatcher_session_that_ends_withdraws_its_announcement(db_url, clinic_setup):
     with psycopg.connect(db_url, autocommit=True) as listener:
         listener.execute("LISTEN keel_outbox")
         with psycopg.connect(db_url, autocommit=True) as awake:
             assert awake.execute("SELECT keel.outbox_awake()").fetchone() == (True,)
         with psycopg.connect(db_url) as writer:
-            book_raw(writer, setup, date(2026, 6, 15), "08:00", "08:30")
+            add_appointment(writer, clinic_setup, date(2026, 6, 15), "08:00", "08:30")
             writer.commit()
         assert len(list(listener.notifies(timeout=1.0))) == 1

@@ -18,9 +18,10 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from api.app import create_app
-from tests.appointments_support import WEBHOOK_SECRET as SECRET
-from tests.appointments_support import WebhookReceiver, book_raw, make_clinic
 from tests.conftest import live_server
+from tests.factories import add_appointment, create_clinic
+from tests.webhook_receiver import WEBHOOK_SECRET as SECRET
+from tests.webhook_receiver import WebhookReceiver
 
 
 @pytest.fixture
@@ -40,11 +41,11 @@ async def wait_for(predicate: Callable[[], Any], timeout: float) -> Any:
 
 
 async def test_serve_runs_the_dispatcher_in_process_unless_told_not_to(settings, dba, receiver):
-    setup = make_clinic(dba)
+    setup = create_clinic(dba, doctors=1, patients=1)
     configured = replace(settings, notify_webhook_url=receiver.url, notify_webhook_secret=SECRET)
     async with live_server(create_app(configured, run_workers=False)) as http:
         assert (await http.get("/api/health")).status_code == 200
-        book_raw(dba, setup, date(2026, 6, 15), "09:00", "09:30")
+        add_appointment(dba, setup, date(2026, 6, 15), "09:00", "09:30")
         await asyncio.sleep(1.0)
         assert receiver.snapshot() == []  # --no-workers: nobody delivers
     async with live_server(create_app(configured, run_workers=True)):
@@ -53,7 +54,7 @@ async def test_serve_runs_the_dispatcher_in_process_unless_told_not_to(settings,
 
 
 def test_keel_worker_delivers_alone_and_stops_on_sigterm(db_url, dba, receiver):
-    setup = make_clinic(dba)
+    setup = create_clinic(dba, doctors=1, patients=1)
     env = {
         **os.environ,
         "DATABASE_URL": db_url,
@@ -69,7 +70,7 @@ def test_keel_worker_delivers_alone_and_stops_on_sigterm(db_url, dba, receiver):
         text=True,
     )
     try:
-        book_raw(dba, setup, date(2026, 6, 15), "09:00", "09:30")
+        add_appointment(dba, setup, date(2026, 6, 15), "09:00", "09:30")
         deadline = time.monotonic() + 30
         while not receiver.snapshot():
             assert proc.poll() is None, proc.communicate()

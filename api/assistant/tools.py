@@ -17,6 +17,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from api.db import Database
+from api.errors import is_transient
 
 
 @dataclass(frozen=True)
@@ -125,8 +126,8 @@ async def call_tool(db: Database, caller: Caller, name: str, raw_arguments: str)
     try:
         result = await db.fetch_val(caller, query, {"args": Jsonb(arguments)})
     except psycopg.Error as exc:
-        if exc.sqlstate is None or exc.sqlstate.startswith(("08", "57", "53")):
-            raise  # the database itself is unavailable: a transient failure of the reply
+        if is_transient(exc):
+            raise  # the database is unavailable (api.errors.SQLSTATES): the reply is retried later
         message = exc.diag.message_primary or str(exc)
         return json.dumps({"error": message, "code": exc.sqlstate}), False
     return json.dumps(result, default=str), True

@@ -20,27 +20,21 @@ from psycopg.rows import dict_row
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from api.cli_context import database_url, ensure_schema_current, load_settings
 from api.clinic import lead_import
 from api.clinic.common import lead_field
 from api.clinic.schemas import LEAD_ENCRYPTED_FIELDS
 from api.crypto import CryptoError, Keyring, generate_key_entry, keyring_for
+from api.errors import describe_db_error
 from api.settings import Settings
 
 INSERT_BATCH_ROWS = 2_000
 stderr = Console(stderr=True)
 
 
-def _settings() -> Settings:
-    from api.cli import load_settings
-
-    return load_settings()
-
-
 @contextmanager
 def _owner_connection(settings: Settings) -> Iterator[psycopg.Connection[dict[str, Any]]]:
     """A DBA connection to the configured (or embedded) database, acting as keel_owner."""
-    from api.cli import database_url, ensure_schema_current
-
     with database_url(settings) as url:
         ensure_schema_current(url)
         with psycopg.connect(url, row_factory=dict_row, autocommit=True) as conn:
@@ -56,13 +50,7 @@ def _keyring(settings: Settings) -> Keyring:
 
 
 def _db_error(exc: psycopg.Error) -> click.ClickException:
-    diag = exc.diag
-    message = diag.message_primary or str(exc)
-    if diag.message_detail:
-        message += f"\n{diag.message_detail}"
-    if diag.message_hint:
-        message += f"\nhint: {diag.message_hint}"
-    return click.ClickException(message)
+    return click.ClickException(describe_db_error(exc))
 
 
 def _progress() -> Progress:
@@ -98,7 +86,7 @@ def create_clinic(
     """Create a clinic and its first admin; print their ids (and, in dev mode, a token for the admin)."""
     from api.auth import TokenVerifier
 
-    settings = _settings()
+    settings = load_settings()
     with _owner_connection(settings) as conn:
         try:
             row = conn.execute(
@@ -137,7 +125,7 @@ def leads() -> None:
 )
 def import_leads(file: Path, clinic_id: UUID, partial: bool, fmt: str) -> None:
     """Import leads from a CSV (with a header row) or a JSON array, encrypting their sensitive fields."""
-    settings = _settings()
+    settings = load_settings()
     ring = _keyring(settings)
     from_csv = fmt == "csv" or (fmt == "auto" and file.suffix.lower() != ".json")
     try:
@@ -229,7 +217,7 @@ def rotate_keys(batch_size: int) -> None:
 
     Runs in batches, each its own short transaction; safe to interrupt and run again.
     """
-    settings = _settings()
+    settings = load_settings()
     ring = _keyring(settings)
     moved = 0
     with _owner_connection(settings) as conn:

@@ -15,6 +15,9 @@ from decimal import Decimal
 import click
 import psycopg
 
+from api.cli_context import database_url, load_settings
+from api.errors import describe_db_error
+
 log = logging.getLogger("keel.refresh_metrics")
 
 REFRESH = "CALL clinic.refresh_control_tower()"
@@ -46,17 +49,14 @@ def refresh_metrics() -> None:
     Overlapping runs do not pile up: a run that finds another one refreshing logs "skipped" and exits 0.
     Exits 1 when the refresh failed (details in keel.metrics_refresh_log) or the database is unreachable.
     """
-    from api.cli import database_url, load_settings
-
     settings = load_settings()
     try:
         with database_url(settings) as url:
             result = refresh_control_tower(url)
     except psycopg.Error as exc:
-        message = (exc.diag.message_primary if exc.diag and exc.diag.message_primary else str(exc)).strip()
         log.error(
             "refresh-metrics failed: %s",
-            message,
+            describe_db_error(exc),
             extra={"outcome": "failed", "sqlstate": exc.sqlstate},
         )
         raise SystemExit(1) from exc

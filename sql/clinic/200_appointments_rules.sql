@@ -7,8 +7,8 @@ CREATE OR REPLACE FUNCTION clinic.lock_doctor_schedule(p_doctor_id uuid)
     LANGUAGE sql
     VOLATILE
 AS $$
-    -- Two-key advisory locks live apart from the one-key (bigint) space other code uses.
-    SELECT pg_advisory_xact_lock(1095782484, hashtext(p_doctor_id::text))
+    -- The class comes from the registry (api/locks.py); the object is the doctor.
+    SELECT pg_advisory_xact_lock(keel.advisory_lock_key('doctor_schedule'), hashtext(p_doctor_id::text))
 $$;
 COMMENT ON FUNCTION clinic.lock_doctor_schedule(uuid) IS
     'Takes the transaction-scoped advisory lock of a doctor''s schedule. The booking triggers take it before '

@@ -28,8 +28,8 @@ CREATE OR REPLACE PROCEDURE clinic.refresh_control_tower(
 -- No SET clause and not SECURITY DEFINER: either would forbid the COMMITs below. Every name is qualified.
 AS $$
 DECLARE
-    -- Session-level advisory lock (survives the COMMITs between views): 'keel', 300 (control tower).
-    lock_class CONSTANT integer := 1801807212;
+    -- Session-level advisory lock (survives the COMMITs between views); the registry is api/locks.py.
+    lock_class CONSTANT integer := keel.advisory_lock_key('control_tower_refresh');
     lock_object CONSTANT integer := 300;
     run_id bigint;
     run_started timestamptz;

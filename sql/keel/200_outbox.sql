@@ -10,7 +10,7 @@
 -- (keel.outbox_awake); writers probe that lock and skip the NOTIFY while it is held. Every writer also
 -- holds a shared "ringing" lock to its commit, so a dispatcher going back to sleep (keel.outbox_asleep)
 -- can wait for the writers that saw it awake, then look once more: no event waits for the next poll.
--- Advisory lock keys: (1262831183, 1) ringing, (1262831183, 2) awake.
+-- Advisory lock keys (api/locks.py): (keel.advisory_lock_key('outbox'), 1) ringing, (…, 2) awake.
 
 CREATE OR REPLACE FUNCTION keel.outbox_notify()
     RETURNS trigger
@@ -24,11 +24,11 @@ BEGIN
     IF v_first IS NULL THEN
         RETURN NULL;
     END IF;
-    PERFORM pg_advisory_xact_lock_shared(1262831183, 1);
-    IF pg_try_advisory_lock_shared(1262831183, 2) THEN
+    PERFORM pg_advisory_xact_lock_shared(keel.advisory_lock_key('outbox'), 1);
+    IF pg_try_advisory_lock_shared(keel.advisory_lock_key('outbox'), 2) THEN
         -- No dispatcher is awake: ring (one wake-up per statement, delivered at commit; the payload is
         -- an event id only, dispatchers claim whatever is due).
-        PERFORM pg_advisory_unlock_shared(1262831183, 2);
+        PERFORM pg_advisory_unlock_shared(keel.advisory_lock_key('outbox'), 2);
         PERFORM pg_notify('keel_outbox', v_first::text);
     END IF;
     RETURN NULL;
@@ -43,7 +43,7 @@ CREATE OR REPLACE FUNCTION keel.outbox_awake()
     LANGUAGE sql
     VOLATILE
 AS $$
-    SELECT pg_try_advisory_lock(1262831183, 2)
+    SELECT pg_try_advisory_lock(keel.advisory_lock_key('outbox'), 2)
 $$;
 COMMENT ON FUNCTION keel.outbox_awake() IS
     'Dispatcher call, on a session of its own: announces that a dispatcher is polling (a session advisory '
@@ -58,12 +58,12 @@ AS $$
 DECLARE
     v_deadline timestamptz := clock_timestamp() + p_wait;
 BEGIN
-    PERFORM pg_advisory_unlock(1262831183, 2);
+    PERFORM pg_advisory_unlock(keel.advisory_lock_key('outbox'), 2);
     -- Writers that saw the announcement hold the ringing lock (shared) until they end. Only try the
     -- exclusive lock, never queue for it: a queued request would hold up every new writer behind it.
     LOOP
-        IF pg_try_advisory_lock(1262831183, 1) THEN
-            PERFORM pg_advisory_unlock(1262831183, 1);
+        IF pg_try_advisory_lock(keel.advisory_lock_key('outbox'), 1) THEN
+            PERFORM pg_advisory_unlock(keel.advisory_lock_key('outbox'), 1);
             RETURN true;
         END IF;
         EXIT WHEN clock_timestamp() >= v_deadline;

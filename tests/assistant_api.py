@@ -1,4 +1,5 @@
-"""Fixtures and helpers shared by the tests/test_assistant_*.py modules (import what you use)."""
+"""Talking to the internal assistant in tests: settings for a fast run, the worker as a task, staff with
+tokens, chat and polling, and an SSE reader (fixtures `llm`, `worker`, `staff` are in tests/fixtures.py)."""
 
 from __future__ import annotations
 
@@ -6,28 +7,19 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import psycopg
-import pytest
 
 from api.assistant import worker as assistant_worker
 from api.db import Database
 from api.settings import Settings
+from tests.factories import Bearer, Dba, add_staff, create_clinic
 from tests.llm_server import LLMServer
 
 FINAL = ("done", "failed")
-
-
-@pytest.fixture
-def llm() -> Iterator[LLMServer]:
-    """The loopback OpenAI-compatible LLM, fresh per test."""
-    server = LLMServer().start()
-    yield server
-    server.stop()
 
 
 def assistant_settings(llm: LLMServer, **overrides: Any) -> dict[str, Any]:
@@ -49,11 +41,6 @@ def assistant_settings(llm: LLMServer, **overrides: Any) -> dict[str, Any]:
     return values
 
 
-@pytest.fixture
-def settings_overrides(llm: LLMServer) -> dict[str, Any]:
-    return assistant_settings(llm)
-
-
 @contextlib.asynccontextmanager
 async def running_worker(settings: Settings, name: str = "test-worker") -> AsyncIterator[asyncio.Task[None]]:
     """The assistant worker as a task of this event loop, with its own pool; stopped on exit."""
@@ -69,12 +56,6 @@ async def running_worker(settings: Settings, name: str = "test-worker") -> Async
         await db.close()
 
 
-@pytest.fixture
-async def worker(settings: Settings) -> AsyncIterator[asyncio.Task[None]]:
-    async with running_worker(settings) as task:
-        yield task
-
-
 @dataclass
 class StaffMember:
     clinic_id: str
@@ -82,43 +63,17 @@ class StaffMember:
     headers: dict[str, str]
 
 
-def create_clinic_staff(
-    dba: psycopg.Connection[Any],
-    bearer: Callable[..., dict[str, str]],
-    name: str,
-    prefix: str,
-    role: str = "admin",
-) -> StaffMember:
+def create_clinic_staff(dba: Dba, bearer: Bearer, name: str, prefix: str, role: str = "admin") -> StaffMember:
     """A clinic and its admin (via clinic.create_clinic), with a token for that admin."""
-    row = dba.execute(
-        "SELECT clinic_id, admin_id FROM clinic.create_clinic(%s, 'Asia/Kolkata', %s, %s, %s)",
-        (name, prefix, f"{name} Admin", f"admin@{name.lower()}.example"),
-    ).fetchone()
-    assert row is not None
-    clinic_id, staff_id = str(row[0]), str(row[1])
+    clinic = create_clinic(dba, name, prefix=prefix, admin_email=f"admin@{name.lower()}.example")
+    clinic_id, staff_id = str(clinic.id), str(clinic.admin_id)
     return StaffMember(clinic_id, staff_id, bearer(staff_id, clinic_id=clinic_id, role=role))
 
 
-def add_staff(
-    dba: psycopg.Connection[Any],
-    bearer: Callable[..., dict[str, str]],
-    clinic: StaffMember,
-    name: str,
-    role: str,
-) -> StaffMember:
-    row = dba.execute(
-        "INSERT INTO clinic.staff (clinic_id, name, email, role) VALUES (%s, %s, %s, %s) RETURNING id",
-        (clinic.clinic_id, name, f"{name.lower().replace(' ', '.')}@x.example", role),
-    ).fetchone()
-    assert row is not None
-    return StaffMember(
-        clinic.clinic_id, str(row[0]), bearer(str(row[0]), clinic_id=clinic.clinic_id, role=role)
-    )
-
-
-@pytest.fixture
-def staff(dba: psycopg.Connection[Any], bearer: Callable[..., dict[str, str]]) -> StaffMember:
-    return create_clinic_staff(dba, bearer, "Alpha", "ALP")
+def add_staff_member(dba: Dba, bearer: Bearer, clinic: StaffMember, name: str, role: str) -> StaffMember:
+    """Another staff member of `clinic`, with a token."""
+    staff_id = str(add_staff(dba, clinic.clinic_id, name, role))
+    return StaffMember(clinic.clinic_id, staff_id, bearer(staff_id, clinic_id=clinic.clinic_id, role=role))
 
 
 async def chat(client: httpx.AsyncClient, who: StaffMember, message: str, **body: Any) -> dict[str, Any]:

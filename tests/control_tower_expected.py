@@ -1,21 +1,22 @@
-"""Shared pieces of the tests/test_control_tower_*.py modules: clinics filled with randomized leads,
-patients and appointments the way a DBA would in psql, and the same figures recomputed in Python straight
-from the base tables, to hold the materialized views against."""
+"""For the tests/test_control_tower_*.py modules: clinics filled with randomized leads, patients and
+appointments set-based (records from `tests.factories`), and the same figures recomputed in Python
+straight from the base tables, to hold the materialized views against."""
 
 from __future__ import annotations
 
 import random
 import uuid
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import psycopg
 
-# A well-formed AES-GCM envelope (the CHECK constraints want one); its content is irrelevant here.
-CIPHERTEXT = "v1:k1:" + "A" * 43
+from api.locks import LOCKS
+from tests.factories import CIPHERTEXT, Clinic, add_staff, create_clinic
+
 LEAD_STATUSES = (
     "new_inquiry",
     "cro_queue",
@@ -28,90 +29,7 @@ LEAD_STATUSES = (
 APPOINTMENT_STATUSES = ("scheduled", "checked_in", "completed", "cancelled", "no_show")
 SOURCES = ("google", "facebook", "referral", "walk_in", None)
 # The refresh procedure's advisory lock (sql/clinic/300_control_tower_refresh.sql).
-REFRESH_LOCK = (1801807212, 300)
-
-
-@dataclass
-class SeededClinic:
-    id: uuid.UUID
-    admin_id: uuid.UUID
-    timezone: str
-    doctors: list[uuid.UUID] = field(default_factory=list)
-
-
-def create_clinic(dba: psycopg.Connection[Any], name: str, tz: str = "Asia/Kolkata") -> SeededClinic:
-    prefix = "T" + uuid.uuid4().hex[:6].upper()
-    row = dba.execute(
-        "SELECT clinic_id, admin_id FROM clinic.create_clinic(%s, %s, %s, %s, %s)",
-        (name, tz, prefix, f"{name} Admin", f"admin-{prefix.lower()}@clinic.example"),
-    ).fetchone()
-    assert row is not None
-    return SeededClinic(row[0], row[1], tz)
-
-
-def add_staff(dba: psycopg.Connection[Any], clinic_id: uuid.UUID, name: str, role: str) -> uuid.UUID:
-    row = dba.execute(
-        "INSERT INTO clinic.staff (clinic_id, name, email, role, specialty) VALUES (%s, %s, %s, %s, %s)"
-        " RETURNING id",
-        (
-            clinic_id,
-            name,
-            f"{uuid.uuid4().hex[:12]}@clinic.example",
-            role,
-            "general" if role == "doctor" else None,
-        ),
-    ).fetchone()
-    assert row is not None
-    return row[0]
-
-
-def insert_lead(
-    dba: psycopg.Connection[Any],
-    clinic_id: uuid.UUID,
-    *,
-    date_added: date,
-    status: str = "new_inquiry",
-    source: str | None = None,
-    updated_at: datetime | None = None,
-    assigned_to_id: uuid.UUID | None = None,
-    name: str = "Lead",
-) -> uuid.UUID:
-    lead_id = uuid.uuid4()
-    dba.execute(
-        "INSERT INTO clinic.leads (id, clinic_id, date_added, name, phone, status, source, assigned_to_id,"
-        " created_at, updated_at)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, coalesce(%s, now()), coalesce(%s, now()))",
-        (
-            lead_id,
-            clinic_id,
-            date_added,
-            name,
-            CIPHERTEXT,
-            status,
-            source,
-            assigned_to_id,
-            updated_at,
-            updated_at,
-        ),
-    )
-    return lead_id
-
-
-def insert_patient(
-    dba: psycopg.Connection[Any],
-    clinic_id: uuid.UUID,
-    *,
-    registration_date: date,
-    lead_id: uuid.UUID | None = None,
-    name: str = "Patient",
-) -> uuid.UUID:
-    row = dba.execute(
-        "INSERT INTO clinic.patients (clinic_id, name, mobile, lead_id, registration_date)"
-        " VALUES (%s, %s, '+919800000001', %s, %s) RETURNING id",
-        (clinic_id, name, lead_id, registration_date),
-    ).fetchone()
-    assert row is not None
-    return row[0]
+REFRESH_LOCK = (LOCKS["control_tower_refresh"].key, 300)
 
 
 def local_today(dba: psycopg.Connection[Any], tz: str) -> date:
@@ -130,7 +48,7 @@ def seed_clinic(
     walk_ins: int = 30,
     appointments: int = 300,
     days_back: int = 120,
-) -> SeededClinic:
+) -> Clinic:
     """A clinic with doctors, leads over ~4 months in every status, conversions, walk-in patients and
     appointments in every status (some today, some ahead, one doctor deactivated after booking)."""
     clinic = create_clinic(dba, name, tz)

