@@ -35,7 +35,6 @@ import os
 import secrets
 import socket
 import time
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -64,70 +63,8 @@ FAIL = (
 )
 NEXT_DUE = "SELECT keel.outbox_next_due()"
 AWAKE = "SELECT keel.outbox_awake()"
-ASLEEP = "SELECT keel.outbox_asleep(make_interval(secs => %s))"
+ASLEEP = "SELECT keel.outbox_asleep(make_interval(secs => %(linger)s))"
 PRUNE = "SELECT keel.prune_outbox(make_interval(secs => %(retention)s), %(limit)s)"
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    return float(raw) if raw else default
-
-
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    return int(raw) if raw else default
-
-
-@dataclass(frozen=True)
-class DispatcherConfig:
-    """Tuning of the dispatcher; every field has a `KEEL_OUTBOX_*` variable (see `from_env`)."""
-
-    batch_size: int = 50
-    """Events claimed per round trip."""
-    concurrency: int = 8
-    """Deliveries in flight at once per dispatcher."""
-    poll_interval: float = 5.0
-    """Seconds between polls when no NOTIFY arrives (covers lost notifications and delayed retries)."""
-    busy_poll_interval: float = 0.05
-    """Seconds between polls while awake (events keep coming; writers do not NOTIFY meanwhile)."""
-    linger: float = 2.0
-    """Seconds without a new event after which an awake dispatcher goes back to waiting for NOTIFY."""
-    lease_seconds: float = 60.0
-    """How long a claimed event is reserved; must exceed the HTTP timeout."""
-    http_timeout: float = 10.0
-    """Total seconds a receiver gets to answer one delivery."""
-    connect_timeout: float = 3.0
-    max_attempts: int = 12
-    backoff_base: float = 5.0
-    """Seconds before the first retry; doubled per attempt (with ±20 % jitter)."""
-    backoff_max: float = 3600.0
-    retention_seconds: float = 7 * 86400.0
-    """Delivered events are deleted after this long."""
-    prune_interval: float = 300.0
-    listen_keepalive: float = 30.0
-    """Seconds of LISTEN silence after which the connection is probed."""
-
-    @classmethod
-    def from_env(cls, **overrides: Any) -> DispatcherConfig:
-        values: dict[str, Any] = {
-            "batch_size": _env_int("KEEL_OUTBOX_BATCH_SIZE", cls.batch_size),
-            "concurrency": _env_int("KEEL_OUTBOX_CONCURRENCY", cls.concurrency),
-            "poll_interval": _env_float("KEEL_OUTBOX_POLL_INTERVAL", cls.poll_interval),
-            "busy_poll_interval": _env_float("KEEL_OUTBOX_BUSY_POLL_INTERVAL", cls.busy_poll_interval),
-            "linger": _env_float("KEEL_OUTBOX_LINGER", cls.linger),
-            "lease_seconds": _env_float("KEEL_OUTBOX_LEASE_SECONDS", cls.lease_seconds),
-            "http_timeout": _env_float("KEEL_NOTIFY_TIMEOUT", cls.http_timeout),
-            "max_attempts": _env_int("KEEL_OUTBOX_MAX_ATTEMPTS", cls.max_attempts),
-            "backoff_base": _env_float("KEEL_OUTBOX_BACKOFF_BASE", cls.backoff_base),
-            "backoff_max": _env_float("KEEL_OUTBOX_BACKOFF_MAX", cls.backoff_max),
-            "retention_seconds": _env_float("KEEL_OUTBOX_RETENTION_HOURS", cls.retention_seconds / 3600)
-            * 3600,
-        }
-        values.update(overrides)
-        config = cls(**values)
-        if config.lease_seconds <= config.http_timeout:
-            config = replace(config, lease_seconds=config.http_timeout * 2 + 5)
-        return config
 
 
 class NotConfigured(Exception):
@@ -172,13 +109,11 @@ class Dispatcher:
         self,
         settings: Settings,
         db: Database,
-        config: DispatcherConfig | None = None,
         *,
         name: str | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
-        self.config = config or DispatcherConfig.from_env()
         self.url = settings.notify_webhook_url
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.wake = asyncio.Event()
@@ -196,10 +131,12 @@ class Dispatcher:
         if self.url is None:
             log.info("KEEL_NOTIFY_WEBHOOK_URL is not set: outbox events are logged and marked delivered")
         limits = httpx.Limits(
-            max_connections=self.config.concurrency, max_keepalive_connections=self.config.concurrency
+            max_connections=self.settings.outbox_concurrency,
+            max_keepalive_connections=self.settings.outbox_concurrency,
         )
         timeout = httpx.Timeout(
-            self.config.http_timeout, connect=min(self.config.connect_timeout, self.config.http_timeout)
+            self.settings.notify_timeout,
+            connect=min(self.settings.notify_connect_timeout, self.settings.notify_timeout),
         )
         listener = asyncio.create_task(self._listen(stop), name=f"outbox-listen-{self.name}")
         failures = 0
@@ -222,7 +159,7 @@ class Dispatcher:
                         )
                         await _wait(stop, delay)
                         continue
-                    pause = self.config.poll_interval
+                    pause = self.settings.outbox_poll_interval
                     if next_due is not None:
                         pause = min(pause, max(next_due, MIN_PAUSE))
                     await _wait_any(stop, self.wake, pause)
@@ -234,12 +171,16 @@ class Dispatcher:
     async def drain(self, http: httpx.AsyncClient, signer: Webhook | None, stop: asyncio.Event) -> int:
         """Claim and deliver batches until nothing is due; returns how many were handled."""
         handled = 0
-        gate = asyncio.Semaphore(self.config.concurrency)
+        gate = asyncio.Semaphore(self.settings.outbox_concurrency)
         while not stop.is_set():
             events = await self.db.fetch(
                 None,
                 CLAIM,
-                {"limit": self.config.batch_size, "lease": self.config.lease_seconds, "worker": self.name},
+                {
+                    "limit": self.settings.outbox_batch_size,
+                    "lease": self.settings.outbox_lease_seconds,
+                    "worker": self.name,
+                },
             )
             if not events:
                 break
@@ -253,7 +194,7 @@ class Dispatcher:
 
                 await asyncio.gather(*(guarded(event) for event in events))
             handled += len(events)
-            if len(events) < self.config.batch_size:
+            if len(events) < self.settings.outbox_batch_size:
                 break
         return handled
 
@@ -271,13 +212,13 @@ class Dispatcher:
             row = await (await session.execute(AWAKE)).fetchone()
             announced = bool(row and row[0])
             quiet_since = time.monotonic()
-            while not stop.is_set() and time.monotonic() - quiet_since < self.config.linger:
-                await _wait(stop, self.config.busy_poll_interval)
+            while not stop.is_set() and time.monotonic() - quiet_since < self.settings.outbox_linger:
+                await _wait(stop, self.settings.outbox_busy_poll_interval)
                 if await self.drain(http, signer, stop):
                     quiet_since = time.monotonic()
                 await self._maybe_prune()
             if announced:
-                await session.execute(ASLEEP, (self.config.linger,))
+                await session.execute(ASLEEP, {"linger": self.settings.outbox_linger})
         await self.drain(http, signer, stop)
 
     async def log_unsent(self, events: list[dict[str, Any]]) -> None:
@@ -329,9 +270,9 @@ class Dispatcher:
                 "id": event["id"],
                 "error": f"attempt {event['attempts']}: {error}",
                 "status": status,
-                "max_attempts": self.config.max_attempts,
-                "base": self.config.backoff_base,
-                "max": self.config.backoff_max,
+                "max_attempts": self.settings.outbox_max_attempts,
+                "base": self.settings.outbox_backoff_base,
+                "max": self.settings.outbox_backoff_max,
             },
         )
         if next_at is None:
@@ -353,13 +294,13 @@ class Dispatcher:
             )
 
     async def _maybe_prune(self) -> None:
-        if time.monotonic() - self._last_prune < self.config.prune_interval:
+        if time.monotonic() - self._last_prune < self.settings.outbox_prune_interval:
             return
         self._last_prune = time.monotonic()
         limit = 10000
         while True:
             deleted = await self.db.fetch_val(
-                None, PRUNE, {"retention": self.config.retention_seconds, "limit": limit}
+                None, PRUNE, {"retention": self.settings.outbox_retention_hours * 3600, "limit": limit}
             )
             if deleted:
                 log.info("pruned %s delivered outbox events", deleted)
@@ -381,7 +322,7 @@ class Dispatcher:
                     self.wake.set()  # anything committed while we were not listening
                     delay = 0.5
                     while not stop.is_set():
-                        async for _notify in conn.notifies(timeout=self.config.listen_keepalive):
+                        async for _notify in conn.notifies(timeout=self.settings.outbox_listen_keepalive):
                             self.wake.set()
                         await conn.execute("SELECT 1")  # silence: prove the connection is alive
             except psycopg.Error as exc:
@@ -413,8 +354,7 @@ async def run(
     db: Database,
     stop: asyncio.Event,
     *,
-    config: DispatcherConfig | None = None,
     name: str | None = None,
 ) -> None:
     """Worker entry point (`api.outbox:run` in api/workers.py)."""
-    await Dispatcher(settings, db, config, name=name).run(stop)
+    await Dispatcher(settings, db, name=name).run(stop)

@@ -1,105 +1,138 @@
-"""Configuration, read once from the environment.
+"""Configuration: one typed `Settings`, read once from the environment.
 
-Every variable is documented in the README; names here match it exactly.
+Each setting is one field: its type, `env("VARIABLE", default)`, and a docstring under it. `from_env`
+reads every field's variable (parsed by the field's type); an empty variable means the default. The
+README's configuration table lists the same variables for operators.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 
-
-def _int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    return int(raw) if raw else default
+_PARSERS = {"int": int, "float": float, "Path": Path}
 
 
-def _float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    return float(raw) if raw else default
-
-
-def default_data_dir() -> Path:
-    return Path(os.environ.get("KEEL_DATA_DIR") or platformdirs.user_data_dir("keel"))
+def env(name: str | None, default: Any = None) -> Any:
+    """A field read from the environment variable `name` (None: set in code only, never from the shell)."""
+    return field(default=default, metadata={"env": name})
 
 
 @dataclass(frozen=True)
 class Settings:
-    database_url: str | None = None
-    database_read_url: str | None = None
-    data_dir: Path = field(default_factory=default_data_dir)
+    database_url: str | None = env("DATABASE_URL")
+    """PostgreSQL URL; unset: the embedded server under `data_dir`."""
+    database_read_url: str | None = env("DATABASE_READ_URL")
+    """A streaming replica for dashboard reads."""
+    data_dir: Path = field(
+        default_factory=lambda: Path(platformdirs.user_data_dir("keel")), metadata={"env": "KEEL_DATA_DIR"}
+    )
+    """Embedded mode: PostgreSQL data, generated JWT secret, encryption key and webhook secret."""
 
-    jwt_secret: str | None = None
-    jwt_jwks_url: str | None = None
-    jwt_audience: str | None = None
-    jwt_issuer: str | None = None
+    jwt_secret: str | None = env("KEEL_JWT_SECRET")
+    """HS256 secret for bearer tokens (generated in the data dir in embedded mode)."""
+    jwt_jwks_url: str | None = env("KEEL_JWT_JWKS_URL")
+    """JWKS URL for RS256 tokens (Clerk)."""
+    jwt_audience: str | None = env("KEEL_JWT_AUDIENCE")
+    """When set, tokens must carry this `aud`."""
+    jwt_issuer: str | None = env("KEEL_JWT_ISSUER")
+    """When set, tokens must carry this `iss`."""
 
-    encryption_keys: str | None = None
-    clerk_webhook_secret: str | None = None
-    notify_webhook_url: str | None = None
-    notify_webhook_secret: str | None = None
+    encryption_keys: str | None = env("KEEL_ENCRYPTION_KEYS")
+    """Lead field keys `key_id:base64(32 bytes)`, comma-separated, oldest first; the last encrypts."""
+    clerk_webhook_secret: str | None = env("KEEL_CLERK_WEBHOOK_SECRET")
+    """Svix signing secret (`whsec_…`) of the Clerk webhook; unset: the webhook answers 503."""
 
-    openai_api_key: str | None = None
-    openai_base_url: str | None = None
-    assistant_model: str = "gpt-4o-mini"
-    assistant_timeout: float = 60.0
-    assistant_concurrency: int = 16
-    # Assistant worker: a claimed reply's lease (renewed while it streams), attempts before `failed`, the
-    # first retry's delay (doubling, jittered), how often to poll besides LISTEN, and SSE keep-alive period.
-    assistant_lease_seconds: float = 30.0
-    assistant_max_attempts: int = 5
-    assistant_retry_base: float = 1.0
-    assistant_poll_interval: float = 2.0
-    assistant_sse_keepalive: float = 15.0
+    notify_webhook_url: str | None = env("KEEL_NOTIFY_WEBHOOK_URL")
+    """Where the outbox dispatcher POSTs events; unset: events are logged and marked delivered."""
+    notify_webhook_secret: str | None = env("KEEL_NOTIFY_WEBHOOK_SECRET")
+    """Standard Webhooks signing secret (`whsec_<base64>`), generated in embedded mode."""
+    notify_timeout: float = env("KEEL_NOTIFY_TIMEOUT", 10.0)
+    """Seconds a receiver gets to answer one delivery."""
+    notify_connect_timeout: float = env(None, 3.0)
+    """Seconds to connect to the receiver (capped by `notify_timeout`)."""
+    outbox_batch_size: int = env("KEEL_OUTBOX_BATCH_SIZE", 50)
+    """Events claimed per round trip."""
+    outbox_concurrency: int = env("KEEL_OUTBOX_CONCURRENCY", 8)
+    """Deliveries in flight at once per dispatcher."""
+    outbox_poll_interval: float = env("KEEL_OUTBOX_POLL_INTERVAL", 5.0)
+    """Seconds between polls when no NOTIFY arrives (covers lost notifications and delayed retries)."""
+    outbox_busy_poll_interval: float = env("KEEL_OUTBOX_BUSY_POLL_INTERVAL", 0.05)
+    """Seconds between polls while awake (events keep coming; writers do not NOTIFY meanwhile)."""
+    outbox_linger: float = env("KEEL_OUTBOX_LINGER", 2.0)
+    """Seconds without a new event after which an awake dispatcher goes back to waiting for NOTIFY."""
+    outbox_lease_seconds: float = env("KEEL_OUTBOX_LEASE_SECONDS", 60.0)
+    """How long a claimed event is reserved; `from_env` keeps it above `notify_timeout`."""
+    outbox_max_attempts: int = env("KEEL_OUTBOX_MAX_ATTEMPTS", 12)
+    """Attempts before an event is marked failed."""
+    outbox_backoff_base: float = env("KEEL_OUTBOX_BACKOFF_BASE", 5.0)
+    """Seconds before the first retry; doubled per attempt (with ±20 % jitter)."""
+    outbox_backoff_max: float = env("KEEL_OUTBOX_BACKOFF_MAX", 3600.0)
+    """The longest wait between two attempts, in seconds."""
+    outbox_retention_hours: float = env("KEEL_OUTBOX_RETENTION_HOURS", 168.0)
+    """Delivered events are deleted after this long (failed ones are kept)."""
+    outbox_prune_interval: float = env(None, 300.0)
+    """Seconds between two prunes of delivered events by one dispatcher."""
+    outbox_listen_keepalive: float = env(None, 30.0)
+    """Seconds of LISTEN silence after which the dispatcher probes its connection."""
 
-    pool_min_size: int = 2
-    pool_max_size: int = 20
-    pool_timeout: float = 5.0
-    statement_timeout_ms: int = 5000
-    max_body_bytes: int = 20 * 1024 * 1024
+    openai_api_key: str | None = env("OPENAI_API_KEY")
+    """Key of the LLM behind the internal assistant; unset: chat answers 503 naming it."""
+    openai_base_url: str | None = env("OPENAI_BASE_URL")
+    """Any OpenAI-compatible server."""
+    assistant_model: str = env("KEEL_ASSISTANT_MODEL", "gpt-4o-mini")
+    """Model name sent to the LLM."""
+    assistant_timeout: float = env("KEEL_ASSISTANT_TIMEOUT", 60.0)
+    """Seconds without progress from the LLM before an attempt is abandoned and retried."""
+    assistant_concurrency: int = env("KEEL_ASSISTANT_CONCURRENCY", 16)
+    """Replies in flight per worker process."""
+    assistant_lease_seconds: float = env("KEEL_ASSISTANT_LEASE_SECONDS", 30.0)
+    """Lease on a claimed reply (renewed while it streams); a dead worker's reply is taken over after it."""
+    assistant_max_attempts: int = env("KEEL_ASSISTANT_MAX_ATTEMPTS", 5)
+    """Attempts before a reply is `failed` with a readable error."""
+    assistant_retry_base: float = env("KEEL_ASSISTANT_RETRY_BASE", 1.0)
+    """Seconds before the first retry (doubling, jittered; a provider's `Retry-After` wins)."""
+    assistant_poll_interval: float = env("KEEL_ASSISTANT_POLL_INTERVAL", 2.0)
+    """Seconds between polls besides `NOTIFY` wake-ups."""
+    assistant_sse_keepalive: float = env("KEEL_ASSISTANT_SSE_KEEPALIVE", 15.0)
+    """Seconds between SSE keep-alive comments."""
 
-    log_level: str = "INFO"
-    log_format: str = "auto"
+    pool_min_size: int = env("KEEL_POOL_MIN_SIZE", 2)
+    """Connections the pool keeps open."""
+    pool_max_size: int = env("KEEL_POOL_MAX_SIZE", 20)
+    """Most connections the pool opens."""
+    pool_timeout: float = env("KEEL_POOL_TIMEOUT", 5.0)
+    """Seconds to wait for a free connection before answering 503 with `Retry-After`."""
+    statement_timeout_ms: int = env("KEEL_STATEMENT_TIMEOUT_MS", 5000)
+    """Per-request statement timeout (exceeded: 504)."""
+    max_body_bytes: int = env("KEEL_MAX_BODY_BYTES", 20 * 1024 * 1024)
+    """Largest request body accepted (larger: 413)."""
+
+    log_level: str = env("KEEL_LOG_LEVEL", "INFO")
+    """Log level."""
+    log_format: str = env("KEEL_LOG_FORMAT", "auto")
+    """`json`, `text`, or `auto` (JSON when stderr is not a terminal)."""
 
     @classmethod
-    def from_env(cls, **overrides: object) -> Settings:
-        env = os.environ.get
-        values: dict[str, object] = {
-            "database_url": env("DATABASE_URL") or None,
-            "database_read_url": env("DATABASE_READ_URL") or None,
-            "data_dir": default_data_dir(),
-            "jwt_secret": env("KEEL_JWT_SECRET") or None,
-            "jwt_jwks_url": env("KEEL_JWT_JWKS_URL") or None,
-            "jwt_audience": env("KEEL_JWT_AUDIENCE") or None,
-            "jwt_issuer": env("KEEL_JWT_ISSUER") or None,
-            "encryption_keys": env("KEEL_ENCRYPTION_KEYS") or None,
-            "clerk_webhook_secret": env("KEEL_CLERK_WEBHOOK_SECRET") or None,
-            "notify_webhook_url": env("KEEL_NOTIFY_WEBHOOK_URL") or None,
-            "notify_webhook_secret": env("KEEL_NOTIFY_WEBHOOK_SECRET") or None,
-            "openai_api_key": env("OPENAI_API_KEY") or None,
-            "openai_base_url": env("OPENAI_BASE_URL") or None,
-            "assistant_model": env("KEEL_ASSISTANT_MODEL") or "gpt-4o-mini",
-            "assistant_timeout": _float("KEEL_ASSISTANT_TIMEOUT", 60.0),
-            "assistant_concurrency": _int("KEEL_ASSISTANT_CONCURRENCY", 16),
-            "assistant_lease_seconds": _float("KEEL_ASSISTANT_LEASE_SECONDS", 30.0),
-            "assistant_max_attempts": _int("KEEL_ASSISTANT_MAX_ATTEMPTS", 5),
-            "assistant_retry_base": _float("KEEL_ASSISTANT_RETRY_BASE", 1.0),
-            "assistant_poll_interval": _float("KEEL_ASSISTANT_POLL_INTERVAL", 2.0),
-            "assistant_sse_keepalive": _float("KEEL_ASSISTANT_SSE_KEEPALIVE", 15.0),
-            "pool_min_size": _int("KEEL_POOL_MIN_SIZE", 2),
-            "pool_max_size": _int("KEEL_POOL_MAX_SIZE", 20),
-            "pool_timeout": _float("KEEL_POOL_TIMEOUT", 5.0),
-            "statement_timeout_ms": _int("KEEL_STATEMENT_TIMEOUT_MS", 5000),
-            "max_body_bytes": _int("KEEL_MAX_BODY_BYTES", 20 * 1024 * 1024),
-            "log_level": env("KEEL_LOG_LEVEL") or "INFO",
-            "log_format": env("KEEL_LOG_FORMAT") or "auto",
-        }
+    def from_env(cls, **overrides: Any) -> Settings:
+        """Every field from its environment variable (empty or unset: the default), then `overrides`."""
+        values: dict[str, Any] = {}
+        for item in fields(cls):
+            name = item.metadata["env"]
+            raw = os.environ.get(name) if name else None
+            if raw:
+                kind = str(item.type).removesuffix(" | None")
+                values[item.name] = _PARSERS.get(kind, str)(raw)
         values.update(overrides)
-        return cls(**values)  # type: ignore[arg-type]
+        settings = cls(**values)
+        if settings.outbox_lease_seconds <= settings.notify_timeout:  # a lease must outlive a delivery
+            return cls(**{**values, "outbox_lease_seconds": settings.notify_timeout * 2 + 5})
+        return settings
 
     @property
     def embedded(self) -> bool:

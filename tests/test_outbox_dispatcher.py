@@ -22,27 +22,28 @@ import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from api.db import Database
-from api.outbox import Dispatcher, DispatcherConfig
+from api.outbox import Dispatcher
 from api.settings import Settings
 from tests.factories import Clinic, add_appointment
 from tests.webhook_receiver import WEBHOOK_SECRET, WebhookReceiver
 
 SECRET = WEBHOOK_SECRET
 DAY = "2026-06-15"
-FAST = DispatcherConfig(
-    batch_size=20,
-    concurrency=8,
-    poll_interval=30.0,  # long: deliveries in these tests are woken by NOTIFY
-    lease_seconds=10.0,
-    http_timeout=3.0,
-    connect_timeout=1.0,
-    max_attempts=5,
-    backoff_base=0.2,
-    backoff_max=2.0,
-    retention_seconds=7 * 86400.0,
-    prune_interval=3600.0,
-    listen_keepalive=5.0,
-)
+# Dispatcher settings for fast tests (replaced into the `settings` fixture's).
+FAST: dict[str, Any] = {
+    "outbox_batch_size": 20,
+    "outbox_concurrency": 8,
+    "outbox_poll_interval": 30.0,  # long: deliveries in these tests are woken by NOTIFY
+    "outbox_lease_seconds": 10.0,
+    "notify_timeout": 3.0,
+    "notify_connect_timeout": 1.0,
+    "outbox_max_attempts": 5,
+    "outbox_backoff_base": 0.2,
+    "outbox_backoff_max": 2.0,
+    "outbox_retention_hours": 7 * 24.0,
+    "outbox_prune_interval": 3600.0,
+    "outbox_listen_keepalive": 5.0,
+}
 
 
 @pytest.fixture
@@ -64,14 +65,14 @@ def headers(clinic_setup: Clinic, bearer: Callable[..., dict[str, str]]) -> dict
 
 @contextlib.asynccontextmanager
 async def dispatching(
-    settings: Settings, config: DispatcherConfig = FAST, *, name: str = "d1"
+    settings: Settings, config: dict[str, Any] = FAST, *, name: str = "d1"
 ) -> AsyncIterator[Dispatcher]:
     """A dispatcher with its own pool, as `keel worker` runs it, until the block ends."""
     assert settings.database_url is not None
     db = Database(settings, settings.database_url, name=f"test-outbox-{name}")
     await db.open()
     stop = asyncio.Event()
-    dispatcher = Dispatcher(settings, db, config, name=name)
+    dispatcher = Dispatcher(replace(settings, **config), db, name=name)
     task = asyncio.create_task(dispatcher.run(stop))
     try:
         await asyncio.wait_for(dispatcher.listening.wait(), timeout=10)
@@ -176,7 +177,7 @@ async def test_after_the_last_attempt_the_event_is_failed_and_can_be_requeued(
     dba, settings, receiver, clinic_setup
 ):
     receiver.respond = lambda n: 503
-    config = replace(FAST, max_attempts=3)
+    config = FAST | {"outbox_max_attempts": 3}
     async with dispatching(settings, config):
         book_many(dba, clinic_setup, 1)
         await until(lambda: outbox(dba)[0]["failed_at"] is not None, timeout=10)
@@ -306,7 +307,7 @@ async def test_url_without_secret_keeps_events_queued(dba, settings, clinic_setu
     db = Database(unsigned, str(unsigned.database_url))
     await db.open()
     stop = asyncio.Event()
-    task = asyncio.create_task(Dispatcher(unsigned, db, FAST).run(stop))
+    task = asyncio.create_task(Dispatcher(replace(unsigned, **FAST), db).run(stop))
     try:
         book_many(dba, clinic_setup, 1)
         await until(
@@ -322,7 +323,12 @@ async def test_url_without_secret_keeps_events_queued(dba, settings, clinic_setu
 
 async def test_delivered_events_are_pruned_after_retention(dba, settings, receiver, clinic_setup):
     receiver.respond = lambda n: 200 if n < 2 else 500
-    config = replace(FAST, retention_seconds=0.5, prune_interval=0.2, poll_interval=0.3, max_attempts=1)
+    config = FAST | {
+        "outbox_retention_hours": 0.5 / 3600,
+        "outbox_prune_interval": 0.2,
+        "outbox_poll_interval": 0.3,
+        "outbox_max_attempts": 1,
+    }
     async with dispatching(settings, config):
         book_many(dba, clinic_setup, 3)
         await until(lambda: len(receiver.snapshot()) == 3, timeout=5)
@@ -338,9 +344,10 @@ def test_config_from_environment(monkeypatch):
     monkeypatch.setenv("KEEL_OUTBOX_BACKOFF_BASE", "1.5")
     monkeypatch.setenv("KEEL_OUTBOX_RETENTION_HOURS", "2")
     monkeypatch.setenv("KEEL_NOTIFY_TIMEOUT", "30")
-    config = DispatcherConfig.from_env()
-    assert config.max_attempts == 4 and config.backoff_base == 1.5 and config.retention_seconds == 7200
-    assert config.lease_seconds > config.http_timeout == 30
+    config = Settings.from_env()
+    assert config.outbox_max_attempts == 4 and config.outbox_backoff_base == 1.5
+    assert config.outbox_retention_hours * 3600 == 7200
+    assert config.outbox_lease_seconds > config.notify_timeout == 30
 
 
 def test_dispatcher_is_a_registered_worker():
@@ -362,7 +369,7 @@ async def test_an_awake_dispatcher_polls_without_notify_then_sleeps_and_is_woken
 ):
     """A burst keeps the dispatcher awake (writers skip NOTIFY meanwhile); once quiet for `linger` it
     withdraws the announcement and the next event is delivered by a NOTIFY, not the 30 s poll."""
-    config = replace(FAST, busy_poll_interval=0.02, linger=1.0)
+    config = FAST | {"outbox_busy_poll_interval": 0.02, "outbox_linger": 1.0}
     async with dispatching(settings, config):
         book_many(dba, clinic_setup, 1)
         await until(lambda: len(receiver.snapshot()) == 1)
