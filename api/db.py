@@ -28,11 +28,12 @@ Params = Sequence[Any] | Mapping[str, Any] | None
 Statement = tuple[Query, Params]
 
 CONTEXT_SQL = (
-    "SELECT set_config('request.jwt.claims', %s, true),"
+    "SELECT set_config('request.jwt.claims', %(claims)s, true),"
     " set_config('role', 'keel_api', true),"
-    " set_config('statement_timeout', %s, true)"
+    " set_config('statement_timeout', %(timeout)s, true)"
 )
 MAX_ATTEMPTS = 4
+PROBE = "SELECT 1"  # does the connection still answer?
 
 
 class HasClaims(Protocol):
@@ -40,14 +41,17 @@ class HasClaims(Protocol):
     def claims(self) -> Mapping[str, Any]: ...
 
 
-def context_params(principal: HasClaims | None, timeout_ms: int) -> tuple[str, str]:
+def context_params(principal: HasClaims | None, timeout_ms: int) -> dict[str, str]:
     """The parameters of CONTEXT_SQL: the claims as JSON ("" for none) and the statement timeout."""
-    return (json.dumps(dict(principal.claims)) if principal is not None else "", str(timeout_ms))
+    return {
+        "claims": json.dumps(dict(principal.claims)) if principal is not None else "",
+        "timeout": str(timeout_ms),
+    }
 
 
 async def call(
     conn: AsyncConnection[Any],
-    context: Sequence[Any],
+    context: Mapping[str, Any],
     query: Query,
     params: Params,
     mode: str = "one",
@@ -154,4 +158,4 @@ class Database:
     async def ping(self) -> None:
         """Raise unless the server answers (used by readiness, outside any role switch)."""
         async with self.pool.connection() as conn:
-            await conn.execute("SELECT 1")
+            await conn.execute(PROBE)

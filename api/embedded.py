@@ -68,9 +68,12 @@ def _serve_lock(data_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
+DATABASE_EXISTS = "SELECT 1 FROM pg_database WHERE datname = %(name)s"
+
+
 def _ensure_database(admin_url: str) -> None:
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,)).fetchone()
+        exists = conn.execute(DATABASE_EXISTS, {"name": DATABASE_NAME}).fetchone()
         if not exists:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE_NAME)))
 

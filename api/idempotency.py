@@ -3,8 +3,7 @@
 Usage in a handler (the SQL call is an *expression* returning the JSON document to answer with):
 
     outcome = await run_idempotent(
-        db, principal, idempotency_key(request),
-        method=request.method, path=request.url.path, payload=msgspec.to_builtins(data),
+        db, principal, request, payload=msgspec.to_builtins(data),
         call=sql.SQL("clinic.create_patient(%(data)s)"), params={"data": Jsonb(payload)},
     )
     return Response(outcome.body, status_code=outcome.status_code, headers=outcome.headers)
@@ -112,16 +111,15 @@ def principal_scope(principal: HasClaims) -> str:
 async def run_idempotent(
     db: Database,
     principal: HasClaims,
-    key: str | None,
+    request: Request[Any, Any, Any],
     *,
-    method: str,
-    path: str,
     payload: Any,
     call: sql.Composable,
     params: Mapping[str, Any],
     status_code: int = 201,
 ) -> Outcome:
-    """Run `SELECT <call>` once per (caller, key); see the module docstring."""
+    """Run `SELECT <call>` once per (caller, the request's Idempotency-Key); see the module docstring."""
+    key, method, path = idempotency_key(request), request.method, request.url.path
     if key is None:
         body = await db.fetch_val(principal, sql.SQL("SELECT {call}").format(call=call), params)
         return Outcome(body, status_code, replayed=False)

@@ -27,8 +27,13 @@ SQL_SCHEMA_ORDER = ("keel", "clinic", "assistant", "callmaster")
 MIGRATION_TABLE = "_yoyo_migration"
 MIGRATION_LOCK = "SELECT pg_advisory_lock(%(key)s, 0)"
 MIGRATION_UNLOCK = "SELECT pg_advisory_unlock(%(key)s, 0)"
+OWNER_ROLE = "SET LOCAL ROLE keel_owner"
+OWNER_PATH = "SET LOCAL search_path TO keel, public"
+SOURCES_RECORDED = "SELECT to_regclass('keel.sql_sources') IS NOT NULL"
+RECORDED_DIGEST = "SELECT digest FROM keel.sql_sources"
+TABLE_EXISTS = "SELECT to_regclass(%(table)s) IS NOT NULL"
 RECORD_SOURCES = (
-    "INSERT INTO keel.sql_sources (digest) VALUES (%s)"
+    "INSERT INTO keel.sql_sources (digest) VALUES (%(digest)s)"
     " ON CONFLICT (singleton) DO UPDATE SET digest = EXCLUDED.digest, reloaded_at = now()"
 )
 
@@ -88,15 +93,15 @@ def reload_sql(url: str) -> int:
     """Re-apply every function, trigger and policy file in one transaction; returns the count."""
     files = sql_files()
     with psycopg.connect(url) as conn, conn.transaction():
-        conn.execute("SET LOCAL ROLE keel_owner")
-        conn.execute("SET LOCAL search_path TO keel, public")
+        conn.execute(OWNER_ROLE)
+        conn.execute(OWNER_PATH)
         conn.execute(registry_sql())  # keel.advisory_lock_key, which the files below call
         for path in files:
             try:
                 conn.execute(path.read_text())
             except psycopg.Error as exc:
                 raise RuntimeError(f"{path.relative_to(SQL_DIR.parent)}: {exc}") from exc
-        conn.execute(RECORD_SOURCES, (sql_digest(),))
+        conn.execute(RECORD_SOURCES, {"digest": sql_digest()})
     return len(files)
 
 
@@ -126,15 +131,15 @@ def migrate(url: str, rollback: int = 0) -> dict[str, object]:
 
 def sql_sources_current(conn: psycopg.Connection) -> bool:
     """Whether the database's functions were loaded from this tree's `sql/` (see `sql_digest`)."""
-    if not conn.execute("SELECT to_regclass('keel.sql_sources') IS NOT NULL").fetchone()[0]:
+    if not conn.execute(SOURCES_RECORDED).fetchone()[0]:
         return False
-    row = conn.execute("SELECT digest FROM keel.sql_sources").fetchone()
+    row = conn.execute(RECORDED_DIGEST).fetchone()
     return row is not None and row[0] == sql_digest()
 
 
 def pending_migrations(conn: psycopg.Connection) -> list[str]:
     """Migration ids present in `migrations/` but not applied to the connected database."""
-    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"keel.{MIGRATION_TABLE}",)).fetchone()
+    exists = conn.execute(TABLE_EXISTS, {"table": f"keel.{MIGRATION_TABLE}"}).fetchone()
     applied: set[str] = set()
     if exists and exists[0]:
         query = sql.SQL("SELECT migration_id FROM keel.{}").format(sql.Identifier(MIGRATION_TABLE))

@@ -44,7 +44,7 @@ from psycopg import sql
 from psycopg_pool import PoolTimeout
 from standardwebhooks.webhooks import Webhook
 
-from api.db import Database
+from api.db import PROBE, Database
 from api.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,7 @@ NEXT_DUE = "SELECT keel.outbox_next_due()"
 AWAKE = "SELECT keel.outbox_awake()"
 ASLEEP = "SELECT keel.outbox_asleep(make_interval(secs => %(linger)s))"
 PRUNE = "SELECT keel.prune_outbox(make_interval(secs => %(retention)s), %(limit)s)"
+AS_API = "SET ROLE keel_api"
 
 
 class NotConfigured(Exception):
@@ -208,7 +209,7 @@ class Dispatcher:
         async with await psycopg.AsyncConnection.connect(
             self.db.pool.conninfo, autocommit=True, application_name="keel-outbox-awake"
         ) as session:
-            await session.execute("SET ROLE keel_api")
+            await session.execute(AS_API)
             row = await (await session.execute(AWAKE)).fetchone()
             announced = bool(row and row[0])
             quiet_since = time.monotonic()
@@ -324,7 +325,7 @@ class Dispatcher:
                     while not stop.is_set():
                         async for _notify in conn.notifies(timeout=self.settings.outbox_listen_keepalive):
                             self.wake.set()
-                        await conn.execute("SELECT 1")  # silence: prove the connection is alive
+                        await conn.execute(PROBE)  # silence: prove the connection is alive
             except psycopg.Error as exc:
                 log.warning("outbox LISTEN connection lost (%s); reconnecting in %.1f s", exc, delay)
             finally:

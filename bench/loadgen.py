@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -192,7 +192,7 @@ def probe(base_url: str, req: Req, interval: float, stop: Any, ready: Any) -> Lo
 
 
 async def _direct_sql(
-    url: str, context: Sequence[Any], query: str, params: Sequence[Sequence[Any]], concurrency: int
+    url: str, context: Mapping[str, Any], query: str, params: Sequence[Sequence[Any]], concurrency: int
 ) -> LoadResult:
     from psycopg import AsyncConnection
 
@@ -216,7 +216,7 @@ async def _direct_sql(
 
 
 def direct_sql(
-    url: str, context: Sequence[Any], query: str, params: Sequence[Sequence[Any]], concurrency: int
+    url: str, context: Mapping[str, Any], query: str, params: Sequence[Sequence[Any]], concurrency: int
 ) -> LoadResult:
     """Per item: the API's transaction (`api.db.call`: context statement and query, one round trip) on
     psycopg directly, `concurrency` connections at once."""

@@ -47,9 +47,9 @@ def test_every_setting_is_one_typed_field_with_its_variable_default_and_docstrin
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     for item in fields(Settings):
         assert "env" in item.metadata, item.name  # declared with env(...): variable (or None) and default
-        assert re.search(rf'^    {item.name}: [^\n]+(\n        [^\n]+)*(\n    \))?\n    """', source, re.MULTILINE), (
-            item.name
-        )
+        assert re.search(
+            rf'^    {item.name}: [^\n]+(\n        [^\n]+)*(\n    \))?\n    """', source, re.MULTILINE
+        ), item.name
         variable = item.metadata["env"]
         assert variable is None or f"`{variable}`" in readme, f"{variable} is not in the README's table"
 

@@ -27,12 +27,13 @@ from typing import Any
 import psycopg
 from litestar.response import ServerSentEventMessage
 
-from api.db import Database, HasClaims
+from api.db import PROBE, Database, HasClaims
 from api.settings import Settings
 
 log = logging.getLogger(__name__)
 
-PROGRESS_SQL = "SELECT assistant.reply_progress(%s, %s, %s)"
+PROGRESS_SQL = "SELECT assistant.reply_progress(%(id)s, %(attempt)s, %(offset)s)"
+LISTEN_MESSAGES = "LISTEN assistant_messages"
 FINAL = ("done", "failed")
 _EVENT_ID = re.compile(r"^(\d{1,9}):(\d{1,12})$")
 
@@ -83,14 +84,14 @@ class MessageHub:
                     self.conninfo, autocommit=True, application_name="keel-assistant-sse"
                 )
                 async with conn:
-                    await conn.execute("LISTEN assistant_messages")
+                    await conn.execute(LISTEN_MESSAGES)
                     self._wake_all()  # anything that changed before we listened: look again
                     delay = 0.2
                     while True:
                         async for notify in conn.notifies(timeout=30.0):
                             for event in self.waiters.get(notify.payload, ()):
                                 event.set()
-                        await conn.execute("SELECT 1")
+                        await conn.execute(PROBE)
             except psycopg.OperationalError as exc:
                 log.warning("assistant SSE: LISTEN connection lost (%s); reconnecting in %.1f s", exc, delay)
                 self._wake_all()
@@ -111,7 +112,9 @@ async def reply_progress(
     db: Database, principal: HasClaims, message_id: uuid.UUID, attempt: int, offset: int
 ) -> Any:
     """One look at the reply (raises P0002 → 404 when the caller may not see it)."""
-    return await db.fetch_val(principal, PROGRESS_SQL, (message_id, attempt, offset))
+    return await db.fetch_val(
+        principal, PROGRESS_SQL, {"id": message_id, "attempt": attempt, "offset": offset}
+    )
 
 
 async def reply_events(

@@ -15,15 +15,15 @@ from api.assistant.events import hub_for, parse_last_event_id, reply_events, rep
 from api.assistant.worker import llm_configured
 from api.deps import AppSettings, CurrentPrincipal, Db, Page
 from api.errors import Problem
-from api.idempotency import idempotency_key, run_idempotent
+from api.idempotency import run_idempotent
 
 TAGS = ["assistant"]
 BASE = "/api/internal-assistant"
 
 POST_CHAT = sql.SQL("assistant.post_chat(%(message)s, %(conversation_id)s, %(model)s)")
-GET_MESSAGE = "SELECT assistant.get_message(%s)"
-GET_CONVERSATION = "SELECT assistant.get_conversation(%s, %s, %s)"
-LIST_CONVERSATIONS = "SELECT assistant.list_conversations(%s, %s)"
+GET_MESSAGE = "SELECT assistant.get_message(%(id)s)"
+GET_CONVERSATION = "SELECT assistant.get_conversation(%(id)s, %(limit)s, %(offset)s)"
+LIST_CONVERSATIONS = "SELECT assistant.list_conversations(%(limit)s, %(offset)s)"
 
 
 class ChatRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -68,9 +68,7 @@ async def post_chat(
     outcome = await run_idempotent(
         db,
         principal,
-        idempotency_key(request),
-        method=request.method,
-        path=request.url.path,
+        request,
         payload=msgspec.to_builtins(data),
         call=POST_CHAT,
         params={
@@ -91,7 +89,7 @@ async def post_chat(
     summary="A message: status, text so far, error, timings",
 )
 async def get_message(message_id: FromPath[UUID], db: Db, principal: CurrentPrincipal) -> dict[str, Any]:
-    return await db.fetch_val(principal, GET_MESSAGE, (message_id,))
+    return await db.fetch_val(principal, GET_MESSAGE, {"id": message_id})
 
 
 @get(
@@ -123,13 +121,17 @@ async def get_conversation(
     conversation_id: FromPath[UUID], db: Db, principal: CurrentPrincipal, pagination: Page
 ) -> dict[str, Any]:
     return await db.fetch_val(
-        principal, GET_CONVERSATION, (conversation_id, pagination.limit, pagination.offset)
+        principal,
+        GET_CONVERSATION,
+        {"id": conversation_id, "limit": pagination.limit, "offset": pagination.offset},
     )
 
 
 @get(f"{BASE}/conversations", tags=TAGS, summary="The caller's conversations, newest first")
 async def list_conversations(db: Db, principal: CurrentPrincipal, pagination: Page) -> dict[str, Any]:
-    return await db.fetch_val(principal, LIST_CONVERSATIONS, (pagination.limit, pagination.offset))
+    return await db.fetch_val(
+        principal, LIST_CONVERSATIONS, {"limit": pagination.limit, "offset": pagination.offset}
+    )
 
 
 routes = [post_chat, get_message, message_events, list_conversations, get_conversation]

@@ -37,7 +37,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import PoolTimeout
 
 from api.assistant.tools import Caller, call_tool, tool_specs
-from api.db import Database
+from api.db import PROBE, Database
 from api.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -60,11 +60,12 @@ give what is needed, say so and suggest where in the application to look.
 
 Today is {today}. The person asking has the role: {role}."""
 
-CLAIM_SQL = "SELECT * FROM assistant.claim_replies(%s, %s, %s, %s)"
-APPEND_SQL = "SELECT assistant.append_reply(%s, %s, %s, %s, %s)"
-COMPLETE_SQL = "SELECT assistant.complete_reply(%s, %s, %s, %s)"
-FAIL_SQL = "SELECT assistant.fail_reply(%s, %s, %s, %s, %s)"
-RELEASE_SQL = "SELECT assistant.release_reply(%s, %s)"
+CLAIM_SQL = "SELECT * FROM assistant.claim_replies(%(worker)s, %(limit)s, %(lease)s, %(max_attempts)s)"
+APPEND_SQL = "SELECT assistant.append_reply(%(id)s, %(attempt)s, %(offset)s, %(text)s, %(lease)s)"
+COMPLETE_SQL = "SELECT assistant.complete_reply(%(id)s, %(attempt)s, %(text)s, %(tool_log)s)"
+FAIL_SQL = "SELECT assistant.fail_reply(%(id)s, %(attempt)s, %(error)s, %(retry_after)s, %(max_attempts)s)"
+RELEASE_SQL = "SELECT assistant.release_reply(%(id)s, %(attempt)s)"
+LISTEN_JOBS = "LISTEN assistant_jobs"
 
 
 def llm_configured(settings: Settings) -> bool:
@@ -204,7 +205,13 @@ class ReplyWriter:
         ok = await self.db.fetch_val(
             None,
             APPEND_SQL,
-            (self.job.id, self.job.attempt, self.written, text[self.written :], self.lease_seconds),
+            {
+                "id": self.job.id,
+                "attempt": self.job.attempt,
+                "offset": self.written,
+                "text": text[self.written :],
+                "lease": self.lease_seconds,
+            },
         )
         if not ok:
             raise LeaseLost
@@ -279,12 +286,12 @@ class ReplyWorker:
             rows = await self.db.fetch(
                 None,
                 CLAIM_SQL,
-                (
-                    self.name,
-                    free,
-                    self.settings.assistant_lease_seconds,
-                    self.settings.assistant_max_attempts,
-                ),
+                {
+                    "worker": self.name,
+                    "limit": free,
+                    "lease": self.settings.assistant_lease_seconds,
+                    "max_attempts": self.settings.assistant_max_attempts,
+                },
             )
         except (psycopg.OperationalError, PoolTimeout) as exc:
             log.warning("assistant worker: cannot claim replies (%s)", exc)
@@ -317,7 +324,7 @@ class ReplyWorker:
                     self.db.pool.conninfo, autocommit=True, application_name="keel-assistant-listen"
                 )
                 async with conn:
-                    await conn.execute("LISTEN assistant_jobs")
+                    await conn.execute(LISTEN_JOBS)
                     self.wake.set()  # catch up with whatever was queued while we were not listening
                     delay = 0.2
                     while not stop.is_set():
@@ -325,7 +332,7 @@ class ReplyWorker:
                             timeout=max(self.settings.assistant_poll_interval * 5, 5.0)
                         ):
                             self.wake.set()
-                        await conn.execute("SELECT 1")  # quiet for a while: is the connection still alive?
+                        await conn.execute(PROBE)  # quiet for a while: is the connection still alive?
             except psycopg.OperationalError as exc:
                 log.warning(
                     "assistant worker: LISTEN connection lost (%s); reconnecting in %.1f s", exc, delay
@@ -348,7 +355,14 @@ class ReplyWorker:
             if not await pump:
                 raise LeaseLost
             stored = await self.db.fetch_val(
-                None, COMPLETE_SQL, (job.id, job.attempt, writer.text, Jsonb(tool_log) if tool_log else None)
+                None,
+                COMPLETE_SQL,
+                {
+                    "id": job.id,
+                    "attempt": job.attempt,
+                    "text": writer.text,
+                    "tool_log": Jsonb(tool_log) if tool_log else None,
+                },
             )
             if not stored:
                 raise LeaseLost
@@ -386,7 +400,13 @@ class ReplyWorker:
             status = await self.db.fetch_val(
                 None,
                 FAIL_SQL,
-                (job.id, job.attempt, failure.message, retry_after, self.settings.assistant_max_attempts),
+                {
+                    "id": job.id,
+                    "attempt": job.attempt,
+                    "error": failure.message,
+                    "retry_after": retry_after,
+                    "max_attempts": self.settings.assistant_max_attempts,
+                },
             )
         except (psycopg.Error, PoolTimeout) as db_exc:
             log.warning(
@@ -398,7 +418,7 @@ class ReplyWorker:
 
     async def _release(self, job: Job) -> None:
         try:
-            await self.db.fetch_val(None, RELEASE_SQL, (job.id, job.attempt))
+            await self.db.fetch_val(None, RELEASE_SQL, {"id": job.id, "attempt": job.attempt})
         except (psycopg.Error, PoolTimeout) as exc:
             log.warning("assistant reply %s: could not hand it back (%s); its lease will expire", job.id, exc)
 

@@ -14,7 +14,11 @@ from psycopg.types.json import Jsonb
 
 from api.callmaster.identity import merge_patch
 from api.deps import CurrentPrincipal, Db, Page
-from api.idempotency import idempotency_key, run_idempotent
+from api.idempotency import run_idempotent
+
+LIST_CREW = "SELECT callmaster.list_crew(%(limit)s, %(offset)s)"
+UPDATE_CREW_MEMBER = "SELECT callmaster.update_crew_member(%(user_id)s, %(patch)s)"
+REMOVE_CREW_MEMBER = "SELECT callmaster.remove_crew_member(%(user_id)s)"
 
 Email = Annotated[str, Meta(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=320)]
 PersonName = Annotated[str, Meta(max_length=100)]
@@ -43,7 +47,7 @@ class CrewPatch(msgspec.Struct, forbid_unknown_fields=True):
 async def list_crew(db: Db, principal: CurrentPrincipal, pagination: Page) -> dict[str, Any]:
     return await db.fetch_val(
         principal,
-        "SELECT callmaster.list_crew(%(limit)s, %(offset)s)",
+        LIST_CREW,
         {"limit": pagination.limit, "offset": pagination.offset},
     )
 
@@ -63,9 +67,7 @@ async def create_guest(
     outcome = await run_idempotent(
         db,
         principal,
-        idempotency_key(request),
-        method=request.method,
-        path=request.url.path,
+        request,
         payload=payload,
         call=sql.SQL("callmaster.add_guest(%(data)s)"),
         params={"data": Jsonb(payload)},
@@ -79,7 +81,7 @@ async def update_crew_member(
 ) -> dict[str, Any]:
     return await db.fetch_val(
         principal,
-        "SELECT callmaster.update_crew_member(%(user_id)s, %(patch)s)",
+        UPDATE_CREW_MEMBER,
         {"user_id": user_id, "patch": Jsonb(merge_patch(data))},
     )
 
@@ -91,7 +93,7 @@ async def update_crew_member(
     status_code=204,
 )
 async def remove_crew_member(user_id: FromPath[UUID], db: Db, principal: CurrentPrincipal) -> None:
-    await db.execute(principal, "SELECT callmaster.remove_crew_member(%(user_id)s)", {"user_id": user_id})
+    await db.execute(principal, REMOVE_CREW_MEMBER, {"user_id": user_id})
 
 
 routes = [list_crew, create_guest, update_crew_member, remove_crew_member]

@@ -23,6 +23,15 @@ from psycopg.types.json import Jsonb
 from api.deps import CurrentPrincipal, Db, Page
 from api.errors import Problem
 
+LIST_SCRIPT_ELEMENTS = "SELECT callmaster.list_script_elements(%(id)s, %(limit)s, %(offset)s)"
+CREATE_ELEMENT = "SELECT callmaster.create_element(%(id)s, %(data)s)"
+BULK_UPDATE_SCRIPT_ELEMENTS = "SELECT callmaster.bulk_update_script_elements(%(id)s, %(updates)s)"
+AUTO_SORT_SCRIPT_ELEMENTS = "SELECT callmaster.auto_sort_script_elements(%(id)s)"
+APPLY_SCRIPT_EDITS = "SELECT callmaster.apply_script_edits(%(id)s, %(operations)s)"
+GET_ELEMENT = "SELECT callmaster.get_element(%(id)s)"
+UPDATE_ELEMENT = "SELECT callmaster.update_element(%(id)s, %(patch)s, %(base_version)s)"
+DELETE_ELEMENT = "SELECT callmaster.delete_element(%(id)s, %(base_version)s)"
+
 ElementType = Literal["cue", "note", "group"]
 TriggerType = Literal["manual", "time", "auto", "follow", "go", "standby"]
 Priority = Literal["critical", "high", "normal", "low", "optional"]
@@ -209,7 +218,7 @@ async def list_elements(
 ) -> dict[str, Any]:
     return await db.fetch_val(
         principal,
-        "SELECT callmaster.list_script_elements(%(id)s, %(limit)s, %(offset)s)",
+        LIST_SCRIPT_ELEMENTS,
         {"id": script_id, "limit": pagination.limit, "offset": pagination.offset},
     )
 
@@ -226,7 +235,7 @@ async def create_element(
 ) -> dict[str, Any]:
     return await db.fetch_val(
         principal,
-        "SELECT callmaster.create_element(%(id)s, %(data)s)",
+        CREATE_ELEMENT,
         {"id": script_id, "data": Jsonb(msgspec.to_builtins(data))},
     )
 
@@ -247,7 +256,7 @@ async def bulk_update_elements(
     # about 0.2 ms, where to_builtins + json.dumps took about 1 ms.
     return await db.fetch_val(
         principal,
-        "SELECT callmaster.bulk_update_script_elements(%(id)s, %(updates)s)",
+        BULK_UPDATE_SCRIPT_ELEMENTS,
         {"id": script_id, "updates": Jsonb(data, msgspec.json.encode)},
     )
 
@@ -262,9 +271,7 @@ async def bulk_update_elements(
 async def auto_sort_elements(
     script_id: FromPath[UUID], db: Db, principal: CurrentPrincipal
 ) -> dict[str, Any]:
-    renumbered = await db.fetch_val(
-        principal, "SELECT callmaster.auto_sort_script_elements(%(id)s)", {"id": script_id}
-    )
+    renumbered = await db.fetch_val(principal, AUTO_SORT_SCRIPT_ELEMENTS, {"id": script_id})
     return {"script_id": str(script_id), "renumbered": renumbered}
 
 
@@ -282,14 +289,14 @@ async def apply_edits(
 ) -> dict[str, Any]:
     return await db.fetch_val(
         principal,
-        "SELECT callmaster.apply_script_edits(%(id)s, %(operations)s)",
+        APPLY_SCRIPT_EDITS,
         {"id": script_id, "operations": Jsonb([_operation(op) for op in data.operations])},
     )
 
 
 @get("/api/elements/{element_id:uuid}", tags=["callmaster"], summary="One element with its supporting rows")
 async def get_element(element_id: FromPath[UUID], db: Db, principal: CurrentPrincipal) -> dict[str, Any]:
-    return await db.fetch_val(principal, "SELECT callmaster.get_element(%(id)s)", {"id": element_id})
+    return await db.fetch_val(principal, GET_ELEMENT, {"id": element_id})
 
 
 @patch("/api/elements/{element_id:uuid}", tags=["callmaster"], summary="Change an element")
@@ -300,7 +307,7 @@ async def update_element(
     base_version = patch_doc.pop("base_version", None)
     return await db.fetch_val(
         principal,
-        "SELECT callmaster.update_element(%(id)s, %(patch)s, %(base_version)s)",
+        UPDATE_ELEMENT,
         {"id": element_id, "patch": Jsonb(patch_doc), "base_version": base_version},
     )
 
@@ -316,7 +323,7 @@ async def delete_element(
 ) -> None:
     await db.execute(
         principal,
-        "SELECT callmaster.delete_element(%(id)s, %(base_version)s)",
+        DELETE_ELEMENT,
         {"id": element_id, "base_version": base_version},
     )
 

@@ -19,6 +19,9 @@ from psycopg.types.json import Jsonb
 from api.deps import CurrentPrincipal, Db
 from api.errors import Problem
 
+ME = "SELECT callmaster.me()"
+UPDATE_MY_PREFERENCES = "SELECT callmaster.update_my_preferences(%(patch)s)"
+
 Language = Annotated[str, Meta(pattern=r"^[a-z]{2,3}(-[A-Z]{2})?$", max_length=6)]
 Timezone = Annotated[str, Meta(min_length=1, max_length=64)]
 Lookahead = Annotated[int, Meta(ge=0, le=3600)]
@@ -56,7 +59,7 @@ def search_term(q: str | None) -> str | None:
 
 @get("/api/me", tags=["callmaster"], summary="The requesting user's CallMaster profile")
 async def get_me(db: Db, principal: CurrentPrincipal) -> dict[str, Any]:
-    return await db.fetch_val(principal, "SELECT callmaster.me()")
+    return await db.fetch_val(principal, ME)
 
 
 @patch(
@@ -72,9 +75,7 @@ async def patch_preferences(
     timezone = changes.get("timezone")
     if timezone is not None and timezone not in _timezones():
         raise Problem(422, f"timezone {timezone!r} is not an IANA time zone name.", code="22023")
-    return await db.fetch_val(
-        principal, "SELECT callmaster.update_my_preferences(%(patch)s)", {"patch": Jsonb(changes)}
-    )
+    return await db.fetch_val(principal, UPDATE_MY_PREFERENCES, {"patch": Jsonb(changes)})
 
 
 routes = [get_me, patch_preferences]

@@ -18,6 +18,17 @@ from psycopg.types.json import Jsonb
 from api.callmaster.identity import merge_patch, search_term
 from api.deps import CurrentPrincipal, Db, Page
 
+LIST_VENUES = "SELECT callmaster.list_venues(%(limit)s, %(offset)s, %(q)s)"
+GET_VENUE = "SELECT callmaster.get_venue(%(id)s)"
+CREATE_VENUE = "SELECT callmaster.create_venue(%(data)s)"
+UPDATE_VENUE = "SELECT callmaster.update_venue(%(id)s, %(patch)s)"
+DELETE_VENUE = "SELECT callmaster.delete_venue(%(id)s)"
+LIST_DEPARTMENTS = "SELECT callmaster.list_departments(%(limit)s, %(offset)s, %(q)s)"
+GET_DEPARTMENT = "SELECT callmaster.get_department(%(id)s)"
+CREATE_DEPARTMENT = "SELECT callmaster.create_department(%(data)s)"
+UPDATE_DEPARTMENT = "SELECT callmaster.update_department(%(id)s, %(patch)s)"
+DELETE_DEPARTMENT = "SELECT callmaster.delete_department(%(id)s)"
+
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 Text = Annotated[str, Meta(max_length=500)]
 Notes = Annotated[str, Meta(max_length=10_000)]
@@ -97,21 +108,19 @@ async def list_venues(
 ) -> dict[str, Any]:
     return await db.fetch_val(
         principal,
-        "SELECT callmaster.list_venues(%(limit)s, %(offset)s, %(q)s)",
+        LIST_VENUES,
         {"limit": pagination.limit, "offset": pagination.offset, "q": search_term(q)},
     )
 
 
 @get("/api/venues/{venue_id:uuid}", tags=["callmaster"], summary="One venue")
 async def get_venue(venue_id: FromPath[UUID], db: Db, principal: CurrentPrincipal) -> dict[str, Any]:
-    return await db.fetch_val(principal, "SELECT callmaster.get_venue(%(id)s)", {"id": venue_id})
+    return await db.fetch_val(principal, GET_VENUE, {"id": venue_id})
 
 
 @post("/api/venues", tags=["callmaster"], summary="Create a venue", status_code=201)
 async def create_venue(data: JSONBody[VenueCreate], db: Db, principal: CurrentPrincipal) -> dict[str, Any]:
-    return await db.fetch_val(
-        principal, "SELECT callmaster.create_venue(%(data)s)", {"data": Jsonb(msgspec.to_builtins(data))}
-    )
+    return await db.fetch_val(principal, CREATE_VENUE, {"data": Jsonb(msgspec.to_builtins(data))})
 
 
 @patch("/api/venues/{venue_id:uuid}", tags=["callmaster"], summary="Change a venue")
@@ -120,7 +129,7 @@ async def update_venue(
 ) -> dict[str, Any]:
     return await db.fetch_val(
         principal,
-        "SELECT callmaster.update_venue(%(id)s, %(patch)s)",
+        UPDATE_VENUE,
         {"id": venue_id, "patch": Jsonb(merge_patch(data))},
     )
 
@@ -134,7 +143,7 @@ async def update_venue(
     status_code=204,
 )
 async def delete_venue(venue_id: FromPath[UUID], db: Db, principal: CurrentPrincipal) -> None:
-    await db.execute(principal, "SELECT callmaster.delete_venue(%(id)s)", {"id": venue_id})
+    await db.execute(principal, DELETE_VENUE, {"id": venue_id})
 
 
 # Departments ------------------------------------------------------------------------------------
@@ -146,7 +155,7 @@ async def list_departments(
 ) -> dict[str, Any]:
     return await db.fetch_val(
         principal,
-        "SELECT callmaster.list_departments(%(limit)s, %(offset)s, %(q)s)",
+        LIST_DEPARTMENTS,
         {"limit": pagination.limit, "offset": pagination.offset, "q": search_term(q)},
     )
 
@@ -155,16 +164,14 @@ async def list_departments(
 async def get_department(
     department_id: FromPath[UUID], db: Db, principal: CurrentPrincipal
 ) -> dict[str, Any]:
-    return await db.fetch_val(principal, "SELECT callmaster.get_department(%(id)s)", {"id": department_id})
+    return await db.fetch_val(principal, GET_DEPARTMENT, {"id": department_id})
 
 
 @post("/api/departments", tags=["callmaster"], summary="Create a department", status_code=201)
 async def create_department(
     data: JSONBody[DepartmentCreate], db: Db, principal: CurrentPrincipal
 ) -> dict[str, Any]:
-    return await db.fetch_val(
-        principal, "SELECT callmaster.create_department(%(data)s)", {"data": Jsonb(msgspec.to_builtins(data))}
-    )
+    return await db.fetch_val(principal, CREATE_DEPARTMENT, {"data": Jsonb(msgspec.to_builtins(data))})
 
 
 @patch("/api/departments/{department_id:uuid}", tags=["callmaster"], summary="Change a department")
@@ -173,7 +180,7 @@ async def update_department(
 ) -> dict[str, Any]:
     return await db.fetch_val(
         principal,
-        "SELECT callmaster.update_department(%(id)s, %(patch)s)",
+        UPDATE_DEPARTMENT,
         {"id": department_id, "patch": Jsonb(merge_patch(data))},
     )
 
@@ -185,7 +192,7 @@ async def update_department(
     status_code=204,
 )
 async def delete_department(department_id: FromPath[UUID], db: Db, principal: CurrentPrincipal) -> None:
-    await db.execute(principal, "SELECT callmaster.delete_department(%(id)s)", {"id": department_id})
+    await db.execute(principal, DELETE_DEPARTMENT, {"id": department_id})
 
 
 routes = [

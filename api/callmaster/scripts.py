@@ -21,7 +21,13 @@ from psycopg.types.json import Jsonb
 from api.callmaster.identity import merge_patch
 from api.callmaster.shows import Name, Notes, Timestamp
 from api.deps import CurrentPrincipal, Db, Page
-from api.idempotency import idempotency_key, run_idempotent
+from api.idempotency import run_idempotent
+
+LIST_SHOW_SCRIPTS = "SELECT callmaster.list_show_scripts(%(id)s, %(limit)s, %(offset)s)"
+CREATE_SCRIPT = "SELECT callmaster.create_script(%(id)s, %(data)s)"
+GET_SCRIPT = "SELECT callmaster.get_script(%(id)s)"
+UPDATE_SCRIPT = "SELECT callmaster.update_script(%(id)s, %(patch)s)"
+DELETE_SCRIPT = "SELECT count(*) FROM callmaster.delete_script(%(id)s)"
 
 ScriptStatus = Literal["draft", "copy", "working", "final", "backup"]
 
@@ -61,7 +67,7 @@ async def list_show_scripts(
 ) -> dict[str, Any]:
     return await db.fetch_val(
         principal,
-        "SELECT callmaster.list_show_scripts(%(id)s, %(limit)s, %(offset)s)",
+        LIST_SHOW_SCRIPTS,
         {"id": show_id, "limit": pagination.limit, "offset": pagination.offset},
     )
 
@@ -72,14 +78,14 @@ async def create_script(
 ) -> dict[str, Any]:
     return await db.fetch_val(
         principal,
-        "SELECT callmaster.create_script(%(id)s, %(data)s)",
+        CREATE_SCRIPT,
         {"id": show_id, "data": Jsonb(msgspec.to_builtins(data))},
     )
 
 
 @get("/api/scripts/{script_id:uuid}", tags=["callmaster"], summary="One script")
 async def get_script(script_id: FromPath[UUID], db: Db, principal: CurrentPrincipal) -> dict[str, Any]:
-    return await db.fetch_val(principal, "SELECT callmaster.get_script(%(id)s)", {"id": script_id})
+    return await db.fetch_val(principal, GET_SCRIPT, {"id": script_id})
 
 
 @patch("/api/scripts/{script_id:uuid}", tags=["callmaster"], summary="Change a script")
@@ -88,7 +94,7 @@ async def update_script(
 ) -> dict[str, Any]:
     return await db.fetch_val(
         principal,
-        "SELECT callmaster.update_script(%(id)s, %(patch)s)",
+        UPDATE_SCRIPT,
         {"id": script_id, "patch": Jsonb(merge_patch(data))},
     )
 
@@ -101,7 +107,7 @@ async def update_script(
     status_code=204,
 )
 async def delete_script(script_id: FromPath[UUID], db: Db, principal: CurrentPrincipal) -> None:
-    await db.execute(principal, "SELECT count(*) FROM callmaster.delete_script(%(id)s)", {"id": script_id})
+    await db.execute(principal, DELETE_SCRIPT, {"id": script_id})
 
 
 @post(
@@ -125,9 +131,7 @@ async def duplicate_script(
     outcome = await run_idempotent(
         db,
         principal,
-        idempotency_key(request),
-        method=request.method,
-        path=request.url.path,
+        request,
         payload=payload,
         call=DUPLICATE_SCRIPT,
         params={"id": script_id, "name": body.name, "show_id": body.show_id},

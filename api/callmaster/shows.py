@@ -19,6 +19,18 @@ from psycopg.types.json import Jsonb
 from api.callmaster.identity import merge_patch, search_term
 from api.deps import CurrentPrincipal, Db, Page
 
+LIST_SHOWS = "SELECT callmaster.list_shows(%(limit)s, %(offset)s, %(q)s)"
+GET_SHOW = "SELECT callmaster.get_show(%(id)s)"
+CREATE_SHOW = "SELECT callmaster.create_show(%(data)s)"
+UPDATE_SHOW = "SELECT callmaster.update_show(%(id)s, %(patch)s)"
+DELETE_SHOW = "SELECT count(*) FROM callmaster.delete_show(%(id)s)"
+LIST_SHOW_CREW = "SELECT callmaster.list_show_crew(%(id)s, %(limit)s, %(offset)s)"
+ADD_SHOW_CREW = "SELECT callmaster.add_show_crew(%(id)s, %(data)s)"
+REMOVE_SHOW_CREW_MEMBER = (
+    "SELECT callmaster.remove_show_crew(%(id)s, user_id => %(user_id)s, department_id => %(department_id)s)"
+)
+REMOVE_SHOW_CREW_ASSIGNMENT = "SELECT callmaster.remove_show_crew(%(id)s, assignment_id => %(assignment_id)s)"
+
 Name = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"\S")]
 Notes = Annotated[str, Meta(max_length=10_000)]
 ShowRole = Annotated[str, Meta(max_length=100)]
@@ -71,14 +83,14 @@ async def list_shows(
 ) -> dict[str, Any]:
     return await db.fetch_val(
         principal,
-        "SELECT callmaster.list_shows(%(limit)s, %(offset)s, %(q)s)",
+        LIST_SHOWS,
         {"limit": pagination.limit, "offset": pagination.offset, "q": search_term(q)},
     )
 
 
 @get("/api/shows/{show_id:uuid}", tags=["callmaster"], summary="One show")
 async def get_show(show_id: FromPath[UUID], db: Db, principal: CurrentPrincipal) -> dict[str, Any]:
-    return await db.fetch_val(principal, "SELECT callmaster.get_show(%(id)s)", {"id": show_id})
+    return await db.fetch_val(principal, GET_SHOW, {"id": show_id})
 
 
 @post(
@@ -89,9 +101,7 @@ async def get_show(show_id: FromPath[UUID], db: Db, principal: CurrentPrincipal)
     status_code=201,
 )
 async def create_show(data: JSONBody[ShowCreate], db: Db, principal: CurrentPrincipal) -> dict[str, Any]:
-    return await db.fetch_val(
-        principal, "SELECT callmaster.create_show(%(data)s)", {"data": Jsonb(msgspec.to_builtins(data))}
-    )
+    return await db.fetch_val(principal, CREATE_SHOW, {"data": Jsonb(msgspec.to_builtins(data))})
 
 
 @patch("/api/shows/{show_id:uuid}", tags=["callmaster"], summary="Change a show")
@@ -100,7 +110,7 @@ async def update_show(
 ) -> dict[str, Any]:
     return await db.fetch_val(
         principal,
-        "SELECT callmaster.update_show(%(id)s, %(patch)s)",
+        UPDATE_SHOW,
         {"id": show_id, "patch": Jsonb(msgspec.to_builtins(merge_patch(data)))},
     )
 
@@ -114,7 +124,7 @@ async def update_show(
     status_code=204,
 )
 async def delete_show(show_id: FromPath[UUID], db: Db, principal: CurrentPrincipal) -> None:
-    await db.execute(principal, "SELECT count(*) FROM callmaster.delete_show(%(id)s)", {"id": show_id})
+    await db.execute(principal, DELETE_SHOW, {"id": show_id})
 
 
 @get("/api/shows/{show_id:uuid}/crew", tags=["callmaster"], summary="The crew assigned to a show")
@@ -123,7 +133,7 @@ async def list_show_crew(
 ) -> dict[str, Any]:
     return await db.fetch_val(
         principal,
-        "SELECT callmaster.list_show_crew(%(id)s, %(limit)s, %(offset)s)",
+        LIST_SHOW_CREW,
         {"id": show_id, "limit": pagination.limit, "offset": pagination.offset},
     )
 
@@ -141,7 +151,7 @@ async def add_show_crew(
 ) -> dict[str, Any]:
     return await db.fetch_val(
         principal,
-        "SELECT callmaster.add_show_crew(%(id)s, %(data)s)",
+        ADD_SHOW_CREW,
         {"id": show_id, "data": Jsonb(msgspec.to_builtins(data))},
     )
 
@@ -162,7 +172,7 @@ async def remove_show_crew(
 ) -> None:
     await db.execute(
         principal,
-        "SELECT callmaster.remove_show_crew(%(id)s, user_id => %(user_id)s, department_id => %(department_id)s)",
+        REMOVE_SHOW_CREW_MEMBER,
         {"id": show_id, "user_id": user_id, "department_id": department_id},
     )
 
@@ -178,7 +188,7 @@ async def remove_show_crew_assignment(
 ) -> None:
     await db.execute(
         principal,
-        "SELECT callmaster.remove_show_crew(%(id)s, assignment_id => %(assignment_id)s)",
+        REMOVE_SHOW_CREW_ASSIGNMENT,
         {"id": show_id, "assignment_id": assignment_id},
     )
 

@@ -18,6 +18,8 @@ from svix.webhooks import Webhook, WebhookVerificationError
 from api.deps import AppSettings, Db
 from api.errors import Problem
 
+APPLY_CLERK_EVENT = "SELECT callmaster.apply_clerk_event(%(event_id)s, %(event_type)s, %(data)s)"
+
 log = logging.getLogger(__name__)
 
 SVIX_HEADERS = ("svix-id", "svix-timestamp", "svix-signature")
@@ -92,7 +94,7 @@ async def clerk_webhook(request: Request[Any, Any, Any], db: Db, settings: AppSe
         ) from exc
     result: dict[str, Any] = await db.fetch_val(
         None,
-        "SELECT callmaster.apply_clerk_event(%(event_id)s, %(event_type)s, %(data)s)",
+        APPLY_CLERK_EVENT,
         {"event_id": headers["svix-id"], "event_type": event.type, "data": Jsonb(event.data)},
     )
     if event.type not in HANDLED_TYPES:

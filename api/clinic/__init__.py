@@ -1,20 +1,8 @@
 """Clinic records: clinics, staff, patients, leads (encrypted fields), lead import and conversion."""
 
-from api.clinic import lead_import
-from api.clinic.appointments import AppointmentController
-from api.clinic.control_tower import ControlTowerController
-from api.clinic.leads import LeadController
-from api.clinic.patients import PatientController
-from api.clinic.staff import StaffController, list_doctors
+from api.clinic import appointments, control_tower, lead_import, leads, patients, staff
 
-routes: list = [
-    StaffController,
-    list_doctors,
-    PatientController,
-    LeadController,
-    AppointmentController,
-    ControlTowerController,
-]
+routes: list = [*staff.routes, *patients.routes, *leads.routes, *appointments.routes, *control_tower.routes]
 
 # Spawn the lead-import worker processes at startup, not on the first import request.
 on_startup = [lead_import.start_pool]

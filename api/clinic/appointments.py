@@ -9,20 +9,24 @@ outbox triggers announce bookings and cancellations. Each handler validates, the
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-import msgspec
-from litestar import Controller, Request, Response, get, patch, post
+from litestar import Request, Response, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
-from msgspec import UNSET, Meta, Struct, UnsetType
+from msgspec import UNSET, Meta, UnsetType
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from api.clinic.common import require_clinic
+from api.clinic.schemas import Body
 from api.deps import CurrentPrincipal, Db, Page
 from api.errors import Problem
-from api.idempotency import idempotency_key, run_idempotent
+from api.idempotency import run_idempotent
+
+GET_APPOINTMENT = "SELECT clinic.get_appointment(%(id)s)"
+UPDATE_APPOINTMENT = "SELECT clinic.update_appointment(%(id)s, %(data)s)"
+CANCEL_APPOINTMENT = "SELECT clinic.cancel_appointment(%(id)s, %(reason)s)"
 
 AppointmentStatus = Literal["scheduled", "checked_in", "completed", "cancelled", "no_show"]
 ClockTime = Annotated[
@@ -50,15 +54,6 @@ LIST_APPOINTMENTS = (
     " p_patient_id => %(patient_id)s, p_from => %(from)s, p_to => %(to)s, p_limit => %(limit)s,"
     " p_offset => %(offset)s)"
 )
-
-
-class Body(Struct, forbid_unknown_fields=True, kw_only=True):
-    """Unknown fields are an error, not silently dropped."""
-
-    def to_data(self) -> dict[str, Any]:
-        """JSON-ready dict of the fields that were sent (UNSET ones left out)."""
-        data: dict[str, Any] = msgspec.to_builtins(self)
-        return data
 
 
 class AppointmentCreate(Body):
@@ -108,121 +103,123 @@ def check_times(data: dict[str, Any]) -> None:
         )
 
 
-class AppointmentController(Controller):
-    path = "/api/appointments"
-    tags: ClassVar[list[str]] = ["appointments"]
-
-    @post(
-        "/",
-        summary="Book an appointment (409 on overlap; honours Idempotency-Key)",
-        status_code=201,
+@post(
+    "/api/appointments",
+    tags=["appointments"],
+    summary="Book an appointment (409 on overlap; honours Idempotency-Key)",
+    status_code=201,
+)
+async def book_appointment(
+    request: Request[Any, Any, Any],
+    db: Db,
+    principal: CurrentPrincipal,
+    data: JSONBody[AppointmentCreate],
+) -> Response[dict[str, Any]]:
+    require_clinic(principal)
+    payload = data.to_data()
+    check_times(payload)
+    outcome = await run_idempotent(
+        db,
+        principal,
+        request,
+        payload=payload,
+        call=BOOK_APPOINTMENT,
+        params={"data": Jsonb(payload)},
     )
-    async def book_appointment(
-        self,
-        request: Request[Any, Any, Any],
-        db: Db,
-        principal: CurrentPrincipal,
-        data: JSONBody[AppointmentCreate],
-    ) -> Response[dict[str, Any]]:
-        require_clinic(principal)
-        payload = data.to_data()
-        check_times(payload)
-        outcome = await run_idempotent(
-            db,
-            principal,
-            idempotency_key(request),
-            method=request.method,
-            path=request.url.path,
-            payload=payload,
-            call=BOOK_APPOINTMENT,
-            params={"data": Jsonb(payload)},
-        )
-        headers = {**outcome.headers, "Location": f"/api/appointments/{outcome.body['id']}"}
-        return Response(outcome.body, status_code=outcome.status_code, headers=headers)
+    headers = {**outcome.headers, "Location": f"/api/appointments/{outcome.body['id']}"}
+    return Response(outcome.body, status_code=outcome.status_code, headers=headers)
 
-    @get("/", summary="List appointments by date, doctor, status or patient")
-    async def list_appointments(
-        self,
-        db: Db,
-        principal: CurrentPrincipal,
-        pagination: Page,
-        date_: Annotated[
-            date | None, QueryParameter(name="date", description="Appointment date (YYYY-MM-DD)")
-        ] = None,
-        doctor_id: FromQuery[UUID | None] = None,
-        status: FromQuery[AppointmentStatus | None] = None,
-        patient_id: FromQuery[UUID | None] = None,
-        from_: Annotated[
-            date | None, QueryParameter(name="from", description="First date, inclusive")
-        ] = None,
-        to: Annotated[date | None, QueryParameter(description="Last date, inclusive")] = None,
-    ) -> dict[str, Any]:
-        require_clinic(principal)
-        page: dict[str, Any] = await db.fetch_val(
-            principal,
-            LIST_APPOINTMENTS,
-            {
-                "date": date_,
-                "doctor_id": doctor_id,
-                "status": status,
-                "patient_id": patient_id,
-                "from": from_,
-                "to": to,
-                "limit": pagination.limit,
-                "offset": pagination.offset,
-            },
-        )
-        return pagination.page(page["items"], page["total"])
 
-    @get("/{appointment_id:uuid}", summary="One appointment")
-    async def get_appointment(
-        self, db: Db, principal: CurrentPrincipal, appointment_id: FromPath[UUID]
-    ) -> dict[str, Any]:
-        require_clinic(principal)
-        appointment: dict[str, Any] = await db.fetch_val(
-            principal, "SELECT clinic.get_appointment(%(id)s)", {"id": appointment_id}
-        )
-        return appointment
-
-    @patch(
-        "/{appointment_id:uuid}", summary="Reschedule, reassign or move an appointment along its lifecycle"
+@get(
+    "/api/appointments", tags=["appointments"], summary="List appointments by date, doctor, status or patient"
+)
+async def list_appointments(
+    db: Db,
+    principal: CurrentPrincipal,
+    pagination: Page,
+    date_: Annotated[
+        date | None, QueryParameter(name="date", description="Appointment date (YYYY-MM-DD)")
+    ] = None,
+    doctor_id: FromQuery[UUID | None] = None,
+    status: FromQuery[AppointmentStatus | None] = None,
+    patient_id: FromQuery[UUID | None] = None,
+    from_: Annotated[date | None, QueryParameter(name="from", description="First date, inclusive")] = None,
+    to: Annotated[date | None, QueryParameter(description="Last date, inclusive")] = None,
+) -> dict[str, Any]:
+    require_clinic(principal)
+    page: dict[str, Any] = await db.fetch_val(
+        principal,
+        LIST_APPOINTMENTS,
+        {
+            "date": date_,
+            "doctor_id": doctor_id,
+            "status": status,
+            "patient_id": patient_id,
+            "from": from_,
+            "to": to,
+            "limit": pagination.limit,
+            "offset": pagination.offset,
+        },
     )
-    async def update_appointment(
-        self,
-        db: Db,
-        principal: CurrentPrincipal,
-        appointment_id: FromPath[UUID],
-        data: JSONBody[AppointmentUpdate],
-    ) -> dict[str, Any]:
-        require_clinic(principal)
-        payload = data.to_data()
-        check_times(payload)
-        appointment: dict[str, Any] = await db.fetch_val(
-            principal,
-            "SELECT clinic.update_appointment(%(id)s, %(data)s)",
-            {"id": appointment_id, "data": Jsonb(payload)},
-        )
-        return appointment
+    return pagination.page(page["items"], page["total"])
 
-    @post(
-        "/{appointment_id:uuid}/cancel",
-        summary="Cancel an appointment; its slot is free at once",
-        status_code=200,
+
+@get("/api/appointments/{appointment_id:uuid}", tags=["appointments"], summary="One appointment")
+async def get_appointment(
+    db: Db, principal: CurrentPrincipal, appointment_id: FromPath[UUID]
+) -> dict[str, Any]:
+    require_clinic(principal)
+    appointment: dict[str, Any] = await db.fetch_val(principal, GET_APPOINTMENT, {"id": appointment_id})
+    return appointment
+
+
+@patch(
+    "/api/appointments/{appointment_id:uuid}",
+    tags=["appointments"],
+    summary="Reschedule, reassign or move an appointment along its lifecycle",
+)
+async def update_appointment(
+    db: Db,
+    principal: CurrentPrincipal,
+    appointment_id: FromPath[UUID],
+    data: JSONBody[AppointmentUpdate],
+) -> dict[str, Any]:
+    require_clinic(principal)
+    payload = data.to_data()
+    check_times(payload)
+    appointment: dict[str, Any] = await db.fetch_val(
+        principal,
+        UPDATE_APPOINTMENT,
+        {"id": appointment_id, "data": Jsonb(payload)},
     )
-    async def cancel_appointment(
-        self,
-        db: Db,
-        principal: CurrentPrincipal,
-        appointment_id: FromPath[UUID],
-        data: JSONBody[AppointmentCancel],
-    ) -> dict[str, Any]:
-        require_clinic(principal)
-        appointment: dict[str, Any] = await db.fetch_val(
-            principal,
-            "SELECT clinic.cancel_appointment(%(id)s, %(reason)s)",
-            {"id": appointment_id, "reason": data.reason.strip()},
-        )
-        return appointment
+    return appointment
 
 
-routes: list[Any] = [AppointmentController]
+@post(
+    "/api/appointments/{appointment_id:uuid}/cancel",
+    tags=["appointments"],
+    summary="Cancel an appointment; its slot is free at once",
+    status_code=200,
+)
+async def cancel_appointment(
+    db: Db,
+    principal: CurrentPrincipal,
+    appointment_id: FromPath[UUID],
+    data: JSONBody[AppointmentCancel],
+) -> dict[str, Any]:
+    require_clinic(principal)
+    appointment: dict[str, Any] = await db.fetch_val(
+        principal,
+        CANCEL_APPOINTMENT,
+        {"id": appointment_id, "reason": data.reason.strip()},
+    )
+    return appointment
+
+
+routes: list[Any] = [
+    book_appointment,
+    list_appointments,
+    get_appointment,
+    update_appointment,
+    cancel_appointment,
+]

@@ -30,6 +30,18 @@ from api.settings import Settings
 
 INSERT_BATCH_ROWS = 2_000
 stderr = Console(stderr=True)
+AS_OWNER = "SET ROLE keel_owner"
+CREATE_CLINIC = (
+    "SELECT clinic_id, admin_id"
+    " FROM clinic.create_clinic(%(name)s, %(timezone)s, %(prefix)s, %(admin_name)s, %(admin_email)s)"
+)
+IMPORT_LEADS = "SELECT clinic.import_leads(%(rows)s::jsonb, %(partial)s, %(clinic_id)s) AS result"
+COUNT_LEADS_TO_REKEY = "SELECT clinic.count_leads_to_rekey(%(key_id)s) AS n"
+LEADS_TO_REKEY = (
+    "SELECT id, phone, alternate_phone, problem, treatment_doctor, treatment_suggested"
+    " FROM clinic.leads_to_rekey(%(key_id)s, %(after)s, %(limit)s)"
+)
+REKEY_LEADS = "SELECT clinic.rekey_leads(%(updates)s::jsonb)"
 
 
 @contextmanager
@@ -38,7 +50,7 @@ def _owner_connection(settings: Settings) -> Iterator[psycopg.Connection[dict[st
     with database_url(settings) as url:
         ensure_schema_current(url)
         with psycopg.connect(url, row_factory=dict_row, autocommit=True) as conn:
-            conn.execute("SET ROLE keel_owner")
+            conn.execute(AS_OWNER)
             yield conn
 
 
@@ -90,8 +102,14 @@ def create_clinic(
     with _owner_connection(settings) as conn:
         try:
             row = conn.execute(
-                "SELECT clinic_id, admin_id FROM clinic.create_clinic(%s, %s, %s, %s, %s)",
-                (name, timezone, uhid_prefix, admin_name, admin_email),
+                CREATE_CLINIC,
+                {
+                    "name": name,
+                    "timezone": timezone,
+                    "prefix": uhid_prefix,
+                    "admin_name": admin_name,
+                    "admin_email": admin_email,
+                },
             ).fetchone()
         except psycopg.Error as exc:
             raise _db_error(exc) from exc
@@ -156,8 +174,8 @@ def import_leads(file: Path, clinic_id: UUID, partial: bool, fmt: str) -> None:
                 for start in range(0, len(prepared.rows), INSERT_BATCH_ROWS):
                     batch = prepared.rows[start : start + INSERT_BATCH_ROWS]
                     row = conn.execute(
-                        "SELECT clinic.import_leads(%s::jsonb, %s, %s) AS result",
-                        (lead_import.encode_rows(batch), partial, clinic_id),
+                        IMPORT_LEADS,
+                        {"rows": lead_import.encode_rows(batch), "partial": partial, "clinic_id": clinic_id},
                     ).fetchone()
                     assert row is not None
                     result = row["result"]
@@ -221,7 +239,7 @@ def rotate_keys(batch_size: int) -> None:
     ring = _keyring(settings)
     moved = 0
     with _owner_connection(settings) as conn:
-        total_row = conn.execute("SELECT clinic.count_leads_to_rekey(%s) AS n", (ring.current_id,)).fetchone()
+        total_row = conn.execute(COUNT_LEADS_TO_REKEY, {"key_id": ring.current_id}).fetchone()
         total = int(total_row["n"]) if total_row else 0
         with _progress() as progress:
             task = progress.add_task(f"Re-encrypting under {ring.current_id!r}", total=total)
@@ -229,14 +247,12 @@ def rotate_keys(batch_size: int) -> None:
             while True:
                 with conn.transaction():
                     batch = conn.execute(
-                        "SELECT id, phone, alternate_phone, problem, treatment_doctor, treatment_suggested"
-                        " FROM clinic.leads_to_rekey(%s, %s, %s)",
-                        (ring.current_id, after, batch_size),
+                        LEADS_TO_REKEY, {"key_id": ring.current_id, "after": after, "limit": batch_size}
                     ).fetchall()
                     if not batch:
                         break
                     updates = [_reencrypt(ring, lead) for lead in batch]
-                    conn.execute("SELECT clinic.rekey_leads(%s::jsonb)", (json.dumps(updates),))
+                    conn.execute(REKEY_LEADS, {"updates": json.dumps(updates)})
                 after = batch[-1]["id"]
                 moved += len(batch)
                 progress.advance(task, len(batch))

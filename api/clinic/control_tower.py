@@ -13,9 +13,9 @@ import json
 import re
 from collections.abc import Iterable
 from datetime import date
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any
 
-from litestar import Controller, Request, Response, get
+from litestar import Request, Response, get
 from litestar.params import QueryParameter
 
 from api.clinic.common import require_clinic
@@ -113,64 +113,79 @@ def conditional(
     return Response(content=document, status_code=200, headers=headers)
 
 
-class ControlTowerController(Controller):
-    path = "/api/control-tower"
-    tags: ClassVar[list[str]] = ["control tower"]
+@get(
+    "/api/control-tower/summary",
+    tags=["control tower"],
+    summary="This month's KPIs, funnel, lead status counts and today's appointments",
+)
+async def summary(
+    request: Request[Any, Any, Any], read_db: ReadDb, principal: CurrentPrincipal
+) -> Response[Any]:
+    require_clinic(principal)
+    document: dict[str, Any] = await read_db.fetch_val(principal, SUMMARY)
+    return conditional(request, document, AGGREGATE_CACHE)
 
-    @get("/summary", summary="This month's KPIs, funnel, lead status counts and today's appointments")
-    async def summary(
-        self, request: Request[Any, Any, Any], read_db: ReadDb, principal: CurrentPrincipal
-    ) -> Response[Any]:
-        require_clinic(principal)
-        document: dict[str, Any] = await read_db.fetch_val(principal, SUMMARY)
-        return conditional(request, document, AGGREGATE_CACHE)
 
-    @get("/daily", summary="Leads, appointments and patients per day of a range (≤ 366 days)")
-    async def daily(
-        self,
-        request: Request[Any, Any, Any],
-        read_db: ReadDb,
-        principal: CurrentPrincipal,
-        from_: FromParam = None,
-        to: ToParam = None,
-    ) -> Response[Any]:
-        require_clinic(principal)
-        document: dict[str, Any] = await read_db.fetch_val(principal, DAILY, date_range(from_, to))
-        return conditional(request, document, AGGREGATE_CACHE)
+@get(
+    "/api/control-tower/daily",
+    tags=["control tower"],
+    summary="Leads, appointments and patients per day of a range (≤ 366 days)",
+)
+async def daily(
+    request: Request[Any, Any, Any],
+    read_db: ReadDb,
+    principal: CurrentPrincipal,
+    from_: FromParam = None,
+    to: ToParam = None,
+) -> Response[Any]:
+    require_clinic(principal)
+    document: dict[str, Any] = await read_db.fetch_val(principal, DAILY, date_range(from_, to))
+    return conditional(request, document, AGGREGATE_CACHE)
 
-    @get("/doctors", summary="Per-doctor load over a range (≤ 366 days), optionally day by day")
-    async def doctors(
-        self,
-        request: Request[Any, Any, Any],
-        read_db: ReadDb,
-        principal: CurrentPrincipal,
-        from_: FromParam = None,
-        to: ToParam = None,
-        by_day: ByDay = False,
-    ) -> Response[Any]:
-        require_clinic(principal)
-        query = DOCTORS_BY_DAY if by_day else DOCTORS
-        document: dict[str, Any] = await read_db.fetch_val(principal, query, date_range(from_, to))
-        return conditional(request, document, AGGREGATE_CACHE)
 
-    @get("/intervention-queue", summary="Leads stalled in the CRO queue, oldest first (live)")
-    async def intervention_queue(
-        self,
-        request: Request[Any, Any, Any],
-        read_db: ReadDb,
-        principal: CurrentPrincipal,
-        pagination: Page,
-        min_days: MinDays = 3,
-    ) -> Response[Any]:
-        require_clinic(principal)
-        page: dict[str, Any] = await read_db.fetch_val(
-            principal, QUEUE, {"min_days": min_days, "limit": pagination.limit, "offset": pagination.offset}
-        )
-        document = {
-            **pagination.page(page["items"], page["total"]),
-            "min_days": page["min_days"],
-            "refreshed_at": page["refreshed_at"],
-            "stale_seconds": page["stale_seconds"],
-        }
-        # Live data: refreshed_at is the time of the request, so it is no part of the validator.
-        return conditional(request, document, LIVE_CACHE, volatile=("stale_seconds", "refreshed_at"))
+@get(
+    "/api/control-tower/doctors",
+    tags=["control tower"],
+    summary="Per-doctor load over a range (≤ 366 days), optionally day by day",
+)
+async def doctors(
+    request: Request[Any, Any, Any],
+    read_db: ReadDb,
+    principal: CurrentPrincipal,
+    from_: FromParam = None,
+    to: ToParam = None,
+    by_day: ByDay = False,
+) -> Response[Any]:
+    require_clinic(principal)
+    query = DOCTORS_BY_DAY if by_day else DOCTORS
+    document: dict[str, Any] = await read_db.fetch_val(principal, query, date_range(from_, to))
+    return conditional(request, document, AGGREGATE_CACHE)
+
+
+@get(
+    "/api/control-tower/intervention-queue",
+    tags=["control tower"],
+    summary="Leads stalled in the CRO queue, oldest first (live)",
+)
+async def intervention_queue(
+    request: Request[Any, Any, Any],
+    read_db: ReadDb,
+    principal: CurrentPrincipal,
+    pagination: Page,
+    min_days: MinDays = 3,
+) -> Response[Any]:
+    require_clinic(principal)
+    page: dict[str, Any] = await read_db.fetch_val(
+        principal, QUEUE, {"min_days": min_days, "limit": pagination.limit, "offset": pagination.offset}
+    )
+    document = {
+        **pagination.page(page["items"], page["total"]),
+        "min_days": page["min_days"],
+        "refreshed_at": page["refreshed_at"],
+        "stale_seconds": page["stale_seconds"],
+    }
+    # Live data: refreshed_at is the time of the request, so it is no part of the validator.
+    return conditional(request, document, LIVE_CACHE, volatile=("stale_seconds", "refreshed_at"))
+
+
+routes: list[Any] = [summary, daily, doctors, intervention_queue]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import UUID
 
-from litestar import Controller, Request, Response, get, patch, post
+from litestar import Request, Response, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from psycopg import sql
 from psycopg.types.json import Jsonb
@@ -28,7 +28,10 @@ from api.clinic.schemas import (
 from api.crypto import Keyring, normalize_phone
 from api.deps import AppSettings, CurrentPrincipal, Db, Page
 from api.errors import Problem
-from api.idempotency import idempotency_key, run_idempotent
+from api.idempotency import run_idempotent
+
+GET_LEAD = "SELECT clinic.get_lead(%(id)s)"
+UPDATE_LEAD = "SELECT clinic.update_lead(%(id)s, %(data)s)"
 
 CREATE_LEAD = sql.SQL("clinic.create_lead(%(data)s, %(matches)s)")
 LIST_LEADS = (
@@ -46,171 +49,169 @@ IMPORT_TIMEOUT_MS = 120_000
 CSV_TYPES = ("text/csv", "application/csv", "text/plain")
 
 
-class LeadController(Controller):
-    path = "/api/leads"
-    tags = ("leads",)
-
-    @post("/", summary="Add a lead (honours Idempotency-Key)", status_code=201)
-    async def create_lead(
-        self,
-        request: Request[Any, Any, Any],
-        db: Db,
-        principal: CurrentPrincipal,
-        settings: AppSettings,
-        data: JSONBody[LeadCreate],
-    ) -> Response[dict[str, Any]]:
-        """The answer's `possible_duplicate_of` names the newest other lead with the same phone."""
-        require_clinic(principal)
-        ring = keyring(settings)
-        clear = data.to_data()
-        outcome = await run_idempotent(
-            db,
-            principal,
-            idempotency_key(request),
-            method=request.method,
-            path=request.url.path,
-            payload=_fingerprint_payload(ring, clear),
-            call=CREATE_LEAD,
-            params={
-                "data": Jsonb(encrypt_lead_fields(ring, clear)),
-                "matches": ring.phone_matches(data.phone),
-            },
-        )
-        return Response(
-            decrypt_lead(ring, outcome.body), status_code=outcome.status_code, headers=outcome.headers
-        )
-
-    @get("/", summary="List leads (filters: status, name, exact phone, assignee)")
-    async def list_leads(
-        self,
-        db: Db,
-        principal: CurrentPrincipal,
-        settings: AppSettings,
-        pagination: Page,
-        status: FromQuery[LeadStatus | None] = None,
-        q: Annotated[
-            str | None,
-            QueryParameter(
-                min_length=1, max_length=200, pattern=SEARCH_PATTERN, description="Substring of the name"
-            ),
-        ] = None,
-        phone: Annotated[
-            str | None,
-            QueryParameter(max_length=40, pattern=SEARCH_PATTERN, description="Exact phone (any formatting)"),
-        ] = None,
-        assigned_to_id: FromQuery[UUID | None] = None,
-    ) -> dict[str, Any]:
-        require_clinic(principal)
-        ring = keyring(settings)
-        matches = None
-        if phone is not None:
-            if len(normalize_phone(phone)) < 6:
-                raise Problem(400, "phone must contain at least 6 digits.", extra={"field": "phone"})
-            matches = ring.phone_matches(phone)
-        page = await db.fetch_val(
-            principal,
-            LIST_LEADS,
-            {
-                "status": status,
-                "q": q.strip() or None if q else None,
-                "matches": matches,
-                "assigned_to_id": assigned_to_id,
-                "limit": pagination.limit,
-                "offset": pagination.offset,
-            },
-        )
-        return pagination.page([decrypt_lead(ring, lead) for lead in page["items"]], page["total"])
-
-    @get("/{lead_id:uuid}", summary="One lead, decrypted")
-    async def get_lead(
-        self, db: Db, principal: CurrentPrincipal, settings: AppSettings, lead_id: FromPath[UUID]
-    ) -> dict[str, Any]:
-        require_clinic(principal)
-        ring = keyring(settings)
-        lead = await db.fetch_val(principal, "SELECT clinic.get_lead(%(id)s)", {"id": lead_id})
-        return decrypt_lead(ring, lead)
-
-    @patch("/{lead_id:uuid}", summary="Change a lead (status 'converted' only via /convert)")
-    async def update_lead(
-        self,
-        db: Db,
-        principal: CurrentPrincipal,
-        settings: AppSettings,
-        lead_id: FromPath[UUID],
-        data: JSONBody[LeadUpdate],
-    ) -> dict[str, Any]:
-        require_clinic(principal)
-        ring = keyring(settings)
-        lead = await db.fetch_val(
-            principal,
-            "SELECT clinic.update_lead(%(id)s, %(data)s)",
-            {"id": lead_id, "data": Jsonb(encrypt_lead_fields(ring, data.to_data()))},
-        )
-        return decrypt_lead(ring, lead)
-
-    @post(
-        "/{lead_id:uuid}/convert",
-        summary="Convert a lead into a patient (honours Idempotency-Key)",
-        status_code=201,
+@post("/api/leads", tags=["leads"], summary="Add a lead (honours Idempotency-Key)", status_code=201)
+async def create_lead(
+    request: Request[Any, Any, Any],
+    db: Db,
+    principal: CurrentPrincipal,
+    settings: AppSettings,
+    data: JSONBody[LeadCreate],
+) -> Response[dict[str, Any]]:
+    """The answer's `possible_duplicate_of` names the newest other lead with the same phone."""
+    require_clinic(principal)
+    ring = keyring(settings)
+    clear = data.to_data()
+    outcome = await run_idempotent(
+        db,
+        principal,
+        request,
+        payload=_fingerprint_payload(ring, clear),
+        call=CREATE_LEAD,
+        params={
+            "data": Jsonb(encrypt_lead_fields(ring, clear)),
+            "matches": ring.phone_matches(data.phone),
+        },
     )
-    async def convert_lead(
-        self,
-        request: Request[Any, Any, Any],
-        db: Db,
-        principal: CurrentPrincipal,
-        lead_id: FromPath[UUID],
-        data: JSONBody[LeadConversion],
-    ) -> Response[dict[str, Any]]:
-        """Answers the new patient; the lead becomes `converted` in the same transaction (409 the second time)."""
-        require_clinic(principal)
-        fields = patient_data(data.to_data())
-        outcome = await run_idempotent(
-            db,
-            principal,
-            idempotency_key(request),
-            method=request.method,
-            path=request.url.path,
-            payload=fields,
-            call=CONVERT_LEAD,
-            params={"lead_id": lead_id, **{name: fields.get(name) for name in CONVERSION_FIELDS}},
-        )
-        return Response(outcome.body, status_code=outcome.status_code, headers=outcome.headers)
-
-    @post(
-        "/import",
-        summary="Import up to 10,000 leads from a JSON array or a CSV (all or nothing unless partial=true)",
-        status_code=201,
+    return Response(
+        decrypt_lead(ring, outcome.body), status_code=outcome.status_code, headers=outcome.headers
     )
-    async def import_leads(
-        self,
-        request: Request[Any, Any, Any],
-        db: Db,
-        principal: CurrentPrincipal,
-        settings: AppSettings,
-        partial: Annotated[
-            bool, QueryParameter(description="Import the good rows and report the bad ones")
-        ] = False,
-    ) -> dict[str, Any]:
-        """Body: `application/json` (an array, or `{"leads": [...]}`), `text/csv` with a header row, or a
-        `multipart/form-data` upload whose first file is the CSV. Every bad row is reported by its
-        0-based position among the data rows."""
-        require_clinic(principal)
-        ring = keyring(settings)
-        raw, from_csv = await _upload(request)
-        try:
-            prepared = await lead_import.prepare_upload(ring, raw, from_csv=from_csv)
-        except lead_import.ImportRejected as exc:
-            raise Problem(422, exc.detail, code="22023", extra=exc.extra) from exc
-        if prepared.total == 0:
-            raise Problem(422, "There are no leads to import.", code="22023")
-        if prepared.rejected and (not partial or not prepared.accepted):
-            raise _rejected(prepared.rejected, prepared.total)
-        async with db.transaction(principal, timeout_ms=IMPORT_TIMEOUT_MS) as conn:
-            result = await lead_import.insert_prepared(conn, prepared, partial=partial)
-        rejected = sorted(prepared.rejected + result["rejected"], key=lambda item: item["index"])
-        if result["imported"] == 0:
-            raise _rejected(rejected, prepared.total)
-        return {"imported": result["imported"], "rejected": rejected, "total_rows": prepared.total}
+
+
+@get("/api/leads", tags=["leads"], summary="List leads (filters: status, name, exact phone, assignee)")
+async def list_leads(
+    db: Db,
+    principal: CurrentPrincipal,
+    settings: AppSettings,
+    pagination: Page,
+    status: FromQuery[LeadStatus | None] = None,
+    q: Annotated[
+        str | None,
+        QueryParameter(
+            min_length=1, max_length=200, pattern=SEARCH_PATTERN, description="Substring of the name"
+        ),
+    ] = None,
+    phone: Annotated[
+        str | None,
+        QueryParameter(max_length=40, pattern=SEARCH_PATTERN, description="Exact phone (any formatting)"),
+    ] = None,
+    assigned_to_id: FromQuery[UUID | None] = None,
+) -> dict[str, Any]:
+    require_clinic(principal)
+    ring = keyring(settings)
+    matches = None
+    if phone is not None:
+        if len(normalize_phone(phone)) < 6:
+            raise Problem(400, "phone must contain at least 6 digits.", extra={"field": "phone"})
+        matches = ring.phone_matches(phone)
+    page = await db.fetch_val(
+        principal,
+        LIST_LEADS,
+        {
+            "status": status,
+            "q": q.strip() or None if q else None,
+            "matches": matches,
+            "assigned_to_id": assigned_to_id,
+            "limit": pagination.limit,
+            "offset": pagination.offset,
+        },
+    )
+    return pagination.page([decrypt_lead(ring, lead) for lead in page["items"]], page["total"])
+
+
+@get("/api/leads/{lead_id:uuid}", tags=["leads"], summary="One lead, decrypted")
+async def get_lead(
+    db: Db, principal: CurrentPrincipal, settings: AppSettings, lead_id: FromPath[UUID]
+) -> dict[str, Any]:
+    require_clinic(principal)
+    ring = keyring(settings)
+    lead = await db.fetch_val(principal, GET_LEAD, {"id": lead_id})
+    return decrypt_lead(ring, lead)
+
+
+@patch(
+    "/api/leads/{lead_id:uuid}",
+    tags=["leads"],
+    summary="Change a lead (status 'converted' only via /convert)",
+)
+async def update_lead(
+    db: Db,
+    principal: CurrentPrincipal,
+    settings: AppSettings,
+    lead_id: FromPath[UUID],
+    data: JSONBody[LeadUpdate],
+) -> dict[str, Any]:
+    require_clinic(principal)
+    ring = keyring(settings)
+    lead = await db.fetch_val(
+        principal,
+        UPDATE_LEAD,
+        {"id": lead_id, "data": Jsonb(encrypt_lead_fields(ring, data.to_data()))},
+    )
+    return decrypt_lead(ring, lead)
+
+
+@post(
+    "/api/leads/{lead_id:uuid}/convert",
+    tags=["leads"],
+    summary="Convert a lead into a patient (honours Idempotency-Key)",
+    status_code=201,
+)
+async def convert_lead(
+    request: Request[Any, Any, Any],
+    db: Db,
+    principal: CurrentPrincipal,
+    lead_id: FromPath[UUID],
+    data: JSONBody[LeadConversion],
+) -> Response[dict[str, Any]]:
+    """Answers the new patient; the lead becomes `converted` in the same transaction (409 the second time)."""
+    require_clinic(principal)
+    fields = patient_data(data.to_data())
+    outcome = await run_idempotent(
+        db,
+        principal,
+        request,
+        payload=fields,
+        call=CONVERT_LEAD,
+        params={"lead_id": lead_id, **{name: fields.get(name) for name in CONVERSION_FIELDS}},
+    )
+    return Response(outcome.body, status_code=outcome.status_code, headers=outcome.headers)
+
+
+@post(
+    "/api/leads/import",
+    tags=["leads"],
+    summary="Import up to 10,000 leads from a JSON array or a CSV (all or nothing unless partial=true)",
+    status_code=201,
+)
+async def import_leads(
+    request: Request[Any, Any, Any],
+    db: Db,
+    principal: CurrentPrincipal,
+    settings: AppSettings,
+    partial: Annotated[
+        bool, QueryParameter(description="Import the good rows and report the bad ones")
+    ] = False,
+) -> dict[str, Any]:
+    """Body: `application/json` (an array, or `{"leads": [...]}`), `text/csv` with a header row, or a
+    `multipart/form-data` upload whose first file is the CSV. Every bad row is reported by its
+    0-based position among the data rows."""
+    require_clinic(principal)
+    ring = keyring(settings)
+    raw, from_csv = await _upload(request)
+    try:
+        prepared = await lead_import.prepare_upload(ring, raw, from_csv=from_csv)
+    except lead_import.ImportRejected as exc:
+        raise Problem(422, exc.detail, code="22023", extra=exc.extra) from exc
+    if prepared.total == 0:
+        raise Problem(422, "There are no leads to import.", code="22023")
+    if prepared.rejected and (not partial or not prepared.accepted):
+        raise _rejected(prepared.rejected, prepared.total)
+    async with db.transaction(principal, timeout_ms=IMPORT_TIMEOUT_MS) as conn:
+        result = await lead_import.insert_prepared(conn, prepared, partial=partial)
+    rejected = sorted(prepared.rejected + result["rejected"], key=lambda item: item["index"])
+    if result["imported"] == 0:
+        raise _rejected(rejected, prepared.total)
+    return {"imported": result["imported"], "rejected": rejected, "total_rows": prepared.total}
 
 
 def _fingerprint_payload(ring: Keyring, clear: dict[str, Any]) -> dict[str, Any]:
@@ -246,3 +247,6 @@ async def _upload(request: Request[Any, Any, Any]) -> tuple[bytes, bool]:
         415,
         f"Unsupported content type {content_type!r}: send application/json, text/csv or multipart/form-data.",
     )
+
+
+routes: list[Any] = [create_lead, list_leads, get_lead, update_lead, convert_lead, import_leads]

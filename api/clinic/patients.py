@@ -6,7 +6,7 @@ from datetime import date
 from typing import Annotated, Any
 from uuid import UUID
 
-from litestar import Controller, Request, Response, get, patch, post
+from litestar import Request, Response, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from psycopg import sql
 from psycopg.types.json import Jsonb
@@ -15,7 +15,10 @@ from api.clinic.common import require_clinic
 from api.clinic.schemas import SEARCH_PATTERN, PatientCreate, PatientStatus, PatientUpdate, normalize_mobile
 from api.deps import CurrentPrincipal, Db, Page
 from api.errors import Problem
-from api.idempotency import idempotency_key, run_idempotent
+from api.idempotency import run_idempotent
+
+GET_PATIENT = "SELECT clinic.get_patient(%(id)s)"
+UPDATE_PATIENT = "SELECT clinic.update_patient(%(id)s, %(data)s)"
 
 CREATE_PATIENT = sql.SQL("clinic.create_patient(%(data)s)")
 SEARCH_PATIENTS = (
@@ -35,77 +38,76 @@ def patient_data(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-class PatientController(Controller):
-    path = "/api/patients"
-    tags = ("patients",)
+@post(
+    "/api/patients",
+    tags=["patients"],
+    summary="Register a patient (honours Idempotency-Key)",
+    status_code=201,
+)
+async def create_patient(
+    request: Request[Any, Any, Any],
+    db: Db,
+    principal: CurrentPrincipal,
+    data: JSONBody[PatientCreate],
+) -> Response[dict[str, Any]]:
+    require_clinic(principal)
+    payload = patient_data(data.to_data())
+    outcome = await run_idempotent(
+        db,
+        principal,
+        request,
+        payload=payload,
+        call=CREATE_PATIENT,
+        params={"data": Jsonb(payload)},
+    )
+    return Response(outcome.body, status_code=outcome.status_code, headers=outcome.headers)
 
-    @post("/", summary="Register a patient (honours Idempotency-Key)", status_code=201)
-    async def create_patient(
-        self,
-        request: Request[Any, Any, Any],
-        db: Db,
-        principal: CurrentPrincipal,
-        data: JSONBody[PatientCreate],
-    ) -> Response[dict[str, Any]]:
-        require_clinic(principal)
-        payload = patient_data(data.to_data())
-        outcome = await run_idempotent(
-            db,
-            principal,
-            idempotency_key(request),
-            method=request.method,
-            path=request.url.path,
-            payload=payload,
-            call=CREATE_PATIENT,
-            params={"data": Jsonb(payload)},
-        )
-        return Response(outcome.body, status_code=outcome.status_code, headers=outcome.headers)
 
-    @get("/", summary="Search patients by name, mobile or UHID")
-    async def search_patients(
-        self,
-        db: Db,
-        principal: CurrentPrincipal,
-        pagination: Page,
-        q: Annotated[
-            str | None,
-            QueryParameter(
-                min_length=1, max_length=200, pattern=SEARCH_PATTERN, description="Name, mobile or UHID"
-            ),
-        ] = None,
-        status: FromQuery[PatientStatus | None] = None,
-    ) -> dict[str, Any]:
-        require_clinic(principal)
-        page = await db.fetch_val(
-            principal,
-            SEARCH_PATIENTS,
-            {
-                "q": q.strip() or None if q else None,
-                "status": status,
-                "limit": pagination.limit,
-                "offset": pagination.offset,
-            },
-        )
-        return pagination.page(page["items"], page["total"])
+@get("/api/patients", tags=["patients"], summary="Search patients by name, mobile or UHID")
+async def search_patients(
+    db: Db,
+    principal: CurrentPrincipal,
+    pagination: Page,
+    q: Annotated[
+        str | None,
+        QueryParameter(
+            min_length=1, max_length=200, pattern=SEARCH_PATTERN, description="Name, mobile or UHID"
+        ),
+    ] = None,
+    status: FromQuery[PatientStatus | None] = None,
+) -> dict[str, Any]:
+    require_clinic(principal)
+    page = await db.fetch_val(
+        principal,
+        SEARCH_PATIENTS,
+        {
+            "q": q.strip() or None if q else None,
+            "status": status,
+            "limit": pagination.limit,
+            "offset": pagination.offset,
+        },
+    )
+    return pagination.page(page["items"], page["total"])
 
-    @get("/{patient_id:uuid}", summary="One patient")
-    async def get_patient(
-        self, db: Db, principal: CurrentPrincipal, patient_id: FromPath[UUID]
-    ) -> dict[str, Any]:
-        require_clinic(principal)
-        patient: dict[str, Any] = await db.fetch_val(
-            principal, "SELECT clinic.get_patient(%(id)s)", {"id": patient_id}
-        )
-        return patient
 
-    @patch("/{patient_id:uuid}", summary="Change a patient")
-    async def update_patient(
-        self, db: Db, principal: CurrentPrincipal, patient_id: FromPath[UUID], data: JSONBody[PatientUpdate]
-    ) -> dict[str, Any]:
-        require_clinic(principal)
-        patient: dict[str, Any] = await db.fetch_val(
-            principal,
-            "SELECT clinic.update_patient(%(id)s, %(data)s)",
-            {"id": patient_id, "data": Jsonb(patient_data(data.to_data()))},
-        )
-        return patient
+@get("/api/patients/{patient_id:uuid}", tags=["patients"], summary="One patient")
+async def get_patient(db: Db, principal: CurrentPrincipal, patient_id: FromPath[UUID]) -> dict[str, Any]:
+    require_clinic(principal)
+    patient: dict[str, Any] = await db.fetch_val(principal, GET_PATIENT, {"id": patient_id})
+    return patient
+
+
+@patch("/api/patients/{patient_id:uuid}", tags=["patients"], summary="Change a patient")
+async def update_patient(
+    db: Db, principal: CurrentPrincipal, patient_id: FromPath[UUID], data: JSONBody[PatientUpdate]
+) -> dict[str, Any]:
+    require_clinic(principal)
+    patient: dict[str, Any] = await db.fetch_val(
+        principal,
+        UPDATE_PATIENT,
+        {"id": patient_id, "data": Jsonb(patient_data(data.to_data()))},
+    )
+    return patient
+
+
+routes: list[Any] = [create_patient, search_patients, get_patient, update_patient]

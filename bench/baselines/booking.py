@@ -42,7 +42,7 @@ def age_at(dob: dt.date | None, on: dt.date) -> int | None:
     return on.year - dob.year - ((on.month, on.day) < (dob.month, dob.day))
 
 
-async def _book(conn: Any, context: tuple[str, str], item: dict[str, Any]) -> None:
+async def _book(conn: Any, context: dict[str, str], item: dict[str, Any]) -> None:
     patient = await call(conn, context, PATIENT_SQL, {"id": item["patient_id"]})
     doctor = await call(conn, context, DOCTOR_SQL, {"id": item["doctor_id"]})
     if patient is None or doctor is None:
@@ -69,7 +69,7 @@ async def _run(
     from psycopg import AsyncConnection
     from psycopg.rows import dict_row
 
-    context = (json.dumps(claims), "5000")
+    context = {"claims": json.dumps(claims), "timeout": "5000"}
     result = LoadResult()
     queue = iter(items)
 

@@ -77,7 +77,7 @@ def run(ctx: Context) -> list[Result]:
 
     def sql_keel(items: list[dict[str, Any]]) -> Any:
         return in_process(
-            direct_sql, ctx.admin_url, (json.dumps(claims), "5000"),
+            direct_sql, ctx.admin_url, {"claims": json.dumps(claims), "timeout": "5000"},
             "SELECT clinic.book_appointment(%s::jsonb)", [(json.dumps(x),) for x in items], conc,
         )  # fmt: skip
 

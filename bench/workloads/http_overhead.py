@@ -31,7 +31,7 @@ def run(ctx: Context) -> list[Result]:
     headers = ctx.headers(claims, json_body=False)
     reqs = [Req("GET", f"/api/appointments/{ids[i % len(ids)]}", headers) for i in range(n)]
     params = [(ids[i % len(ids)],) for i in range(n)]
-    context = (json.dumps(claims), "5000")
+    context = {"claims": json.dumps(claims), "timeout": "5000"}
     statuses: dict[int, int] = {}
 
     def api(_: int) -> float:
