@@ -62,6 +62,8 @@ def seed_clinic(
     for n in range(leads):
         status = rng.choices(LEAD_STATUSES, weights=(3, 3, 2, 2, 3, 2, 1))[0]
         added = today - timedelta(days=rng.randint(0, days_back))
+        if n == 0:  # at least one lead this month, whatever the seed and the day of the month
+            added = today
         lead_id = uuid.uuid4()
         updated = now - timedelta(hours=rng.uniform(0, 24 * 15))
         lead_rows.append(
