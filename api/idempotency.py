@@ -38,20 +38,24 @@ HEADER = "Idempotency-Key"
 REPLAY_HEADER = "Idempotent-Replayed"
 _KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
 
-_LOCK = sql.SQL("SELECT pg_advisory_xact_lock(hashtextextended(%(_idem_scope)s || '/' || %(_idem_key)s, 7))")
+# The scope (who owns a key) comes from the verified claims, in SQL: keel.idempotency_scope(), which the
+# table's row-level security also checks (sql/keel/020_idempotency.sql).
+_LOCK = sql.SQL(
+    "SELECT pg_advisory_xact_lock(hashtextextended(keel.idempotency_scope() || '/' || %(_idem_key)s, 7))"
+)
 
 _RUN = sql.SQL(
     """
     WITH existing AS (
         SELECT k.method, k.path, k.request_hash, k.status_code, k.response_body
         FROM keel.idempotency_keys AS k
-        WHERE k.principal = %(_idem_scope)s AND k.key = %(_idem_key)s
+        WHERE k.principal = keel.idempotency_scope() AND k.key = %(_idem_key)s
     ), fresh AS MATERIALIZED (
         SELECT {call} AS body
         WHERE NOT EXISTS (SELECT FROM existing)
     ), stored AS (
         INSERT INTO keel.idempotency_keys (principal, key, method, path, request_hash, status_code, response_body)
-        SELECT %(_idem_scope)s, %(_idem_key)s, %(_idem_method)s, %(_idem_path)s, %(_idem_hash)s,
+        SELECT keel.idempotency_scope(), %(_idem_key)s, %(_idem_method)s, %(_idem_path)s, %(_idem_hash)s,
                %(_idem_status)s, fresh.body
         FROM fresh
         ON CONFLICT (principal, key) DO NOTHING
@@ -101,12 +105,6 @@ def request_hash(method: str, path: str, payload: Any) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def principal_scope(principal: HasClaims) -> str:
-    """Keys are per caller: the tenant (clinic) and subject of the token."""
-    claims = principal.claims
-    return f"{claims.get('clinic_id') or '-'}/{claims.get('sub') or '-'}"
-
-
 async def run_idempotent(
     db: Database,
     principal: HasClaims,
@@ -127,7 +125,6 @@ async def run_idempotent(
     fingerprint = request_hash(method, path, payload)
     all_params = {
         **params,
-        "_idem_scope": principal_scope(principal),
         "_idem_key": key,
         "_idem_method": method.upper(),
         "_idem_path": path,

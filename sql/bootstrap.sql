@@ -16,6 +16,14 @@ BEGIN
         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
         END;
     END IF;
+    -- Background workers (outbox dispatcher, assistant replies, maintenance): they act for every tenant,
+    -- through SECURITY DEFINER functions granted to this role only; request handlers run as keel_api.
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'keel_worker') THEN
+        BEGIN
+            CREATE ROLE keel_worker NOLOGIN NOBYPASSRLS;
+        EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+        END;
+    END IF;
 END
 $$;
 
@@ -27,6 +35,9 @@ BEGIN
     END IF;
     IF NOT pg_has_role(current_user, 'keel_api', 'MEMBER') THEN
         EXECUTE format('GRANT keel_api TO %I', current_user);
+    END IF;
+    IF NOT pg_has_role(current_user, 'keel_worker', 'MEMBER') THEN
+        EXECUTE format('GRANT keel_worker TO %I', current_user);
     END IF;
     -- Migrations create the domain schemas as keel_owner.
     EXECUTE format('GRANT CREATE, CONNECT ON DATABASE %I TO keel_owner', current_database());

@@ -219,7 +219,7 @@ def test_no_notify_while_a_dispatcher_is_awake_and_going_to_sleep_waits_for_thos
         psycopg.connect(db_url) as writer,
     ):
         listener.execute("LISTEN keel_outbox")
-        awake.execute("SET ROLE keel_api")
+        awake.execute("SET ROLE keel_worker")
         assert awake.execute("SELECT keel.outbox_awake()").fetchone() == (True,)
         # A second dispatcher cannot take the announcement over.
         with psycopg.connect(db_url, autocommit=True) as other:

@@ -37,7 +37,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import PoolTimeout
 
 from api.assistant.tools import Caller, call_tool, tool_specs
-from api.db import Database
+from api.db import WORKER, Database
 from api.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -202,7 +202,7 @@ class ReplyWriter:
         """
         text = self.text
         ok = await self.db.fetch_val(
-            None,
+            WORKER,
             APPEND_SQL,
             (self.job.id, self.job.attempt, self.written, text[self.written :], self.lease_seconds),
         )
@@ -277,7 +277,7 @@ class ReplyWorker:
     async def claim(self, free: int) -> int:
         try:
             rows = await self.db.fetch(
-                None,
+                WORKER,
                 CLAIM_SQL,
                 (
                     self.name,
@@ -348,7 +348,9 @@ class ReplyWorker:
             if not await pump:
                 raise LeaseLost
             stored = await self.db.fetch_val(
-                None, COMPLETE_SQL, (job.id, job.attempt, writer.text, Jsonb(tool_log) if tool_log else None)
+                WORKER,
+                COMPLETE_SQL,
+                (job.id, job.attempt, writer.text, Jsonb(tool_log) if tool_log else None),
             )
             if not stored:
                 raise LeaseLost
@@ -384,7 +386,7 @@ class ReplyWorker:
         retry_after = backoff(job.attempt, self.settings, failure.retry_after) if failure.transient else None
         try:
             status = await self.db.fetch_val(
-                None,
+                WORKER,
                 FAIL_SQL,
                 (job.id, job.attempt, failure.message, retry_after, self.settings.assistant_max_attempts),
             )
@@ -398,7 +400,7 @@ class ReplyWorker:
 
     async def _release(self, job: Job) -> None:
         try:
-            await self.db.fetch_val(None, RELEASE_SQL, (job.id, job.attempt))
+            await self.db.fetch_val(WORKER, RELEASE_SQL, (job.id, job.attempt))
         except (psycopg.Error, PoolTimeout) as exc:
             log.warning("assistant reply %s: could not hand it back (%s); its lease will expire", job.id, exc)
 

@@ -68,10 +68,25 @@ BEGIN
                 'guest', create_guest_user.manager_user_id)
         RETURNING id INTO v_id;
     EXCEPTION WHEN unique_violation THEN
+        -- Say who holds the address only when the manager already knows them (themself or their crew);
+        -- about anyone else the answer is the same whether or not an account exists behind it
+        -- (issue 13, finding 15: the message used to confirm another tenant's account).
+        IF EXISTS (SELECT
+                   FROM callmaster.users AS u
+                   WHERE lower(u.email) = v_email
+                     AND (u.id = create_guest_user.manager_user_id
+                          OR EXISTS (SELECT
+                                     FROM callmaster.crew_relationships AS cr
+                                     WHERE cr.manager_user_id = create_guest_user.manager_user_id
+                                       AND cr.crew_user_id = u.id))) THEN
+            RAISE EXCEPTION USING
+                ERRCODE = '23505',
+                MESSAGE = format('%s is already you or a member of your crew', v_email);
+        END IF;
         RAISE EXCEPTION USING
             ERRCODE = '23505',
-            MESSAGE = format('a user with email %s already exists', v_email),
-            HINT = 'Each email belongs to one CallMaster user.';
+            MESSAGE = format('%s cannot be added as a new guest', v_email),
+            HINT = 'Use another address, or ask the person to add you to their crew.';
     END;
 
     INSERT INTO callmaster.crew_relationships (manager_user_id, crew_user_id, notes)
@@ -84,7 +99,9 @@ COMMENT ON FUNCTION callmaster.create_guest_user(uuid, text, text, text, text, t
     'crew relationship to them, atomically. Arguments: manager_user_id, email (stored lower-case), '
     'first_name, last_name, phone (optional), notes (optional, on the relationship). Returns the new user '
     'id. Through the API the manager is always the requesting user (RLS). Errors: 22023 missing or '
-    'malformed email; P0002 manager does not exist or is inactive; 23505 a user with that email exists; '
+    'malformed email; P0002 manager does not exist or is inactive; 23505 the email is taken (the message names '
+    'the holder only when it is the manager or their crew, and is otherwise the same whether or not an '
+    'account exists); '
     '42501 (API) manager is not the requesting user.';
 
 CREATE OR REPLACE FUNCTION callmaster.add_guest(data jsonb)

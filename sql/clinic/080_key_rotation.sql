@@ -17,7 +17,7 @@ $$;
 COMMENT ON FUNCTION clinic.leads_to_rekey(text, uuid, integer) IS
     'The next batch (by id, after after_id) of leads with a field or blind index not written under '
     'current_key, locked FOR UPDATE until the transaction ends. Raises nothing.';
-REVOKE EXECUTE ON FUNCTION clinic.leads_to_rekey(text, uuid, integer) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION clinic.leads_to_rekey(text, uuid, integer) FROM PUBLIC, keel_api;
 
 CREATE OR REPLACE FUNCTION clinic.rekey_leads(rows jsonb)
     RETURNS integer
@@ -45,7 +45,7 @@ COMMENT ON FUNCTION clinic.rekey_leads(jsonb) IS
     'Writes re-encrypted fields back: rows is a JSON array of {id, phone, phone_bidx, alternate_phone, '
     'problem, treatment_doctor, treatment_suggested} (ciphertexts under the new key). Returns rows '
     'updated. Errors: 23514 a value is not ciphertext. DBA/CLI use.';
-REVOKE EXECUTE ON FUNCTION clinic.rekey_leads(jsonb) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION clinic.rekey_leads(jsonb) FROM PUBLIC, keel_api;
 
 CREATE OR REPLACE FUNCTION clinic.count_leads_to_rekey(current_key text)
     RETURNS bigint
@@ -61,4 +61,4 @@ $$;
 COMMENT ON FUNCTION clinic.count_leads_to_rekey(text) IS
     'How many leads still have a field or blind index not written under current_key (what '
     'clinic.leads_to_rekey will return, in total). Raises nothing.';
-REVOKE EXECUTE ON FUNCTION clinic.count_leads_to_rekey(text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION clinic.count_leads_to_rekey(text) FROM PUBLIC, keel_api;
