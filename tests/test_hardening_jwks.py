@@ -34,6 +34,14 @@ def _token(key: rsa.RSAPrivateKey, kid: str) -> str:
     return jwt.encode(claims, key, algorithm="RS256", headers={"kid": kid})
 
 
+async def _random_kids(client: httpx.AsyncClient, key: rsa.RSAPrivateKey) -> list[httpx.Response]:
+    """REQUESTS concurrent authenticated requests, each token naming a random key id."""
+    tokens = [_token(key, uuid.uuid4().hex) for _ in range(REQUESTS)]
+    return await asyncio.gather(
+        *(client.get("/api/ready", headers={"Authorization": f"Bearer {token}"}) for token in tokens)
+    )
+
+
 class HealthProbe:
     """GET /api/health in a loop from a thread of its own: the server's event loop is shared with the test's
     client, so only an outside clock sees it stall (an in-loop sampler simply is not running meanwhile)."""
@@ -80,14 +88,7 @@ async def test_finding2_random_kids_cost_at_most_one_jwks_fetch_and_never_block(
             async with HealthProbe(base_url) as probe:
                 await asyncio.sleep(0.2)
                 started = time.perf_counter()
-                answers = await asyncio.gather(
-                    *(
-                        client.get(
-                            "/api/ready", headers={"Authorization": f"Bearer {_token(key, uuid.uuid4().hex)}"}
-                        )
-                        for _ in range(REQUESTS)
-                    )
-                )
+                answers = await _random_kids(client, key)
                 storm_seconds = time.perf_counter() - started
                 await asyncio.sleep(0.2)
             during = probe.latencies
@@ -98,14 +99,7 @@ async def test_finding2_random_kids_cost_at_most_one_jwks_fetch_and_never_block(
             )
             # More unknown kids within the interval: 401 without a download.
             later = time.perf_counter()
-            again = await asyncio.gather(
-                *(
-                    client.get(
-                        "/api/ready", headers={"Authorization": f"Bearer {_token(key, uuid.uuid4().hex)}"}
-                    )
-                    for _ in range(REQUESTS)
-                )
-            )
+            again = await _random_kids(client, key)
             later_seconds = time.perf_counter() - later
 
     print(
