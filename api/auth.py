@@ -23,6 +23,8 @@ VERIFIED_CACHE_SIZE = 10_000
 JWKS_REFRESH_SECONDS = 300.0
 """At most one JWKS download per this many seconds, whatever tokens arrive."""
 JWKS_TIMEOUT_SECONDS = 10.0
+JWKS_RETRY_SECONDS = 30.0
+"""After a failed download, the next may start this soon (not a whole refresh interval later)."""
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +64,6 @@ class JwksKeys:
         self.client = jwt.PyJWKClient(url, cache_jwk_set=False, timeout=JWKS_TIMEOUT_SECONDS)
         self.refresh_seconds = refresh_seconds
         self.keys: dict[str, Any] | None = None
-        self.fetches = 0
         self._last_attempt = float("-inf")
         self._in_flight: asyncio.Task[None] | None = None
 
@@ -88,11 +89,12 @@ class JwksKeys:
 
     async def _download(self) -> None:
         try:
-            self.fetches += 1
             jwk_set = await asyncio.to_thread(self.client.get_jwk_set, True)
             self.keys = {key.key_id: key.key for key in jwk_set.keys if key.key_id}
         except jwt.PyJWTError as exc:
-            log.warning("cannot load the JWKS key set (next try in %.0f s): %s", self.refresh_seconds, exc)
+            retry = min(JWKS_RETRY_SECONDS, self.refresh_seconds)
+            self._last_attempt = time.monotonic() - self.refresh_seconds + retry
+            log.warning("cannot load the JWKS key set (next try in %.0f s at the earliest): %s", retry, exc)
         finally:
             self._in_flight = None
 
