@@ -69,7 +69,7 @@ BEGIN
         convert_lead.emergency_contact_name,
         convert_lead.emergency_contact_phone,
         convert_lead.assigned_doctor_id,
-        coalesce(convert_lead.registration_date, current_date)
+        convert_lead.registration_date
     )
     RETURNING id INTO patient_id;
 
