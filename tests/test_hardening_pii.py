@@ -59,33 +59,19 @@ async def test_hardening_no_pii_in_logs_outbox_or_idempotency_records(
             headers=h,
         )
     ).json()
-    lead = await client.post(
-        "/api/leads",
-        json={
-            "name": PII["lead_name"],
-            "phone": "+91 98111 22334",
-            "alternate_phone": PII["alternate_phone"],
-            "problem": PII["problem"],
-            "treatment_suggested": PII["treatment"],
-            "source": "website",
-        },
-        headers={**h, "Idempotency-Key": "lead-1"},
-    )
+    lead_in = {
+        "name": PII["lead_name"],
+        "phone": "+91 98111 22334",
+        "alternate_phone": PII["alternate_phone"],
+        "problem": PII["problem"],
+        "treatment_suggested": PII["treatment"],
+        "source": "website",
+    }
+    lead = await client.post("/api/leads", json=lead_in, headers={**h, "Idempotency-Key": "lead-1"})
     assert lead.status_code == 201, lead.text
     lead_id = lead.json()["id"]
     # A retry replays the answer in full, from a record that holds none of it.
-    replayed = await client.post(
-        "/api/leads",
-        json={
-            "name": PII["lead_name"],
-            "phone": "+91 98111 22334",
-            "alternate_phone": PII["alternate_phone"],
-            "problem": PII["problem"],
-            "treatment_suggested": PII["treatment"],
-            "source": "website",
-        },
-        headers={**h, "Idempotency-Key": "lead-1"},
-    )
+    replayed = await client.post("/api/leads", json=lead_in, headers={**h, "Idempotency-Key": "lead-1"})
     assert replayed.headers["idempotent-replayed"] == "true"
     assert replayed.json() == lead.json() and replayed.json()["problem"] == PII["problem"]
     assert (

@@ -120,10 +120,7 @@ DECLARE
 BEGIN
     v_id := callmaster.create_guest_user(v_me, data ->> 'email', data ->> 'first_name', data ->> 'last_name',
                                          data ->> 'phone', data ->> 'notes');
-    RETURN (SELECT callmaster.crew_member_json(u, cr)
-            FROM callmaster.users AS u
-            JOIN callmaster.crew_relationships AS cr ON cr.crew_user_id = u.id AND cr.manager_user_id = v_me
-            WHERE u.id = v_id);
+    RETURN callmaster.get_crew_member(v_id);
 END
 $$;
 COMMENT ON FUNCTION callmaster.add_guest(jsonb) IS
