@@ -109,6 +109,9 @@ $$;
 COMMENT ON FUNCTION callmaster.get_crew_member(uuid) IS
     'API: one member of the requesting user''s crew (crew_member_json), e.g. to replay an Idempotency-Key '
     'answer of add_guest. Arguments: user_id. Errors: P0002 not in the crew; 42501 no request user.';
+-- The API replays add_guest answers with it.
+REVOKE EXECUTE ON FUNCTION callmaster.get_crew_member(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION callmaster.get_crew_member(uuid) TO keel_api;
 
 CREATE OR REPLACE FUNCTION callmaster.add_guest(data jsonb)
     RETURNS jsonb

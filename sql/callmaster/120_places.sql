@@ -319,6 +319,7 @@ COMMENT ON FUNCTION callmaster.merge_department_assignments() IS
     'Trigger function (BEFORE DELETE on callmaster.departments): removes the department''s crew '
     'assignments whose person is already on the same show without a department, so the ON DELETE SET '
     'NULL that follows cannot collide with crew_assignments_show_user_department_key. Raises nothing.';
+REVOKE EXECUTE ON FUNCTION callmaster.merge_department_assignments() FROM PUBLIC;
 
 CREATE OR REPLACE TRIGGER departments_merge_assignments
     BEFORE DELETE ON callmaster.departments

@@ -64,6 +64,9 @@ COMMENT ON FUNCTION clinic.local_date(uuid, timestamptz) IS
     'The calendar date at at_time (default now()) in the clinic''s timezone (clinics.timezone; UTC for a '
     'clinic the caller cannot see). What "today" means for a clinic''s date defaults and the control '
     'tower. Raises nothing.';
+-- Called by clinic.fill_local_date under the request role.
+REVOKE EXECUTE ON FUNCTION clinic.local_date(uuid, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION clinic.local_date(uuid, timestamptz) TO keel_api;
 
 CREATE OR REPLACE FUNCTION clinic.fill_local_date()
     RETURNS trigger
@@ -83,3 +86,4 @@ $$;
 COMMENT ON FUNCTION clinic.fill_local_date() IS
     'Trigger function (BEFORE INSERT on clinic.leads and clinic.patients): a missing date_added or '
     'registration_date becomes today in the clinic''s timezone (clinic.local_date). Raises nothing.';
+REVOKE EXECUTE ON FUNCTION clinic.fill_local_date() FROM PUBLIC;

@@ -43,6 +43,7 @@ COMMENT ON FUNCTION clinic.check_lead_conversion() IS
     'Trigger function (BEFORE INSERT OR UPDATE OF status on clinic.leads): status converted only with a '
     'patient linked to the lead (as clinic.convert_lead leaves it), and a lead linked to a patient stays '
     'converted. Errors: 22023 either rule broken.';
+REVOKE EXECUTE ON FUNCTION clinic.check_lead_conversion() FROM PUBLIC;
 
 CREATE OR REPLACE TRIGGER leads_check_conversion
     BEFORE INSERT OR UPDATE OF status ON clinic.leads
