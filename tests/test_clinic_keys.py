@@ -126,9 +126,9 @@ async def test_rotation_keeps_old_rows_readable_and_rotate_moves_them(
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"reencrypted": 30, "key_id": "k2"}
     assert {row[0] for row in dba.execute("SELECT DISTINCT unnest(key_ids) FROM clinic.leads")} == {"k2"}
-    assert dba.execute("SELECT count(*) FROM clinic.leads WHERE phone_bidx NOT LIKE 'v2:k2:%'").fetchone() == (
-        0,
-    )
+    assert dba.execute(
+        "SELECT count(*) FROM clinic.leads WHERE phone_bidx NOT LIKE 'v2:k2:%'"
+    ).fetchone() == (0,)
     # Running it again has nothing to do.
     again = CliRunner().invoke(keys_cli, ["rotate"], env=cli_env(db_url, tmp_path, KEYS_TWO))
     assert again.exit_code == 0 and json.loads(again.stdout.strip().splitlines()[-1])["reencrypted"] == 0
