@@ -31,6 +31,21 @@ class _RequestIdFilter(logging.Filter):
         return True
 
 
+class _AccessLogPathFilter(logging.Filter):
+    """uvicorn's access line without the query string: searches put phones and names there
+    (`GET /api/leads?phone=…&q=…`), and a log line must carry no personal data."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str) and "?" in args[2]:
+            record.args = (args[0], args[1], args[2].split("?", 1)[0] + "?…", *args[3:])
+        return True
+
+
+# On the logger, not a handler: whoever configures the handlers (keel serve, tests), the line is redacted.
+logging.getLogger("uvicorn.access").addFilter(_AccessLogPathFilter())
+
+
 def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
     """JSON lines when stderr is not a terminal (or `KEEL_LOG_FORMAT=json`), readable text otherwise."""
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())

@@ -28,7 +28,6 @@ import random
 import socket
 import uuid
 from dataclasses import dataclass, field
-from datetime import date
 from typing import Any
 
 import openai
@@ -60,6 +59,7 @@ give what is needed, say so and suggest where in the application to look.
 
 Today is {today}. The person asking has the role: {role}."""
 
+TODAY_SQL = "SELECT assistant.tool_today()"
 CLAIM_SQL = "SELECT * FROM assistant.claim_replies(%s, %s, %s, %s)"
 APPEND_SQL = "SELECT assistant.append_reply(%s, %s, %s, %s, %s)"
 COMPLETE_SQL = "SELECT assistant.complete_reply(%s, %s, %s, %s)"
@@ -406,7 +406,9 @@ class ReplyWorker:
 
     async def generate(self, job: Job, writer: ReplyWriter) -> list[dict[str, Any]]:
         """Stream the reply into `writer`, running tool calls between rounds; returns the tools used."""
-        system = SYSTEM_PROMPT.format(today=date.today().isoformat(), role=job.caller_role or "staff")
+        # The clinic's today (its timezone), not the server's: "today's appointments" means the clinic's.
+        today = await self.db.fetch_val(job.caller, TODAY_SQL)
+        system = SYSTEM_PROMPT.format(today=today.isoformat(), role=job.caller_role or "staff")
         messages: list[dict[str, Any]] = [{"role": "system", "content": system}, *job.history]
         tool_log: list[dict[str, Any]] = []
         for round_number in range(MAX_TOOL_ROUNDS + 1):

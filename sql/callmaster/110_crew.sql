@@ -104,6 +104,32 @@ COMMENT ON FUNCTION callmaster.create_guest_user(uuid, text, text, text, text, t
     'account exists); '
     '42501 (API) manager is not the requesting user.';
 
+CREATE OR REPLACE FUNCTION callmaster.get_crew_member(user_id uuid)
+    RETURNS jsonb
+    LANGUAGE plpgsql
+    STABLE
+AS $$
+DECLARE
+    v_me uuid := callmaster.require_user_id();
+    v_result jsonb;
+BEGIN
+    SELECT callmaster.crew_member_json(u, cr) INTO v_result
+    FROM callmaster.users AS u
+    JOIN callmaster.crew_relationships AS cr ON cr.crew_user_id = u.id AND cr.manager_user_id = v_me
+    WHERE u.id = get_crew_member.user_id;
+    IF v_result IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'P0002', MESSAGE = 'crew member not found';
+    END IF;
+    RETURN v_result;
+END
+$$;
+COMMENT ON FUNCTION callmaster.get_crew_member(uuid) IS
+    'API: one member of the requesting user''s crew (crew_member_json), e.g. to replay an Idempotency-Key '
+    'answer of add_guest. Arguments: user_id. Errors: P0002 not in the crew; 42501 no request user.';
+-- The API replays add_guest answers with it.
+REVOKE EXECUTE ON FUNCTION callmaster.get_crew_member(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION callmaster.get_crew_member(uuid) TO keel_api;
+
 CREATE OR REPLACE FUNCTION callmaster.add_guest(data jsonb)
     RETURNS jsonb
     LANGUAGE plpgsql
@@ -114,10 +140,7 @@ DECLARE
 BEGIN
     v_id := callmaster.create_guest_user(v_me, data ->> 'email', data ->> 'first_name', data ->> 'last_name',
                                          data ->> 'phone', data ->> 'notes');
-    RETURN (SELECT callmaster.crew_member_json(u, cr)
-            FROM callmaster.users AS u
-            JOIN callmaster.crew_relationships AS cr ON cr.crew_user_id = u.id AND cr.manager_user_id = v_me
-            WHERE u.id = v_id);
+    RETURN callmaster.get_crew_member(v_id);
 END
 $$;
 COMMENT ON FUNCTION callmaster.add_guest(jsonb) IS
