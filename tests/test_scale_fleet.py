@@ -31,6 +31,9 @@ from tests.conftest import TEST_JWT_SECRET
 from tests.llm_server import Behavior, LLMServer
 from tests.pg_servers import free_port
 
+pytestmark = pytest.mark.multiprocess
+
+
 FULL = os.environ.get("KEEL_TEST_FLEET_FULL") == "1"
 CHATS, EVENTS = (1_000, 5_000) if FULL else (200, 1_000)
 WORKERS, API_PROCESSES = 3, 3

@@ -13,10 +13,14 @@ from pathlib import Path
 
 import httpx
 import psycopg
+import pytest
 
 from api.auth import TokenVerifier
 from api.settings import Settings
 from tests.pg_servers import free_port
+
+pytestmark = pytest.mark.multiprocess
+
 
 START_SECONDS = 120
 
