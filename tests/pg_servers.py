@@ -12,6 +12,7 @@ import contextlib
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -209,3 +210,33 @@ def pgbouncer(server_url: str, *, pool_size: int = 20) -> Iterator[str]:
             process.kill()
             process.wait()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def wait_healthy(
+    base_url: str, process: subprocess.Popen[bytes], timeout: float, log: Path | None = None
+) -> None:
+    """Until the Keel server `process` answers `/api/health` at `base_url` (raises if it exits first)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            output = log.read_text() if log else process.stderr.read().decode() if process.stderr else ""
+            raise RuntimeError(f"the server exited ({process.returncode}): {output[-3000:]}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{base_url}/api/health", timeout=1).status_code == 200:
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the server did not answer /api/health within {timeout} s")
+        time.sleep(0.2)
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout` seconds."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

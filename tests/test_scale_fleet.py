@@ -29,7 +29,7 @@ from tests.appointments_support import WEBHOOK_SECRET, WebhookReceiver
 from tests.assistant_support import assistant_settings, create_clinic_staff, llm  # noqa: F401 - fixture
 from tests.conftest import TEST_JWT_SECRET
 from tests.llm_server import Behavior, LLMServer
-from tests.pg_servers import free_port
+from tests.pg_servers import free_port, stop_process, wait_healthy
 
 pytestmark = pytest.mark.multiprocess
 
@@ -90,16 +90,6 @@ def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
     )
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 async def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
     deadline = time.monotonic() + timeout
     while not (value := predicate()):
@@ -129,18 +119,7 @@ async def test_a_fleet_of_workers_finishes_every_reply_once_and_delivers_every_e
     killed = workers[0]
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-
-            async def api_up() -> bool:
-                try:
-                    return (await http.get("/api/health")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            deadline = time.monotonic() + 120
-            while not await api_up():
-                assert api.poll() is None, (tmp_path / "api.log").read_text()
-                assert time.monotonic() < deadline, "the API did not start"
-                await asyncio.sleep(0.2)
+            wait_healthy(f"http://127.0.0.1:{port}", api, 120, tmp_path / "api.log")
 
             gate = asyncio.Semaphore(24)
 
@@ -255,4 +234,4 @@ async def test_a_fleet_of_workers_finishes_every_reply_once_and_delivers_every_e
         assert all(replies_seen[pid] > 0 for pid in survivors), report
     finally:
         for process in [*workers, api]:
-            stop(process)
+            stop_process(process)

@@ -13,13 +13,10 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
-import httpx
 from psycopg.conninfo import conninfo_to_dict
 
 from bench import datagen
@@ -27,6 +24,7 @@ from bench.loadgen import Req, closed_loop, in_process
 from bench.runner import Context, Result, url_for_database
 from bench.server import free_port
 from bench.workloads.common import json_req, med, per_s, ratio_result, slots
+from tests.pg_servers import pgbouncer, stop_process, wait_healthy
 
 # 4 processes × 12 connections stay under the embedded server's 100, beside the bench's own app and worker.
 POOL_PER_PROCESS = 12
@@ -67,31 +65,13 @@ def keel_serve(
     )
     base_url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError(
-                    f"keel serve exited: {server.stderr.read().decode()[-2000:] if server.stderr else ''}"
-                )
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base_url}/api/health", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("keel serve did not answer within 120 s")
-            time.sleep(0.2)
+        wait_healthy(base_url, server, 120)
         yield base_url
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_process(server, 30)
 
 
 def run(ctx: Context) -> list[Result]:
-    from tests.pg_servers import pgbouncer
-
     conc = ctx.sizes.concurrency * 2
     n_get, n_book = ctx.sizes.overhead_requests, ctx.sizes.booking_requests
     counts = (1, 2) if ctx.mode == "tiny" else (1, 2, 4)
