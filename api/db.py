@@ -95,6 +95,9 @@ class Database:
 
     def __init__(self, settings: Settings, conninfo: str, *, name: str = "keel") -> None:
         self.settings = settings
+        # Where this database's components open a session of their own (LISTEN, session advisory
+        # locks): never through a transaction pooler, which hands each transaction another backend.
+        self.direct_conninfo = settings.database_direct_url or conninfo
         self.pool = AsyncConnectionPool(
             conninfo,
             min_size=settings.pool_min_size,
@@ -102,7 +105,14 @@ class Database:
             timeout=settings.pool_timeout,
             # Autocommit: `call` needs no BEGIN/COMMIT (its pipeline's Sync commits), and
             # `transaction` sends its own.
-            kwargs={"row_factory": dict_row, "application_name": name, "autocommit": True},
+            # prepare_threshold None behind a transaction pooler (PgBouncer 1.18): a statement prepared
+            # on one backend is unknown to the next one the pooler lends.
+            kwargs={
+                "row_factory": dict_row,
+                "application_name": name,
+                "autocommit": True,
+                "prepare_threshold": settings.prepare_threshold,
+            },
             open=False,
             name=name,
         )

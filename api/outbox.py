@@ -266,7 +266,7 @@ class Dispatcher:
         their events waits for the next regular poll.
         """
         async with await psycopg.AsyncConnection.connect(
-            self.db.pool.conninfo, autocommit=True, application_name="keel-outbox-awake"
+            self.db.direct_conninfo, autocommit=True, application_name="keel-outbox-awake"
         ) as session:
             await session.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(WORKER_ROLE)))
             row = await (await session.execute(AWAKE)).fetchone()
@@ -391,7 +391,7 @@ class Dispatcher:
     async def _listen(self, stop: asyncio.Event) -> None:
         """Keep a LISTEN connection open; every notification (or reconnection) wakes the loop."""
         delay = 0.5
-        conninfo = self.db.pool.conninfo
+        conninfo = self.db.direct_conninfo
         while not stop.is_set():
             try:
                 conn = await psycopg.AsyncConnection.connect(

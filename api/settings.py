@@ -23,6 +23,17 @@ def _float(name: str, default: float) -> float:
     return float(raw) if raw else default
 
 
+def _prepare_threshold(direct_url: str | None) -> int | None:
+    """`KEEL_PREPARE_THRESHOLD`: psycopg's prepare_threshold; `off` never prepares. Unset: 5, or off when
+    DATABASE_DIRECT_URL is set (DATABASE_URL is then a transaction pooler, which loses prepared statements)."""
+    raw = (os.environ.get("KEEL_PREPARE_THRESHOLD") or "").strip().lower()
+    if raw in ("off", "none"):
+        return None
+    if raw:
+        return int(raw)
+    return None if direct_url else 5
+
+
 def default_data_dir() -> Path:
     return Path(os.environ.get("KEEL_DATA_DIR") or platformdirs.user_data_dir("keel"))
 
@@ -31,6 +42,15 @@ def default_data_dir() -> Path:
 class Settings:
     database_url: str | None = None
     database_read_url: str | None = None
+    # A session-capable URL (no transaction pooler) for LISTEN, session advisory locks, workers, the CLI
+    # and migrations; unset = database_url. docs/scaling.md says which component uses which URL.
+    database_direct_url: str | None = None
+    # Dashboard reads go to database_read_url while its replay lag is at most this; past it, the primary.
+    read_max_lag_seconds: float = 30.0
+    # psycopg prepares a statement after this many executions; None never (needed behind PgBouncer 1.18).
+    prepare_threshold: int | None = 5
+    # `keel serve`: API processes sharing the port (KEEL_WEB_CONCURRENCY; --workers wins).
+    web_concurrency: int = 1
     data_dir: Path = field(default_factory=default_data_dir)
 
     jwt_secret: str | None = None
@@ -71,6 +91,10 @@ class Settings:
         values: dict[str, object] = {
             "database_url": env("DATABASE_URL") or None,
             "database_read_url": env("DATABASE_READ_URL") or None,
+            "database_direct_url": env("DATABASE_DIRECT_URL") or None,
+            "read_max_lag_seconds": _float("KEEL_READ_MAX_LAG_SECONDS", 30.0),
+            "prepare_threshold": _prepare_threshold(env("DATABASE_DIRECT_URL")),
+            "web_concurrency": _int("KEEL_WEB_CONCURRENCY", 1),
             "data_dir": default_data_dir(),
             "jwt_secret": env("KEEL_JWT_SECRET") or None,
             "jwt_jwks_url": env("KEEL_JWT_JWKS_URL") or None,
@@ -104,6 +128,11 @@ class Settings:
     @property
     def embedded(self) -> bool:
         return self.database_url is None
+
+    @property
+    def direct_url(self) -> str | None:
+        """The URL for components that need a session (LISTEN, session locks): never a pooler's."""
+        return self.database_direct_url or self.database_url
 
     def data_file(self, name: str) -> Path:
         return self.data_dir / name

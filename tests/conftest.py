@@ -16,6 +16,7 @@ import socket
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -129,6 +130,16 @@ def empty_db_url(pg_admin_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
+def embedded_data_dir() -> Iterator[Any]:
+    """A KEEL_DATA_DIR outside pytest's tmp dirs: those are private to root, and the embedded
+    PostgreSQL runs as its own user."""
+    path = tempfile.mkdtemp(prefix="keel-serve-test-")
+    os.chmod(path, 0o755)
+    yield Path(path) / "data"
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
 def dba(db_url: str) -> Iterator[psycopg.Connection[Any]]:
     """The DBA's psql: a superuser connection in autocommit (tuple rows)."""
     with psycopg.connect(db_url, autocommit=True) as conn:
@@ -146,6 +157,7 @@ def settings(db_url: str, tmp_path: Any, settings_overrides: dict[str, Any]) -> 
     values: dict[str, Any] = {
         "database_url": db_url,
         "database_read_url": None,
+        "database_direct_url": None,
         "data_dir": tmp_path,
         "jwt_secret": TEST_JWT_SECRET,
         "jwt_jwks_url": None,
@@ -157,6 +169,15 @@ def settings(db_url: str, tmp_path: Any, settings_overrides: dict[str, Any]) -> 
         "pool_min_size": 1,
         "pool_max_size": 10,
     }
+    pooler = os.environ.get("KEEL_TEST_POOLER_URL")
+    if pooler:
+        # The API's requests through the transaction pooler in front of the test server (CI's PG 15
+        # leg); whatever needs a session (LISTEN, session locks, the DBA fixture) stays direct.
+        values.update(
+            database_url=url_for_database(pooler, urlsplit(db_url).path.lstrip("/")),
+            database_direct_url=db_url,
+            prepare_threshold=None,
+        )
     values.update(settings_overrides)
     return Settings.from_env(**values)
 

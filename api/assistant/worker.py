@@ -314,7 +314,7 @@ class ReplyWorker:
         while not stop.is_set():
             try:
                 conn = await psycopg.AsyncConnection.connect(
-                    self.db.pool.conninfo, autocommit=True, application_name="keel-assistant-listen"
+                    self.db.direct_conninfo, autocommit=True, application_name="keel-assistant-listen"
                 )
                 async with conn:
                     await conn.execute("LISTEN assistant_jobs")
