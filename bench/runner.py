@@ -41,6 +41,7 @@ WORKLOADS = (
     "lead_import",
     "control_tower",
     "refresh",
+    "live",
 )
 JWT_SECRET = "keel-bench-secret-0123456789abcdef0123456789"
 

@@ -20,22 +20,33 @@ CREATE TABLE callmaster.live_feed_heads (
 );
 INSERT INTO callmaster.live_feed_heads (script_id) SELECT s.id FROM callmaster.scripts AS s;
 
--- The append-only log: ids and changed column names, never values.
+-- The append-only log: ids and changed column names, never values. One row per writing statement and
+-- script: its events take the positions first_position..position, element i (1-based) of element_ids
+-- at first_position + i - 1, with its changed columns (comma-separated) at fields[i]; a command is a
+-- row of one event. (A row per element cost a 1,000-element bulk update more than the update itself.)
+-- No foreign key to the head: its per-row check would take a KEY SHARE lock on the head the writer
+-- holds FOR NO KEY UPDATE (a multixact); a trigger on the heads deletes a deleted script's events.
 CREATE TABLE callmaster.live_events (
-    script_id  uuid        NOT NULL REFERENCES callmaster.live_feed_heads (script_id) ON DELETE CASCADE,
-    position   bigint      NOT NULL,
-    event      text        NOT NULL,
-    element_id uuid,
-    run_id     uuid,
-    fields     text[],
-    command    text,
+    script_id      uuid        NOT NULL,
+    position       bigint      NOT NULL,
+    first_position bigint      NOT NULL,
+    event          text        NOT NULL,
+    element_ids    uuid[],
+    fields         text[],
+    element_id     uuid,
+    run_id         uuid,
+    command        text,
     -- Commands only: the run as the command left it (live_run_json).
-    run        jsonb,
-    created_at timestamptz NOT NULL DEFAULT now(),
+    run            jsonb,
+    created_at     timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (script_id, position),
     CONSTRAINT live_events_event_check CHECK (event IN (
         'element.created', 'element.updated', 'element.deleted', 'command')),
-    CONSTRAINT live_events_command_check CHECK ((event = 'command') = (command IS NOT NULL))
+    CONSTRAINT live_events_command_check CHECK ((event = 'command') = (command IS NOT NULL)),
+    CONSTRAINT live_events_positions_check CHECK (
+        CASE WHEN event = 'command' THEN element_ids IS NULL AND first_position = position
+             ELSE cardinality(element_ids) = position - first_position + 1 END),
+    CONSTRAINT live_events_fields_check CHECK (fields IS NULL OR cardinality(fields) = cardinality(element_ids))
 );
 CREATE INDEX live_events_created_at_idx ON callmaster.live_events (created_at);
 

@@ -25,8 +25,8 @@ def stage(dba: psycopg.Connection[Any]) -> dict[str, str]:
 
 def feed(dba: psycopg.Connection[Any], script: str, after: int = 0) -> list[tuple[Any, ...]]:
     return dba.execute(
-        "SELECT position, event, element_id::text, fields, command FROM callmaster.live_events"
-        " WHERE script_id = %s AND position > %s ORDER BY position",
+        "SELECT id, event, element_id::text, fields, command"
+        " FROM callmaster.live_events_after(ARRAY[%s]::uuid[], ARRAY[%s]::bigint[])",
         (script, after),
     ).fetchall()
 

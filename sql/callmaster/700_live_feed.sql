@@ -77,35 +77,34 @@ CREATE OR REPLACE FUNCTION callmaster.live_append_elements(
     p_event text,
     p_element_ids uuid[],
     p_script_ids uuid[],
-    p_fields text[]
+    p_fields text
 )
     RETURNS void
     LANGUAGE sql
     VOLATILE
 AS $$
-    WITH rows AS MATERIALIZED (
-        SELECT r.element_id, r.script_id, r.ord
+    WITH per_script AS MATERIALIZED (
+        SELECT r.script_id, array_agg(r.element_id ORDER BY r.ord) AS ids
         FROM unnest(p_element_ids, p_script_ids) WITH ORDINALITY AS r (element_id, script_id, ord)
-    ),
-    counts AS (
-        SELECT jsonb_object_agg(c.script_id, c.n) AS j
-        FROM (SELECT rows.script_id, count(*) AS n FROM rows GROUP BY rows.script_id) AS c
+        GROUP BY r.script_id
     ),
     bases AS (
         SELECT p.script_id, p.base
-        FROM counts, callmaster.live_claim_positions(counts.j) AS p
+        FROM (SELECT jsonb_object_agg(s.script_id, cardinality(s.ids)) AS j FROM per_script AS s) AS counts,
+             callmaster.live_claim_positions(counts.j) AS p
         WHERE counts.j IS NOT NULL
     )
-    INSERT INTO callmaster.live_events (script_id, position, event, element_id, fields)
-    SELECT r.script_id, b.base + row_number() OVER (PARTITION BY r.script_id ORDER BY r.ord),
-           p_event, r.element_id, p_fields
-    FROM rows AS r
-    JOIN bases AS b ON b.script_id = r.script_id
+    INSERT INTO callmaster.live_events (script_id, first_position, position, event, element_ids, fields)
+    SELECT s.script_id, b.base + 1, b.base + cardinality(s.ids), p_event, s.ids,
+           CASE WHEN p_fields IS NOT NULL THEN array_fill(p_fields, ARRAY[cardinality(s.ids)]) END
+    FROM per_script AS s
+    JOIN bases AS b ON b.script_id = s.script_id
 $$;
-COMMENT ON FUNCTION callmaster.live_append_elements(text, uuid[], uuid[], text[]) IS
+COMMENT ON FUNCTION callmaster.live_append_elements(text, uuid[], uuid[], text) IS
     'Internal (feed triggers): appends one p_event event per element (p_element_ids, of the scripts '
-    'p_script_ids, same order) with the changed fields p_fields to the feeds, in array order. No errors.';
-REVOKE ALL ON FUNCTION callmaster.live_append_elements(text, uuid[], uuid[], text[]) FROM PUBLIC;
+    'p_script_ids, same order), each with the changed fields p_fields (comma-separated, or NULL), to the '
+    'feeds, one log row per script, in array order. No errors.';
+REVOKE ALL ON FUNCTION callmaster.live_append_elements(text, uuid[], uuid[], text) FROM PUBLIC;
 
 -- A new script gets its feed head in the creating transaction (any writer: API, duplicate, psql).
 CREATE OR REPLACE FUNCTION callmaster.live_feed_script_created()
@@ -129,7 +128,29 @@ CREATE OR REPLACE TRIGGER scripts_live_feed_head
     FOR EACH STATEMENT
     EXECUTE FUNCTION callmaster.live_feed_script_created();
 
--- Element rows: one event per element and statement. The changed columns are compared one by one
+-- A deleted script's feed goes with it (live_events has no foreign key: see migration 0800).
+CREATE OR REPLACE FUNCTION callmaster.live_feed_script_deleted()
+    RETURNS trigger
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, callmaster
+AS $$
+BEGIN
+    DELETE FROM callmaster.live_events AS e WHERE e.script_id IN (SELECT o.script_id FROM old_rows AS o);
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION callmaster.live_feed_script_deleted() IS
+    'Trigger (AFTER DELETE, per statement, on callmaster.live_feed_heads, which cascade from scripts): '
+    'deletes the feed events of the deleted scripts. No errors.';
+
+CREATE OR REPLACE TRIGGER live_feed_heads_delete_events
+    AFTER DELETE ON callmaster.live_feed_heads
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT
+    EXECUTE FUNCTION callmaster.live_feed_script_deleted();
+
+-- Element rows: one event per element, one log row per statement and script. The changed columns are compared one by one
 -- (a jsonb diff of whole rows cost more than the bulk update it follows); tests check that every
 -- column of script_elements is listed.
 CREATE OR REPLACE FUNCTION callmaster.live_feed_elements()
@@ -140,56 +161,54 @@ CREATE OR REPLACE FUNCTION callmaster.live_feed_elements()
 AS $$
 BEGIN
     IF TG_OP = 'UPDATE' THEN
-        WITH changed AS MATERIALIZED (
-            SELECT n.script_id, n.id AS element_id, n.sequence, array_remove(ARRAY[
-                CASE WHEN n.element_type IS DISTINCT FROM o.element_type THEN 'element_type' END,
-                CASE WHEN n.sequence IS DISTINCT FROM o.sequence THEN 'sequence' END,
-                CASE WHEN n.cue_id IS DISTINCT FROM o.cue_id THEN 'cue_id' END,
-                CASE WHEN n.description IS DISTINCT FROM o.description THEN 'description' END,
-                CASE WHEN n.cue_notes IS DISTINCT FROM o.cue_notes THEN 'cue_notes' END,
-                CASE WHEN n.department_id IS DISTINCT FROM o.department_id THEN 'department_id' END,
-                CASE WHEN n.parent_element_id IS DISTINCT FROM o.parent_element_id THEN 'parent_element_id' END,
-                CASE WHEN n.trigger_type IS DISTINCT FROM o.trigger_type THEN 'trigger_type' END,
-                CASE WHEN n.follows_cue_id IS DISTINCT FROM o.follows_cue_id THEN 'follows_cue_id' END,
-                CASE WHEN n.priority IS DISTINCT FROM o.priority THEN 'priority' END,
-                CASE WHEN n.time_offset_ms IS DISTINCT FROM o.time_offset_ms THEN 'time_offset_ms' END,
-                CASE WHEN n.duration_ms IS DISTINCT FROM o.duration_ms THEN 'duration_ms' END,
-                CASE WHEN n.fade_in_ms IS DISTINCT FROM o.fade_in_ms THEN 'fade_in_ms' END,
-                CASE WHEN n.fade_out_ms IS DISTINCT FROM o.fade_out_ms THEN 'fade_out_ms' END,
-                CASE WHEN n.location IS DISTINCT FROM o.location THEN 'location' END,
-                CASE WHEN n.location_details IS DISTINCT FROM o.location_details THEN 'location_details' END,
-                CASE WHEN n.custom_color IS DISTINCT FROM o.custom_color THEN 'custom_color' END,
-                CASE WHEN n.group_level IS DISTINCT FROM o.group_level THEN 'group_level' END,
-                CASE WHEN n.is_collapsed IS DISTINCT FROM o.is_collapsed THEN 'is_collapsed' END,
-                CASE WHEN n.is_safety_critical IS DISTINCT FROM o.is_safety_critical THEN 'is_safety_critical' END,
-                CASE WHEN n.safety_notes IS DISTINCT FROM o.safety_notes THEN 'safety_notes' END,
-                CASE WHEN n.version IS DISTINCT FROM o.version THEN 'version' END,
-                CASE WHEN n.is_active IS DISTINCT FROM o.is_active THEN 'is_active' END,
-                CASE WHEN n.created_by IS DISTINCT FROM o.created_by THEN 'created_by' END,
-                CASE WHEN n.updated_by IS DISTINCT FROM o.updated_by THEN 'updated_by' END,
-                CASE WHEN n.created_at IS DISTINCT FROM o.created_at THEN 'created_at' END,
-                CASE WHEN n.script_id IS DISTINCT FROM o.script_id THEN 'script_id' END,
-                CASE WHEN n.owner_id IS DISTINCT FROM o.owner_id THEN 'owner_id' END
-            ], NULL) AS fields
-            FROM new_rows AS n
-            JOIN old_rows AS o ON o.id = n.id
-        ),
-        counts AS (
-            SELECT jsonb_object_agg(c.script_id, c.n) AS j
-            FROM (SELECT script_id, count(*) AS n FROM changed WHERE fields <> '{}' GROUP BY script_id) AS c
+        WITH per_script AS MATERIALIZED (
+            SELECT c.script_id, array_agg(c.element_id ORDER BY c.sequence, c.element_id) AS ids,
+                   array_agg(c.fields ORDER BY c.sequence, c.element_id) AS fields
+            FROM (SELECT n.script_id, n.id AS element_id, n.sequence, array_to_string(array_remove(ARRAY[
+                    CASE WHEN n.element_type IS DISTINCT FROM o.element_type THEN 'element_type' END,
+                    CASE WHEN n.sequence IS DISTINCT FROM o.sequence THEN 'sequence' END,
+                    CASE WHEN n.cue_id IS DISTINCT FROM o.cue_id THEN 'cue_id' END,
+                    CASE WHEN n.description IS DISTINCT FROM o.description THEN 'description' END,
+                    CASE WHEN n.cue_notes IS DISTINCT FROM o.cue_notes THEN 'cue_notes' END,
+                    CASE WHEN n.department_id IS DISTINCT FROM o.department_id THEN 'department_id' END,
+                    CASE WHEN n.parent_element_id IS DISTINCT FROM o.parent_element_id THEN 'parent_element_id' END,
+                    CASE WHEN n.trigger_type IS DISTINCT FROM o.trigger_type THEN 'trigger_type' END,
+                    CASE WHEN n.follows_cue_id IS DISTINCT FROM o.follows_cue_id THEN 'follows_cue_id' END,
+                    CASE WHEN n.priority IS DISTINCT FROM o.priority THEN 'priority' END,
+                    CASE WHEN n.time_offset_ms IS DISTINCT FROM o.time_offset_ms THEN 'time_offset_ms' END,
+                    CASE WHEN n.duration_ms IS DISTINCT FROM o.duration_ms THEN 'duration_ms' END,
+                    CASE WHEN n.fade_in_ms IS DISTINCT FROM o.fade_in_ms THEN 'fade_in_ms' END,
+                    CASE WHEN n.fade_out_ms IS DISTINCT FROM o.fade_out_ms THEN 'fade_out_ms' END,
+                    CASE WHEN n.location IS DISTINCT FROM o.location THEN 'location' END,
+                    CASE WHEN n.location_details IS DISTINCT FROM o.location_details THEN 'location_details' END,
+                    CASE WHEN n.custom_color IS DISTINCT FROM o.custom_color THEN 'custom_color' END,
+                    CASE WHEN n.group_level IS DISTINCT FROM o.group_level THEN 'group_level' END,
+                    CASE WHEN n.is_collapsed IS DISTINCT FROM o.is_collapsed THEN 'is_collapsed' END,
+                    CASE WHEN n.is_safety_critical IS DISTINCT FROM o.is_safety_critical THEN 'is_safety_critical' END,
+                    CASE WHEN n.safety_notes IS DISTINCT FROM o.safety_notes THEN 'safety_notes' END,
+                    CASE WHEN n.version IS DISTINCT FROM o.version THEN 'version' END,
+                    CASE WHEN n.is_active IS DISTINCT FROM o.is_active THEN 'is_active' END,
+                    CASE WHEN n.created_by IS DISTINCT FROM o.created_by THEN 'created_by' END,
+                    CASE WHEN n.updated_by IS DISTINCT FROM o.updated_by THEN 'updated_by' END,
+                    CASE WHEN n.created_at IS DISTINCT FROM o.created_at THEN 'created_at' END,
+                    CASE WHEN n.script_id IS DISTINCT FROM o.script_id THEN 'script_id' END,
+                    CASE WHEN n.owner_id IS DISTINCT FROM o.owner_id THEN 'owner_id' END
+            ], NULL), ',') AS fields
+                  FROM new_rows AS n
+                  JOIN old_rows AS o ON o.id = n.id) AS c
+            WHERE c.fields <> ''
+            GROUP BY c.script_id
         ),
         bases AS (
             SELECT p.script_id, p.base
-            FROM counts, callmaster.live_claim_positions(counts.j) AS p
+            FROM (SELECT jsonb_object_agg(s.script_id, cardinality(s.ids)) AS j FROM per_script AS s) AS counts,
+                 callmaster.live_claim_positions(counts.j) AS p
             WHERE counts.j IS NOT NULL
         )
-        INSERT INTO callmaster.live_events (script_id, position, event, element_id, fields)
-        SELECT c.script_id,
-               b.base + row_number() OVER (PARTITION BY c.script_id ORDER BY c.sequence, c.element_id),
-               'element.updated', c.element_id, c.fields
-        FROM changed AS c
-        JOIN bases AS b ON b.script_id = c.script_id
-        WHERE c.fields <> '{}';
+        INSERT INTO callmaster.live_events (script_id, first_position, position, event, element_ids, fields)
+        SELECT s.script_id, b.base + 1, b.base + cardinality(s.ids), 'element.updated', s.ids, s.fields
+        FROM per_script AS s
+        JOIN bases AS b ON b.script_id = s.script_id;
     ELSIF TG_OP = 'INSERT' THEN
         PERFORM callmaster.live_append_elements('element.created',
             (SELECT array_agg(n.id ORDER BY n.script_id, n.sequence, n.id) FROM new_rows AS n),
@@ -235,7 +254,7 @@ BEGIN
     EXECUTE format(
         $q$SELECT callmaster.live_append_elements('element.updated',
                      array_agg(e.id ORDER BY e.script_id, e.sequence, e.id),
-                     array_agg(e.script_id ORDER BY e.script_id, e.sequence, e.id), ARRAY[%L])
+                     array_agg(e.script_id ORDER BY e.script_id, e.sequence, e.id), %L)
            FROM callmaster.script_elements AS e
            WHERE e.id IN (SELECT t.%I FROM %I AS t)
              AND e.xmin <> pg_current_xact_id()::xid$q$,
@@ -332,16 +351,19 @@ CREATE OR REPLACE FUNCTION callmaster.live_events_after(
     SECURITY DEFINER
     SET search_path = pg_catalog, callmaster
 AS $$
-    SELECT e.script_id, e.position, e.event, e.element_id, e.run_id, e.fields, e.command, e.run, e.created_at
+    SELECT e.script_id, e.first_position + x.ord - 1, e.event, x.element_id, e.run_id,
+           string_to_array(e.fields[x.ord], ','), e.command, e.run, e.created_at
     FROM unnest(p_script_ids, p_positions) AS k (script_id, after)
     CROSS JOIN LATERAL (
-        SELECT x.*
-        FROM callmaster.live_events AS x
-        WHERE x.script_id = k.script_id AND x.position > k.after
-        ORDER BY x.position
+        SELECT l.*
+        FROM callmaster.live_events AS l
+        WHERE l.script_id = k.script_id AND l.position > k.after
+        ORDER BY l.position
         LIMIT p_limit
     ) AS e
-    ORDER BY e.script_id, e.position
+    CROSS JOIN LATERAL unnest(coalesce(e.element_ids, ARRAY[e.element_id])) WITH ORDINALITY AS x (element_id, ord)
+    WHERE e.first_position + x.ord - 1 > k.after
+    ORDER BY e.script_id, e.position, x.ord
 $$;
 COMMENT ON FUNCTION callmaster.live_events_after(uuid[], bigint[], integer) IS
     'Relay call: the feed events of each script of p_script_ids after the position at the same index of '
@@ -381,4 +403,5 @@ $$;
 COMMENT ON FUNCTION callmaster.prune_live_events(interval) IS
     'Deletes feed events older than p_keep (a reader asking for one of them gets `reset` and reloads). '
     'Run by the relay of every API process at most once a minute (KEEL_LIVE_RETENTION_HOURS); a DBA may '
-    'call it too. Returns the number of events deleted. No errors.';
+    'call it too. Returns the number of log rows deleted (a row holds the events of one statement). No '
+    'errors.';

@@ -165,8 +165,8 @@ AS $$
 DECLARE
     v_run jsonb := callmaster.live_run_json(r);
 BEGIN
-    INSERT INTO callmaster.live_events (script_id, position, event, element_id, run_id, command, run)
-    SELECT p.script_id, p.base + 1, 'command', p_element_id, r.id, p_command, v_run
+    INSERT INTO callmaster.live_events (script_id, first_position, position, event, element_id, run_id, command, run)
+    SELECT p.script_id, p.base + 1, p.base + 1, 'command', p_element_id, r.id, p_command, v_run
     FROM callmaster.live_claim_positions(jsonb_build_object(r.script_id, 1)) AS p;
     RETURN callmaster.live_state(r.script_id);
 END
