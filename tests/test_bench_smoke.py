@@ -28,6 +28,7 @@ def test_every_workload_produces_figures() -> None:
         "lead_import": "lead import",
         "control_tower": "control tower read",
         "refresh": "refresh",
+        "live": "live",
     }
     for name in WORKLOADS:
         rows = [r for r in results if r.workload.startswith(prefixes[name])]

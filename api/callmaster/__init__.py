@@ -1,4 +1,5 @@
-"""CallMaster: Clerk-synced users, crews and guests, venues and departments (shows and scripts follow)."""
+"""CallMaster: Clerk-synced users, crews and guests, venues and departments, shows, scripts and their
+elements, and calling a show live (`live`: SSE feed, show runs, share links, presence)."""
 
 from api.callmaster import crew, elements, identity, live, places, scripts, shows, webhooks
 
