@@ -56,7 +56,11 @@ class Follower:
                     if fields:
                         data = fields.get("data")
                         self.queue.put_nowait(
-                            Event(fields.get("event", "message"), fields.get("id"), json.loads(data) if data else None)
+                            Event(
+                                fields.get("event", "message"),
+                                fields.get("id"),
+                                json.loads(data) if data else None,
+                            )
                         )
                         fields = {}
         finally:
@@ -84,7 +88,10 @@ class Follower:
 
 @contextlib.asynccontextmanager
 async def follow(
-    client: httpx.AsyncClient, url: str, headers: dict[str, str] | None = None, last_event_id: str | None = None
+    client: httpx.AsyncClient,
+    url: str,
+    headers: dict[str, str] | None = None,
+    last_event_id: str | None = None,
 ) -> Any:
     h = dict(headers or {})
     if last_event_id is not None:

@@ -30,7 +30,9 @@ def stage(dba: psycopg.Connection[Any]) -> dict[str, Any]:
 async def command(
     client: httpx.AsyncClient, auth: dict[str, str], script: str, name: str, **body: Any
 ) -> httpx.Response:
-    return await client.post(f"/api/scripts/{script}/live/commands", json={"command": name, **body}, headers=auth)
+    return await client.post(
+        f"/api/scripts/{script}/live/commands", json={"command": name, **body}, headers=auth
+    )
 
 
 def run_row(dba: psycopg.Connection[Any], script: str) -> tuple[Any, ...]:
@@ -53,7 +55,9 @@ async def test_who_may_call_the_show(
     assert_problem(await command(client, bearer("stranger_s"), script, "go"), 404)
     assert (await command(client, {}, script, "go")).status_code == 401
     assert one(dba, "SELECT count(*) FROM callmaster.show_runs") == 0
-    assert one(dba, "SELECT position FROM callmaster.live_feed_heads WHERE script_id = %s", (script,)) == before
+    assert (
+        one(dba, "SELECT position FROM callmaster.live_feed_heads WHERE script_id = %s", (script,)) == before
+    )
 
     r = await command(client, bearer("caller_c"), script, "standby")  # show_role "Stage Manager"
     assert r.status_code == 200, r.text
@@ -113,7 +117,9 @@ async def test_bad_commands(
     assert_problem(await command(client, auth, script, "hold", element_id=stage["cues"][0]), 422)
     assert_problem(await command(client, auth, script, "blackout"), (400, 422))
     assert_problem(await command(client, auth, script, "go", element_id="nope"), (400, 422))
-    r = await client.post(f"/api/scripts/{script}/live/commands", json={"command": "go", "x": 1}, headers=auth)
+    r = await client.post(
+        f"/api/scripts/{script}/live/commands", json={"command": "go", "x": 1}, headers=auth
+    )
     assert_problem(r, (400, 422))
     assert one(dba, "SELECT count(*) FROM callmaster.show_runs") == 0
 
@@ -135,9 +141,12 @@ async def test_share_links(
 ) -> None:
     owner, show, script = bearer("user_a"), stage["show"], stage["script"]
     assert_problem(await client.post(f"/api/shows/{show}/share-links", json={}, headers=bearer("lx_op")), 403)
-    assert_problem(await client.post(f"/api/shows/{show}/share-links", json={}, headers=bearer("stranger_s")), 404)
     assert_problem(
-        await client.post(f"/api/shows/{show}/share-links", json={"expires_in_hours": 0}, headers=owner), (400, 422)
+        await client.post(f"/api/shows/{show}/share-links", json={}, headers=bearer("stranger_s")), 404
+    )
+    assert_problem(
+        await client.post(f"/api/shows/{show}/share-links", json={"expires_in_hours": 0}, headers=owner),
+        (400, 422),
     )
     r = await client.post(f"/api/shows/{show}/share-links", json={"expires_in_hours": 2}, headers=owner)
     assert r.status_code == 201, r.text
@@ -146,13 +155,18 @@ async def test_share_links(
     assert link["url"].endswith(f"/api/shared/{token}") and len(token) == 46
     other = (await client.post(f"/api/shows/{show}/share-links", headers=owner)).json()
     assert other["token"] != token
-    stored = dba.execute("SELECT token_hash FROM callmaster.share_links WHERE id = %s", (link["id"],)).fetchone()
+    stored = dba.execute(
+        "SELECT token_hash FROM callmaster.share_links WHERE id = %s", (link["id"],)
+    ).fetchone()
     assert bytes(stored[0]) == hashlib.sha256(token.encode()).digest()  # only the hash is kept
     listed = (await client.get(f"/api/shows/{show}/share-links", headers=owner)).json()["items"]
     assert [x["id"] for x in listed] == [link["id"], other["id"]] and "token" not in str(listed)
 
     shared = (await client.get(f"/api/shared/{token}")).json()
-    assert shared["show"]["id"] == show and {s["id"] for s in shared["scripts"]} == {script, stage["other_script"]}
+    assert shared["show"]["id"] == show and {s["id"] for s in shared["scripts"]} == {
+        script,
+        stage["other_script"],
+    }
     elements = (await client.get(f"/api/shared/{token}/scripts/{script}")).json()["elements"]
     assert [e["id"] for e in elements] == stage["cues"] and "created_by" not in elements[0]
     assert_problem(await client.get(f"/api/shared/{token[:-1]}x"), 404)
@@ -169,20 +183,27 @@ async def test_share_links(
             await asyncio.sleep(0.1)
             r = await client.get(f"/api/shared/{token}/scripts/{script}/live/presence")
         assert r.json() == {"devices": 1, "owner": 0, "shared": 1, "by_department": []}
-        assert (await client.post(f"/api/scripts/{script}/live/commands", json={"command": "hold"})).status_code == 401
+        assert (
+            await client.post(f"/api/scripts/{script}/live/commands", json={"command": "hold"})
+        ).status_code == 401
         r = await client.delete(f"/api/shows/{show}/share-links/{link['id']}", headers=owner)
         assert r.status_code == 204
         assert (await guest.next(timeout=5)).event == "revoked"
         await asyncio.wait_for(guest.ended.wait(), 5)
     assert_problem(await client.get(f"/api/shared/{token}"), 404)
     assert_problem(await client.get(f"/api/shared/{token}/scripts/{script}/live"), 404)
-    assert (await client.delete(f"/api/shows/{show}/share-links/{link['id']}", headers=owner)).status_code == 204
+    assert (
+        await client.delete(f"/api/shows/{show}/share-links/{link['id']}", headers=owner)
+    ).status_code == 204
     assert_problem(await client.delete(f"/api/shows/{show}/share-links/{script}", headers=owner), 404)
 
     # Expired: 404, exactly like a link that never existed; a script of another show: 404.
     assert (await client.get(f"/api/shared/{other['token']}")).status_code == 200
     assert_problem(await client.get(f"/api/shared/{other['token']}/scripts/{stage['cues'][0]}/live"), 404)
-    dba.execute("UPDATE callmaster.share_links SET expires_at = now() - interval '1 second' WHERE id = %s", (other["id"],))
+    dba.execute(
+        "UPDATE callmaster.share_links SET expires_at = now() - interval '1 second' WHERE id = %s",
+        (other["id"],),
+    )
     assert_problem(await client.get(f"/api/shared/{other['token']}"), 404)
     assert_problem(await client.get(f"/api/shared/{other['token']}/scripts/{script}"), 404)
 

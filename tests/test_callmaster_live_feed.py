@@ -20,7 +20,12 @@ from tests.callmaster_shows_support import Bearer, add_script, add_show, add_use
 def stage(dba: psycopg.Connection[Any]) -> dict[str, str]:
     owner = add_user(dba, "user_a")
     show = add_show(dba, owner)
-    return {"owner": owner, "show": show, "script": add_script(dba, show), "other": add_script(dba, show, "B")}
+    return {
+        "owner": owner,
+        "show": show,
+        "script": add_script(dba, show),
+        "other": add_script(dba, show, "B"),
+    }
 
 
 def feed(dba: psycopg.Connection[Any], script: str, after: int = 0) -> list[tuple[Any, ...]]:
@@ -55,7 +60,8 @@ def test_raw_sql_writes_are_logged_once_each_without_gaps(
     dba.execute("UPDATE callmaster.script_elements SET description = 'lights up' WHERE id = %s", (a,))
     dba.execute("UPDATE callmaster.script_elements SET description = description WHERE id = %s", (b,))
     dba.execute(
-        "INSERT INTO callmaster.script_element_equipment (element_id, equipment_name) VALUES (%s, 'haze')", (b,)
+        "INSERT INTO callmaster.script_element_equipment (element_id, equipment_name) VALUES (%s, 'haze')",
+        (b,),
     )
     dba.execute(
         "INSERT INTO callmaster.script_element_groups (group_id, child_element_id) VALUES (%s, %s)", (a, b)
@@ -114,7 +120,12 @@ async def test_every_api_write_path_appears_once_in_commit_order(
 
     r = await client.post(
         f"{base}/elements",
-        json={"element_type": "cue", "cue_id": "Q1", "time_offset_ms": 900, "equipment": [{"equipment_name": "fog"}]},
+        json={
+            "element_type": "cue",
+            "cue_id": "Q1",
+            "time_offset_ms": 900,
+            "equipment": [{"equipment_name": "fog"}],
+        },
         headers=auth,
     )
     assert r.status_code == 201, r.text
@@ -141,7 +152,9 @@ async def test_every_api_write_path_appears_once_in_commit_order(
     )
     assert r.status_code == 200, r.text
     created = one(
-        dba, "SELECT id::text FROM callmaster.script_elements WHERE script_id = %s AND element_type = 'note'", (script,)
+        dba,
+        "SELECT id::text FROM callmaster.script_elements WHERE script_id = %s AND element_type = 'note'",
+        (script,),
     )
     r = await client.post(f"{base}/elements/auto-sort", headers=auth)
     assert r.status_code == 200, r.text
@@ -222,6 +235,9 @@ def test_concurrent_writers_are_read_in_commit_order_without_gaps(
     assert errors == []
     assert seen == list(range(start + 1, start + writers * rounds + 1))
     descriptions = {
-        r[0] for r in dba.execute("SELECT description FROM callmaster.script_elements WHERE script_id = %s", (script,))
+        r[0]
+        for r in dba.execute(
+            "SELECT description FROM callmaster.script_elements WHERE script_id = %s", (script,)
+        )
     }
     assert len(descriptions) == len(elements)

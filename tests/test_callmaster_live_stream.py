@@ -30,7 +30,9 @@ def stage(dba: psycopg.Connection[Any]) -> dict[str, Any]:
 
 
 async def go(client: httpx.AsyncClient, auth: dict[str, str], script: str, **body: Any) -> dict[str, Any]:
-    r = await client.post(f"/api/scripts/{script}/live/commands", json={"command": "go", **body}, headers=auth)
+    r = await client.post(
+        f"/api/scripts/{script}/live/commands", json={"command": "go", **body}, headers=auth
+    )
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -41,7 +43,11 @@ async def test_state_then_events_in_commit_order_then_resume(
     owner, operator = bearer("user_a"), bearer("lx_op")
     script, cues = stage["script"], stage["cues"]
     url = f"/api/scripts/{script}/live"
-    start = int(dba.execute("SELECT position FROM callmaster.live_feed_heads WHERE script_id = %s", (script,)).fetchone()[0])
+    start = int(
+        dba.execute(
+            "SELECT position FROM callmaster.live_feed_heads WHERE script_id = %s", (script,)
+        ).fetchone()[0]
+    )
 
     async with follow(client, url, operator) as crew:
         state = await crew.next()
@@ -60,7 +66,10 @@ async def test_state_then_events_in_commit_order_then_resume(
             ("command", str(start + 1)), ("element.updated", str(start + 2)), ("element.updated", str(start + 3))
         ]  # fmt: skip
         assert first[0].data["command"] == "go" and first[0].data["element_id"] == cues[0]
-        assert first[0].data["run"]["status"] == "running" and first[0].data["run"]["current_element_id"] == cues[0]
+        assert (
+            first[0].data["run"]["status"] == "running"
+            and first[0].data["run"]["current_element_id"] == cues[0]
+        )
         assert first[0].data["run"]["next_element_id"] == cues[1]
         assert first[1].data["element_id"] == cues[1] and "description" in first[1].data["fields"]
         assert first[2].data["element_id"] == cues[2] and "cue_notes" in first[2].data["fields"]
@@ -74,7 +83,9 @@ async def test_state_then_events_in_commit_order_then_resume(
     async with follow(client, url, operator, last_event_id=str(start + 2)) as crew:
         events = await crew.take(5)
         assert events[0].event == "state" and events[0].id == str(start + 2)
-        assert events[0].data["run"]["status"] == "holding" and events[0].data["script"]["version"] == start + 6
+        assert (
+            events[0].data["run"]["status"] == "holding" and events[0].data["script"]["version"] == start + 6
+        )
         assert [(e.event, e.id) for e in events[1:]] == [
             ("element.updated", str(start + 3)),
             ("command", str(start + 4)),
@@ -91,7 +102,9 @@ async def test_state_then_events_in_commit_order_then_resume(
         async with follow(client, url, operator, last_event_id=stale) as crew:
             state, reset = await crew.take(2)
             assert (state.event, reset.event, reset.id) == ("state", "reset", str(start + 6 + 2 * n))
-            await client.post(f"/api/scripts/{script}/live/commands", json={"command": "resume"}, headers=owner)
+            await client.post(
+                f"/api/scripts/{script}/live/commands", json={"command": "resume"}, headers=owner
+            )
             resumed = await crew.next()
             assert (resumed.event, resumed.data["command"]) == ("command", "resume")
             await client.post(f"/api/scripts/{script}/live/commands", json={"command": "hold"}, headers=owner)
@@ -112,7 +125,10 @@ async def test_a_go_on_one_process_reaches_a_subscriber_of_another(
 ) -> None:
     script = stage["script"]
     other = create_app(settings)  # its own pool and relay: a second API process
-    async with live_server(other) as second, follow(second, f"/api/scripts/{script}/live", bearer("lx_op")) as crew:
+    async with (
+        live_server(other) as second,
+        follow(second, f"/api/scripts/{script}/live", bearer("lx_op")) as crew,
+    ):
         assert (await crew.next()).event == "state"
         for cue in stage["cues"][:3]:
             started = time.monotonic()
@@ -140,7 +156,8 @@ async def test_revoked_subscribers_are_disconnected(
         }  # fmt: skip
         started = time.monotonic()
         dba.execute(
-            "UPDATE callmaster.crew_assignments SET is_active = false WHERE user_id = %s", (stage["operator"],)
+            "UPDATE callmaster.crew_assignments SET is_active = false WHERE user_id = %s",
+            (stage["operator"],),
         )
         revoked = await crew.next(timeout=5)
         assert revoked.event == "revoked"

@@ -99,7 +99,9 @@ class RateLimiter:
         if len(hits) >= self.limit:
             retry = max(1, int(hits[0] + 60 - now) + 1)
             raise Problem(
-                429, "Too many share-link lookups from this client; slow down.", headers={"Retry-After": str(retry)}
+                429,
+                "Too many share-link lookups from this client; slow down.",
+                headers={"Retry-After": str(retry)},
             )
         hits.append(now)
 
@@ -108,7 +110,9 @@ def shared_lookup(request: Request[Any, Any, Any], token: str) -> str:
     """Rate-limit the lookup, then the token if it can be one (else 404, like any unknown link)."""
     limiter = getattr(request.app.state, "share_link_limiter", None)
     if limiter is None:
-        limiter = request.app.state.share_link_limiter = RateLimiter(request.app.state.settings.share_link_rate_limit)
+        limiter = request.app.state.share_link_limiter = RateLimiter(
+            request.app.state.settings.share_link_rate_limit
+        )
     limiter.check(request.client.host if request.client else "unknown")
     if not _TOKEN.match(token):
         raise Problem(404, "share link not found", code="P0002")
@@ -125,7 +129,9 @@ def reset_message(position: int) -> ServerSentEventMessage:
     return ServerSentEventMessage(
         event="reset",
         id=str(position),
-        data=json.dumps({"reason": "the feed no longer holds the events after Last-Event-ID: reload the script"}),
+        data=json.dumps(
+            {"reason": "the feed no longer holds the events after Last-Event-ID: reload the script"}
+        ),
     )
 
 
@@ -203,7 +209,9 @@ async def follow_script(
     async def reopen(position: int) -> dict[str, Any]:
         return await db.fetch_val(principal, OPEN, {"script": script_id, "after": position})
 
-    opened = await db.fetch_val(principal, OPEN, {"script": script_id, "after": after})  # 404 before streaming
+    opened = await db.fetch_val(
+        principal, OPEN, {"script": script_id, "after": after}
+    )  # 404 before streaming
     subscriber = Subscriber(script_id, opened["state"]["script"]["version"], sub=str(principal.claims["sub"]))
     return ServerSentEvent(live_events(request, db, settings, opened, after, subscriber, reopen))
 
@@ -253,7 +261,11 @@ async def live_command(
     )
 
 
-@get("/api/scripts/{script_id:uuid}/live/presence", tags=TAGS, summary="Devices following a script, by department")
+@get(
+    "/api/scripts/{script_id:uuid}/live/presence",
+    tags=TAGS,
+    summary="Devices following a script, by department",
+)
 async def presence(script_id: FromPath[UUID], db: Db, principal: CurrentPrincipal) -> dict[str, Any]:
     return await db.fetch_val(principal, PRESENCE, {"script": script_id})
 
@@ -292,7 +304,9 @@ async def list_share_links(show_id: FromPath[UUID], db: Db, principal: CurrentPr
     description="Its lookups answer 404 from now on and its live streams end within seconds.",
     status_code=204,
 )
-async def revoke_share_link(show_id: FromPath[UUID], link_id: FromPath[UUID], db: Db, principal: CurrentPrincipal) -> None:
+async def revoke_share_link(
+    show_id: FromPath[UUID], link_id: FromPath[UUID], db: Db, principal: CurrentPrincipal
+) -> None:
     await db.execute(principal, REVOKE_LINK, {"show": show_id, "link": link_id})
 
 
@@ -309,7 +323,9 @@ async def shared_show(request: Request[Any, Any, Any], token: FromPath[Token], d
 async def shared_script(
     request: Request[Any, Any, Any], token: FromPath[Token], script_id: FromPath[UUID], db: Db
 ) -> dict[str, Any]:
-    return await db.fetch_val(None, SHARED_SCRIPT, {"token": shared_lookup(request, token), "script": script_id})
+    return await db.fetch_val(
+        None, SHARED_SCRIPT, {"token": shared_lookup(request, token), "script": script_id}
+    )
 
 
 @get(
@@ -320,7 +336,9 @@ async def shared_script(
 async def shared_presence(
     request: Request[Any, Any, Any], token: FromPath[Token], script_id: FromPath[UUID], db: Db
 ) -> dict[str, Any]:
-    counts = await db.fetch_val(None, PRESENCE_SHARED, {"token": shared_lookup(request, token), "script": script_id})
+    counts = await db.fetch_val(
+        None, PRESENCE_SHARED, {"token": shared_lookup(request, token), "script": script_id}
+    )
     if counts is None:
         raise Problem(404, f"script {script_id} not found", code="P0002")
     return counts

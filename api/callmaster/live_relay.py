@@ -196,7 +196,13 @@ class LiveRelay:
     async def _heartbeat(self, conn: psycopg.AsyncConnection[dict[str, Any]]) -> None:
         subscribers = [sub for feed in self.feeds.values() for sub in feed.subscribers]
         payload = [
-            {"key": sub.key, "script_id": str(sub.script_id), "sub": sub.sub, "link_id": sub.link_id, "devices": 1}
+            {
+                "key": sub.key,
+                "script_id": str(sub.script_id),
+                "sub": sub.sub,
+                "link_id": sub.link_id,
+                "devices": 1,
+            }
             for sub in subscribers
         ]
         cur = await conn.execute(HEARTBEAT, {"process": self.process_id, "subscribers": Jsonb(payload)})
@@ -215,4 +221,3 @@ def relay_for(state: Any, settings: Settings, database_url: str) -> LiveRelay:
         relay = LiveRelay(settings, settings.database_direct_url or database_url)
         state.live_relay = relay
     return relay
-

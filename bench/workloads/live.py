@@ -36,7 +36,11 @@ from bench.workloads.common import ms, per_s, ratio_result
 # (subscribers, seconds of GOs, bulk-update repetitions, single-element writes per writer)
 SIZES = {"full": (500, 60.0, 7, 300), "quick": (100, 10.0, 3, 100), "tiny": (10, 1.0, 1, 10)}
 GO_INTERVAL = 0.1
-FEED_TRIGGERS = ("script_elements_live_feed_insert", "script_elements_live_feed_update", "script_elements_live_feed_delete")
+FEED_TRIGGERS = (
+    "script_elements_live_feed_insert",
+    "script_elements_live_feed_update",
+    "script_elements_live_feed_delete",
+)
 
 
 async def _follow(
@@ -97,7 +101,9 @@ async def _follow(
     return {"received": received, "failures": failures}
 
 
-def follow(urls: list[str], path: str, headers: list[tuple[str, str]], n: int, ready: Any, stop: Any) -> dict[str, Any]:
+def follow(
+    urls: list[str], path: str, headers: list[tuple[str, str]], n: int, ready: Any, stop: Any
+) -> dict[str, Any]:
     """Load process: `n` SSE subscribers over `urls`; per subscriber {GO position: latency s}."""
     return asyncio.run(_follow(urls, path, headers, n, ready, stop))
 
@@ -107,7 +113,8 @@ async def _write(url: str, element_ids: list[str], rounds: int) -> float:
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
             for i in range(rounds):
                 await conn.execute(
-                    "UPDATE callmaster.script_elements SET description = %s WHERE id = %s", (f"take {i}", element_id)
+                    "UPDATE callmaster.script_elements SET description = %s WHERE id = %s",
+                    (f"take {i}", element_id),
                 )
 
     started = time.perf_counter()
@@ -151,7 +158,9 @@ def fan_out(ctx: Context, subscribers: int, seconds: float) -> list[Result]:
         try:
             next_at = time.perf_counter()
             for k in range(gos):
-                r = clients[k % 2].post(f"/api/scripts/{script}/live/commands", json={"command": "go"}, headers=caller)
+                r = clients[k % 2].post(
+                    f"/api/scripts/{script}/live/commands", json={"command": "go"}, headers=caller
+                )
                 if r.status_code == 200:
                     positions.append(r.json()["script"]["version"])
                 else:
@@ -199,8 +208,11 @@ def feed_cost(ctx: Context, repeats: int, writes: int) -> list[Result]:
 
         def triggers(enabled: bool) -> None:
             for name in FEED_TRIGGERS:
-                conn.execute(sql.SQL("ALTER TABLE callmaster.script_elements {} TRIGGER {}").format(
-                    sql.SQL("ENABLE" if enabled else "DISABLE"), sql.Identifier(name)))
+                conn.execute(
+                    sql.SQL("ALTER TABLE callmaster.script_elements {} TRIGGER {}").format(
+                        sql.SQL("ENABLE" if enabled else "DISABLE"), sql.Identifier(name)
+                    )
+                )
 
         bulk(0)  # warm-up
         with_feed, without, notifying = [], [], []
