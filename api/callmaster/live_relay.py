@@ -42,6 +42,8 @@ EVENTS_AFTER = (
 HEARTBEAT = "SELECT callmaster.live_heartbeat(%(process)s, %(subscribers)s) AS revoked"
 ASLEEP = "SELECT callmaster.live_relay_asleep(%(wait)s) AS clear"
 AWAKE = "SELECT callmaster.live_relay_awake()"
+LISTEN = "LISTEN callmaster_live"
+UNLISTEN = "UNLISTEN callmaster_live"
 PRUNE = "SELECT callmaster.prune_live_events(%(keep)s)"
 
 RING = 4096  # events kept per script for subscribers slightly behind
@@ -124,7 +126,6 @@ class LiveRelay:
                     self.conninfo, autocommit=True, row_factory=dict_row, application_name="keel-live-relay"
                 )
                 async with conn:
-                    await conn.execute("LISTEN callmaster_live")
                     delay = 0.2
                     await self._serve(conn)
             except psycopg.OperationalError as exc:
@@ -154,12 +155,15 @@ class LiveRelay:
                 await asyncio.sleep(s.live_poll_interval)
                 continue
             if awake:
-                # Announce sleep; once the writers that saw us awake have ended, look once more (top of
-                # the loop) and only then wait for a NOTIFY.
+                # Listen, announce sleep; once the writers that saw us awake have ended, look once more
+                # (top of the loop) and only then wait for a NOTIFY. (Awake, the session does not listen:
+                # psycopg would keep every notification it reads meanwhile.)
+                await conn.execute(LISTEN)
                 cur = await conn.execute(ASLEEP, {"wait": timedelta(milliseconds=50)})
                 row = await cur.fetchone()
-                awake = False
-                if not (row and row["clear"]):
+                if row and row["clear"]:
+                    awake = False
+                else:  # a writer that saw us awake is still open: look again, then retry
                     await asyncio.sleep(s.live_poll_interval)
                 continue
             timeout = max(0.01, min(next_check - loop.time(), 1.0))
@@ -168,6 +172,7 @@ class LiveRelay:
                 notified = True
             if notified:
                 await conn.execute(AWAKE)
+                await conn.execute(UNLISTEN)
                 awake = True
                 last_event = loop.time()
 
