@@ -34,7 +34,7 @@ from litestar.params import FromPath, HeaderParameter, JSONBody
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from msgspec import Meta
 
-from api.callmaster.live_relay import Subscriber, relay_for
+from api.callmaster.live_relay import Message, Subscriber, relay_for
 from api.db import Database
 from api.deps import AppSettings, CurrentPrincipal, Db
 from api.errors import Problem
@@ -119,10 +119,10 @@ def shared_lookup(request: Request[Any, Any, Any], token: str) -> str:
     return token
 
 
-def db_event(event: dict[str, Any]) -> tuple[int, str, str]:
-    """(position, event name, SSE data) of an event as live_open returns it."""
+def db_event(event: dict[str, Any]) -> Message:
+    """An event as live_open returns it, as SSE."""
     body = dict(event)
-    return int(body.pop("id")), str(body.pop("event")), json.dumps(body)
+    return Message(int(body.pop("id")), str(body.pop("event")), json.dumps(body))
 
 
 def reset_message(position: int) -> ServerSentEventMessage:
@@ -153,8 +153,8 @@ async def live_events(
         yield ServerSentEventMessage(event="state", id=str(state_id), data=json.dumps(opened["state"]))
         if opened["reset"]:
             yield reset_message(subscriber.position)
-        for position, name, data in map(db_event, opened["events"]):
-            yield ServerSentEventMessage(event=name, id=str(position), data=data)
+        for message in map(db_event, opened["events"]):
+            yield message
         last_sent = loop.time()
         while True:
             subscriber.wake.clear()
@@ -162,7 +162,7 @@ async def live_events(
                 yield ServerSentEventMessage(event="revoked", id=str(subscriber.position), data="{}")
                 return
             pending = relay.events_after(subscriber)
-            if pending is None:  # further behind than the relay's ring: read the gap from the database
+            if pending is None:  # further behind than the relay keeps: read the gap from the database
                 try:
                     reopened = await reopen(subscriber.position)
                 except (psycopg.errors.NoDataFound, psycopg.errors.InsufficientPrivilege):
@@ -172,10 +172,10 @@ async def live_events(
                     subscriber.position = reopened["state"]["script"]["version"]
                     yield reset_message(subscriber.position)
                 pending = [db_event(e) for e in reopened["events"]]
-            for position, name, data in pending:
-                if position > subscriber.position:
-                    yield ServerSentEventMessage(event=name, id=str(position), data=data)
-                    subscriber.position = position
+            for message in pending:
+                if message.position > subscriber.position:
+                    yield message
+                    subscriber.position = message.position
                     last_sent = loop.time()
             if pending:
                 continue

@@ -9,8 +9,9 @@ serialises commits cluster-wide); after `live_linger` quiet seconds it announces
 waits for a NOTIFY on `callmaster_live`. Every `live_check_interval` seconds it re-checks every
 subscriber's access and reports presence (`callmaster.live_heartbeat`), and disconnects the revoked.
 
-Each script keeps the most recent events in a ring; a subscriber further behind (or that joined before
-the relay had caught up) reads what it lacks from the database itself. The session runs on
+Each script keeps its most recent events, encoded once for every subscriber; positions are gapless, so
+the events after a subscriber's position are a slice. A subscriber further behind (or that joined
+before the relay had caught up) reads what it lacks from the database itself. The session runs on
 `database_direct_url` (a transaction-mode pooler cannot hold a LISTEN).
 """
 
@@ -21,13 +22,13 @@ import contextlib
 import json
 import logging
 import uuid
-from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 import psycopg
+from litestar.response import ServerSentEventMessage
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -46,7 +47,7 @@ LISTEN = "LISTEN callmaster_live"
 UNLISTEN = "UNLISTEN callmaster_live"
 PRUNE = "SELECT callmaster.prune_live_events(%(keep)s)"
 
-RING = 4096  # events kept per script for subscribers slightly behind
+RING = 4096  # events kept per script (between RING and 2 × RING) for subscribers slightly behind
 FETCH_LIMIT = 2000  # events per script and poll
 PRUNE_EVERY = 60.0
 
@@ -58,6 +59,18 @@ def event_data(row: dict[str, Any]) -> str:
         if row.get(key) is not None:
             data[key] = str(row[key]) if key in ("element_id", "run_id") else row[key]
     return json.dumps(data)
+
+
+class Message(ServerSentEventMessage):
+    """A feed event as SSE, encoded once however many subscribers it is sent to."""
+
+    def __init__(self, position: int, event: str, data: str) -> None:
+        super().__init__(data=data, event=event, id=position)
+        self.position = position
+        self.encoded = super().encode()
+
+    def encode(self) -> bytes:
+        return self.encoded
 
 
 @dataclass(eq=False)
@@ -76,7 +89,7 @@ class Subscriber:
 @dataclass
 class Feed:
     head: int
-    ring: deque[tuple[int, str, str]] = field(default_factory=lambda: deque(maxlen=RING))
+    recent: list[Message] = field(default_factory=list)  # consecutive positions, oldest first
     subscribers: set[Subscriber] = field(default_factory=set)
 
 
@@ -108,15 +121,15 @@ class LiveRelay:
                 self.task.cancel()  # the last stream closed: free the session
                 self.task = None
 
-    def events_after(self, subscriber: Subscriber) -> list[tuple[int, str, str]] | None:
-        """The events this process has after the subscriber's position; None when the ring does not
-        reach back that far (the subscriber reads the gap from the database)."""
+    def events_after(self, subscriber: Subscriber) -> list[Message] | None:
+        """The events this process has after the subscriber's position; None when they do not reach
+        back that far (the subscriber reads the gap from the database)."""
         feed = self.feeds.get(subscriber.script_id)
         if feed is None or feed.head <= subscriber.position:
             return []
-        if not feed.ring or feed.ring[0][0] > subscriber.position + 1:
+        if not feed.recent or feed.recent[0].position > subscriber.position + 1:
             return None
-        return [e for e in feed.ring if e[0] > subscriber.position]
+        return feed.recent[subscriber.position + 1 - feed.recent[0].position :]
 
     async def _run(self) -> None:
         delay = 0.2
@@ -128,8 +141,8 @@ class LiveRelay:
                 async with conn:
                     delay = 0.2
                     await self._serve(conn)
-            except psycopg.OperationalError as exc:
-                log.warning("live relay: session lost (%s); reconnecting in %.1f s", exc, delay)
+            except psycopg.Error as exc:  # lost session, or a failing call: start over on a new session
+                log.warning("live relay: %s; reconnecting in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
@@ -190,8 +203,10 @@ class LiveRelay:
             feed = self.feeds.get(row["script_id"])
             if feed is None or row["id"] <= feed.head:
                 continue
-            feed.ring.append((row["id"], row["event"], event_data(row)))
+            feed.recent.append(Message(row["id"], row["event"], event_data(row)))
             feed.head = row["id"]
+            if len(feed.recent) >= 2 * RING:
+                del feed.recent[:RING]
             touched.add(row["script_id"])
         for sid in touched:
             for subscriber in self.feeds[sid].subscribers:
