@@ -77,15 +77,17 @@ CREATE OR REPLACE FUNCTION callmaster.live_append_elements(
     p_event text,
     p_element_ids uuid[],
     p_script_ids uuid[],
-    p_fields text
+    p_fields text[]
 )
     RETURNS void
     LANGUAGE sql
     VOLATILE
 AS $$
     WITH per_script AS MATERIALIZED (
-        SELECT r.script_id, array_agg(r.element_id ORDER BY r.ord) AS ids
-        FROM unnest(p_element_ids, p_script_ids) WITH ORDINALITY AS r (element_id, script_id, ord)
+        SELECT r.script_id, array_agg(r.element_id ORDER BY r.ord) AS ids,
+               CASE WHEN p_fields IS NOT NULL THEN array_agg(r.fields ORDER BY r.ord) END AS fields
+        FROM unnest(p_element_ids, p_script_ids, p_fields) WITH ORDINALITY AS r (element_id, script_id, fields, ord)
+        WHERE r.element_id IS NOT NULL
         GROUP BY r.script_id
     ),
     bases AS (
@@ -95,16 +97,15 @@ AS $$
         WHERE counts.j IS NOT NULL
     )
     INSERT INTO callmaster.live_events (script_id, first_position, position, event, element_ids, fields)
-    SELECT s.script_id, b.base + 1, b.base + cardinality(s.ids), p_event, s.ids,
-           CASE WHEN p_fields IS NOT NULL THEN array_fill(p_fields, ARRAY[cardinality(s.ids)]) END
+    SELECT s.script_id, b.base + 1, b.base + cardinality(s.ids), p_event, s.ids, s.fields
     FROM per_script AS s
     JOIN bases AS b ON b.script_id = s.script_id
 $$;
-COMMENT ON FUNCTION callmaster.live_append_elements(text, uuid[], uuid[], text) IS
+COMMENT ON FUNCTION callmaster.live_append_elements(text, uuid[], uuid[], text[]) IS
     'Internal (feed triggers): appends one p_event event per element (p_element_ids, of the scripts '
-    'p_script_ids, same order), each with the changed fields p_fields (comma-separated, or NULL), to the '
-    'feeds, one log row per script, in array order. No errors.';
-REVOKE ALL ON FUNCTION callmaster.live_append_elements(text, uuid[], uuid[], text) FROM PUBLIC;
+    'p_script_ids, with its changed columns comma-separated in p_fields, or p_fields NULL; same order) to '
+    'the feeds, one log row per script, in array order. No errors.';
+REVOKE ALL ON FUNCTION callmaster.live_append_elements(text, uuid[], uuid[], text[]) FROM PUBLIC;
 
 -- A new script gets its feed head in the creating transaction (any writer: API, duplicate, psql).
 CREATE OR REPLACE FUNCTION callmaster.live_feed_script_created()
@@ -150,9 +151,9 @@ CREATE OR REPLACE TRIGGER live_feed_heads_delete_events
     FOR EACH STATEMENT
     EXECUTE FUNCTION callmaster.live_feed_script_deleted();
 
--- Element rows: one event per element, one log row per statement and script. The changed columns are compared one by one
--- (a jsonb diff of whole rows cost more than the bulk update it follows); tests check that every
--- column of script_elements is listed.
+-- Element rows: one event per element, one log row per statement and script. The changed columns are
+-- compared one by one (a jsonb diff of whole rows cost more than the bulk update it follows); tests
+-- check that every column of script_elements is listed.
 CREATE OR REPLACE FUNCTION callmaster.live_feed_elements()
     RETURNS trigger
     LANGUAGE plpgsql
@@ -161,10 +162,11 @@ CREATE OR REPLACE FUNCTION callmaster.live_feed_elements()
 AS $$
 BEGIN
     IF TG_OP = 'UPDATE' THEN
-        WITH per_script AS MATERIALIZED (
-            SELECT c.script_id, array_agg(c.element_id ORDER BY c.sequence, c.element_id) AS ids,
-                   array_agg(c.fields ORDER BY c.sequence, c.element_id) AS fields
-            FROM (SELECT n.script_id, n.id AS element_id, n.sequence, array_to_string(array_remove(ARRAY[
+        PERFORM callmaster.live_append_elements('element.updated',
+            array_agg(c.element_id ORDER BY c.script_id, c.sequence, c.element_id),
+            array_agg(c.script_id ORDER BY c.script_id, c.sequence, c.element_id),
+            array_agg(c.fields ORDER BY c.script_id, c.sequence, c.element_id))
+        FROM (SELECT n.script_id, n.id AS element_id, n.sequence, array_to_string(array_remove(ARRAY[
                     CASE WHEN n.element_type IS DISTINCT FROM o.element_type THEN 'element_type' END,
                     CASE WHEN n.sequence IS DISTINCT FROM o.sequence THEN 'sequence' END,
                     CASE WHEN n.cue_id IS DISTINCT FROM o.cue_id THEN 'cue_id' END,
@@ -194,29 +196,17 @@ BEGIN
                     CASE WHEN n.script_id IS DISTINCT FROM o.script_id THEN 'script_id' END,
                     CASE WHEN n.owner_id IS DISTINCT FROM o.owner_id THEN 'owner_id' END
             ], NULL), ',') AS fields
-                  FROM new_rows AS n
-                  JOIN old_rows AS o ON o.id = n.id) AS c
-            WHERE c.fields <> ''
-            GROUP BY c.script_id
-        ),
-        bases AS (
-            SELECT p.script_id, p.base
-            FROM (SELECT jsonb_object_agg(s.script_id, cardinality(s.ids)) AS j FROM per_script AS s) AS counts,
-                 callmaster.live_claim_positions(counts.j) AS p
-            WHERE counts.j IS NOT NULL
-        )
-        INSERT INTO callmaster.live_events (script_id, first_position, position, event, element_ids, fields)
-        SELECT s.script_id, b.base + 1, b.base + cardinality(s.ids), 'element.updated', s.ids, s.fields
-        FROM per_script AS s
-        JOIN bases AS b ON b.script_id = s.script_id;
+              FROM new_rows AS n
+              JOIN old_rows AS o ON o.id = n.id) AS c
+        WHERE c.fields <> '';
     ELSIF TG_OP = 'INSERT' THEN
         PERFORM callmaster.live_append_elements('element.created',
             (SELECT array_agg(n.id ORDER BY n.script_id, n.sequence, n.id) FROM new_rows AS n),
-            (SELECT array_agg(n.script_id ORDER BY n.script_id, n.sequence, n.id) FROM new_rows AS n), NULL);
+            (SELECT array_agg(n.script_id ORDER BY n.script_id, n.sequence, n.id) FROM new_rows AS n), NULL::text[]);
     ELSE
         PERFORM callmaster.live_append_elements('element.deleted',
             (SELECT array_agg(o.id ORDER BY o.script_id, o.sequence, o.id) FROM old_rows AS o),
-            (SELECT array_agg(o.script_id ORDER BY o.script_id, o.sequence, o.id) FROM old_rows AS o), NULL);
+            (SELECT array_agg(o.script_id ORDER BY o.script_id, o.sequence, o.id) FROM old_rows AS o), NULL::text[]);
     END IF;
     RETURN NULL;
 END
@@ -254,7 +244,7 @@ BEGIN
     EXECUTE format(
         $q$SELECT callmaster.live_append_elements('element.updated',
                      array_agg(e.id ORDER BY e.script_id, e.sequence, e.id),
-                     array_agg(e.script_id ORDER BY e.script_id, e.sequence, e.id), %L)
+                     array_agg(e.script_id ORDER BY e.script_id, e.sequence, e.id), array_agg(%L::text))
            FROM callmaster.script_elements AS e
            WHERE e.id IN (SELECT t.%I FROM %I AS t)
              AND e.xmin <> pg_current_xact_id()::xid$q$,
