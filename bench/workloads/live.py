@@ -191,9 +191,10 @@ def fan_out(ctx: Context, subscribers: int, seconds: float) -> list[Result]:
 
 
 def feed_cost(ctx: Context, repeats: int, writes: int) -> list[Result]:
+    n = ctx.sizes.bulk_elements  # 1,000 (tiny: 50)
     with ctx.connect() as conn:
         owner = datagen.create_owner(conn)
-        script = datagen.create_script(conn, owner, 1000)
+        script = datagen.create_script(conn, owner, n)
         datagen.analyze(conn, "callmaster.script_elements")
         ids = [str(r[0]) for r in conn.execute(
             "SELECT id FROM callmaster.script_elements WHERE script_id = %s ORDER BY sequence", (script,))]  # fmt: skip

@@ -207,6 +207,21 @@ COMMENT ON FUNCTION callmaster.live_presence_shared(text, uuid) IS
     'and department names only). Returns NULL for a script of another show. Errors: P0002 unknown, revoked '
     'or expired link.';
 
+-- keel_api has no privilege on the feed, share links or presence (migration 0800): the functions above
+-- are the way in. Should one ever be granted, these policies still keep each user to their own scripts.
+DROP POLICY IF EXISTS live_feed_heads_read ON callmaster.live_feed_heads;
+CREATE POLICY live_feed_heads_read ON callmaster.live_feed_heads FOR SELECT TO keel_api
+    USING (EXISTS (SELECT 1 FROM callmaster.scripts AS s WHERE s.id = live_feed_heads.script_id));
+DROP POLICY IF EXISTS live_events_read ON callmaster.live_events;
+CREATE POLICY live_events_read ON callmaster.live_events FOR SELECT TO keel_api
+    USING (EXISTS (SELECT 1 FROM callmaster.scripts AS s WHERE s.id = live_events.script_id));
+DROP POLICY IF EXISTS live_presence_read ON callmaster.live_presence;
+CREATE POLICY live_presence_read ON callmaster.live_presence FOR SELECT TO keel_api
+    USING (EXISTS (SELECT 1 FROM callmaster.scripts AS s WHERE s.id = live_presence.script_id));
+DROP POLICY IF EXISTS share_links_owner ON callmaster.share_links;
+CREATE POLICY share_links_owner ON callmaster.share_links FOR SELECT TO keel_api
+    USING (owner_id = (SELECT callmaster.current_user_id()));
+
 REVOKE EXECUTE ON FUNCTION callmaster.live_open(uuid, bigint), callmaster.live_open_shared(text, uuid, bigint),
     callmaster.live_heartbeat(uuid, jsonb), callmaster.live_presence(uuid),
     callmaster.live_presence_shared(text, uuid), callmaster.live_events_after(uuid[], bigint[], integer),
