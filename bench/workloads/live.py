@@ -241,7 +241,7 @@ def feed_cost(ctx: Context, repeats: int, writes: int) -> list[Result]:
             relay.close()
     w, wo, nt = median(with_feed), median(without), median(notifying)
     return [
-        ratio_result("live feed: bulk update of 1,000 elements, with the feed vs. without", w, wo, fmt=ms,
+        ratio_result(f"live feed: bulk update of {n:,} elements, with the feed vs. without", w, wo, fmt=ms,
                      target="feed ≤ 1.5× (ratio ≥ 0.67)", minimum=1 / 1.5, higher_is_better=False,
                      note=f"with a sleeping relay (NOTIFY too): {ms(nt)} ({nt / wo:.2f}× without)",
                      data={"with_s": with_feed, "without_s": without, "notifying_s": notifying}),
