@@ -76,6 +76,16 @@ class Settings:
     assistant_poll_interval: float = 2.0
     assistant_sse_keepalive: float = 15.0
 
+    # CallMaster live (api/callmaster/live_relay.py): how often a busy relay polls, how long it stays
+    # awake after the last event, how often it re-checks subscribers (revocation) and reports presence,
+    # SSE keep-alive period, feed retention, share-link lookups per client and minute.
+    live_poll_interval: float = 0.02
+    live_linger: float = 2.0
+    live_check_interval: float = 2.0
+    live_sse_keepalive: float = 15.0
+    live_retention_hours: float = 24.0
+    share_link_rate_limit: int = 60
+
     pool_min_size: int = 2
     pool_max_size: int = 20
     pool_timeout: float = 5.0
@@ -114,6 +124,12 @@ class Settings:
             "assistant_retry_base": _float("KEEL_ASSISTANT_RETRY_BASE", 1.0),
             "assistant_poll_interval": _float("KEEL_ASSISTANT_POLL_INTERVAL", 2.0),
             "assistant_sse_keepalive": _float("KEEL_ASSISTANT_SSE_KEEPALIVE", 15.0),
+            "live_poll_interval": _float("KEEL_LIVE_POLL_INTERVAL", 0.02),
+            "live_linger": _float("KEEL_LIVE_LINGER", 2.0),
+            "live_check_interval": _float("KEEL_LIVE_CHECK_INTERVAL", 2.0),
+            "live_sse_keepalive": _float("KEEL_LIVE_SSE_KEEPALIVE", 15.0),
+            "live_retention_hours": _float("KEEL_LIVE_RETENTION_HOURS", 24.0),
+            "share_link_rate_limit": _int("KEEL_SHARE_LINK_RATE_LIMIT", 60),
             "pool_min_size": _int("KEEL_POOL_MIN_SIZE", 2),
             "pool_max_size": _int("KEEL_POOL_MAX_SIZE", 20),
             "pool_timeout": _float("KEEL_POOL_TIMEOUT", 5.0),

@@ -42,6 +42,7 @@ WORKLOADS = (
     "control_tower",
     "refresh",
     "scale",
+    "live",
 )
 JWT_SECRET = "keel-bench-secret-0123456789abcdef0123456789"
 
