@@ -90,6 +90,23 @@ async def test_dropped_stream_is_retried_from_the_start_without_duplicated_text(
     assert reply["content"] == TEXT  # exactly once
 
 
+async def test_garbage_in_the_stream_is_retried_then_given_up_readably(
+    client: httpx.AsyncClient, staff: StaffMember, llm: LLMServer, settings: Settings, worker: Any
+) -> None:
+    llm.plan(Behavior(text=TEXT, garbage_after=3))
+    llm.default = Behavior(text=TEXT)
+    body = await chat(client, staff, "Garbled line")
+    reply = await wait_final(client, staff, body["message_id"])
+    assert reply["status"] == "done" and reply["attempts"] == 2
+    assert reply["content"] == TEXT  # the text before the garbage is not kept twice
+
+    llm.default = Behavior(text=TEXT, garbage_after=0)
+    body = await chat(client, staff, "Always garbled")
+    reply = await wait_final(client, staff, body["message_id"])
+    assert reply["status"] == "failed" and reply["attempts"] == settings.assistant_max_attempts
+    assert "the LLM sent a malformed stream" in reply["error"], reply["error"]
+
+
 async def test_hang_times_out_and_is_retried(
     client: httpx.AsyncClient, staff: StaffMember, llm: LLMServer, settings: Settings, worker: Any
 ) -> None:
