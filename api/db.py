@@ -171,7 +171,9 @@ class Database:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, psycopg.Error):
             await task
-        raise OperationalError(f"the database did not answer within {self._timeout() / 1000 + ANSWER_GRACE:g} s")
+        raise OperationalError(
+            f"the database did not answer within {self._timeout() / 1000 + ANSWER_GRACE:g} s"
+        )
 
     async def fetch(
         self, principal: HasClaims | None, query: Query, params: Params = None

@@ -240,7 +240,7 @@ class _Engine:
                     split_tokens(b.text if b.text is not None else default_reply(body))
                 ):
                     if b.garbage_after is not None and n >= b.garbage_after:
-                        write("data: {\"choices\": [{\"delta\": \x00garbled\n\n")
+                        write('data: {"choices": [{"delta": \x00garbled\n\n')
                         break
                     if b.drop_after is not None and n >= b.drop_after:
                         handler.connection.shutdown(socket.SHUT_RDWR)

@@ -88,7 +88,9 @@ class PrivateCluster:
             f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} -c max_connections=100"
             " -c fsync=off -c full_page_writes=off"
         )
-        self._run("pg_ctl", "-D", str(self.pgdata), "-l", str(self.root / "log"), "-w", "-o", options, "start")
+        self._run(
+            "pg_ctl", "-D", str(self.pgdata), "-l", str(self.root / "log"), "-w", "-o", options, "start"
+        )
 
     def stop(self, mode: str = "fast") -> None:
         self._run("pg_ctl", "-D", str(self.pgdata), "-m", mode, "-w", "stop")
@@ -148,13 +150,23 @@ class BookingLoad:
         return day.isoformat(), start, end
 
     async def _send(
-        self, kind: str, marker: str | None, method: str, url: str, extra: dict[str, str] | None = None, **kw: Any
+        self,
+        kind: str,
+        marker: str | None,
+        method: str,
+        url: str,
+        extra: dict[str, str] | None = None,
+        **kw: Any,
     ) -> int:
         started = time.monotonic()
         headers = {**self.headers, **(extra or {})}
         try:
             r = await self.http.request(method, url, headers=headers, timeout=self.client_timeout, **kw)
-            status, retry_after, ctype = r.status_code, r.headers.get("retry-after"), r.headers.get("content-type", "")
+            status, retry_after, ctype = (
+                r.status_code,
+                r.headers.get("retry-after"),
+                r.headers.get("content-type", ""),
+            )
             detail = r.text[:300] if status >= 300 else ""
         except httpx.HTTPError as exc:
             status, retry_after, ctype, detail = 0, None, "", repr(exc)
@@ -231,7 +243,9 @@ def through(url: str, proxy: TcpProxy) -> str:
 
 def stored_markers(conn: Any) -> list[str]:
     """The visit_reason of every appointment in the database (as the DBA sees them)."""
-    rows = conn.execute("SELECT visit_reason FROM clinic.appointments WHERE visit_reason IS NOT NULL").fetchall()
+    rows = conn.execute(
+        "SELECT visit_reason FROM clinic.appointments WHERE visit_reason IS NOT NULL"
+    ).fetchall()
     return [row[0] for row in rows]
 
 

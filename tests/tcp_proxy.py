@@ -1,4 +1,4 @@
-"""A TCP proxy on loopback that a test steers: added latency, stalls, refused and reset connections.
+"""A TCP proxy on loopback that a test steers: added latency, stalls and reset connections.
 
 It runs its own asyncio loop in a daemon thread, so sync and async callers (tests, the bench) use it
 alike, and a busy event loop under test cannot slow the proxy down:
@@ -8,11 +8,10 @@ alike, and a busy event loop under test cannot slow the proxy down:
         proxy.stall()                 # bytes stop flowing on every connection, new ones included
         proxy.resume()                # ...and flow again, nothing lost
         proxy.reset_all()             # every open connection ends with a TCP RST (mid-transaction)
-        proxy.refuse = True           # new connections are reset as soon as they are accepted
 
 The target is a (host, port) pair or the path of a Unix socket (`/tmp/.s.PGSQL.5432`). A stall is a
-network partition as TCP sees it: connections stay open and silent. Counters
-(`accepted`, `resets`) let a test show the fault really happened.
+network partition as TCP sees it: connections stay open and silent. `resets` counts the connections
+reset, so a test can show the fault really happened.
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ import struct
 import threading
 import time
 from types import TracebackType
+from typing import Self
 
 CHUNK = 65536
 
@@ -52,8 +52,6 @@ class TcpProxy:
     def __init__(self, target: tuple[str, int] | str) -> None:
         self.target = target
         self.latency = 0.0
-        self.refuse = False
-        self.accepted = 0
         self.resets = 0
         self._loop = asyncio.new_event_loop()
         self._flowing = asyncio.Event()
@@ -64,7 +62,7 @@ class TcpProxy:
 
     # -- control (thread-safe) ------------------------------------------------------------------------
 
-    def start(self) -> TcpProxy:
+    def start(self) -> Self:
         self._thread.start()
         self._call(self._listen())
         return self
@@ -87,11 +85,7 @@ class TcpProxy:
         """RST every open connection; returns how many were open."""
         return self._call(self._reset_all())
 
-    @property
-    def open_connections(self) -> int:
-        return len(self._links)
-
-    def __enter__(self) -> TcpProxy:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(
@@ -126,11 +120,6 @@ class TcpProxy:
         return len(links)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.accepted += 1
-        if self.refuse:
-            _Link(writer, writer).reset()
-            self.resets += 1
-            return
         try:
             if isinstance(self.target, str):
                 up_reader, up_writer = await asyncio.open_unix_connection(self.target)

@@ -139,7 +139,9 @@ async def test_latency_resets_and_a_stall_lose_nothing(
 
             # Every event the bookings wrote is delivered (within the dispatcher's retry schedule).
             deadline = time.monotonic() + 30
-            while dba.execute("SELECT count(*) FROM keel.outbox WHERE delivered_at IS NULL").fetchone() != (0,):
+            while dba.execute("SELECT count(*) FROM keel.outbox WHERE delivered_at IS NULL").fetchone() != (
+                0,
+            ):
                 assert time.monotonic() < deadline, "outbox events left undelivered"
                 await asyncio.sleep(0.2)
             listeners = dba.execute(

@@ -40,7 +40,10 @@ def settings_overrides() -> dict[str, Any]:
 
 
 async def test_slow_statements_and_an_exhausted_pool_leave_the_rest_served(
-    client: httpx.AsyncClient, db_url: str, dba: psycopg.Connection[Any], bearer: Callable[..., dict[str, str]]
+    client: httpx.AsyncClient,
+    db_url: str,
+    dba: psycopg.Connection[Any],
+    bearer: Callable[..., dict[str, str]],
 ) -> None:
     setup = make_clinic(dba)
     locked = book_raw(dba, setup, date(2027, 5, 3), "09:00", "09:30")
@@ -54,8 +57,16 @@ async def test_slow_statements_and_an_exhausted_pool_leave_the_rest_served(
         ctype = r.headers.get("content-type", "")
         body = r.json() if ctype.startswith("application/problem+json") else {}
         outcomes.append(
-            Outcome(kind, None, r.status_code, started, time.monotonic() - started, r.headers.get("retry-after"),
-                    ctype, str(body.get("code") or ""))
+            Outcome(
+                kind,
+                None,
+                r.status_code,
+                started,
+                time.monotonic() - started,
+                r.headers.get("retry-after"),
+                ctype,
+                str(body.get("code") or ""),
+            )
         )
 
     async def loop(stop: asyncio.Event, kind: str, method: str, url: str, **kw: Any) -> None:
@@ -67,9 +78,13 @@ async def test_slow_statements_and_an_exhausted_pool_leave_the_rest_served(
         holder.execute("SELECT 1 FROM clinic.appointments WHERE id = %s FOR UPDATE", (locked,))
         lock_started = time.monotonic()
         patch = {"json": {"visit_reason": "during the lock"}}
-        tasks = [asyncio.create_task(loop(stop, "slow", "PATCH", f"/api/appointments/{locked}", **patch))
-                 for _ in range(POOL_SIZE - 1)]
-        tasks += [asyncio.create_task(loop(stop, "read", "GET", f"/api/appointments/{other}")) for _ in range(8)]
+        tasks = [
+            asyncio.create_task(loop(stop, "slow", "PATCH", f"/api/appointments/{locked}", **patch))
+            for _ in range(POOL_SIZE - 1)
+        ]
+        tasks += [
+            asyncio.create_task(loop(stop, "read", "GET", f"/api/appointments/{other}")) for _ in range(8)
+        ]
         await asyncio.sleep(budget(ci=4.0, full=20.0))
         stop.set()
         await asyncio.gather(*tasks)
@@ -79,7 +94,9 @@ async def test_slow_statements_and_an_exhausted_pool_leave_the_rest_served(
     # After the lock: everything is served, the slow request included.
     after = await client.patch(f"/api/appointments/{locked}", json={"visit_reason": "after"}, headers=headers)
     assert after.status_code == 200, after.text
-    reads_after = await asyncio.gather(*(client.get(f"/api/appointments/{other}", headers=headers) for _ in range(20)))
+    reads_after = await asyncio.gather(
+        *(client.get(f"/api/appointments/{other}", headers=headers) for _ in range(20))
+    )
     assert all(r.status_code == 200 for r in reads_after)
 
     slow = Counter(o.status for o in outcomes if o.kind == "slow")
@@ -99,6 +116,6 @@ async def test_slow_statements_and_an_exhausted_pool_leave_the_rest_served(
         if o.status == 503:
             assert o.retry_after, o
     # The timed-out updates changed nothing; the one after the lock did.
-    assert dba.execute("SELECT visit_reason FROM clinic.appointments WHERE id = %s", (locked,)).fetchone() == (
-        "after",
-    )
+    assert dba.execute(
+        "SELECT visit_reason FROM clinic.appointments WHERE id = %s", (locked,)
+    ).fetchone() == ("after",)

@@ -10,15 +10,12 @@ carry the same `webhook-id` (so a receiver can drop them), and nothing is left c
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import date, timedelta
-from pathlib import Path
+from datetime import date
 from typing import Any
 
 import httpx
@@ -28,7 +25,15 @@ from standardwebhooks.webhooks import Webhook
 
 from api.settings import Settings
 from tests.appointments_support import WEBHOOK_SECRET, WebhookReceiver, make_clinic
-from tests.assistant_support import StaffMember, chat, llm, settings_overrides, staff, wait_final
+from tests.assistant_support import (
+    StaffMember,
+    chat,
+    llm,
+    settings_overrides,
+    staff,
+    wait_final,
+    worker_process,
+)
 from tests.llm_server import Behavior, LLMServer
 from tests.reliability_support import budget
 
@@ -36,7 +41,6 @@ __all__ = ["llm", "settings_overrides", "staff"]  # fixtures used here
 
 pytestmark = pytest.mark.reliability
 
-REPO = Path(__file__).resolve().parent.parent
 TEXT = "One two three four five six seven eight nine ten eleven twelve thirteen fourteen."
 
 
@@ -49,16 +53,9 @@ def receiver() -> Iterator[WebhookReceiver]:
 
 def start_worker(settings: Settings, llm: LLMServer, receiver: WebhookReceiver) -> subprocess.Popen[bytes]:
     env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url or "",
-        "OPENAI_BASE_URL": llm.url,
-        "OPENAI_API_KEY": "test-key",
-        "KEEL_ASSISTANT_MODEL": "test-model",
-        "KEEL_ASSISTANT_LEASE_SECONDS": "1.5",
         "KEEL_ASSISTANT_POLL_INTERVAL": "0.3",
         "KEEL_ASSISTANT_RETRY_BASE": "0.1",
         "KEEL_ASSISTANT_MAX_ATTEMPTS": "50",  # each kill costs an attempt; the test kills often
-        "KEEL_ASSISTANT_TIMEOUT": "5",
         "KEEL_NOTIFY_WEBHOOK_URL": receiver.url,
         "KEEL_NOTIFY_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "KEEL_NOTIFY_TIMEOUT": "1",
@@ -67,13 +64,7 @@ def start_worker(settings: Settings, llm: LLMServer, receiver: WebhookReceiver) 
         "KEEL_OUTBOX_BATCH_SIZE": "5",
         "KEEL_LOG_LEVEL": "WARNING",
     }
-    return subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "worker"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    return worker_process(settings, llm, env, stderr=subprocess.DEVNULL)
 
 
 def book(dba: psycopg.Connection[Any], setup: Any, n: int, count: int) -> None:
@@ -114,7 +105,7 @@ async def test_workers_killed_repeatedly_finish_every_job_once(
     since = time.monotonic()
     kills, messages, booked = 0, [], 0
     try:
-        for _ in range(int(budget(ci=3, full=15))):
+        for _ in range(int(budget(ci=2, full=15))):
             messages += [await chat(client, staff, f"Question {len(messages) + i}") for i in range(2)]
             book(dba, setup, booked, 4)
             booked += 4
