@@ -137,6 +137,9 @@ class BookingLoad:
     retry_with_key: int = 0
     """As a careful client does: send each booking with an Idempotency-Key and repeat it after a 503/504
     or a lost answer, up to this many times (0: send once, no key)."""
+    stranger: dict[str, str] | None = None
+    """Headers of another clinic's user, who reads the same day's list after each booking: it must
+    always be empty."""
     outcomes: list[Outcome] = field(default_factory=list)
     _next: int = 0
 
@@ -168,6 +171,8 @@ class BookingLoad:
                 r.headers.get("content-type", ""),
             )
             detail = r.text[:300] if status >= 300 else ""
+            if kind == "stranger" and status == 200 and r.json()["total"]:
+                detail = "cross-tenant read"
         except httpx.HTTPError as exc:
             status, retry_after, ctype, detail = 0, None, "", repr(exc)
         elapsed = time.monotonic() - started
@@ -195,6 +200,10 @@ class BookingLoad:
                     break
                 await asyncio.sleep(0.1)
             await self._send("read", None, "GET", "/api/appointments", params={"date": day})
+            if self.stranger:
+                await self._send(
+                    "stranger", None, "GET", "/api/appointments", self.stranger, params={"date": day}
+                )
 
     async def run(self, stop: asyncio.Event) -> None:
         await asyncio.gather(*(self._loop(stop) for _ in range(self.clients)))
@@ -221,6 +230,9 @@ class BookingLoad:
             if o.status == 503:
                 assert o.retry_after and int(o.retry_after) > 0, o
             assert o.elapsed <= max_seconds, o
+
+    def cross_tenant_reads(self) -> int:
+        return sum(1 for o in self.outcomes if o.kind == "stranger" and o.detail == "cross-tenant read")
 
     def served_after(self, moment: float) -> list[Outcome]:
         """Requests sent after `moment` (a time.monotonic() value)."""
@@ -258,4 +270,5 @@ def load_report(name: str, load: BookingLoad, stored: list[str], faults: str) ->
         f" statuses={dict(sorted(statuses.items()))} 5xx={fivexx} 500s={statuses.get(500, 0)}"
         f" booked_201={len(load.booked())} rows_found={len(stored)}"
         f" lost={len(load.booked() - set(stored))} phantom={len(load.refused() & set(stored))}"
+        f" cross_tenant_reads={load.cross_tenant_reads()}"
     )

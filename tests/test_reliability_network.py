@@ -74,7 +74,7 @@ async def test_latency_resets_and_a_stall_lose_nothing(
         "KEEL_OUTBOX_POLL_INTERVAL": "1",
     }.items():
         monkeypatch.setenv(name, value)
-    setup = make_clinic(dba)
+    setup, other = make_clinic(dba), make_clinic(dba, "Elsewhere")
     receiver = WebhookReceiver().start()
     proxy = TcpProxy(proxy_target(settings.database_url or "")).start()
     llm.default = Behavior(text="Noted, all fine.", chunk_delay=0.05)
@@ -100,6 +100,7 @@ async def test_latency_resets_and_a_stall_lose_nothing(
                 bearer(setup.admin_id, clinic_id=setup.clinic_id, role="front_desk"),
                 str(setup.patient_id),
                 str(setup.doctor_id),
+                stranger=bearer(other.admin_id, clinic_id=other.clinic_id, role="front_desk"),
                 clients=4,
                 retry_with_key=100,
             )
@@ -163,6 +164,7 @@ async def test_latency_resets_and_a_stall_lose_nothing(
 
     # Each booking was answered 201 in the end (repeats replayed by its key) and stored exactly once.
     assert not load.refused()
+    assert load.cross_tenant_reads() == 0  # the other clinic never saw a booking, faults or not
     assert sorted(stored) == sorted(load.booked())
     # Each booking's event reached the receiver at least once; duplicates share their webhook-id.
     ids = {d.headers["webhook-id"] for d in receiver.snapshot()}

@@ -43,7 +43,7 @@ async def test_bookings_survive_fast_and_immediate_restarts(
 ) -> None:
     url = await asyncio.to_thread(cluster.create_keel_database)
     with psycopg.connect(url, autocommit=True) as dba:
-        setup = make_clinic(dba)
+        setup, other = make_clinic(dba), make_clinic(dba, "Elsewhere")
     keel = replace(settings, database_url=url, pool_min_size=2, pool_max_size=4, pool_timeout=POOL_TIMEOUT)
     # The fast stop's outage outlasts psycopg_pool's uncapped reconnection backoff (attempts 1, 3, 7, 15 s
     # after the first failure): without api.db.Pool's cap, service came back only ~7 s after the server.
@@ -58,6 +58,7 @@ async def test_bookings_survive_fast_and_immediate_restarts(
             bearer(setup.admin_id, clinic_id=setup.clinic_id, role="front_desk"),
             str(setup.patient_id),
             str(setup.doctor_id),
+            stranger=bearer(other.admin_id, clinic_id=other.clinic_id, role="front_desk"),
         )
         stop = asyncio.Event()
         running = asyncio.create_task(load.run(stop))
@@ -94,6 +95,7 @@ async def test_bookings_survive_fast_and_immediate_restarts(
     assert len(stored) == len(set(stored)), "a booking was stored twice"
     assert set(stored) == load.booked(), load.booked() ^ set(stored)
     assert len(load.booked()) >= 20
+    assert load.cross_tenant_reads() == 0  # the other clinic never saw a booking, outage or not
 
 
 def test_private_cluster_stops_and_starts_on_its_own_port(cluster: PrivateCluster) -> None:
