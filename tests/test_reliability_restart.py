@@ -90,6 +90,9 @@ async def test_bookings_survive_fast_and_immediate_restarts(
         answered = [o.started + o.elapsed for o in load.outcomes if o.status >= 300]
         recovery[mode] = round(max([started, *(t for t in answered if t < next_stop)]) - started, 2)
     print(f"[reliability] restart: last failure after the server was back (s): {recovery}")
+    # In fact far sooner than RECOVERY: with psycopg_pool's own backoff the fast stop's last 503 came
+    # 3.9 s after the server was back (and up to ~7 s, by its schedule); with api.db.Pool's cap, < 1 s.
+    assert all(seconds < 3.0 for seconds in recovery.values()), recovery
 
     # The client's log and the table agree: no acknowledged booking lost, none refused yet stored.
     assert len(stored) == len(set(stored)), "a booking was stored twice"
