@@ -21,6 +21,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -142,6 +143,25 @@ class BookingLoad:
     always be empty."""
     outcomes: list[Outcome] = field(default_factory=list)
     _next: int = 0
+
+    @classmethod
+    def of_clinic(
+        cls,
+        http: httpx.AsyncClient,
+        bearer: Callable[..., dict[str, str]],
+        setup: Any,
+        other: Any,
+        **options: Any,
+    ) -> BookingLoad:
+        """Bookings by the front desk of `setup`'s clinic, its lists read by the front desk of `other`'s."""
+        return cls(
+            http,
+            bearer(setup.admin_id, clinic_id=setup.clinic_id, role="front_desk"),
+            str(setup.patient_id),
+            str(setup.doctor_id),
+            stranger=bearer(other.admin_id, clinic_id=other.clinic_id, role="front_desk"),
+            **options,
+        )
 
     def _slot(self) -> tuple[str, str, str]:
         n = self._next

@@ -95,15 +95,7 @@ async def test_latency_resets_and_a_stall_lose_nothing(
     faults: list[str] = []
     try:
         async with live_server(create_app(keel, run_workers=True)) as http:
-            load = BookingLoad(
-                http,
-                bearer(setup.admin_id, clinic_id=setup.clinic_id, role="front_desk"),
-                str(setup.patient_id),
-                str(setup.doctor_id),
-                stranger=bearer(other.admin_id, clinic_id=other.clinic_id, role="front_desk"),
-                clients=4,
-                retry_with_key=100,
-            )
+            load = BookingLoad.of_clinic(http, bearer, setup, other, clients=4, retry_with_key=100)
             stop = asyncio.Event()
             running = asyncio.create_task(load.run(stop))
             messages = [await chat(http, staff, "Before the faults")]

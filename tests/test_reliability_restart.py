@@ -53,13 +53,7 @@ async def test_bookings_survive_fast_and_immediate_restarts(
     recovery: dict[str, float] = {}
 
     async with live_server(create_app(keel)) as http:
-        load = BookingLoad(
-            http,
-            bearer(setup.admin_id, clinic_id=setup.clinic_id, role="front_desk"),
-            str(setup.patient_id),
-            str(setup.doctor_id),
-            stranger=bearer(other.admin_id, clinic_id=other.clinic_id, role="front_desk"),
-        )
+        load = BookingLoad.of_clinic(http, bearer, setup, other)
         stop = asyncio.Event()
         running = asyncio.create_task(load.run(stop))
         await asyncio.sleep(budget(ci=1.0, full=5.0))

@@ -21,8 +21,8 @@ The message row is the job (DESIGN §7). The worker
 from __future__ import annotations
 
 import asyncio
-import json
 import contextlib
+import json
 import logging
 import os
 import random
