@@ -174,6 +174,19 @@ async def test_receiver_errors_are_retried_with_backoff_then_delivered(dba, sett
     assert row["last_error"] == "attempt 3: HTTP 500: receiver says no"  # the last failure stays readable
 
 
+async def test_receiver_resetting_the_connection_is_retried_then_delivered(dba, settings, receiver, setup):
+    receiver.respond = lambda n: 0 if n < 2 else 204
+    async with dispatching(settings):
+        book_many(dba, setup, 1)
+        await until(lambda: outbox(dba)[0]["delivered_at"] is not None, timeout=15)
+    deliveries = receiver.snapshot()
+    assert [d.status for d in deliveries] == [0, 0, 204]
+    assert len({d.headers["webhook-id"] for d in deliveries}) == 1
+    [row] = outbox(dba)
+    assert row["attempts"] == 3 and row["last_status"] == 204
+    assert row["last_error"].startswith("attempt 2: ") and "Error" in row["last_error"], row["last_error"]
+
+
 async def test_after_the_last_attempt_the_event_is_failed_and_can_be_requeued(dba, settings, receiver, setup):
     receiver.respond = lambda n: 503
     config = replace(FAST, max_attempts=3)

@@ -12,9 +12,9 @@ The message row is the job (DESIGN §7). The worker
 - lets the model call read-only tools (`api.assistant.tools`) under the asking staff member's claims;
 - stores the final reply with `assistant.complete_reply`, guarded by the attempt number: a worker that lost
   its lease writes nothing, so the reply is stored once however many workers raced;
-- on a transient error (timeout, 408/409/429/5xx, connection refused or dropped, stream cut short) queues
-  the reply again with exponential backoff, clearing its partial text; on a permanent one (400, 401, 403,
-  404, 422 …) marks it failed at once; `attempts` counts every claim;
+- on a transient error (timeout, 408/409/429/5xx, connection refused or dropped, stream cut short or
+  garbled) queues the reply again with exponential backoff, clearing its partial text; on a permanent one
+  (400, 401, 403, 404, 422 …) marks it failed at once; `attempts` counts every claim;
 - on shutdown hands its in-flight replies back to the queue for another worker.
 """
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import random
@@ -141,6 +142,8 @@ def classify(exc: BaseException, settings: Settings) -> Failure:
         return Failure(str(exc), False)
     if isinstance(exc, (psycopg.OperationalError, PoolTimeout)):
         return Failure(f"the database was unavailable: {exc}", True)
+    if isinstance(exc, json.JSONDecodeError):  # the SDK could not parse a `data:` line of the stream
+        return Failure(f"the LLM sent a malformed stream: {exc}", True)
     return Failure(f"internal error while generating the reply: {exc.__class__.__name__}: {exc}", False)
 
 
