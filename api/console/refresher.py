@@ -45,8 +45,10 @@ async def refresh_if_due(settings: Settings, db: Database) -> str | None:
 
 
 async def run(settings: Settings, db: Database, stop: asyncio.Event) -> None:
-    """Worker entry point (api.workers.WORKERS); returns at once when KEEL_REFRESH_INTERVAL is 0."""
+    """Worker entry point (api.workers.WORKERS); idles until `stop` when KEEL_REFRESH_INTERVAL is 0
+    (returning early would make the supervisor restart it in a busy loop)."""
     if settings.refresh_interval <= 0:
+        await stop.wait()
         return
     while not stop.is_set():
         try:
