@@ -133,7 +133,7 @@ async function towerPage() {
     try {
       const daily = await api("GET", `/api/control-tower/daily?from=${from.value}&to=${to.value}`);
       dailyBox.replaceChildren(chart(daily.days),
-        h("p.muted", {}, `${daily.totals.leads_created} leads, ${daily.totals.appointments_booked} appointments from ${daily.from} to ${daily.to}.`));
+        h("p.muted", { id: "daily-totals" }, `${daily.totals.leads_created} leads, ${daily.totals.appointments_booked} appointments from ${daily.from} to ${daily.to}.`));
     } catch (err) { dailyBox.replaceChildren(h("div.alert", { role: "alert" }, message(err))); }
   }
 
@@ -268,7 +268,7 @@ let replyAbort = null;
 async function assistantPage() {
   const alert = h("div.alert", { role: "alert" });
   const list = h("ul.convs", {});
-  const msgs = h("div.msgs", { id: "messages", "aria-live": "polite", "aria-label": "Messages" });
+  const msgs = h("div.msgs", { id: "messages", role: "log", "aria-label": "Messages" });
   const box = h("textarea", { id: "chat-input", name: "message", rows: 3, required: true });
   const send = h("button", { type: "submit", id: "send" }, "Send");
   let current = sessionStorage.getItem(CONVERSATION);
