@@ -14,7 +14,8 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
-from api import assistant, callmaster, clinic, console, ops
+from api import assistant, callmaster, clinic, ops
+from api.console import web as console
 from api.auth import TokenVerifier
 from api.db import Database
 from api.deps import app_dependencies

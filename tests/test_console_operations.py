@@ -153,3 +153,21 @@ async def test_scheduled_refresh_runs_once_per_interval_across_processes(setting
         "SELECT count(*) FROM keel.metrics_refresh_log WHERE outcome = 'ok' AND started_at > now() - interval '5 minutes'"
     ).fetchone()[0]
     assert runs == 1
+
+
+def test_token_console_link_keeps_the_token_in_the_fragment():
+    import jwt
+    from click.testing import CliRunner
+
+    from api.cli import main
+    from tests.conftest import TEST_JWT_SECRET
+
+    clinic_id = str(uuid.uuid4())
+    env = {"KEEL_JWT_SECRET": TEST_JWT_SECRET, "DATABASE_URL": "postgresql://127.0.0.1:1/unused"}
+    args = ["token", "--sub", "staff-1", "--clinic", clinic_id, "--role", "admin", "--console"]
+    result = CliRunner().invoke(main, [*args, "--base-url", "http://127.0.0.1:9000/"], env=env)
+    assert result.exit_code == 0, result.output
+    address, _, fragment = result.stdout.strip().partition("#")
+    assert address == "http://127.0.0.1:9000/console/"  # what a server (and its log) could ever see
+    claims = jwt.decode(fragment.removeprefix("token="), TEST_JWT_SECRET, algorithms=["HS256"])
+    assert (claims["sub"], claims["clinic_id"], claims["role"]) == ("staff-1", clinic_id, "admin")

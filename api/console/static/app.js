@@ -156,7 +156,8 @@ async function towerPage() {
         h("div.grid", {},
           h("section.card", { "aria-labelledby": "h-funnel" }, h("h2", { id: "h-funnel", text: "Funnel this month (cumulative)" }),
             h("ol.funnel", {}, summary.funnel.map((stage) => h("li", { "data-stage": stage.stage },
-              h("div.bar", { style: `width:${Math.max(8, (stage.count / funnelTop) * 100)}%` }, `${stage.stage.replace("_", " ")}: ${stage.count}`))))),
+              `${stage.stage.replace("_", " ")}: ${stage.count}`,
+              h("div.bar", { style: `width:${Math.max(1, (stage.count / funnelTop) * 100)}%`, "aria-hidden": "true" }))))),
           h("section.card", { "aria-labelledby": "h-today" }, h("h2", { id: "h-today", text: `Appointments today (${summary.appointments_today.total})` }),
             table("By status", [["Status", (r) => r.status.replace("_", " ")], ["Count", (r) => r.count, "num"]], summary.appointments_today.by_status))),
         h("section.card", { "aria-labelledby": "h-daily" }, h("h2", { id: "h-daily", text: "Leads and appointments per day" }),
@@ -233,7 +234,6 @@ async function todayPage() {
         const el = block(a);
         el.style.gridColumn = String(col >= 0 ? col + 2 : 2);
         el.style.gridRow = `${rowStart} / ${rowEnd}`;
-        el.style.marginLeft = "60px";
         grid.append(el);
       }
       gridBox.replaceChildren(h("h2", {}, `${items.length} appointment${items.length === 1 ? "" : "s"} on ${day.value}`), grid);
