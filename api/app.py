@@ -15,8 +15,8 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from api import assistant, callmaster, clinic, ops
-from api.console import web as console
 from api.auth import TokenVerifier
+from api.console import web as console
 from api.db import Database
 from api.deps import app_dependencies
 from api.errors import exception_handlers, problem_plugin

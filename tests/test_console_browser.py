@@ -38,6 +38,9 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "console"
 PAGES = ("tower", "today", "assistant", "operations")
 
+# Generous: CI shares two cores with everything else, and a refresh or a cold page may take seconds there.
+expect.set_options(timeout=20_000)
+
 if CHROMIUM is None:  # CI installs it (.ci/run); say so instead of skipping silently
     raise RuntimeError("tests/test_console_browser.py needs Debian's chromium: apt-get install chromium")
 
@@ -55,7 +58,8 @@ class Console:
         self.base, self.dba, self.clinic, self.llm = base, dba, clinic, llm
         verifier = TokenVerifier(Settings(jwt_secret=TEST_JWT_SECRET, database_url="unused"))
         self.admin_token = verifier.mint(
-            {"sub": str(clinic.admin_id), "clinic_id": str(clinic.clinic_id), "role": "admin"}, ttl_seconds=3600
+            {"sub": str(clinic.admin_id), "clinic_id": str(clinic.clinic_id), "role": "admin"},
+            ttl_seconds=3600,
         )
         self.headers = {"Authorization": f"Bearer {self.admin_token}"}
 
@@ -74,7 +78,9 @@ class Console:
 
 
 @pytest.fixture(scope="module")
-def console(pg_admin_url: str, template_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
+def console(
+    pg_admin_url: str, template_db: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Console]:
     name = create_database(pg_admin_url, template_db)
     url = url_for_database(pg_admin_url, name)
     llm = LLMServer().start()
@@ -84,8 +90,12 @@ def console(pg_admin_url: str, template_db: str, tmp_path_factory: pytest.TempPa
     add_doctor(dba, clinic.clinic_id, "Dr. Vikram Shah")
     add_patient(dba, clinic.clinic_id, "Ravi Menon", mobile="+919800000002")
     today = datetime.now(UTC).date()
-    for i, status in enumerate(["new_inquiry", "cro_queue", "first_consult", "follow_up", "converted", "lost"]):
-        insert_lead(dba, clinic.clinic_id, date_added=today - timedelta(days=i % 3), status=status, name=f"Lead {i}")
+    for i, status in enumerate(
+        ["new_inquiry", "cro_queue", "first_consult", "follow_up", "converted", "lost"]
+    ):
+        insert_lead(
+            dba, clinic.clinic_id, date_added=today - timedelta(days=i % 3), status=status, name=f"Lead {i}"
+        )
     book_raw(dba, clinic, today, "09:00", "09:30")
     book_raw(dba, clinic, today, "11:00", "11:45", status="checked_in")
     dba.execute("CALL clinic.refresh_control_tower()")
@@ -167,7 +177,9 @@ def test_dashboard_figures_equal_the_api(console: Console, browser: Browser) -> 
     assert summary["funnel"][0]["count"] == 6  # the seeded leads, so the comparison is not of zeros
     for stage in summary["funnel"]:
         expect(page.locator(f'[data-stage="{stage["stage"]}"]')).to_contain_text(f": {stage['count']}")
-    expect(page.get_by_role("heading", name=f"Appointments today ({summary['appointments_today']['total']})")).to_be_visible()
+    expect(
+        page.get_by_role("heading", name=f"Appointments today ({summary['appointments_today']['total']})")
+    ).to_be_visible()
     definition = page.locator('[data-kpi="churn_rate"] abbr').get_attribute("title")
     assert definition and "lost or not interested" in definition
     doctors = console.api("GET", "/api/control-tower/doctors").json()["doctors"]
@@ -183,8 +195,13 @@ def test_dashboard_figures_equal_the_api(console: Console, browser: Browser) -> 
 def test_book_see_the_409_and_cancel_from_today(console: Console, browser: Browser) -> None:
     page = console.open(browser, "#/today")
     expect(page.get_by_role("heading", name="2 appointments", exact=False)).to_be_visible()
-    page.get_by_label("Patient").select_option(label=next(
-        o for o in page.get_by_label("Patient").locator("option").all_inner_texts() if o.startswith("Ravi Menon")))
+    page.get_by_label("Patient").select_option(
+        label=next(
+            o
+            for o in page.get_by_label("Patient").locator("option").all_inner_texts()
+            if o.startswith("Ravi Menon")
+        )
+    )
     page.get_by_label("Doctor").select_option(label="Dr. Meera Rao")
     page.get_by_label("Start").fill("14:00")
     page.get_by_label("End").fill("14:30")
@@ -195,8 +212,13 @@ def test_book_see_the_409_and_cancel_from_today(console: Console, browser: Brows
     page.get_by_role("button", name="Book", exact=True).click()
     alert = page.locator("#today-error")
     expect(alert).to_contain_text("already booked")
-    body = {"patient_id": str(console.clinic.patient_id), "doctor_id": str(console.clinic.doctor_id),
-            "appointment_date": datetime.now(UTC).date().isoformat(), "start_time": "14:00", "end_time": "14:30"}
+    body = {
+        "patient_id": str(console.clinic.patient_id),
+        "doctor_id": str(console.clinic.doctor_id),
+        "appointment_date": datetime.now(UTC).date().isoformat(),
+        "start_time": "14:00",
+        "end_time": "14:30",
+    }
     conflict = console.api("POST", "/api/appointments", json=body)
     assert conflict.status_code == 409
     assert alert.inner_text() == conflict.json()["detail"]
@@ -264,7 +286,9 @@ def test_retry_a_failed_outbox_event(console: Console, browser: Browser) -> None
     expect(page.get_by_role("status")).to_contain_text("queued again")
     expect(page.locator("#outbox-failed dd")).to_have_text("0")
     deadline = time.monotonic() + 15
-    while console.dba.execute("SELECT delivered_at IS NULL FROM keel.outbox WHERE id = %s", (event_id,)).fetchone()[0]:
+    while console.dba.execute(
+        "SELECT delivered_at IS NULL FROM keel.outbox WHERE id = %s", (event_id,)
+    ).fetchone()[0]:
         assert time.monotonic() < deadline, "the retried event was not delivered"
         time.sleep(0.2)
     page.context.close()
@@ -275,8 +299,11 @@ def test_no_serious_accessibility_violations(console: Console, browser: Browser,
     page = console.open(browser, f"#/{name}")
     expect(page.locator("main .muted", has_text="Loading…")).to_have_count(0)
     violations = Axe().run(page).response["violations"]
-    serious = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]]) for v in violations
-               if v["impact"] in ("serious", "critical")]
+    serious = [
+        (v["id"], v["impact"], [n["target"] for n in v["nodes"]])
+        for v in violations
+        if v["impact"] in ("serious", "critical")
+    ]
     assert serious == []
     if os.environ.get("KEEL_CONSOLE_SCREENSHOTS") == "1":
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)

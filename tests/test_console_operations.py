@@ -83,7 +83,10 @@ async def test_operations_need_an_admin_of_a_clinic(client, dba, bearer):
     admin = bearer(str(clinic.admin_id), clinic_id=clinic.clinic_id, role="admin")
     assert_problem(await client.get("/api/operations?failed_limit=0", headers=admin), 400)
     # The database refuses a non-admin too, whatever the API checks.
-    dba.execute("SELECT set_config('request.jwt.claims', %s, false)", (f'{{"clinic_id": "{clinic.clinic_id}", "role": "cro"}}',))
+    dba.execute(
+        "SELECT set_config('request.jwt.claims', %s, false)",
+        (f'{{"clinic_id": "{clinic.clinic_id}", "role": "cro"}}',),
+    )
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         dba.execute("SET ROLE keel_api; SELECT keel.operations_overview()")
 

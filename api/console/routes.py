@@ -16,10 +16,9 @@ from litestar import get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, QueryParameter
 
-from api.clinic.common import require_clinic
+from api.clinic.common import require_admin
 from api.clinic.metrics_cli import refresh_control_tower
 from api.deps import CurrentPrincipal, Db
-from api.errors import Problem
 
 OVERVIEW = "SELECT keel.operations_overview(failed_limit => %(limit)s)"
 RETRY = "SELECT keel.console_retry_outbox(%(id)s)"
@@ -60,20 +59,16 @@ def problems(*statuses: int) -> dict[int, ResponseSpec]:
     }
 
 
-def require_admin(principal: Any) -> None:
-    require_clinic(principal)
-    if principal.role != "admin":
-        raise Problem(403, "Only a clinic admin may use the operations page.", code="42501")
-
-
 @get(
     "/api/operations",
     tags=TAGS,
     summary="Outbox depth, failed events, assistant jobs by status, refresh log and pool use (admin)",
     responses=problems(400, 401, 403, 503, 504),
 )
-async def operations_overview(db: Db, principal: CurrentPrincipal, failed_limit: FailedLimit = 20) -> dict[str, Any]:
-    require_admin(principal)
+async def operations_overview(
+    db: Db, principal: CurrentPrincipal, failed_limit: FailedLimit = 20
+) -> dict[str, Any]:
+    require_admin(principal, "see operations")
     document: dict[str, Any] = await db.fetch_val(principal, OVERVIEW, {"limit": failed_limit})
     stats = db.pool.get_stats()
     document["pool"] = {
@@ -94,7 +89,7 @@ async def operations_overview(db: Db, principal: CurrentPrincipal, failed_limit:
     responses=problems(401, 403, 404, 409, 503, 504),
 )
 async def retry_outbox_event(db: Db, principal: CurrentPrincipal, event_id: FromPath[UUID]) -> dict[str, Any]:
-    require_admin(principal)
+    require_admin(principal, "retry outbox events")
     event: dict[str, Any] = await db.fetch_val(principal, RETRY, {"id": event_id})
     return event
 
@@ -107,7 +102,7 @@ async def retry_outbox_event(db: Db, principal: CurrentPrincipal, event_id: From
     responses=problems(401, 403, 503, 504),
 )
 async def refresh_now(db: Db, principal: CurrentPrincipal) -> dict[str, Any]:
-    require_admin(principal)
+    require_admin(principal, "refresh the control tower")
     result = await asyncio.to_thread(
         refresh_control_tower, db.pool.conninfo, application_name="keel-console-refresh"
     )

@@ -321,8 +321,9 @@ async function assistantPage() {
 
   async function loadList() {
     const convs = await api("GET", "/api/internal-assistant/conversations?limit=50");
+    if (current === null && convs.items.length) current = convs.items[0].id;  // the latest, unless one was open
     list.replaceChildren(
-      h("li", {}, h("button.secondary", { type: "button", "data-id": "", onclick: () => open(null) }, "New conversation")),
+      h("li", {}, h("button.secondary", { type: "button", "data-id": "", onclick: () => { current = ""; open(null); } }, "New conversation")),
       ...convs.items.map((c) => h("li", {}, h("button.secondary", { type: "button", "data-id": c.id, onclick: () => open(c.id) }, c.title || "Untitled"))));
   }
 
