@@ -11,11 +11,12 @@ from collections.abc import AsyncIterator
 from litestar import Litestar
 from litestar.config.app import AppConfig
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from api import assistant, callmaster, clinic, ops
 from api.auth import TokenVerifier
+from api.console import web as console
 from api.db import Database
 from api.deps import app_dependencies
 from api.errors import exception_handlers, problem_plugin
@@ -89,7 +90,7 @@ def create_app(settings: Settings, *, database_url: str | None = None, run_worke
         return config
 
     return Litestar(
-        route_handlers=[*ops.routes, *clinic.routes, *assistant.routes, *callmaster.routes],
+        route_handlers=[*ops.routes, *clinic.routes, *assistant.routes, *callmaster.routes, *console.routes],
         dependencies=app_dependencies(settings, db, read_db),
         lifespan=[lifespan],
         on_startup=[*clinic.on_startup, freeze_startup_heap],
@@ -104,7 +105,16 @@ def create_app(settings: Settings, *, database_url: str | None = None, run_worke
             version="0.1.0",
             description="Clinic and CallMaster on one PostgreSQL-centric backend.",
             path="/schema",
-            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            # Swagger UI from the swagger-ui-bundle-v2 wheel, served by the app: /schema renders offline.
+            render_plugins=[
+                SwaggerRenderPlugin(
+                    path="/swagger",
+                    js_url=f"{console.SWAGGER_UI_URL}/swagger-ui-bundle.js",
+                    css_url=f"{console.SWAGGER_UI_URL}/swagger-ui.css",
+                    standalone_preset_js_url=f"{console.SWAGGER_UI_URL}/swagger-ui-standalone-preset.js",
+                    favicon=f"<link rel='icon' type='image/png' href='{console.SWAGGER_UI_URL}/favicon-32x32.png'>",
+                )
+            ],
             components=Components(
                 security_schemes={
                     "BearerToken": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 import click
 import psycopg
 
+from api.console.links import DEFAULT_BASE_URL, console_link
 from api.settings import Settings
 
 log = logging.getLogger("keel")
@@ -168,8 +169,16 @@ def db_url() -> None:
 @click.option(
     "--ttl", default=3600, show_default=True, type=click.IntRange(min=1), help="Lifetime in seconds."
 )
-def token(sub: str, clinic_id: str | None, role: str | None, ttl: int) -> None:
-    """Mint a development JWT signed with KEEL_JWT_SECRET (or the embedded data dir's secret)."""
+@click.option("--console", "as_link", is_flag=True, help="Print a console sign-in link instead of the token.")
+@click.option(
+    "--base-url", default=DEFAULT_BASE_URL, show_default=True, help="Where `keel serve` listens (with --console)."
+)
+def token(sub: str, clinic_id: str | None, role: str | None, ttl: int, as_link: bool, base_url: str) -> None:
+    """Mint a development JWT signed with KEEL_JWT_SECRET (or the embedded data dir's secret).
+
+    With --console, print a link that signs the browser console in: the token rides in the URL fragment,
+    which the browser never sends to the server.
+    """
     from api.auth import TokenVerifier
 
     verifier = TokenVerifier(Settings.from_env())
@@ -180,7 +189,8 @@ def token(sub: str, clinic_id: str | None, role: str | None, ttl: int) -> None:
         **({"clinic_id": clinic_id} if clinic_id else {}),
         **({"role": role} if role else {}),
     }
-    click.echo(verifier.mint(claims, ttl_seconds=ttl))
+    minted = verifier.mint(claims, ttl_seconds=ttl)
+    click.echo(console_link(minted, base_url) if as_link else minted)
 
 
 def _register_area_commands() -> None:

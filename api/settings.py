@@ -95,6 +95,9 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "auto"
 
+    # Seconds between control-tower refreshes run by `keel serve` itself (0: off, leave it to cron/pg_cron).
+    refresh_interval: float = 300.0
+
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
         env = os.environ.get
@@ -137,6 +140,7 @@ class Settings:
             "max_body_bytes": _int("KEEL_MAX_BODY_BYTES", 20 * 1024 * 1024),
             "log_level": env("KEEL_LOG_LEVEL") or "INFO",
             "log_format": env("KEEL_LOG_FORMAT") or "auto",
+            "refresh_interval": _float("KEEL_REFRESH_INTERVAL", cls.refresh_interval),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

@@ -16,7 +16,12 @@ from api.settings import Settings
 
 log = logging.getLogger(__name__)
 
-WORKERS: tuple[str, ...] = ("api.assistant.worker:run", "api.outbox:run", "api.maintenance:run")
+WORKERS: tuple[str, ...] = (
+    "api.assistant.worker:run",
+    "api.outbox:run",
+    "api.maintenance:run",
+    "api.console.refresher:run",
+)
 
 
 async def run_workers(settings: Settings, db: Database, stop: asyncio.Event) -> None:

@@ -168,6 +168,7 @@ def settings(db_url: str, tmp_path: Any, settings_overrides: dict[str, Any]) -> 
         "notify_webhook_url": None,
         "pool_min_size": 1,
         "pool_max_size": 10,
+        "refresh_interval": 0,  # tests refresh the views when they mean to
     }
     pooler = os.environ.get("KEEL_TEST_POOLER_URL")
     if pooler:

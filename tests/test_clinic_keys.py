@@ -170,7 +170,8 @@ def test_clinic_create_cli_prints_ids_and_an_admin_token(db_url, tmp_path, dba):
     )
     assert result.exit_code == 0, result.output
     created = json.loads(result.stdout)
-    assert set(created) == {"clinic_id", "admin_id", "token"}
+    assert set(created) == {"clinic_id", "admin_id", "token", "console_url"}
+    assert created["console_url"].endswith(f"/console/#token={created['token']}")
     assert dba.execute(
         "SELECT uhid_prefix, timezone FROM clinic.clinics WHERE id = %s", (created["clinic_id"],)
     ).fetchone() == ("GAM", "Asia/Kolkata")

@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from api.clinic import lead_import
 from api.clinic.common import lead_field, lead_row
 from api.clinic.schemas import LEAD_ENCRYPTED_FIELDS
+from api.console.links import console_link
 from api.crypto import CryptoError, Keyring, generate_key_entry, keyring_for
 from api.settings import Settings
 
@@ -115,6 +116,7 @@ def create_clinic(
             {"sub": result["admin_id"], "clinic_id": result["clinic_id"], "role": "admin"},
             ttl_seconds=token_ttl,
         )
+        result["console_url"] = console_link(result["token"])
     click.echo(json.dumps(result, indent=2))
 
 

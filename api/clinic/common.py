@@ -28,10 +28,11 @@ def _no_clinic() -> UUID:
     raise Problem(403, "This token carries no valid clinic_id claim.", code="42501")
 
 
-def require_admin(principal: Principal) -> None:
+def require_admin(principal: Principal, action: str = "change staff") -> None:
+    """403 unless the token is a clinic admin's: "Only a clinic admin may <action>." """
     require_clinic(principal)
     if principal.role != "admin":
-        raise Problem(403, "Only a clinic admin may change staff.", code="42501")
+        raise Problem(403, f"Only a clinic admin may {action}.", code="42501")
 
 
 def keyring(settings: Settings) -> Keyring:
