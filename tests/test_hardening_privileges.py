@@ -31,7 +31,20 @@ CONTROL_TOWER = (
     "42501 for another clinic or no clinic claim as keel_api)"
 )
 WORKER = "SECURITY DEFINER worker call (every tenant's queue); keel_worker only, never keel_api"
+LIVE_RELAY = "SECURITY DEFINER call of the live relay's own session (every subscribed script); keel_worker only"
 DOORBELL = "dispatcher's wake-up announcement (a session advisory lock); touches no rows"
+
+LIVE_INTERNAL = (
+    "live feed internals, called by its triggers and command functions under the request role; SECURITY "
+    "DEFINER where they write the append-only log or the run, which keel_api cannot write directly"
+)
+SHARE_LINK = "SECURITY DEFINER share-link read; answers only for a valid, unexpired, unrevoked token's show"
+MAINTENANCE_SWITCH = (
+    "transaction-local switch read by the touch triggers; ignored when the caller is keel_api"
+)
+CONSOLE_COUNTS = (
+    "SECURITY DEFINER counts of assistant jobs; only for the caller's own clinic with the admin claim"
+)
 
 KEEL_API: dict[str, str] = {
     "assistant.current_staff_id()": HELPER,
@@ -191,6 +204,51 @@ KEEL_API: dict[str, str] = {
     "keel.current_role_claim()": CLAIMS,
     "keel.current_user_sub()": CLAIMS,
     "keel.idempotency_scope()": IDEMPOTENCY,
+    "callmaster.get_crew_member(uuid)": API,
+    "callmaster.merge_department_assignments()": TRIGGER,
+    "clinic.check_lead_conversion()": TRIGGER,
+    "clinic.fill_local_date()": TRIGGER,
+    "clinic.local_date(uuid,timestamp with time zone)": HELPER,
+    "keel.keeps_updated_at()": MAINTENANCE_SWITCH,
+    "keel.operations_overview(integer)": API,
+    "keel.console_retry_outbox(uuid)": API,
+    "keel.console_require_admin()": HELPER,
+    "keel.console_assistant_jobs(uuid)": CONSOLE_COUNTS,
+    "callmaster.live_go(uuid,uuid)": API,
+    "callmaster.live_hold(uuid)": API,
+    "callmaster.live_resume(uuid)": API,
+    "callmaster.live_standby(uuid,uuid)": API,
+    "callmaster.live_stop(uuid)": API,
+    "callmaster.live_open(uuid,bigint)": API,
+    "callmaster.live_open_shared(text,uuid,bigint)": API,
+    "callmaster.live_presence(uuid)": API,
+    "callmaster.live_presence_shared(text,uuid)": API,
+    "callmaster.share_link_create(uuid,integer)": API,
+    "callmaster.share_link_list(uuid)": API,
+    "callmaster.share_link_revoke(uuid,uuid)": API,
+    "callmaster.shared_show(text)": SHARE_LINK,
+    "callmaster.shared_script(text,uuid)": SHARE_LINK,
+    "callmaster.shared_link(text)": SHARE_LINK,
+    "callmaster.live_feed_children()": TRIGGER,
+    "callmaster.live_feed_elements()": TRIGGER,
+    "callmaster.live_feed_script_created()": TRIGGER,
+    "callmaster.live_feed_script_deleted()": TRIGGER,
+    "callmaster.live_append_elements(text,uuid[],uuid[],text[])": LIVE_INTERNAL,
+    "callmaster.live_caller_script(uuid)": LIVE_INTERNAL,
+    "callmaster.live_claim_positions(jsonb)": LIVE_INTERNAL,
+    "callmaster.live_cue(uuid,uuid)": LIVE_INTERNAL,
+    "callmaster.live_is_caller_role(text)": LIVE_INTERNAL,
+    "callmaster.live_next_cue(uuid,uuid)": LIVE_INTERNAL,
+    "callmaster.live_reader(uuid)": LIVE_INTERNAL,
+    "callmaster.live_record(callmaster.show_runs,text,uuid)": LIVE_INTERNAL,
+    "callmaster.live_replay(uuid,bigint,integer)": LIVE_INTERNAL,
+    "callmaster.live_ring(uuid[])": LIVE_INTERNAL,
+    "callmaster.live_run_json(callmaster.show_runs)": LIVE_INTERNAL,
+    "callmaster.live_state(uuid)": LIVE_INTERNAL,
+    "callmaster.live_open_run(uuid)": LIVE_INTERNAL,
+    "callmaster.share_link_hash(text)": LIVE_INTERNAL,
+    "callmaster.share_link_json(callmaster.share_links)": LIVE_INTERNAL,
+    "callmaster.live_presence_counts(uuid)": LIVE_INTERNAL,
 }
 
 KEEL_WORKER: dict[str, str] = {
@@ -209,11 +267,21 @@ KEEL_WORKER: dict[str, str] = {
     "keel.prune_outbox(interval,integer)": WORKER,
     "keel.prune_replay_records(interval,interval)": WORKER,
     "keel.start_outbox_delivery(uuid,uuid,interval)": WORKER,
+    "callmaster.live_events_after(uuid[],bigint[],integer)": LIVE_RELAY,
+    "callmaster.live_heartbeat(uuid,jsonb)": LIVE_RELAY,
+    "callmaster.live_relay_asleep(interval)": DOORBELL,
+    "callmaster.live_relay_awake()": DOORBELL,
+    "callmaster.prune_live_events(interval)": LIVE_RELAY,
 }
 
 PUBLIC: dict[str, str] = {}
 
-KEEL_TABLES = {"keel.idempotency_keys": ["INSERT", "SELECT"]}
+KEEL_TABLES = {
+    "keel.idempotency_keys": ["INSERT", "SELECT"],
+    # The console's operations page: forced row-level security lets only an admin of the event's clinic
+    # see it (and UPDATE three columns to retry it: sql/keel/400_console_operations.sql).
+    "keel.outbox": ["SELECT"],
+}
 
 _FUNCTIONS = """
     SELECT p.oid::regprocedure::text AS fn, p.prosecdef AS definer

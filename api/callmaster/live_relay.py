@@ -29,9 +29,11 @@ from typing import Any
 
 import psycopg
 from litestar.response import ServerSentEventMessage
+from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from api.db import WORKER_ROLE
 from api.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -139,6 +141,8 @@ class LiveRelay:
                     self.conninfo, autocommit=True, row_factory=dict_row, application_name="keel-live-relay"
                 )
                 async with conn:
+                    # The relay reads every subscribed script's feed: the worker role's calls, not a request's.
+                    await conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(WORKER_ROLE)))
                     delay = 0.2
                     await self._serve(conn)
             except psycopg.Error as exc:  # lost session, or a failing call: start over on a new session

@@ -227,10 +227,13 @@ REVOKE EXECUTE ON FUNCTION callmaster.live_open(uuid, bigint), callmaster.live_o
     callmaster.live_presence_shared(text, uuid), callmaster.live_events_after(uuid[], bigint[], integer),
     callmaster.live_relay_asleep(interval), callmaster.live_relay_awake(),
     callmaster.prune_live_events(interval) FROM PUBLIC;
--- The relay's calls (heartbeat, events_after, asleep/awake, prune) run on its own session with the
--- API's login role, a member of keel_api; handlers never call them.
 GRANT EXECUTE ON FUNCTION callmaster.live_open(uuid, bigint), callmaster.live_open_shared(text, uuid, bigint),
-    callmaster.live_heartbeat(uuid, jsonb), callmaster.live_presence(uuid),
-    callmaster.live_presence_shared(text, uuid), callmaster.live_events_after(uuid[], bigint[], integer),
-    callmaster.live_relay_asleep(interval), callmaster.live_relay_awake(),
-    callmaster.prune_live_events(interval) TO keel_api;
+    callmaster.live_presence(uuid), callmaster.live_presence_shared(text, uuid) TO keel_api;
+-- The relay's calls (heartbeat, events_after, asleep/awake, prune) act for every tenant's scripts: its own
+-- session runs them as keel_worker (SET ROLE, like the outbox dispatcher); handlers never call them.
+REVOKE EXECUTE ON FUNCTION callmaster.live_heartbeat(uuid, jsonb),
+    callmaster.live_events_after(uuid[], bigint[], integer), callmaster.live_relay_asleep(interval),
+    callmaster.live_relay_awake(), callmaster.prune_live_events(interval) FROM keel_api;
+GRANT EXECUTE ON FUNCTION callmaster.live_heartbeat(uuid, jsonb),
+    callmaster.live_events_after(uuid[], bigint[], integer), callmaster.live_relay_asleep(interval),
+    callmaster.live_relay_awake(), callmaster.prune_live_events(interval) TO keel_worker;

@@ -18,4 +18,4 @@ COMMENT ON FUNCTION clinic.control_tower_refresh_due(interval) IS
     'True when no control-tower refresh ran (or is running) within p_interval: the scheduler of keel serve '
     'asks it before CALL clinic.refresh_control_tower(). Argument: p_interval. Raises nothing.';
 
-REVOKE ALL ON FUNCTION clinic.control_tower_refresh_due(interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION clinic.control_tower_refresh_due(interval) FROM PUBLIC, keel_api;
