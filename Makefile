@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench schema clean
+.PHONY: run test reliability bench schema clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,9 @@ run: $(STAMP)  ## Serve Keel (embedded PostgreSQL when DATABASE_URL is unset)
 
 test: $(STAMP)  ## Run the test suite against a real PostgreSQL
 	$(BIN)/python -m pytest $(ARGS)
+
+reliability: $(STAMP)  ## Fault-injection suites at full length (docs/reliability.md)
+	KEEL_RELIABILITY=full $(BIN)/python -m pytest -m reliability -s $(ARGS)
 
 bench: $(STAMP)  ## Run the benchmarks (ARGS=--quick for a short run)
 	$(BIN)/python -m bench $(ARGS)

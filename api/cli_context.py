@@ -25,9 +25,11 @@ def load_settings() -> Settings:
 
 @contextmanager
 def database_url(settings: Settings, *, owner: bool = False) -> Iterator[str]:
-    """`DATABASE_URL`, or the embedded server's URL (started for this command if not running)."""
-    if settings.database_url:
-        yield settings.database_url
+    """The direct URL (`DATABASE_DIRECT_URL`, else `DATABASE_URL`), or the embedded server's URL
+    (started for this command if not running). Commands need a session: migrations and refreshes
+    hold session advisory locks, workers LISTEN; never a transaction pooler's URL."""
+    if settings.direct_url:
+        yield settings.direct_url
         return
     from api.embedded import EmbeddedError, embedded_database
 

@@ -78,6 +78,8 @@ SQLSTATES: dict[str, Sqlstate] = {
     "23502": Sqlstate(422),  # not_null_violation
     "22": Sqlstate(422),  # data_exception (class): bad value, bad format, out of range
     "42501": Sqlstate(403),  # insufficient_privilege
+    "28000": Sqlstate(401),  # invalid_authorization_specification: the token's staff member is inactive or
+    # gone (clinic.request_claims)
     "40001": Sqlstate(503, transient=True, retried=True),  # serialization_failure
     "40P01": Sqlstate(503, transient=True, retried=True),  # deadlock_detected
     "57014": Sqlstate(
@@ -147,7 +149,11 @@ def problem_from_db_error(exc: psycopg.Error) -> Problem:
         extra["hint"] = diag.message_hint
     if diag.constraint_name:
         extra["constraint"] = diag.constraint_name
-    headers = {"Retry-After": RETRY_AFTER_SECONDS} if status == 503 else None
+    headers: dict[str, str] | None = None
+    if status == 503:
+        headers = {"Retry-After": RETRY_AFTER_SECONDS}
+    elif status == 401:
+        headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
     detail = (rule.detail if rule else None) or diag.message_primary or str(exc)
     if diag.message_detail and status in (409, 422):
         extra["db_detail"] = diag.message_detail

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,15 @@ import platformdirs
 _PARSERS = {"int": int, "float": float, "Path": Path}
 
 
-def env(name: str | None, default: Any = None) -> Any:
-    """A field read from the environment variable `name` (None: set in code only, never from the shell)."""
-    return field(default=default, metadata={"env": name})
+def env(name: str | None, default: Any = None, parse: Callable[[str], Any] | None = None) -> Any:
+    """A field read from the environment variable `name` (None: set in code only, never from the shell);
+    `parse` reads the variable when the field's type alone cannot."""
+    return field(default=default, metadata={"env": name, "parse": parse})
+
+
+def _prepare_threshold(raw: str) -> int | None:
+    """`KEEL_PREPARE_THRESHOLD`: a count, or `off` (`none`) never to prepare."""
+    return None if raw.strip().lower() in ("off", "none") else int(raw)
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,17 @@ class Settings:
     """PostgreSQL URL; unset: the embedded server under `data_dir`."""
     database_read_url: str | None = env("DATABASE_READ_URL")
     """A streaming replica for dashboard reads."""
+    database_direct_url: str | None = env("DATABASE_DIRECT_URL")
+    """A session-capable URL (no transaction pooler) for LISTEN, session advisory locks, workers, the CLI
+    and migrations; unset: `database_url`. docs/scaling.md says which component uses which URL."""
+    read_max_lag_seconds: float = env("KEEL_READ_MAX_LAG_SECONDS", 30.0)
+    """Dashboard reads go to `database_read_url` while its replay lag is at most this; past it, the primary."""
+    prepare_threshold: int | None = env("KEEL_PREPARE_THRESHOLD", 5, parse=_prepare_threshold)
+    """psycopg prepares a statement after this many executions; `off` never (needed behind PgBouncer 1.18).
+    Unset: 5, or off when `DATABASE_DIRECT_URL` is set (`DATABASE_URL` is then a transaction pooler, which
+    loses prepared statements)."""
+    web_concurrency: int = env("KEEL_WEB_CONCURRENCY", 1)
+    """`keel serve`: API processes sharing the port (`--workers` wins)."""
     data_dir: Path = field(
         default_factory=lambda: Path(platformdirs.user_data_dir("keel")), metadata={"env": "KEEL_DATA_DIR"}
     )
@@ -102,6 +120,19 @@ class Settings:
     assistant_sse_keepalive: float = env("KEEL_ASSISTANT_SSE_KEEPALIVE", 15.0)
     """Seconds between SSE keep-alive comments."""
 
+    live_poll_interval: float = env("KEEL_LIVE_POLL_INTERVAL", 0.02)
+    """CallMaster live (api/callmaster/live_relay.py): seconds between polls of a busy relay."""
+    live_linger: float = env("KEEL_LIVE_LINGER", 2.0)
+    """Seconds a relay stays awake after the last event."""
+    live_check_interval: float = env("KEEL_LIVE_CHECK_INTERVAL", 2.0)
+    """Seconds between re-checks of the subscribers (revocation) and presence reports."""
+    live_sse_keepalive: float = env("KEEL_LIVE_SSE_KEEPALIVE", 15.0)
+    """Seconds between keep-alive comments on a live SSE stream."""
+    live_retention_hours: float = env("KEEL_LIVE_RETENTION_HOURS", 24.0)
+    """Live feed events are deleted after this long."""
+    share_link_rate_limit: int = env("KEEL_SHARE_LINK_RATE_LIMIT", 60)
+    """Share-link lookups per client and minute."""
+
     pool_min_size: int = env("KEEL_POOL_MIN_SIZE", 2)
     """Connections the pool keeps open."""
     pool_max_size: int = env("KEEL_POOL_MAX_SIZE", 20)
@@ -118,6 +149,9 @@ class Settings:
     log_format: str = env("KEEL_LOG_FORMAT", "auto")
     """`json`, `text`, or `auto` (JSON when stderr is not a terminal)."""
 
+    refresh_interval: float = env("KEEL_REFRESH_INTERVAL", 300.0)
+    """Seconds between control-tower refreshes run by `keel serve` itself (0: off, leave it to cron/pg_cron)."""
+
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
         """Every field from its environment variable (empty or unset: the default), then `overrides`."""
@@ -127,8 +161,10 @@ class Settings:
             raw = os.environ.get(name) if name else None
             if raw:
                 kind = str(item.type).removesuffix(" | None")
-                values[item.name] = _PARSERS.get(kind, str)(raw)
+                values[item.name] = (item.metadata.get("parse") or _PARSERS.get(kind, str))(raw)
         values.update(overrides)
+        if "prepare_threshold" not in values and values.get("database_direct_url"):
+            values["prepare_threshold"] = None  # DATABASE_URL is a transaction pooler: never prepare
         settings = cls(**values)
         if settings.outbox_lease_seconds <= settings.notify_timeout:  # a lease must outlive a delivery
             return cls(**{**values, "outbox_lease_seconds": settings.notify_timeout * 2 + 5})
@@ -137,6 +173,11 @@ class Settings:
     @property
     def embedded(self) -> bool:
         return self.database_url is None
+
+    @property
+    def direct_url(self) -> str | None:
+        """The URL for components that need a session (LISTEN, session locks): never a pooler's."""
+        return self.database_direct_url or self.database_url
 
     def data_file(self, name: str) -> Path:
         return self.data_dir / name

@@ -104,6 +104,7 @@ def harness_settings(database_url: str, data_dir: Path, **overrides: Any) -> Set
     values: dict[str, Any] = {
         "database_url": database_url,
         "database_read_url": None,
+        "database_direct_url": None,
         "data_dir": data_dir,
         "jwt_jwks_url": None,
         "jwt_audience": None,
@@ -113,5 +114,6 @@ def harness_settings(database_url: str, data_dir: Path, **overrides: Any) -> Set
         "notify_webhook_url": None,
         "pool_min_size": 1,
         "pool_max_size": 10,
+        "refresh_interval": 0,  # tests refresh the views when they mean to
     }
     return Settings(**(values | overrides))

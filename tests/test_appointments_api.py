@@ -180,7 +180,7 @@ async def test_cancel_frees_the_slot(client, clinic_setup, headers):
     first = (await client.post("/api/appointments", json=booking(clinic_setup), headers=headers)).json()
     assert_problem(await client.post("/api/appointments", json=booking(clinic_setup), headers=headers), 409)
     assert_problem(
-        await client.post(f"/api/appointments/{first['id']}/cancel", json={}, headers=headers), 400
+        await client.post(f"/api/appointments/{first['id']}/cancel", json={"reason": 7}, headers=headers), 400
     )
     assert_problem(
         await client.post(f"/api/appointments/{first['id']}/cancel", json={"reason": " "}, headers=headers),

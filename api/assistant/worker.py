@@ -12,9 +12,9 @@ The message row is the job (DESIGN §7). The worker
 - lets the model call read-only tools (`api.assistant.tools`) under the asking staff member's claims;
 - stores the final reply with `assistant.complete_reply`, guarded by the attempt number: a worker that lost
   its lease writes nothing, so the reply is stored once however many workers raced;
-- on a transient error (timeout, 408/409/429/5xx, connection refused or dropped, stream cut short) queues
-  the reply again with exponential backoff, clearing its partial text; on a permanent one (400, 401, 403,
-  404, 422 …) marks it failed at once; `attempts` counts every claim;
+- on a transient error (timeout, 408/409/429/5xx, connection refused or dropped, stream cut short or
+  garbled) queues the reply again with exponential backoff, clearing its partial text; on a permanent one
+  (400, 401, 403, 404, 422 …) marks it failed at once; `attempts` counts every claim;
 - on shutdown hands its in-flight replies back to the queue for another worker.
 """
 
@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import random
 import socket
 import uuid
 from dataclasses import dataclass, field
-from datetime import date
 from typing import Any
 
 import openai
@@ -37,7 +37,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import PoolTimeout
 
 from api.assistant.tools import Caller, call_tool, tool_specs
-from api.db import PROBE, Database
+from api.db import PROBE, WORKER, Database
 from api.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ give what is needed, say so and suggest where in the application to look.
 
 Today is {today}. The person asking has the role: {role}."""
 
+TODAY_SQL = "SELECT assistant.tool_today()"
 CLAIM_SQL = "SELECT * FROM assistant.claim_replies(%(worker)s, %(limit)s, %(lease)s, %(max_attempts)s)"
 APPEND_SQL = "SELECT assistant.append_reply(%(id)s, %(attempt)s, %(offset)s, %(text)s, %(lease)s)"
 COMPLETE_SQL = "SELECT assistant.complete_reply(%(id)s, %(attempt)s, %(text)s, %(tool_log)s)"
@@ -142,6 +143,8 @@ def classify(exc: BaseException, settings: Settings) -> Failure:
         return Failure(str(exc), False)
     if isinstance(exc, (psycopg.OperationalError, PoolTimeout)):
         return Failure(f"the database was unavailable: {exc}", True)
+    if isinstance(exc, json.JSONDecodeError):  # the SDK could not parse a `data:` line of the stream
+        return Failure(f"the LLM sent a malformed stream: {exc}", True)
     return Failure(f"internal error while generating the reply: {exc.__class__.__name__}: {exc}", False)
 
 
@@ -203,7 +206,7 @@ class ReplyWriter:
         """
         text = self.text
         ok = await self.db.fetch_val(
-            None,
+            WORKER,
             APPEND_SQL,
             {
                 "id": self.job.id,
@@ -284,7 +287,7 @@ class ReplyWorker:
     async def claim(self, free: int) -> int:
         try:
             rows = await self.db.fetch(
-                None,
+                WORKER,
                 CLAIM_SQL,
                 {
                     "worker": self.name,
@@ -321,7 +324,7 @@ class ReplyWorker:
         while not stop.is_set():
             try:
                 conn = await psycopg.AsyncConnection.connect(
-                    self.db.pool.conninfo, autocommit=True, application_name="keel-assistant-listen"
+                    self.db.direct_conninfo, autocommit=True, application_name="keel-assistant-listen"
                 )
                 async with conn:
                     await conn.execute(LISTEN_JOBS)
@@ -355,13 +358,13 @@ class ReplyWorker:
             if not await pump:
                 raise LeaseLost
             stored = await self.db.fetch_val(
-                None,
+                WORKER,
                 COMPLETE_SQL,
                 {
                     "id": job.id,
                     "attempt": job.attempt,
                     "text": writer.text,
-                    "tool_log": Jsonb(tool_log) if tool_log else None,
+                    "tool_log": Jsonb(tool_log) if tool_log else WORKER,
                 },
             )
             if not stored:
@@ -398,7 +401,7 @@ class ReplyWorker:
         retry_after = backoff(job.attempt, self.settings, failure.retry_after) if failure.transient else None
         try:
             status = await self.db.fetch_val(
-                None,
+                WORKER,
                 FAIL_SQL,
                 {
                     "id": job.id,
@@ -418,13 +421,15 @@ class ReplyWorker:
 
     async def _release(self, job: Job) -> None:
         try:
-            await self.db.fetch_val(None, RELEASE_SQL, {"id": job.id, "attempt": job.attempt})
+            await self.db.fetch_val(WORKER, RELEASE_SQL, {"id": job.id, "attempt": job.attempt})
         except (psycopg.Error, PoolTimeout) as exc:
             log.warning("assistant reply %s: could not hand it back (%s); its lease will expire", job.id, exc)
 
     async def generate(self, job: Job, writer: ReplyWriter) -> list[dict[str, Any]]:
         """Stream the reply into `writer`, running tool calls between rounds; returns the tools used."""
-        system = SYSTEM_PROMPT.format(today=date.today().isoformat(), role=job.caller_role or "staff")
+        # The clinic's today (its timezone), not the server's: "today's appointments" means the clinic's.
+        today = await self.db.fetch_val(job.caller, TODAY_SQL)
+        system = SYSTEM_PROMPT.format(today=today.isoformat(), role=job.caller_role or "staff")
         messages: list[dict[str, Any]] = [{"role": "system", "content": system}, *job.history]
         tool_log: list[dict[str, Any]] = []
         for round_number in range(MAX_TOOL_ROUNDS + 1):

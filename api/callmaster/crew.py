@@ -14,7 +14,7 @@ from psycopg.types.json import Jsonb
 
 from api.callmaster.identity import merge_patch
 from api.deps import CurrentPrincipal, Db, Page
-from api.idempotency import run_idempotent
+from api.idempotency import Replay, run_idempotent
 
 LIST_CREW = "SELECT callmaster.list_crew(%(limit)s, %(offset)s)"
 UPDATE_CREW_MEMBER = "SELECT callmaster.update_crew_member(%(user_id)s, %(patch)s)"
@@ -24,6 +24,10 @@ Email = Annotated[str, Meta(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=32
 PersonName = Annotated[str, Meta(max_length=100)]
 Phone = Annotated[str, Meta(max_length=50)]
 Notes = Annotated[str, Meta(max_length=4000)]
+
+ADD_GUEST = sql.SQL("callmaster.add_guest(%(data)s)")
+# An Idempotency-Key record keeps the guest's id only (email and name are personal data).
+REPLAY_GUEST = Replay(sql.SQL("callmaster.get_crew_member"), ref="user_id")
 
 
 class GuestCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -69,8 +73,9 @@ async def create_guest(
         principal,
         request,
         payload=payload,
-        call=sql.SQL("callmaster.add_guest(%(data)s)"),
+        call=ADD_GUEST,
         params={"data": Jsonb(payload)},
+        replay=REPLAY_GUEST,
     )
     return Response(outcome.body, status_code=outcome.status_code, headers=outcome.headers)
 

@@ -22,11 +22,10 @@ from api.clinic.common import require_clinic
 from api.clinic.schemas import Body
 from api.deps import CurrentPrincipal, Db, Page
 from api.errors import Problem
-from api.idempotency import run_idempotent
+from api.idempotency import Replay, run_idempotent
 
 GET_APPOINTMENT = "SELECT clinic.get_appointment(%(id)s)"
 UPDATE_APPOINTMENT = "SELECT clinic.update_appointment(%(id)s, %(data)s)"
-CANCEL_APPOINTMENT = "SELECT clinic.cancel_appointment(%(id)s, %(reason)s)"
 
 AppointmentStatus = Literal["scheduled", "checked_in", "completed", "cancelled", "no_show"]
 ClockTime = Annotated[
@@ -49,6 +48,9 @@ ShortText = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"\S")]
 LongText = Annotated[str, Meta(min_length=1, max_length=5000, pattern=r"\S")]
 
 BOOK_APPOINTMENT = sql.SQL("clinic.book_appointment(%(data)s)")
+# An Idempotency-Key record keeps the id only: the answer carries the patient's snapshot.
+REPLAY_APPOINTMENT = Replay(sql.SQL("clinic.get_appointment"))
+CANCEL_APPOINTMENT = "SELECT clinic.cancel_appointment(%(id)s, %(reason)s)"
 LIST_APPOINTMENTS = (
     "SELECT clinic.list_appointments(p_date => %(date)s, p_doctor_id => %(doctor_id)s, p_status => %(status)s,"
     " p_patient_id => %(patient_id)s, p_from => %(from)s, p_to => %(to)s, p_limit => %(limit)s,"
@@ -83,7 +85,7 @@ class AppointmentUpdate(Body):
 
 
 class AppointmentCancel(Body):
-    reason: LongText
+    reason: LongText | None = None
 
 
 def _seconds(value: str) -> int:
@@ -125,6 +127,7 @@ async def book_appointment(
         payload=payload,
         call=BOOK_APPOINTMENT,
         params={"data": Jsonb(payload)},
+        replay=REPLAY_APPOINTMENT,
     )
     headers = {**outcome.headers, "Location": f"/api/appointments/{outcome.body['id']}"}
     return Response(outcome.body, status_code=outcome.status_code, headers=headers)
@@ -205,13 +208,13 @@ async def cancel_appointment(
     db: Db,
     principal: CurrentPrincipal,
     appointment_id: FromPath[UUID],
-    data: JSONBody[AppointmentCancel],
+    data: JSONBody[AppointmentCancel | None] = None,
 ) -> dict[str, Any]:
+    """The body and its `reason` are optional (as in `clinic.cancel_appointment`)."""
     require_clinic(principal)
+    reason = data.reason.strip() if data is not None and data.reason is not None else None
     appointment: dict[str, Any] = await db.fetch_val(
-        principal,
-        CANCEL_APPOINTMENT,
-        {"id": appointment_id, "reason": data.reason.strip()},
+        principal, CANCEL_APPOINTMENT, {"id": appointment_id, "reason": reason}
     )
     return appointment
 
