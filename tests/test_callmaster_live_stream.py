@@ -15,8 +15,8 @@ import pytest
 from api.app import create_app
 from api.settings import Settings
 from tests.callmaster_live_support import follow, live_stage
-from tests.callmaster_shows_support import Bearer, assert_problem
 from tests.conftest import live_server
+from tests.factories import Bearer, assert_problem
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from tests.factories import KEY_NEW, KEYS_ONE, KEYS_TWO, assert_problem, count, 
 def settings_overrides() -> dict[str, Any]:
     return {"encryption_keys": KEYS_ONE}
 
+
 ROW = "clinic-1/lead-1"
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -29,10 +28,11 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from api.auth import TokenVerifier
 from api.settings import Settings
-from tests.appointments_support import ClinicSetup, add_doctor, add_patient, book_raw, make_clinic
-from tests.conftest import TEST_JWT_SECRET, create_database, drop_database, url_for_database
-from tests.control_tower_support import insert_lead
+from tests.conftest import TEST_JWT_SECRET
+from tests.database import create_database, drop_database, url_for_database
+from tests.factories import Clinic, add_appointment, add_lead, add_patient, add_staff, create_clinic
 from tests.llm_server import Behavior, LLMServer
+from tests.pg_servers import free_port
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "console"
@@ -45,20 +45,14 @@ if CHROMIUM is None:  # CI installs it (.ci/run); say so instead of skipping sil
     raise RuntimeError("tests/test_console_browser.py needs Debian's chromium: apt-get install chromium")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Console:
     """The running server, its seeded clinic, and helpers shared by the tests of this module."""
 
-    def __init__(self, base: str, dba: psycopg.Connection[Any], clinic: ClinicSetup, llm: LLMServer) -> None:
+    def __init__(self, base: str, dba: psycopg.Connection[Any], clinic: Clinic, llm: LLMServer) -> None:
         self.base, self.dba, self.clinic, self.llm = base, dba, clinic, llm
         verifier = TokenVerifier(Settings(jwt_secret=TEST_JWT_SECRET, database_url="unused"))
         self.admin_token = verifier.mint(
-            {"sub": str(clinic.admin_id), "clinic_id": str(clinic.clinic_id), "role": "admin"},
+            {"sub": str(clinic.admin_id), "clinic_id": str(clinic.id), "role": "admin"},
             ttl_seconds=3600,
         )
         self.headers = {"Authorization": f"Bearer {self.admin_token}"}
@@ -86,18 +80,16 @@ def console(
     llm = LLMServer().start()
     llm.default = Behavior(chunk_delay=0.08)
     dba = psycopg.connect(url, autocommit=True)
-    clinic = make_clinic(dba, "Sunrise", timezone="UTC")
-    add_doctor(dba, clinic.clinic_id, "Dr. Vikram Shah")
-    add_patient(dba, clinic.clinic_id, "Ravi Menon", mobile="+919800000002")
+    clinic = create_clinic(dba, "Sunrise", "UTC", doctors=1, patients=1)
+    add_staff(dba, clinic.id, "Dr. Vikram Shah")
+    add_patient(dba, clinic.id, "Ravi Menon", mobile="+919800000002")
     today = datetime.now(UTC).date()
     for i, status in enumerate(
         ["new_inquiry", "cro_queue", "first_consult", "follow_up", "converted", "lost"]
     ):
-        insert_lead(
-            dba, clinic.clinic_id, date_added=today - timedelta(days=i % 3), status=status, name=f"Lead {i}"
-        )
-    book_raw(dba, clinic, today, "09:00", "09:30")
-    book_raw(dba, clinic, today, "11:00", "11:45", status="checked_in")
+        add_lead(dba, clinic.id, date_added=today - timedelta(days=i % 3), status=status, name=f"Lead {i}")
+    add_appointment(dba, clinic, today, "09:00", "09:30")
+    add_appointment(dba, clinic, today, "11:00", "11:45", status="checked_in")
     dba.execute("CALL clinic.refresh_control_tower()")
 
     port = free_port()
@@ -277,7 +269,7 @@ def test_retry_a_failed_outbox_event(console: Console, browser: Browser) -> None
     console.dba.execute(
         "INSERT INTO keel.outbox (id, topic, payload, attempts, failed_at, last_error, last_status)"
         " VALUES (%s, 'appointment.booked', %s, 12, now(), 'receiver answered 502 Bad Gateway', 502)",
-        (event_id, psycopg.types.json.Jsonb({"clinic_id": str(console.clinic.clinic_id)})),
+        (event_id, psycopg.types.json.Jsonb({"clinic_id": str(console.clinic.id)})),
     )
     page = console.open(browser, "#/operations")
     expect(page.locator("#outbox-failed dd")).to_have_text("1")

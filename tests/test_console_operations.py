@@ -14,8 +14,7 @@ import pytest
 
 from api.console.refresher import refresh_if_due
 from api.db import Database
-from tests.appointments_support import book_raw, make_clinic
-from tests.clinic_support import assert_problem
+from tests.factories import add_appointment, assert_problem, create_clinic
 
 
 def fail_events(dba: psycopg.Connection[Any], clinic_id: uuid.UUID, error: str) -> list[uuid.UUID]:
@@ -53,13 +52,16 @@ async def test_openapi_ui_loads_its_assets_from_this_server(client):
 
 
 async def test_operations_show_only_the_admins_clinic(client, dba, bearer):
-    mine, theirs = make_clinic(dba, "Mine"), make_clinic(dba, "Theirs")
-    book_raw(dba, mine, date(2030, 1, 7), "10:00", "10:30")
-    book_raw(dba, theirs, date(2030, 1, 7), "10:00", "10:30")
-    book_raw(dba, theirs, date(2030, 1, 7), "11:00", "11:30")
-    [failed_mine] = fail_events(dba, mine.clinic_id, "receiver answered 500")
-    fail_events(dba, theirs.clinic_id, "their receiver is down")
-    admin = bearer(str(mine.admin_id), clinic_id=mine.clinic_id, role="admin")
+    mine, theirs = (
+        create_clinic(dba, "Mine", doctors=1, patients=1),
+        create_clinic(dba, "Theirs", doctors=1, patients=1),
+    )
+    add_appointment(dba, mine, date(2030, 1, 7), "10:00", "10:30")
+    add_appointment(dba, theirs, date(2030, 1, 7), "10:00", "10:30")
+    add_appointment(dba, theirs, date(2030, 1, 7), "11:00", "11:30")
+    [failed_mine] = fail_events(dba, mine.id, "receiver answered 500")
+    fail_events(dba, theirs.id, "their receiver is down")
+    admin = bearer(str(mine.admin_id), clinic_id=mine.id, role="admin")
 
     response = await client.get("/api/operations", headers=admin)
     assert response.status_code == 200, response.text
@@ -76,32 +78,35 @@ async def test_operations_show_only_the_admins_clinic(client, dba, bearer):
 
 
 async def test_operations_need_an_admin_of_a_clinic(client, dba, bearer):
-    clinic = make_clinic(dba)
-    front_desk = bearer(str(clinic.admin_id), clinic_id=clinic.clinic_id, role="front_desk")
+    clinic = create_clinic(dba, doctors=1, patients=1)
+    front_desk = bearer(str(clinic.admin_id), clinic_id=clinic.id, role="front_desk")
     assert_problem(await client.get("/api/operations", headers=front_desk), 403)
     assert_problem(await client.get("/api/operations"), 401)
-    admin = bearer(str(clinic.admin_id), clinic_id=clinic.clinic_id, role="admin")
+    admin = bearer(str(clinic.admin_id), clinic_id=clinic.id, role="admin")
     assert_problem(await client.get("/api/operations?failed_limit=0", headers=admin), 400)
     # The database refuses a non-admin too, whatever the API checks.
     dba.execute(
         "SELECT set_config('request.jwt.claims', %s, false)",
-        (f'{{"clinic_id": "{clinic.clinic_id}", "role": "cro"}}',),
+        (f'{{"clinic_id": "{clinic.id}", "role": "cro"}}',),
     )
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         dba.execute("SET ROLE keel_api; SELECT keel.operations_overview()")
 
 
 async def test_retry_requeues_a_failed_event_of_the_own_clinic_only(client, dba, bearer):
-    mine, theirs = make_clinic(dba, "Mine"), make_clinic(dba, "Theirs")
-    book_raw(dba, mine, date(2030, 1, 7), "10:00", "10:30")
-    book_raw(dba, theirs, date(2030, 1, 7), "10:00", "10:30")
-    [event] = fail_events(dba, mine.clinic_id, "timeout")
-    [other] = fail_events(dba, theirs.clinic_id, "timeout")
-    admin = bearer(str(mine.admin_id), clinic_id=mine.clinic_id, role="admin")
+    mine, theirs = (
+        create_clinic(dba, "Mine", doctors=1, patients=1),
+        create_clinic(dba, "Theirs", doctors=1, patients=1),
+    )
+    add_appointment(dba, mine, date(2030, 1, 7), "10:00", "10:30")
+    add_appointment(dba, theirs, date(2030, 1, 7), "10:00", "10:30")
+    [event] = fail_events(dba, mine.id, "timeout")
+    [other] = fail_events(dba, theirs.id, "timeout")
+    admin = bearer(str(mine.admin_id), clinic_id=mine.id, role="admin")
 
     assert_problem(await client.post(f"/api/operations/outbox/{other}/retry", headers=admin), 404)
     assert_problem(await client.post(f"/api/operations/outbox/{uuid.uuid4()}/retry", headers=admin), 404)
-    cro = bearer(str(mine.admin_id), clinic_id=mine.clinic_id, role="cro")
+    cro = bearer(str(mine.admin_id), clinic_id=mine.id, role="cro")
     assert_problem(await client.post(f"/api/operations/outbox/{event}/retry", headers=cro), 403)
     assert dba.execute("SELECT failed_at IS NOT NULL FROM keel.outbox WHERE id = %s", (other,)).fetchone()[0]
 
@@ -115,11 +120,11 @@ async def test_retry_requeues_a_failed_event_of_the_own_clinic_only(client, dba,
 
 
 async def test_refresh_button_refreshes_for_admins_only(client, dba, bearer):
-    clinic = make_clinic(dba)
-    doctor = bearer(str(clinic.doctor_id), clinic_id=clinic.clinic_id, role="doctor")
+    clinic = create_clinic(dba, doctors=1, patients=1)
+    doctor = bearer(str(clinic.doctor_id), clinic_id=clinic.id, role="doctor")
     assert_problem(await client.post("/api/control-tower/refresh", headers=doctor), 403)
     before = dba.execute("SELECT count(*) FROM keel.metrics_refresh_log").fetchone()[0]
-    admin = bearer(str(clinic.admin_id), clinic_id=clinic.clinic_id, role="admin")
+    admin = bearer(str(clinic.admin_id), clinic_id=clinic.id, role="admin")
     response = await client.post("/api/control-tower/refresh", headers=admin)
     assert response.status_code == 200, response.text
     assert response.json()["outcome"] == "ok"

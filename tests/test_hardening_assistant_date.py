@@ -8,11 +8,15 @@ from typing import Any
 
 import httpx
 import psycopg
+import pytest
 
-from tests.assistant_support import StaffMember, chat, llm, settings_overrides, wait_final, worker
+from tests.assistant_api import StaffMember, assistant_settings, chat, wait_final
 from tests.llm_server import LLMServer
 
-__all__ = ["llm", "settings_overrides", "worker"]  # fixtures used here
+
+@pytest.fixture
+def settings_overrides(llm: LLMServer) -> dict[str, Any]:
+    return assistant_settings(llm)
 
 
 async def test_hardening_assistant_prompt_uses_clinic_date(

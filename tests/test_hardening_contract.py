@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - fixtures are imported from tests.clinic_support
 """Issue 13, finding 12: contract gaps a newcomer hits — conversion defaults the patient fields the lead
 holds, cancelling needs no body, and the lead import honours Idempotency-Key."""
 
@@ -8,16 +7,16 @@ from datetime import date, timedelta
 from typing import Any
 
 import psycopg
+import pytest
 
-from tests.clinic_support import (  # noqa: F401
-    assert_problem,
-    clinic_a,
-    count,
-    lead_body,
-    settings_overrides,
-)
+from tests.factories import KEYS_ONE, assert_problem, count, lead_body
 
 Dba = psycopg.Connection[Any]
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    return {"encryption_keys": KEYS_ONE}
 
 
 async def test_hardening_convert_defaults_the_leads_fields(client: Any, clinic_a, dba: Dba) -> None:

@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - fixtures are imported from tests.clinic_support
 """Issue 13, the data rules a DBA's raw SQL must get exactly as the API does: UHIDs skip taken numbers
 (3), date defaults in the clinic's timezone (5), key rotation leaves updated_at alone (8), deleting a
 department never collides with crew assignments (9), and only conversion makes a lead converted (11)."""
@@ -17,19 +16,26 @@ from click.testing import CliRunner
 from psycopg.types.json import Jsonb
 
 from api.clinic.cli import keys as keys_cli
-from tests.callmaster_shows_support import add_crew, add_department, add_show, add_user
-from tests.clinic_support import (  # noqa: F401
+from tests.factories import (
+    KEYS_ONE,
     KEYS_TWO,
+    add_crew,
+    add_department,
+    add_show,
+    add_user,
     assert_problem,
-    clinic_a,
     lead_body,
-    settings_overrides,
 )
 
 Dba = psycopg.Connection[Any]
 # Shaped like a ciphertext (the CHECK constraints accept it); raw INSERTs below never decrypt it.
 FAKE_CIPHERTEXT = "v1:k1:" + "A" * 40
 RAW_LEAD = "INSERT INTO clinic.leads (clinic_id, name, phone) VALUES (%s, %s, %s) RETURNING id"
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    return {"encryption_keys": KEYS_ONE}
 
 
 def one(dba: Dba, query: str, params: Any = None) -> Any:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -25,20 +24,27 @@ from tests.test_outbox_dispatcher import (
     outbox,
     receiver,
     settings_overrides,
-    setup,
     until,
 )
 
-__all__ = ["receiver", "settings_overrides", "setup"]
+__all__ = ["receiver", "settings_overrides"]
 
 EVENTS = 50
 # 50 events behind 8 slots of 0.6 s take ~4 s to deliver; the lease is 1.5 s.
-SLOW = replace(FAST, batch_size=50, concurrency=8, lease_seconds=1.5, http_timeout=1.0, poll_interval=0.2)
+SLOW = FAST | {
+    "outbox_batch_size": 50,
+    "outbox_concurrency": 8,
+    "outbox_lease_seconds": 1.5,
+    "notify_timeout": 1.0,
+    "outbox_poll_interval": 0.2,
+}
 
 
-async def test_finding7_slow_receiver_two_dispatchers_each_webhook_id_once(dba, settings, receiver, setup):
+async def test_finding7_slow_receiver_two_dispatchers_each_webhook_id_once(
+    dba, settings, receiver, clinic_setup
+):
     receiver.delay = 0.6
-    book_many(dba, setup, EVENTS)
+    book_many(dba, clinic_setup, EVENTS)
     async with dispatching(settings, SLOW, name="d1"):
         await asyncio.sleep(0.3)  # d1 claims the whole batch first
         async with dispatching(settings, SLOW, name="d2"):
@@ -50,9 +56,9 @@ async def test_finding7_slow_receiver_two_dispatchers_each_webhook_id_once(dba, 
     assert len(ids) == EVENTS
 
 
-def test_finding7_complete_and_fail_need_the_current_claim(dba: psycopg.Connection[Any], setup):
+def test_finding7_complete_and_fail_need_the_current_claim(dba: psycopg.Connection[Any], clinic_setup):
     """A dispatcher whose claim was taken over can neither complete nor fail the event."""
-    book_many(dba, setup, 1)
+    book_many(dba, clinic_setup, 1)
     [(event_id, stale)] = dba.execute(
         "SELECT id, claim_token FROM keel.claim_outbox(1, interval '0 seconds', 'old')"
     ).fetchall()

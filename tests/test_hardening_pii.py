@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - fixtures are imported from tests.clinic_support
 """Issue 13, finding 10: after a full clinic flow, no log line, error message, outbox payload or
 Idempotency-Key record carries a patient's or lead's personal or medical data in clear."""
 
@@ -16,13 +15,9 @@ import psycopg
 import pytest
 
 from api.db import Database
-from api.outbox import Dispatcher, DispatcherConfig
+from api.outbox import Dispatcher
 from api.settings import Settings
-from tests.clinic_support import (  # noqa: F401
-    assert_problem,
-    clinic_a,
-    settings_overrides,
-)
+from tests.factories import KEYS_ONE, assert_problem
 
 Dba = psycopg.Connection[Any]
 
@@ -41,6 +36,11 @@ PII = {
     "cancel_reason": "Feeling dizzy",
     "import_name": "Imported Xiomara",
 }
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    return {"encryption_keys": KEYS_ONE}
 
 
 def leaks(text: str) -> list[str]:
@@ -138,14 +138,12 @@ async def test_hardening_no_pii_in_logs_outbox_or_idempotency_records(
     assert imported.status_code == 201, imported.text
 
     # The dispatcher with no receiver configured logs every event.
-    quiet = replace(settings, notify_webhook_url=None)
+    quiet = replace(settings, notify_webhook_url=None, outbox_poll_interval=0.1, outbox_linger=0.1)
     assert quiet.database_url is not None
     db = Database(quiet, quiet.database_url, name="test-pii-outbox")
     await db.open()
     stop = asyncio.Event()
-    task = asyncio.create_task(
-        Dispatcher(quiet, db, DispatcherConfig(poll_interval=0.1, linger=0.1)).run(stop)
-    )
+    task = asyncio.create_task(Dispatcher(quiet, db).run(stop))
     try:
         deadline = time.monotonic() + 15
         while dba.execute("SELECT count(*) FROM keel.outbox WHERE delivered_at IS NULL").fetchone()[0]:

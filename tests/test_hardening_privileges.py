@@ -31,7 +31,9 @@ CONTROL_TOWER = (
     "42501 for another clinic or no clinic claim as keel_api)"
 )
 WORKER = "SECURITY DEFINER worker call (every tenant's queue); keel_worker only, never keel_api"
-LIVE_RELAY = "SECURITY DEFINER call of the live relay's own session (every subscribed script); keel_worker only"
+LIVE_RELAY = (
+    "SECURITY DEFINER call of the live relay's own session (every subscribed script); keel_worker only"
+)
 DOORBELL = "dispatcher's wake-up announcement (a session advisory lock); touches no rows"
 
 LIVE_INTERNAL = (

@@ -17,15 +17,15 @@ import httpx
 import psycopg
 from psycopg import sql
 
-from tests.appointments_support import add_doctor, make_clinic
+from tests.factories import add_staff, create_clinic
 
 
 async def test_finding14_deactivation_refuses_the_next_request(
     client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Callable[..., dict[str, str]]
 ) -> None:
-    clinic = make_clinic(dba)
-    desk = add_doctor(dba, clinic.clinic_id, "Dee Desk", role="front_desk")
-    headers = bearer(str(desk), clinic_id=str(clinic.clinic_id), role="front_desk")
+    clinic = create_clinic(dba, doctors=1, patients=1)
+    desk = add_staff(dba, clinic.id, "Dee Desk", "front_desk")
+    headers = bearer(str(desk), clinic_id=str(clinic.id), role="front_desk")
     assert (await client.get("/api/patients", headers=headers)).status_code == 200
 
     dba.execute("UPDATE clinic.staff SET is_active = false WHERE id = %s", (desk,))
@@ -44,9 +44,9 @@ async def test_finding14_deactivation_refuses_the_next_request(
 async def test_finding14_a_demoted_admin_loses_admin_rights_at_once(
     client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Callable[..., dict[str, str]]
 ) -> None:
-    clinic = make_clinic(dba)
-    second = add_doctor(dba, clinic.clinic_id, "Second Admin", role="admin")
-    headers = bearer(str(second), clinic_id=str(clinic.clinic_id), role="admin")
+    clinic = create_clinic(dba, doctors=1, patients=1)
+    second = add_staff(dba, clinic.id, "Second Admin", "admin")
+    headers = bearer(str(second), clinic_id=str(clinic.id), role="admin")
     new_staff = {"name": "Cee Ro", "email": "cro@clinic.example", "role": "cro"}
     assert (await client.post("/api/staff", json=new_staff, headers=headers)).status_code == 201
 
@@ -62,17 +62,20 @@ async def test_finding14_a_demoted_admin_loses_admin_rights_at_once(
 async def test_finding14_a_token_for_another_clinic_or_nobody_is_refused(
     client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Callable[..., dict[str, str]]
 ) -> None:
-    alpha, beta = make_clinic(dba, "Alpha"), make_clinic(dba, "Beta")
-    crossed = bearer(str(alpha.admin_id), clinic_id=str(beta.clinic_id), role="admin")
+    alpha, beta = (
+        create_clinic(dba, "Alpha", doctors=1, patients=1),
+        create_clinic(dba, "Beta", doctors=1, patients=1),
+    )
+    crossed = bearer(str(alpha.admin_id), clinic_id=str(beta.id), role="admin")
     assert (await client.get("/api/patients", headers=crossed)).status_code == 401
-    nobody = bearer("00000000-0000-4000-8000-000000000000", clinic_id=str(alpha.clinic_id), role="admin")
+    nobody = bearer("00000000-0000-4000-8000-000000000000", clinic_id=str(alpha.id), role="admin")
     assert (await client.get("/api/patients", headers=nobody)).status_code == 401
 
 
 def test_finding14_cost_of_the_check_per_request(dba: psycopg.Connection[Any]) -> None:
     """The check is one primary-key lookup; measured server-side against the same loop without it."""
-    clinic = make_clinic(dba)
-    claims = json.dumps({"sub": str(clinic.admin_id), "clinic_id": str(clinic.clinic_id), "role": "admin"})
+    clinic = create_clinic(dba, doctors=1, patients=1)
+    claims = json.dumps({"sub": str(clinic.admin_id), "clinic_id": str(clinic.id), "role": "admin"})
     n = 5_000
 
     def loop(expression: str) -> float:

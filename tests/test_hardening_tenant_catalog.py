@@ -23,17 +23,18 @@ from psycopg import sql
 
 from api.auth import Principal
 from api.db import CONTEXT_SQL, context_params
-from tests.appointments_support import book_raw, make_clinic
-from tests.callmaster_shows_support import (
+from tests.factories import (
+    add_appointment,
     add_crew,
     add_department,
+    add_lead,
     add_script,
     add_show,
     add_user,
     assign,
+    create_clinic,
     fill_script,
 )
-from tests.control_tower_support import insert_lead
 
 RELATIONS = """
     SELECT n.nspname, c.relname, has_table_privilege('keel_api', c.oid, 'SELECT') AS whole
@@ -49,17 +50,17 @@ RELATIONS = """
 
 
 def populate_tenant_a(dba: psycopg.Connection[Any]) -> dict[str, Any]:
-    clinic = make_clinic(dba, "Alpha")
-    book_raw(dba, clinic, date(2026, 6, 15), "09:00", "09:30")
-    insert_lead(dba, clinic.clinic_id, date_added=date(2026, 6, 1), name="Alpha lead")
+    clinic = create_clinic(dba, "Alpha", doctors=1, patients=1)
+    add_appointment(dba, clinic, date(2026, 6, 15), "09:00", "09:30")
+    add_lead(dba, clinic.id, date_added=date(2026, 6, 1), name="Alpha lead")
     conversation = dba.execute(
         "INSERT INTO assistant.conversations (clinic_id, staff_id, title) VALUES (%s, %s, 'hi') RETURNING id",
-        (clinic.clinic_id, clinic.admin_id),
+        (clinic.id, clinic.admin_id),
     ).fetchone()[0]
     dba.execute(
         "INSERT INTO assistant.messages (clinic_id, staff_id, conversation_id, role, content)"
         " VALUES (%s, %s, %s, 'user', 'how many leads?')",
-        (clinic.clinic_id, clinic.admin_id, conversation),
+        (clinic.id, clinic.admin_id, conversation),
     )
     dba.execute("CALL clinic.refresh_control_tower()")
 
@@ -79,7 +80,7 @@ def populate_tenant_a(dba: psycopg.Connection[Any]) -> dict[str, Any]:
         performer_id=performer,
     )
 
-    scope = f"{clinic.clinic_id}/{clinic.admin_id}"
+    scope = f"{clinic.id}/{clinic.admin_id}"
     dba.execute(
         "INSERT INTO keel.idempotency_keys (principal, key, method, path, request_hash, status_code, response_body)"
         " VALUES (%s, 'k1', 'POST', '/api/leads', 'h', 201, '{\"secret\": \"alpha\"}'),"
@@ -135,7 +136,7 @@ def test_forged_claims_read_nothing_in_any_relation(db_url, dba):
     assert visible == {}
     # A's clinic with a subject who is nobody there: refused by the API; RLS alone shows A's clinic
     # (the clinic_id claim is the tenant key), which is why the API checks the subject.
-    crossed = {"sub": str(uuid.uuid4()), "clinic_id": str(tenant["clinic"].clinic_id), "role": "admin"}
+    crossed = {"sub": str(uuid.uuid4()), "clinic_id": str(tenant["clinic"].id), "role": "admin"}
     with pytest.raises(psycopg.errors.InvalidAuthorizationSpecification):
         read_as(db_url, crossed)
     nobody = {"sub": "user_" + uuid.uuid4().hex}
@@ -152,11 +153,11 @@ def test_another_tenant_reads_none_of_a_tenants_rows(db_url, dba):
     tenant_a = {name: rows for name, rows in everything.items() if rows}
     assert {"clinic.appointments", "callmaster.script_elements", "keel.idempotency_keys"} <= set(tenant_a)
 
-    clinic_b = make_clinic(dba, "Beta")
+    clinic_b = create_clinic(dba, "Beta", doctors=1, patients=1)
     owner_b = add_user(dba, "user_beta")
     add_show(dba, owner_b, "Macbeth")
     for claims in (
-        {"sub": str(clinic_b.admin_id), "clinic_id": str(clinic_b.clinic_id), "role": "admin"},
+        {"sub": str(clinic_b.admin_id), "clinic_id": str(clinic_b.id), "role": "admin"},
         {"sub": "user_beta"},
     ):
         seen = read_as(db_url, claims)

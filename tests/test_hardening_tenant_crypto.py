@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - fixtures are imported from tests.clinic_support
 """Issue 13, finding 13: blind indexes are per clinic and ciphertexts are bound to their clinic, row and
 column; rows in the old format still read and `keel keys rotate` moves them over."""
 
@@ -13,22 +12,21 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from api.clinic.cli import keys as keys_cli
 from api.crypto import _derive, normalize_phone
-from tests.clinic_support import (  # noqa: F401
-    KEY_OLD,
-    KEYS_ONE,
-    clinic_a,
-    clinic_b,
-    lead_body,
-    settings_overrides,
-)
+from tests.factories import KEY_OLD, KEYS_ONE, lead_body
 
 Dba = psycopg.Connection[Any]
 MASTER = base64.b64decode(KEY_OLD)  # key k1 of KEYS_ONE
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    return {"encryption_keys": KEYS_ONE}
 
 
 def b64url(raw: bytes) -> str:

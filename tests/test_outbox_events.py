@@ -189,7 +189,10 @@ def test_every_committed_insert_notifies_with_an_event_id(db_url, dba, clinic_se
 
 def test_api_role_cannot_touch_the_outbox_directly(dba, clinic_setup):
     add_appointment(dba, clinic_setup, date(2026, 6, 15), "08:00", "08:30")
-    for statement in ("DELETE FROM keel.outbox", "INSERT INTO keel.outbox (topic, payload) VALUES ('a.b', '{}')"):
+    for statement in (
+        "DELETE FROM keel.outbox",
+        "INSERT INTO keel.outbox (topic, payload) VALUES ('a.b', '{}')",
+    ):
         dba.execute("BEGIN")
         try:
             dba.execute("SET LOCAL ROLE keel_api")

@@ -24,14 +24,19 @@ import pytest
 from api.app import create_app
 from api.db import ANSWER_GRACE
 from api.settings import Settings
-from tests.appointments_support import WEBHOOK_SECRET, WebhookReceiver, make_clinic
-from tests.assistant_support import StaffMember, llm, settings_overrides, staff, wait_final
+from tests.assistant_api import StaffMember, assistant_settings, wait_final
 from tests.conftest import live_server
+from tests.factories import create_clinic
 from tests.llm_server import Behavior, LLMServer
 from tests.reliability_support import BookingLoad, budget, load_report, proxy_target, stored_markers, through
 from tests.tcp_proxy import TcpProxy
+from tests.webhook_receiver import WEBHOOK_SECRET, WebhookReceiver
 
-__all__ = ["llm", "settings_overrides", "staff"]  # fixtures used here
+
+@pytest.fixture
+def settings_overrides(llm: LLMServer) -> dict[str, Any]:
+    return assistant_settings(llm)
+
 
 pytestmark = pytest.mark.reliability
 
@@ -74,7 +79,10 @@ async def test_latency_resets_and_a_stall_lose_nothing(
         "KEEL_OUTBOX_POLL_INTERVAL": "1",
     }.items():
         monkeypatch.setenv(name, value)
-    setup, other = make_clinic(dba), make_clinic(dba, "Elsewhere")
+    setup, other = (
+        create_clinic(dba, doctors=1, patients=1),
+        create_clinic(dba, "Elsewhere", doctors=1, patients=1),
+    )
     receiver = WebhookReceiver().start()
     proxy = TcpProxy(proxy_target(settings.database_url or "")).start()
     llm.default = Behavior(text="Noted, all fine.", chunk_delay=0.05)

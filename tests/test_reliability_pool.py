@@ -19,7 +19,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.appointments_support import book_raw, make_clinic
+from tests.factories import add_appointment, create_clinic
 from tests.reliability_support import Outcome, budget
 
 pytestmark = pytest.mark.reliability
@@ -45,10 +45,10 @@ async def test_slow_statements_and_an_exhausted_pool_leave_the_rest_served(
     dba: psycopg.Connection[Any],
     bearer: Callable[..., dict[str, str]],
 ) -> None:
-    setup = make_clinic(dba)
-    locked = book_raw(dba, setup, date(2027, 5, 3), "09:00", "09:30")
-    other = book_raw(dba, setup, date(2027, 5, 3), "10:00", "10:30")
-    headers = bearer(setup.admin_id, clinic_id=setup.clinic_id, role="front_desk")
+    setup = create_clinic(dba, doctors=1, patients=1)
+    locked = add_appointment(dba, setup, date(2027, 5, 3), "09:00", "09:30")
+    other = add_appointment(dba, setup, date(2027, 5, 3), "10:00", "10:30")
+    headers = bearer(setup.admin_id, clinic_id=setup.id, role="front_desk")
     outcomes: list[Outcome] = []
 
     async def send(kind: str, method: str, url: str, **kw: Any) -> None:

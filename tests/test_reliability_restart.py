@@ -19,8 +19,8 @@ import pytest
 
 from api.app import create_app
 from api.settings import Settings
-from tests.appointments_support import make_clinic
 from tests.conftest import live_server
+from tests.factories import create_clinic
 from tests.reliability_support import BookingLoad, PrivateCluster, budget, load_report, stored_markers
 
 pytestmark = pytest.mark.reliability
@@ -43,7 +43,10 @@ async def test_bookings_survive_fast_and_immediate_restarts(
 ) -> None:
     url = await asyncio.to_thread(cluster.create_keel_database)
     with psycopg.connect(url, autocommit=True) as dba:
-        setup, other = make_clinic(dba), make_clinic(dba, "Elsewhere")
+        setup, other = (
+            create_clinic(dba, doctors=1, patients=1),
+            create_clinic(dba, "Elsewhere", doctors=1, patients=1),
+        )
     keel = replace(settings, database_url=url, pool_min_size=2, pool_max_size=4, pool_timeout=POOL_TIMEOUT)
     # The fast stop's outage outlasts psycopg_pool's uncapped reconnection backoff (attempts 1, 3, 7, 15 s
     # after the first failure): without api.db.Pool's cap, service came back only ~7 s after the server.

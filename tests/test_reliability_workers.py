@@ -24,20 +24,17 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from api.settings import Settings
-from tests.appointments_support import WEBHOOK_SECRET, WebhookReceiver, make_clinic
-from tests.assistant_support import (
-    StaffMember,
-    chat,
-    llm,
-    settings_overrides,
-    staff,
-    wait_final,
-    worker_process,
-)
+from tests.assistant_api import StaffMember, assistant_settings, chat, wait_final, worker_process
+from tests.factories import create_clinic
 from tests.llm_server import Behavior, LLMServer
 from tests.reliability_support import budget
+from tests.webhook_receiver import WEBHOOK_SECRET, WebhookReceiver
 
-__all__ = ["llm", "settings_overrides", "staff"]  # fixtures used here
+
+@pytest.fixture
+def settings_overrides(llm: LLMServer) -> dict[str, Any]:
+    return assistant_settings(llm)
+
 
 pytestmark = pytest.mark.reliability
 
@@ -99,7 +96,7 @@ async def test_workers_killed_repeatedly_finish_every_job_once(
     receiver: WebhookReceiver,
     bearer: Callable[..., dict[str, str]],
 ) -> None:
-    setup = make_clinic(dba)
+    setup = create_clinic(dba, doctors=1, patients=1)
     llm.default = Behavior(text=TEXT, chunk_delay=0.08)  # a reply streams for ~1.2 s
     workers = [start_worker(settings, llm, receiver) for _ in range(2)]
     since = time.monotonic()

@@ -25,11 +25,11 @@ import psycopg
 import pytest
 
 from api.settings import Settings
-from tests.appointments_support import WEBHOOK_SECRET, WebhookReceiver
-from tests.assistant_support import assistant_settings, create_clinic_staff, llm  # noqa: F401 - fixture
+from tests.assistant_api import assistant_settings, create_clinic_staff
 from tests.conftest import TEST_JWT_SECRET
 from tests.llm_server import Behavior, LLMServer
 from tests.pg_servers import free_port, stop_process, wait_healthy
+from tests.webhook_receiver import WEBHOOK_SECRET, WebhookReceiver
 
 pytestmark = pytest.mark.multiprocess
 
@@ -42,7 +42,7 @@ LLM_DELAY = 0.2  # each reply takes a while, so replies are in flight on every w
 
 
 @pytest.fixture
-def settings_overrides(llm: LLMServer) -> dict[str, Any]:  # noqa: F811
+def settings_overrides(llm: LLMServer) -> dict[str, Any]:
     return assistant_settings(llm)
 
 
@@ -53,7 +53,7 @@ def receiver() -> Iterator[WebhookReceiver]:
     server.stop()
 
 
-def fleet_env(settings: Settings, llm: LLMServer, receiver: WebhookReceiver) -> dict[str, str]:  # noqa: F811
+def fleet_env(settings: Settings, llm: LLMServer, receiver: WebhookReceiver) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("KEEL_", "DATABASE_"))}
     env.update(
         DATABASE_URL=str(settings.database_url),
@@ -100,7 +100,7 @@ async def wait_until(predicate: Callable[[], Any], timeout: float, what: str) ->
 
 async def test_a_fleet_of_workers_finishes_every_reply_once_and_delivers_every_event(
     settings: Settings,
-    llm: LLMServer,  # noqa: F811
+    llm: LLMServer,
     receiver: WebhookReceiver,
     dba: psycopg.Connection[Any],
     bearer: Callable[..., dict[str, str]],

@@ -13,8 +13,9 @@ import pytest
 from psycopg.rows import dict_row
 
 from api.settings import Settings
-from tests.clinic_support import KEYS_ONE, Clinic, clinic_a  # noqa: F401 - fixture
-from tests.conftest import url_for_database
+from tests.database import url_for_database
+from tests.factories import KEYS_ONE
+from tests.fixtures import ClinicAdmin
 from tests.pg_servers import pgbouncer
 
 POOL_SIZE = 3  # server connections per database: fewer than the app's pool, so backends are shared
@@ -83,7 +84,7 @@ def test_the_pooler_loses_prepared_statements_between_transactions(pooler_url: s
 
 async def test_every_kind_of_request_works_through_transaction_pooling(
     client: Any,
-    clinic_a: Clinic,  # noqa: F811
+    clinic_a: ClinicAdmin,
     bearer: Callable[..., dict[str, str]],
     settings: Settings,
     pooler_url: str,

@@ -19,8 +19,8 @@ from api.db import Database
 from api.migrate import migrate
 from api.replica import ReplicaDatabase
 from api.settings import Settings
-from tests.clinic_support import KEYS_ONE, create_clinic
 from tests.conftest import TEST_JWT_SECRET, live_server
+from tests.factories import KEYS_ONE, create_clinic
 from tests.pg_servers import Pair, bin_dir_for, free_port, primary_with_replica
 
 MAX_LAG = 5.0
@@ -95,7 +95,8 @@ async def test_dashboard_on_the_replica_writes_and_fresh_reads_on_the_primary_fa
     primary_url, replica_url = pair.url(pair.primary_url, "keel"), pair.url(pair.replica_url, "keel")
     settings = replica_settings(pair, tmp_path, replica_url)
     with psycopg.connect(primary_url, autocommit=True) as dba:
-        clinic_id, admin_id = create_clinic(dba, "Replica", "REP", "admin@replica.example")
+        made = create_clinic(dba, "Replica", prefix="REP", admin_email="admin@replica.example")
+        clinic_id, admin_id = str(made.id), str(made.admin_id)
     pair.wait_replayed()  # the last replayed commit is recent: the lag starts near 0
     token = TokenVerifier(settings).mint({"sub": admin_id, "clinic_id": clinic_id, "role": "admin"})
     headers = {"Authorization": f"Bearer {token}"}
@@ -161,7 +162,8 @@ async def test_an_unreachable_replica_is_reported_and_reads_go_to_the_primary(
         pair, tmp_path, f"postgresql://postgres@127.0.0.1:{free_port()}/keel?connect_timeout=1"
     )
     with psycopg.connect(pair.url(pair.primary_url, "keel"), autocommit=True) as dba:
-        clinic_id, admin_id = create_clinic(dba, "Lonely", "LON", "admin@lonely.example")
+        made = create_clinic(dba, "Lonely", prefix="LON", admin_email="admin@lonely.example")
+        clinic_id, admin_id = str(made.id), str(made.admin_id)
     token = TokenVerifier(settings).mint({"sub": admin_id, "clinic_id": clinic_id, "role": "admin"})
     async with live_server(create_app(settings)) as client:
         ready = await client.get("/api/ready")
