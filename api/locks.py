@@ -43,6 +43,11 @@ LOCKS: dict[str, LockClass] = {
         0x6B65656C,  # "keel"
         "clinic.refresh_control_tower: a session lock, object 300; a second refresh skips instead of waiting.",
     ),
+    "live_feed": LockClass(
+        1818850917,  # "live"
+        "sql/callmaster/700_live_feed.sql: object 1, the doorbell feed writers hold shared until they commit; "
+        "object 2, held shared for a session by each CallMaster live relay that sleeps (waits for NOTIFY).",
+    ),
     "idempotency": LockClass(
         0x6964656D,  # "idem"
         "api/idempotency.py: a transaction lock per principal and Idempotency-Key (object hashtext of both).",

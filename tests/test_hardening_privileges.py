@@ -206,6 +206,10 @@ KEEL_API: dict[str, str] = {
     "keel.current_role_claim()": CLAIMS,
     "keel.current_user_sub()": CLAIMS,
     "keel.idempotency_scope()": IDEMPOTENCY,
+    "keel.advisory_lock_key(text)": (
+        "the advisory-lock registry (api/locks.py): a purpose's constant key; the API's Idempotency-Key lock "
+        "and the outbox and live-feed doorbells that feed triggers ring under keel_api; reads no table"
+    ),
     "callmaster.get_crew_member(uuid)": API,
     "callmaster.merge_department_assignments()": TRIGGER,
     "clinic.check_lead_conversion()": TRIGGER,

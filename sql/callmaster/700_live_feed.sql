@@ -14,7 +14,7 @@
 -- holds the "asleep" lock (shared, one per sleeping relay), and writers NOTIFY only while one does.
 -- Every writer holds the "ringing" lock (shared) from its check to its commit, so a relay going to
 -- sleep waits for the writers that saw it awake, then looks once more (live_relay_asleep).
--- Advisory lock keys: (1818850917, 1) ringing, (1818850917, 2) asleep. 1818850917 is 'live' in ASCII.
+-- Advisory lock keys (api/locks.py): (keel.advisory_lock_key('live_feed'), 1) ringing, (…, 2) asleep.
 
 CREATE OR REPLACE FUNCTION callmaster.live_ring(p_script_ids uuid[])
     RETURNS void
@@ -22,9 +22,9 @@ CREATE OR REPLACE FUNCTION callmaster.live_ring(p_script_ids uuid[])
     VOLATILE
 AS $$
 BEGIN
-    PERFORM pg_advisory_xact_lock_shared(1818850917, 1);
-    IF pg_try_advisory_lock(1818850917, 2) THEN
-        PERFORM pg_advisory_unlock(1818850917, 2);  -- every relay is awake (or there is none)
+    PERFORM pg_advisory_xact_lock_shared(keel.advisory_lock_key('live_feed'), 1);
+    IF pg_try_advisory_lock(keel.advisory_lock_key('live_feed'), 2) THEN
+        PERFORM pg_advisory_unlock(keel.advisory_lock_key('live_feed'), 2);  -- every relay is awake (or there is none)
     ELSE
         -- A relay sleeps: wake it at commit, once per script (ids only).
         PERFORM pg_notify('callmaster_live', s::text) FROM unnest(p_script_ids) AS s;
@@ -296,12 +296,12 @@ AS $$
 DECLARE
     v_deadline timestamptz := clock_timestamp() + p_wait;
 BEGIN
-    PERFORM pg_advisory_lock_shared(1818850917, 2);  -- stacked by retries: live_relay_awake drops all
+    PERFORM pg_advisory_lock_shared(keel.advisory_lock_key('live_feed'), 2);  -- stacked by retries: live_relay_awake drops all
     -- Writers that saw every relay awake hold the ringing lock (shared) until they end. Only try the
     -- exclusive lock, never queue for it: a queued request would hold up every new writer behind it.
     LOOP
-        IF pg_try_advisory_lock(1818850917, 1) THEN
-            PERFORM pg_advisory_unlock(1818850917, 1);
+        IF pg_try_advisory_lock(keel.advisory_lock_key('live_feed'), 1) THEN
+            PERFORM pg_advisory_unlock(keel.advisory_lock_key('live_feed'), 1);
             RETURN true;
         END IF;
         EXIT WHEN clock_timestamp() >= v_deadline;
