@@ -794,15 +794,16 @@ CREATE FUNCTION assistant.tool_clinic_overview(args jsonb) RETURNS jsonb
 DECLARE
     clinic uuid := assistant.tool_clinic();
     days integer := coalesce((args ->> 'days')::integer, 7);
+    today date := assistant.tool_today();
     since date;
 BEGIN
     IF days < 1 OR days > 3660 THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'days must be between 1 and 3660';
     END IF;
-    since := current_date - (days - 1);
+    since := today - (days - 1);
     RETURN jsonb_build_object(
         'clinic', (SELECT c.name FROM clinic.clinics AS c WHERE c.id = clinic),
-        'period', jsonb_build_object('from', since, 'to', current_date, 'days', days),
+        'period', jsonb_build_object('from', since, 'to', today, 'days', days),
         'leads_total', (SELECT count(*) FROM clinic.leads AS l WHERE l.clinic_id = clinic),
         'leads_created_in_period', (
             SELECT count(*) FROM clinic.leads AS l WHERE l.clinic_id = clinic AND l.date_added >= since
@@ -900,7 +901,7 @@ BEGIN
         'uhid', p.uhid,
         'name', p.name,
         'gender', p.gender,
-        'age', CASE WHEN p.dob IS NOT NULL THEN extract(year FROM age(current_date, p.dob))::int END,
+        'age', CASE WHEN p.dob IS NOT NULL THEN extract(year FROM age(assistant.tool_today(), p.dob))::int END,
         'city', p.city,
         'status', p.status,
         'registration_date', p.registration_date,
@@ -971,7 +972,9 @@ CREATE FUNCTION assistant.touch_updated_at() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
 BEGIN
-    NEW.updated_at := now();
+    IF NOT keel.keeps_updated_at() THEN
+        NEW.updated_at := now();
+    END IF;
     RETURN NEW;
 END
 $$;
@@ -982,7 +985,7 @@ ALTER FUNCTION assistant.touch_updated_at() OWNER TO keel_owner;
 -- Name: FUNCTION touch_updated_at(); Type: COMMENT; Schema: assistant; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION assistant.touch_updated_at() IS 'Trigger function: sets updated_at to now() on every UPDATE of the row. No arguments; raises nothing.';
+COMMENT ON FUNCTION assistant.touch_updated_at() IS 'Trigger function: sets updated_at to now() on every UPDATE of the row, except during a maintenance write (keel.keeps_updated_at()). No arguments; raises nothing.';
 
 --
 -- Name: acting_user_id(); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
@@ -1026,10 +1029,7 @@ DECLARE
 BEGIN
     v_id := callmaster.create_guest_user(v_me, data ->> 'email', data ->> 'first_name', data ->> 'last_name',
                                          data ->> 'phone', data ->> 'notes');
-    RETURN (SELECT callmaster.crew_member_json(u, cr)
-            FROM callmaster.users AS u
-            JOIN callmaster.crew_relationships AS cr ON cr.crew_user_id = u.id AND cr.manager_user_id = v_me
-            WHERE u.id = v_id);
+    RETURN callmaster.get_crew_member(v_id);
 END
 $$;
 
@@ -1111,6 +1111,7 @@ CREATE FUNCTION callmaster.apply_clerk_event(event_id text, event_type text, dat
 DECLARE
     v_clerk_id text := nullif(btrim(data ->> 'id'), '');
     v_email    text;
+    v_email_verified boolean;
     v_first    text := nullif(btrim(data ->> 'first_name'), '');
     v_last     text := nullif(btrim(data ->> 'last_name'), '');
     v_phone    text;
@@ -1119,6 +1120,13 @@ DECLARE
     v_user     callmaster.users;
     v_outcome  text;
 BEGIN
+    -- Only the verified webhook (no request claims) may write users for any Clerk id: a request
+    -- session, whatever its token says, is refused (issue 13, finding 6).
+    IF keel.current_claims() IS NOT NULL THEN
+        RAISE EXCEPTION USING
+            ERRCODE = '42501',
+            MESSAGE = 'callmaster.apply_clerk_event cannot be called within an API request';
+    END IF;
     IF nullif(btrim(event_id), '') IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'event_id is required';
     END IF;
@@ -1152,6 +1160,17 @@ BEGIN
                                               'email_address');
     v_phone := callmaster.clerk_primary_value(data, 'phone_numbers', 'primary_phone_number_id',
                                               'phone_number');
+    -- Whether Clerk has verified that address as the user's primary one: only then may it claim an
+    -- existing record (issue 13, finding 4: any listed address, verified or not, used to claim it).
+    v_email_verified := EXISTS (
+        SELECT
+        FROM jsonb_array_elements(
+                 CASE WHEN jsonb_typeof(data -> 'email_addresses') = 'array'
+                      THEN data -> 'email_addresses' ELSE '[]' END) AS a(item)
+        WHERE jsonb_typeof(item) = 'object'
+          AND item ->> 'id' = data ->> 'primary_email_address_id'
+          AND lower(btrim(item ->> 'email_address')) = lower(v_email)
+          AND item #>> '{verification,status}' = 'verified');
     IF data ->> 'updated_at' ~ '^[0-9]{1,15}$' THEN
         v_updated := to_timestamp((data ->> 'updated_at')::bigint / 1000.0);
     END IF;
@@ -1186,6 +1205,13 @@ BEGIN
     -- that record becomes this Clerk user's, keeping its crews and assignments.
     SELECT * INTO v_user FROM callmaster.users AS u WHERE lower(u.email) = lower(v_email) FOR UPDATE;
     IF FOUND THEN
+        IF NOT v_email_verified THEN
+            -- Not proof that the signer owns the address: claim nothing, create nothing (the address is
+            -- taken), say nothing about the record. Clerk's user.updated once the address is verified
+            -- as primary claims it then.
+            RETURN jsonb_build_object('outcome', 'unverified',
+                                      'reason', 'the primary email address is not verified');
+        END IF;
         IF v_user.clerk_user_id IS NOT NULL AND v_user.is_active THEN
             RAISE EXCEPTION USING
                 ERRCODE = '23505',
@@ -1221,7 +1247,7 @@ ALTER FUNCTION callmaster.apply_clerk_event(event_id text, event_type text, data
 -- Name: FUNCTION apply_clerk_event(event_id text, event_type text, data jsonb); Type: COMMENT; Schema: callmaster; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION callmaster.apply_clerk_event(event_id text, event_type text, data jsonb) IS 'Applies one verified Clerk webhook event, once per event_id (the svix-id, recorded in keel.webhook_events; a replay returns outcome "duplicate" and changes nothing). user.created / user.updated upsert the user by Clerk id (email, names, phone, image); a new Clerk user whose email matches a guest (or a deactivated user) claims that record, which becomes verified. user.deleted deactivates the user (history kept). Other types are recorded and ignored. An event older than the last applied one (data.updated_at) is skipped as "stale"; a new user without an email is "skipped" (a later update that adds one creates it). Arguments: event_id, event_type, data (the event''s data object). Returns {outcome, user_id}. Errors: 22023 no event_id or no data.id; 23505 the email is held by another user (an active Clerk user, or a guest when an update changes the email).';
+COMMENT ON FUNCTION callmaster.apply_clerk_event(event_id text, event_type text, data jsonb) IS 'Applies one verified Clerk webhook event, once per event_id (the svix-id, recorded in keel.webhook_events; a replay returns outcome "duplicate" and changes nothing). user.created / user.updated upsert the user by Clerk id (email, names, phone, image); a new Clerk user whose email matches a guest (or a deactivated user) claims that record, which becomes verified, only when that email is the primary address and Clerk marks it verified (otherwise the outcome is "unverified" and nothing changes until an update shows it verified). user.deleted deactivates the user (history kept). Other types are recorded and ignored. An event older than the last applied one (data.updated_at) is skipped as "stale"; a new user without an email is "skipped" (a later update that adds one creates it). Arguments: event_id, event_type, data (the event''s data object). Returns {outcome, user_id}. Errors: 22023 no event_id or no data.id; 23505 the email is held by another user (an active Clerk user, or a guest when an update changes the email); 42501 when called within an API request (request claims set).';
 
 --
 -- Name: apply_script_edits(uuid, jsonb); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
@@ -2024,10 +2050,25 @@ BEGIN
                 'guest', create_guest_user.manager_user_id)
         RETURNING id INTO v_id;
     EXCEPTION WHEN unique_violation THEN
+        -- Say who holds the address only when the manager already knows them (themself or their crew);
+        -- about anyone else the answer is the same whether or not an account exists behind it
+        -- (issue 13, finding 15: the message used to confirm another tenant's account).
+        IF EXISTS (SELECT
+                   FROM callmaster.users AS u
+                   WHERE lower(u.email) = v_email
+                     AND (u.id = create_guest_user.manager_user_id
+                          OR EXISTS (SELECT
+                                     FROM callmaster.crew_relationships AS cr
+                                     WHERE cr.manager_user_id = create_guest_user.manager_user_id
+                                       AND cr.crew_user_id = u.id))) THEN
+            RAISE EXCEPTION USING
+                ERRCODE = '23505',
+                MESSAGE = format('%s is already you or a member of your crew', v_email);
+        END IF;
         RAISE EXCEPTION USING
             ERRCODE = '23505',
-            MESSAGE = format('a user with email %s already exists', v_email),
-            HINT = 'Each email belongs to one CallMaster user.';
+            MESSAGE = format('%s cannot be added as a new guest', v_email),
+            HINT = 'Use another address, or ask the person to add you to their crew.';
     END;
 
     INSERT INTO callmaster.crew_relationships (manager_user_id, crew_user_id, notes)
@@ -2042,7 +2083,7 @@ ALTER FUNCTION callmaster.create_guest_user(manager_user_id uuid, email text, fi
 -- Name: FUNCTION create_guest_user(manager_user_id uuid, email text, first_name text, last_name text, phone text, notes text); Type: COMMENT; Schema: callmaster; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION callmaster.create_guest_user(manager_user_id uuid, email text, first_name text, last_name text, phone text, notes text) IS 'Creates a guest user (no Clerk account yet; status guest, created_by the manager) and the manager''s crew relationship to them, atomically. Arguments: manager_user_id, email (stored lower-case), first_name, last_name, phone (optional), notes (optional, on the relationship). Returns the new user id. Through the API the manager is always the requesting user (RLS). Errors: 22023 missing or malformed email; P0002 manager does not exist or is inactive; 23505 a user with that email exists; 42501 (API) manager is not the requesting user.';
+COMMENT ON FUNCTION callmaster.create_guest_user(manager_user_id uuid, email text, first_name text, last_name text, phone text, notes text) IS 'Creates a guest user (no Clerk account yet; status guest, created_by the manager) and the manager''s crew relationship to them, atomically. Arguments: manager_user_id, email (stored lower-case), first_name, last_name, phone (optional), notes (optional, on the relationship). Returns the new user id. Through the API the manager is always the requesting user (RLS). Errors: 22023 missing or malformed email; P0002 manager does not exist or is inactive; 23505 the email is taken (the message names the holder only when it is the manager or their crew, and is otherwise the same whether or not an account exists); 42501 (API) manager is not the requesting user.';
 
 --
 -- Name: create_script(uuid, jsonb); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
@@ -2328,7 +2369,7 @@ ALTER FUNCTION callmaster.delete_department(department_id uuid) OWNER TO keel_ow
 -- Name: FUNCTION delete_department(department_id uuid); Type: COMMENT; Schema: callmaster; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION callmaster.delete_department(department_id uuid) IS 'API: deletes one of the requesting user''s departments; crew assignments and script elements that named it keep existing with department_id NULL. Arguments: department_id. Errors: P0002 not found (or another owner''s); 42501 read-only (crew of the owner''s show) or no request user.';
+COMMENT ON FUNCTION callmaster.delete_department(department_id uuid) IS 'API: deletes one of the requesting user''s departments; crew assignments and script elements that named it keep existing with department_id NULL (an assignment the show already has without a department merges into it). Arguments: department_id. Errors: P0002 not found (or another owner''s); 42501 read-only (crew of the owner''s show) or no request user.';
 
 --
 -- Name: delete_element(uuid, integer); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
@@ -2915,6 +2956,36 @@ ALTER FUNCTION callmaster.fill_owner_from_show() OWNER TO keel_owner;
 COMMENT ON FUNCTION callmaster.fill_owner_from_show() IS 'Trigger (crew_assignments, scripts): BEFORE INSERT with owner_id NULL, copies the owner of show_id. Errors: 23503 when the show does not exist (or is not visible to the caller).';
 
 --
+-- Name: get_crew_member(uuid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.get_crew_member(user_id uuid) RETURNS jsonb
+    LANGUAGE plpgsql STABLE
+    AS $$
+DECLARE
+    v_me uuid := callmaster.require_user_id();
+    v_result jsonb;
+BEGIN
+    SELECT callmaster.crew_member_json(u, cr) INTO v_result
+    FROM callmaster.users AS u
+    JOIN callmaster.crew_relationships AS cr ON cr.crew_user_id = u.id AND cr.manager_user_id = v_me
+    WHERE u.id = get_crew_member.user_id;
+    IF v_result IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'P0002', MESSAGE = 'crew member not found';
+    END IF;
+    RETURN v_result;
+END
+$$;
+
+ALTER FUNCTION callmaster.get_crew_member(user_id uuid) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION get_crew_member(user_id uuid); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.get_crew_member(user_id uuid) IS 'API: one member of the requesting user''s crew (crew_member_json), e.g. to replay an Idempotency-Key answer of add_guest. Arguments: user_id. Errors: P0002 not in the crew; 42501 no request user.';
+
+--
 -- Name: get_department(uuid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
 --
 
@@ -3474,6 +3545,1010 @@ ALTER FUNCTION callmaster.list_venues(lim integer, skip integer, q text) OWNER T
 COMMENT ON FUNCTION callmaster.list_venues(lim integer, skip integer, q text) IS 'API: the requesting user''s venues ordered by name. Arguments: lim, skip (page), q (optional case-insensitive substring of name or city). Returns {items, total, limit, offset}. Errors: 42501 no request user.';
 
 --
+-- Name: live_append_elements(text, uuid[], uuid[], text[]); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.live_append_elements(p_event text, p_element_ids uuid[], p_script_ids uuid[], p_fields text[]) RETURNS void
+    LANGUAGE sql
+    AS $$
+    WITH per_script AS MATERIALIZED (
+        SELECT r.script_id, array_agg(r.element_id ORDER BY r.ord) AS ids,
+               CASE WHEN p_fields IS NOT NULL THEN array_agg(r.fields ORDER BY r.ord) END AS fields
+        FROM unnest(p_element_ids, p_script_ids, p_fields) WITH ORDINALITY AS r (element_id, script_id, fields, ord)
+        WHERE r.element_id IS NOT NULL
+        GROUP BY r.script_id
+    ),
+    bases AS (
+        SELECT p.script_id, p.base
+        FROM (SELECT jsonb_object_agg(s.script_id, cardinality(s.ids)) AS j FROM per_script AS s) AS counts,
+             callmaster.live_claim_positions(counts.j) AS p
+        WHERE counts.j IS NOT NULL
+    )
+    INSERT INTO callmaster.live_events (script_id, first_position, position, event, element_ids, fields)
+    SELECT s.script_id, b.base + 1, b.base + cardinality(s.ids), p_event, s.ids, s.fields
+    FROM per_script AS s
+    JOIN bases AS b ON b.script_id = s.script_id
+$$;
+
+ALTER FUNCTION callmaster.live_append_elements(p_event text, p_element_ids uuid[], p_script_ids uuid[], p_fields text[]) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION live_append_elements(p_event text, p_element_ids uuid[], p_script_ids uuid[], p_fields text[]); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.live_append_elements(p_event text, p_element_ids uuid[], p_script_ids uuid[], p_fields text[]) IS 'Internal (feed triggers): appends one p_event event per element (p_element_ids, of the scripts p_script_ids, with its changed columns comma-separated in p_fields, or p_fields NULL; same order) to the feeds, one log row per script, in array order. No errors.';
+
+--
+-- Name: live_caller_script(uuid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.live_caller_script(p_script_id uuid) RETURNS callmaster.scripts
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_me     uuid := callmaster.acting_user_id();
+    v_script callmaster.scripts;
+BEGIN
+    SELECT s.* INTO v_script FROM callmaster.scripts AS s WHERE s.id = p_script_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'P0002', MESSAGE = format('script %s not found', p_script_id);
+    END IF;
+    IF v_me IS NOT NULL AND v_script.owner_id <> v_me THEN
+        IF NOT EXISTS (SELECT 1 FROM callmaster.crew_assignments AS ca
+                       WHERE ca.show_id = v_script.show_id AND ca.user_id = v_me AND ca.is_active) THEN
+            RAISE EXCEPTION USING ERRCODE = 'P0002', MESSAGE = format('script %s not found', p_script_id);
+        END IF;
+        IF NOT EXISTS (SELECT 1 FROM callmaster.crew_assignments AS ca
+                       WHERE ca.show_id = v_script.show_id AND ca.user_id = v_me AND ca.is_active
+                         AND callmaster.live_is_caller_role(ca.show_role)) THEN
+            RAISE EXCEPTION USING
+                ERRCODE = '42501',
+                MESSAGE = format('only the caller may call script %s', p_script_id),
+                HINT = 'The show''s owner or crew assigned with show_role caller or stage_manager call the show.';
+        END IF;
+    END IF;
+    PERFORM 1 FROM callmaster.live_feed_heads AS h WHERE h.script_id = p_script_id FOR NO KEY UPDATE;
+    RETURN v_script;
+END
+$$;
+
+ALTER FUNCTION callmaster.live_caller_script(p_script_id uuid) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION live_caller_script(p_script_id uuid); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.live_caller_script(p_script_id uuid) IS 'Internal (show-run commands): the script if the acting user may call it (owner, crew with a caller role, or a DBA), with its feed head locked to commit. Errors: P0002 not found (or not the user''s to see); 42501 crew without a caller role.';
+
+--
+-- Name: live_claim_positions(jsonb); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.live_claim_positions(p_counts jsonb) RETURNS TABLE(script_id uuid, base bigint)
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_ids uuid[];
+BEGIN
+    -- Lock the heads in id order (no deadlock between writers of several scripts), skipping scripts
+    -- gone (deleted in this statement) and scripts created by this transaction (unfollowable yet).
+    SELECT array_agg(h.script_id ORDER BY h.script_id) INTO v_ids
+    FROM (SELECT h.script_id
+          FROM callmaster.live_feed_heads AS h
+          JOIN callmaster.scripts AS s ON s.id = h.script_id
+          WHERE h.script_id IN (SELECT k::uuid FROM jsonb_object_keys(p_counts) AS k)
+            AND h.created_xid <> pg_current_xact_id()
+          ORDER BY h.script_id
+          FOR NO KEY UPDATE OF h) AS h;
+    IF v_ids IS NULL THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+    UPDATE callmaster.live_feed_heads AS h
+    SET position = h.position + (p_counts ->> h.script_id::text)::bigint
+    WHERE h.script_id = ANY (v_ids)
+    RETURNING h.script_id, h.position - (p_counts ->> h.script_id::text)::bigint;
+    PERFORM callmaster.live_ring(v_ids);
+END
+$$;
+
+ALTER FUNCTION callmaster.live_claim_positions(p_counts jsonb) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION live_claim_positions(p_counts jsonb); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.live_claim_positions(p_counts jsonb) IS 'Internal (feed triggers, show-run commands): reserves positions in the feed of each script of p_counts ({script_id: number of events}), locking its head to commit, and rings the relays. Returns (script_id, base): the events take positions base+1..base+n. Scripts deleted in this statement or created in this transaction are left out (their changes are not logged). No errors.';
+
+--
+-- Name: live_cue(uuid, uuid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.live_cue(p_script_id uuid, p_element_id uuid) RETURNS uuid
+    LANGUAGE plpgsql STABLE
+    AS $$
+BEGIN
+    IF p_element_id IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM callmaster.script_elements AS e
+        WHERE e.id = p_element_id AND e.script_id = p_script_id AND e.element_type = 'cue' AND e.is_active
+    ) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = '22023',
+            MESSAGE = format('element %s is not an active cue of script %s', p_element_id, p_script_id),
+            HINT = 'Standby and GO name a cue (element_type cue, is_active) of the same script.';
+    END IF;
+    RETURN p_element_id;
+END
+$$;
+
+ALTER FUNCTION callmaster.live_cue(p_script_id uuid, p_element_id uuid) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION live_cue(p_script_id uuid, p_element_id uuid); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.live_cue(p_script_id uuid, p_element_id uuid) IS 'Internal (show-run commands): p_element_id when it is NULL or an active cue of the script. Errors: 22023 otherwise.';
+
+--
+-- Name: live_events_after(uuid[], bigint[], integer); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.live_events_after(p_script_ids uuid[], p_positions bigint[], p_limit integer DEFAULT 10000) RETURNS TABLE(script_id uuid, id bigint, event text, element_id uuid, run_id uuid, fields text[], command text, run jsonb, created_at timestamp with time zone)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'callmaster'
+    AS $$
+    SELECT e.script_id, e.first_position + x.ord - 1, e.event, x.element_id, e.run_id,
+           string_to_array(e.fields[x.ord], ','), e.command, e.run, e.created_at
+    FROM unnest(p_script_ids, p_positions) AS k (script_id, after)
+    CROSS JOIN LATERAL (
+        SELECT l.*
+        FROM callmaster.live_events AS l
+        WHERE l.script_id = k.script_id AND l.position > k.after
+        ORDER BY l.position
+        LIMIT p_limit
+    ) AS e
+    CROSS JOIN LATERAL unnest(coalesce(e.element_ids, ARRAY[e.element_id])) WITH ORDINALITY AS x (element_id, ord)
+    WHERE e.first_position + x.ord - 1 > k.after
+    ORDER BY e.script_id, e.position, x.ord
+$$;
+
+ALTER FUNCTION callmaster.live_events_after(p_script_ids uuid[], p_positions bigint[], p_limit integer) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION live_events_after(p_script_ids uuid[], p_positions bigint[], p_limit integer); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.live_events_after(p_script_ids uuid[], p_positions bigint[], p_limit integer) IS 'Relay call: the feed events of each script of p_script_ids after the position at the same index of p_positions, in position (commit) order, at most p_limit per script. Returns (script_id, id = position, event, element_id, run_id, fields, command, run, created_at). Checks no access: the relay delivers only to subscribers it has checked (live_open, live_heartbeat). No errors.';
+
+--
+-- Name: live_feed_children(); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.live_feed_children() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'callmaster'
+    AS $_$
+BEGIN
+    -- TG_ARGV: [0] the field name readers see, [1] the column holding the element id.
+    EXECUTE format(
+        $q$SELECT callmaster.live_append_elements('element.updated',
+                     array_agg(e.id ORDER BY e.script_id, e.sequence, e.id),
+                     array_agg(e.script_id ORDER BY e.script_id, e.sequence, e.id), array_agg(%L::text))
+           FROM callmaster.script_elements AS e
+           WHERE e.id IN (SELECT t.%I FROM %I AS t)
+             AND e.xmin <> pg_current_xact_id()::xid$q$,
+        TG_ARGV[0], TG_ARGV[1], CASE TG_OP WHEN 'DELETE' THEN 'old_rows' ELSE 'new_rows' END);
+    RETURN NULL;
+END
+$_$;
+
+ALTER FUNCTION callmaster.live_feed_children() OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION live_feed_children(); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.live_feed_children() IS 'Trigger (AFTER INSERT/UPDATE/DELETE, per statement, on the supporting tables of script elements): appends element.updated with fields [<kind of row>] for each element whose supporting rows changed, unless the element itself was written earlier in the transaction. Arguments (trigger): the field name, the element id column. No errors.';
+
+--
+-- Name: live_feed_elements(); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.live_feed_elements() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'callmaster'
+    AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        PERFORM callmaster.live_append_elements('element.updated',
+            array_agg(c.element_id ORDER BY c.script_id, c.sequence, c.element_id),
+            array_agg(c.script_id ORDER BY c.script_id, c.sequence, c.element_id),
+            array_agg(c.fields ORDER BY c.script_id, c.sequence, c.element_id))
+        FROM (SELECT n.script_id, n.id AS element_id, n.sequence, array_to_string(array_remove(ARRAY[
+                    CASE WHEN n.element_type IS DISTINCT FROM o.element_type THEN 'element_type' END,
+                    CASE WHEN n.sequence IS DISTINCT FROM o.sequence THEN 'sequence' END,
+                    CASE WHEN n.cue_id IS DISTINCT FROM o.cue_id THEN 'cue_id' END,
+                    CASE WHEN n.description IS DISTINCT FROM o.description THEN 'description' END,
+                    CASE WHEN n.cue_notes IS DISTINCT FROM o.cue_notes THEN 'cue_notes' END,
+                    CASE WHEN n.department_id IS DISTINCT FROM o.department_id THEN 'department_id' END,
+                    CASE WHEN n.parent_element_id IS DISTINCT FROM o.parent_element_id THEN 'parent_element_id' END,
+                    CASE WHEN n.trigger_type IS DISTINCT FROM o.trigger_type THEN 'trigger_type' END,
+                    CASE WHEN n.follows_cue_id IS DISTINCT FROM o.follows_cue_id THEN 'follows_cue_id' END,
+                    CASE WHEN n.priority IS DISTINCT FROM o.priority THEN 'priority' END,
+                    CASE WHEN n.time_offset_ms IS DISTINCT FROM o.time_offset_ms THEN 'time_offset_ms' END,
+                    CASE WHEN n.duration_ms IS DISTINCT FROM o.duration_ms THEN 'duration_ms' END,
+                    CASE WHEN n.fade_in_ms IS DISTINCT FROM o.fade_in_ms THEN 'fade_in_ms' END,
+                    CASE WHEN n.fade_out_ms IS DISTINCT FROM o.fade_out_ms THEN 'fade_out_ms' END,
+                    CASE WHEN n.location IS DISTINCT FROM o.location THEN 'location' END,
+                    CASE WHEN n.location_details IS DISTINCT FROM o.location_details THEN 'location_details' END,
+                    CASE WHEN n.custom_color IS DISTINCT FROM o.custom_color THEN 'custom_color' END,
+                    CASE WHEN n.group_level IS DISTINCT FROM o.group_level THEN 'group_level' END,
+                    CASE WHEN n.is_collapsed IS DISTINCT FROM o.is_collapsed THEN 'is_collapsed' END,
+                    CASE WHEN n.is_safety_critical IS DISTINCT FROM o.is_safety_critical THEN 'is_safety_critical' END,
+                    CASE WHEN n.safety_notes IS DISTINCT FROM o.safety_notes THEN 'safety_notes' END,
+                    CASE WHEN n.version IS DISTINCT FROM o.version THEN 'version' END,
+                    CASE WHEN n.is_active IS DISTINCT FROM o.is_active THEN 'is_active' END,
+                    CASE WHEN n.created_by IS DISTINCT FROM o.created_by THEN 'created_by' END,
+                    CASE WHEN n.updated_by IS DISTINCT FROM o.updated_by THEN 'updated_by' END,
+                    CASE WHEN n.created_at IS DISTINCT FROM o.created_at THEN 'created_at' END,
+                    CASE WHEN n.script_id IS DISTINCT FROM o.script_id THEN 'script_id' END,
+                    CASE WHEN n.owner_id IS DISTINCT FROM o.owner_id THEN 'owner_id' END
+            ], NULL), ',') AS fields
+              FROM new_rows AS n
+              JOIN old_rows AS o ON o.id = n.id) AS c
+        WHERE c.fields <> '';
+    ELSIF TG_OP = 'INSERT' THEN
+        PERFORM callmaster.live_append_elements('element.created',
+            (SELECT array_agg(n.id ORDER BY n.script_id, n.sequence, n.id) FROM new_rows AS n),
+            (SELECT array_agg(n.script_id ORDER BY n.script_id, n.sequence, n.id) FROM new_rows AS n), NULL::text[]);
+    ELSE
+        PERFORM callmaster.live_append_elements('element.deleted',
+            (SELECT array_agg(o.id ORDER BY o.script_id, o.sequence, o.id) FROM old_rows AS o),
+            (SELECT array_agg(o.script_id ORDER BY o.script_id, o.sequence, o.id) FROM old_rows AS o), NULL::text[]);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+ALTER FUNCTION callmaster.live_feed_elements() OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION live_feed_elements(); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.live_feed_elements() IS 'Trigger (AFTER INSERT/UPDATE/DELETE, per statement, on callmaster.script_elements): appends element.created / element.updated (with the names of the changed columns) / element.deleted to the feed of each script touched, in the writing transaction. No errors.';
+
+--
+-- Name: live_feed_script_created(); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.live_feed_script_created() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'callmaster'
+    AS $$
+BEGIN
+    INSERT INTO callmaster.live_feed_heads (script_id) SELECT n.id FROM new_rows AS n;
+    RETURN NULL;
+END
+$$;
+
+ALTER FUNCTION callmaster.live_feed_script_created() OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION live_feed_script_created(); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.live_feed_script_created() IS 'Trigger (AFTER INSERT, per statement, on callmaster.scripts): creates the feed head of each new script. No errors.';
+
+--
+-- Name: live_feed_script_deleted(); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.live_feed_script_deleted() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'callmaster'
+    AS $$
+BEGIN
+    DELETE FROM callmaster.live_events AS e WHERE e.script_id IN (SELECT o.script_id FROM old_rows AS o);
+    RETURN NULL;
+END
+$$;
+
+ALTER FUNCTION callmaster.live_feed_script_deleted() OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION live_feed_script_deleted(); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.live_feed_script_deleted() IS 'Trigger (AFTER DELETE, per statement, on callmaster.live_feed_heads, which cascade from scripts): deletes the feed events of the deleted scripts. No errors.';
+
+--
+-- Name: live_go(uuid, uuid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.live_go(p_script_id uuid, p_element_id uuid DEFAULT NULL::uuid) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'callmaster'
+    AS $$
+DECLARE
+    v_script callmaster.scripts := callmaster.live_caller_script(p_script_id);
+    v_run    callmaster.show_runs := callmaster.live_open_run(p_script_id);
+    v_cue    uuid := coalesce(callmaster.live_cue(p_script_id, p_element_id), v_run.standby_element_id,
+                              callmaster.live_next_cue(p_script_id, v_run.current_element_id));
+BEGIN
+    IF v_run.status = 'holding' THEN
+        RAISE EXCEPTION USING ERRCODE = '55000', MESSAGE = format('script %s is holding', p_script_id),
+            HINT = 'Resume before the next GO.';
+    END IF;
+    IF v_cue IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '55000', MESSAGE = format('script %s has no cue left to go', p_script_id),
+            HINT = 'Name a cue (element_id), or stop the run.';
+    END IF;
+    IF v_run.id IS NULL THEN
+        INSERT INTO callmaster.show_runs (script_id, owner_id, status, current_element_id, go_count, started_at,
+                                          called_by)
+        VALUES (p_script_id, v_script.owner_id, 'running', v_cue, 1, now(), callmaster.acting_user_id())
+        RETURNING * INTO v_run;
+    ELSE
+        UPDATE callmaster.show_runs AS r
+        SET status = 'running', current_element_id = v_cue, standby_element_id = NULL,
+            go_count = r.go_count + 1, started_at = coalesce(r.started_at, now()), updated_at = now()
+        WHERE r.id = v_run.id RETURNING * INTO v_run;
+    END IF;
+    RETURN callmaster.live_record(v_run, 'go', v_cue);
+END
+$$;
+
+ALTER FUNCTION callmaster.live_go(p_script_id uuid, p_element_id uuid) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION live_go(p_script_id uuid, p_element_id uuid); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.live_go(p_script_id uuid, p_element_id uuid) IS 'Show-run command GO: executes a cue — p_element_id, else the one in standby, else the cue after the current one — making it current; the first GO opens the run if needed and starts the show clock. Returns the live state {script, run}. Errors: P0002 script not found; 42501 not a caller; 22023 not an active cue of the script; 55000 holding (resume first) or no cue left.';
+
+--
+-- Name: live_heartbeat(uuid, jsonb); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.live_heartbeat(p_process_id uuid, p_subscribers jsonb) RETURNS jsonb
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'callmaster'
+    AS $$
+    WITH subs AS MATERIALIZED (
+        SELECT x.key, x.script_id, a.audience, a.department_id, x.devices, a.audience IS NOT NULL AS allowed
+        FROM jsonb_to_recordset(coalesce(p_subscribers, '[]')) AS x (key text, script_id uuid, sub text,
+                                                                     link_id uuid, devices integer)
+        LEFT JOIN LATERAL (
+            SELECT CASE WHEN s.owner_id = u.id THEN 'owner' ELSE 'crew' END AS audience,
+                   (SELECT min(ca.department_id::text)::uuid FROM callmaster.crew_assignments AS ca
+                    WHERE ca.show_id = s.show_id AND ca.user_id = u.id AND ca.is_active) AS department_id
+            FROM callmaster.users AS u
+            JOIN callmaster.scripts AS s ON s.id = x.script_id
+            WHERE x.sub IS NOT NULL AND u.clerk_user_id = x.sub AND u.is_active
+              AND (s.owner_id = u.id OR EXISTS (SELECT 1 FROM callmaster.crew_assignments AS ca
+                                               WHERE ca.show_id = s.show_id AND ca.user_id = u.id
+                                                 AND ca.is_active))
+            UNION ALL
+            SELECT 'shared', NULL
+            FROM callmaster.share_links AS l
+            JOIN callmaster.scripts AS s ON s.id = x.script_id AND s.show_id = l.show_id
+            WHERE x.link_id IS NOT NULL AND l.id = x.link_id AND l.revoked_at IS NULL AND l.expires_at > now()
+            LIMIT 1
+        ) AS a ON true
+    ),
+    forget AS (
+        DELETE FROM callmaster.live_presence AS p
+        WHERE p.process_id = p_process_id OR p.reported_at < now() - interval '1 minute'
+    ),
+    report AS (
+        INSERT INTO callmaster.live_presence (process_id, script_id, audience, department_id, devices)
+        SELECT p_process_id, t.script_id, t.audience, t.department_id, sum(t.devices)
+        FROM subs AS t
+        WHERE t.allowed AND t.devices > 0
+        GROUP BY t.script_id, t.audience, t.department_id
+    )
+    SELECT coalesce(jsonb_agg(t.key ORDER BY t.key), '[]') FROM subs AS t WHERE NOT t.allowed
+$$;
+
+ALTER FUNCTION callmaster.live_heartbeat(p_process_id uuid, p_subscribers jsonb) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION live_heartbeat(p_process_id uuid, p_subscribers jsonb); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.live_heartbeat(p_process_id uuid, p_subscribers jsonb) IS 'Relay call, every few seconds per API process: re-checks the access of its subscribers and records presence. Arguments: the process id, [{key, script_id, sub (Clerk user id) | link_id, devices}]. Replaces the process''s presence rows (counts per script, audience and department; rows of processes silent for a minute are dropped). Returns the keys that may no longer read their script (user deactivated or unassigned, link revoked or expired, script deleted). No errors.';
+
+--
+-- Name: live_hold(uuid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.live_hold(p_script_id uuid) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'callmaster'
+    AS $$
+DECLARE
+    v_script callmaster.scripts := callmaster.live_caller_script(p_script_id);
+    v_run    callmaster.show_runs := callmaster.live_open_run(p_script_id);
+BEGIN
+    IF v_run.status IS DISTINCT FROM 'running' THEN
+        RAISE EXCEPTION USING ERRCODE = '55000',
+            MESSAGE = format('script %s cannot hold: it is %s', v_script.id, coalesce(v_run.status, 'not running')),
+            HINT = 'Only a running show holds (after its first GO).';
+    END IF;
+    UPDATE callmaster.show_runs AS r
+    SET status = 'holding', hold_started_at = now(), hold_count = r.hold_count + 1, updated_at = now()
+    WHERE r.id = v_run.id RETURNING * INTO v_run;
+    RETURN callmaster.live_record(v_run, 'hold', NULL);
+END
+$$;
+
+ALTER FUNCTION callmaster.live_hold(p_script_id uuid) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION live_hold(p_script_id uuid); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.live_hold(p_script_id uuid) IS 'Show-run command HOLD: stops a running show; the show clock stops until live_resume. Returns the live state. Errors: P0002 script not found; 42501 not a caller; 55000 the run is not running.';
+
+--
+-- Name: live_is_caller_role(text); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.live_is_caller_role(p_show_role text) RETURNS boolean
+    LANGUAGE sql IMMUTABLE
+    AS $$
+    SELECT regexp_replace(lower(btrim(coalesce(p_show_role, ''))), '[\s-]+', '_', 'g')
+           IN ('caller', 'stage_manager')
+$$;
+
+ALTER FUNCTION callmaster.live_is_caller_role(p_show_role text) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION live_is_caller_role(p_show_role text); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.live_is_caller_role(p_show_role text) IS 'Whether a crew assignment''s show_role lets its user call the show: caller or stage_manager, ignoring case, surrounding spaces, and spaces or hyphens between words. No errors.';
+
+--
+-- Name: live_next_cue(uuid, uuid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.live_next_cue(p_script_id uuid, p_after uuid) RETURNS uuid
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT e.id
+    FROM callmaster.script_elements AS e
+    LEFT JOIN callmaster.script_elements AS a ON a.id = p_after AND a.script_id = p_script_id
+    WHERE e.script_id = p_script_id
+      AND e.element_type = 'cue'
+      AND e.is_active
+      AND (a.id IS NULL OR (e.sequence, e.id) > (a.sequence, a.id))
+    ORDER BY e.sequence, e.id
+    LIMIT 1
+$$;
+
+ALTER FUNCTION callmaster.live_next_cue(p_script_id uuid, p_after uuid) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION live_next_cue(p_script_id uuid, p_after uuid); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.live_next_cue(p_script_id uuid, p_after uuid) IS 'The active cue of the script that follows element p_after in sequence order (the first cue when p_after is NULL or gone); NULL after the last cue. No errors.';
+
+--
+-- Name: live_open(uuid, bigint); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.live_open(p_script_id uuid, p_after bigint DEFAULT NULL::bigint) RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'callmaster'
+    AS $$
+    SELECT callmaster.live_replay(p_script_id, p_after, 10000)
+           || jsonb_build_object('audience', r.audience, 'department_id', r.department_id)
+    FROM callmaster.live_reader(p_script_id) AS r
+$$;
+
+ALTER FUNCTION callmaster.live_open(p_script_id uuid, p_after bigint) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION live_open(p_script_id uuid, p_after bigint); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.live_open(p_script_id uuid, p_after bigint) IS 'API (GET /api/scripts/{id}/live) and DBAs: the live state of a script the user may read and the feed events after position p_after (a Last-Event-ID; NULL: none), at most 10,000. Returns {state: {script, run}, reset, events: [{id, event, element_id?, fields?, command?, run?, at}], audience, department_id}; reset is true when p_after is older than the log holds. Errors: P0002 script not found (or not the user''s to see); 42501 unknown or deactivated user.';
+
+--
+-- Name: show_runs; Type: TABLE; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE TABLE callmaster.show_runs (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    script_id uuid NOT NULL,
+    owner_id uuid NOT NULL,
+    status text DEFAULT 'standby'::text NOT NULL,
+    standby_element_id uuid,
+    current_element_id uuid,
+    go_count integer DEFAULT 0 NOT NULL,
+    hold_count integer DEFAULT 0 NOT NULL,
+    started_at timestamp with time zone,
+    hold_started_at timestamp with time zone,
+    held_ms bigint DEFAULT 0 NOT NULL,
+    stopped_at timestamp with time zone,
+    called_by uuid,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT show_runs_counts_check CHECK (((go_count >= 0) AND (hold_count >= 0) AND (held_ms >= 0))),
+    CONSTRAINT show_runs_hold_check CHECK (((status = 'holding'::text) = (hold_started_at IS NOT NULL))),
+    CONSTRAINT show_runs_status_check CHECK ((status = ANY (ARRAY['standby'::text, 'running'::text, 'holding'::text, 'stopped'::text]))),
+    CONSTRAINT show_runs_stopped_check CHECK (((status = 'stopped'::text) = (stopped_at IS NOT NULL)))
+);
+
+ALTER TABLE ONLY callmaster.show_runs FORCE ROW LEVEL SECURITY;
+
+ALTER TABLE callmaster.show_runs OWNER TO keel_owner;
+
+--
+-- Name: live_open_run(uuid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.live_open_run(p_script_id uuid) RETURNS callmaster.show_runs
+    LANGUAGE sql
+    AS $$
+    SELECT r.* FROM callmaster.show_runs AS r
+    WHERE r.script_id = p_script_id AND r.status <> 'stopped'
+    FOR UPDATE
+$$;
+
+ALTER FUNCTION callmaster.live_open_run(p_script_id uuid) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION live_open_run(p_script_id uuid); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.live_open_run(p_script_id uuid) IS 'Internal (show-run commands): the script''s run that is not stopped, locked; all-NULL when none. No errors.';
+
+--
+-- Name: live_open_shared(text, uuid, bigint); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.live_open_shared(p_token text, p_script_id uuid, p_after bigint DEFAULT NULL::bigint) RETURNS jsonb
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'callmaster'
+    AS $$
+DECLARE
+    v_link callmaster.share_links := callmaster.shared_link(p_token);
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM callmaster.scripts AS s WHERE s.id = p_script_id AND s.show_id = v_link.show_id) THEN
+        RAISE EXCEPTION USING ERRCODE = 'P0002', MESSAGE = format('script %s not found', p_script_id);
+    END IF;
+    RETURN callmaster.live_replay(p_script_id, p_after, 10000)
+           || jsonb_build_object('audience', 'shared', 'link_id', v_link.id);
+END
+$$;
+
+ALTER FUNCTION callmaster.live_open_shared(p_token text, p_script_id uuid, p_after bigint) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION live_open_shared(p_token text, p_script_id uuid, p_after bigint); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.live_open_shared(p_token text, p_script_id uuid, p_after bigint) IS 'API (GET /api/shared/{token}/scripts/{id}/live): live_open for a share link of the script''s show. Returns the same document with audience shared and link_id. Errors: P0002 unknown, revoked or expired link, or a script of another show.';
+
+--
+-- Name: live_presence(uuid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.live_presence(p_script_id uuid) RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'callmaster'
+    AS $$
+    SELECT callmaster.live_presence_counts(p_script_id) FROM callmaster.live_reader(p_script_id)
+$$;
+
+ALTER FUNCTION callmaster.live_presence(p_script_id uuid) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION live_presence(p_script_id uuid); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.live_presence(p_script_id uuid) IS 'API (GET /api/scripts/{id}/live/presence) and DBAs: how many devices follow a script, by department (see live_presence_counts). Errors: P0002 script not found (or not the user''s to see).';
+
+--
+-- Name: live_presence_counts(uuid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.live_presence_counts(p_script_id uuid) RETURNS jsonb
+    LANGUAGE sql STABLE
+    AS $$
+    WITH fresh AS (
+        SELECT p.audience, p.department_id, sum(p.devices)::integer AS devices
+        FROM callmaster.live_presence AS p
+        WHERE p.script_id = p_script_id AND p.reported_at > now() - interval '15 seconds'
+        GROUP BY p.audience, p.department_id
+    )
+    SELECT jsonb_build_object(
+        'devices', coalesce((SELECT sum(f.devices) FROM fresh AS f), 0),
+        'owner', coalesce((SELECT sum(f.devices) FROM fresh AS f WHERE f.audience = 'owner'), 0),
+        'shared', coalesce((SELECT sum(f.devices) FROM fresh AS f WHERE f.audience = 'shared'), 0),
+        'by_department', coalesce((
+            SELECT jsonb_agg(jsonb_build_object('department_id', f.department_id, 'name', d.name,
+                                                'devices', f.devices) ORDER BY d.name NULLS LAST)
+            FROM fresh AS f
+            LEFT JOIN callmaster.departments AS d ON d.id = f.department_id
+            WHERE f.audience = 'crew'), '[]'))
+$$;
+
+ALTER FUNCTION callmaster.live_presence_counts(p_script_id uuid) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION live_presence_counts(p_script_id uuid); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.live_presence_counts(p_script_id uuid) IS 'Internal (checks no access): devices following a script now, from the relays'' last reports: {devices, owner, shared, by_department: [{department_id (null: crew without one), name, devices}]}. Counts only, nobody''s identity. No errors.';
+
+--
+-- Name: live_presence_shared(text, uuid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.live_presence_shared(p_token text, p_script_id uuid) RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'callmaster'
+    AS $$
+    SELECT callmaster.live_presence_counts(s.id)
+    FROM callmaster.shared_link(p_token) AS l
+    JOIN callmaster.scripts AS s ON s.show_id = l.show_id AND s.id = p_script_id
+$$;
+
+ALTER FUNCTION callmaster.live_presence_shared(p_token text, p_script_id uuid) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION live_presence_shared(p_token text, p_script_id uuid); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.live_presence_shared(p_token text, p_script_id uuid) IS 'API (GET /api/shared/{token}/scripts/{id}/live/presence): presence counts for a share link (numbers and department names only). Returns NULL for a script of another show. Errors: P0002 unknown, revoked or expired link.';
+
+--
+-- Name: live_reader(uuid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.live_reader(p_script_id uuid) RETURNS TABLE(audience text, department_id uuid)
+    LANGUAGE plpgsql STABLE
+    AS $$
+DECLARE
+    v_me     uuid := callmaster.acting_user_id();
+    v_script callmaster.scripts;
+BEGIN
+    SELECT s.* INTO v_script FROM callmaster.scripts AS s WHERE s.id = p_script_id;
+    IF FOUND AND (v_me IS NULL OR v_script.owner_id = v_me) THEN
+        RETURN QUERY SELECT 'owner'::text, NULL::uuid;
+        RETURN;
+    END IF;
+    IF FOUND THEN
+        RETURN QUERY
+        SELECT 'crew'::text, (array_agg(ca.department_id ORDER BY ca.department_id) FILTER (
+                                  WHERE ca.department_id IS NOT NULL))[1]
+        FROM callmaster.crew_assignments AS ca
+        WHERE ca.show_id = v_script.show_id AND ca.user_id = v_me AND ca.is_active
+        HAVING count(*) > 0;
+        IF FOUND THEN
+            RETURN;
+        END IF;
+    END IF;
+    RAISE EXCEPTION USING ERRCODE = 'P0002', MESSAGE = format('script %s not found', p_script_id);
+END
+$$;
+
+ALTER FUNCTION callmaster.live_reader(p_script_id uuid) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION live_reader(p_script_id uuid); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.live_reader(p_script_id uuid) IS 'Internal: how the acting user follows a script: (owner, NULL) for its owner or a DBA, (crew, the department of their assignment) for assigned crew. Errors: P0002 anybody else.';
+
+--
+-- Name: live_record(callmaster.show_runs, text, uuid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.live_record(r callmaster.show_runs, p_command text, p_element_id uuid) RETURNS jsonb
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_run jsonb := callmaster.live_run_json(r);
+BEGIN
+    INSERT INTO callmaster.live_events (script_id, first_position, position, event, element_id, run_id, command, run)
+    SELECT p.script_id, p.base + 1, p.base + 1, 'command', p_element_id, r.id, p_command, v_run
+    FROM callmaster.live_claim_positions(jsonb_build_object(r.script_id, 1)) AS p;
+    RETURN callmaster.live_state(r.script_id);
+END
+$$;
+
+ALTER FUNCTION callmaster.live_record(r callmaster.show_runs, p_command text, p_element_id uuid) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION live_record(r callmaster.show_runs, p_command text, p_element_id uuid); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.live_record(r callmaster.show_runs, p_command text, p_element_id uuid) IS 'Internal (show-run commands): appends the command event (with the run as it now is) to the script''s feed and returns the script''s live state. No errors.';
+
+--
+-- Name: live_relay_asleep(interval); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.live_relay_asleep(p_wait interval) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'callmaster'
+    AS $$
+DECLARE
+    v_deadline timestamptz := clock_timestamp() + p_wait;
+BEGIN
+    PERFORM pg_advisory_lock_shared(keel.advisory_lock_key('live_feed'), 2);  -- stacked by retries: live_relay_awake drops all
+    -- Writers that saw every relay awake hold the ringing lock (shared) until they end. Only try the
+    -- exclusive lock, never queue for it: a queued request would hold up every new writer behind it.
+    LOOP
+        IF pg_try_advisory_lock(keel.advisory_lock_key('live_feed'), 1) THEN
+            PERFORM pg_advisory_unlock(keel.advisory_lock_key('live_feed'), 1);
+            RETURN true;
+        END IF;
+        EXIT WHEN clock_timestamp() >= v_deadline;
+        PERFORM pg_sleep(0.002);
+    END LOOP;
+    RETURN false;
+END
+$$;
+
+ALTER FUNCTION callmaster.live_relay_asleep(p_wait interval) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION live_relay_asleep(p_wait interval); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.live_relay_asleep(p_wait interval) IS 'Relay call, on its LISTEN session: announces that this relay sleeps (writers NOTIFY callmaster_live from now on), then waits up to p_wait for the writers that did not ring meanwhile to end. Returns true when they all ended (the relay then looks once more and sleeps), false when one is still open (look again soon). Raises nothing.';
+
+--
+-- Name: live_relay_awake(); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.live_relay_awake() RETURNS void
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'callmaster'
+    AS $$
+    SELECT pg_advisory_unlock_all()
+$$;
+
+ALTER FUNCTION callmaster.live_relay_awake() OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION live_relay_awake(); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.live_relay_awake() IS 'Relay call, on its LISTEN session: withdraws the "asleep" announcement of live_relay_asleep (the relay polls on its own now, writers stop notifying for it). Raises nothing.';
+
+--
+-- Name: live_replay(uuid, bigint, integer); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.live_replay(p_script_id uuid, p_after bigint, p_limit integer) RETURNS jsonb
+    LANGUAGE sql STABLE
+    AS $$
+    WITH h AS (SELECT * FROM callmaster.live_feed_heads AS h WHERE h.script_id = p_script_id),
+    gap AS (SELECT p_after IS NOT NULL AND (p_after < h.pruned_through OR p_after > h.position) AS reset FROM h)
+    SELECT jsonb_build_object(
+        'state', callmaster.live_state(p_script_id),
+        'reset', gap.reset,
+        'events', CASE WHEN p_after IS NULL OR gap.reset THEN '[]'::jsonb ELSE coalesce((
+            SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+                       'id', e.id, 'event', e.event, 'element_id', e.element_id, 'run_id', e.run_id,
+                       'fields', e.fields, 'command', e.command, 'run', e.run, 'at', e.created_at))
+                   ORDER BY e.id)
+            FROM callmaster.live_events_after(ARRAY[p_script_id], ARRAY[p_after], p_limit) AS e), '[]') END)
+    FROM gap
+$$;
+
+ALTER FUNCTION callmaster.live_replay(p_script_id uuid, p_after bigint, p_limit integer) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION live_replay(p_script_id uuid, p_after bigint, p_limit integer); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.live_replay(p_script_id uuid, p_after bigint, p_limit integer) IS 'Internal (checks no access): {state, reset, events} of a script: its live state, and the events after position p_after (at most p_limit) — none and reset = true when p_after is older than the log holds (pruned) or beyond its head; none when p_after is NULL. No errors.';
+
+--
+-- Name: live_resume(uuid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.live_resume(p_script_id uuid) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'callmaster'
+    AS $$
+DECLARE
+    v_script callmaster.scripts := callmaster.live_caller_script(p_script_id);
+    v_run    callmaster.show_runs := callmaster.live_open_run(p_script_id);
+BEGIN
+    IF v_run.status IS DISTINCT FROM 'holding' THEN
+        RAISE EXCEPTION USING ERRCODE = '55000',
+            MESSAGE = format('script %s cannot resume: it is %s', v_script.id, coalesce(v_run.status, 'not running')),
+            HINT = 'Only a holding show resumes.';
+    END IF;
+    UPDATE callmaster.show_runs AS r
+    SET status = 'running', hold_started_at = NULL, updated_at = now(),
+        held_ms = r.held_ms + (extract(epoch FROM now() - r.hold_started_at) * 1000)::bigint
+    WHERE r.id = v_run.id RETURNING * INTO v_run;
+    RETURN callmaster.live_record(v_run, 'resume', NULL);
+END
+$$;
+
+ALTER FUNCTION callmaster.live_resume(p_script_id uuid) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION live_resume(p_script_id uuid); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.live_resume(p_script_id uuid) IS 'Show-run command RESUME: continues a holding show; the hold''s length is added to held_ms. Returns the live state. Errors: P0002 script not found; 42501 not a caller; 55000 the run is not holding.';
+
+--
+-- Name: live_ring(uuid[]); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.live_ring(p_script_ids uuid[]) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock_shared(keel.advisory_lock_key('live_feed'), 1);
+    IF pg_try_advisory_lock(keel.advisory_lock_key('live_feed'), 2) THEN
+        PERFORM pg_advisory_unlock(keel.advisory_lock_key('live_feed'), 2);  -- every relay is awake (or there is none)
+    ELSE
+        -- A relay sleeps: wake it at commit, once per script (ids only).
+        PERFORM pg_notify('callmaster_live', s::text) FROM unnest(p_script_ids) AS s;
+    END IF;
+END
+$$;
+
+ALTER FUNCTION callmaster.live_ring(p_script_ids uuid[]) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION live_ring(p_script_ids uuid[]); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.live_ring(p_script_ids uuid[]) IS 'Internal (feed triggers and show-run commands): NOTIFY callmaster_live with each script id at commit when a relay sleeps, and hold the ringing lock to commit (see the header of 700_live_feed.sql). Arguments: p_script_ids. No errors.';
+
+--
+-- Name: live_run_json(callmaster.show_runs); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.live_run_json(r callmaster.show_runs) RETURNS jsonb
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT CASE WHEN r.id IS NULL THEN NULL ELSE jsonb_build_object(
+        'id', r.id,
+        'status', r.status,
+        'standby_element_id', r.standby_element_id,
+        'current_element_id', r.current_element_id,
+        'next_element_id', CASE WHEN r.status <> 'stopped'
+                                THEN callmaster.live_next_cue(r.script_id, r.current_element_id) END,
+        'go_count', r.go_count,
+        'hold_count', r.hold_count,
+        'started_at', r.started_at,
+        'hold_started_at', r.hold_started_at,
+        'stopped_at', r.stopped_at,
+        'held_ms', r.held_ms + CASE WHEN r.hold_started_at IS NULL THEN 0
+                                    ELSE (extract(epoch FROM now() - r.hold_started_at) * 1000)::bigint END,
+        'clock_ms', CASE WHEN r.started_at IS NULL THEN 0
+                         ELSE greatest(0, (extract(epoch FROM coalesce(r.stopped_at, r.hold_started_at, now())
+                                                               - r.started_at) * 1000)::bigint - r.held_ms) END,
+        'updated_at', r.updated_at) END
+$$;
+
+ALTER FUNCTION callmaster.live_run_json(r callmaster.show_runs) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION live_run_json(r callmaster.show_runs); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.live_run_json(r callmaster.show_runs) IS 'A show run as the API shows it: status, standby/current/next cue ids, GO and hold counts, the show clock (clock_ms: time since the first GO less holds, frozen while holding or stopped) and the time held (held_ms, including a hold in progress). NULL for a NULL run. No errors.';
+
+--
+-- Name: live_standby(uuid, uuid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.live_standby(p_script_id uuid, p_element_id uuid DEFAULT NULL::uuid) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'callmaster'
+    AS $$
+DECLARE
+    v_script callmaster.scripts := callmaster.live_caller_script(p_script_id);
+    v_run    callmaster.show_runs := callmaster.live_open_run(p_script_id);
+    v_cue    uuid := coalesce(callmaster.live_cue(p_script_id, p_element_id),
+                              callmaster.live_next_cue(p_script_id, v_run.current_element_id));
+BEGIN
+    IF v_cue IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '55000', MESSAGE = format('script %s has no cue left to stand by', p_script_id),
+            HINT = 'Name a cue (element_id), or stop the run.';
+    END IF;
+    IF v_run.id IS NULL THEN
+        INSERT INTO callmaster.show_runs (script_id, owner_id, status, standby_element_id, called_by)
+        VALUES (p_script_id, v_script.owner_id, 'standby', v_cue, callmaster.acting_user_id())
+        RETURNING * INTO v_run;
+    ELSE
+        UPDATE callmaster.show_runs AS r SET standby_element_id = v_cue, updated_at = now()
+        WHERE r.id = v_run.id RETURNING * INTO v_run;
+    END IF;
+    RETURN callmaster.live_record(v_run, 'standby', v_cue);
+END
+$$;
+
+ALTER FUNCTION callmaster.live_standby(p_script_id uuid, p_element_id uuid) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION live_standby(p_script_id uuid, p_element_id uuid); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.live_standby(p_script_id uuid, p_element_id uuid) IS 'Show-run command STANDBY: puts a cue in standby (p_element_id, default the cue after the current one), opening a run (status standby) when none is open. Returns the live state {script, run}. Errors: P0002 script not found; 42501 not a caller; 22023 not an active cue of the script; 55000 no cue left.';
+
+--
+-- Name: live_state(uuid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.live_state(p_script_id uuid) RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'callmaster'
+    AS $$
+    SELECT jsonb_build_object(
+        'script', jsonb_build_object('id', s.id, 'show_id', s.show_id, 'name', s.name, 'status', s.status,
+                                     'version', h.position),
+        'run', (SELECT callmaster.live_run_json(r)
+                FROM callmaster.show_runs AS r
+                WHERE r.script_id = s.id
+                ORDER BY r.status = 'stopped', r.created_at DESC
+                LIMIT 1))
+    FROM callmaster.scripts AS s
+    JOIN callmaster.live_feed_heads AS h ON h.script_id = s.id
+    WHERE s.id = p_script_id
+$$;
+
+ALTER FUNCTION callmaster.live_state(p_script_id uuid) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION live_state(p_script_id uuid); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.live_state(p_script_id uuid) IS 'Internal (checks no access): the live state of a script: {script: {id, show_id, name, status, version = its feed position}, run: the open run, else the last one, else null}. No errors.';
+
+--
+-- Name: live_stop(uuid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.live_stop(p_script_id uuid) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'callmaster'
+    AS $$
+DECLARE
+    v_script callmaster.scripts := callmaster.live_caller_script(p_script_id);
+    v_run    callmaster.show_runs := callmaster.live_open_run(p_script_id);
+BEGIN
+    IF v_run.id IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '55000', MESSAGE = format('script %s has no run to stop', v_script.id),
+            HINT = 'A run opens with the first STANDBY or GO.';
+    END IF;
+    UPDATE callmaster.show_runs AS r
+    SET status = 'stopped', stopped_at = now(), standby_element_id = NULL, hold_started_at = NULL,
+        held_ms = r.held_ms + CASE WHEN r.hold_started_at IS NULL THEN 0
+                                   ELSE (extract(epoch FROM now() - r.hold_started_at) * 1000)::bigint END,
+        updated_at = now()
+    WHERE r.id = v_run.id RETURNING * INTO v_run;
+    RETURN callmaster.live_record(v_run, 'stop', NULL);
+END
+$$;
+
+ALTER FUNCTION callmaster.live_stop(p_script_id uuid) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION live_stop(p_script_id uuid); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.live_stop(p_script_id uuid) IS 'Show-run command STOP: ends the open run (the show clock freezes; a hold in progress is closed). The next STANDBY or GO opens a new run. Returns the live state. Errors: P0002 script not found; 42501 not a caller; 55000 no open run.';
+
+--
 -- Name: lock_element_for_write(uuid, integer); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
 --
 
@@ -3525,6 +4600,37 @@ ALTER FUNCTION callmaster.me() OWNER TO keel_owner;
 --
 
 COMMENT ON FUNCTION callmaster.me() IS 'The requesting user''s own profile (jsonb, see user_json). Errors: 42501 when the token''s Clerk user is unknown or deactivated.';
+
+--
+-- Name: merge_department_assignments(); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.merge_department_assignments() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    -- ON DELETE SET NULL turns an assignment "X in this department" into "X, no department"; when the
+    -- show already has that assignment, the unique key (NULLS NOT DISTINCT) would refuse the delete
+    -- with 23505. The two then mean the same thing, so the department's copy goes and the other stays.
+    DELETE FROM callmaster.crew_assignments AS a
+    WHERE a.department_id = OLD.id
+      AND a.owner_id = OLD.owner_id
+      AND EXISTS (
+          SELECT FROM callmaster.crew_assignments AS k
+          WHERE k.show_id = a.show_id AND k.owner_id = a.owner_id AND k.user_id = a.user_id
+            AND k.department_id IS NULL
+      );
+    RETURN OLD;
+END
+$$;
+
+ALTER FUNCTION callmaster.merge_department_assignments() OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION merge_department_assignments(); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.merge_department_assignments() IS 'Trigger function (BEFORE DELETE on callmaster.departments): removes the department''s crew assignments whose person is already on the same show without a department, so the ON DELETE SET NULL that follows cannot collide with crew_assignments_show_user_department_key. Raises nothing.';
 
 --
 -- Name: move_element(callmaster.scripts, uuid, uuid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
@@ -3587,6 +4693,45 @@ ALTER FUNCTION callmaster.move_element(sc callmaster.scripts, element_id uuid, a
 --
 
 COMMENT ON FUNCTION callmaster.move_element(sc callmaster.scripts, element_id uuid, after_id uuid) IS 'Moves an element right after another one of the same script (after_id NULL: to the top), renumbering sequence 1..n in one statement (no access check or lock: callers do that). Arguments: sc (the script row), element_id, after_id. Errors: 22023 after itself; 23503 (422) after_id not in the script.';
+
+--
+-- Name: prune_live_events(interval); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.prune_live_events(p_keep interval) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'callmaster'
+    AS $$
+DECLARE
+    v_deleted bigint;
+BEGIN
+    WITH gone AS (
+        DELETE FROM callmaster.live_events AS e
+        WHERE e.created_at < now() - p_keep
+        RETURNING e.script_id, e.position
+    ),
+    per_script AS (
+        SELECT g.script_id, max(g.position) AS through, count(*) AS n FROM gone AS g GROUP BY g.script_id
+    ),
+    marked AS (
+        UPDATE callmaster.live_feed_heads AS h
+        SET pruned_through = greatest(h.pruned_through, p.through)
+        FROM per_script AS p
+        WHERE h.script_id = p.script_id
+        RETURNING p.n
+    )
+    SELECT coalesce(sum(m.n), 0) INTO v_deleted FROM marked AS m;
+    RETURN v_deleted;
+END
+$$;
+
+ALTER FUNCTION callmaster.prune_live_events(p_keep interval) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION prune_live_events(p_keep interval); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.prune_live_events(p_keep interval) IS 'Deletes feed events older than p_keep (a reader asking for one of them gets `reset` and reloads). Run by the relay of every API process at most once a minute (KEEL_LIVE_RETENTION_HOURS); a DBA may call it too. Returns the number of log rows deleted (a row holds the events of one statement). No errors.';
 
 --
 -- Name: raise_missing_or_read_only(text, uuid, boolean); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
@@ -3858,6 +5003,244 @@ ALTER FUNCTION callmaster.script_json(s callmaster.scripts) OWNER TO keel_owner;
 COMMENT ON FUNCTION callmaster.script_json(s callmaster.scripts) IS 'The API representation of a script: its columns plus element_count. Arguments: the row. No errors.';
 
 --
+-- Name: share_link_create(uuid, integer); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.share_link_create(p_show_id uuid, p_expires_in_hours integer DEFAULT 24) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'callmaster'
+    AS $$
+DECLARE
+    v_show  callmaster.shows := callmaster.writable_show(p_show_id);
+    v_token text;
+    v_link  callmaster.share_links;
+BEGIN
+    IF p_expires_in_hours IS NULL OR p_expires_in_hours NOT BETWEEN 1 AND 720 THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = format('expires_in_hours must be between 1 and 720, not %s', coalesce(p_expires_in_hours::text, 'null'));
+    END IF;
+    v_token := 'sl_' || rtrim(translate(encode(uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid()),
+                                               'base64'), '+/', '-_'), '=');
+    INSERT INTO callmaster.share_links (show_id, owner_id, token_hash, expires_at)
+    VALUES (v_show.id, v_show.owner_id, callmaster.share_link_hash(v_token),
+            now() + make_interval(hours => p_expires_in_hours))
+    RETURNING * INTO v_link;
+    RETURN callmaster.share_link_json(v_link) || jsonb_build_object('token', v_token);
+END
+$$;
+
+ALTER FUNCTION callmaster.share_link_create(p_show_id uuid, p_expires_in_hours integer) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION share_link_create(p_show_id uuid, p_expires_in_hours integer); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.share_link_create(p_show_id uuid, p_expires_in_hours integer) IS 'Creates a read-only share link to a show (its scripts and their live feeds) for the show''s owner (or a DBA). Arguments: show id, expires_in_hours (1..720, default 24). Returns {id, show_id, expires_at, token, …}: the token is shown only here. Errors: P0002 show not found; 42501 crew of the show; 22023 expiry out of range.';
+
+--
+-- Name: share_link_hash(text); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.share_link_hash(p_token text) RETURNS bytea
+    LANGUAGE sql IMMUTABLE
+    AS $$
+    SELECT sha256(convert_to(coalesce(p_token, ''), 'UTF8'))
+$$;
+
+ALTER FUNCTION callmaster.share_link_hash(p_token text) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION share_link_hash(p_token text); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.share_link_hash(p_token text) IS 'The stored form of a share-link token: its SHA-256. No errors.';
+
+--
+-- Name: share_links; Type: TABLE; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE TABLE callmaster.share_links (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    show_id uuid NOT NULL,
+    owner_id uuid NOT NULL,
+    token_hash bytea NOT NULL,
+    expires_at timestamp with time zone NOT NULL,
+    revoked_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT share_links_token_hash_check CHECK ((octet_length(token_hash) = 32))
+);
+
+ALTER TABLE ONLY callmaster.share_links FORCE ROW LEVEL SECURITY;
+
+ALTER TABLE callmaster.share_links OWNER TO keel_owner;
+
+--
+-- Name: share_link_json(callmaster.share_links); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.share_link_json(l callmaster.share_links) RETURNS jsonb
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT jsonb_build_object('id', l.id, 'show_id', l.show_id, 'expires_at', l.expires_at,
+                              'revoked_at', l.revoked_at, 'created_at', l.created_at,
+                              'active', l.revoked_at IS NULL AND l.expires_at > now())
+$$;
+
+ALTER FUNCTION callmaster.share_link_json(l callmaster.share_links) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION share_link_json(l callmaster.share_links); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.share_link_json(l callmaster.share_links) IS 'A share link as its owner sees it (never the token or its hash). No errors.';
+
+--
+-- Name: share_link_list(uuid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.share_link_list(p_show_id uuid) RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'callmaster'
+    AS $$
+    SELECT coalesce(jsonb_agg(callmaster.share_link_json(l) ORDER BY l.created_at, l.id), '[]')
+    FROM callmaster.writable_show(p_show_id) AS s
+    JOIN callmaster.share_links AS l ON l.show_id = s.id
+$$;
+
+ALTER FUNCTION callmaster.share_link_list(p_show_id uuid) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION share_link_list(p_show_id uuid); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.share_link_list(p_show_id uuid) IS 'The share links of a show, oldest first, without tokens. Errors: P0002 show not found; 42501 crew.';
+
+--
+-- Name: share_link_revoke(uuid, uuid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.share_link_revoke(p_show_id uuid, p_link_id uuid) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'callmaster'
+    AS $$
+DECLARE
+    v_show callmaster.shows := callmaster.writable_show(p_show_id);
+BEGIN
+    UPDATE callmaster.share_links AS l SET revoked_at = coalesce(l.revoked_at, now())
+    WHERE l.id = p_link_id AND l.show_id = v_show.id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'P0002', MESSAGE = format('share link %s not found', p_link_id);
+    END IF;
+END
+$$;
+
+ALTER FUNCTION callmaster.share_link_revoke(p_show_id uuid, p_link_id uuid) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION share_link_revoke(p_show_id uuid, p_link_id uuid); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.share_link_revoke(p_show_id uuid, p_link_id uuid) IS 'Revokes a share link of a show (idempotent): lookups answer not found and its live subscribers are disconnected within seconds. Arguments: show id, link id. Errors: P0002 show or link not found; 42501 crew of the show.';
+
+--
+-- Name: shared_link(text); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.shared_link(p_token text) RETURNS callmaster.share_links
+    LANGUAGE plpgsql STABLE
+    AS $$
+DECLARE
+    v_link callmaster.share_links;
+BEGIN
+    SELECT l.* INTO v_link
+    FROM callmaster.share_links AS l
+    WHERE l.token_hash = callmaster.share_link_hash(p_token)
+      AND l.revoked_at IS NULL
+      AND l.expires_at > now();
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'P0002', MESSAGE = 'share link not found',
+            HINT = 'The link may have expired or been revoked; ask the show''s owner for a new one.';
+    END IF;
+    RETURN v_link;
+END
+$$;
+
+ALTER FUNCTION callmaster.shared_link(p_token text) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION shared_link(p_token text); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.shared_link(p_token text) IS 'Internal: the valid share link of a token. Errors: P0002 unknown, revoked or expired.';
+
+--
+-- Name: shared_script(text, uuid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.shared_script(p_token text, p_script_id uuid) RETURNS jsonb
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'callmaster'
+    AS $$
+DECLARE
+    v_link   callmaster.share_links := callmaster.shared_link(p_token);
+    v_result jsonb;
+BEGIN
+    SELECT jsonb_build_object(
+        'id', sc.id, 'name', sc.name, 'status', sc.status,
+        'elements', coalesce((SELECT jsonb_agg(d.document - 'created_by' - 'updated_by' - 'owner_id'
+                                               ORDER BY e.sequence, e.time_offset_ms, e.id)
+                              FROM callmaster.script_elements AS e
+                              JOIN callmaster.element_documents(ARRAY(SELECT x.id FROM callmaster.script_elements AS x
+                                                                      WHERE x.script_id = sc.id)) AS d
+                                ON d.id = e.id
+                              WHERE e.script_id = sc.id), '[]'))
+    INTO v_result
+    FROM callmaster.scripts AS sc
+    WHERE sc.id = p_script_id AND sc.show_id = v_link.show_id;
+    IF v_result IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'P0002', MESSAGE = format('script %s not found', p_script_id);
+    END IF;
+    RETURN v_result;
+END
+$$;
+
+ALTER FUNCTION callmaster.shared_script(p_token text, p_script_id uuid) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION shared_script(p_token text, p_script_id uuid); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.shared_script(p_token text, p_script_id uuid) IS 'A script of a share link''s show with its elements in script order (read-only). Arguments: token, script id. Errors: P0002 unknown, revoked or expired link, or a script of another show.';
+
+--
+-- Name: shared_show(text); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.shared_show(p_token text) RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'callmaster'
+    AS $$
+    SELECT jsonb_build_object(
+        'show', jsonb_build_object('id', s.id, 'name', s.name, 'show_date', s.show_date, 'show_end', s.show_end,
+                                   'venue_name', (SELECT v.name FROM callmaster.venues AS v WHERE v.id = s.venue_id)),
+        'scripts', (SELECT coalesce(jsonb_agg(jsonb_build_object('id', sc.id, 'name', sc.name, 'status', sc.status,
+                                                                 'start_time', sc.start_time)
+                                              ORDER BY sc.created_at, sc.id), '[]')
+                    FROM callmaster.scripts AS sc WHERE sc.show_id = s.id),
+        'expires_at', l.expires_at)
+    FROM callmaster.shared_link(p_token) AS l
+    JOIN callmaster.shows AS s ON s.id = l.show_id
+$$;
+
+ALTER FUNCTION callmaster.shared_show(p_token text) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION shared_show(p_token text); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.shared_show(p_token text) IS 'A share link''s show and its scripts (read-only, no personal data). Arguments: the token. Returns {show, scripts, expires_at}. Errors: P0002 unknown, revoked or expired link.';
+
+--
 -- Name: shows; Type: TABLE; Schema: callmaster; Owner: keel_owner
 --
 
@@ -3909,7 +5292,9 @@ CREATE FUNCTION callmaster.touch_updated_at() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
 BEGIN
-    NEW.updated_at := now();
+    IF NOT keel.keeps_updated_at() THEN
+        NEW.updated_at := now();
+    END IF;
     RETURN NEW;
 END
 $$;
@@ -3920,7 +5305,7 @@ ALTER FUNCTION callmaster.touch_updated_at() OWNER TO keel_owner;
 -- Name: FUNCTION touch_updated_at(); Type: COMMENT; Schema: callmaster; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION callmaster.touch_updated_at() IS 'Trigger: sets updated_at to now() on UPDATE when the statement did not set it itself. No errors.';
+COMMENT ON FUNCTION callmaster.touch_updated_at() IS 'Trigger: sets updated_at to now() on UPDATE when the statement did not set it itself, except during a maintenance write (keel.keeps_updated_at()). No errors.';
 
 --
 -- Name: update_crew_member(uuid, jsonb); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
@@ -4589,7 +5974,9 @@ BEGIN
             HINT = 'Only scheduled appointments change patient, doctor, date or time; book a new one instead.';
     END IF;
 
-    NEW.updated_at := now();
+    IF NOT keel.keeps_updated_at() THEN
+        NEW.updated_at := now();
+    END IF;
     RETURN NEW;
 END
 $$;
@@ -4600,7 +5987,7 @@ ALTER FUNCTION clinic.appointment_check_change() OWNER TO keel_owner;
 -- Name: FUNCTION appointment_check_change(); Type: COMMENT; Schema: clinic; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION clinic.appointment_check_change() IS 'Trigger (BEFORE UPDATE on clinic.appointments): enforces the status lifecycle — scheduled → checked_in → completed, scheduled → no_show, scheduled or checked_in → cancelled — and stamps checked_in_at/completed_at/cancelled_at; only scheduled appointments may change patient, doctor, date or time; clinic_id never changes; updated_at is set. Errors: 55000 (object not in prerequisite state) for a refused transition or change; 22023 when clinic_id changes.';
+COMMENT ON FUNCTION clinic.appointment_check_change() IS 'Trigger (BEFORE UPDATE on clinic.appointments): enforces the status lifecycle — scheduled → checked_in → completed, scheduled → no_show, scheduled or checked_in → cancelled — and stamps checked_in_at/completed_at/cancelled_at; only scheduled appointments may change patient, doctor, date or time; clinic_id never changes; updated_at is set (except during a maintenance write, keel.keeps_updated_at()). Errors: 55000 (object not in prerequisite state) for a refused transition or change; 22023 when clinic_id changes.';
 
 --
 -- Name: appointment_fill_snapshots(); Type: FUNCTION; Schema: clinic; Owner: keel_owner
@@ -4830,9 +6217,6 @@ BEGIN
                'timezone', c.timezone,
                'starts_at', (n.appointment_date + n.start_time) AT TIME ZONE c.timezone,
                'ends_at', (n.appointment_date + n.end_time) AT TIME ZONE c.timezone,
-               'patient_name', n.patient_name_snapshot,
-               'patient_phone', n.patient_phone_snapshot,
-               'patient_email', n.patient_email_snapshot,
                'doctor_name', n.doctor_name_snapshot,
                'clinic_name', c.name
            )
@@ -4850,7 +6234,7 @@ ALTER FUNCTION clinic.appointments_outbox_booked() OWNER TO keel_owner;
 -- Name: FUNCTION appointments_outbox_booked(); Type: COMMENT; Schema: clinic; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION clinic.appointments_outbox_booked() IS 'Trigger (AFTER INSERT, per statement, on clinic.appointments): appends an appointment.booked event to keel.outbox for every inserted scheduled appointment (ids, times in the clinic''s timezone with absolute starts_at/ends_at, patient and doctor snapshots). Raises nothing of its own.';
+COMMENT ON FUNCTION clinic.appointments_outbox_booked() IS 'Trigger (AFTER INSERT, per statement, on clinic.appointments): appends an appointment.booked event to keel.outbox for every inserted scheduled appointment (ids, times in the clinic''s timezone with absolute starts_at/ends_at, doctor and clinic names; the patient by id only). Raises nothing of its own.';
 
 --
 -- Name: appointments_outbox_changed(); Type: FUNCTION; Schema: clinic; Owner: keel_owner
@@ -4877,9 +6261,6 @@ BEGIN
                'timezone', c.timezone,
                'starts_at', (n.appointment_date + n.start_time) AT TIME ZONE c.timezone,
                'ends_at', (n.appointment_date + n.end_time) AT TIME ZONE c.timezone,
-               'patient_name', n.patient_name_snapshot,
-               'patient_phone', n.patient_phone_snapshot,
-               'patient_email', n.patient_email_snapshot,
                'doctor_name', n.doctor_name_snapshot,
                'clinic_name', c.name
            ) || CASE WHEN e.topic = 'appointment.rescheduled' THEN jsonb_build_object(
@@ -4979,12 +6360,19 @@ BEGIN
             DETAIL = format('Key (clinic_id)=(%s) is not present in table "clinics".', NEW.clinic_id);
     END IF;
     -- The counter row's lock serialises allocation per clinic until this transaction ends: no two
-    -- patients get one number; a rolled-back insert leaves a gap, which is allowed.
-    INSERT INTO clinic.uhid_counters AS u (clinic_id, last_value)
-    VALUES (NEW.clinic_id, 1)
-    ON CONFLICT (clinic_id) DO UPDATE SET last_value = u.last_value + 1
-    RETURNING u.last_value INTO next_value;
-    NEW.uhid := prefix || '-' || lpad(next_value::text, greatest(6, length(next_value::text)), '0');
+    -- patients get one number; a rolled-back insert leaves a gap, which is allowed. A number already
+    -- taken by an explicit uhid (a DBA's INSERT) is skipped, so the counter never hands it out again:
+    -- without the skip, that one row would make every later registration fail with 23505.
+    LOOP
+        INSERT INTO clinic.uhid_counters AS u (clinic_id, last_value)
+        VALUES (NEW.clinic_id, 1)
+        ON CONFLICT (clinic_id) DO UPDATE SET last_value = u.last_value + 1
+        RETURNING u.last_value INTO next_value;
+        NEW.uhid := prefix || '-' || lpad(next_value::text, greatest(6, length(next_value::text)), '0');
+        EXIT WHEN NOT EXISTS (
+            SELECT FROM clinic.patients AS p WHERE p.clinic_id = NEW.clinic_id AND p.uhid = NEW.uhid
+        );
+    END LOOP;
     RETURN NEW;
 END
 $$;
@@ -4995,7 +6383,7 @@ ALTER FUNCTION clinic.assign_uhid() OWNER TO keel_owner;
 -- Name: FUNCTION assign_uhid(); Type: COMMENT; Schema: clinic; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION clinic.assign_uhid() IS 'Trigger function on clinic.patients: when uhid is NULL, allocates the clinic''s next number as <uhid_prefix>-000123 (never duplicated, gaps allowed). Errors: 23503 clinic does not exist.';
+COMMENT ON FUNCTION clinic.assign_uhid() IS 'Trigger function on clinic.patients: when uhid is NULL, allocates the clinic''s next number as <uhid_prefix>-000123 (never duplicated, gaps allowed; numbers already taken by an explicit uhid are skipped). Errors: 23503 clinic does not exist.';
 
 --
 -- Name: book_appointment(jsonb); Type: FUNCTION; Schema: clinic; Owner: keel_owner
@@ -5153,6 +6541,46 @@ ALTER FUNCTION clinic.check_clinic_timezone() OWNER TO keel_owner;
 --
 
 COMMENT ON FUNCTION clinic.check_clinic_timezone() IS 'Trigger function on clinic.clinics: the timezone must be an IANA zone name. Errors: 22023 unknown zone.';
+
+--
+-- Name: check_lead_conversion(); Type: FUNCTION; Schema: clinic; Owner: keel_owner
+--
+
+CREATE FUNCTION clinic.check_lead_conversion() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    -- 'converted' means "has a patient": only clinic.convert_lead (which inserts the patient first)
+    -- can make it true, whatever path writes the lead (API, import, a DBA's raw INSERT or UPDATE).
+    IF NEW.status = 'converted' AND (TG_OP = 'INSERT' OR OLD.status IS DISTINCT FROM 'converted')
+       AND NOT EXISTS (
+           SELECT FROM clinic.patients AS p WHERE p.clinic_id = NEW.clinic_id AND p.lead_id = NEW.id
+       ) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = '22023',
+            MESSAGE = 'a lead becomes converted only by conversion',
+            HINT = 'Convert it with clinic.convert_lead (POST /api/leads/{id}/convert), which creates its patient.';
+    END IF;
+    IF TG_OP = 'UPDATE' AND OLD.status = 'converted' AND NEW.status IS DISTINCT FROM 'converted'
+       AND EXISTS (
+           SELECT FROM clinic.patients AS p WHERE p.clinic_id = NEW.clinic_id AND p.lead_id = NEW.id
+       ) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = '22023',
+            MESSAGE = 'a converted lead keeps its status',
+            HINT = 'The lead is linked to its patient.';
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+ALTER FUNCTION clinic.check_lead_conversion() OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION check_lead_conversion(); Type: COMMENT; Schema: clinic; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION clinic.check_lead_conversion() IS 'Trigger function (BEFORE INSERT OR UPDATE OF status on clinic.leads): status converted only with a patient linked to the lead (as clinic.convert_lead leaves it), and a lead linked to a patient stays converted. Errors: 22023 either rule broken.';
 
 --
 -- Name: clinics; Type: TABLE; Schema: clinic; Owner: keel_owner
@@ -5488,6 +6916,28 @@ ALTER FUNCTION clinic.control_tower_range(from_date date, to_date date, today da
 COMMENT ON FUNCTION clinic.control_tower_range(from_date date, to_date date, today date, OUT first_day date, OUT last_day date) IS 'Validates a control-tower date range (both ends included): to defaults to today, from to to - 29 days. Returns (first_day, last_day). Errors: 22023 from after to, or more than 366 days.';
 
 --
+-- Name: control_tower_refresh_due(interval); Type: FUNCTION; Schema: clinic; Owner: keel_owner
+--
+
+CREATE FUNCTION clinic.control_tower_refresh_due(p_interval interval) RETURNS boolean
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT NOT EXISTS (
+        SELECT FROM keel.metrics_refresh_log AS r
+        WHERE r.started_at > pg_catalog.clock_timestamp() - p_interval
+          AND r.outcome IN ('running', 'ok')
+    )
+$$;
+
+ALTER FUNCTION clinic.control_tower_refresh_due(p_interval interval) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION control_tower_refresh_due(p_interval interval); Type: COMMENT; Schema: clinic; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION clinic.control_tower_refresh_due(p_interval interval) IS 'True when no control-tower refresh ran (or is running) within p_interval: the scheduler of keel serve asks it before CALL clinic.refresh_control_tower(). Argument: p_interval. Raises nothing.';
+
+--
 -- Name: control_tower_refreshed_at(); Type: FUNCTION; Schema: clinic; Owner: keel_owner
 --
 
@@ -5719,7 +7169,7 @@ BEGIN
         convert_lead.emergency_contact_name,
         convert_lead.emergency_contact_phone,
         convert_lead.assigned_doctor_id,
-        coalesce(convert_lead.registration_date, current_date)
+        convert_lead.registration_date
     )
     RETURNING id INTO patient_id;
 
@@ -5734,7 +7184,7 @@ ALTER FUNCTION clinic.convert_lead(lead_id uuid, mobile text, name text, email t
 -- Name: FUNCTION convert_lead(lead_id uuid, mobile text, name text, email text, gender text, dob date, marital_status text, blood_group text, address text, city text, state text, postal_code text, emergency_contact_name text, emergency_contact_phone text, assigned_doctor_id uuid, registration_date date); Type: COMMENT; Schema: clinic; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION clinic.convert_lead(lead_id uuid, mobile text, name text, email text, gender text, dob date, marital_status text, blood_group text, address text, city text, state text, postal_code text, emergency_contact_name text, emergency_contact_phone text, assigned_doctor_id uuid, registration_date date) IS 'Converts a lead into a patient atomically: the patient (next UHID, linked by lead_id; name and gender default to the lead''s) is created and the lead becomes converted. Arguments: lead_id, then patient fields by name (mobile is required: the lead''s phone is encrypted). Returns the patient id. Errors: P0002 lead not found (or another clinic''s); 23505 already converted; 22023 mobile missing; 23503 assigned doctor not in the clinic; 23514 bad patient value. On any error nothing changes.';
+COMMENT ON FUNCTION clinic.convert_lead(lead_id uuid, mobile text, name text, email text, gender text, dob date, marital_status text, blood_group text, address text, city text, state text, postal_code text, emergency_contact_name text, emergency_contact_phone text, assigned_doctor_id uuid, registration_date date) IS 'Converts a lead into a patient atomically: the patient (next UHID, linked by lead_id; name and gender default to the lead''s, registration_date to today in the clinic''s timezone) is created and the lead becomes converted. Arguments: lead_id, then patient fields by name (mobile is required here: the lead''s phone is encrypted; the API fills it in from the lead). Returns the patient id. Errors: P0002 lead not found (or another clinic''s); 23505 already converted; 22023 mobile missing; 23503 assigned doctor not in the clinic; 23514 bad patient value. On any error nothing changes.';
 
 --
 -- Name: count_leads_to_rekey(text); Type: FUNCTION; Schema: clinic; Owner: keel_owner
@@ -5745,9 +7195,7 @@ CREATE FUNCTION clinic.count_leads_to_rekey(current_key text) RETURNS bigint
     AS $$
     SELECT count(*)
     FROM clinic.leads AS l
-    WHERE NOT l.key_ids <@ ARRAY[current_key]
-       OR l.phone_bidx IS NULL
-       OR l.phone_bidx NOT LIKE current_key || ':%'
+    WHERE clinic.lead_needs_rekey(l, current_key)
 $$;
 
 ALTER FUNCTION clinic.count_leads_to_rekey(current_key text) OWNER TO keel_owner;
@@ -5756,7 +7204,7 @@ ALTER FUNCTION clinic.count_leads_to_rekey(current_key text) OWNER TO keel_owner
 -- Name: FUNCTION count_leads_to_rekey(current_key text); Type: COMMENT; Schema: clinic; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION clinic.count_leads_to_rekey(current_key text) IS 'How many leads still have a field or blind index not written under current_key (what clinic.leads_to_rekey will return, in total). Raises nothing.';
+COMMENT ON FUNCTION clinic.count_leads_to_rekey(current_key text) IS 'How many leads still have a field or blind index not written under current_key in the current format (what clinic.leads_to_rekey will return, in total). Raises nothing.';
 
 --
 -- Name: create_clinic(text, text, text, text, text); Type: FUNCTION; Schema: clinic; Owner: keel_owner
@@ -5822,13 +7270,14 @@ BEGIN
     LIMIT 1;
 
     INSERT INTO clinic.leads (
-        clinic_id, date_added, name, phone, phone_bidx, alternate_phone, age, gender, source, inquiry,
+        id, clinic_id, date_added, name, phone, phone_bidx, alternate_phone, age, gender, source, inquiry,
         problem, treatment_doctor, treatment_suggested, status, assigned_to_id, guardian_name,
         guardian_age, location, referral_required, notes
     )
     VALUES (
+        coalesce((data ->> 'id')::uuid, gen_random_uuid()),
         clinic.tenant_id((data ->> 'clinic_id')::uuid),
-        coalesce((data ->> 'date_added')::date, current_date),
+        (data ->> 'date_added')::date,
         data ->> 'name',
         data ->> 'phone',
         data ->> 'phone_bidx',
@@ -5860,7 +7309,7 @@ ALTER FUNCTION clinic.create_lead(data jsonb, phone_matches text[]) OWNER TO kee
 -- Name: FUNCTION create_lead(data jsonb, phone_matches text[]); Type: COMMENT; Schema: clinic; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION clinic.create_lead(data jsonb, phone_matches text[]) IS 'Adds a lead to the current clinic. data: lead columns with encrypted fields as ciphertext and phone_bidx (clinic_id? for DBA use); phone_matches: blind indexes of the phone under every live key. Returns the lead as JSON plus possible_duplicate_of (the newest lead with the same phone, or null). Errors: 22023 status converted; 23503 assigned_to_id not in the clinic; 23514 bad value or clear text in an encrypted column; 23502 missing name or phone.';
+COMMENT ON FUNCTION clinic.create_lead(data jsonb, phone_matches text[]) IS 'Adds a lead to the current clinic. data: lead columns with encrypted fields as ciphertext and phone_bidx (id? — the API picks it, as its ciphertexts are bound to the row; clinic_id? for DBA use; date_added defaults to today in the clinic''s timezone); phone_matches: blind indexes of the phone under every live key. Returns the lead as JSON plus possible_duplicate_of (the newest lead with the same phone, or null). Errors: 22023 status converted; 23503 assigned_to_id not in the clinic; 23514 bad value or clear text in an encrypted column; 23502 missing name or phone.';
 
 --
 -- Name: create_lead_import_staging(); Type: FUNCTION; Schema: clinic; Owner: keel_owner
@@ -5875,6 +7324,7 @@ BEGIN
     END IF;
     CREATE TEMPORARY TABLE lead_import_rows (
         index integer,
+        id uuid,
         date_added date,
         name text,
         phone text,
@@ -5904,7 +7354,7 @@ ALTER FUNCTION clinic.create_lead_import_staging() OWNER TO keel_owner;
 -- Name: FUNCTION create_lead_import_staging(); Type: COMMENT; Schema: clinic; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION clinic.create_lead_import_staging() IS 'Creates the empty staging table pg_temp.lead_import_rows (dropped at commit; one left from earlier in the transaction is replaced) for clinic.import_staged_leads: one row per lead as create_lead takes it (sensitive fields already encrypted, phone_bidx the phone''s blind index) plus index, its position in the source. Fill it with COPY ... FROM STDIN or INSERT. No arguments; raises nothing.';
+COMMENT ON FUNCTION clinic.create_lead_import_staging() IS 'Creates the empty staging table pg_temp.lead_import_rows (dropped at commit; one left from earlier in the transaction is replaced) for clinic.import_staged_leads: one row per lead as create_lead takes it (id, chosen by the API as the ciphertexts are bound to it; sensitive fields already encrypted, phone_bidx the phone''s blind index) plus index, its position in the source. Fill it with COPY ... FROM STDIN or INSERT. No arguments; raises nothing.';
 
 --
 -- Name: create_patient(jsonb); Type: FUNCTION; Schema: clinic; Owner: keel_owner
@@ -5934,7 +7384,7 @@ CREATE FUNCTION clinic.create_patient(data jsonb) RETURNS jsonb
         data ->> 'emergency_contact_name',
         data ->> 'emergency_contact_phone',
         (data ->> 'assigned_doctor_id')::uuid,
-        coalesce((data ->> 'registration_date')::date, current_date),
+        (data ->> 'registration_date')::date,
         coalesce(data ->> 'status', 'active')
     )
     RETURNING to_jsonb(patients.*)
@@ -5946,7 +7396,7 @@ ALTER FUNCTION clinic.create_patient(data jsonb) OWNER TO keel_owner;
 -- Name: FUNCTION create_patient(data jsonb); Type: COMMENT; Schema: clinic; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION clinic.create_patient(data jsonb) IS 'Registers a patient in the current clinic with the next UHID. data: {name, mobile, email?, gender?, dob?, marital_status?, blood_group?, address?, city?, state?, postal_code?, emergency_contact_name?, emergency_contact_phone?, assigned_doctor_id?, registration_date?, status?, clinic_id? (DBA use)}. Returns the row as JSON. Errors: 23503 assigned doctor not in the clinic; 23514 bad value or the staff member is not a doctor; 23502 missing name or mobile; 22xxx malformed value.';
+COMMENT ON FUNCTION clinic.create_patient(data jsonb) IS 'Registers a patient in the current clinic with the next UHID. data: {name, mobile, email?, gender?, dob?, marital_status?, blood_group?, address?, city?, state?, postal_code?, emergency_contact_name?, emergency_contact_phone?, assigned_doctor_id?, registration_date? (default: today in the clinic''s timezone), status?, clinic_id? (DBA use)}. Returns the row as JSON. Errors: 23503 assigned doctor not in the clinic; 23514 bad value or the staff member is not a doctor; 23502 missing name or mobile; 22xxx malformed value.';
 
 --
 -- Name: create_staff(jsonb); Type: FUNCTION; Schema: clinic; Owner: keel_owner
@@ -5974,6 +7424,33 @@ ALTER FUNCTION clinic.create_staff(data jsonb) OWNER TO keel_owner;
 --
 
 COMMENT ON FUNCTION clinic.create_staff(data jsonb) IS 'Adds a staff member to the current clinic. data: {name, email, role, specialty?, is_active?, clinic_id? (DBA use only)}. Returns the row as JSON. Errors: 23505 e-mail already used in the clinic (case-insensitive); 23514 empty name, bad e-mail or role; 23502 missing required field; 42501 caller is not an admin of the clinic.';
+
+--
+-- Name: fill_local_date(); Type: FUNCTION; Schema: clinic; Owner: keel_owner
+--
+
+CREATE FUNCTION clinic.fill_local_date() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    -- A column DEFAULT cannot read the clinic's timezone, so the date columns have none and this
+    -- BEFORE INSERT trigger fills them: the API, the import and a DBA's raw INSERT all agree.
+    IF TG_TABLE_NAME = 'leads' THEN
+        NEW.date_added := coalesce(NEW.date_added, clinic.local_date(NEW.clinic_id));
+    ELSIF TG_TABLE_NAME = 'patients' THEN
+        NEW.registration_date := coalesce(NEW.registration_date, clinic.local_date(NEW.clinic_id));
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+ALTER FUNCTION clinic.fill_local_date() OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION fill_local_date(); Type: COMMENT; Schema: clinic; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION clinic.fill_local_date() IS 'Trigger function (BEFORE INSERT on clinic.leads and clinic.patients): a missing date_added or registration_date becomes today in the clinic''s timezone (clinic.local_date). Raises nothing.';
 
 --
 -- Name: get_appointment(uuid); Type: FUNCTION; Schema: clinic; Owner: keel_owner
@@ -6103,7 +7580,7 @@ ALTER FUNCTION clinic.import_leads(rows jsonb, partial boolean, clinic_id uuid) 
 -- Name: FUNCTION import_leads(rows jsonb, partial boolean, clinic_id uuid); Type: COMMENT; Schema: clinic; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION clinic.import_leads(rows jsonb, partial boolean, clinic_id uuid) IS 'Inserts many leads into the current clinic (or clinic_id, DBA use) with one statement. rows: JSON array of lead objects as create_lead takes them, each with its source position as index. Rows naming an assigned_to_id outside the clinic are rejected: with partial false nothing is inserted, with partial true the others are. Returns {imported, rejected: [{index, errors: [{field, reason}]}]}. Stages the rows with clinic.create_lead_import_staging and inserts them with clinic.import_staged_leads. Errors: 22023 rows not an array or no clinic; 42501 clinic_id differs from the request''s clinic; 23514/23502/22xxx a row breaks a constraint (nothing inserted).';
+COMMENT ON FUNCTION clinic.import_leads(rows jsonb, partial boolean, clinic_id uuid) IS 'Inserts many leads into the current clinic (or clinic_id, DBA use) with one statement. rows: JSON array of lead objects as create_lead takes them, each with its source position as index. Rows naming an assigned_to_id outside the clinic or with status converted are rejected: with partial false nothing is inserted, with partial true the others are. Returns {imported, rejected: [{index, errors: [{field, reason}]}]}. Stages the rows with clinic.create_lead_import_staging and inserts them with clinic.import_staged_leads. Errors: 22023 rows not an array or no clinic; 42501 clinic_id differs from the request''s clinic; 23514/23502/22xxx a row breaks a constraint (nothing inserted).';
 
 --
 -- Name: import_staged_leads(boolean, uuid); Type: FUNCTION; Schema: clinic; Owner: keel_owner
@@ -6125,20 +7602,27 @@ BEGIN
             HINT = 'Call clinic.create_lead_import_staging() and fill pg_temp.lead_import_rows first.';
     END IF;
 
-    -- References the API cannot check: the assigned staff member must belong to this clinic.
-    SELECT jsonb_agg(jsonb_build_object(
-               'index', r.index,
-               'errors', jsonb_build_array(jsonb_build_object(
-                   'field', 'assigned_to_id',
-                   'reason', 'no staff member with this id in the clinic'
-               ))
-           ) ORDER BY r.index)
+    -- What the API cannot check (the assigned staff member must belong to this clinic) and what only
+    -- conversion may set (status converted: clinic.check_lead_conversion would refuse the whole batch).
+    SELECT jsonb_agg(jsonb_build_object('index', e.index, 'errors', e.errors) ORDER BY e.index)
     INTO rejected
-    FROM pg_temp.lead_import_rows AS r
-    WHERE r.assigned_to_id IS NOT NULL
-      AND NOT EXISTS (
-          SELECT FROM clinic.staff AS s WHERE s.clinic_id = tenant AND s.id = r.assigned_to_id
-      );
+    FROM (
+        SELECT r.index, jsonb_agg(x.error) AS errors
+        FROM pg_temp.lead_import_rows AS r
+        CROSS JOIN LATERAL (
+            SELECT jsonb_build_object('field', 'assigned_to_id',
+                                      'reason', 'no staff member with this id in the clinic') AS error
+            WHERE r.assigned_to_id IS NOT NULL
+              AND NOT EXISTS (
+                  SELECT FROM clinic.staff AS s WHERE s.clinic_id = tenant AND s.id = r.assigned_to_id
+              )
+            UNION ALL
+            SELECT jsonb_build_object('field', 'status',
+                                      'reason', 'a lead becomes converted only by conversion')
+            WHERE r.status = 'converted'
+        ) AS x
+        GROUP BY r.index
+    ) AS e;
 
     IF rejected IS NOT NULL AND NOT partial THEN
         DROP TABLE pg_temp.lead_import_rows;
@@ -6146,13 +7630,14 @@ BEGIN
     END IF;
 
     INSERT INTO clinic.leads (
-        clinic_id, date_added, name, phone, phone_bidx, alternate_phone, age, gender, source, inquiry,
+        id, clinic_id, date_added, name, phone, phone_bidx, alternate_phone, age, gender, source, inquiry,
         problem, treatment_doctor, treatment_suggested, status, assigned_to_id, guardian_name,
         guardian_age, location, referral_required, notes
     )
     SELECT
+        coalesce(r.id, gen_random_uuid()),
         tenant,
-        coalesce(r.date_added, current_date),
+        r.date_added,
         r.name,
         r.phone,
         r.phone_bidx,
@@ -6172,8 +7657,9 @@ BEGIN
         coalesce(r.referral_required, false),
         r.notes
     FROM pg_temp.lead_import_rows AS r
-    WHERE r.assigned_to_id IS NULL
-       OR EXISTS (SELECT FROM clinic.staff AS s WHERE s.clinic_id = tenant AND s.id = r.assigned_to_id)
+    WHERE (r.assigned_to_id IS NULL
+           OR EXISTS (SELECT FROM clinic.staff AS s WHERE s.clinic_id = tenant AND s.id = r.assigned_to_id))
+      AND r.status IS DISTINCT FROM 'converted'
     ORDER BY r.index;
     GET DIAGNOSTICS imported = ROW_COUNT;
 
@@ -6188,7 +7674,7 @@ ALTER FUNCTION clinic.import_staged_leads(partial boolean, clinic_id uuid) OWNER
 -- Name: FUNCTION import_staged_leads(partial boolean, clinic_id uuid); Type: COMMENT; Schema: clinic; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION clinic.import_staged_leads(partial boolean, clinic_id uuid) IS 'Inserts the leads staged in pg_temp.lead_import_rows (see clinic.create_lead_import_staging) into the current clinic (or clinic_id, DBA use) with one statement, then drops the staging table. Rows naming an assigned_to_id outside the clinic are rejected: with partial false nothing is inserted, with partial true the others are. Returns {imported, rejected: [{index, errors: [{field, reason}]}]}. Errors: 22023 nothing staged or no clinic; 42501 clinic_id differs from the request''s clinic; 23514/23502/22xxx a row breaks a constraint (nothing inserted).';
+COMMENT ON FUNCTION clinic.import_staged_leads(partial boolean, clinic_id uuid) IS 'Inserts the leads staged in pg_temp.lead_import_rows (see clinic.create_lead_import_staging) into the current clinic (or clinic_id, DBA use) with one statement, then drops the staging table. Rows naming an assigned_to_id outside the clinic or with status converted are rejected: with partial false nothing is inserted, with partial true the others are. Returns {imported, rejected: [{index, errors: [{field, reason}]}]}. Errors: 22023 nothing staged or no clinic; 42501 clinic_id differs from the request''s clinic; 23514/23502/22xxx a row breaks a constraint (nothing inserted).';
 
 --
 -- Name: leads; Type: TABLE; Schema: clinic; Owner: keel_owner
@@ -6197,7 +7683,7 @@ COMMENT ON FUNCTION clinic.import_staged_leads(partial boolean, clinic_id uuid) 
 CREATE TABLE clinic.leads (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
     clinic_id uuid NOT NULL,
-    date_added date DEFAULT CURRENT_DATE NOT NULL,
+    date_added date NOT NULL,
     name text NOT NULL,
     phone text NOT NULL,
     phone_bidx text,
@@ -6220,15 +7706,15 @@ CREATE TABLE clinic.leads (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     CONSTRAINT leads_age_check CHECK (((age >= 0) AND (age <= 150))),
-    CONSTRAINT leads_alternate_phone_encrypted CHECK ((alternate_phone ~ '^v1:[A-Za-z0-9_-]{1,32}:[A-Za-z0-9_-]{38,}$'::text)),
+    CONSTRAINT leads_alternate_phone_encrypted CHECK ((alternate_phone ~ '^v[12]:[A-Za-z0-9_-]{1,32}:[A-Za-z0-9_-]{38,}$'::text)),
     CONSTRAINT leads_gender_check CHECK ((gender = ANY (ARRAY['male'::text, 'female'::text, 'other'::text]))),
     CONSTRAINT leads_guardian_age_check CHECK (((guardian_age >= 0) AND (guardian_age <= 150))),
     CONSTRAINT leads_name_check CHECK ((btrim(name) <> ''::text)),
-    CONSTRAINT leads_phone_encrypted CHECK ((phone ~ '^v1:[A-Za-z0-9_-]{1,32}:[A-Za-z0-9_-]{38,}$'::text)),
-    CONSTRAINT leads_problem_encrypted CHECK ((problem ~ '^v1:[A-Za-z0-9_-]{1,32}:[A-Za-z0-9_-]{38,}$'::text)),
+    CONSTRAINT leads_phone_encrypted CHECK ((phone ~ '^v[12]:[A-Za-z0-9_-]{1,32}:[A-Za-z0-9_-]{38,}$'::text)),
+    CONSTRAINT leads_problem_encrypted CHECK ((problem ~ '^v[12]:[A-Za-z0-9_-]{1,32}:[A-Za-z0-9_-]{38,}$'::text)),
     CONSTRAINT leads_status_check CHECK ((status = ANY (ARRAY['new_inquiry'::text, 'cro_queue'::text, 'first_consult'::text, 'follow_up'::text, 'converted'::text, 'lost'::text, 'not_interested'::text]))),
-    CONSTRAINT leads_treatment_doctor_encrypted CHECK ((treatment_doctor ~ '^v1:[A-Za-z0-9_-]{1,32}:[A-Za-z0-9_-]{38,}$'::text)),
-    CONSTRAINT leads_treatment_suggested_encrypted CHECK ((treatment_suggested ~ '^v1:[A-Za-z0-9_-]{1,32}:[A-Za-z0-9_-]{38,}$'::text))
+    CONSTRAINT leads_treatment_doctor_encrypted CHECK ((treatment_doctor ~ '^v[12]:[A-Za-z0-9_-]{1,32}:[A-Za-z0-9_-]{38,}$'::text)),
+    CONSTRAINT leads_treatment_suggested_encrypted CHECK ((treatment_suggested ~ '^v[12]:[A-Za-z0-9_-]{1,32}:[A-Za-z0-9_-]{38,}$'::text))
 );
 
 ALTER TABLE ONLY clinic.leads FORCE ROW LEVEL SECURITY;
@@ -6254,6 +7740,33 @@ ALTER FUNCTION clinic.lead_json(lead clinic.leads) OWNER TO keel_owner;
 COMMENT ON FUNCTION clinic.lead_json(lead clinic.leads) IS 'A lead row as JSON for the API (encrypted fields still encrypted; blind index and key ids left out). Raises nothing.';
 
 --
+-- Name: lead_needs_rekey(clinic.leads, text); Type: FUNCTION; Schema: clinic; Owner: keel_owner
+--
+
+CREATE FUNCTION clinic.lead_needs_rekey(lead clinic.leads, current_key text) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    -- A field under an older key or in the v1 format (not bound to its clinic and row), or a blind
+    -- index that is not the clinic's own under current_key.
+    SELECT NOT lead.key_ids <@ ARRAY[current_key]
+        OR lead.phone_bidx IS NULL
+        OR lead.phone_bidx NOT LIKE 'v2:' || current_key || ':%'
+        OR EXISTS (
+            SELECT FROM unnest(ARRAY[lead.phone, lead.alternate_phone, lead.problem, lead.treatment_doctor,
+                                     lead.treatment_suggested]) AS f(value)
+            WHERE f.value NOT LIKE 'v2:%'
+        )
+$$;
+
+ALTER FUNCTION clinic.lead_needs_rekey(lead clinic.leads, current_key text) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION lead_needs_rekey(lead clinic.leads, current_key text); Type: COMMENT; Schema: clinic; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION clinic.lead_needs_rekey(lead clinic.leads, current_key text) IS 'Whether `keel keys rotate` still has to rewrite this lead: a field under a key other than current_key or in the v1 format, or a blind index not in the v2 (per-clinic) format under current_key. Raises nothing.';
+
+--
 -- Name: leads_outbox_created(); Type: FUNCTION; Schema: clinic; Owner: keel_owner
 --
 
@@ -6267,7 +7780,6 @@ BEGIN
            jsonb_build_object(
                'lead_id', n.id,
                'clinic_id', n.clinic_id,
-               'name', n.name,
                'status', n.status,
                'source', n.source,
                'date_added', n.date_added,
@@ -6285,7 +7797,7 @@ ALTER FUNCTION clinic.leads_outbox_created() OWNER TO keel_owner;
 -- Name: FUNCTION leads_outbox_created(); Type: COMMENT; Schema: clinic; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION clinic.leads_outbox_created() IS 'Trigger (AFTER INSERT, per statement, on clinic.leads): appends a lead.created event per inserted lead (ids, name, status, source, assignee; never the encrypted phone or medical fields). Raises nothing of its own.';
+COMMENT ON FUNCTION clinic.leads_outbox_created() IS 'Trigger (AFTER INSERT, per statement, on clinic.leads): appends a lead.created event per inserted lead (ids, status, source, assignee; no name, phone or medical field). Raises nothing of its own.';
 
 --
 -- Name: leads_to_rekey(text, uuid, integer); Type: FUNCTION; Schema: clinic; Owner: keel_owner
@@ -6297,9 +7809,7 @@ CREATE FUNCTION clinic.leads_to_rekey(current_key text, after_id uuid DEFAULT NU
     SELECT l.*
     FROM clinic.leads AS l
     WHERE (after_id IS NULL OR l.id > after_id)
-      AND (NOT l.key_ids <@ ARRAY[current_key]
-           OR l.phone_bidx IS NULL
-           OR l.phone_bidx NOT LIKE current_key || ':%')
+      AND clinic.lead_needs_rekey(l, current_key)
     ORDER BY l.id
     LIMIT batch_size
     FOR UPDATE
@@ -6311,7 +7821,7 @@ ALTER FUNCTION clinic.leads_to_rekey(current_key text, after_id uuid, batch_size
 -- Name: FUNCTION leads_to_rekey(current_key text, after_id uuid, batch_size integer); Type: COMMENT; Schema: clinic; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION clinic.leads_to_rekey(current_key text, after_id uuid, batch_size integer) IS 'The next batch (by id, after after_id) of leads with a field or blind index not written under current_key, locked FOR UPDATE until the transaction ends. Raises nothing.';
+COMMENT ON FUNCTION clinic.leads_to_rekey(current_key text, after_id uuid, batch_size integer) IS 'The next batch (by id, after after_id) of leads with a field or blind index not written under current_key in the current format (clinic.lead_needs_rekey), locked FOR UPDATE until the transaction ends. Raises nothing.';
 
 --
 -- Name: like_pattern(text); Type: FUNCTION; Schema: clinic; Owner: keel_owner
@@ -6467,6 +7977,25 @@ ALTER FUNCTION clinic.list_staff(role text, is_active boolean, q text, page_limi
 --
 
 COMMENT ON FUNCTION clinic.list_staff(role text, is_active boolean, q text, page_limit integer, page_offset integer) IS 'A page of the current clinic''s staff ordered by name: {items, total}. Filters (NULL = any): role, is_active, q (substring of name or e-mail). Raises nothing.';
+
+--
+-- Name: local_date(uuid, timestamp with time zone); Type: FUNCTION; Schema: clinic; Owner: keel_owner
+--
+
+CREATE FUNCTION clinic.local_date(clinic_id uuid, at_time timestamp with time zone DEFAULT now()) RETURNS date
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT (at_time AT TIME ZONE coalesce(
+        (SELECT c.timezone FROM clinic.clinics AS c WHERE c.id = local_date.clinic_id), 'UTC'))::date
+$$;
+
+ALTER FUNCTION clinic.local_date(clinic_id uuid, at_time timestamp with time zone) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION local_date(clinic_id uuid, at_time timestamp with time zone); Type: COMMENT; Schema: clinic; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION clinic.local_date(clinic_id uuid, at_time timestamp with time zone) IS 'The calendar date at at_time (default now()) in the clinic''s timezone (clinics.timezone; UTC for a clinic the caller cannot see). What "today" means for a clinic''s date defaults and the control tower. Raises nothing.';
 
 --
 -- Name: lock_doctor_schedule(uuid); Type: FUNCTION; Schema: clinic; Owner: keel_owner
@@ -6630,25 +8159,30 @@ COMMENT ON PROCEDURE clinic.refresh_control_tower(INOUT outcome text, INOUT dura
 --
 
 CREATE FUNCTION clinic.rekey_leads(rows jsonb) RETURNS integer
-    LANGUAGE sql
+    LANGUAGE plpgsql
     AS $$
-    WITH changed AS (
-        UPDATE clinic.leads AS l SET
-            phone = r.phone,
-            phone_bidx = r.phone_bidx,
-            alternate_phone = r.alternate_phone,
-            problem = r.problem,
-            treatment_doctor = r.treatment_doctor,
-            treatment_suggested = r.treatment_suggested,
-            updated_at = l.updated_at
-        FROM jsonb_to_recordset(rows) AS r(
-            id uuid, phone text, phone_bidx text, alternate_phone text, problem text,
-            treatment_doctor text, treatment_suggested text
-        )
-        WHERE l.id = r.id
-        RETURNING l.id
+DECLARE
+    changed integer;
+BEGIN
+    -- Re-encryption changes how a lead is stored, not what it says: updated_at (the intervention
+    -- queue's "last activity") must stay as it was, so the touch trigger is told to leave it.
+    PERFORM set_config('keel.keep_updated_at', 'on', true);
+    UPDATE clinic.leads AS l SET
+        phone = r.phone,
+        phone_bidx = r.phone_bidx,
+        alternate_phone = r.alternate_phone,
+        problem = r.problem,
+        treatment_doctor = r.treatment_doctor,
+        treatment_suggested = r.treatment_suggested
+    FROM jsonb_to_recordset(rows) AS r(
+        id uuid, phone text, phone_bidx text, alternate_phone text, problem text,
+        treatment_doctor text, treatment_suggested text
     )
-    SELECT count(*)::integer FROM changed
+    WHERE l.id = r.id;
+    GET DIAGNOSTICS changed = ROW_COUNT;
+    PERFORM set_config('keel.keep_updated_at', 'off', true);
+    RETURN changed;
+END
 $$;
 
 ALTER FUNCTION clinic.rekey_leads(rows jsonb) OWNER TO keel_owner;
@@ -6657,7 +8191,48 @@ ALTER FUNCTION clinic.rekey_leads(rows jsonb) OWNER TO keel_owner;
 -- Name: FUNCTION rekey_leads(rows jsonb); Type: COMMENT; Schema: clinic; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION clinic.rekey_leads(rows jsonb) IS 'Writes re-encrypted fields back: rows is a JSON array of {id, phone, phone_bidx, alternate_phone, problem, treatment_doctor, treatment_suggested} (ciphertexts under the new key). Returns rows updated. Errors: 23514 a value is not ciphertext. DBA/CLI use.';
+COMMENT ON FUNCTION clinic.rekey_leads(rows jsonb) IS 'Writes re-encrypted fields back: rows is a JSON array of {id, phone, phone_bidx, alternate_phone, problem, treatment_doctor, treatment_suggested} (ciphertexts under the new key). Returns rows updated; updated_at is left as it was (a maintenance write). Errors: 23514 a value is not ciphertext. DBA/CLI use.';
+
+--
+-- Name: request_claims(text); Type: FUNCTION; Schema: clinic; Owner: keel_owner
+--
+
+CREATE FUNCTION clinic.request_claims(claims text) RETURNS text
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'clinic'
+    AS $_$
+DECLARE
+    v_claims jsonb := nullif(claims, '')::jsonb;
+    v_role   text;
+    v_active boolean;
+BEGIN
+    IF jsonb_typeof(v_claims) IS DISTINCT FROM 'object' OR NOT v_claims ? 'clinic_id' THEN
+        RETURN claims;  -- no request, or not a clinic token (CallMaster checks its users itself)
+    END IF;
+    SELECT s.role, s.is_active INTO v_role, v_active
+    FROM clinic.staff AS s
+    WHERE s.id = CASE WHEN v_claims ->> 'sub' ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+                      THEN (v_claims ->> 'sub')::uuid END
+      AND s.clinic_id = CASE WHEN v_claims ->> 'clinic_id'
+                                  ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+                             THEN (v_claims ->> 'clinic_id')::uuid END;
+    IF NOT FOUND OR NOT v_active THEN
+        RAISE EXCEPTION USING
+            ERRCODE = '28000',
+            MESSAGE = 'The token does not name an active staff member of its clinic.',
+            HINT = 'Sign in again.';
+    END IF;
+    RETURN jsonb_set(v_claims, '{role}', to_jsonb(v_role))::text;
+END
+$_$;
+
+ALTER FUNCTION clinic.request_claims(claims text) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION request_claims(claims text); Type: COMMENT; Schema: clinic; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION clinic.request_claims(claims text) IS 'The claims a request runs with (api/db.py sets them): unchanged without a clinic_id claim; otherwise the token''s sub must be an active staff member of that clinic, and the role claim becomes the staff member''s current role. Argument: the verified claims as JSON text ('''' for none). Errors: 28000 (401) when sub is not an active staff member of clinic_id.';
 
 --
 -- Name: search_patients(text, text, integer, integer); Type: FUNCTION; Schema: clinic; Owner: keel_owner
@@ -6743,7 +8318,9 @@ CREATE FUNCTION clinic.touch_updated_at() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
 BEGIN
-    NEW.updated_at := now();
+    IF NOT keel.keeps_updated_at() THEN
+        NEW.updated_at := now();
+    END IF;
     RETURN NEW;
 END
 $$;
@@ -6754,7 +8331,7 @@ ALTER FUNCTION clinic.touch_updated_at() OWNER TO keel_owner;
 -- Name: FUNCTION touch_updated_at(); Type: COMMENT; Schema: clinic; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION clinic.touch_updated_at() IS 'Trigger function: sets updated_at to now() on every UPDATE of the row. No arguments; raises nothing.';
+COMMENT ON FUNCTION clinic.touch_updated_at() IS 'Trigger function: sets updated_at to now() on every UPDATE of the row, except during a maintenance write (keel.keeps_updated_at()). No arguments; raises nothing.';
 
 --
 -- Name: update_appointment(uuid, jsonb); Type: FUNCTION; Schema: clinic; Owner: keel_owner
@@ -6985,7 +8562,7 @@ CREATE FUNCTION keel.advisory_lock_key(p_purpose text) RETURNS integer
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
     AS $$
 DECLARE
-    v_key integer := CASE p_purpose WHEN 'migrate' THEN 1802332519 WHEN 'outbox' THEN 1262831183 WHEN 'doctor_schedule' THEN 1095782484 WHEN 'control_tower_refresh' THEN 1801807212 WHEN 'idempotency' THEN 1768187245 END;
+    v_key integer := CASE p_purpose WHEN 'migrate' THEN 1802332519 WHEN 'outbox' THEN 1262831183 WHEN 'doctor_schedule' THEN 1095782484 WHEN 'control_tower_refresh' THEN 1801807212 WHEN 'live_feed' THEN 1818850917 WHEN 'idempotency' THEN 1768187245 END;
 BEGIN
     IF v_key IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
@@ -7002,13 +8579,13 @@ ALTER FUNCTION keel.advisory_lock_key(p_purpose text) OWNER TO keel_owner;
 -- Name: FUNCTION advisory_lock_key(p_purpose text); Type: COMMENT; Schema: keel; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION keel.advisory_lock_key(p_purpose text) IS 'The first key of the advisory lock of a purpose (generated from api/locks.py by keel migrate): migrate: api/migrate.py: a session lock serialising whole `keel migrate` runs; object 0.; outbox: sql/keel/200_outbox.sql: object 1, the doorbell writers hold shared until they commit; object 2, held for a session by the dispatcher that is awake and polling.; doctor_schedule: clinic.lock_doctor_schedule: a transaction lock per doctor (object hashtext(doctor id)), so concurrent bookings of one doctor queue.; control_tower_refresh: clinic.refresh_control_tower: a session lock, object 300; a second refresh skips instead of waiting.; idempotency: api/idempotency.py: a transaction lock per principal and Idempotency-Key (object hashtext of both). Raises 22023 for an unregistered purpose.';
+COMMENT ON FUNCTION keel.advisory_lock_key(p_purpose text) IS 'The first key of the advisory lock of a purpose (generated from api/locks.py by keel migrate): migrate: api/migrate.py: a session lock serialising whole `keel migrate` runs; object 0.; outbox: sql/keel/200_outbox.sql: object 1, the doorbell writers hold shared until they commit; object 2, held for a session by the dispatcher that is awake and polling.; doctor_schedule: clinic.lock_doctor_schedule: a transaction lock per doctor (object hashtext(doctor id)), so concurrent bookings of one doctor queue.; control_tower_refresh: clinic.refresh_control_tower: a session lock, object 300; a second refresh skips instead of waiting.; live_feed: sql/callmaster/700_live_feed.sql: object 1, the doorbell feed writers hold shared until they commit; object 2, held shared for a session by each CallMaster live relay that sleeps (waits for NOTIFY).; idempotency: api/idempotency.py: a transaction lock per principal and Idempotency-Key (object hashtext of both). Raises 22023 for an unregistered purpose.';
 
 --
 -- Name: claim_outbox(integer, interval, text); Type: FUNCTION; Schema: keel; Owner: keel_owner
 --
 
-CREATE FUNCTION keel.claim_outbox(p_limit integer, p_lease interval, p_worker text DEFAULT NULL::text) RETURNS TABLE(id uuid, topic text, payload jsonb, created_at timestamp with time zone, attempts integer)
+CREATE FUNCTION keel.claim_outbox(p_limit integer, p_lease interval, p_worker text DEFAULT NULL::text) RETURNS TABLE(id uuid, topic text, payload jsonb, created_at timestamp with time zone, attempts integer, claim_token uuid)
     LANGUAGE sql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'keel'
     AS $$
@@ -7021,15 +8598,18 @@ CREATE FUNCTION keel.claim_outbox(p_limit integer, p_lease interval, p_worker te
         ORDER BY o.available_at
         LIMIT greatest(p_limit, 1)
         FOR UPDATE SKIP LOCKED
+    ), token AS (
+        SELECT gen_random_uuid() AS value
     )
     UPDATE keel.outbox AS o
     SET available_at = now() + p_lease,
         attempts = o.attempts + 1,
         last_attempt_at = now(),
-        claimed_by = p_worker
-    FROM due
+        claimed_by = p_worker,
+        claim_token = token.value
+    FROM due, token
     WHERE o.id = due.id
-    RETURNING o.id, o.topic, o.payload, o.created_at, o.attempts
+    RETURNING o.id, o.topic, o.payload, o.created_at, o.attempts, o.claim_token
 $$;
 
 ALTER FUNCTION keel.claim_outbox(p_limit integer, p_lease interval, p_worker text) OWNER TO keel_owner;
@@ -7038,57 +8618,143 @@ ALTER FUNCTION keel.claim_outbox(p_limit integer, p_lease interval, p_worker tex
 -- Name: FUNCTION claim_outbox(p_limit integer, p_lease interval, p_worker text); Type: COMMENT; Schema: keel; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION keel.claim_outbox(p_limit integer, p_lease interval, p_worker text) IS 'Dispatcher call: claims up to p_limit due events (FOR UPDATE SKIP LOCKED, so concurrent dispatchers never claim the same one) by moving available_at forward by p_lease and counting the attempt. An event whose dispatcher dies is due again when the lease ends. Arguments: limit, lease, worker name (stored in claimed_by). Returns the claimed events. Raises nothing.';
+COMMENT ON FUNCTION keel.claim_outbox(p_limit integer, p_lease interval, p_worker text) IS 'Dispatcher call: claims up to p_limit due events (FOR UPDATE SKIP LOCKED, so concurrent dispatchers never claim the same one) by moving available_at forward by p_lease, counting the attempt and giving the batch a new claim token (a later claim of the same event replaces it). The lease must be renewed when each delivery starts (keel.start_outbox_delivery); complete and fail act only with the current token. An event whose dispatcher dies is due again when the lease ends. Arguments: limit, lease, worker name (stored in claimed_by). Returns the claimed events with their claim token. Raises nothing.';
 
 --
--- Name: complete_outbox(uuid, integer); Type: FUNCTION; Schema: keel; Owner: keel_owner
+-- Name: complete_outbox(uuid, uuid, integer); Type: FUNCTION; Schema: keel; Owner: keel_owner
 --
 
-CREATE FUNCTION keel.complete_outbox(p_id uuid, p_status integer DEFAULT NULL::integer) RETURNS boolean
+CREATE FUNCTION keel.complete_outbox(p_id uuid, p_token uuid, p_status integer DEFAULT NULL::integer) RETURNS boolean
     LANGUAGE sql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'keel'
     AS $$
     WITH done AS (
         UPDATE keel.outbox
         SET delivered_at = now(), last_status = p_status
-        WHERE id = p_id AND delivered_at IS NULL
+        WHERE id = p_id AND claim_token = p_token AND delivered_at IS NULL
         RETURNING 1
     )
     SELECT EXISTS (SELECT FROM done)
 $$;
 
-ALTER FUNCTION keel.complete_outbox(p_id uuid, p_status integer) OWNER TO keel_owner;
+ALTER FUNCTION keel.complete_outbox(p_id uuid, p_token uuid, p_status integer) OWNER TO keel_owner;
 
 --
--- Name: FUNCTION complete_outbox(p_id uuid, p_status integer); Type: COMMENT; Schema: keel; Owner: keel_owner
+-- Name: FUNCTION complete_outbox(p_id uuid, p_token uuid, p_status integer); Type: COMMENT; Schema: keel; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION keel.complete_outbox(p_id uuid, p_status integer) IS 'Dispatcher call: marks an event delivered (p_status: the receiver''s HTTP status, NULL when no receiver is configured). Earlier failures stay in last_error. Returns false when the event was already delivered or does not exist. Raises nothing.';
+COMMENT ON FUNCTION keel.complete_outbox(p_id uuid, p_token uuid, p_status integer) IS 'Dispatcher call: marks an event delivered (p_token: the claim token keel.claim_outbox returned; p_status: the receiver''s HTTP status, NULL when no receiver is configured). Earlier failures stay in last_error. Returns false when the event was already delivered, does not exist, or was claimed again since (the token is not the current one). Raises nothing.';
 
 --
--- Name: complete_outbox_unsent(uuid[]); Type: FUNCTION; Schema: keel; Owner: keel_owner
+-- Name: complete_outbox_unsent(uuid[], uuid); Type: FUNCTION; Schema: keel; Owner: keel_owner
 --
 
-CREATE FUNCTION keel.complete_outbox_unsent(p_ids uuid[]) RETURNS integer
+CREATE FUNCTION keel.complete_outbox_unsent(p_ids uuid[], p_token uuid) RETURNS integer
     LANGUAGE sql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'keel'
     AS $$
     WITH done AS (
         UPDATE keel.outbox
         SET delivered_at = now(), last_status = NULL
-        WHERE id = ANY (p_ids) AND delivered_at IS NULL
+        WHERE id = ANY (p_ids) AND claim_token = p_token AND delivered_at IS NULL
         RETURNING 1
     )
     SELECT count(*)::integer FROM done
 $$;
 
-ALTER FUNCTION keel.complete_outbox_unsent(p_ids uuid[]) OWNER TO keel_owner;
+ALTER FUNCTION keel.complete_outbox_unsent(p_ids uuid[], p_token uuid) OWNER TO keel_owner;
 
 --
--- Name: FUNCTION complete_outbox_unsent(p_ids uuid[]); Type: COMMENT; Schema: keel; Owner: keel_owner
+-- Name: FUNCTION complete_outbox_unsent(p_ids uuid[], p_token uuid); Type: COMMENT; Schema: keel; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION keel.complete_outbox_unsent(p_ids uuid[]) IS 'Dispatcher call when no receiver is configured: marks a whole claimed batch delivered in one statement (the events were logged instead of sent). Returns how many were marked. Raises nothing.';
+COMMENT ON FUNCTION keel.complete_outbox_unsent(p_ids uuid[], p_token uuid) IS 'Dispatcher call when no receiver is configured: marks a whole claimed batch (p_token: its claim token) delivered in one statement (the events were logged instead of sent). Returns how many were marked. Raises nothing.';
+
+--
+-- Name: console_assistant_jobs(uuid); Type: FUNCTION; Schema: keel; Owner: keel_owner
+--
+
+CREATE FUNCTION keel.console_assistant_jobs(p_clinic_id uuid) RETURNS TABLE(status text, jobs bigint, oldest timestamp with time zone)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'assistant'
+    AS $$
+    -- SECURITY DEFINER: messages are private to their author under RLS; this answers counts only, never
+    -- content, for the caller's own clinic (the API passes its claim; see keel.operations_overview).
+    SELECT m.status, count(*), min(m.created_at)
+    FROM assistant.messages AS m
+    WHERE m.role = 'assistant' AND m.clinic_id = p_clinic_id
+      AND p_clinic_id = keel.current_clinic_id() AND keel.current_role_claim() = 'admin'
+    GROUP BY m.status
+$$;
+
+ALTER FUNCTION keel.console_assistant_jobs(p_clinic_id uuid) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION console_assistant_jobs(p_clinic_id uuid); Type: COMMENT; Schema: keel; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION keel.console_assistant_jobs(p_clinic_id uuid) IS 'Assistant replies (the jobs) of one clinic by status: status, jobs, oldest created_at. An API caller gets rows only for its own clinic with the admin role. Argument: p_clinic_id. Raises nothing.';
+
+--
+-- Name: console_require_admin(); Type: FUNCTION; Schema: keel; Owner: keel_owner
+--
+
+CREATE FUNCTION keel.console_require_admin() RETURNS void
+    LANGUAGE plpgsql STABLE
+    AS $$
+BEGIN
+    IF keel.current_claims() IS NOT NULL AND keel.current_role_claim() IS DISTINCT FROM 'admin' THEN
+        RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = 'Only a clinic admin may see operations.',
+            HINT = 'Use a token whose role claim is admin.';
+    END IF;
+END
+$$;
+
+ALTER FUNCTION keel.console_require_admin() OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION console_require_admin(); Type: COMMENT; Schema: keel; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION keel.console_require_admin() IS 'Raises 42501 when the current request carries claims whose role is not admin; does nothing for a DBA (no claims). No arguments.';
+
+--
+-- Name: console_retry_outbox(uuid); Type: FUNCTION; Schema: keel; Owner: keel_owner
+--
+
+CREATE FUNCTION keel.console_retry_outbox(p_id uuid) RETURNS jsonb
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_event jsonb;
+BEGIN
+    PERFORM keel.console_require_admin();
+    UPDATE keel.outbox AS o
+    SET failed_at = NULL, attempts = 0, available_at = now()
+    WHERE o.id = p_id AND o.failed_at IS NOT NULL AND o.delivered_at IS NULL
+    RETURNING jsonb_build_object('id', o.id, 'topic', o.topic, 'clinic_id', o.clinic_id,
+                                 'available_at', o.available_at, 'last_error', o.last_error)
+    INTO v_event;
+    IF v_event IS NULL THEN
+        IF EXISTS (SELECT FROM keel.outbox AS o WHERE o.id = p_id) THEN
+            RAISE EXCEPTION USING ERRCODE = '55000',
+                MESSAGE = pg_catalog.format('Outbox event %s has not failed: only failed events can be retried.', p_id),
+                HINT = 'It is still pending (the dispatcher retries it by itself) or already delivered.';
+        END IF;
+        RAISE EXCEPTION USING ERRCODE = 'P0002', MESSAGE = pg_catalog.format('Outbox event %s not found.', p_id);
+    END IF;
+    PERFORM pg_notify('keel_outbox', p_id::text);
+    RETURN v_event;
+END
+$$;
+
+ALTER FUNCTION keel.console_retry_outbox(p_id uuid) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION console_retry_outbox(p_id uuid); Type: COMMENT; Schema: keel; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION keel.console_retry_outbox(p_id uuid) IS 'Puts a failed outbox event back in the queue (attempts reset, due now; last_error kept until the next attempt) and wakes the dispatchers; returns {id, topic, clinic_id, available_at, last_error}. Under RLS: an API caller retries its own clinic''s events (admin role only). Errors: 42501 not an admin, P0002 no such event (or another clinic''s), 55000 the event is pending or delivered, not failed.';
 
 --
 -- Name: current_claims(); Type: FUNCTION; Schema: keel; Owner: keel_owner
@@ -7190,10 +8856,10 @@ ALTER FUNCTION keel.enqueue_event(p_topic text, p_payload jsonb, p_available_at 
 COMMENT ON FUNCTION keel.enqueue_event(p_topic text, p_payload jsonb, p_available_at timestamp with time zone) IS 'Appends an event to keel.outbox in the caller''s transaction (it is delivered only if that commits). Arguments: topic (dotted lowercase, e.g. appointment.booked), payload (ids and the fields a receiver needs, never decrypted medical fields), available_at (default now). Returns the event id (the webhook-id receivers see). Errors: 23514 when the topic is malformed.';
 
 --
--- Name: fail_outbox(uuid, text, integer, integer, interval, interval); Type: FUNCTION; Schema: keel; Owner: keel_owner
+-- Name: fail_outbox(uuid, uuid, text, integer, integer, interval, interval); Type: FUNCTION; Schema: keel; Owner: keel_owner
 --
 
-CREATE FUNCTION keel.fail_outbox(p_id uuid, p_error text, p_status integer, p_max_attempts integer, p_backoff_base interval, p_backoff_max interval) RETURNS timestamp with time zone
+CREATE FUNCTION keel.fail_outbox(p_id uuid, p_token uuid, p_error text, p_status integer, p_max_attempts integer, p_backoff_base interval, p_backoff_max interval) RETURNS timestamp with time zone
     LANGUAGE sql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'keel'
     AS $$
@@ -7208,19 +8874,121 @@ CREATE FUNCTION keel.fail_outbox(p_id uuid, p_error text, p_status integer, p_ma
                 ELSE now() + least(p_backoff_base * power(2, least(o.attempts - 1, 30)), p_backoff_max)
                              * (0.8 + 0.4 * random())
             END
-        WHERE o.id = p_id AND o.delivered_at IS NULL
+        WHERE o.id = p_id AND o.claim_token = p_token AND o.delivered_at IS NULL
         RETURNING o.failed_at, o.available_at
     )
     SELECT CASE WHEN f.failed_at IS NULL THEN f.available_at END FROM failed AS f
 $$;
 
-ALTER FUNCTION keel.fail_outbox(p_id uuid, p_error text, p_status integer, p_max_attempts integer, p_backoff_base interval, p_backoff_max interval) OWNER TO keel_owner;
+ALTER FUNCTION keel.fail_outbox(p_id uuid, p_token uuid, p_error text, p_status integer, p_max_attempts integer, p_backoff_base interval, p_backoff_max interval) OWNER TO keel_owner;
 
 --
--- Name: FUNCTION fail_outbox(p_id uuid, p_error text, p_status integer, p_max_attempts integer, p_backoff_base interval, p_backoff_max interval); Type: COMMENT; Schema: keel; Owner: keel_owner
+-- Name: FUNCTION fail_outbox(p_id uuid, p_token uuid, p_error text, p_status integer, p_max_attempts integer, p_backoff_base interval, p_backoff_max interval); Type: COMMENT; Schema: keel; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION keel.fail_outbox(p_id uuid, p_error text, p_status integer, p_max_attempts integer, p_backoff_base interval, p_backoff_max interval) IS 'Dispatcher call: records a failed delivery attempt (error text, HTTP status or NULL). Below p_max_attempts the event is retried after an exponential backoff (p_backoff_base doubled per attempt, capped at p_backoff_max, ±20 % jitter); at p_max_attempts it is marked failed (failed_at) and kept for inspection (see keel.retry_outbox). Returns the next attempt time, NULL when it gave up or the event is gone. Raises nothing.';
+COMMENT ON FUNCTION keel.fail_outbox(p_id uuid, p_token uuid, p_error text, p_status integer, p_max_attempts integer, p_backoff_base interval, p_backoff_max interval) IS 'Dispatcher call: records a failed delivery attempt (p_token: the claim token; error text, HTTP status or NULL). Below p_max_attempts the event is retried after an exponential backoff (p_backoff_base doubled per attempt, capped at p_backoff_max, ±20 % jitter); at p_max_attempts it is marked failed (failed_at) and kept for inspection (see keel.retry_outbox). Returns the next attempt time; NULL when it gave up, the event is gone, or it was claimed again since (nothing is written then). Raises nothing.';
+
+--
+-- Name: idempotency_scope(); Type: FUNCTION; Schema: keel; Owner: keel_owner
+--
+
+CREATE FUNCTION keel.idempotency_scope() RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$
+    SELECT coalesce(keel.current_clinic_id()::text, '-') || '/' || coalesce(keel.current_user_sub(), '-')
+$$;
+
+ALTER FUNCTION keel.idempotency_scope() OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION idempotency_scope(); Type: COMMENT; Schema: keel; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION keel.idempotency_scope() IS 'The owner of Idempotency-Key records for the current request: "<clinic_id claim or ->/<sub claim or ->". Row-level security on keel.idempotency_keys admits only rows of this scope. Raises nothing.';
+
+--
+-- Name: keeps_updated_at(); Type: FUNCTION; Schema: keel; Owner: keel_owner
+--
+
+CREATE FUNCTION keel.keeps_updated_at() RETURNS boolean
+    LANGUAGE sql STABLE
+    AS $$
+    -- Never for the API role: only a maintenance function (run by the owner or a DBA) may keep
+    -- updated_at, so a request cannot hide its edits from the intervention queue.
+    SELECT coalesce(current_setting('keel.keep_updated_at', true) = 'on', false) AND current_user <> 'keel_api'
+$$;
+
+ALTER FUNCTION keel.keeps_updated_at() OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION keeps_updated_at(); Type: COMMENT; Schema: keel; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION keel.keeps_updated_at() IS 'True while a maintenance write asked touch triggers to leave updated_at alone (transaction-local setting keel.keep_updated_at = on, ignored for keel_api). No arguments; raises nothing.';
+
+--
+-- Name: operations_overview(integer); Type: FUNCTION; Schema: keel; Owner: keel_owner
+--
+
+CREATE FUNCTION keel.operations_overview(failed_limit integer DEFAULT 20) RETURNS jsonb
+    LANGUAGE plpgsql STABLE
+    AS $$
+DECLARE
+    v_clinic uuid := keel.current_clinic_id();
+    v_limit integer := least(greatest(coalesce(failed_limit, 20), 1), 200);
+    result jsonb;
+BEGIN
+    PERFORM keel.console_require_admin();
+    SELECT jsonb_build_object(
+        'clinic_id', v_clinic,
+        'generated_at', now(),
+        'outbox', (
+            SELECT jsonb_build_object(
+                'pending', count(*) FILTER (WHERE o.failed_at IS NULL),
+                'due', count(*) FILTER (WHERE o.failed_at IS NULL AND o.available_at <= now()),
+                'failed', count(*) FILTER (WHERE o.failed_at IS NOT NULL),
+                'oldest_pending', min(o.created_at) FILTER (WHERE o.failed_at IS NULL))
+            FROM keel.outbox AS o
+            WHERE o.delivered_at IS NULL),
+        'failed_events', coalesce((
+            SELECT jsonb_agg(jsonb_build_object(
+                       'id', f.id, 'topic', f.topic, 'clinic_id', f.clinic_id, 'created_at', f.created_at,
+                       'failed_at', f.failed_at, 'attempts', f.attempts, 'last_status', f.last_status,
+                       'last_error', f.last_error) ORDER BY f.failed_at DESC, f.id)
+            FROM (SELECT o.* FROM keel.outbox AS o
+                  WHERE o.failed_at IS NOT NULL AND o.delivered_at IS NULL
+                  ORDER BY o.failed_at DESC, o.id
+                  LIMIT v_limit) AS f), '[]'::jsonb),
+        'assistant_jobs', coalesce((
+            SELECT jsonb_agg(jsonb_build_object('status', j.status, 'jobs', j.jobs, 'oldest', j.oldest)
+                             ORDER BY j.status)
+            FROM (
+                SELECT a.status, a.jobs, a.oldest FROM keel.console_assistant_jobs(v_clinic) AS a
+                WHERE v_clinic IS NOT NULL
+                UNION ALL
+                -- A DBA (no claims, RLS bypassed): every clinic.
+                SELECT m.status, count(*), min(m.created_at)
+                FROM assistant.messages AS m
+                WHERE v_clinic IS NULL AND m.role = 'assistant'
+                GROUP BY m.status
+            ) AS j), '[]'::jsonb),
+        'refresh_log', coalesce((
+            SELECT jsonb_agg(jsonb_build_object(
+                       'id', r.id, 'started_at', r.started_at, 'finished_at', r.finished_at,
+                       'duration_ms', r.duration_ms, 'outcome', r.outcome, 'detail', r.detail) ORDER BY r.id DESC)
+            FROM (SELECT * FROM keel.metrics_refresh_log ORDER BY id DESC LIMIT 10) AS r), '[]'::jsonb)
+    ) INTO result;
+    RETURN result;
+END
+$$;
+
+ALTER FUNCTION keel.operations_overview(failed_limit integer) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION operations_overview(failed_limit integer); Type: COMMENT; Schema: keel; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION keel.operations_overview(failed_limit integer) IS 'What the console''s operations page shows, as one JSON document: outbox depth {pending, due, failed, oldest_pending}, failed_events (newest first, at most failed_limit, 1..200, default 20: id, topic, clinic_id, created_at, failed_at, attempts, last_status, last_error), assistant_jobs [{status, jobs, oldest}] and the last 10 refresh_log runs. Under RLS: an API caller sees its own clinic (admin role only, else 42501); a DBA in psql sees every clinic: SELECT keel.operations_overview();';
 
 --
 -- Name: outbox_asleep(interval); Type: FUNCTION; Schema: keel; Owner: keel_owner
@@ -7387,7 +9155,8 @@ COMMENT ON FUNCTION keel.prune_outbox(p_retention interval, p_limit integer) IS 
 --
 
 CREATE FUNCTION keel.prune_replay_records(idempotency_retention interval DEFAULT '24:00:00'::interval, webhook_retention interval DEFAULT '30 days'::interval) RETURNS TABLE(idempotency_keys bigint, webhook_events bigint)
-    LANGUAGE sql
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'keel'
     AS $$
     WITH keys AS (
         DELETE FROM keel.idempotency_keys
@@ -7436,6 +9205,31 @@ ALTER FUNCTION keel.retry_outbox(p_id uuid) OWNER TO keel_owner;
 --
 
 COMMENT ON FUNCTION keel.retry_outbox(p_id uuid) IS 'DBA call: puts an event that exhausted its attempts back in the queue (attempts reset, due now; its last_error is kept until the next attempt). Returns false unless the event exists and had failed.';
+
+--
+-- Name: start_outbox_delivery(uuid, uuid, interval); Type: FUNCTION; Schema: keel; Owner: keel_owner
+--
+
+CREATE FUNCTION keel.start_outbox_delivery(p_id uuid, p_token uuid, p_lease interval) RETURNS boolean
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'keel'
+    AS $$
+    WITH started AS (
+        UPDATE keel.outbox AS o
+        SET available_at = now() + p_lease, last_attempt_at = now()
+        WHERE o.id = p_id AND o.claim_token = p_token AND o.delivered_at IS NULL AND o.failed_at IS NULL
+        RETURNING 1
+    )
+    SELECT EXISTS (SELECT FROM started)
+$$;
+
+ALTER FUNCTION keel.start_outbox_delivery(p_id uuid, p_token uuid, p_lease interval) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION start_outbox_delivery(p_id uuid, p_token uuid, p_lease interval); Type: COMMENT; Schema: keel; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION keel.start_outbox_delivery(p_id uuid, p_token uuid, p_lease interval) IS 'Dispatcher call, just before it sends one claimed event: the event''s lease runs p_lease from now (not from the batch''s claim, which may have waited behind slow deliveries). Returns false, and the dispatcher must not send, when the claim token is no longer the event''s (another dispatcher re-claimed it after the lease ran out) or the event is delivered or failed. Raises nothing.';
 
 --
 -- Name: conversations; Type: TABLE; Schema: assistant; Owner: keel_owner
@@ -7487,6 +9281,73 @@ CREATE TABLE callmaster.departments (
 ALTER TABLE ONLY callmaster.departments FORCE ROW LEVEL SECURITY;
 
 ALTER TABLE callmaster.departments OWNER TO keel_owner;
+
+--
+-- Name: live_events; Type: TABLE; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE TABLE callmaster.live_events (
+    script_id uuid NOT NULL,
+    "position" bigint NOT NULL,
+    first_position bigint NOT NULL,
+    event text NOT NULL,
+    element_ids uuid[],
+    fields text[],
+    element_id uuid,
+    run_id uuid,
+    command text,
+    run jsonb,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT live_events_command_check CHECK (((event = 'command'::text) = (command IS NOT NULL))),
+    CONSTRAINT live_events_event_check CHECK ((event = ANY (ARRAY['element.created'::text, 'element.updated'::text, 'element.deleted'::text, 'command'::text]))),
+    CONSTRAINT live_events_fields_check CHECK (((fields IS NULL) OR (cardinality(fields) = cardinality(element_ids)))),
+    CONSTRAINT live_events_positions_check CHECK (
+CASE
+    WHEN (event = 'command'::text) THEN ((element_ids IS NULL) AND (first_position = "position"))
+    ELSE (cardinality(element_ids) = (("position" - first_position) + 1))
+END)
+);
+
+ALTER TABLE ONLY callmaster.live_events FORCE ROW LEVEL SECURITY;
+
+ALTER TABLE callmaster.live_events OWNER TO keel_owner;
+
+--
+-- Name: live_feed_heads; Type: TABLE; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE TABLE callmaster.live_feed_heads (
+    script_id uuid NOT NULL,
+    "position" bigint DEFAULT 0 NOT NULL,
+    pruned_through bigint DEFAULT 0 NOT NULL,
+    created_xid xid8 DEFAULT pg_current_xact_id() NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT live_feed_heads_position_check CHECK ((("position" >= pruned_through) AND (pruned_through >= 0)))
+);
+
+ALTER TABLE ONLY callmaster.live_feed_heads FORCE ROW LEVEL SECURITY;
+
+ALTER TABLE callmaster.live_feed_heads OWNER TO keel_owner;
+
+--
+-- Name: live_presence; Type: TABLE; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE UNLOGGED TABLE callmaster.live_presence (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    process_id uuid NOT NULL,
+    script_id uuid NOT NULL,
+    audience text NOT NULL,
+    department_id uuid,
+    devices integer NOT NULL,
+    reported_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT live_presence_audience_check CHECK ((audience = ANY (ARRAY['owner'::text, 'crew'::text, 'shared'::text]))),
+    CONSTRAINT live_presence_devices_check CHECK ((devices > 0))
+);
+
+ALTER TABLE ONLY callmaster.live_presence FORCE ROW LEVEL SECURITY;
+
+ALTER TABLE callmaster.live_presence OWNER TO keel_owner;
 
 --
 -- Name: script_element_conditional_rules; Type: TABLE; Schema: callmaster; Owner: keel_owner
@@ -7735,7 +9596,7 @@ CREATE TABLE clinic.patients (
     emergency_contact_name text,
     emergency_contact_phone text,
     assigned_doctor_id uuid,
-    registration_date date DEFAULT CURRENT_DATE NOT NULL,
+    registration_date date NOT NULL,
     status text DEFAULT 'active'::text NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
@@ -7867,6 +9728,8 @@ CREATE TABLE keel.idempotency_keys (
     created_at timestamp with time zone DEFAULT now() NOT NULL
 );
 
+ALTER TABLE ONLY keel.idempotency_keys FORCE ROW LEVEL SECURITY;
+
 ALTER TABLE keel.idempotency_keys OWNER TO keel_owner;
 
 --
@@ -7915,9 +9778,17 @@ CREATE TABLE keel.outbox (
     last_status integer,
     failed_at timestamp with time zone,
     claimed_by text,
+    claim_token uuid,
+    clinic_id uuid GENERATED ALWAYS AS (
+CASE
+    WHEN ((payload ->> 'clinic_id'::text) ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'::text) THEN ((payload ->> 'clinic_id'::text))::uuid
+    ELSE NULL::uuid
+END) STORED,
     CONSTRAINT outbox_attempts_check CHECK ((attempts >= 0)),
     CONSTRAINT outbox_topic_check CHECK ((topic ~ '^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$'::text))
 );
+
+ALTER TABLE ONLY keel.outbox FORCE ROW LEVEL SECURITY;
 
 ALTER TABLE keel.outbox OWNER TO keel_owner;
 
@@ -8030,6 +9901,27 @@ ALTER TABLE ONLY callmaster.departments
     ADD CONSTRAINT departments_pkey PRIMARY KEY (id);
 
 --
+-- Name: live_events live_events_pkey; Type: CONSTRAINT; Schema: callmaster; Owner: keel_owner
+--
+
+ALTER TABLE ONLY callmaster.live_events
+    ADD CONSTRAINT live_events_pkey PRIMARY KEY (script_id, "position");
+
+--
+-- Name: live_feed_heads live_feed_heads_pkey; Type: CONSTRAINT; Schema: callmaster; Owner: keel_owner
+--
+
+ALTER TABLE ONLY callmaster.live_feed_heads
+    ADD CONSTRAINT live_feed_heads_pkey PRIMARY KEY (script_id);
+
+--
+-- Name: live_presence live_presence_pkey; Type: CONSTRAINT; Schema: callmaster; Owner: keel_owner
+--
+
+ALTER TABLE ONLY callmaster.live_presence
+    ADD CONSTRAINT live_presence_pkey PRIMARY KEY (id);
+
+--
 -- Name: script_element_conditional_rules script_element_conditional_rules_pkey; Type: CONSTRAINT; Schema: callmaster; Owner: keel_owner
 --
 
@@ -8091,6 +9983,27 @@ ALTER TABLE ONLY callmaster.scripts
 
 ALTER TABLE ONLY callmaster.scripts
     ADD CONSTRAINT scripts_pkey PRIMARY KEY (id);
+
+--
+-- Name: share_links share_links_pkey; Type: CONSTRAINT; Schema: callmaster; Owner: keel_owner
+--
+
+ALTER TABLE ONLY callmaster.share_links
+    ADD CONSTRAINT share_links_pkey PRIMARY KEY (id);
+
+--
+-- Name: share_links share_links_token_hash_key; Type: CONSTRAINT; Schema: callmaster; Owner: keel_owner
+--
+
+ALTER TABLE ONLY callmaster.share_links
+    ADD CONSTRAINT share_links_token_hash_key UNIQUE (token_hash);
+
+--
+-- Name: show_runs show_runs_pkey; Type: CONSTRAINT; Schema: callmaster; Owner: keel_owner
+--
+
+ALTER TABLE ONLY callmaster.show_runs
+    ADD CONSTRAINT show_runs_pkey PRIMARY KEY (id);
 
 --
 -- Name: shows shows_id_owner_key; Type: CONSTRAINT; Schema: callmaster; Owner: keel_owner
@@ -8337,6 +10250,24 @@ CREATE INDEX crew_relationships_crew_user_id_idx ON callmaster.crew_relationship
 CREATE UNIQUE INDEX departments_owner_id_name_key ON callmaster.departments USING btree (owner_id, lower(name));
 
 --
+-- Name: live_events_created_at_idx; Type: INDEX; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE INDEX live_events_created_at_idx ON callmaster.live_events USING btree (created_at);
+
+--
+-- Name: live_presence_process_idx; Type: INDEX; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE INDEX live_presence_process_idx ON callmaster.live_presence USING btree (process_id);
+
+--
+-- Name: live_presence_script_idx; Type: INDEX; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE INDEX live_presence_script_idx ON callmaster.live_presence USING btree (script_id);
+
+--
 -- Name: script_element_conditional_rules_element_id_idx; Type: INDEX; Schema: callmaster; Owner: keel_owner
 --
 
@@ -8407,6 +10338,42 @@ CREATE INDEX scripts_owner_id_idx ON callmaster.scripts USING btree (owner_id);
 --
 
 CREATE INDEX scripts_show_id_idx ON callmaster.scripts USING btree (show_id, owner_id);
+
+--
+-- Name: share_links_show_idx; Type: INDEX; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE INDEX share_links_show_idx ON callmaster.share_links USING btree (show_id, owner_id);
+
+--
+-- Name: show_runs_called_by_idx; Type: INDEX; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE INDEX show_runs_called_by_idx ON callmaster.show_runs USING btree (called_by) WHERE (called_by IS NOT NULL);
+
+--
+-- Name: show_runs_current_idx; Type: INDEX; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE INDEX show_runs_current_idx ON callmaster.show_runs USING btree (script_id, current_element_id) WHERE (current_element_id IS NOT NULL);
+
+--
+-- Name: show_runs_one_open_idx; Type: INDEX; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE UNIQUE INDEX show_runs_one_open_idx ON callmaster.show_runs USING btree (script_id) WHERE (status <> 'stopped'::text);
+
+--
+-- Name: show_runs_script_idx; Type: INDEX; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE INDEX show_runs_script_idx ON callmaster.show_runs USING btree (script_id, owner_id, created_at);
+
+--
+-- Name: show_runs_standby_idx; Type: INDEX; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE INDEX show_runs_standby_idx ON callmaster.show_runs USING btree (script_id, standby_element_id) WHERE (standby_element_id IS NOT NULL);
 
 --
 -- Name: shows_owner_id_show_date_idx; Type: INDEX; Schema: callmaster; Owner: keel_owner
@@ -8589,6 +10556,12 @@ CREATE INDEX metrics_refresh_log_ok_started_at_idx ON keel.metrics_refresh_log U
 CREATE INDEX metrics_refresh_log_started_at_idx ON keel.metrics_refresh_log USING btree (started_at DESC);
 
 --
+-- Name: outbox_clinic_id_undelivered_idx; Type: INDEX; Schema: keel; Owner: keel_owner
+--
+
+CREATE INDEX outbox_clinic_id_undelivered_idx ON keel.outbox USING btree (clinic_id, created_at) WHERE (delivered_at IS NULL);
+
+--
 -- Name: outbox_delivered_at_idx; Type: INDEX; Schema: keel; Owner: keel_owner
 --
 
@@ -8637,16 +10610,118 @@ CREATE TRIGGER crew_assignments_touch_updated_at BEFORE UPDATE ON callmaster.cre
 CREATE TRIGGER crew_relationships_touch_updated_at BEFORE UPDATE ON callmaster.crew_relationships FOR EACH ROW WHEN ((NOT (old.updated_at IS DISTINCT FROM new.updated_at))) EXECUTE FUNCTION callmaster.touch_updated_at();
 
 --
+-- Name: departments departments_merge_assignments; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE TRIGGER departments_merge_assignments BEFORE DELETE ON callmaster.departments FOR EACH ROW EXECUTE FUNCTION callmaster.merge_department_assignments();
+
+--
 -- Name: departments departments_touch_updated_at; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
 --
 
 CREATE TRIGGER departments_touch_updated_at BEFORE UPDATE ON callmaster.departments FOR EACH ROW WHEN ((NOT (old.updated_at IS DISTINCT FROM new.updated_at))) EXECUTE FUNCTION callmaster.touch_updated_at();
 
 --
+-- Name: live_feed_heads live_feed_heads_delete_events; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE TRIGGER live_feed_heads_delete_events AFTER DELETE ON callmaster.live_feed_heads REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION callmaster.live_feed_script_deleted();
+
+--
+-- Name: script_element_conditional_rules script_element_conditional_rules_live_feed_delete; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE TRIGGER script_element_conditional_rules_live_feed_delete AFTER DELETE ON callmaster.script_element_conditional_rules REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION callmaster.live_feed_children('conditional_rules', 'element_id');
+
+--
+-- Name: script_element_conditional_rules script_element_conditional_rules_live_feed_insert; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE TRIGGER script_element_conditional_rules_live_feed_insert AFTER INSERT ON callmaster.script_element_conditional_rules REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION callmaster.live_feed_children('conditional_rules', 'element_id');
+
+--
+-- Name: script_element_conditional_rules script_element_conditional_rules_live_feed_update; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE TRIGGER script_element_conditional_rules_live_feed_update AFTER UPDATE ON callmaster.script_element_conditional_rules REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION callmaster.live_feed_children('conditional_rules', 'element_id');
+
+--
+-- Name: script_element_crew_assignments script_element_crew_assignments_live_feed_delete; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE TRIGGER script_element_crew_assignments_live_feed_delete AFTER DELETE ON callmaster.script_element_crew_assignments REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION callmaster.live_feed_children('crew_assignments', 'element_id');
+
+--
+-- Name: script_element_crew_assignments script_element_crew_assignments_live_feed_insert; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE TRIGGER script_element_crew_assignments_live_feed_insert AFTER INSERT ON callmaster.script_element_crew_assignments REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION callmaster.live_feed_children('crew_assignments', 'element_id');
+
+--
+-- Name: script_element_crew_assignments script_element_crew_assignments_live_feed_update; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE TRIGGER script_element_crew_assignments_live_feed_update AFTER UPDATE ON callmaster.script_element_crew_assignments REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION callmaster.live_feed_children('crew_assignments', 'element_id');
+
+--
+-- Name: script_element_equipment script_element_equipment_live_feed_delete; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE TRIGGER script_element_equipment_live_feed_delete AFTER DELETE ON callmaster.script_element_equipment REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION callmaster.live_feed_children('equipment', 'element_id');
+
+--
+-- Name: script_element_equipment script_element_equipment_live_feed_insert; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE TRIGGER script_element_equipment_live_feed_insert AFTER INSERT ON callmaster.script_element_equipment REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION callmaster.live_feed_children('equipment', 'element_id');
+
+--
+-- Name: script_element_equipment script_element_equipment_live_feed_update; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE TRIGGER script_element_equipment_live_feed_update AFTER UPDATE ON callmaster.script_element_equipment REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION callmaster.live_feed_children('equipment', 'element_id');
+
+--
 -- Name: script_element_groups script_element_groups_fill_script; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
 --
 
 CREATE TRIGGER script_element_groups_fill_script BEFORE INSERT ON callmaster.script_element_groups FOR EACH ROW WHEN ((new.script_id IS NULL)) EXECUTE FUNCTION callmaster.fill_group_script_id();
+
+--
+-- Name: script_element_groups script_element_groups_live_feed_delete; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE TRIGGER script_element_groups_live_feed_delete AFTER DELETE ON callmaster.script_element_groups REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION callmaster.live_feed_children('group_members', 'group_id');
+
+--
+-- Name: script_element_groups script_element_groups_live_feed_insert; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE TRIGGER script_element_groups_live_feed_insert AFTER INSERT ON callmaster.script_element_groups REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION callmaster.live_feed_children('group_members', 'group_id');
+
+--
+-- Name: script_element_groups script_element_groups_live_feed_update; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE TRIGGER script_element_groups_live_feed_update AFTER UPDATE ON callmaster.script_element_groups REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION callmaster.live_feed_children('group_members', 'group_id');
+
+--
+-- Name: script_element_performer_assignments script_element_performer_assignments_live_feed_delete; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE TRIGGER script_element_performer_assignments_live_feed_delete AFTER DELETE ON callmaster.script_element_performer_assignments REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION callmaster.live_feed_children('performer_assignments', 'element_id');
+
+--
+-- Name: script_element_performer_assignments script_element_performer_assignments_live_feed_insert; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE TRIGGER script_element_performer_assignments_live_feed_insert AFTER INSERT ON callmaster.script_element_performer_assignments REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION callmaster.live_feed_children('performer_assignments', 'element_id');
+
+--
+-- Name: script_element_performer_assignments script_element_performer_assignments_live_feed_update; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE TRIGGER script_element_performer_assignments_live_feed_update AFTER UPDATE ON callmaster.script_element_performer_assignments REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION callmaster.live_feed_children('performer_assignments', 'element_id');
 
 --
 -- Name: script_elements script_elements_bump_version; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
@@ -8661,6 +10736,24 @@ CREATE TRIGGER script_elements_bump_version BEFORE UPDATE ON callmaster.script_e
 CREATE TRIGGER script_elements_fill_owner BEFORE INSERT ON callmaster.script_elements FOR EACH ROW WHEN ((new.owner_id IS NULL)) EXECUTE FUNCTION callmaster.fill_owner_from_script();
 
 --
+-- Name: script_elements script_elements_live_feed_delete; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE TRIGGER script_elements_live_feed_delete AFTER DELETE ON callmaster.script_elements REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION callmaster.live_feed_elements();
+
+--
+-- Name: script_elements script_elements_live_feed_insert; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE TRIGGER script_elements_live_feed_insert AFTER INSERT ON callmaster.script_elements REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION callmaster.live_feed_elements();
+
+--
+-- Name: script_elements script_elements_live_feed_update; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE TRIGGER script_elements_live_feed_update AFTER UPDATE ON callmaster.script_elements REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION callmaster.live_feed_elements();
+
+--
 -- Name: script_elements script_elements_touch_updated_at; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
 --
 
@@ -8671,6 +10764,12 @@ CREATE TRIGGER script_elements_touch_updated_at BEFORE UPDATE ON callmaster.scri
 --
 
 CREATE TRIGGER scripts_fill_owner BEFORE INSERT ON callmaster.scripts FOR EACH ROW WHEN ((new.owner_id IS NULL)) EXECUTE FUNCTION callmaster.fill_owner_from_show();
+
+--
+-- Name: scripts scripts_live_feed_head; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE TRIGGER scripts_live_feed_head AFTER INSERT ON callmaster.scripts REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION callmaster.live_feed_script_created();
 
 --
 -- Name: scripts scripts_touch_updated_at; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
@@ -8727,6 +10826,18 @@ CREATE TRIGGER appointments_outbox_changed AFTER UPDATE ON clinic.appointments R
 CREATE TRIGGER clinics_check_timezone BEFORE INSERT OR UPDATE OF timezone ON clinic.clinics FOR EACH ROW EXECUTE FUNCTION clinic.check_clinic_timezone();
 
 --
+-- Name: leads leads_check_conversion; Type: TRIGGER; Schema: clinic; Owner: keel_owner
+--
+
+CREATE TRIGGER leads_check_conversion BEFORE INSERT OR UPDATE OF status ON clinic.leads FOR EACH ROW EXECUTE FUNCTION clinic.check_lead_conversion();
+
+--
+-- Name: leads leads_fill_local_date; Type: TRIGGER; Schema: clinic; Owner: keel_owner
+--
+
+CREATE TRIGGER leads_fill_local_date BEFORE INSERT ON clinic.leads FOR EACH ROW EXECUTE FUNCTION clinic.fill_local_date();
+
+--
 -- Name: leads leads_outbox_created; Type: TRIGGER; Schema: clinic; Owner: keel_owner
 --
 
@@ -8749,6 +10860,12 @@ CREATE TRIGGER patients_assign_uhid BEFORE INSERT ON clinic.patients FOR EACH RO
 --
 
 CREATE TRIGGER patients_check_assigned_doctor BEFORE INSERT OR UPDATE OF assigned_doctor_id ON clinic.patients FOR EACH ROW EXECUTE FUNCTION clinic.check_assigned_doctor();
+
+--
+-- Name: patients patients_fill_local_date; Type: TRIGGER; Schema: clinic; Owner: keel_owner
+--
+
+CREATE TRIGGER patients_fill_local_date BEFORE INSERT ON clinic.patients FOR EACH ROW EXECUTE FUNCTION clinic.fill_local_date();
 
 --
 -- Name: patients patients_touch_updated_at; Type: TRIGGER; Schema: clinic; Owner: keel_owner
@@ -8830,6 +10947,20 @@ ALTER TABLE ONLY callmaster.crew_relationships
 
 ALTER TABLE ONLY callmaster.departments
     ADD CONSTRAINT departments_owner_id_fkey FOREIGN KEY (owner_id) REFERENCES callmaster.users(id) ON DELETE CASCADE;
+
+--
+-- Name: live_feed_heads live_feed_heads_script_id_fkey; Type: FK CONSTRAINT; Schema: callmaster; Owner: keel_owner
+--
+
+ALTER TABLE ONLY callmaster.live_feed_heads
+    ADD CONSTRAINT live_feed_heads_script_id_fkey FOREIGN KEY (script_id) REFERENCES callmaster.scripts(id) ON DELETE CASCADE;
+
+--
+-- Name: live_presence live_presence_script_id_fkey; Type: FK CONSTRAINT; Schema: callmaster; Owner: keel_owner
+--
+
+ALTER TABLE ONLY callmaster.live_presence
+    ADD CONSTRAINT live_presence_script_id_fkey FOREIGN KEY (script_id) REFERENCES callmaster.scripts(id) ON DELETE CASCADE;
 
 --
 -- Name: script_element_conditional_rules script_element_conditional_rules_element_id_fkey; Type: FK CONSTRAINT; Schema: callmaster; Owner: keel_owner
@@ -8928,6 +11059,41 @@ ALTER TABLE ONLY callmaster.script_elements
 
 ALTER TABLE ONLY callmaster.scripts
     ADD CONSTRAINT scripts_show_fkey FOREIGN KEY (show_id, owner_id) REFERENCES callmaster.shows(id, owner_id) ON DELETE CASCADE;
+
+--
+-- Name: share_links share_links_show_fkey; Type: FK CONSTRAINT; Schema: callmaster; Owner: keel_owner
+--
+
+ALTER TABLE ONLY callmaster.share_links
+    ADD CONSTRAINT share_links_show_fkey FOREIGN KEY (show_id, owner_id) REFERENCES callmaster.shows(id, owner_id) ON DELETE CASCADE;
+
+--
+-- Name: show_runs show_runs_called_by_fkey; Type: FK CONSTRAINT; Schema: callmaster; Owner: keel_owner
+--
+
+ALTER TABLE ONLY callmaster.show_runs
+    ADD CONSTRAINT show_runs_called_by_fkey FOREIGN KEY (called_by) REFERENCES callmaster.users(id) ON DELETE SET NULL;
+
+--
+-- Name: show_runs show_runs_current_fkey; Type: FK CONSTRAINT; Schema: callmaster; Owner: keel_owner
+--
+
+ALTER TABLE ONLY callmaster.show_runs
+    ADD CONSTRAINT show_runs_current_fkey FOREIGN KEY (script_id, current_element_id) REFERENCES callmaster.script_elements(script_id, id) ON DELETE SET NULL (current_element_id);
+
+--
+-- Name: show_runs show_runs_script_fkey; Type: FK CONSTRAINT; Schema: callmaster; Owner: keel_owner
+--
+
+ALTER TABLE ONLY callmaster.show_runs
+    ADD CONSTRAINT show_runs_script_fkey FOREIGN KEY (script_id, owner_id) REFERENCES callmaster.scripts(id, owner_id) ON DELETE CASCADE;
+
+--
+-- Name: show_runs show_runs_standby_fkey; Type: FK CONSTRAINT; Schema: callmaster; Owner: keel_owner
+--
+
+ALTER TABLE ONLY callmaster.show_runs
+    ADD CONSTRAINT show_runs_standby_fkey FOREIGN KEY (script_id, standby_element_id) REFERENCES callmaster.script_elements(script_id, id) ON DELETE SET NULL (standby_element_id);
 
 --
 -- Name: shows shows_owner_id_fkey; Type: FK CONSTRAINT; Schema: callmaster; Owner: keel_owner
@@ -9127,6 +11293,48 @@ CREATE POLICY departments_crew_read ON callmaster.departments FOR SELECT TO keel
 CREATE POLICY departments_owner ON callmaster.departments TO keel_api USING ((owner_id = ( SELECT callmaster.current_user_id() AS current_user_id))) WITH CHECK ((owner_id = ( SELECT callmaster.current_user_id() AS current_user_id)));
 
 --
+-- Name: live_events; Type: ROW SECURITY; Schema: callmaster; Owner: keel_owner
+--
+
+ALTER TABLE callmaster.live_events ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: live_events live_events_read; Type: POLICY; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE POLICY live_events_read ON callmaster.live_events FOR SELECT TO keel_api USING ((EXISTS ( SELECT 1
+   FROM callmaster.scripts s
+  WHERE (s.id = live_events.script_id))));
+
+--
+-- Name: live_feed_heads; Type: ROW SECURITY; Schema: callmaster; Owner: keel_owner
+--
+
+ALTER TABLE callmaster.live_feed_heads ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: live_feed_heads live_feed_heads_read; Type: POLICY; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE POLICY live_feed_heads_read ON callmaster.live_feed_heads FOR SELECT TO keel_api USING ((EXISTS ( SELECT 1
+   FROM callmaster.scripts s
+  WHERE (s.id = live_feed_heads.script_id))));
+
+--
+-- Name: live_presence; Type: ROW SECURITY; Schema: callmaster; Owner: keel_owner
+--
+
+ALTER TABLE callmaster.live_presence ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: live_presence live_presence_read; Type: POLICY; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE POLICY live_presence_read ON callmaster.live_presence FOR SELECT TO keel_api USING ((EXISTS ( SELECT 1
+   FROM callmaster.scripts s
+  WHERE (s.id = live_presence.script_id))));
+
+--
 -- Name: script_element_conditional_rules; Type: ROW SECURITY; Schema: callmaster; Owner: keel_owner
 --
 
@@ -9283,6 +11491,32 @@ CREATE POLICY scripts_crew_read ON callmaster.scripts FOR SELECT TO keel_api USI
 --
 
 CREATE POLICY scripts_owner ON callmaster.scripts TO keel_api USING ((owner_id = ( SELECT callmaster.current_user_id() AS current_user_id))) WITH CHECK ((owner_id = ( SELECT callmaster.current_user_id() AS current_user_id)));
+
+--
+-- Name: share_links; Type: ROW SECURITY; Schema: callmaster; Owner: keel_owner
+--
+
+ALTER TABLE callmaster.share_links ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: share_links share_links_owner; Type: POLICY; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE POLICY share_links_owner ON callmaster.share_links FOR SELECT TO keel_api USING ((owner_id = ( SELECT callmaster.current_user_id() AS current_user_id)));
+
+--
+-- Name: show_runs; Type: ROW SECURITY; Schema: callmaster; Owner: keel_owner
+--
+
+ALTER TABLE callmaster.show_runs ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: show_runs show_runs_read; Type: POLICY; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE POLICY show_runs_read ON callmaster.show_runs FOR SELECT TO keel_api USING ((EXISTS ( SELECT 1
+   FROM callmaster.scripts s
+  WHERE (s.id = show_runs.script_id))));
 
 --
 -- Name: shows; Type: ROW SECURITY; Schema: callmaster; Owner: keel_owner
@@ -9443,16 +11677,48 @@ CREATE POLICY staff_tenant_read ON clinic.staff FOR SELECT TO keel_api USING ((c
 ALTER TABLE clinic.uhid_counters ENABLE ROW LEVEL SECURITY;
 
 --
+-- Name: idempotency_keys; Type: ROW SECURITY; Schema: keel; Owner: keel_owner
+--
+
+ALTER TABLE keel.idempotency_keys ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: idempotency_keys idempotency_keys_own; Type: POLICY; Schema: keel; Owner: keel_owner
+--
+
+CREATE POLICY idempotency_keys_own ON keel.idempotency_keys TO keel_api USING (((principal = ( SELECT keel.idempotency_scope() AS idempotency_scope)) AND (( SELECT keel.current_user_sub() AS current_user_sub) IS NOT NULL))) WITH CHECK (((principal = ( SELECT keel.idempotency_scope() AS idempotency_scope)) AND (( SELECT keel.current_user_sub() AS current_user_sub) IS NOT NULL)));
+
+--
+-- Name: outbox; Type: ROW SECURITY; Schema: keel; Owner: keel_owner
+--
+
+ALTER TABLE keel.outbox ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: outbox outbox_console_read; Type: POLICY; Schema: keel; Owner: keel_owner
+--
+
+CREATE POLICY outbox_console_read ON keel.outbox FOR SELECT TO keel_api USING (((clinic_id = ( SELECT keel.current_clinic_id() AS current_clinic_id)) AND (( SELECT keel.current_role_claim() AS current_role_claim) = 'admin'::text)));
+
+--
+-- Name: outbox outbox_console_retry; Type: POLICY; Schema: keel; Owner: keel_owner
+--
+
+CREATE POLICY outbox_console_retry ON keel.outbox FOR UPDATE TO keel_api USING (((clinic_id = ( SELECT keel.current_clinic_id() AS current_clinic_id)) AND (( SELECT keel.current_role_claim() AS current_role_claim) = 'admin'::text))) WITH CHECK (((clinic_id = ( SELECT keel.current_clinic_id() AS current_clinic_id)) AND (( SELECT keel.current_role_claim() AS current_role_claim) = 'admin'::text)));
+
+--
 -- Name: SCHEMA assistant; Type: ACL; Schema: -; Owner: keel_owner
 --
 
 GRANT USAGE ON SCHEMA assistant TO keel_api;
+GRANT USAGE ON SCHEMA assistant TO keel_worker;
 
 --
 -- Name: SCHEMA callmaster; Type: ACL; Schema: -; Owner: keel_owner
 --
 
 GRANT USAGE ON SCHEMA callmaster TO keel_api;
+GRANT USAGE ON SCHEMA callmaster TO keel_worker;
 
 --
 -- Name: SCHEMA clinic; Type: ACL; Schema: -; Owner: keel_owner
@@ -9465,34 +11731,63 @@ GRANT USAGE ON SCHEMA clinic TO keel_api;
 --
 
 GRANT USAGE ON SCHEMA keel TO keel_api;
+GRANT USAGE ON SCHEMA keel TO keel_worker;
 
 --
 -- Name: FUNCTION append_reply(id uuid, attempt integer, at_offset integer, delta text, lease_seconds double precision); Type: ACL; Schema: assistant; Owner: keel_owner
 --
 
 REVOKE ALL ON FUNCTION assistant.append_reply(id uuid, attempt integer, at_offset integer, delta text, lease_seconds double precision) FROM PUBLIC;
-GRANT ALL ON FUNCTION assistant.append_reply(id uuid, attempt integer, at_offset integer, delta text, lease_seconds double precision) TO keel_api;
+GRANT ALL ON FUNCTION assistant.append_reply(id uuid, attempt integer, at_offset integer, delta text, lease_seconds double precision) TO keel_worker;
 
 --
 -- Name: FUNCTION claim_replies(worker text, max_count integer, lease_seconds double precision, max_attempts integer); Type: ACL; Schema: assistant; Owner: keel_owner
 --
 
 REVOKE ALL ON FUNCTION assistant.claim_replies(worker text, max_count integer, lease_seconds double precision, max_attempts integer) FROM PUBLIC;
-GRANT ALL ON FUNCTION assistant.claim_replies(worker text, max_count integer, lease_seconds double precision, max_attempts integer) TO keel_api;
+GRANT ALL ON FUNCTION assistant.claim_replies(worker text, max_count integer, lease_seconds double precision, max_attempts integer) TO keel_worker;
 
 --
 -- Name: FUNCTION complete_reply(id uuid, attempt integer, content text, tool_calls jsonb); Type: ACL; Schema: assistant; Owner: keel_owner
 --
 
 REVOKE ALL ON FUNCTION assistant.complete_reply(id uuid, attempt integer, content text, tool_calls jsonb) FROM PUBLIC;
-GRANT ALL ON FUNCTION assistant.complete_reply(id uuid, attempt integer, content text, tool_calls jsonb) TO keel_api;
+GRANT ALL ON FUNCTION assistant.complete_reply(id uuid, attempt integer, content text, tool_calls jsonb) TO keel_worker;
+
+--
+-- Name: FUNCTION current_staff_id(); Type: ACL; Schema: assistant; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION assistant.current_staff_id() FROM PUBLIC;
+GRANT ALL ON FUNCTION assistant.current_staff_id() TO keel_api;
 
 --
 -- Name: FUNCTION fail_reply(id uuid, attempt integer, error text, retry_after double precision, max_attempts integer); Type: ACL; Schema: assistant; Owner: keel_owner
 --
 
 REVOKE ALL ON FUNCTION assistant.fail_reply(id uuid, attempt integer, error text, retry_after double precision, max_attempts integer) FROM PUBLIC;
-GRANT ALL ON FUNCTION assistant.fail_reply(id uuid, attempt integer, error text, retry_after double precision, max_attempts integer) TO keel_api;
+GRANT ALL ON FUNCTION assistant.fail_reply(id uuid, attempt integer, error text, retry_after double precision, max_attempts integer) TO keel_worker;
+
+--
+-- Name: FUNCTION get_conversation(id uuid, lim integer, off integer); Type: ACL; Schema: assistant; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION assistant.get_conversation(id uuid, lim integer, off integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION assistant.get_conversation(id uuid, lim integer, off integer) TO keel_api;
+
+--
+-- Name: FUNCTION get_message(id uuid); Type: ACL; Schema: assistant; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION assistant.get_message(id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION assistant.get_message(id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION list_conversations(lim integer, off integer); Type: ACL; Schema: assistant; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION assistant.list_conversations(lim integer, off integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION assistant.list_conversations(lim integer, off integer) TO keel_api;
 
 --
 -- Name: TABLE messages; Type: ACL; Schema: assistant; Owner: keel_owner
@@ -9501,11 +11796,137 @@ GRANT ALL ON FUNCTION assistant.fail_reply(id uuid, attempt integer, error text,
 GRANT SELECT,INSERT ON TABLE assistant.messages TO keel_api;
 
 --
+-- Name: FUNCTION message_json(m assistant.messages); Type: ACL; Schema: assistant; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION assistant.message_json(m assistant.messages) FROM PUBLIC;
+GRANT ALL ON FUNCTION assistant.message_json(m assistant.messages) TO keel_api;
+
+--
+-- Name: FUNCTION messages_notify(); Type: ACL; Schema: assistant; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION assistant.messages_notify() FROM PUBLIC;
+GRANT ALL ON FUNCTION assistant.messages_notify() TO keel_api;
+
+--
+-- Name: FUNCTION post_chat(message text, conversation_id uuid, model text); Type: ACL; Schema: assistant; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION assistant.post_chat(message text, conversation_id uuid, model text) FROM PUBLIC;
+GRANT ALL ON FUNCTION assistant.post_chat(message text, conversation_id uuid, model text) TO keel_api;
+
+--
 -- Name: FUNCTION release_reply(id uuid, attempt integer); Type: ACL; Schema: assistant; Owner: keel_owner
 --
 
 REVOKE ALL ON FUNCTION assistant.release_reply(id uuid, attempt integer) FROM PUBLIC;
-GRANT ALL ON FUNCTION assistant.release_reply(id uuid, attempt integer) TO keel_api;
+GRANT ALL ON FUNCTION assistant.release_reply(id uuid, attempt integer) TO keel_worker;
+
+--
+-- Name: FUNCTION reply_progress(id uuid, after_attempt integer, after_offset integer); Type: ACL; Schema: assistant; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION assistant.reply_progress(id uuid, after_attempt integer, after_offset integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION assistant.reply_progress(id uuid, after_attempt integer, after_offset integer) TO keel_api;
+
+--
+-- Name: FUNCTION require_worker(); Type: ACL; Schema: assistant; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION assistant.require_worker() FROM PUBLIC;
+GRANT ALL ON FUNCTION assistant.require_worker() TO keel_api;
+
+--
+-- Name: FUNCTION tool_appointment_stats(args jsonb); Type: ACL; Schema: assistant; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION assistant.tool_appointment_stats(args jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION assistant.tool_appointment_stats(args jsonb) TO keel_api;
+
+--
+-- Name: FUNCTION tool_appointments(args jsonb); Type: ACL; Schema: assistant; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION assistant.tool_appointments(args jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION assistant.tool_appointments(args jsonb) TO keel_api;
+
+--
+-- Name: FUNCTION tool_clinic(); Type: ACL; Schema: assistant; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION assistant.tool_clinic() FROM PUBLIC;
+GRANT ALL ON FUNCTION assistant.tool_clinic() TO keel_api;
+
+--
+-- Name: FUNCTION tool_clinic_overview(args jsonb); Type: ACL; Schema: assistant; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION assistant.tool_clinic_overview(args jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION assistant.tool_clinic_overview(args jsonb) TO keel_api;
+
+--
+-- Name: FUNCTION tool_control_tower(args jsonb); Type: ACL; Schema: assistant; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION assistant.tool_control_tower(args jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION assistant.tool_control_tower(args jsonb) TO keel_api;
+
+--
+-- Name: FUNCTION tool_date_arg(args jsonb, key text, fallback date); Type: ACL; Schema: assistant; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION assistant.tool_date_arg(args jsonb, key text, fallback date) FROM PUBLIC;
+GRANT ALL ON FUNCTION assistant.tool_date_arg(args jsonb, key text, fallback date) TO keel_api;
+
+--
+-- Name: FUNCTION tool_find_patient(args jsonb); Type: ACL; Schema: assistant; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION assistant.tool_find_patient(args jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION assistant.tool_find_patient(args jsonb) TO keel_api;
+
+--
+-- Name: FUNCTION tool_list_doctors(args jsonb); Type: ACL; Schema: assistant; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION assistant.tool_list_doctors(args jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION assistant.tool_list_doctors(args jsonb) TO keel_api;
+
+--
+-- Name: FUNCTION tool_today(); Type: ACL; Schema: assistant; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION assistant.tool_today() FROM PUBLIC;
+GRANT ALL ON FUNCTION assistant.tool_today() TO keel_api;
+
+--
+-- Name: FUNCTION touch_updated_at(); Type: ACL; Schema: assistant; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION assistant.touch_updated_at() FROM PUBLIC;
+GRANT ALL ON FUNCTION assistant.touch_updated_at() TO keel_api;
+
+--
+-- Name: FUNCTION acting_user_id(); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.acting_user_id() FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.acting_user_id() TO keel_api;
+
+--
+-- Name: FUNCTION add_guest(data jsonb); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.add_guest(data jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.add_guest(data jsonb) TO keel_api;
+
+--
+-- Name: FUNCTION add_show_crew(show_id uuid, data jsonb); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.add_show_crew(show_id uuid, data jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.add_show_crew(show_id uuid, data jsonb) TO keel_api;
 
 --
 -- Name: FUNCTION apply_clerk_event(event_id text, event_type text, data jsonb); Type: ACL; Schema: callmaster; Owner: keel_owner
@@ -9515,16 +11936,156 @@ REVOKE ALL ON FUNCTION callmaster.apply_clerk_event(event_id text, event_type te
 GRANT ALL ON FUNCTION callmaster.apply_clerk_event(event_id text, event_type text, data jsonb) TO keel_api;
 
 --
+-- Name: FUNCTION apply_script_edits(script_id uuid, operations jsonb); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.apply_script_edits(script_id uuid, operations jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.apply_script_edits(script_id uuid, operations jsonb) TO keel_api;
+
+--
+-- Name: FUNCTION assigned_show_ids(); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.assigned_show_ids() FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.assigned_show_ids() TO keel_api;
+
+--
+-- Name: FUNCTION auto_sort_script_elements(script_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.auto_sort_script_elements(script_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.auto_sort_script_elements(script_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION bulk_update_script_elements(script_id uuid, updates jsonb); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.bulk_update_script_elements(script_id uuid, updates jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.bulk_update_script_elements(script_id uuid, updates jsonb) TO keel_api;
+
+--
+-- Name: FUNCTION bump_element_version(); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.bump_element_version() FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.bump_element_version() TO keel_api;
+
+--
 -- Name: TABLE script_elements; Type: ACL; Schema: callmaster; Owner: keel_owner
 --
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE callmaster.script_elements TO keel_api;
 
 --
+-- Name: FUNCTION check_base_version(el callmaster.script_elements, base_version integer); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.check_base_version(el callmaster.script_elements, base_version integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.check_base_version(el callmaster.script_elements, base_version integer) TO keel_api;
+
+--
+-- Name: FUNCTION check_element_refs(script_id uuid, owner_id uuid, parent_element_id uuid, department_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.check_element_refs(script_id uuid, owner_id uuid, parent_element_id uuid, department_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.check_element_refs(script_id uuid, owner_id uuid, parent_element_id uuid, department_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION check_item_array(items jsonb, allowed text[], what text); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.check_item_array(items jsonb, allowed text[], what text) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.check_item_array(items jsonb, allowed text[], what text) TO keel_api;
+
+--
+-- Name: FUNCTION check_parent_cycles(element_ids uuid[]); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.check_parent_cycles(element_ids uuid[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.check_parent_cycles(element_ids uuid[]) TO keel_api;
+
+--
+-- Name: FUNCTION check_show_venue(venue_id uuid, owner_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.check_show_venue(venue_id uuid, owner_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.check_show_venue(venue_id uuid, owner_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION check_user_refs(user_ids uuid[], visible uuid[], what text, key text); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.check_user_refs(user_ids uuid[], visible uuid[], what text, key text) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.check_user_refs(user_ids uuid[], visible uuid[], what text, key text) TO keel_api;
+
+--
+-- Name: FUNCTION clerk_primary_value(data jsonb, list_key text, primary_key text, value_key text); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.clerk_primary_value(data jsonb, list_key text, primary_key text, value_key text) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.clerk_primary_value(data jsonb, list_key text, primary_key text, value_key text) TO keel_api;
+
+--
+-- Name: FUNCTION copied_id(copy_id uuid, original_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.copied_id(copy_id uuid, original_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.copied_id(copy_id uuid, original_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION create_department(data jsonb); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.create_department(data jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.create_department(data jsonb) TO keel_api;
+
+--
+-- Name: FUNCTION create_element(script_id uuid, data jsonb); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.create_element(script_id uuid, data jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.create_element(script_id uuid, data jsonb) TO keel_api;
+
+--
+-- Name: FUNCTION create_guest_user(manager_user_id uuid, email text, first_name text, last_name text, phone text, notes text); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.create_guest_user(manager_user_id uuid, email text, first_name text, last_name text, phone text, notes text) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.create_guest_user(manager_user_id uuid, email text, first_name text, last_name text, phone text, notes text) TO keel_api;
+
+--
+-- Name: FUNCTION create_script(show_id uuid, data jsonb); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.create_script(show_id uuid, data jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.create_script(show_id uuid, data jsonb) TO keel_api;
+
+--
+-- Name: FUNCTION create_show(data jsonb); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.create_show(data jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.create_show(data jsonb) TO keel_api;
+
+--
+-- Name: FUNCTION create_venue(data jsonb); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.create_venue(data jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.create_venue(data jsonb) TO keel_api;
+
+--
 -- Name: TABLE crew_assignments; Type: ACL; Schema: callmaster; Owner: keel_owner
 --
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE callmaster.crew_assignments TO keel_api;
+
+--
+-- Name: FUNCTION crew_assignment_json(ca callmaster.crew_assignments); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.crew_assignment_json(ca callmaster.crew_assignments) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.crew_assignment_json(ca callmaster.crew_assignments) TO keel_api;
 
 --
 -- Name: TABLE crew_relationships; Type: ACL; Schema: callmaster; Owner: keel_owner
@@ -9575,10 +12136,164 @@ GRANT UPDATE(preferences) ON TABLE callmaster.users TO keel_api;
 GRANT UPDATE(updated_at) ON TABLE callmaster.users TO keel_api;
 
 --
+-- Name: FUNCTION crew_member_json(u callmaster.users, cr callmaster.crew_relationships); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.crew_member_json(u callmaster.users, cr callmaster.crew_relationships) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.crew_member_json(u callmaster.users, cr callmaster.crew_relationships) TO keel_api;
+
+--
+-- Name: FUNCTION current_user_id(); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.current_user_id() FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.current_user_id() TO keel_api;
+
+--
+-- Name: FUNCTION delete_department(department_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.delete_department(department_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.delete_department(department_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION delete_element(element_id uuid, base_version integer); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.delete_element(element_id uuid, base_version integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.delete_element(element_id uuid, base_version integer) TO keel_api;
+
+--
+-- Name: FUNCTION delete_script(script_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.delete_script(script_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.delete_script(script_id uuid) TO keel_api;
+
+--
 -- Name: FUNCTION delete_script_rows_unchecked(script_ids uuid[]); Type: ACL; Schema: callmaster; Owner: keel_owner
 --
 
 REVOKE ALL ON FUNCTION callmaster.delete_script_rows_unchecked(script_ids uuid[]) FROM PUBLIC;
+
+--
+-- Name: FUNCTION delete_show(show_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.delete_show(show_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.delete_show(show_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION delete_venue(venue_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.delete_venue(venue_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.delete_venue(venue_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION duplicate_script(script_id uuid, new_name text, target_show_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.duplicate_script(script_id uuid, new_name text, target_show_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.duplicate_script(script_id uuid, new_name text, target_show_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION duplicate_script_json(script_id uuid, new_name text, target_show_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.duplicate_script_json(script_id uuid, new_name text, target_show_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.duplicate_script_json(script_id uuid, new_name text, target_show_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION element_documents(element_ids uuid[]); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.element_documents(element_ids uuid[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.element_documents(element_ids uuid[]) TO keel_api;
+
+--
+-- Name: FUNCTION element_fields(); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.element_fields() FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.element_fields() TO keel_api;
+
+--
+-- Name: FUNCTION element_json(e callmaster.script_elements); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.element_json(e callmaster.script_elements) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.element_json(e callmaster.script_elements) TO keel_api;
+
+--
+-- Name: FUNCTION element_nested_fields(); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.element_nested_fields() FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.element_nested_fields() TO keel_api;
+
+--
+-- Name: FUNCTION fill_group_script_id(); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.fill_group_script_id() FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.fill_group_script_id() TO keel_api;
+
+--
+-- Name: FUNCTION fill_owner_from_script(); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.fill_owner_from_script() FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.fill_owner_from_script() TO keel_api;
+
+--
+-- Name: FUNCTION fill_owner_from_show(); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.fill_owner_from_show() FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.fill_owner_from_show() TO keel_api;
+
+--
+-- Name: FUNCTION get_crew_member(user_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.get_crew_member(user_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.get_crew_member(user_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION get_department(department_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.get_department(department_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.get_department(department_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION get_element(element_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.get_element(element_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.get_element(element_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION get_script(script_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.get_script(script_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.get_script(script_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION get_show(show_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.get_show(show_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.get_show(show_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION get_venue(venue_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.get_venue(venue_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.get_venue(venue_id uuid) TO keel_api;
 
 --
 -- Name: TABLE scripts; Type: ACL; Schema: callmaster; Owner: keel_owner
@@ -9587,10 +12302,583 @@ REVOKE ALL ON FUNCTION callmaster.delete_script_rows_unchecked(script_ids uuid[]
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE callmaster.scripts TO keel_api;
 
 --
+-- Name: FUNCTION insert_element(sc callmaster.scripts, data jsonb); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.insert_element(sc callmaster.scripts, data jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.insert_element(sc callmaster.scripts, data jsonb) TO keel_api;
+
+--
+-- Name: FUNCTION jsonb_merge_patch(target jsonb, patch jsonb); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.jsonb_merge_patch(target jsonb, patch jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.jsonb_merge_patch(target jsonb, patch jsonb) TO keel_api;
+
+--
+-- Name: FUNCTION like_escape(term text); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.like_escape(term text) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.like_escape(term text) TO keel_api;
+
+--
+-- Name: FUNCTION list_crew(lim integer, skip integer); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.list_crew(lim integer, skip integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.list_crew(lim integer, skip integer) TO keel_api;
+
+--
+-- Name: FUNCTION list_departments(lim integer, skip integer, q text); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.list_departments(lim integer, skip integer, q text) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.list_departments(lim integer, skip integer, q text) TO keel_api;
+
+--
+-- Name: FUNCTION list_script_elements(script_id uuid, lim integer, skip integer); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.list_script_elements(script_id uuid, lim integer, skip integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.list_script_elements(script_id uuid, lim integer, skip integer) TO keel_api;
+
+--
+-- Name: FUNCTION list_show_crew(show_id uuid, lim integer, skip integer); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.list_show_crew(show_id uuid, lim integer, skip integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.list_show_crew(show_id uuid, lim integer, skip integer) TO keel_api;
+
+--
+-- Name: FUNCTION list_show_scripts(show_id uuid, lim integer, skip integer); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.list_show_scripts(show_id uuid, lim integer, skip integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.list_show_scripts(show_id uuid, lim integer, skip integer) TO keel_api;
+
+--
+-- Name: FUNCTION list_shows(lim integer, skip integer, q text); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.list_shows(lim integer, skip integer, q text) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.list_shows(lim integer, skip integer, q text) TO keel_api;
+
+--
+-- Name: FUNCTION list_venues(lim integer, skip integer, q text); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.list_venues(lim integer, skip integer, q text) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.list_venues(lim integer, skip integer, q text) TO keel_api;
+
+--
+-- Name: FUNCTION live_append_elements(p_event text, p_element_ids uuid[], p_script_ids uuid[], p_fields text[]); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.live_append_elements(p_event text, p_element_ids uuid[], p_script_ids uuid[], p_fields text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.live_append_elements(p_event text, p_element_ids uuid[], p_script_ids uuid[], p_fields text[]) TO keel_api;
+
+--
+-- Name: FUNCTION live_caller_script(p_script_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.live_caller_script(p_script_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.live_caller_script(p_script_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION live_claim_positions(p_counts jsonb); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.live_claim_positions(p_counts jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.live_claim_positions(p_counts jsonb) TO keel_api;
+
+--
+-- Name: FUNCTION live_cue(p_script_id uuid, p_element_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.live_cue(p_script_id uuid, p_element_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.live_cue(p_script_id uuid, p_element_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION live_events_after(p_script_ids uuid[], p_positions bigint[], p_limit integer); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.live_events_after(p_script_ids uuid[], p_positions bigint[], p_limit integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.live_events_after(p_script_ids uuid[], p_positions bigint[], p_limit integer) TO keel_worker;
+
+--
+-- Name: FUNCTION live_feed_children(); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.live_feed_children() FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.live_feed_children() TO keel_api;
+
+--
+-- Name: FUNCTION live_feed_elements(); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.live_feed_elements() FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.live_feed_elements() TO keel_api;
+
+--
+-- Name: FUNCTION live_feed_script_created(); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.live_feed_script_created() FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.live_feed_script_created() TO keel_api;
+
+--
+-- Name: FUNCTION live_feed_script_deleted(); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.live_feed_script_deleted() FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.live_feed_script_deleted() TO keel_api;
+
+--
+-- Name: FUNCTION live_go(p_script_id uuid, p_element_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.live_go(p_script_id uuid, p_element_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.live_go(p_script_id uuid, p_element_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION live_heartbeat(p_process_id uuid, p_subscribers jsonb); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.live_heartbeat(p_process_id uuid, p_subscribers jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.live_heartbeat(p_process_id uuid, p_subscribers jsonb) TO keel_worker;
+
+--
+-- Name: FUNCTION live_hold(p_script_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.live_hold(p_script_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.live_hold(p_script_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION live_is_caller_role(p_show_role text); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.live_is_caller_role(p_show_role text) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.live_is_caller_role(p_show_role text) TO keel_api;
+
+--
+-- Name: FUNCTION live_next_cue(p_script_id uuid, p_after uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.live_next_cue(p_script_id uuid, p_after uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.live_next_cue(p_script_id uuid, p_after uuid) TO keel_api;
+
+--
+-- Name: FUNCTION live_open(p_script_id uuid, p_after bigint); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.live_open(p_script_id uuid, p_after bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.live_open(p_script_id uuid, p_after bigint) TO keel_api;
+
+--
+-- Name: TABLE show_runs; Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+GRANT SELECT ON TABLE callmaster.show_runs TO keel_api;
+
+--
+-- Name: FUNCTION live_open_run(p_script_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.live_open_run(p_script_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.live_open_run(p_script_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION live_open_shared(p_token text, p_script_id uuid, p_after bigint); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.live_open_shared(p_token text, p_script_id uuid, p_after bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.live_open_shared(p_token text, p_script_id uuid, p_after bigint) TO keel_api;
+
+--
+-- Name: FUNCTION live_presence(p_script_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.live_presence(p_script_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.live_presence(p_script_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION live_presence_counts(p_script_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.live_presence_counts(p_script_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.live_presence_counts(p_script_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION live_presence_shared(p_token text, p_script_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.live_presence_shared(p_token text, p_script_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.live_presence_shared(p_token text, p_script_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION live_reader(p_script_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.live_reader(p_script_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.live_reader(p_script_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION live_record(r callmaster.show_runs, p_command text, p_element_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.live_record(r callmaster.show_runs, p_command text, p_element_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.live_record(r callmaster.show_runs, p_command text, p_element_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION live_relay_asleep(p_wait interval); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.live_relay_asleep(p_wait interval) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.live_relay_asleep(p_wait interval) TO keel_worker;
+
+--
+-- Name: FUNCTION live_relay_awake(); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.live_relay_awake() FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.live_relay_awake() TO keel_worker;
+
+--
+-- Name: FUNCTION live_replay(p_script_id uuid, p_after bigint, p_limit integer); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.live_replay(p_script_id uuid, p_after bigint, p_limit integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.live_replay(p_script_id uuid, p_after bigint, p_limit integer) TO keel_api;
+
+--
+-- Name: FUNCTION live_resume(p_script_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.live_resume(p_script_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.live_resume(p_script_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION live_ring(p_script_ids uuid[]); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.live_ring(p_script_ids uuid[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.live_ring(p_script_ids uuid[]) TO keel_api;
+
+--
+-- Name: FUNCTION live_run_json(r callmaster.show_runs); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.live_run_json(r callmaster.show_runs) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.live_run_json(r callmaster.show_runs) TO keel_api;
+
+--
+-- Name: FUNCTION live_standby(p_script_id uuid, p_element_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.live_standby(p_script_id uuid, p_element_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.live_standby(p_script_id uuid, p_element_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION live_state(p_script_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.live_state(p_script_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.live_state(p_script_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION live_stop(p_script_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.live_stop(p_script_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.live_stop(p_script_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION lock_element_for_write(element_id uuid, base_version integer); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.lock_element_for_write(element_id uuid, base_version integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.lock_element_for_write(element_id uuid, base_version integer) TO keel_api;
+
+--
+-- Name: FUNCTION me(); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.me() FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.me() TO keel_api;
+
+--
+-- Name: FUNCTION merge_department_assignments(); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.merge_department_assignments() FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.merge_department_assignments() TO keel_api;
+
+--
+-- Name: FUNCTION move_element(sc callmaster.scripts, element_id uuid, after_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.move_element(sc callmaster.scripts, element_id uuid, after_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.move_element(sc callmaster.scripts, element_id uuid, after_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION prune_live_events(p_keep interval); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.prune_live_events(p_keep interval) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.prune_live_events(p_keep interval) TO keel_worker;
+
+--
+-- Name: FUNCTION raise_missing_or_read_only(what text, id uuid, readable boolean); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.raise_missing_or_read_only(what text, id uuid, readable boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.raise_missing_or_read_only(what text, id uuid, readable boolean) TO keel_api;
+
+--
+-- Name: FUNCTION reject_unknown_keys(data jsonb, allowed text[], what text); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.reject_unknown_keys(data jsonb, allowed text[], what text) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.reject_unknown_keys(data jsonb, allowed text[], what text) TO keel_api;
+
+--
+-- Name: FUNCTION remove_crew_member(crew_user_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.remove_crew_member(crew_user_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.remove_crew_member(crew_user_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION remove_show_crew(show_id uuid, user_id uuid, department_id uuid, assignment_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.remove_show_crew(show_id uuid, user_id uuid, department_id uuid, assignment_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.remove_show_crew(show_id uuid, user_id uuid, department_id uuid, assignment_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION request_user_id(); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.request_user_id() FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.request_user_id() TO keel_api;
+
+--
+-- Name: FUNCTION require_user_id(); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.require_user_id() FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.require_user_id() TO keel_api;
+
+--
+-- Name: FUNCTION resolve_temp_id(value text, temp_ids jsonb); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.resolve_temp_id(value text, temp_ids jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.resolve_temp_id(value text, temp_ids jsonb) TO keel_api;
+
+--
+-- Name: FUNCTION resolve_temp_ids(data jsonb, temp_ids jsonb); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.resolve_temp_ids(data jsonb, temp_ids jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.resolve_temp_ids(data jsonb, temp_ids jsonb) TO keel_api;
+
+--
+-- Name: FUNCTION script_json(s callmaster.scripts); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.script_json(s callmaster.scripts) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.script_json(s callmaster.scripts) TO keel_api;
+
+--
+-- Name: FUNCTION share_link_create(p_show_id uuid, p_expires_in_hours integer); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.share_link_create(p_show_id uuid, p_expires_in_hours integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.share_link_create(p_show_id uuid, p_expires_in_hours integer) TO keel_api;
+
+--
+-- Name: FUNCTION share_link_hash(p_token text); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.share_link_hash(p_token text) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.share_link_hash(p_token text) TO keel_api;
+
+--
+-- Name: FUNCTION share_link_json(l callmaster.share_links); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.share_link_json(l callmaster.share_links) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.share_link_json(l callmaster.share_links) TO keel_api;
+
+--
+-- Name: FUNCTION share_link_list(p_show_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.share_link_list(p_show_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.share_link_list(p_show_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION share_link_revoke(p_show_id uuid, p_link_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.share_link_revoke(p_show_id uuid, p_link_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.share_link_revoke(p_show_id uuid, p_link_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION shared_link(p_token text); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.shared_link(p_token text) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.shared_link(p_token text) TO keel_api;
+
+--
+-- Name: FUNCTION shared_script(p_token text, p_script_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.shared_script(p_token text, p_script_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.shared_script(p_token text, p_script_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION shared_show(p_token text); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.shared_show(p_token text) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.shared_show(p_token text) TO keel_api;
+
+--
 -- Name: TABLE shows; Type: ACL; Schema: callmaster; Owner: keel_owner
 --
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE callmaster.shows TO keel_api;
+
+--
+-- Name: FUNCTION show_json(s callmaster.shows); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.show_json(s callmaster.shows) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.show_json(s callmaster.shows) TO keel_api;
+
+--
+-- Name: FUNCTION touch_updated_at(); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.touch_updated_at() FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.touch_updated_at() TO keel_api;
+
+--
+-- Name: FUNCTION update_crew_member(crew_user_id uuid, patch jsonb); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.update_crew_member(crew_user_id uuid, patch jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.update_crew_member(crew_user_id uuid, patch jsonb) TO keel_api;
+
+--
+-- Name: FUNCTION update_department(department_id uuid, patch jsonb); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.update_department(department_id uuid, patch jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.update_department(department_id uuid, patch jsonb) TO keel_api;
+
+--
+-- Name: FUNCTION update_element(element_id uuid, patch jsonb, base_version integer); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.update_element(element_id uuid, patch jsonb, base_version integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.update_element(element_id uuid, patch jsonb, base_version integer) TO keel_api;
+
+--
+-- Name: FUNCTION update_element_row(el callmaster.script_elements, data jsonb); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.update_element_row(el callmaster.script_elements, data jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.update_element_row(el callmaster.script_elements, data jsonb) TO keel_api;
+
+--
+-- Name: FUNCTION update_my_preferences(patch jsonb); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.update_my_preferences(patch jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.update_my_preferences(patch jsonb) TO keel_api;
+
+--
+-- Name: FUNCTION update_script(script_id uuid, patch jsonb); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.update_script(script_id uuid, patch jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.update_script(script_id uuid, patch jsonb) TO keel_api;
+
+--
+-- Name: FUNCTION update_show(show_id uuid, patch jsonb); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.update_show(show_id uuid, patch jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.update_show(show_id uuid, patch jsonb) TO keel_api;
+
+--
+-- Name: FUNCTION update_venue(venue_id uuid, patch jsonb); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.update_venue(venue_id uuid, patch jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.update_venue(venue_id uuid, patch jsonb) TO keel_api;
+
+--
+-- Name: FUNCTION user_json(u callmaster.users); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.user_json(u callmaster.users) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.user_json(u callmaster.users) TO keel_api;
+
+--
+-- Name: FUNCTION visible_user_ids(); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.visible_user_ids() FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.visible_user_ids() TO keel_api;
+
+--
+-- Name: FUNCTION writable_element(element_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.writable_element(element_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.writable_element(element_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION writable_script(script_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.writable_script(script_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.writable_script(script_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION writable_show(show_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.writable_show(show_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.writable_show(show_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION write_element_children(el callmaster.script_elements, data jsonb); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.write_element_children(el callmaster.script_elements, data jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.write_element_children(el callmaster.script_elements, data jsonb) TO keel_api;
+
+--
+-- Name: FUNCTION appointment_check_change(); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.appointment_check_change() FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.appointment_check_change() TO keel_api;
+
+--
+-- Name: FUNCTION appointment_fill_snapshots(); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.appointment_fill_snapshots() FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.appointment_fill_snapshots() TO keel_api;
 
 --
 -- Name: TABLE appointments; Type: ACL; Schema: clinic; Owner: keel_owner
@@ -9599,16 +12887,169 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE callmaster.shows TO keel_api;
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE clinic.appointments TO keel_api;
 
 --
+-- Name: FUNCTION appointment_json(a clinic.appointments); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.appointment_json(a clinic.appointments) FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.appointment_json(a clinic.appointments) TO keel_api;
+
+--
+-- Name: FUNCTION appointment_overlap_error(p_clinic_id uuid, p_doctor_id uuid, p_date date, p_start time without time zone, p_end time without time zone, p_except_id uuid); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.appointment_overlap_error(p_clinic_id uuid, p_doctor_id uuid, p_date date, p_start time without time zone, p_end time without time zone, p_except_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.appointment_overlap_error(p_clinic_id uuid, p_doctor_id uuid, p_date date, p_start time without time zone, p_end time without time zone, p_except_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION appointments_outbox_booked(); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.appointments_outbox_booked() FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.appointments_outbox_booked() TO keel_api;
+
+--
+-- Name: FUNCTION appointments_outbox_changed(); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.appointments_outbox_changed() FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.appointments_outbox_changed() TO keel_api;
+
+--
+-- Name: FUNCTION assert_slot_free(p_clinic_id uuid, p_doctor_id uuid, p_date date, p_start time without time zone, p_end time without time zone, p_except_id uuid); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.assert_slot_free(p_clinic_id uuid, p_doctor_id uuid, p_date date, p_start time without time zone, p_end time without time zone, p_except_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.assert_slot_free(p_clinic_id uuid, p_doctor_id uuid, p_date date, p_start time without time zone, p_end time without time zone, p_except_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION assign_uhid(); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.assign_uhid() FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.assign_uhid() TO keel_api;
+
+--
+-- Name: FUNCTION book_appointment(p_data jsonb); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.book_appointment(p_data jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.book_appointment(p_data jsonb) TO keel_api;
+
+--
+-- Name: FUNCTION cancel_appointment(p_id uuid, p_reason text); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.cancel_appointment(p_id uuid, p_reason text) FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.cancel_appointment(p_id uuid, p_reason text) TO keel_api;
+
+--
+-- Name: FUNCTION check_assigned_doctor(); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.check_assigned_doctor() FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.check_assigned_doctor() TO keel_api;
+
+--
+-- Name: FUNCTION check_clinic_timezone(); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.check_clinic_timezone() FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.check_clinic_timezone() TO keel_api;
+
+--
+-- Name: FUNCTION check_lead_conversion(); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.check_lead_conversion() FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.check_lead_conversion() TO keel_api;
+
+--
 -- Name: TABLE clinics; Type: ACL; Schema: clinic; Owner: keel_owner
 --
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE clinic.clinics TO keel_api;
 
 --
+-- Name: FUNCTION control_tower_clinic(clinic_id uuid); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.control_tower_clinic(clinic_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.control_tower_clinic(clinic_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION control_tower_daily(from_date date, to_date date, clinic_id uuid); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.control_tower_daily(from_date date, to_date date, clinic_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.control_tower_daily(from_date date, to_date date, clinic_id uuid) TO keel_api;
+
+--
 -- Name: FUNCTION control_tower_doctor_load(clinic_id uuid, from_date date, to_date date, by_day boolean); Type: ACL; Schema: clinic; Owner: keel_owner
 --
 
 REVOKE ALL ON FUNCTION clinic.control_tower_doctor_load(clinic_id uuid, from_date date, to_date date, by_day boolean) FROM PUBLIC;
+
+--
+-- Name: FUNCTION control_tower_doctors(from_date date, to_date date, clinic_id uuid); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.control_tower_doctors(from_date date, to_date date, clinic_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.control_tower_doctors(from_date date, to_date date, clinic_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION control_tower_doctors_by_day(from_date date, to_date date, clinic_id uuid); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.control_tower_doctors_by_day(from_date date, to_date date, clinic_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.control_tower_doctors_by_day(from_date date, to_date date, clinic_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION control_tower_intervention_queue(min_days integer, page_limit integer, page_offset integer, clinic_id uuid); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.control_tower_intervention_queue(min_days integer, page_limit integer, page_offset integer, clinic_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.control_tower_intervention_queue(min_days integer, page_limit integer, page_offset integer, clinic_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION control_tower_range(from_date date, to_date date, today date, OUT first_day date, OUT last_day date); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.control_tower_range(from_date date, to_date date, today date, OUT first_day date, OUT last_day date) FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.control_tower_range(from_date date, to_date date, today date, OUT first_day date, OUT last_day date) TO keel_api;
+
+--
+-- Name: FUNCTION control_tower_refresh_due(p_interval interval); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.control_tower_refresh_due(p_interval interval) FROM PUBLIC;
+
+--
+-- Name: FUNCTION control_tower_refreshed_at(); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.control_tower_refreshed_at() FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.control_tower_refreshed_at() TO keel_api;
+
+--
+-- Name: FUNCTION control_tower_summary(clinic_id uuid); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.control_tower_summary(clinic_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.control_tower_summary(clinic_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION control_tower_views(); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.control_tower_views() FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.control_tower_views() TO keel_api;
+
+--
+-- Name: FUNCTION convert_lead(lead_id uuid, mobile text, name text, email text, gender text, dob date, marital_status text, blood_group text, address text, city text, state text, postal_code text, emergency_contact_name text, emergency_contact_phone text, assigned_doctor_id uuid, registration_date date); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.convert_lead(lead_id uuid, mobile text, name text, email text, gender text, dob date, marital_status text, blood_group text, address text, city text, state text, postal_code text, emergency_contact_name text, emergency_contact_phone text, assigned_doctor_id uuid, registration_date date) FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.convert_lead(lead_id uuid, mobile text, name text, email text, gender text, dob date, marital_status text, blood_group text, address text, city text, state text, postal_code text, emergency_contact_name text, emergency_contact_phone text, assigned_doctor_id uuid, registration_date date) TO keel_api;
 
 --
 -- Name: FUNCTION count_leads_to_rekey(current_key text); Type: ACL; Schema: clinic; Owner: keel_owner
@@ -9623,16 +13064,162 @@ REVOKE ALL ON FUNCTION clinic.count_leads_to_rekey(current_key text) FROM PUBLIC
 REVOKE ALL ON FUNCTION clinic.create_clinic(name text, timezone text, uhid_prefix text, admin_name text, admin_email text) FROM PUBLIC;
 
 --
+-- Name: FUNCTION create_lead(data jsonb, phone_matches text[]); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.create_lead(data jsonb, phone_matches text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.create_lead(data jsonb, phone_matches text[]) TO keel_api;
+
+--
+-- Name: FUNCTION create_lead_import_staging(); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.create_lead_import_staging() FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.create_lead_import_staging() TO keel_api;
+
+--
+-- Name: FUNCTION create_patient(data jsonb); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.create_patient(data jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.create_patient(data jsonb) TO keel_api;
+
+--
+-- Name: FUNCTION create_staff(data jsonb); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.create_staff(data jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.create_staff(data jsonb) TO keel_api;
+
+--
+-- Name: FUNCTION fill_local_date(); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.fill_local_date() FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.fill_local_date() TO keel_api;
+
+--
+-- Name: FUNCTION get_appointment(p_id uuid); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.get_appointment(p_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.get_appointment(p_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION get_lead(id uuid); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.get_lead(id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.get_lead(id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION get_patient(id uuid); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.get_patient(id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.get_patient(id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION get_staff(id uuid); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.get_staff(id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.get_staff(id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION import_leads(rows jsonb, partial boolean, clinic_id uuid); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.import_leads(rows jsonb, partial boolean, clinic_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.import_leads(rows jsonb, partial boolean, clinic_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION import_staged_leads(partial boolean, clinic_id uuid); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.import_staged_leads(partial boolean, clinic_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.import_staged_leads(partial boolean, clinic_id uuid) TO keel_api;
+
+--
 -- Name: TABLE leads; Type: ACL; Schema: clinic; Owner: keel_owner
 --
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE clinic.leads TO keel_api;
 
 --
+-- Name: FUNCTION lead_json(lead clinic.leads); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.lead_json(lead clinic.leads) FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.lead_json(lead clinic.leads) TO keel_api;
+
+--
+-- Name: FUNCTION lead_needs_rekey(lead clinic.leads, current_key text); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.lead_needs_rekey(lead clinic.leads, current_key text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION leads_outbox_created(); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.leads_outbox_created() FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.leads_outbox_created() TO keel_api;
+
+--
 -- Name: FUNCTION leads_to_rekey(current_key text, after_id uuid, batch_size integer); Type: ACL; Schema: clinic; Owner: keel_owner
 --
 
 REVOKE ALL ON FUNCTION clinic.leads_to_rekey(current_key text, after_id uuid, batch_size integer) FROM PUBLIC;
+
+--
+-- Name: FUNCTION like_pattern(term text); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.like_pattern(term text) FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.like_pattern(term text) TO keel_api;
+
+--
+-- Name: FUNCTION list_appointments(p_date date, p_doctor_id uuid, p_status text, p_patient_id uuid, p_from date, p_to date, p_limit integer, p_offset integer); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.list_appointments(p_date date, p_doctor_id uuid, p_status text, p_patient_id uuid, p_from date, p_to date, p_limit integer, p_offset integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.list_appointments(p_date date, p_doctor_id uuid, p_status text, p_patient_id uuid, p_from date, p_to date, p_limit integer, p_offset integer) TO keel_api;
+
+--
+-- Name: FUNCTION list_leads(status text, q text, phone_matches text[], assigned_to_id uuid, page_limit integer, page_offset integer); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.list_leads(status text, q text, phone_matches text[], assigned_to_id uuid, page_limit integer, page_offset integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.list_leads(status text, q text, phone_matches text[], assigned_to_id uuid, page_limit integer, page_offset integer) TO keel_api;
+
+--
+-- Name: FUNCTION list_staff(role text, is_active boolean, q text, page_limit integer, page_offset integer); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.list_staff(role text, is_active boolean, q text, page_limit integer, page_offset integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.list_staff(role text, is_active boolean, q text, page_limit integer, page_offset integer) TO keel_api;
+
+--
+-- Name: FUNCTION local_date(clinic_id uuid, at_time timestamp with time zone); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.local_date(clinic_id uuid, at_time timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.local_date(clinic_id uuid, at_time timestamp with time zone) TO keel_api;
+
+--
+-- Name: FUNCTION lock_doctor_schedule(p_doctor_id uuid); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.lock_doctor_schedule(p_doctor_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.lock_doctor_schedule(p_doctor_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION patient_json(id uuid); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.patient_json(id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.patient_json(id uuid) TO keel_api;
 
 --
 -- Name: PROCEDURE refresh_control_tower(INOUT outcome text, INOUT duration_ms numeric, INOUT detail text); Type: ACL; Schema: clinic; Owner: keel_owner
@@ -9647,6 +13234,62 @@ REVOKE ALL ON PROCEDURE clinic.refresh_control_tower(INOUT outcome text, INOUT d
 REVOKE ALL ON FUNCTION clinic.rekey_leads(rows jsonb) FROM PUBLIC;
 
 --
+-- Name: FUNCTION request_claims(claims text); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.request_claims(claims text) FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.request_claims(claims text) TO keel_api;
+
+--
+-- Name: FUNCTION search_patients(q text, status text, page_limit integer, page_offset integer); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.search_patients(q text, status text, page_limit integer, page_offset integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.search_patients(q text, status text, page_limit integer, page_offset integer) TO keel_api;
+
+--
+-- Name: FUNCTION tenant_id(clinic_id uuid); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.tenant_id(clinic_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.tenant_id(clinic_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION touch_updated_at(); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.touch_updated_at() FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.touch_updated_at() TO keel_api;
+
+--
+-- Name: FUNCTION update_appointment(p_id uuid, p_patch jsonb); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.update_appointment(p_id uuid, p_patch jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.update_appointment(p_id uuid, p_patch jsonb) TO keel_api;
+
+--
+-- Name: FUNCTION update_lead(id uuid, data jsonb); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.update_lead(id uuid, data jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.update_lead(id uuid, data jsonb) TO keel_api;
+
+--
+-- Name: FUNCTION update_patient(id uuid, data jsonb); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.update_patient(id uuid, data jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.update_patient(id uuid, data jsonb) TO keel_api;
+
+--
+-- Name: FUNCTION update_staff(id uuid, data jsonb); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.update_staff(id uuid, data jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.update_staff(id uuid, data jsonb) TO keel_api;
+
+--
 -- Name: FUNCTION advisory_lock_key(p_purpose text); Type: ACL; Schema: keel; Owner: keel_owner
 --
 
@@ -9658,67 +13301,164 @@ GRANT ALL ON FUNCTION keel.advisory_lock_key(p_purpose text) TO keel_api;
 --
 
 REVOKE ALL ON FUNCTION keel.claim_outbox(p_limit integer, p_lease interval, p_worker text) FROM PUBLIC;
-GRANT ALL ON FUNCTION keel.claim_outbox(p_limit integer, p_lease interval, p_worker text) TO keel_api;
+GRANT ALL ON FUNCTION keel.claim_outbox(p_limit integer, p_lease interval, p_worker text) TO keel_worker;
 
 --
--- Name: FUNCTION complete_outbox(p_id uuid, p_status integer); Type: ACL; Schema: keel; Owner: keel_owner
+-- Name: FUNCTION complete_outbox(p_id uuid, p_token uuid, p_status integer); Type: ACL; Schema: keel; Owner: keel_owner
 --
 
-REVOKE ALL ON FUNCTION keel.complete_outbox(p_id uuid, p_status integer) FROM PUBLIC;
-GRANT ALL ON FUNCTION keel.complete_outbox(p_id uuid, p_status integer) TO keel_api;
+REVOKE ALL ON FUNCTION keel.complete_outbox(p_id uuid, p_token uuid, p_status integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION keel.complete_outbox(p_id uuid, p_token uuid, p_status integer) TO keel_worker;
+
+--
+-- Name: FUNCTION complete_outbox_unsent(p_ids uuid[], p_token uuid); Type: ACL; Schema: keel; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION keel.complete_outbox_unsent(p_ids uuid[], p_token uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION keel.complete_outbox_unsent(p_ids uuid[], p_token uuid) TO keel_worker;
+
+--
+-- Name: FUNCTION console_assistant_jobs(p_clinic_id uuid); Type: ACL; Schema: keel; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION keel.console_assistant_jobs(p_clinic_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION keel.console_assistant_jobs(p_clinic_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION console_require_admin(); Type: ACL; Schema: keel; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION keel.console_require_admin() FROM PUBLIC;
+GRANT ALL ON FUNCTION keel.console_require_admin() TO keel_api;
+
+--
+-- Name: FUNCTION console_retry_outbox(p_id uuid); Type: ACL; Schema: keel; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION keel.console_retry_outbox(p_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION keel.console_retry_outbox(p_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION current_claims(); Type: ACL; Schema: keel; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION keel.current_claims() FROM PUBLIC;
+GRANT ALL ON FUNCTION keel.current_claims() TO keel_api;
+
+--
+-- Name: FUNCTION current_clinic_id(); Type: ACL; Schema: keel; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION keel.current_clinic_id() FROM PUBLIC;
+GRANT ALL ON FUNCTION keel.current_clinic_id() TO keel_api;
+
+--
+-- Name: FUNCTION current_role_claim(); Type: ACL; Schema: keel; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION keel.current_role_claim() FROM PUBLIC;
+GRANT ALL ON FUNCTION keel.current_role_claim() TO keel_api;
+
+--
+-- Name: FUNCTION current_user_sub(); Type: ACL; Schema: keel; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION keel.current_user_sub() FROM PUBLIC;
+GRANT ALL ON FUNCTION keel.current_user_sub() TO keel_api;
 
 --
 -- Name: FUNCTION enqueue_event(p_topic text, p_payload jsonb, p_available_at timestamp with time zone); Type: ACL; Schema: keel; Owner: keel_owner
 --
 
 REVOKE ALL ON FUNCTION keel.enqueue_event(p_topic text, p_payload jsonb, p_available_at timestamp with time zone) FROM PUBLIC;
-GRANT ALL ON FUNCTION keel.enqueue_event(p_topic text, p_payload jsonb, p_available_at timestamp with time zone) TO keel_api;
 
 --
--- Name: FUNCTION fail_outbox(p_id uuid, p_error text, p_status integer, p_max_attempts integer, p_backoff_base interval, p_backoff_max interval); Type: ACL; Schema: keel; Owner: keel_owner
+-- Name: FUNCTION fail_outbox(p_id uuid, p_token uuid, p_error text, p_status integer, p_max_attempts integer, p_backoff_base interval, p_backoff_max interval); Type: ACL; Schema: keel; Owner: keel_owner
 --
 
-REVOKE ALL ON FUNCTION keel.fail_outbox(p_id uuid, p_error text, p_status integer, p_max_attempts integer, p_backoff_base interval, p_backoff_max interval) FROM PUBLIC;
-GRANT ALL ON FUNCTION keel.fail_outbox(p_id uuid, p_error text, p_status integer, p_max_attempts integer, p_backoff_base interval, p_backoff_max interval) TO keel_api;
+REVOKE ALL ON FUNCTION keel.fail_outbox(p_id uuid, p_token uuid, p_error text, p_status integer, p_max_attempts integer, p_backoff_base interval, p_backoff_max interval) FROM PUBLIC;
+GRANT ALL ON FUNCTION keel.fail_outbox(p_id uuid, p_token uuid, p_error text, p_status integer, p_max_attempts integer, p_backoff_base interval, p_backoff_max interval) TO keel_worker;
+
+--
+-- Name: FUNCTION idempotency_scope(); Type: ACL; Schema: keel; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION keel.idempotency_scope() FROM PUBLIC;
+GRANT ALL ON FUNCTION keel.idempotency_scope() TO keel_api;
+
+--
+-- Name: FUNCTION keeps_updated_at(); Type: ACL; Schema: keel; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION keel.keeps_updated_at() FROM PUBLIC;
+GRANT ALL ON FUNCTION keel.keeps_updated_at() TO keel_api;
+
+--
+-- Name: FUNCTION operations_overview(failed_limit integer); Type: ACL; Schema: keel; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION keel.operations_overview(failed_limit integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION keel.operations_overview(failed_limit integer) TO keel_api;
 
 --
 -- Name: FUNCTION outbox_asleep(p_wait interval); Type: ACL; Schema: keel; Owner: keel_owner
 --
 
 REVOKE ALL ON FUNCTION keel.outbox_asleep(p_wait interval) FROM PUBLIC;
-GRANT ALL ON FUNCTION keel.outbox_asleep(p_wait interval) TO keel_api;
+GRANT ALL ON FUNCTION keel.outbox_asleep(p_wait interval) TO keel_worker;
 
 --
 -- Name: FUNCTION outbox_awake(); Type: ACL; Schema: keel; Owner: keel_owner
 --
 
 REVOKE ALL ON FUNCTION keel.outbox_awake() FROM PUBLIC;
-GRANT ALL ON FUNCTION keel.outbox_awake() TO keel_api;
+GRANT ALL ON FUNCTION keel.outbox_awake() TO keel_worker;
 
 --
 -- Name: FUNCTION outbox_next_due(); Type: ACL; Schema: keel; Owner: keel_owner
 --
 
-GRANT ALL ON FUNCTION keel.outbox_next_due() TO keel_api;
+REVOKE ALL ON FUNCTION keel.outbox_next_due() FROM PUBLIC;
+GRANT ALL ON FUNCTION keel.outbox_next_due() TO keel_worker;
+
+--
+-- Name: FUNCTION outbox_notify(); Type: ACL; Schema: keel; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION keel.outbox_notify() FROM PUBLIC;
 
 --
 -- Name: FUNCTION outbox_stats(); Type: ACL; Schema: keel; Owner: keel_owner
 --
 
-GRANT ALL ON FUNCTION keel.outbox_stats() TO keel_api;
+REVOKE ALL ON FUNCTION keel.outbox_stats() FROM PUBLIC;
 
 --
 -- Name: FUNCTION prune_outbox(p_retention interval, p_limit integer); Type: ACL; Schema: keel; Owner: keel_owner
 --
 
 REVOKE ALL ON FUNCTION keel.prune_outbox(p_retention interval, p_limit integer) FROM PUBLIC;
-GRANT ALL ON FUNCTION keel.prune_outbox(p_retention interval, p_limit integer) TO keel_api;
+GRANT ALL ON FUNCTION keel.prune_outbox(p_retention interval, p_limit integer) TO keel_worker;
+
+--
+-- Name: FUNCTION prune_replay_records(idempotency_retention interval, webhook_retention interval); Type: ACL; Schema: keel; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION keel.prune_replay_records(idempotency_retention interval, webhook_retention interval) FROM PUBLIC;
+GRANT ALL ON FUNCTION keel.prune_replay_records(idempotency_retention interval, webhook_retention interval) TO keel_worker;
 
 --
 -- Name: FUNCTION retry_outbox(p_id uuid); Type: ACL; Schema: keel; Owner: keel_owner
 --
 
 REVOKE ALL ON FUNCTION keel.retry_outbox(p_id uuid) FROM PUBLIC;
+
+--
+-- Name: FUNCTION start_outbox_delivery(p_id uuid, p_token uuid, p_lease interval); Type: ACL; Schema: keel; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION keel.start_outbox_delivery(p_id uuid, p_token uuid, p_lease interval) FROM PUBLIC;
+GRANT ALL ON FUNCTION keel.start_outbox_delivery(p_id uuid, p_token uuid, p_lease interval) TO keel_worker;
 
 --
 -- Name: TABLE conversations; Type: ACL; Schema: assistant; Owner: keel_owner
@@ -9790,37 +13530,43 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE clinic.staff TO keel_api;
 -- Name: TABLE idempotency_keys; Type: ACL; Schema: keel; Owner: keel_owner
 --
 
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE keel.idempotency_keys TO keel_api;
+GRANT SELECT,INSERT ON TABLE keel.idempotency_keys TO keel_api;
 
 --
--- Name: TABLE metrics_refresh_log; Type: ACL; Schema: keel; Owner: keel_owner
+-- Name: TABLE outbox; Type: ACL; Schema: keel; Owner: keel_owner
 --
 
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE keel.metrics_refresh_log TO keel_api;
+GRANT SELECT ON TABLE keel.outbox TO keel_api;
 
 --
--- Name: SEQUENCE metrics_refresh_log_id_seq; Type: ACL; Schema: keel; Owner: keel_owner
+-- Name: COLUMN outbox.available_at; Type: ACL; Schema: keel; Owner: keel_owner
 --
 
-GRANT SELECT,USAGE ON SEQUENCE keel.metrics_refresh_log_id_seq TO keel_api;
+GRANT UPDATE(available_at) ON TABLE keel.outbox TO keel_api;
 
 --
--- Name: TABLE sql_sources; Type: ACL; Schema: keel; Owner: keel_owner
+-- Name: COLUMN outbox.attempts; Type: ACL; Schema: keel; Owner: keel_owner
 --
 
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE keel.sql_sources TO keel_api;
+GRANT UPDATE(attempts) ON TABLE keel.outbox TO keel_api;
 
 --
--- Name: TABLE webhook_events; Type: ACL; Schema: keel; Owner: keel_owner
+-- Name: COLUMN outbox.failed_at; Type: ACL; Schema: keel; Owner: keel_owner
 --
 
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE keel.webhook_events TO keel_api;
+GRANT UPDATE(failed_at) ON TABLE keel.outbox TO keel_api;
 
 --
 -- Name: DEFAULT PRIVILEGES FOR SEQUENCES; Type: DEFAULT ACL; Schema: assistant; Owner: keel_owner
 --
 
 ALTER DEFAULT PRIVILEGES FOR ROLE keel_owner IN SCHEMA assistant GRANT SELECT,USAGE ON SEQUENCES TO keel_api;
+
+--
+-- Name: DEFAULT PRIVILEGES FOR FUNCTIONS; Type: DEFAULT ACL; Schema: assistant; Owner: keel_owner
+--
+
+ALTER DEFAULT PRIVILEGES FOR ROLE keel_owner IN SCHEMA assistant GRANT ALL ON FUNCTIONS TO keel_api;
 
 --
 -- Name: DEFAULT PRIVILEGES FOR TABLES; Type: DEFAULT ACL; Schema: assistant; Owner: keel_owner
@@ -9835,6 +13581,12 @@ ALTER DEFAULT PRIVILEGES FOR ROLE keel_owner IN SCHEMA assistant GRANT SELECT,IN
 ALTER DEFAULT PRIVILEGES FOR ROLE keel_owner IN SCHEMA callmaster GRANT SELECT,USAGE ON SEQUENCES TO keel_api;
 
 --
+-- Name: DEFAULT PRIVILEGES FOR FUNCTIONS; Type: DEFAULT ACL; Schema: callmaster; Owner: keel_owner
+--
+
+ALTER DEFAULT PRIVILEGES FOR ROLE keel_owner IN SCHEMA callmaster GRANT ALL ON FUNCTIONS TO keel_api;
+
+--
 -- Name: DEFAULT PRIVILEGES FOR TABLES; Type: DEFAULT ACL; Schema: callmaster; Owner: keel_owner
 --
 
@@ -9847,22 +13599,22 @@ ALTER DEFAULT PRIVILEGES FOR ROLE keel_owner IN SCHEMA callmaster GRANT SELECT,I
 ALTER DEFAULT PRIVILEGES FOR ROLE keel_owner IN SCHEMA clinic GRANT SELECT,USAGE ON SEQUENCES TO keel_api;
 
 --
+-- Name: DEFAULT PRIVILEGES FOR FUNCTIONS; Type: DEFAULT ACL; Schema: clinic; Owner: keel_owner
+--
+
+ALTER DEFAULT PRIVILEGES FOR ROLE keel_owner IN SCHEMA clinic GRANT ALL ON FUNCTIONS TO keel_api;
+
+--
 -- Name: DEFAULT PRIVILEGES FOR TABLES; Type: DEFAULT ACL; Schema: clinic; Owner: keel_owner
 --
 
 ALTER DEFAULT PRIVILEGES FOR ROLE keel_owner IN SCHEMA clinic GRANT SELECT,INSERT,DELETE,UPDATE ON TABLES TO keel_api;
 
 --
--- Name: DEFAULT PRIVILEGES FOR SEQUENCES; Type: DEFAULT ACL; Schema: keel; Owner: keel_owner
+-- Name: DEFAULT PRIVILEGES FOR FUNCTIONS; Type: DEFAULT ACL; Schema: -; Owner: keel_owner
 --
 
-ALTER DEFAULT PRIVILEGES FOR ROLE keel_owner IN SCHEMA keel GRANT SELECT,USAGE ON SEQUENCES TO keel_api;
-
---
--- Name: DEFAULT PRIVILEGES FOR TABLES; Type: DEFAULT ACL; Schema: keel; Owner: keel_owner
---
-
-ALTER DEFAULT PRIVILEGES FOR ROLE keel_owner IN SCHEMA keel GRANT SELECT,INSERT,DELETE,UPDATE ON TABLES TO keel_api;
+ALTER DEFAULT PRIVILEGES FOR ROLE keel_owner REVOKE ALL ON FUNCTIONS FROM PUBLIC;
 
 --
 -- PostgreSQL database dump complete
