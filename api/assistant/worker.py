@@ -364,7 +364,7 @@ class ReplyWorker:
                     "id": job.id,
                     "attempt": job.attempt,
                     "text": writer.text,
-                    "tool_log": Jsonb(tool_log) if tool_log else WORKER,
+                    "tool_log": Jsonb(tool_log) if tool_log else None,
                 },
             )
             if not stored:
