@@ -20,6 +20,7 @@ from api.db import Database
 from api.deps import app_dependencies
 from api.errors import exception_handlers, problem_plugin
 from api.migrate import migration_ids, sql_digest
+from api.openapi import StrictStructSchemaPlugin, document_routes
 from api.observability import pool_collector, prometheus_config, request_id_middleware, send_request_id
 from api.settings import Settings
 
@@ -79,7 +80,7 @@ def create_app(settings: Settings, *, database_url: str | None = None, run_worke
         )
         return config
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[*ops.routes, *clinic.routes, *assistant.routes, *callmaster.routes],
         dependencies=app_dependencies(settings, db, read_db),
         lifespan=[lifespan],
@@ -87,7 +88,7 @@ def create_app(settings: Settings, *, database_url: str | None = None, run_worke
         on_app_init=[on_app_init],
         middleware=[request_id_middleware, prometheus.middleware],
         before_send=[send_request_id],
-        plugins=[problem_plugin()],
+        plugins=[problem_plugin(), StrictStructSchemaPlugin()],
         exception_handlers=exception_handlers,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
@@ -106,3 +107,5 @@ def create_app(settings: Settings, *, database_url: str | None = None, run_worke
         logging_config=None,
         debug=False,
     )
+    document_routes(app)
+    return app

@@ -56,6 +56,10 @@ def status_for_sqlstate(sqlstate: str, detail: str = "") -> int | None:
         return 422 if "is not present" in detail else 409
     if sqlstate == "23514" or sqlstate == "23502" or sqlstate.startswith("22"):
         return 422
+    if sqlstate == "42883":
+        # No function for the argument types sent: a value outside its parameter's type (an int above
+        # 2^31-1 travels as bigint). The edge bounds every integer; this keeps any that slips past a 4xx.
+        return 422
     if sqlstate == "42501":
         return 403
     if sqlstate in ("40001", "40P01"):
@@ -74,6 +78,9 @@ def problem_from_db_error(exc: psycopg.Error) -> Problem:
     if status is None:
         log.error("unmapped database error %s: %s", sqlstate, exc, exc_info=exc)
         return Problem(500, "The server could not complete the request.", code=sqlstate or None)
+    if sqlstate == "42883":  # the hint would only name SQL functions and types
+        log.warning("argument out of its SQL type's range: %s", diag.message_primary)
+        return Problem(422, "A value in the request is outside the range its field accepts.", code=sqlstate)
     extra: dict[str, Any] = {}
     if diag.message_hint:
         extra["hint"] = diag.message_hint

@@ -34,13 +34,18 @@ log = logging.getLogger(__name__)
 
 PROGRESS_SQL = "SELECT assistant.reply_progress(%s, %s, %s)"
 FINAL = ("done", "failed")
-_EVENT_ID = re.compile(r"^(\d{1,9}):(\d{1,12})$")
+_EVENT_ID = re.compile(r"^(\d{1,10}):(\d{1,10})$")
+INT4_MAX = 2_147_483_647  # attempt and offset are `integer` parameters of assistant.reply_progress
 
 
 def parse_last_event_id(value: str | None) -> tuple[int, int]:
-    """(attempt, offset) from a Last-Event-ID header; (0, 0) when absent or not one of ours."""
+    """(attempt, offset) from a Last-Event-ID header; (0, 0) when absent or not one of ours (which
+    includes numbers beyond the `integer` range: this stream never sent those)."""
     match = _EVENT_ID.match((value or "").strip())
-    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+    if not match:
+        return (0, 0)
+    attempt, offset = int(match.group(1)), int(match.group(2))
+    return (attempt, offset) if attempt <= INT4_MAX and offset <= INT4_MAX else (0, 0)
 
 
 class MessageHub:

@@ -105,7 +105,15 @@ async def message_events(
     db: Db,
     principal: CurrentPrincipal,
     settings: AppSettings,
-    last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID", required=False)] = None,
+    last_event_id: Annotated[
+        str | None,
+        HeaderParameter(
+            name="Last-Event-ID",
+            required=False,
+            max_length=200,
+            description="Resume after this event id (`<attempt>:<offset>`); any other value starts over",
+        ),
+    ] = None,
 ) -> ServerSentEvent:
     """`delta` events (`{"text": …}`, id `<attempt>:<offset>`) as text arrives, then `done` or `error`.
 

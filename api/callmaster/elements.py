@@ -16,7 +16,8 @@ from uuid import UUID
 
 import msgspec
 from litestar import delete, get, patch, post
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.enums import RequestEncodingType
+from litestar.params import Body, FromPath, JSONBody, QueryParameter
 from msgspec import UNSET, Meta, UnsetType
 from psycopg.types.json import Jsonb
 
@@ -239,7 +240,12 @@ async def create_element(
     "Answers {updated, elements: [{id, version}]}.",
 )
 async def bulk_update_elements(
-    script_id: FromPath[UUID], data: JSONBody[BulkUpdate], db: Db, principal: CurrentPrincipal
+    script_id: FromPath[UUID],
+    data: Annotated[
+        BulkUpdate, Body(media_type=RequestEncodingType.JSON, min_items=1, max_items=MAX_BULK)
+    ],
+    db: Db,
+    principal: CurrentPrincipal,
 ) -> dict[str, Any]:
     if not 1 <= len(data) <= MAX_BULK:  # Meta bounds are not applied to a top-level body
         raise Problem(400, f"Send between 1 and {MAX_BULK} element updates.", code="22023")
@@ -311,7 +317,8 @@ async def delete_element(
     db: Db,
     principal: CurrentPrincipal,
     base_version: Annotated[
-        int | None, QueryParameter(ge=1, description="409 when the element is no longer at this version")
+        int | None,
+        QueryParameter(ge=1, le=2_147_483_647, description="409 when the element is no longer at this version"),
     ] = None,
 ) -> None:
     await db.execute(

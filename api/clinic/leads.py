@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from litestar import Controller, Request, Response, get, patch, post
+from litestar.openapi.spec import OpenAPIType, Reference, Schema
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from psycopg import sql
 from psycopg.types.json import Jsonb
@@ -29,6 +30,7 @@ from api.crypto import Keyring, normalize_phone
 from api.deps import AppSettings, CurrentPrincipal, Db, Page
 from api.errors import Problem
 from api.idempotency import idempotency_key, run_idempotent
+from api.openapi import raw_body_operation
 
 CREATE_LEAD = sql.SQL("clinic.create_lead(%(data)s, %(matches)s)")
 LIST_LEADS = (
@@ -44,6 +46,33 @@ CONVERT_LEAD = sql.SQL("clinic.patient_json(clinic.convert_lead(%(lead_id)s, {ar
 )
 IMPORT_TIMEOUT_MS = 120_000
 CSV_TYPES = ("text/csv", "application/csv", "text/plain")
+_LEAD_ROWS = Schema(
+    type=OpenAPIType.ARRAY,
+    items=Reference(ref="#/components/schemas/LeadCreate"),
+    max_items=lead_import.MAX_ROWS,
+)
+IMPORT_BODY: dict[str, Schema | Reference] = {
+    "application/json": Schema(
+        one_of=[
+            _LEAD_ROWS,
+            Schema(
+                type=OpenAPIType.OBJECT,
+                properties={"leads": _LEAD_ROWS},
+                required=["leads"],
+                additional_properties=False,
+            ),
+        ]
+    ),
+    "text/csv": Schema(
+        type=OpenAPIType.STRING,
+        description="A header row naming lead fields (each once; `name` and `phone` required), then one lead a row",
+    ),
+    "multipart/form-data": Schema(
+        type=OpenAPIType.OBJECT,
+        properties={"file": Schema(type=OpenAPIType.STRING, content_media_type="text/csv")},
+        required=["file"],
+    ),
+}
 
 
 class LeadController(Controller):
@@ -180,6 +209,7 @@ class LeadController(Controller):
         "/import",
         summary="Import up to 10,000 leads from a JSON array or a CSV (all or nothing unless partial=true)",
         status_code=201,
+        operation_class=raw_body_operation(IMPORT_BODY, "Leads as a JSON array (or `{leads: [...]}`) or a CSV"),
     )
     async def import_leads(
         self,

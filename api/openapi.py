@@ -1,0 +1,289 @@
+"""The OpenAPI document made exact, by rules applied to every route in one place.
+
+Handlers declare what they take and return; `document_routes(app)` derives the rest of each operation
+from what the route is, so a new handler is documented correctly without doing anything:
+
+- error responses, all `application/problem+json` (the `Problem` schema): 400 and 422 when the operation
+  takes parameters or a body, 401 and 403 when it requires a token, 404 when it has a path id, 409 when it
+  writes, 413 when it takes a body, 503 (with `Retry-After`) and 504 when it reaches the database;
+- `security`: the global bearer requirement only where the handler depends on `principal`; anonymous
+  operations (`/api/health`, `/api/ready`, the Clerk webhook) say so;
+- OpenAPI links from each create (`POST …/xs` answering 201 with an `id`) to every operation whose path
+  id names that resource (`x_id`), which Schemathesis' stateful phase and client generators follow.
+
+`StrictStructSchemaPlugin` documents request bodies as msgspec validates them: `additionalProperties:
+false` for structs that forbid unknown fields, and numeric bounds Litestar drops when they are 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Iterator
+from typing import Any, ClassVar
+
+import msgspec
+from litestar import Litestar
+from litestar._openapi.schema_generation.plugins import StructSchemaPlugin
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import (
+    Link,
+    OpenAPIHeader,
+    OpenAPIMediaType,
+    Operation,
+    Reference,
+    RequestBody,
+    Schema,
+)
+from litestar.routes import HTTPRoute
+from litestar.typing import FieldDefinition
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+ANONYMOUS: list[dict[str, list[str]]] = [{}]
+
+
+class Problem(msgspec.Struct):
+    """An RFC 9457 problem document (`application/problem+json`); more members may follow."""
+
+    title: str
+    status: int
+    detail: str
+    type: str | None = None
+    code: str | None = None
+    hint: str | None = None
+    errors: list[Any] | dict[str, Any] | None = None
+
+
+ERRORS = {
+    400: "The request is malformed or fails validation",
+    401: "Missing, expired or invalid bearer token",
+    403: "The token's holder may not do this",
+    404: "No such record (or it belongs to another tenant)",
+    409: "Conflicts with the current state (duplicate, overlap, stale version, status transition)",
+    413: "The request body is too large",
+    415: "The body's media type is not one the operation reads",
+    422: "The request is well-formed but its values are not acceptable",
+    503: "The database is unavailable or busy; retry after `Retry-After` seconds",
+    504: "The database took too long to answer",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Traits:
+    """What the document needs to know about one operation."""
+
+    path: str
+    method: str
+    token: bool  # depends on `principal`
+    database: bool  # depends on `db` / `read_db`
+    path_ids: tuple[str, ...]
+    parameters: bool  # query, header or path parameters, or a body
+    body: bool
+    raw_body: bool  # read from the request by the handler (several media types)
+
+    def error_statuses(self) -> list[int]:
+        statuses = set()
+        if self.parameters or self.body:
+            statuses |= {400, 422}
+        if self.token:
+            statuses |= {401, 403}
+        if self.path_ids:
+            statuses.add(404)
+        if self.method in WRITE_METHODS and self.database:
+            statuses.add(409)
+        if self.body:
+            statuses.add(413)
+        if self.raw_body:
+            statuses.add(415)
+        if self.database:
+            statuses |= {503, 504}
+        return sorted(statuses)
+
+
+def _dependency_names(handler: Any) -> set[str]:
+    """Every dependency the handler needs, directly or through other dependencies."""
+    provided = handler.resolve_dependencies()
+    seen: set[str] = set()
+    todo = list(handler.parsed_fn_signature.parameters)
+    while todo:
+        name = todo.pop()
+        if name in provided and name not in seen:
+            seen.add(name)
+            todo.extend(provided[name].parsed_fn_signature.parameters)
+    return seen
+
+
+RESERVED_KWARGS = frozenset({"request", "state", "scope", "headers", "cookies", "query", "body", "socket", "self"})
+
+
+def _takes_parameters(handler: Any, dependencies: set[str]) -> bool:
+    """Whether the handler or one of its dependencies reads a path, query or header parameter."""
+    provided = handler.resolve_dependencies()
+    signatures = [handler.parsed_fn_signature, *(provided[name].parsed_fn_signature for name in dependencies)]
+    return any(
+        name not in provided and name not in RESERVED_KWARGS and name != "data"
+        for signature in signatures
+        for name in signature.parameters
+    )
+
+
+def raw_body_operation(content: dict[str, Schema | Reference], description: str) -> type[Operation]:
+    """`operation_class` for a handler that reads its body from the request itself (several media types)."""
+
+    @dataclasses.dataclass
+    class RawBodyOperation(Operation):
+        raw_body: ClassVar[bool] = True
+
+        def __post_init__(self) -> None:
+            self.request_body = RequestBody(
+                content={media: OpenAPIMediaType(schema=schema) for media, schema in content.items()},
+                description=description,
+                required=True,
+            )
+
+    return RawBodyOperation
+
+
+def _operations(app: Litestar) -> Iterator[tuple[HTTPRoute, str, Any]]:
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        for method, (handler, _) in route.route_handler_map.items():
+            if method != "OPTIONS" and handler.resolve_include_in_schema():
+                yield route, method, handler
+
+
+def operation_traits(app: Litestar) -> list[Traits]:
+    """Traits of every documented operation of `app`."""
+    out = []
+    for route, method, handler in _operations(app):
+        deps = _dependency_names(handler)
+        path_ids = tuple(route.path_parameters)
+        raw_body = getattr(handler.operation_class, "raw_body", False)
+        out.append(
+            Traits(
+                path=route.path_format,
+                method=method,
+                token="principal" in deps,
+                database=bool(deps & {"db", "read_db"}),
+                path_ids=path_ids,
+                parameters=bool(path_ids) or _takes_parameters(handler, deps),
+                body=raw_body or "data" in handler.parsed_fn_signature.parameters,
+                raw_body=raw_body,
+            )
+        )
+    return out
+
+
+def _creates(traits: Traits) -> str | None:
+    """The path id a create's answer fills (`POST /api/shows` → `show_id`), if it is a create."""
+    if traits.method != "POST":
+        return None
+    last = traits.path.rstrip("/").rsplit("/", 1)[-1]
+    if last.startswith("{"):
+        return None
+    return f"{last[:-1]}_id" if last.endswith("s") else f"{last}_id"
+
+
+def _pointer(path: str, method: str) -> str:
+    escaped = path.replace("~", "~0").replace("/", "~1")
+    return f"#/paths/{escaped}/{method.lower()}"
+
+
+def links_for(traits: Traits, everything: Iterable[Traits]) -> dict[str, Link]:
+    """Links from a create to every operation using the id it returns (others' ids from this path)."""
+    created = _creates(traits)
+    if created is None:
+        return {}
+    links = {}
+    for target in everything:
+        if created not in target.path_ids:
+            continue
+        others = [name for name in target.path_ids if name != created]
+        if any(name not in traits.path_ids for name in others):
+            continue
+        parameters = {f"path.{created}": "$response.body#/id"}
+        parameters.update({f"path.{name}": f"$request.path.{name}" for name in others})
+        name = f"{target.method.lower()}_{target.path.strip('/').replace('/', '_')}"
+        links[name.replace("{", "").replace("}", "")] = Link(
+            operation_ref=_pointer(target.path, target.method), parameters=parameters
+        )
+    return links
+
+
+def _operation_class(base: type[Operation], traits: Traits, links: dict[str, Link]) -> type[Operation]:
+    @dataclasses.dataclass
+    class DocumentedOperation(base):  # type: ignore[valid-type, misc]
+        def __post_init__(self) -> None:
+            if hasattr(super(), "__post_init__"):
+                super().__post_init__()
+            if not traits.token and not self.security:
+                self.security = ANONYMOUS
+            for status, response in (self.responses or {}).items():
+                if isinstance(response, Reference):
+                    continue
+                if status.startswith("2") and links:
+                    response.links = dict(links)
+                if status in ("503",):
+                    response.headers = {
+                        "Retry-After": OpenAPIHeader(
+                            schema=Schema(type="string"), description="Seconds to wait before retrying"
+                        )
+                    }
+
+    return DocumentedOperation
+
+
+def document_routes(app: Litestar) -> None:
+    """Apply the rules above to every documented operation of `app` (once, before the first `/schema`)."""
+    everything = operation_traits(app)
+    by_key = {(traits.path, traits.method): traits for traits in everything}
+    for route, method, handler in _operations(app):
+        traits = by_key[(route.path_format, method)]
+        handler.responses = {
+            **{
+                status: ResponseSpec(
+                    data_container=Problem,
+                    media_type="application/problem+json",
+                    description=ERRORS[status],
+                    generate_examples=False,
+                )
+                for status in traits.error_statuses()
+            },
+            **(handler.responses or {}),
+        }
+        handler.operation_class = _operation_class(
+            handler.operation_class, traits, links_for(traits, everything)
+        )
+
+
+def _numeric_bounds(info: msgspec.inspect.Type) -> dict[str, float]:
+    """`minimum`/`maximum` (and exclusive ones) of an int/float type, looking inside unions."""
+    if isinstance(info, msgspec.inspect.UnionType):
+        for member in info.types:
+            bounds = _numeric_bounds(member)
+            if bounds:
+                return bounds
+        return {}
+    if not isinstance(info, msgspec.inspect.IntType | msgspec.inspect.FloatType):
+        return {}
+    names = {"ge": "minimum", "le": "maximum", "gt": "exclusive_minimum", "lt": "exclusive_maximum"}
+    return {names[key]: getattr(info, key) for key in names if getattr(info, key) is not None}
+
+
+class StrictStructSchemaPlugin(StructSchemaPlugin):
+    """Litestar's struct schemas, plus `additionalProperties: false` and every numeric bound."""
+
+    def to_openapi_schema(self, field_definition: FieldDefinition, schema_creator: Any) -> Schema:
+        schema = super().to_openapi_schema(field_definition, schema_creator)
+        info = msgspec.inspect.type_info(field_definition.type_)
+        if not isinstance(info, msgspec.inspect.StructType):
+            return schema
+        if info.forbid_unknown_fields:
+            schema.additional_properties = False
+        for field in info.fields:
+            prop = (schema.properties or {}).get(field.encode_name)
+            if isinstance(prop, Schema):
+                for attr, value in _numeric_bounds(field.type).items():
+                    if getattr(prop, attr) is None:
+                        setattr(prop, attr, value)
+        return schema
