@@ -20,7 +20,7 @@ from api.db import Database
 from api.deps import app_dependencies
 from api.errors import exception_handlers, problem_plugin
 from api.migrate import migration_ids, sql_digest
-from api.openapi import StrictStructSchemaPlugin, document_routes
+from api.openapi import StrictStructSchemaPlugin, document_routes, repair_default_options
 from api.observability import pool_collector, prometheus_config, request_id_middleware, send_request_id
 from api.settings import Settings
 
@@ -108,4 +108,5 @@ def create_app(settings: Settings, *, database_url: str | None = None, run_worke
         debug=False,
     )
     document_routes(app)
+    repair_default_options(app)
     return app

@@ -29,11 +29,14 @@ from litestar.openapi.spec import (
     Link,
     OpenAPIHeader,
     OpenAPIMediaType,
+    OpenAPIType,
     Operation,
+    Parameter,
     Reference,
     RequestBody,
     Schema,
 )
+from litestar.response import ServerSentEvent
 from litestar.routes import HTTPRoute
 from litestar.typing import FieldDefinition
 
@@ -78,7 +81,10 @@ class Traits:
     path_ids: tuple[str, ...]
     parameters: bool  # query, header or path parameters, or a body
     body: bool
-    raw_body: bool  # read from the request by the handler (several media types)
+    raw_body: bool  # read from the request by the handler
+    several_media_types: bool  # a raw body in more than one media type (anything else is a 415)
+    event_stream: bool  # answers Server-Sent Events
+    signed: bool  # the body carries a signature in headers
 
     def error_statuses(self) -> list[int]:
         statuses = set()
@@ -86,13 +92,15 @@ class Traits:
             statuses |= {400, 422}
         if self.token:
             statuses |= {401, 403}
+        if self.signed:
+            statuses.add(401)
         if self.path_ids:
             statuses.add(404)
         if self.method in WRITE_METHODS and self.database:
             statuses.add(409)
         if self.body:
             statuses.add(413)
-        if self.raw_body:
+        if self.several_media_types:
             statuses.add(415)
         if self.database:
             statuses |= {503, 504}
@@ -126,12 +134,18 @@ def _takes_parameters(handler: Any, dependencies: set[str]) -> bool:
     )
 
 
-def raw_body_operation(content: dict[str, Schema | Reference], description: str) -> type[Operation]:
-    """`operation_class` for a handler that reads its body from the request itself (several media types)."""
+def raw_body_operation(
+    content: dict[str, Schema | Reference], description: str, signature_headers: tuple[str, ...] = ()
+) -> type[Operation]:
+    """`operation_class` for a handler that reads its body from the request itself: in several media
+    types, or to verify a signature over the raw bytes carried in `signature_headers` (required; a bad
+    signature is a 401)."""
 
     @dataclasses.dataclass
     class RawBodyOperation(Operation):
         raw_body: ClassVar[bool] = True
+        signed: ClassVar[bool] = bool(signature_headers)
+        several_media_types: ClassVar[bool] = len(content) > 1
 
         def __post_init__(self) -> None:
             self.request_body = RequestBody(
@@ -139,6 +153,19 @@ def raw_body_operation(content: dict[str, Schema | Reference], description: str)
                 description=description,
                 required=True,
             )
+            if signature_headers:
+                self.parameters = [
+                    *(self.parameters or []),
+                    *(
+                        Parameter(
+                            name=name,
+                            param_in="header",
+                            required=True,
+                            schema=Schema(type=OpenAPIType.STRING, min_length=1),
+                        )
+                        for name in signature_headers
+                    ),
+                ]
 
     return RawBodyOperation
 
@@ -169,6 +196,9 @@ def operation_traits(app: Litestar) -> list[Traits]:
                 parameters=bool(path_ids) or _takes_parameters(handler, deps),
                 body=raw_body or "data" in handler.parsed_fn_signature.parameters,
                 raw_body=raw_body,
+                signed=getattr(handler.operation_class, "signed", False),
+                several_media_types=getattr(handler.operation_class, "several_media_types", False),
+                event_stream=handler.parsed_fn_signature.return_type.annotation is ServerSentEvent,
             )
         )
     return out
@@ -223,6 +253,8 @@ def _operation_class(base: type[Operation], traits: Traits, links: dict[str, Lin
                     continue
                 if status.startswith("2") and links:
                     response.links = dict(links)
+                if status.startswith("2") and traits.event_stream:
+                    response.content = {"text/event-stream": OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))}
                 if status in ("503",):
                     response.headers = {
                         "Retry-After": OpenAPIHeader(
@@ -231,6 +263,25 @@ def _operation_class(base: type[Operation], traits: Traits, links: dict[str, Lin
                     }
 
     return DocumentedOperation
+
+
+def repair_default_options(app: Litestar) -> None:
+    """Make every automatic `OPTIONS` answer list all of its path's methods.
+
+    Litestar 2 builds a path's default OPTIONS handler for the first route registered there and keeps it
+    when later handlers for the same path are merged in, so `Allow` misses their methods
+    (litestar#4169, fixed in Litestar 3). The handler reads the methods of the route it closes over:
+    point it at the merged route.
+    """
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute) or "OPTIONS" not in route.route_handler_map:
+            continue
+        handler = route.route_handler_map["OPTIONS"][0]
+        if handler.handler_name != "options_handler":
+            continue
+        for cell in handler.fn.__closure__ or ():
+            if isinstance(cell.cell_contents, HTTPRoute):
+                cell.cell_contents = route
 
 
 def document_routes(app: Litestar) -> None:
@@ -256,22 +307,42 @@ def document_routes(app: Litestar) -> None:
         )
 
 
-def _numeric_bounds(info: msgspec.inspect.Type) -> dict[str, float]:
-    """`minimum`/`maximum` (and exclusive ones) of an int/float type, looking inside unions."""
-    if isinstance(info, msgspec.inspect.UnionType):
+_BOUNDS = {  # msgspec constraint → OpenAPI schema attribute, per kind of type
+    "number": {"ge": "minimum", "le": "maximum", "gt": "exclusive_minimum", "lt": "exclusive_maximum"},
+    "string": {"min_length": "min_length", "max_length": "max_length", "pattern": "pattern"},
+    "array": {"min_length": "min_items", "max_length": "max_items"},
+}
+
+
+def _apply_constraints(schema: Schema, info: msgspec.inspect.Type) -> None:
+    """Copy msgspec's constraints onto the schema where Litestar left them out (a bound of 0, or
+    anything on the items of a list)."""
+    inspect = msgspec.inspect
+    if isinstance(info, inspect.UnionType):
         for member in info.types:
-            bounds = _numeric_bounds(member)
-            if bounds:
-                return bounds
-        return {}
-    if not isinstance(info, msgspec.inspect.IntType | msgspec.inspect.FloatType):
-        return {}
-    names = {"ge": "minimum", "le": "maximum", "gt": "exclusive_minimum", "lt": "exclusive_maximum"}
-    return {names[key]: getattr(info, key) for key in names if getattr(info, key) is not None}
+            _apply_constraints(schema, member)
+        return
+    if isinstance(info, inspect.IntType | inspect.FloatType):
+        kind = "number"
+    elif isinstance(info, inspect.StrType):
+        kind = "string"
+    elif isinstance(info, inspect.ListType | inspect.SetType | inspect.FrozenSetType | inspect.VarTupleType):
+        kind = "array"
+    else:
+        return
+    for source, target in _BOUNDS[kind].items():
+        value = getattr(info, source)
+        if value is not None and getattr(schema, target) is None:
+            setattr(schema, target, value)
+    if kind == "array":
+        arrays = [schema, *(option for option in schema.one_of or () if isinstance(option, Schema))]
+        for option in arrays:
+            if isinstance(option.items, Schema):
+                _apply_constraints(option.items, info.item_type)
 
 
 class StrictStructSchemaPlugin(StructSchemaPlugin):
-    """Litestar's struct schemas, plus `additionalProperties: false` and every numeric bound."""
+    """Litestar's struct schemas, plus `additionalProperties: false` and every constraint msgspec checks."""
 
     def to_openapi_schema(self, field_definition: FieldDefinition, schema_creator: Any) -> Schema:
         schema = super().to_openapi_schema(field_definition, schema_creator)
@@ -283,7 +354,5 @@ class StrictStructSchemaPlugin(StructSchemaPlugin):
         for field in info.fields:
             prop = (schema.properties or {}).get(field.encode_name)
             if isinstance(prop, Schema):
-                for attr, value in _numeric_bounds(field.type).items():
-                    if getattr(prop, attr) is None:
-                        setattr(prop, attr, value)
+                _apply_constraints(prop, field.type)
         return schema

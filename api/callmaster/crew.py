@@ -15,8 +15,9 @@ from psycopg.types.json import Jsonb
 from api.callmaster.identity import merge_patch
 from api.deps import CurrentPrincipal, Db, Page
 from api.idempotency import idempotency_key, run_idempotent
+from api.patterns import EMAIL
 
-Email = Annotated[str, Meta(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=320)]
+Email = Annotated[str, Meta(pattern=EMAIL, max_length=320)]
 PersonName = Annotated[str, Meta(max_length=100)]
 Phone = Annotated[str, Meta(max_length=50)]
 Notes = Annotated[str, Meta(max_length=4000)]

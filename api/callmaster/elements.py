@@ -23,6 +23,7 @@ from psycopg.types.json import Jsonb
 
 from api.deps import CurrentPrincipal, Db, Page
 from api.errors import Problem
+from api.patterns import NON_BLANK
 
 ElementType = Literal["cue", "note", "group"]
 TriggerType = Literal["manual", "time", "auto", "follow", "go", "standby"]
@@ -56,7 +57,7 @@ TempId = Annotated[str, Meta(min_length=1, max_length=100)]
 
 
 class EquipmentIn(msgspec.Struct, forbid_unknown_fields=True):
-    equipment_name: Annotated[str, Meta(min_length=1, max_length=200, pattern=r"\S")]
+    equipment_name: Annotated[str, Meta(min_length=1, max_length=200, pattern=NON_BLANK)]
     is_required: bool = True
     notes: Text | None = None
 

@@ -7,6 +7,7 @@ crew assigned to a show read it (403 on writes); anybody else gets 404. `DELETE 
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -18,14 +19,18 @@ from psycopg.types.json import Jsonb
 
 from api.callmaster.identity import merge_patch, search_term
 from api.deps import CurrentPrincipal, Db, Page
+from api.patterns import NON_BLANK
 
-Name = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"\S")]
+Name = Annotated[str, Meta(min_length=1, max_length=200, pattern=NON_BLANK)]
 Notes = Annotated[str, Meta(max_length=10_000)]
 ShowRole = Annotated[str, Meta(max_length=100)]
 Timestamp = Annotated[
     str,
     Meta(
-        pattern=r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}(:?\d{2})?)?)?$",
+        pattern=(
+            r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+            r"([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-]([01][0-9]|2[0-3])(:?[0-5][0-9])?)?)?$"
+        ),
         max_length=40,
         description="YYYY-MM-DD or an ISO 8601 date-time (a zone offset is recommended)",
         examples=["2026-05-01T19:30:00+01:00"],
@@ -36,6 +41,16 @@ Search = Annotated[
 ]
 
 
+def _check_timestamps(*values: object) -> None:
+    """The pattern admits days a month does not have (2026-02-30): refuse them here, as validation."""
+    for value in values:
+        if isinstance(value, str):
+            try:
+                datetime.fromisoformat(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not a calendar date or time") from None
+
+
 class ShowCreate(msgspec.Struct, forbid_unknown_fields=True):
     name: Name
     venue_id: UUID | None = None
@@ -43,6 +58,9 @@ class ShowCreate(msgspec.Struct, forbid_unknown_fields=True):
     show_end: Timestamp | None = None
     deadline: Timestamp | None = None
     notes: Notes | None = None
+
+    def __post_init__(self) -> None:
+        _check_timestamps(self.show_date, self.show_end, self.deadline)
 
 
 class ShowPatch(msgspec.Struct, forbid_unknown_fields=True):
@@ -54,6 +72,9 @@ class ShowPatch(msgspec.Struct, forbid_unknown_fields=True):
     show_end: Timestamp | None | UnsetType = UNSET
     deadline: Timestamp | None | UnsetType = UNSET
     notes: Notes | None | UnsetType = UNSET
+
+    def __post_init__(self) -> None:
+        _check_timestamps(self.show_date, self.show_end, self.deadline)
 
 
 class CrewAssignmentCreate(msgspec.Struct, forbid_unknown_fields=True):

@@ -23,6 +23,7 @@ from api.clinic.common import require_clinic
 from api.deps import CurrentPrincipal, Db, Page
 from api.errors import Problem
 from api.idempotency import idempotency_key, run_idempotent
+from api.patterns import NON_BLANK
 
 AppointmentStatus = Literal["scheduled", "checked_in", "completed", "cancelled", "no_show"]
 ClockTime = Annotated[
@@ -41,8 +42,8 @@ TypeName = Annotated[
         examples=["consultation"],
     ),
 ]
-ShortText = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"\S")]
-LongText = Annotated[str, Meta(min_length=1, max_length=5000, pattern=r"\S")]
+ShortText = Annotated[str, Meta(min_length=1, max_length=200, pattern=NON_BLANK)]
+LongText = Annotated[str, Meta(min_length=1, max_length=5000, pattern=NON_BLANK)]
 
 BOOK_APPOINTMENT = sql.SQL("clinic.book_appointment(%(data)s)")
 LIST_APPOINTMENTS = (
