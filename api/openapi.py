@@ -70,6 +70,18 @@ ERRORS = {
 }
 
 
+SSE_EVENT = Schema(
+    type=OpenAPIType.OBJECT,
+    description="One Server-Sent Event; `data` is JSON text",
+    properties={
+        "event": Schema(type=OpenAPIType.STRING),
+        "data": Schema(type=OpenAPIType.STRING),
+        "id": Schema(type=OpenAPIType.STRING),
+    },
+    required=["event", "data"],
+)
+
+
 @dataclasses.dataclass(frozen=True)
 class Traits:
     """What the document needs to know about one operation."""
@@ -81,13 +93,13 @@ class Traits:
     path_ids: tuple[str, ...]
     parameters: bool  # query, header or path parameters, or a body
     body: bool
-    raw_body: bool  # read from the request by the handler
     several_media_types: bool  # a raw body in more than one media type (anything else is a 415)
     event_stream: bool  # answers Server-Sent Events
     signed: bool  # the body carries a signature in headers
+    declared: tuple[int, ...]  # statuses the handler adds in `opt={"error_statuses": (...)}`
 
     def error_statuses(self) -> list[int]:
-        statuses = set()
+        statuses = set(self.declared)
         if self.parameters or self.body:
             statuses |= {400, 422}
         if self.token:
@@ -195,9 +207,9 @@ def operation_traits(app: Litestar) -> list[Traits]:
                 path_ids=path_ids,
                 parameters=bool(path_ids) or _takes_parameters(handler, deps),
                 body=raw_body or "data" in handler.parsed_fn_signature.parameters,
-                raw_body=raw_body,
                 signed=getattr(handler.operation_class, "signed", False),
                 several_media_types=getattr(handler.operation_class, "several_media_types", False),
+                declared=tuple(handler.opt.get("error_statuses", ())),
                 event_stream=handler.parsed_fn_signature.return_type.annotation is ServerSentEvent,
             )
         )
@@ -254,7 +266,7 @@ def _operation_class(base: type[Operation], traits: Traits, links: dict[str, Lin
                 if status.startswith("2") and links:
                     response.links = dict(links)
                 if status.startswith("2") and traits.event_stream:
-                    response.content = {"text/event-stream": OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))}
+                    response.content = {"text/event-stream": OpenAPIMediaType(schema=SSE_EVENT)}
                 if status in ("503",):
                     response.headers = {
                         "Retry-After": OpenAPIHeader(

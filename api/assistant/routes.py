@@ -51,6 +51,7 @@ def _not_configured() -> Problem:
     tags=TAGS,
     summary="Ask the assistant: records the message and queues the reply (202)",
     status_code=202,
+    opt={"error_statuses": (404,)},  # a conversation_id that is not the caller's
 )
 async def post_chat(
     request: Request[Any, Any, Any],

@@ -125,7 +125,15 @@ class LeadController(Controller):
         ] = None,
         phone: Annotated[
             str | None,
-            QueryParameter(max_length=40, pattern=SEARCH_PATTERN, description="Exact phone (any formatting)"),
+            QueryParameter(
+                max_length=40,
+                # as normalize_phone counts: 11 digits or more, only zeros, or 6 digits after leading zeros
+                pattern=(
+                    r"^[^0-9\x00]*(([0-9][^0-9\x00]*){11,}|(0[^0-9\x00]*){6,}"
+                    r"|(0[^0-9\x00]*)*[1-9][^0-9\x00]*([0-9][^0-9\x00]*){5,})$"
+                ),
+                description="Exact phone (any formatting, at least 6 digits after leading zeros)",
+            ),
         ] = None,
         assigned_to_id: FromQuery[UUID | None] = None,
     ) -> dict[str, Any]:
