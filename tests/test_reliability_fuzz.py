@@ -65,10 +65,14 @@ async def run_schemathesis(base_url: str, headers: dict[str, str], filters: list
     ]
     for name, value in headers.items():
         argv += ["--header", f"{name}: {value}"]
-    env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.fuzz_hooks", "KEEL_FUZZ_IDS": json.dumps(ids)}
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
-        cwd=Path(__file__).resolve().parent.parent,
+    env = {
+        **os.environ,
+        "SCHEMATHESIS_HOOKS": "tests.fuzz_hooks",
+        "KEEL_FUZZ_IDS": json.dumps(ids),
+        "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+    }
+    proc = await asyncio.create_subprocess_exec(  # in the report's directory: Schemathesis caches there
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env, cwd=report.parent
     )
     out, _ = await asyncio.wait_for(proc.communicate(), RUN_TIMEOUT_S)
     return proc.returncode or 0, out.decode(errors="replace")
