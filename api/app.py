@@ -20,8 +20,8 @@ from api.db import Database
 from api.deps import app_dependencies
 from api.errors import exception_handlers, problem_plugin
 from api.migrate import migration_ids, sql_digest
-from api.openapi import StrictStructSchemaPlugin, document_routes, repair_default_options
 from api.observability import pool_collector, prometheus_config, request_id_middleware, send_request_id
+from api.openapi import StrictStructSchemaPlugin, document_routes, repair_default_options
 from api.settings import Settings
 
 log = logging.getLogger(__name__)

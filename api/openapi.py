@@ -4,15 +4,19 @@ Handlers declare what they take and return; `document_routes(app)` derives the r
 from what the route is, so a new handler is documented correctly without doing anything:
 
 - error responses, all `application/problem+json` (the `Problem` schema): 400 and 422 when the operation
-  takes parameters or a body, 401 and 403 when it requires a token, 404 when it has a path id, 409 when it
-  writes, 413 when it takes a body, 503 (with `Retry-After`) and 504 when it reaches the database;
+  takes parameters or a body, 401 and 403 when it requires a token (401 for a signed body), 404 when it
+  has a path id, 409 when it writes, 413 when it takes a body, 415 when it reads several media types,
+  503 (with `Retry-After`) and 504 when it reaches the database, plus what a handler declares in
+  `opt={"error_statuses": (...)}`; Server-Sent Events as `text/event-stream`;
 - `security`: the global bearer requirement only where the handler depends on `principal`; anonymous
   operations (`/api/health`, `/api/ready`, the Clerk webhook) say so;
 - OpenAPI links from each create (`POST …/xs` answering 201 with an `id`) to every operation whose path
   id names that resource (`x_id`), which Schemathesis' stateful phase and client generators follow.
 
+A handler that reads its body itself says so with `operation_class=raw_body_operation(...)`.
 `StrictStructSchemaPlugin` documents request bodies as msgspec validates them: `additionalProperties:
-false` for structs that forbid unknown fields, and numeric bounds Litestar drops when they are 0.
+false` for structs that forbid unknown fields, bounds of 0 and constraints on list items, which Litestar
+drops. `repair_default_options` makes `OPTIONS` answer every method of a path (litestar#4169).
 """
 
 from __future__ import annotations
@@ -132,7 +136,9 @@ def _dependency_names(handler: Any) -> set[str]:
     return seen
 
 
-RESERVED_KWARGS = frozenset({"request", "state", "scope", "headers", "cookies", "query", "body", "socket", "self"})
+RESERVED_KWARGS = frozenset(
+    {"request", "state", "scope", "headers", "cookies", "query", "body", "socket", "self"}
+)  # what Litestar injects itself: not parameters of the operation
 
 
 def _takes_parameters(handler: Any, dependencies: set[str]) -> bool:
@@ -267,10 +273,11 @@ def _operation_class(base: type[Operation], traits: Traits, links: dict[str, Lin
                     response.links = dict(links)
                 if status.startswith("2") and traits.event_stream:
                     response.content = {"text/event-stream": OpenAPIMediaType(schema=SSE_EVENT)}
-                if status in ("503",):
+                if status == "503":
                     response.headers = {
                         "Retry-After": OpenAPIHeader(
-                            schema=Schema(type="string"), description="Seconds to wait before retrying"
+                            schema=Schema(type=OpenAPIType.STRING),
+                            description="Seconds to wait before retrying",
                         )
                     }
 

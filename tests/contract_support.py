@@ -28,12 +28,16 @@ SELECT n.nspname, c.relname FROM pg_class AS c JOIN pg_namespace AS n ON n.oid =
 WHERE c.relkind IN ('r', 'p') AND n.nspname IN ('keel', 'clinic', 'assistant', 'callmaster')
 ORDER BY 1, 2
 """
-CHECKSUM = sql.SQL("SELECT count(*), md5(coalesce(string_agg(md5(t::text), '' ORDER BY md5(t::text)), '')) FROM {} AS t")
+CHECKSUM = sql.SQL(
+    "SELECT count(*), md5(coalesce(string_agg(md5(t::text), '' ORDER BY md5(t::text)), '')) FROM {} AS t"
+)
 
 
 @dataclasses.dataclass
 class World:
-    headers: dict[str, dict[str, str]]  # clinic_admin, clinic_front_desk, clinic_b, owner, crew, owner_b, crew_b
+    headers: dict[
+        str, dict[str, str]
+    ]  # clinic_admin, clinic_front_desk, clinic_b, owner, crew, owner_b, crew_b
     ids: dict[str, str]  # path parameter name → a row of clinic A / owner A
     products: dict[str, str]  # identity → "clinic" | "callmaster"
 
@@ -52,7 +56,9 @@ async def seed_world(dba: Dba, client: httpx.AsyncClient, bearer: Callable[..., 
     )
     desk_id = _created(
         await client.post(
-            "/api/staff", headers=admin, json={"name": "Desk", "email": "desk@alpha.example", "role": "front_desk"}
+            "/api/staff",
+            headers=admin,
+            json={"name": "Desk", "email": "desk@alpha.example", "role": "front_desk"},
         )
     )
     lead_id = _created(await client.post("/api/leads", headers=admin, json=lead_body()))
@@ -79,11 +85,17 @@ async def seed_world(dba: Dba, client: httpx.AsyncClient, bearer: Callable[..., 
     ).fetchone()
 
     owner = add_user(dba, "user_owner_a")
-    owner_b = add_user(dba, "user_owner_b")
+    add_user(dba, "user_owner_b")  # a stranger to owner A's rows
     crew = add_crew(dba, owner, "crew-a@example.com")
-    dba.execute("UPDATE callmaster.users SET clerk_user_id = 'user_crew_a', status = 'verified' WHERE id = %s", (crew,))
+    dba.execute(
+        "UPDATE callmaster.users SET clerk_user_id = 'user_crew_a', status = 'verified' WHERE id = %s",
+        (crew,),
+    )
     crew_b = add_crew(dba, owner, "crew-b@example.com")  # owner A's crew, not on the show
-    dba.execute("UPDATE callmaster.users SET clerk_user_id = 'user_crew_b', status = 'verified' WHERE id = %s", (crew_b,))
+    dba.execute(
+        "UPDATE callmaster.users SET clerk_user_id = 'user_crew_b', status = 'verified' WHERE id = %s",
+        (crew_b,),
+    )
     show_id = add_show(dba, owner)
     assign(dba, show_id, crew)
     script_id = add_script(dba, show_id)
@@ -160,12 +172,14 @@ def example(doc: dict[str, Any], schema: dict[str, Any], ids: dict[str, str], na
     options = schema.get("oneOf") or schema.get("anyOf")
     if options:
         picked = next((o for o in options if resolve(doc, o).get("type") != "null"), options[0])
-        return example(doc, {**{k: v for k, v in schema.items() if k not in ("oneOf", "anyOf")}, **picked}, ids, name)
+        return example(
+            doc, {**{k: v for k, v in schema.items() if k not in ("oneOf", "anyOf")}, **picked}, ids, name
+        )
     if "const" in schema:
         return schema["const"]
     if "enum" in schema:
         return schema["enum"][0]
-    if "examples" in schema and schema["examples"]:
+    if schema.get("examples"):
         return schema["examples"][0]
     kind = schema.get("type")
     if kind == "object":

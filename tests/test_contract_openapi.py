@@ -38,7 +38,10 @@ async def test_every_error_is_a_documented_problem(doc: dict[str, Any]) -> None:
             assert {"400", "422"} <= statuses, (method, path)
         for status, response in responses.items():
             if status.startswith(("4", "5")):
-                assert response["content"] == {"application/problem+json": {"schema": PROBLEM}}, (path, status)
+                assert response["content"] == {"application/problem+json": {"schema": PROBLEM}}, (
+                    path,
+                    status,
+                )
     problem = doc["components"]["schemas"]["Problem"]
     assert set(problem["required"]) == {"title", "status", "detail"}
 
@@ -98,14 +101,21 @@ async def test_show_dates_are_validated_before_postgresql(
         response = await client.post("/api/shows", headers=headers, json={"name": "Hamlet", "show_date": bad})
         assert_problem(response, 400)
     assert dba.execute("SELECT count(*) FROM callmaster.shows").fetchone()[0] == 0
-    response = await client.post("/api/shows", headers=headers, json={"name": "Hamlet", "show_date": "2026-02-28"})
+    response = await client.post(
+        "/api/shows", headers=headers, json={"name": "Hamlet", "show_date": "2026-02-28"}
+    )
     assert response.status_code == 201
 
 
-async def test_options_allow_lists_every_method_of_the_path(doc: dict[str, Any], client: httpx.AsyncClient) -> None:
+async def test_options_allow_lists_every_method_of_the_path(
+    doc: dict[str, Any], client: httpx.AsyncClient
+) -> None:
     for path, item in doc["paths"].items():
         url = path.replace("{", "").replace("}", "")
-        url = "/".join("00000000-0000-4000-8000-000000000000" if part.endswith("_id") else part for part in url.split("/"))
+        url = "/".join(
+            "00000000-0000-4000-8000-000000000000" if part.endswith("_id") else part
+            for part in url.split("/")
+        )
         response = await client.options(url)
         allowed = {method.strip() for method in response.headers["allow"].split(",")}
         assert allowed == {*(method.upper() for method in item), "OPTIONS"}, path

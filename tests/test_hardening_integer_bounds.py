@@ -70,7 +70,9 @@ async def test_finding_1_every_integer_input_at_2_31_and_2_63_is_a_4xx(
             )
             allowed = range(400, 500) if value > maximum else range(200, 500)
             if response.status_code not in allowed:
-                wrong.append(f"{method} {path} {where} {name}={value}: {response.status_code} {response.text[:200]}")
+                wrong.append(
+                    f"{method} {path} {where} {name}={value}: {response.status_code} {response.text[:200]}"
+                )
             elif response.status_code >= 400:
                 assert response.headers["content-type"].startswith("application/problem+json")
     assert wrong == [], "\n".join(wrong)
@@ -87,7 +89,10 @@ async def test_finding_1_reported_cases(
     )
     assert response.status_code == 400
     assert response.headers["content-type"].startswith("application/problem+json")
-    assert dba.execute("SELECT count(*) FROM callmaster.script_elements WHERE id = %s", (element,)).fetchone()[0] == 1
+    assert (
+        dba.execute("SELECT count(*) FROM callmaster.script_elements WHERE id = %s", (element,)).fetchone()[0]
+        == 1
+    )
     events = f"/api/internal-assistant/messages/{world.ids['message_id']}/events"
     for last_id in ("1:3000000000", "3000000000:1", "1:9223372036854775808"):
         async with client.stream(

@@ -55,12 +55,34 @@ def settings_overrides() -> dict[str, Any]:
     }
 
 
-async def run_schemathesis(base_url: str, headers: dict[str, str], filters: list[str], ids: dict[str, str],
-                           report: Path) -> tuple[int, str]:
+async def run_schemathesis(
+    base_url: str, headers: dict[str, str], filters: list[str], ids: dict[str, str], report: Path
+) -> tuple[int, str]:
     argv = [
-        sys.executable, "-m", "schemathesis.cli", "--no-color", "--config-file", str(CONFIG),
-        "run", f"{base_url}/schema/openapi.json", "--checks", "all", "--seed", str(SEED), "--max-examples", str(EXAMPLES), "--max-time", str(SECONDS), "--workers", "1",
-        "--request-timeout", "30", "--report", "ndjson", "--report-ndjson-path", str(report),
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "--no-color",
+        "--config-file",
+        str(CONFIG),
+        "run",
+        f"{base_url}/schema/openapi.json",
+        "--checks",
+        "all",
+        "--seed",
+        str(SEED),
+        "--max-examples",
+        str(EXAMPLES),
+        "--max-time",
+        str(SECONDS),
+        "--workers",
+        "1",
+        "--request-timeout",
+        "30",
+        "--report",
+        "ndjson",
+        "--report-ndjson-path",
+        str(report),
         *filters,
     ]
     for name, value in headers.items():
@@ -79,7 +101,9 @@ async def run_schemathesis(base_url: str, headers: dict[str, str], filters: list
 
 
 async def test_schemathesis_whole_document_both_products(
-    client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Callable[..., dict[str, str]],
+    client: httpx.AsyncClient,
+    dba: psycopg.Connection[Any],
+    bearer: Callable[..., dict[str, str]],
     tmp_path: Path,
 ) -> None:
     world = await seed_world(dba, client, bearer)

@@ -52,6 +52,8 @@ async def test_tenant_sweep_every_id_operation_answers_404_and_changes_nothing(
         if method == "GET" and "events" not in path:
             request = build_request(doc, path, op, world)
             owner = "clinic_admin" if product(op) == "clinic" else "owner"
-            response = await client.get(request["url"], params=request["params"], headers=world.headers[owner])
+            response = await client.get(
+                request["url"], params=request["params"], headers=world.headers[owner]
+            )
             assert response.status_code == 200, f"{path}: {response.status_code} {response.text[:200]}"
     assert swept >= 60

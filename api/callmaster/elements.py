@@ -242,9 +242,7 @@ async def create_element(
 )
 async def bulk_update_elements(
     script_id: FromPath[UUID],
-    data: Annotated[
-        BulkUpdate, Body(media_type=RequestEncodingType.JSON, min_items=1, max_items=MAX_BULK)
-    ],
+    data: Annotated[BulkUpdate, Body(media_type=RequestEncodingType.JSON, min_items=1, max_items=MAX_BULK)],
     db: Db,
     principal: CurrentPrincipal,
 ) -> dict[str, Any]:
@@ -319,7 +317,9 @@ async def delete_element(
     principal: CurrentPrincipal,
     base_version: Annotated[
         int | None,
-        QueryParameter(ge=1, le=2_147_483_647, description="409 when the element is no longer at this version"),
+        QueryParameter(
+            ge=1, le=2_147_483_647, description="409 when the element is no longer at this version"
+        ),
     ] = None,
 ) -> None:
     await db.execute(

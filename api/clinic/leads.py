@@ -217,7 +217,9 @@ class LeadController(Controller):
         "/import",
         summary="Import up to 10,000 leads from a JSON array or a CSV (all or nothing unless partial=true)",
         status_code=201,
-        operation_class=raw_body_operation(IMPORT_BODY, "Leads as a JSON array (or `{leads: [...]}`) or a CSV"),
+        operation_class=raw_body_operation(
+            IMPORT_BODY, "Leads as a JSON array (or `{leads: [...]}`) or a CSV"
+        ),
     )
     async def import_leads(
         self,

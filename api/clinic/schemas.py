@@ -16,9 +16,7 @@ from api.patterns import EMAIL, NON_BLANK, SPACE
 Name = Annotated[str, Meta(min_length=1, max_length=200, pattern=NON_BLANK, description="Non-blank text")]
 ShortText = Annotated[str, Meta(min_length=1, max_length=200, pattern=NON_BLANK)]
 LongText = Annotated[str, Meta(min_length=1, max_length=5000, pattern=NON_BLANK)]
-Email = Annotated[
-    str, Meta(max_length=254, pattern=EMAIL, examples=["ann@clinic.example"])
-]
+Email = Annotated[str, Meta(max_length=254, pattern=EMAIL, examples=["ann@clinic.example"])]
 Phone = Annotated[
     str,
     Meta(
