@@ -15,7 +15,9 @@ from typing import Any
 
 import httpx
 import psycopg
+import pytest
 
+from api.errors import problem_from_db_error
 from tests.clinic_support import settings_overrides  # noqa: F401 - an encryption key for leads
 from tests.contract_support import build_request, operations, product, resolve, seed_world
 
@@ -101,3 +103,13 @@ async def test_finding_1_reported_cases(
             assert stream.status_code == 200, last_id
             body = (await stream.aread()).decode()
         assert "event: done" in body and "hello" in body  # ignored: the whole reply from the start
+
+
+def test_finding_1_an_argument_outside_its_sql_type_is_a_422_not_a_500(dba: psycopg.Connection[Any]) -> None:
+    """What the edge no longer lets through still maps to a 4xx: a bigint sent to an integer parameter."""
+    with pytest.raises(psycopg.errors.UndefinedFunction) as caught:
+        dba.execute("SELECT assistant.reply_progress(gen_random_uuid(), %s, 0)", (3_000_000_000,))
+    problem = problem_from_db_error(caught.value)
+    assert problem.status_code == 422
+    assert problem.extra == {"code": "42883"}
+    assert "reply_progress" not in problem.detail
