@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test fuzz bench clean
+.PHONY: run test reliability fuzz bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,9 @@ run: $(STAMP)  ## Serve Keel (embedded PostgreSQL when DATABASE_URL is unset)
 
 test: $(STAMP)  ## Run the test suite against a real PostgreSQL
 	$(BIN)/python -m pytest $(ARGS)
+
+reliability: $(STAMP)  ## Fault-injection suites at full length (docs/reliability.md)
+	KEEL_RELIABILITY=full $(BIN)/python -m pytest -m reliability -s $(ARGS)
 
 fuzz: $(STAMP)  ## Schemathesis over the whole API and the tenant sweep (KEEL_FUZZ_SECONDS etc. to go deeper)
 	KEEL_FUZZ=1 $(BIN)/python -m pytest -s tests/test_reliability_fuzz.py tests/test_reliability_tenant_sweep.py $(ARGS)

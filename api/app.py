@@ -11,17 +11,26 @@ from collections.abc import AsyncIterator
 from litestar import Litestar
 from litestar.config.app import AppConfig
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from api import assistant, callmaster, clinic, ops
 from api.auth import TokenVerifier
+from api.console import web as console
 from api.db import Database
 from api.deps import app_dependencies
 from api.errors import exception_handlers, problem_plugin
 from api.migrate import migration_ids, sql_digest
-from api.observability import pool_collector, prometheus_config, request_id_middleware, send_request_id
+from api.observability import (
+    MULTIPROCESS,
+    pool_collector,
+    prometheus_config,
+    publish_multiprocess_metrics,
+    request_id_middleware,
+    send_request_id,
+)
 from api.openapi import StrictStructSchemaPlugin, document_routes, repair_default_options
+from api.replica import ReplicaDatabase
 from api.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -45,9 +54,7 @@ def create_app(settings: Settings, *, database_url: str | None = None, run_worke
     if url is None:
         raise ValueError("create_app needs a database URL")
     db = Database(settings, url)
-    read_db = (
-        Database(settings, settings.database_read_url, name="keel-read") if settings.database_read_url else db
-    )
+    read_db = ReplicaDatabase(settings, settings.database_read_url, db) if settings.database_read_url else db
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -55,18 +62,21 @@ def create_app(settings: Settings, *, database_url: str | None = None, run_worke
         if read_db is not db:
             await read_db.open()
         pool_collector.databases["primary"] = db
+        if read_db is not db:
+            pool_collector.databases["read"] = read_db
+        else:
+            pool_collector.databases.pop("read", None)
         stop = asyncio.Event()
-        worker_task = None
+        tasks = [asyncio.create_task(publish_multiprocess_metrics(stop))] if MULTIPROCESS else []
         if run_workers:
             from api.workers import run_workers as run_all
 
-            worker_task = asyncio.create_task(run_all(settings, db, stop))
+            tasks.append(asyncio.create_task(run_all(settings, db, stop)))
         try:
             yield
         finally:
             stop.set()
-            if worker_task is not None:
-                await worker_task
+            await asyncio.gather(*tasks)
             if read_db is not db:
                 await read_db.close()
             await db.close()
@@ -81,7 +91,7 @@ def create_app(settings: Settings, *, database_url: str | None = None, run_worke
         return config
 
     app = Litestar(
-        route_handlers=[*ops.routes, *clinic.routes, *assistant.routes, *callmaster.routes],
+        route_handlers=[*ops.routes, *clinic.routes, *assistant.routes, *callmaster.routes, *console.routes],
         dependencies=app_dependencies(settings, db, read_db),
         lifespan=[lifespan],
         on_startup=[*clinic.on_startup, freeze_startup_heap],
@@ -96,7 +106,16 @@ def create_app(settings: Settings, *, database_url: str | None = None, run_worke
             version="0.1.0",
             description="Clinic and CallMaster on one PostgreSQL-centric backend.",
             path="/schema",
-            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            # Swagger UI from the swagger-ui-bundle-v2 wheel, served by the app: /schema renders offline.
+            render_plugins=[
+                SwaggerRenderPlugin(
+                    path="/swagger",
+                    js_url=f"{console.SWAGGER_UI_URL}/swagger-ui-bundle.js",
+                    css_url=f"{console.SWAGGER_UI_URL}/swagger-ui.css",
+                    standalone_preset_js_url=f"{console.SWAGGER_UI_URL}/swagger-ui-standalone-preset.js",
+                    favicon=f"<link rel='icon' type='image/png' href='{console.SWAGGER_UI_URL}/favicon-32x32.png'>",
+                )
+            ],
             components=Components(
                 security_schemes={
                     "BearerToken": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")

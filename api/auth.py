@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -18,6 +20,13 @@ HS_ALGORITHMS = ["HS256"]
 RS_ALGORITHMS = ["RS256"]
 LEEWAY_SECONDS = 5
 VERIFIED_CACHE_SIZE = 10_000
+JWKS_REFRESH_SECONDS = 300.0
+"""At most one JWKS download per this many seconds, whatever tokens arrive."""
+JWKS_TIMEOUT_SECONDS = 10.0
+JWKS_RETRY_SECONDS = 30.0
+"""After a failed download, the next may start this soon (not a whole refresh interval later)."""
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -41,33 +50,78 @@ class Principal:
         return str(value) if value else None
 
 
+class JwksKeys:
+    """The signing keys of a JWKS URL (Clerk), downloaded off the event loop and rate-limited.
+
+    A token's `kid` is chosen by whoever sends it, so an unknown `kid` must not cost a download (that
+    was a fetch storm: `PyJWKClient` fetched synchronously, on the event loop, for every unknown `kid`).
+    The key set is downloaded at most once per `refresh_seconds`, by one task at a time, in a worker
+    thread; meanwhile an unknown `kid` is simply unknown (401). Only before the first key set has
+    arrived does a request wait for the download in flight (the event loop keeps serving others).
+    """
+
+    def __init__(self, url: str, refresh_seconds: float = JWKS_REFRESH_SECONDS) -> None:
+        self.client = jwt.PyJWKClient(url, cache_jwk_set=False, timeout=JWKS_TIMEOUT_SECONDS)
+        self.refresh_seconds = refresh_seconds
+        self.keys: dict[str, Any] | None = None
+        self._last_attempt = float("-inf")
+        self._in_flight: asyncio.Task[None] | None = None
+
+    async def key_for(self, kid: str | None) -> Any | None:
+        """The key for `kid`; None when the current key set has no such key."""
+        if self.keys is None:
+            refresh = self._refresh()
+            if refresh is not None:
+                await asyncio.shield(refresh)
+        elif kid not in self.keys:
+            self._refresh()  # in the background; this request is answered now
+        return (self.keys or {}).get(kid or "")
+
+    def _refresh(self) -> asyncio.Task[None] | None:
+        """The download in flight, starting one if the interval has passed; None when none may run."""
+        if self._in_flight is not None:
+            return self._in_flight
+        if time.monotonic() - self._last_attempt < self.refresh_seconds:
+            return None
+        self._last_attempt = time.monotonic()
+        self._in_flight = asyncio.get_running_loop().create_task(self._download())
+        return self._in_flight
+
+    async def _download(self) -> None:
+        try:
+            jwk_set = await asyncio.to_thread(self.client.get_jwk_set, True)
+            self.keys = {key.key_id: key.key for key in jwk_set.keys if key.key_id}
+        except jwt.PyJWTError as exc:
+            retry = min(JWKS_RETRY_SECONDS, self.refresh_seconds)
+            self._last_attempt = time.monotonic() - self.refresh_seconds + retry
+            log.warning("cannot load the JWKS key set (next try in %.0f s at the earliest): %s", retry, exc)
+        finally:
+            self._in_flight = None
+
+
 class TokenVerifier:
-    """Verifies tokens per the settings; the JWKS client caches keys between requests."""
+    """Verifies tokens per the settings; JWKS keys are kept between requests (see JwksKeys)."""
 
     def __init__(self, settings: Settings) -> None:
         self.secret = settings.resolved_jwt_secret()
         self.audience = settings.jwt_audience
         self.issuer = settings.jwt_issuer
-        self.jwks = (
-            jwt.PyJWKClient(settings.jwt_jwks_url, cache_keys=True, lifespan=600)
-            if settings.jwt_jwks_url
-            else None
-        )
+        self.jwks = JwksKeys(settings.jwt_jwks_url) if settings.jwt_jwks_url else None
         # A token's signature and claims do not change: verifying it again on every request only costs
         # CPU. Entries leave the cache when the token expires (or to make room).
         self._verified: TLRUCache[str, dict[str, Any]] = TLRUCache(
             maxsize=VERIFIED_CACHE_SIZE, ttu=_token_expiry, timer=time.time
         )
 
-    def verify(self, token: str) -> dict[str, Any]:
+    async def verify(self, token: str) -> dict[str, Any]:
         """The token's claims; verified once, then remembered until the token expires."""
         claims = self._verified.get(token)
         if claims is None:
-            claims = self._verify(token)
+            claims = await self._verify(token)
             self._verified[token] = claims
         return claims
 
-    def _verify(self, token: str) -> dict[str, Any]:
+    async def _verify(self, token: str) -> dict[str, Any]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -79,7 +133,9 @@ class TokenVerifier:
                 key: Any = self.secret
                 algorithms = HS_ALGORITHMS
             elif alg in RS_ALGORITHMS and self.jwks:
-                key = self.jwks.get_signing_key_from_jwt(token).key
+                key = await self.jwks.key_for(header.get("kid"))
+                if key is None:
+                    raise _unauthorized("The bearer token is signed with an unknown key.")
                 algorithms = RS_ALGORITHMS
             else:
                 raise _unauthorized(f"Tokens signed with {alg!r} are not accepted.")
@@ -129,5 +185,5 @@ async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
             detail="A bearer token is required.", headers={"WWW-Authenticate": "Bearer"}
         )
     verifier: TokenVerifier = request.app.state.verifier
-    claims = verifier.verify(token.strip())
+    claims = await verifier.verify(token.strip())
     return Principal(claims=claims)

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 import click
 import psycopg
 
+from api.console.links import DEFAULT_BASE_URL, console_link
 from api.settings import Settings
 
 log = logging.getLogger("keel")
@@ -27,9 +28,11 @@ def load_settings() -> Settings:
 
 @contextmanager
 def database_url(settings: Settings, *, owner: bool = False) -> Iterator[str]:
-    """`DATABASE_URL`, or the embedded server's URL (started for this command if not running)."""
-    if settings.database_url:
-        yield settings.database_url
+    """The direct URL (`DATABASE_DIRECT_URL`, else `DATABASE_URL`), or the embedded server's URL
+    (started for this command if not running). Commands need a session: migrations and refreshes
+    hold session advisory locks, workers LISTEN; never a transaction pooler's URL."""
+    if settings.direct_url:
+        yield settings.direct_url
         return
     from api.embedded import EmbeddedError, embedded_database
 
@@ -68,8 +71,16 @@ def main() -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
-@click.option("--no-workers", is_flag=True, help="Do not run the background workers in this process.")
-def serve(host: str, port: int, no_workers: bool) -> None:
+@click.option("--no-workers", is_flag=True, help="Do not run the background workers.")
+@click.option(
+    "--workers",
+    "processes",
+    default=None,
+    type=click.IntRange(min=1),
+    help="API processes sharing the port [default: KEEL_WEB_CONCURRENCY or 1]. With more than one, the "
+    "background workers run in one process of their own.",
+)
+def serve(host: str, port: int, no_workers: bool, processes: int | None) -> None:
     """Serve the HTTP API (and, by default, the background workers).
 
     Embedded mode migrates its private database first; with DATABASE_URL the schema must be current.
@@ -80,12 +91,21 @@ def serve(host: str, port: int, no_workers: bool) -> None:
     from api.migrate import migrate
 
     settings = load_settings()
+    processes = processes or settings.web_concurrency
     with database_url(settings, owner=True) as url:
         if settings.embedded:
             migrate(url)
         else:
             ensure_schema_current(url)
-        app = create_app(settings, database_url=url, run_workers=not no_workers)
+        app_url = settings.database_url or url  # the API's requests may go through a pooler
+        if processes > 1:
+            from api.serving import serve_processes
+
+            serve_processes(
+                settings, app_url, host=host, port=port, processes=processes, run_workers=not no_workers
+            )
+            return
+        app = create_app(settings, database_url=app_url, run_workers=not no_workers)
         log.info("serving on http://%s:%s", host, port)
         # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal; make SIGTERM
         # an exception like SIGINT so the embedded database is stopped on the way out too.
@@ -102,27 +122,12 @@ def worker() -> None:
     """Run only the background workers (outbox dispatcher, assistant replies) until interrupted."""
     import asyncio
 
-    from api.db import Database
-    from api.workers import run_workers
+    from api.workers import run_worker_process
 
     settings = load_settings()
-
-    async def run(url: str) -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        db = Database(settings, url, name="keel-worker")
-        await db.open()
-        try:
-            log.info("workers running; Ctrl-C to stop")
-            await run_workers(settings, db, stop)
-        finally:
-            await db.close()
-
     with database_url(settings) as url:
         ensure_schema_current(url)
-        asyncio.run(run(url))
+        asyncio.run(run_worker_process(settings, url))
 
 
 @main.command()
@@ -143,8 +148,8 @@ def migrate(rollback: int) -> None:
 def db_url() -> None:
     """Print the URL of the database in use, e.g. psql "$(keel db-url)"."""
     settings = Settings.from_env()
-    if settings.database_url:
-        click.echo(settings.database_url)
+    if settings.direct_url:
+        click.echo(settings.direct_url)
         return
     from api.embedded import running_url
 
@@ -164,8 +169,16 @@ def db_url() -> None:
 @click.option(
     "--ttl", default=3600, show_default=True, type=click.IntRange(min=1), help="Lifetime in seconds."
 )
-def token(sub: str, clinic_id: str | None, role: str | None, ttl: int) -> None:
-    """Mint a development JWT signed with KEEL_JWT_SECRET (or the embedded data dir's secret)."""
+@click.option("--console", "as_link", is_flag=True, help="Print a console sign-in link instead of the token.")
+@click.option(
+    "--base-url", default=DEFAULT_BASE_URL, show_default=True, help="Where `keel serve` listens (with --console)."
+)
+def token(sub: str, clinic_id: str | None, role: str | None, ttl: int, as_link: bool, base_url: str) -> None:
+    """Mint a development JWT signed with KEEL_JWT_SECRET (or the embedded data dir's secret).
+
+    With --console, print a link that signs the browser console in: the token rides in the URL fragment,
+    which the browser never sends to the server.
+    """
     from api.auth import TokenVerifier
 
     verifier = TokenVerifier(Settings.from_env())
@@ -176,7 +189,8 @@ def token(sub: str, clinic_id: str | None, role: str | None, ttl: int) -> None:
         **({"clinic_id": clinic_id} if clinic_id else {}),
         **({"role": role} if role else {}),
     }
-    click.echo(verifier.mint(claims, ttl_seconds=ttl))
+    minted = verifier.mint(claims, ttl_seconds=ttl)
+    click.echo(console_link(minted, base_url) if as_link else minted)
 
 
 def _register_area_commands() -> None:

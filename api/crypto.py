@@ -5,10 +5,16 @@ oldest first: the **last** key encrypts, every key decrypts. Add a key by append
 `keel keys rotate` to re-encrypt old rows; a key may be removed once nothing uses it. In embedded mode
 with no variable set, one key (id `local`) is generated once in the data dir.
 
-A ciphertext is `v1:<key id>:<base64url(nonce || ciphertext || tag)>`; the field's name is bound in as
-associated data, so a value copied into another column does not decrypt. Each master key is split with
-HKDF into an encryption key and a blind-index key; a blind index is `<key id>:<base64url(HMAC-SHA256)>`
-of the normalised value, and a search matches any live key's index.
+A ciphertext is `v2:<key id>:<base64url(nonce || ciphertext || tag)>`, with the column and its row
+(`<clinic id>/<row id>`) bound in as associated data: a value copied into another column, row or clinic
+does not decrypt. Each master key is split with HKDF into an encryption key and a blind-index key, and
+the blind-index key is split again per clinic (HMAC of the clinic id), so one phone gives unrelated
+indexes in two clinics; a blind index is `v2:<key id>:<base64url(HMAC-SHA256)>` of the normalised value,
+and a search matches any live key's index.
+
+Rows written before tenant binding hold `v1:` values (associated data: the column name only) and `v1`
+blind indexes (`<key id>:…`, one key for every clinic): they still decrypt and match, and
+`keel keys rotate` rewrites them in the v2 format.
 """
 
 from __future__ import annotations
@@ -32,7 +38,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from api.settings import Settings
 
-VERSION = "v1"
+VERSION = "v2"
+LEGACY_VERSION = "v1"
 KEY_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 NONCE_BYTES = 12
 KEY_BYTES = 32
@@ -147,31 +154,44 @@ class Keyring:
                 f"(configured: {', '.join(self._keys)})"
             ) from None
 
-    def encrypt(self, plaintext: str, field_name: str) -> str:
+    def encrypt(self, plaintext: str, field_name: str, row: str) -> str:
+        """Seal plaintext for one column (`field_name`) of one row (`row`: "<tenant id>/<row id>")."""
         key = self._keys[self.current_id]
         nonce = os.urandom(NONCE_BYTES)
-        sealed = key.aead.encrypt(nonce, plaintext.encode("utf-8"), field_name.encode("utf-8"))
+        sealed = key.aead.encrypt(nonce, plaintext.encode("utf-8"), _associated(field_name, row))
         return f"{VERSION}:{key.key_id}:{_b64encode(nonce + sealed)}"
 
-    def decrypt(self, token: str, field_name: str) -> str:
+    def decrypt(self, token: str, field_name: str, row: str) -> str:
+        """The plaintext of a value of this column and row (v2), or of this column (legacy v1)."""
         version, _, rest = token.partition(":")
         key_id, _, payload = rest.partition(":")
-        if version != VERSION or not payload:
+        if version not in (VERSION, LEGACY_VERSION) or not payload:
             raise DecryptionFailed(f"{field_name}: not a {VERSION} ciphertext")
         key = self._key(key_id)
+        associated = _associated(field_name, row) if version == VERSION else field_name.encode("utf-8")
         try:
             raw = _b64decode(payload)
-            return key.aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], field_name.encode("utf-8")).decode(
-                "utf-8"
-            )
+            return key.aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], associated).decode("utf-8")
         except (InvalidTag, CryptoError, UnicodeDecodeError) as exc:
-            raise DecryptionFailed(f"{field_name}: ciphertext does not verify under key {key_id!r}") from exc
+            raise DecryptionFailed(
+                f"{field_name}: ciphertext does not verify under key {key_id!r} for this row"
+            ) from exc
+
+    @staticmethod
+    def is_current_format(token: str) -> bool:
+        return token.startswith(VERSION + ":")
 
     @staticmethod
     def key_id_of(token: str) -> str:
         return token.split(":", 2)[1] if token.count(":") >= 2 else ""
 
-    def _index(self, key: _Key, normalized: str) -> str:
+    def _index(self, key: _Key, normalized: str, tenant: str) -> str:
+        tenant_key = hmac.new(key.index_key, b"tenant\x00" + tenant.encode("utf-8"), hashlib.sha256).digest()
+        digest = hmac.new(tenant_key, normalized.encode("utf-8"), hashlib.sha256).digest()
+        return f"{VERSION}:{key.key_id}:{_b64encode(digest)}"
+
+    @staticmethod
+    def _legacy_index(key: _Key, normalized: str) -> str:
         digest = hmac.new(key.index_key, normalized.encode("utf-8"), hashlib.sha256).digest()
         return f"{key.key_id}:{_b64encode(digest)}"
 
@@ -180,14 +200,22 @@ class Keyring:
         key = self._keys[self.current_id]
         return hmac.new(key.index_key, b"digest\x00" + value.encode("utf-8"), hashlib.sha256).hexdigest()
 
-    def phone_index(self, phone: str) -> str:
-        """The blind index of a phone under the current key (what is stored)."""
-        return self._index(self._keys[self.current_id], normalize_phone(phone))
+    def phone_index(self, phone: str, tenant: str) -> str:
+        """The blind index of a phone in one tenant (clinic id) under the current key (what is stored)."""
+        return self._index(self._keys[self.current_id], normalize_phone(phone), tenant)
 
-    def phone_matches(self, phone: str) -> list[str]:
-        """The blind index of a phone under every key (what a search compares with)."""
+    def phone_matches(self, phone: str, tenant: str) -> list[str]:
+        """The blind indexes of a phone in one tenant under every key, and the legacy (v1, untenanted)
+        ones of rows not yet rotated: what a search compares with."""
         normalized = normalize_phone(phone)
-        return [self._index(key, normalized) for key in self._keys.values()]
+        keys = list(self._keys.values())
+        return [self._index(key, normalized, tenant) for key in keys] + [
+            self._legacy_index(key, normalized) for key in keys
+        ]
+
+
+def _associated(field_name: str, row: str) -> bytes:
+    return f"{field_name}\x00{row}".encode()
 
 
 def generate_key_entry(key_id: str) -> str:

@@ -9,29 +9,39 @@ one implicit transaction: a request costs one round trip, not four (BEGIN, conte
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
+from types import MappingProxyType
 from typing import Any, Protocol
 
-from psycopg import AsyncConnection, errors
+import psycopg
+from psycopg import AsyncConnection, OperationalError, errors
 from psycopg.abc import Query
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
+from psycopg_pool.base import AttemptWithBackoff
 
 from api.settings import Settings
 
 Params = Sequence[Any] | Mapping[str, Any] | None
 Statement = tuple[Query, Params]
 
+# clinic.request_claims checks a clinic token against the staff member's current standing (deactivated:
+# 28000, answered 401; the role is the current one), in this statement: no extra round trip.
 CONTEXT_SQL = (
-    "SELECT set_config('request.jwt.claims', %s, true),"
-    " set_config('role', 'keel_api', true),"
+    "SELECT set_config('request.jwt.claims', clinic.request_claims(%s), true),"
+    " set_config('role', %s, true),"
     " set_config('statement_timeout', %s, true)"
 )
+API_ROLE = "keel_api"
+WORKER_ROLE = "keel_worker"
 RETRYABLE = (errors.SerializationFailure, errors.DeadlockDetected)
 MAX_ATTEMPTS = 4
+ANSWER_GRACE = 2.0  # seconds past the statement timeout after which a silent server counts as gone
+RECONNECT_MAX_DELAY = 1.0  # seconds between the pool's attempts to reconnect to a server that went away
 
 
 class HasClaims(Protocol):
@@ -39,9 +49,23 @@ class HasClaims(Protocol):
     def claims(self) -> Mapping[str, Any]: ...
 
 
-def context_params(principal: HasClaims | None, timeout_ms: int) -> tuple[str, str]:
-    """The parameters of CONTEXT_SQL: the claims as JSON ("" for none) and the statement timeout."""
-    return (json.dumps(dict(principal.claims)) if principal is not None else "", str(timeout_ms))
+class Worker:
+    """The caller of background work (outbox dispatcher, assistant replies, maintenance): no request
+    claims, and the role keel_worker, the only one granted the SECURITY DEFINER functions that act for
+    every tenant. Request handlers pass their Principal (role keel_api) or None (keel_api, no claims)."""
+
+    claims: Mapping[str, Any] = MappingProxyType({})
+
+
+WORKER = Worker()
+
+
+def context_params(principal: HasClaims | None, timeout_ms: int) -> tuple[str, str, str]:
+    """The parameters of CONTEXT_SQL: the claims as JSON ("" for none), the role and the statement
+    timeout."""
+    if principal is WORKER:
+        return ("", WORKER_ROLE, str(timeout_ms))
+    return (json.dumps(dict(principal.claims)) if principal is not None else "", API_ROLE, str(timeout_ms))
 
 
 async def call(
@@ -71,19 +95,49 @@ async def call(
     return await cur.fetchone()
 
 
+class _CappedBackoff(AttemptWithBackoff):
+    """psycopg_pool's reconnection backoff (1 s, doubling), capped at RECONNECT_MAX_DELAY."""
+
+    def update_delay(self, now: float) -> None:
+        super().update_delay(now)
+        self.delay = min(self.delay, RECONNECT_MAX_DELAY)
+
+
+class Pool(AsyncConnectionPool):
+    """The pool, reconnecting at least every RECONNECT_MAX_DELAY while the server is away.
+
+    psycopg_pool doubles the delay between reconnection attempts without bound: after an outage of
+    8 s it next tries at 15 s, so a restarted PostgreSQL stayed unused (every request a 503) for
+    about as long again as it was down (tests/test_reliability_restart.py measured it).
+    """
+
+    async def _add_connection(self, attempt: AttemptWithBackoff | None, growing: bool = False) -> None:
+        await super()._add_connection(attempt or _CappedBackoff(timeout=self.reconnect_timeout), growing)
+
+
 class Database:
     """Pool plus the transaction discipline every API call uses."""
 
     def __init__(self, settings: Settings, conninfo: str, *, name: str = "keel") -> None:
         self.settings = settings
-        self.pool = AsyncConnectionPool(
+        # Where this database's components open a session of their own (LISTEN, session advisory
+        # locks): never through a transaction pooler, which hands each transaction another backend.
+        self.direct_conninfo = settings.database_direct_url or conninfo
+        self.pool = Pool(
             conninfo,
             min_size=settings.pool_min_size,
             max_size=settings.pool_max_size,
             timeout=settings.pool_timeout,
             # Autocommit: `call` needs no BEGIN/COMMIT (its pipeline's Sync commits), and
             # `transaction` sends its own.
-            kwargs={"row_factory": dict_row, "application_name": name, "autocommit": True},
+            # prepare_threshold None behind a transaction pooler (PgBouncer 1.18): a statement prepared
+            # on one backend is unknown to the next one the pooler lends.
+            kwargs={
+                "row_factory": dict_row,
+                "application_name": name,
+                "autocommit": True,
+                "prepare_threshold": settings.prepare_threshold,
+            },
             open=False,
             name=name,
         )
@@ -118,12 +172,37 @@ class Database:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 async with self.pool.connection() as conn:
-                    return await call(conn, context, query, params, mode, before=before)
+                    return await self._answered(conn, call(conn, context, query, params, mode, before=before))
             except RETRYABLE:
                 if attempt == MAX_ATTEMPTS:
                     raise
                 await asyncio.sleep(random.uniform(0, 0.02 * 2**attempt))
         raise AssertionError("unreachable")
+
+    async def _answered(self, conn: AsyncConnection[Any], work: Coroutine[Any, Any, Any]) -> Any:
+        """Await `work` on `conn`, but no longer than the statement timeout plus ANSWER_GRACE.
+
+        The server ends a slow statement itself (57014 → 504); this bounds what it cannot: a network
+        partition, where the connection stays open and nothing comes back (TCP would wait many
+        minutes). The connection is then closed, not cancelled — psycopg's cancel would open another
+        connection across the same dead network and wait 10 s more — and the pool discards it.
+        """
+        task = asyncio.ensure_future(work)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self._timeout() / 1000 + ANSWER_GRACE)
+        except asyncio.CancelledError:  # the request itself was cancelled: so is its call, as before
+            task.cancel()
+            await asyncio.wait({task})
+            raise
+        if done:
+            return task.result()
+        conn.pgconn.finish()  # the transaction's state is unknown: close, so the call cannot linger
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, psycopg.Error):
+            await task
+        raise OperationalError(
+            f"the database did not answer within {self._timeout() / 1000 + ANSWER_GRACE:g} s"
+        )
 
     async def fetch(
         self, principal: HasClaims | None, query: Query, params: Params = None

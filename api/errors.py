@@ -62,6 +62,8 @@ def status_for_sqlstate(sqlstate: str, detail: str = "") -> int | None:
         return 422
     if sqlstate == "42501":
         return 403
+    if sqlstate == "28000":  # the token no longer names an active staff member (clinic.request_claims)
+        return 401
     if sqlstate in ("40001", "40P01"):
         return 503
     if sqlstate == "57014":
@@ -94,6 +96,8 @@ def problem_from_db_error(exc: psycopg.Error) -> Problem:
             detail = "The database is unavailable; try again shortly."
     elif status == 504:
         detail = "The database took too long to answer."
+    elif status == 401:
+        headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
     elif diag.message_detail and status in (409, 422):
         extra["db_detail"] = diag.message_detail
     return Problem(status, detail, code=sqlstate, extra=extra, headers=headers)

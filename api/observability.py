@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import os
 import sys
 import uuid
 from collections.abc import Iterator
@@ -11,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from litestar.datastructures import MutableScopeHeaders
 from litestar.plugins.prometheus import PrometheusConfig
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, Gauge
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from pythonjsonlogger.json import JsonFormatter
@@ -29,6 +32,21 @@ class _RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()
         return True
+
+
+class _AccessLogPathFilter(logging.Filter):
+    """uvicorn's access line without the query string: searches put phones and names there
+    (`GET /api/leads?phone=…&q=…`), and a log line must carry no personal data."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str) and "?" in args[2]:
+            record.args = (args[0], args[1], args[2].split("?", 1)[0] + "?…", *args[3:])
+        return True
+
+
+# On the logger, not a handler: whoever configures the handlers (keel serve, tests), the line is redacted.
+logging.getLogger("uvicorn.access").addFilter(_AccessLogPathFilter())
 
 
 def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
@@ -86,25 +104,76 @@ def prometheus_config() -> PrometheusConfig:
     return PrometheusConfig(app_name="keel", prefix="keel", group_path=True, exclude=["/metrics"])
 
 
+# (name, help, multiprocess mode): with N API processes, pool figures add up over the live processes
+# and the replica lag is the worst any of them saw.
+POOL_METRICS = (
+    ("keel_db_pool_size", "Connections open in the pool", "livesum"),
+    ("keel_db_pool_in_use", "Connections lent out", "livesum"),
+    ("keel_db_pool_waiting", "Requests waiting for a connection", "livesum"),
+    (
+        "keel_db_replica_lag_seconds",
+        "Replay lag of the read replica (absent when it does not answer)",
+        "livemax",
+    ),
+    (
+        "keel_db_replica_in_use",
+        "1 while dashboard reads go to the replica, 0 while they go to the primary",
+        "livemin",
+    ),
+)
+MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+"""Prometheus multiprocess mode (`keel serve --workers N` sets the directory): `/metrics`, answered by
+any process, sums every process's samples."""
+MULTIPROCESS_PUBLISH_SECONDS = 1.0
+
+
 class PoolCollector(Collector):
-    """Pool size, connections in use and requests waiting, read at scrape time."""
+    """Pool size, connections in use, requests waiting and replica lag, read at scrape time."""
 
     def __init__(self) -> None:
         self.databases: dict[str, Database] = {}
 
-    def collect(self) -> Iterator[Any]:
-        size = GaugeMetricFamily("keel_db_pool_size", "Connections open in the pool", labels=["pool"])
-        in_use = GaugeMetricFamily("keel_db_pool_in_use", "Connections lent out", labels=["pool"])
-        waiting = GaugeMetricFamily(
-            "keel_db_pool_waiting", "Requests waiting for a connection", labels=["pool"]
-        )
+    def samples(self) -> Iterator[tuple[str, str, float]]:
+        """(metric, pool, value) for every pool of this process."""
         for name, db in self.databases.items():
             stats = db.pool.get_stats()
-            size.add_metric([name], stats.get("pool_size", 0))
-            in_use.add_metric([name], stats.get("pool_size", 0) - stats.get("pool_available", 0))
-            waiting.add_metric([name], stats.get("requests_waiting", 0))
-        yield from (size, in_use, waiting)
+            yield "keel_db_pool_size", name, stats.get("pool_size", 0)
+            yield "keel_db_pool_in_use", name, stats.get("pool_size", 0) - stats.get("pool_available", 0)
+            yield "keel_db_pool_waiting", name, stats.get("requests_waiting", 0)
+            if hasattr(db, "in_use"):  # the read replica
+                yield "keel_db_replica_in_use", name, float(db.in_use)
+                if db.lag_seconds is not None:
+                    yield "keel_db_replica_lag_seconds", name, db.lag_seconds
+
+    def collect(self) -> Iterator[Any]:
+        families = {name: GaugeMetricFamily(name, doc, labels=["pool"]) for name, doc, _ in POOL_METRICS}
+        for metric, pool, value in self.samples():
+            families[metric].add_metric([pool], value)
+        yield from families.values()
 
 
 pool_collector = PoolCollector()
 REGISTRY.register(pool_collector)
+
+
+async def publish_multiprocess_metrics(stop: asyncio.Event) -> None:
+    """Multiprocess mode: a scrape reads files, not this process's pools, so copy the pool figures into
+    multiprocess gauges every second until `stop`."""
+    gauges = {
+        name: Gauge(name, doc, ["pool"], multiprocess_mode=mode, registry=None)
+        for name, doc, mode in POOL_METRICS
+    }
+    while not stop.is_set():
+        seen = set()
+        for metric, pool, value in pool_collector.samples():
+            gauges[metric].labels(pool).set(value)
+            seen.add((metric, pool))
+        for metric, gauge in gauges.items():  # a replica that stopped answering has no lag to show
+            for (pool,) in list(gauge._metrics):  # prometheus_client has no public listing of labels
+                if (metric, pool) not in seen:
+                    gauge.remove(pool)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), MULTIPROCESS_PUBLISH_SECONDS)
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(os.getpid())

@@ -9,9 +9,10 @@ from litestar.plugins.prometheus import PrometheusController
 from psycopg import sql
 
 from api.auth import provide_principal
-from api.deps import Db
+from api.deps import Db, ReadDb
 from api.errors import Problem
 from api.migrate import MIGRATION_TABLE
+from api.replica import ReplicaDatabase
 
 
 @get("/api/health", tags=["ops"], summary="Liveness: the process answers")
@@ -27,9 +28,19 @@ SOURCES_SQL = "SELECT digest FROM keel.sql_sources"
 
 
 @get("/api/ready", tags=["ops"], summary="Readiness: database reachable and schema current")
-async def ready(request: Request[Any, Any, Any], db: Db) -> dict[str, Any]:
-    """Verifies a bearer token when one is sent, so a client can check its credentials too."""
+async def ready(request: Request[Any, Any, Any], db: Db, read_db: ReadDb) -> dict[str, Any]:
+    """Verifies a bearer token when one is sent, so a client can check its credentials too. With a read
+    replica, `replica` tells its lag and whether dashboard reads go to it (a lagging or unreachable
+    replica is no reason to stop serving: reads then go to the primary)."""
     body: dict[str, Any] = {"status": "ready"}
+    if isinstance(read_db, ReplicaDatabase):
+        lag = await read_db.measure()
+        body["replica"] = {
+            "reachable": lag is not None,
+            "lag_seconds": lag,
+            "max_lag_seconds": read_db.settings.read_max_lag_seconds,
+            "serving_reads": read_db.in_use,
+        }
     if "authorization" in request.headers:
         body["authenticated_as"] = (await provide_principal(request)).sub
     try:

@@ -45,7 +45,7 @@ from psycopg import sql
 from psycopg_pool import PoolTimeout
 from standardwebhooks.webhooks import Webhook
 
-from api.db import Database
+from api.db import WORKER, WORKER_ROLE, Database
 from api.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -56,10 +56,11 @@ SECRET_FILE = "notify-webhook-secret"
 MIN_PAUSE = 0.05  # seconds: an event due now but locked by a concurrent claim is retried this soon
 
 CLAIM = "SELECT * FROM keel.claim_outbox(%(limit)s, make_interval(secs => %(lease)s), %(worker)s)"
-COMPLETE = "SELECT keel.complete_outbox(%(id)s, %(status)s)"
-COMPLETE_UNSENT = "SELECT keel.complete_outbox_unsent(%(ids)s)"
+START = "SELECT keel.start_outbox_delivery(%(id)s, %(token)s, make_interval(secs => %(lease)s))"
+COMPLETE = "SELECT keel.complete_outbox(%(id)s, %(token)s, %(status)s)"
+COMPLETE_UNSENT = "SELECT keel.complete_outbox_unsent(%(ids)s, %(token)s)"
 FAIL = (
-    "SELECT keel.fail_outbox(%(id)s, %(error)s, %(status)s, %(max_attempts)s,"
+    "SELECT keel.fail_outbox(%(id)s, %(token)s, %(error)s, %(status)s, %(max_attempts)s,"
     " make_interval(secs => %(base)s), make_interval(secs => %(max)s))"
 )
 NEXT_DUE = "SELECT keel.outbox_next_due()"
@@ -212,7 +213,7 @@ class Dispatcher:
                             await self._stay_awake(http, signer, stop)
                         await self._maybe_prune()
                         # Sleep until woken, the next retry or lease expiry falls due, or the poll.
-                        next_due = await self.db.fetch_val(None, NEXT_DUE)
+                        next_due = await self.db.fetch_val(WORKER, NEXT_DUE)
                         failures = 0
                     except (psycopg.OperationalError, PoolTimeout) as exc:
                         failures += 1
@@ -237,7 +238,7 @@ class Dispatcher:
         gate = asyncio.Semaphore(self.config.concurrency)
         while not stop.is_set():
             events = await self.db.fetch(
-                None,
+                WORKER,
                 CLAIM,
                 {"limit": self.config.batch_size, "lease": self.config.lease_seconds, "worker": self.name},
             )
@@ -265,9 +266,9 @@ class Dispatcher:
         their events waits for the next regular poll.
         """
         async with await psycopg.AsyncConnection.connect(
-            self.db.pool.conninfo, autocommit=True, application_name="keel-outbox-awake"
+            self.db.direct_conninfo, autocommit=True, application_name="keel-outbox-awake"
         ) as session:
-            await session.execute("SET ROLE keel_api")
+            await session.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(WORKER_ROLE)))
             row = await (await session.execute(AWAKE)).fetchone()
             announced = bool(row and row[0])
             quiet_since = time.monotonic()
@@ -284,16 +285,36 @@ class Dispatcher:
         """No receiver configured: log each event, then mark the whole batch delivered in one call."""
         for event in events:
             event_id = str(event["id"])
+            # Ids only: payloads carry no personal data (sql/clinic/290_outbox_triggers.sql), and a log
+            # line is no place to find out if one ever does.
+            ids = {name: value for name, value in event["payload"].items() if name.endswith("_id")}
             log.info(
                 "outbox event %s %s (not sent: no KEEL_NOTIFY_WEBHOOK_URL)",
                 event["topic"],
                 event_id,
-                extra={"event_id": event_id, "topic": event["topic"], "payload": event["payload"]},
+                extra={"event_id": event_id, "topic": event["topic"], "ids": ids},
             )
-        await self.db.fetch_val(None, COMPLETE_UNSENT, {"ids": [event["id"] for event in events]})
+        await self.db.fetch_val(
+            WORKER,
+            COMPLETE_UNSENT,
+            {"ids": [event["id"] for event in events], "token": events[0]["claim_token"]},
+        )
 
     async def deliver(self, http: httpx.AsyncClient, signer: Webhook, event: dict[str, Any]) -> None:
+        """Send one claimed event, unless its claim was lost meanwhile.
+
+        The batch's lease started at the claim, and this event may have waited behind slower deliveries
+        for longer than that: its lease is renewed now, for this delivery only, and only while the claim
+        token is still the event's (otherwise another dispatcher has re-claimed it and sends it)."""
         event_id = str(event["id"])
+        token = event["claim_token"]
+        if not await self.db.fetch_val(
+            WORKER, START, {"id": event["id"], "token": token, "lease": self.config.lease_seconds}
+        ):
+            log.info(
+                "outbox event %s %s was re-claimed by another dispatcher; not sent", event["topic"], event_id
+            )
+            return
         body = json.dumps(
             {"type": event["topic"], "timestamp": event["created_at"].isoformat(), "data": event["payload"]},
             separators=(",", ":"),
@@ -319,14 +340,15 @@ class Dispatcher:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         elapsed_ms = (time.monotonic() - started) * 1000
         if error is None:
-            await self.db.fetch_val(None, COMPLETE, {"id": event["id"], "status": status})
+            await self.db.fetch_val(WORKER, COMPLETE, {"id": event["id"], "token": token, "status": status})
             log.debug("delivered %s %s in %.0f ms", event["topic"], event_id, elapsed_ms)
             return
         next_at = await self.db.fetch_val(
-            None,
+            WORKER,
             FAIL,
             {
                 "id": event["id"],
+                "token": token,
                 "error": f"attempt {event['attempts']}: {error}",
                 "status": status,
                 "max_attempts": self.config.max_attempts,
@@ -359,7 +381,7 @@ class Dispatcher:
         limit = 10000
         while True:
             deleted = await self.db.fetch_val(
-                None, PRUNE, {"retention": self.config.retention_seconds, "limit": limit}
+                WORKER, PRUNE, {"retention": self.config.retention_seconds, "limit": limit}
             )
             if deleted:
                 log.info("pruned %s delivered outbox events", deleted)
@@ -369,7 +391,7 @@ class Dispatcher:
     async def _listen(self, stop: asyncio.Event) -> None:
         """Keep a LISTEN connection open; every notification (or reconnection) wakes the loop."""
         delay = 0.5
-        conninfo = self.db.pool.conninfo
+        conninfo = self.db.direct_conninfo
         while not stop.is_set():
             try:
                 conn = await psycopg.AsyncConnection.connect(

@@ -16,7 +16,12 @@ from api.settings import Settings
 
 log = logging.getLogger(__name__)
 
-WORKERS: tuple[str, ...] = ("api.assistant.worker:run", "api.outbox:run", "api.maintenance:run")
+WORKERS: tuple[str, ...] = (
+    "api.assistant.worker:run",
+    "api.outbox:run",
+    "api.maintenance:run",
+    "api.console.refresher:run",
+)
 
 
 async def run_workers(settings: Settings, db: Database, stop: asyncio.Event) -> None:
@@ -36,3 +41,29 @@ async def run_workers(settings: Settings, db: Database, stop: asyncio.Event) -> 
                     pass
 
     await asyncio.gather(*(supervise(target) for target in WORKERS))
+
+
+async def run_worker_process(settings: Settings, url: str) -> None:
+    """The body of `keel worker`: every worker on its own pool (a direct URL) until SIGINT/SIGTERM."""
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    db = Database(settings, url, name="keel-worker")
+    await db.open()
+    try:
+        log.info("workers running; Ctrl-C to stop")
+        await run_workers(settings, db, stop)
+    finally:
+        await db.close()
+
+
+def worker_process_main(url: str) -> None:
+    """Entry point of the worker process `keel serve --workers N` starts beside its API processes."""
+    from api.observability import configure_logging
+
+    settings = Settings.from_env()
+    configure_logging(settings.log_level, settings.log_format)
+    asyncio.run(run_worker_process(settings, url))

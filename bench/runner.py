@@ -41,6 +41,8 @@ WORKLOADS = (
     "lead_import",
     "control_tower",
     "refresh",
+    "scale",
+    "live",
 )
 JWT_SECRET = "keel-bench-secret-0123456789abcdef0123456789"
 

@@ -4,6 +4,8 @@ way a DBA would in psql, and a real webhook receiver on loopback."""
 from __future__ import annotations
 
 import base64
+import socket
+import struct
 import threading
 import time
 import uuid
@@ -116,8 +118,8 @@ class Delivery:
 class WebhookReceiver:
     """A real HTTP server on 127.0.0.1 that records every POST.
 
-    `respond(n)` decides the status for the n-th request (0-based); `delay` seconds are slept
-    before answering (a slow receiver).
+    `respond(n)` decides the status for the n-th request (0-based), 0 meaning: reset the connection
+    without answering; `delay` seconds are slept before answering (a slow receiver).
     """
 
     respond: Callable[[int], int] = lambda n: 204
@@ -151,6 +153,10 @@ class WebhookReceiver:
                     )
                 if receiver.delay:
                     time.sleep(receiver.delay)
+                if status == 0:  # SO_LINGER 0: closing sends a TCP RST
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.close_connection = True
+                    return
                 payload = b"receiver says no" if status >= 400 else b""
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(payload)))

@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -212,3 +216,28 @@ async def read_sse(
             if max_events is not None and len(stream.events) >= max_events:
                 break
     return stream
+
+
+def worker_process(
+    settings: Settings, llm: LLMServer, env: dict[str, str] | None = None, *, stderr: int = subprocess.PIPE
+) -> subprocess.Popen[bytes]:
+    """A real `keel worker` process on the test's database and LLM (short lease and polling);
+    `env` adds or overrides variables."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "worker"],
+        cwd=Path(__file__).resolve().parent.parent,
+        env={
+            **os.environ,
+            "DATABASE_URL": settings.database_url or "",
+            "OPENAI_BASE_URL": llm.url,
+            "OPENAI_API_KEY": "test-key",
+            "KEEL_ASSISTANT_MODEL": "test-model",
+            "KEEL_ASSISTANT_LEASE_SECONDS": "1.5",
+            "KEEL_ASSISTANT_POLL_INTERVAL": "0.2",
+            "KEEL_ASSISTANT_TIMEOUT": "5",
+            "KEEL_NOTIFY_WEBHOOK_URL": "",
+            **(env or {}),
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+    )

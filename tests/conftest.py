@@ -16,6 +16,7 @@ import socket
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -132,6 +133,16 @@ def empty_db_url(pg_admin_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
+def embedded_data_dir() -> Iterator[Any]:
+    """A KEEL_DATA_DIR outside pytest's tmp dirs: those are private to root, and the embedded
+    PostgreSQL runs as its own user."""
+    path = tempfile.mkdtemp(prefix="keel-serve-test-")
+    os.chmod(path, 0o755)
+    yield Path(path) / "data"
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
 def dba(db_url: str) -> Iterator[psycopg.Connection[Any]]:
     """The DBA's psql: a superuser connection in autocommit (tuple rows)."""
     with psycopg.connect(db_url, autocommit=True) as conn:
@@ -149,6 +160,7 @@ def settings(db_url: str, tmp_path: Any, settings_overrides: dict[str, Any]) -> 
     values: dict[str, Any] = {
         "database_url": db_url,
         "database_read_url": None,
+        "database_direct_url": None,
         "data_dir": tmp_path,
         "jwt_secret": TEST_JWT_SECRET,
         "jwt_jwks_url": None,
@@ -159,7 +171,17 @@ def settings(db_url: str, tmp_path: Any, settings_overrides: dict[str, Any]) -> 
         "notify_webhook_url": None,
         "pool_min_size": 1,
         "pool_max_size": 10,
+        "refresh_interval": 0,  # tests refresh the views when they mean to
     }
+    pooler = os.environ.get("KEEL_TEST_POOLER_URL")
+    if pooler:
+        # The API's requests through the transaction pooler in front of the test server (CI's PG 15
+        # leg); whatever needs a session (LISTEN, session locks, the DBA fixture) stays direct.
+        values.update(
+            database_url=url_for_database(pooler, urlsplit(db_url).path.lstrip("/")),
+            database_direct_url=db_url,
+            prepare_threshold=None,
+        )
     values.update(settings_overrides)
     return Settings.from_env(**values)
 
@@ -225,3 +247,14 @@ def bearer(make_token: Callable[..., str]) -> Callable[..., dict[str, str]]:
         return {"Authorization": f"Bearer {make_token(sub, **claims)}"}
 
     return headers
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The fault-injection suites (marker `reliability`) run only when KEEL_RELIABILITY is set
+    (`ci`: bounded, as .ci/run does on its PostgreSQL 18 leg; `full`: `make reliability`)."""
+    if os.environ.get("KEEL_RELIABILITY"):
+        return
+    kept = [item for item in items if item.get_closest_marker("reliability") is None]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept

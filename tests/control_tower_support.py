@@ -77,23 +77,29 @@ def insert_lead(
     name: str = "Lead",
 ) -> uuid.UUID:
     lead_id = uuid.uuid4()
-    dba.execute(
-        "INSERT INTO clinic.leads (id, clinic_id, date_added, name, phone, status, source, assigned_to_id,"
-        " created_at, updated_at)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, coalesce(%s, now()), coalesce(%s, now()))",
-        (
-            lead_id,
-            clinic_id,
-            date_added,
-            name,
-            CIPHERTEXT,
-            status,
-            source,
-            assigned_to_id,
-            updated_at,
-            updated_at,
-        ),
-    )
+    with dba.transaction():
+        if status == "converted":
+            # Only conversion makes a lead converted (clinic.check_lead_conversion); these figures
+            # need converted leads whose patient comes later in the test or was since deleted, so
+            # the row is written as a restore writes it, with triggers off.
+            dba.execute("SET LOCAL session_replication_role = replica")
+        dba.execute(
+            "INSERT INTO clinic.leads (id, clinic_id, date_added, name, phone, status, source, assigned_to_id,"
+            " created_at, updated_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, coalesce(%s, now()), coalesce(%s, now()))",
+            (
+                lead_id,
+                clinic_id,
+                date_added,
+                name,
+                CIPHERTEXT,
+                status,
+                source,
+                assigned_to_id,
+                updated_at,
+                updated_at,
+            ),
+        )
     return lead_id
 
 
@@ -153,7 +159,8 @@ def seed_clinic(
                 added,
                 f"Lead {n}",
                 CIPHERTEXT,
-                status,
+                # Converted once its patient exists (clinic.check_lead_conversion), below.
+                "follow_up" if status == "converted" else status,
                 rng.choice(SOURCES),
                 cro if rng.random() < 0.5 else None,
                 updated,
@@ -169,12 +176,16 @@ def seed_clinic(
             lead_rows,
         )
         # Most conversions register the patient some days after the lead came in; a few leads are
-        # converted but their patient was since unlinked (no patient row) — still converted leads.
-        patient_rows = [
-            (clinic.id, f"Converted {n}", lead_id, added + timedelta(days=rng.randint(0, 30)))
-            for n, (lead_id, added) in enumerate(converted)
-            if rng.random() < 0.9
-        ]
+        # converted but their patient was since deleted (lead_id set null) — still converted leads.
+        patient_rows, unlinked = [], []
+        for n, (lead_id, added) in enumerate(converted):
+            if rng.random() < 0.9:
+                patient_rows.append(
+                    (clinic.id, f"Converted {n}", lead_id, added + timedelta(days=rng.randint(0, 30)))
+                )
+            else:
+                patient_rows.append((clinic.id, f"Deleted {n}", lead_id, added))
+                unlinked.append(lead_id)
         patient_rows += [
             (clinic.id, f"Walk-in {n}", None, today - timedelta(days=rng.randint(0, days_back)))
             for n in range(walk_ins)
@@ -184,6 +195,13 @@ def seed_clinic(
             " VALUES (%s, %s, '+919800000001', %s, %s)",
             patient_rows,
         )
+    with dba.transaction():
+        # The status change is bookkeeping of the seed, not activity: updated_at stays as seeded.
+        dba.execute("SELECT set_config('keel.keep_updated_at', 'on', true)")
+        dba.execute(
+            "UPDATE clinic.leads SET status = 'converted' WHERE id = ANY(%s)", ([c[0] for c in converted],)
+        )
+        dba.execute("DELETE FROM clinic.patients WHERE lead_id = ANY(%s)", (unlinked,))
     patients = [
         row[0] for row in dba.execute("SELECT id FROM clinic.patients WHERE clinic_id = %s", (clinic.id,))
     ]

@@ -63,6 +63,7 @@ class Behavior:
     chunk_delay: float = 0.0  # seconds between streamed chunks
     status: int | None = None  # answer with this HTTP error status instead
     drop_after: int | None = None  # cut the connection after this many text chunks
+    garbage_after: int | None = None  # after this many text chunks send a chunk that is not JSON, then end
     hang: bool = False  # accept the request and never answer
     text: str | None = None  # the reply's text (default: derived from the request)
     tool_call: tuple[str, dict[str, Any]] | None = None  # answer with this function call instead of text
@@ -238,6 +239,9 @@ class _Engine:
                 for n, token in enumerate(
                     split_tokens(b.text if b.text is not None else default_reply(body))
                 ):
+                    if b.garbage_after is not None and n >= b.garbage_after:
+                        write('data: {"choices": [{"delta": \x00garbled\n\n')
+                        break
                     if b.drop_after is not None and n >= b.drop_after:
                         handler.connection.shutdown(socket.SHUT_RDWR)
                         handler.close_connection = True

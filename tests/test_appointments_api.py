@@ -182,7 +182,9 @@ async def test_lifecycle_over_http(client, setup, headers):
 async def test_cancel_frees_the_slot(client, setup, headers):
     first = (await client.post("/api/appointments", json=booking(setup), headers=headers)).json()
     problem(await client.post("/api/appointments", json=booking(setup), headers=headers), 409)
-    problem(await client.post(f"/api/appointments/{first['id']}/cancel", json={}, headers=headers), 400)
+    problem(
+        await client.post(f"/api/appointments/{first['id']}/cancel", json={"reason": 7}, headers=headers), 400
+    )
     problem(
         await client.post(f"/api/appointments/{first['id']}/cancel", json={"reason": " "}, headers=headers),
         400,

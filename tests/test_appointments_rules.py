@@ -273,7 +273,10 @@ def test_api_role_sees_and_writes_only_its_clinic(dba, setup):
             dba.execute("UPDATE clinic.appointments SET visit_reason = 'x' WHERE id = %s", (theirs,)).rowcount
             == 0
         )
+        # The outbox is readable only by a clinic admin (the console's operations page, under RLS): this
+        # caller has no role claim, so even its own clinic's booking events stay out of sight.
+        assert dba.execute("SELECT count(*) FROM keel.outbox").fetchone() == (0,)
         with pytest.raises(errors.InsufficientPrivilege):
-            dba.execute("SELECT count(*) FROM keel.outbox")
+            dba.execute("DELETE FROM keel.outbox")
     finally:
         dba.execute("ROLLBACK")

@@ -176,7 +176,7 @@ async def test_tokens_without_staff_claims(
     assert no_clinic.status_code == 403, no_clinic.text
     stranger = bearer(str(uuid.uuid4()), clinic_id=staff.clinic_id, role="admin")
     not_staff = await client.post("/api/internal-assistant/chat", json={"message": "hi"}, headers=stranger)
-    assert not_staff.status_code == 403, not_staff.text
+    assert not_staff.status_code == 401, not_staff.text  # names no staff member (clinic.request_claims)
 
 
 async def test_other_clinics_and_other_staff_see_404(
@@ -200,16 +200,17 @@ async def test_other_clinics_and_other_staff_see_404(
         f"/api/internal-assistant/messages/{mine['message_id']}/events",
         f"/api/internal-assistant/conversations/{mine['conversation_id']}",
     ]
-    for who in (colleague, other_clinic, impostor):
+    for who, refused in ((colleague, 404), (other_clinic, 404), (impostor, 401)):
+        # The impostor's token names a staff member of another clinic: refused before anything runs.
         for path in paths:
             response = await client.get(path, headers=who.headers)
-            assert response.status_code == 404, (path, response.text)
+            assert response.status_code == refused, (path, response.text)
         follow_up = await client.post(
             "/api/internal-assistant/chat",
             json={"message": "let me in", "conversation_id": mine["conversation_id"]},
             headers=who.headers,
         )
-        assert follow_up.status_code == 404, follow_up.text
+        assert follow_up.status_code == refused, follow_up.text
     for path in paths[:2] + paths[3:]:
         assert (await client.get(path, headers=staff.headers)).status_code == 200
     unknown = await client.get(f"/api/internal-assistant/messages/{uuid.uuid4()}", headers=staff.headers)

@@ -4,12 +4,8 @@ a restarted reply never duplicates text, and a reply is stored once however many
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,13 +22,13 @@ from tests.assistant_support import (
     staff,
     wait_final,
     worker,
+    worker_process,
 )
 from tests.llm_server import Behavior, LLMServer
 
 __all__ = ["llm", "settings_overrides", "staff", "worker"]  # fixtures used here
 
 TEXT = "Alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu."
-REPO = Path(__file__).resolve().parent.parent
 
 
 async def test_server_error_then_success(
@@ -90,6 +86,23 @@ async def test_dropped_stream_is_retried_from_the_start_without_duplicated_text(
     assert reply["content"] == TEXT  # exactly once
 
 
+async def test_garbage_in_the_stream_is_retried_then_given_up_readably(
+    client: httpx.AsyncClient, staff: StaffMember, llm: LLMServer, settings: Settings, worker: Any
+) -> None:
+    llm.plan(Behavior(text=TEXT, garbage_after=3))
+    llm.default = Behavior(text=TEXT)
+    body = await chat(client, staff, "Garbled line")
+    reply = await wait_final(client, staff, body["message_id"])
+    assert reply["status"] == "done" and reply["attempts"] == 2
+    assert reply["content"] == TEXT  # the text before the garbage is not kept twice
+
+    llm.default = Behavior(text=TEXT, garbage_after=0)
+    body = await chat(client, staff, "Always garbled")
+    reply = await wait_final(client, staff, body["message_id"])
+    assert reply["status"] == "failed" and reply["attempts"] == settings.assistant_max_attempts
+    assert "the LLM sent a malformed stream" in reply["error"], reply["error"]
+
+
 async def test_hang_times_out_and_is_retried(
     client: httpx.AsyncClient, staff: StaffMember, llm: LLMServer, settings: Settings, worker: Any
 ) -> None:
@@ -131,27 +144,6 @@ async def test_connection_refused_is_retried_then_given_up(
     assert "could not reach the LLM" in reply["error"]
 
 
-def _worker_process(settings: Settings, llm: LLMServer) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url or "",
-        "OPENAI_BASE_URL": llm.url,
-        "OPENAI_API_KEY": "test-key",
-        "KEEL_ASSISTANT_MODEL": "test-model",
-        "KEEL_ASSISTANT_LEASE_SECONDS": "1.5",
-        "KEEL_ASSISTANT_POLL_INTERVAL": "0.2",
-        "KEEL_ASSISTANT_TIMEOUT": "5",
-        "KEEL_NOTIFY_WEBHOOK_URL": "",
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "worker"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-
 async def test_worker_killed_mid_reply_another_worker_completes_it(
     client: httpx.AsyncClient,
     staff: StaffMember,
@@ -161,7 +153,7 @@ async def test_worker_killed_mid_reply_another_worker_completes_it(
 ) -> None:
     llm.default = Behavior(text=TEXT, chunk_delay=0.3)  # slow enough to be killed in the middle
     body = await chat(client, staff, "Survive a crash")
-    process = _worker_process(settings, llm)
+    process = worker_process(settings, llm)
     try:
         deadline = time.monotonic() + 20
         while True:  # the separate `keel worker` process is streaming the reply

@@ -28,6 +28,8 @@ def test_every_workload_produces_figures() -> None:
         "lead_import": "lead import",
         "control_tower": "control tower read",
         "refresh": "refresh",
+        "scale": "scale:",
+        "live": "live",
     }
     for name in WORKLOADS:
         rows = [r for r in results if r.workload.startswith(prefixes[name])]

@@ -262,7 +262,7 @@ def test_create_guest_user_from_psql(dba: psycopg.Connection[Any]) -> None:
         "A1",
     )
 
-    with pytest.raises(psycopg.errors.UniqueViolation, match="already exists"):
+    with pytest.raises(psycopg.errors.UniqueViolation, match="member of your crew"):
         dba.execute("SELECT callmaster.create_guest_user(%s, 'sound@example.com', 'S', 'S')", (manager,))
     with pytest.raises(psycopg.errors.NoDataFound, match="does not exist"):
         dba.execute(

@@ -37,14 +37,27 @@ def clerk_user(
     last: str | None = "Lovelace",
     phone: str | None = None,
     updated_ms: int | None = None,
+    verified: bool = True,
 ) -> dict[str, Any]:
-    """A Clerk user object as Clerk sends it (the fields CallMaster reads, plus some it ignores)."""
+    """A Clerk user object as Clerk sends it (the fields CallMaster reads, plus some it ignores);
+    `verified`: whether Clerk has verified the primary address."""
     data: dict[str, Any] = {
         "id": clerk_id,
         "object": "user",
         "email_addresses": [
-            {"id": "idn_other", "email_address": f"other+{clerk_id}@example.org"},
-            {"id": "idn_primary", "email_address": email},
+            {
+                "id": "idn_other",
+                "email_address": f"other+{clerk_id}@example.org",
+                "verification": {"status": "unverified", "strategy": "email_code"},
+            },
+            {
+                "id": "idn_primary",
+                "email_address": email,
+                "verification": {
+                    "status": "verified" if verified else "unverified",
+                    "strategy": "email_code",
+                },
+            },
         ],
         "primary_email_address_id": "idn_primary",
         "first_name": first,

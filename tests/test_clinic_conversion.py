@@ -135,7 +135,7 @@ async def test_conversion_isolation_and_bad_input(client, clinic_a, clinic_b, db
         404,
     )
     for body in (
-        {},
+        {"mobile": 9847012345},
         {"mobile": ""},
         {"mobile": "abc"},
         {"mobile": "9847012345", "name": ""},

@@ -28,21 +28,25 @@ from tests.clinic_support import (  # noqa: F401
     settings_overrides,
 )
 
+ROW = "clinic-1/lead-1"
+
 
 def test_keyring_roundtrip_and_failures():
     ring = Keyring.parse(KEYS_TWO)
     assert ring.key_ids == ["k1", "k2"] and ring.current_id == "k2"
-    token = ring.encrypt("Chronic pain", "clinic.leads.problem")
-    assert token.startswith("v1:k2:") and "Chronic" not in token
-    assert ring.encrypt("Chronic pain", "clinic.leads.problem") != token  # fresh nonce every time
-    assert ring.decrypt(token, "clinic.leads.problem") == "Chronic pain"
+    token = ring.encrypt("Chronic pain", "clinic.leads.problem", ROW)
+    assert token.startswith("v2:k2:") and "Chronic" not in token
+    assert ring.encrypt("Chronic pain", "clinic.leads.problem", ROW) != token  # fresh nonce every time
+    assert ring.decrypt(token, "clinic.leads.problem", ROW) == "Chronic pain"
     with pytest.raises(DecryptionFailed):
-        ring.decrypt(token, "clinic.leads.phone")  # bound to its column
+        ring.decrypt(token, "clinic.leads.phone", ROW)  # bound to its column
+    with pytest.raises(DecryptionFailed):
+        ring.decrypt(token, "clinic.leads.problem", "clinic-1/lead-2")  # and to its row
     tampered = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
     with pytest.raises(DecryptionFailed):
-        ring.decrypt(tampered, "clinic.leads.problem")
+        ring.decrypt(tampered, "clinic.leads.problem", ROW)
     with pytest.raises(UnknownKey):
-        Keyring.parse(f"k2:{KEY_NEW}").decrypt(Keyring.parse(KEYS_ONE).encrypt("x", "f"), "f")
+        Keyring.parse(f"k2:{KEY_NEW}").decrypt(Keyring.parse(KEYS_ONE).encrypt("x", "f", ROW), "f", ROW)
     for spec in ("", "k1", "k1:short", "bad id!:" + KEY_NEW, f"k1:{KEY_NEW},k1:{KEY_NEW}", "k1:%%%"):
         with pytest.raises(CryptoError):
             Keyring.parse(spec)
@@ -54,11 +58,12 @@ def test_phone_blind_index():
         normalize_phone("+91 98470-12345") == normalize_phone("098470 12345") == normalize_phone("9847012345")
     )
     ring = Keyring.parse(KEYS_TWO)
-    assert ring.phone_index("+91 98470 12345") == ring.phone_index("9847012345")
-    assert ring.phone_index("9847012345").startswith("k2:")
-    matches = ring.phone_matches("9847012345")
-    assert [m.split(":")[0] for m in matches] == ["k1", "k2"]
-    assert Keyring.parse(KEYS_ONE).phone_index("9847012345") == matches[0]
+    assert ring.phone_index("+91 98470 12345", "c1") == ring.phone_index("9847012345", "c1")
+    assert ring.phone_index("9847012345", "c1").startswith("v2:k2:")
+    matches = ring.phone_matches("9847012345", "c1")
+    # Every key's index in this clinic, then the legacy (v1, one for all clinics) ones.
+    assert [m.rsplit(":", 1)[0] for m in matches] == ["v2:k1", "v2:k2", "k1", "k2"]
+    assert Keyring.parse(KEYS_ONE).phone_index("9847012345", "c1") == matches[0]
     assert "9847012345" not in "".join(matches)
 
 
@@ -106,7 +111,7 @@ async def test_rotation_keeps_old_rows_readable_and_rotate_moves_them(
         ).json()
         assert new["possible_duplicate_of"] == old[1]["id"]  # blind index matched across keys
         row = dba.execute("SELECT phone, phone_bidx FROM clinic.leads WHERE id = %s", (new["id"],)).fetchone()
-        assert row[0].startswith("v1:k2:") and row[1].startswith("k2:")
+        assert row[0].startswith("v2:k2:") and row[1].startswith("v2:k2:")
         found = (await client.get("/api/leads", params={"phone": "9847000001"}, headers=headers)).json()
         assert {item["id"] for item in found["items"]} == {old[1]["id"], new["id"]}
 
@@ -121,9 +126,9 @@ async def test_rotation_keeps_old_rows_readable_and_rotate_moves_them(
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"reencrypted": 30, "key_id": "k2"}
     assert {row[0] for row in dba.execute("SELECT DISTINCT unnest(key_ids) FROM clinic.leads")} == {"k2"}
-    assert dba.execute("SELECT count(*) FROM clinic.leads WHERE phone_bidx NOT LIKE 'k2:%'").fetchone() == (
-        0,
-    )
+    assert dba.execute(
+        "SELECT count(*) FROM clinic.leads WHERE phone_bidx NOT LIKE 'v2:k2:%'"
+    ).fetchone() == (0,)
     # Running it again has nothing to do.
     again = CliRunner().invoke(keys_cli, ["rotate"], env=cli_env(db_url, tmp_path, KEYS_TWO))
     assert again.exit_code == 0 and json.loads(again.stdout.strip().splitlines()[-1])["reencrypted"] == 0
@@ -165,7 +170,8 @@ def test_clinic_create_cli_prints_ids_and_an_admin_token(db_url, tmp_path, dba):
     )
     assert result.exit_code == 0, result.output
     created = json.loads(result.stdout)
-    assert set(created) == {"clinic_id", "admin_id", "token"}
+    assert set(created) == {"clinic_id", "admin_id", "token", "console_url"}
+    assert created["console_url"].endswith(f"/console/#token={created['token']}")
     assert dba.execute(
         "SELECT uhid_prefix, timezone FROM clinic.clinics WHERE id = %s", (created["clinic_id"],)
     ).fetchone() == ("GAM", "Asia/Kolkata")
@@ -215,12 +221,13 @@ def test_leads_import_cli(clinic_a, db_url, tmp_path, dba):
         "total_rows": 2500,
     }
     assert count(dba, "leads") == 2500
-    row = dba.execute("SELECT problem, phone_bidx FROM clinic.leads WHERE name = 'Lead 7'").fetchone()
+    row = dba.execute("SELECT problem, phone_bidx, id FROM clinic.leads WHERE name = 'Lead 7'").fetchone()
     assert (
-        row[0].startswith("v1:k1:")
-        and Keyring.parse(KEYS_ONE).decrypt(row[0], "clinic.leads.problem") == "Back pain 7"
+        row[0].startswith("v2:k1:")
+        and Keyring.parse(KEYS_ONE).decrypt(row[0], "clinic.leads.problem", f"{clinic_a.id}/{row[2]}")
+        == "Back pain 7"
     )
-    assert row[1] == Keyring.parse(KEYS_ONE).phone_index("9000000007")
+    assert row[1] == Keyring.parse(KEYS_ONE).phone_index("9000000007", clinic_a.id)
 
     bad = tmp_path / "bad.json"
     bad.write_text(
@@ -265,10 +272,10 @@ def test_embedded_mode_generates_one_local_key(tmp_path):
     key_file = tmp_path / "encryption-key"
     assert ring.key_ids == ["local"] and key_file.exists()
     assert key_file.stat().st_mode & 0o077 == 0  # readable by its owner only
-    token = ring.encrypt("secret", "f")
+    token = ring.encrypt("secret", "f", ROW)
     # A later process (fresh cache) reads the same key from the data dir.
     again = Keyring([("local", __import__("base64").b64decode(key_file.read_text()))])
-    assert again.decrypt(token, "f") == "secret"
+    assert again.decrypt(token, "f", ROW) == "secret"
 
 
 async def test_lead_endpoints_say_what_to_set_without_keys(settings, clinic_a):

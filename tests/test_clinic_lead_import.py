@@ -74,7 +74,7 @@ async def test_import_ten_thousand_json_rows_while_health_stays_responsive(clien
 
     # Imported rows are encrypted, searchable by phone, readable.
     assert dba.execute(
-        "SELECT count(*) FROM clinic.leads WHERE phone LIKE 'v1:k1:%%' AND phone_bidx IS NOT NULL"
+        "SELECT count(*) FROM clinic.leads WHERE phone LIKE 'v2:k1:%%' AND phone_bidx IS NOT NULL"
     ).fetchone() == (N,)
     found = (await client.get("/api/leads", params={"phone": "9000001234"}, headers=clinic_a.headers)).json()
     assert found["total"] == 1 and found["items"][0]["name"] == "Lead 1234"

@@ -84,8 +84,8 @@ async def test_sensitive_fields_are_never_stored_in_clear(client, clinic_a, dba,
         "SELECT phone, alternate_phone, problem, treatment_doctor, treatment_suggested, phone_bidx FROM clinic.leads"
     ).fetchone()
     assert row is not None
-    assert all(value.startswith("v1:k1:") for value in row[:5]), row
-    assert row[5].startswith("k1:")
+    assert all(value.startswith("v2:k1:") for value in row[:5]), row
+    assert row[5].startswith("v2:k1:")
 
     dump = (
         await asyncio.to_thread(

@@ -305,12 +305,13 @@ async def test_tokens_without_a_clinic_are_refused(client: httpx.AsyncClient, be
         assert_problem(await client.get(path, headers=bearer("x", clinic_id="not-a-uuid")), 403)
 
 
-async def test_a_token_for_a_clinic_that_does_not_exist_gets_404(
+async def test_a_token_for_a_clinic_that_does_not_exist_gets_401(
     client: httpx.AsyncClient, bearer: Bearer
 ) -> None:
+    # Its subject is no active staff member of that clinic (clinic.request_claims).
     headers = bearer("someone", clinic_id="00000000-0000-4000-8000-000000000000", role="admin")
     for path in ENDPOINTS:
-        assert_problem(await client.get(path, headers=headers), 404)
+        assert_problem(await client.get(path, headers=headers), 401)
 
 
 async def test_doctors_totals_and_day_by_day(

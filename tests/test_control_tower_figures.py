@@ -138,8 +138,8 @@ def test_refresh_follows_changes_and_nothing_else_moves(
     before_beta = read_as_clinic(db_url, beta.id, query, (today - timedelta(days=120), today))[0]["days"]
 
     lead = insert_lead(dba, alpha.id, date_added=today, status="first_consult", source="google")
-    dba.execute("UPDATE clinic.leads SET status = 'converted' WHERE id = %s", (lead,))
     insert_patient(dba, alpha.id, registration_date=today, lead_id=lead)
+    dba.execute("UPDATE clinic.leads SET status = 'converted' WHERE id = %s", (lead,))
     assert read_as_clinic(db_url, alpha.id, query, (today, today))[0]["days"] == before_alpha
 
     refresh(dba)

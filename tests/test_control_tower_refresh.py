@@ -225,6 +225,8 @@ def test_cli_fails_with_exit_1_and_the_run_is_logged_failed(
 ) -> None:
     """Cron set up with an account that does not own the views: every view fails, the run says so."""
     dba.execute("GRANT EXECUTE ON PROCEDURE clinic.refresh_control_tower(text, numeric, text) TO keel_api")
+    # keel_api has no privilege in schema keel (issue 13, finding 6): let this account write the log.
+    dba.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON keel.metrics_refresh_log TO keel_api")
     as_api_role = f"{db_url}{'&' if '?' in db_url else '?'}options={quote('-c role=keel_api')}"
     done = run_cli(as_api_role)
     assert done.returncode == 1

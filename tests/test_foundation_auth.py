@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -103,14 +104,14 @@ async def test_rs256_tokens_verified_against_jwks(settings):
             assert (await _ready(client, unknown_kid)).status_code == 401
 
 
-def test_verified_tokens_are_remembered_only_until_they_expire(settings):
+async def test_verified_tokens_are_remembered_only_until_they_expire(settings):
     verifier = TokenVerifier(settings)
     token = _hs(_claims(exp=int(time.time()) + 1))
-    assert verifier.verify(token)["sub"] == "staff-1"
+    assert (await verifier.verify(token))["sub"] == "staff-1"
     assert token in verifier._verified
-    time.sleep(1.2)
+    await asyncio.sleep(1.2)
     assert token not in verifier._verified  # the next request verifies it afresh (and soon refuses it)
     forged = _hs(_claims(), secret="someone-elses-secret-0123456789abcdef")
     with pytest.raises(NotAuthorizedException):
-        verifier.verify(forged)
+        await verifier.verify(forged)
     assert forged not in verifier._verified

@@ -10,9 +10,8 @@ from psycopg import pq
 from api.app import create_app
 from api.db import Database, call, context_params
 from api.deps import CurrentPrincipal, Db
+from tests.appointments_support import add_doctor, make_clinic
 from tests.conftest import live_server
-
-CLINIC = "22222222-2222-2222-2222-222222222222"
 
 WHOAMI_SQL = """
 SELECT current_user AS role,
@@ -36,20 +35,25 @@ async def outside(db: Db) -> dict[str, Any]:
     return await db.fetch_one(None, "SELECT current_setting('request.jwt.claims', true) AS claims")
 
 
-async def test_request_runs_as_keel_api_with_claims(settings, bearer):
+async def test_request_runs_as_keel_api_with_claims(settings, bearer, dba):
+    clinic = make_clinic(dba)
+    cro = str(add_doctor(dba, clinic.clinic_id, "Cee Ro", role="cro"))
     app = create_app(settings)
     app.register(whoami)
     app.register(outside)
     async with live_server(app) as client:
-        response = await client.get("/test/whoami", headers=bearer("staff-9", clinic_id=CLINIC, role="cro"))
+        # The token's role is stale (the staff member is a CRO): the request runs with the current one.
+        response = await client.get(
+            "/test/whoami", headers=bearer(cro, clinic_id=str(clinic.clinic_id), role="admin")
+        )
         assert response.status_code == 200
         body = response.json()
         assert body["role"] == "keel_api"
         assert body["bypass_rls"] is False
-        assert body["clinic_id"] == CLINIC
-        assert body["sub"] == "staff-9"
+        assert body["clinic_id"] == str(clinic.clinic_id)
+        assert body["sub"] == cro
         assert body["role_claim"] == "cro"
-        assert body["claims"]["clinic_id"] == CLINIC
+        assert body["claims"]["clinic_id"] == str(clinic.clinic_id)
         assert body["statement_timeout"] == "5s"
 
         # Settings are transaction-local: the next transaction on a pooled connection sees none.

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -132,15 +130,6 @@ def test_embedded_serve_lifecycle(embedded_data_dir, unused_tcp_port, stop_signa
     while _postgres_for(data_dir) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _postgres_for(data_dir) == [], log
-
-
-@pytest.fixture
-def embedded_data_dir():
-    """Outside pytest's tmp dirs: those are private to root, and PostgreSQL runs as its own user."""
-    path = Path(tempfile.mkdtemp(prefix="keel-serve-test-"))
-    os.chmod(path, 0o755)
-    yield path / "data"
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def test_serve_refuses_a_schema_that_is_behind(empty_db_url):

@@ -107,7 +107,7 @@ def hub_for(state: Any, db: Database) -> MessageHub:
     """The process's hub, kept in the app state (created on first use)."""
     hub = getattr(state, "assistant_hub", None)
     if hub is None:
-        hub = MessageHub(db.pool.conninfo)
+        hub = MessageHub(db.direct_conninfo)
         state.assistant_hub = hub
     return hub
 

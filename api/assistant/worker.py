@@ -12,9 +12,9 @@ The message row is the job (DESIGN §7). The worker
 - lets the model call read-only tools (`api.assistant.tools`) under the asking staff member's claims;
 - stores the final reply with `assistant.complete_reply`, guarded by the attempt number: a worker that lost
   its lease writes nothing, so the reply is stored once however many workers raced;
-- on a transient error (timeout, 408/409/429/5xx, connection refused or dropped, stream cut short) queues
-  the reply again with exponential backoff, clearing its partial text; on a permanent one (400, 401, 403,
-  404, 422 …) marks it failed at once; `attempts` counts every claim;
+- on a transient error (timeout, 408/409/429/5xx, connection refused or dropped, stream cut short or
+  garbled) queues the reply again with exponential backoff, clearing its partial text; on a permanent one
+  (400, 401, 403, 404, 422 …) marks it failed at once; `attempts` counts every claim;
 - on shutdown hands its in-flight replies back to the queue for another worker.
 """
 
@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import random
 import socket
 import uuid
 from dataclasses import dataclass, field
-from datetime import date
 from typing import Any
 
 import openai
@@ -37,7 +37,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import PoolTimeout
 
 from api.assistant.tools import Caller, call_tool, tool_specs
-from api.db import Database
+from api.db import WORKER, Database
 from api.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ give what is needed, say so and suggest where in the application to look.
 
 Today is {today}. The person asking has the role: {role}."""
 
+TODAY_SQL = "SELECT assistant.tool_today()"
 CLAIM_SQL = "SELECT * FROM assistant.claim_replies(%s, %s, %s, %s)"
 APPEND_SQL = "SELECT assistant.append_reply(%s, %s, %s, %s, %s)"
 COMPLETE_SQL = "SELECT assistant.complete_reply(%s, %s, %s, %s)"
@@ -141,6 +142,8 @@ def classify(exc: BaseException, settings: Settings) -> Failure:
         return Failure(str(exc), False)
     if isinstance(exc, (psycopg.OperationalError, PoolTimeout)):
         return Failure(f"the database was unavailable: {exc}", True)
+    if isinstance(exc, json.JSONDecodeError):  # the SDK could not parse a `data:` line of the stream
+        return Failure(f"the LLM sent a malformed stream: {exc}", True)
     return Failure(f"internal error while generating the reply: {exc.__class__.__name__}: {exc}", False)
 
 
@@ -202,7 +205,7 @@ class ReplyWriter:
         """
         text = self.text
         ok = await self.db.fetch_val(
-            None,
+            WORKER,
             APPEND_SQL,
             (self.job.id, self.job.attempt, self.written, text[self.written :], self.lease_seconds),
         )
@@ -277,7 +280,7 @@ class ReplyWorker:
     async def claim(self, free: int) -> int:
         try:
             rows = await self.db.fetch(
-                None,
+                WORKER,
                 CLAIM_SQL,
                 (
                     self.name,
@@ -314,7 +317,7 @@ class ReplyWorker:
         while not stop.is_set():
             try:
                 conn = await psycopg.AsyncConnection.connect(
-                    self.db.pool.conninfo, autocommit=True, application_name="keel-assistant-listen"
+                    self.db.direct_conninfo, autocommit=True, application_name="keel-assistant-listen"
                 )
                 async with conn:
                     await conn.execute("LISTEN assistant_jobs")
@@ -348,7 +351,9 @@ class ReplyWorker:
             if not await pump:
                 raise LeaseLost
             stored = await self.db.fetch_val(
-                None, COMPLETE_SQL, (job.id, job.attempt, writer.text, Jsonb(tool_log) if tool_log else None)
+                WORKER,
+                COMPLETE_SQL,
+                (job.id, job.attempt, writer.text, Jsonb(tool_log) if tool_log else None),
             )
             if not stored:
                 raise LeaseLost
@@ -384,7 +389,7 @@ class ReplyWorker:
         retry_after = backoff(job.attempt, self.settings, failure.retry_after) if failure.transient else None
         try:
             status = await self.db.fetch_val(
-                None,
+                WORKER,
                 FAIL_SQL,
                 (job.id, job.attempt, failure.message, retry_after, self.settings.assistant_max_attempts),
             )
@@ -398,13 +403,15 @@ class ReplyWorker:
 
     async def _release(self, job: Job) -> None:
         try:
-            await self.db.fetch_val(None, RELEASE_SQL, (job.id, job.attempt))
+            await self.db.fetch_val(WORKER, RELEASE_SQL, (job.id, job.attempt))
         except (psycopg.Error, PoolTimeout) as exc:
             log.warning("assistant reply %s: could not hand it back (%s); its lease will expire", job.id, exc)
 
     async def generate(self, job: Job, writer: ReplyWriter) -> list[dict[str, Any]]:
         """Stream the reply into `writer`, running tool calls between rounds; returns the tools used."""
-        system = SYSTEM_PROMPT.format(today=date.today().isoformat(), role=job.caller_role or "staff")
+        # The clinic's today (its timezone), not the server's: "today's appointments" means the clinic's.
+        today = await self.db.fetch_val(job.caller, TODAY_SQL)
+        system = SYSTEM_PROMPT.format(today=today.isoformat(), role=job.caller_role or "staff")
         messages: list[dict[str, Any]] = [{"role": "system", "content": system}, *job.history]
         tool_log: list[dict[str, Any]] = []
         for round_number in range(MAX_TOOL_ROUNDS + 1):

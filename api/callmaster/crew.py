@@ -14,13 +14,17 @@ from psycopg.types.json import Jsonb
 
 from api.callmaster.identity import merge_patch
 from api.deps import CurrentPrincipal, Db, Page
-from api.idempotency import idempotency_key, run_idempotent
+from api.idempotency import Replay, idempotency_key, run_idempotent
 from api.patterns import EMAIL
 
 Email = Annotated[str, Meta(pattern=EMAIL, max_length=320)]
 PersonName = Annotated[str, Meta(max_length=100)]
 Phone = Annotated[str, Meta(max_length=50)]
 Notes = Annotated[str, Meta(max_length=4000)]
+
+ADD_GUEST = sql.SQL("callmaster.add_guest(%(data)s)")
+# An Idempotency-Key record keeps the guest's id only (email and name are personal data).
+REPLAY_GUEST = Replay(sql.SQL("callmaster.get_crew_member"), ref="user_id")
 
 
 class GuestCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -68,8 +72,9 @@ async def create_guest(
         method=request.method,
         path=request.url.path,
         payload=payload,
-        call=sql.SQL("callmaster.add_guest(%(data)s)"),
+        call=ADD_GUEST,
         params={"data": Jsonb(payload)},
+        replay=REPLAY_GUEST,
     )
     return Response(outcome.body, status_code=outcome.status_code, headers=outcome.headers)
 

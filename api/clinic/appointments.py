@@ -22,7 +22,7 @@ from psycopg.types.json import Jsonb
 from api.clinic.common import require_clinic
 from api.deps import CurrentPrincipal, Db, Page
 from api.errors import Problem
-from api.idempotency import idempotency_key, run_idempotent
+from api.idempotency import Replay, idempotency_key, run_idempotent
 from api.patterns import NON_BLANK
 
 AppointmentStatus = Literal["scheduled", "checked_in", "completed", "cancelled", "no_show"]
@@ -46,6 +46,9 @@ ShortText = Annotated[str, Meta(min_length=1, max_length=200, pattern=NON_BLANK)
 LongText = Annotated[str, Meta(min_length=1, max_length=5000, pattern=NON_BLANK)]
 
 BOOK_APPOINTMENT = sql.SQL("clinic.book_appointment(%(data)s)")
+# An Idempotency-Key record keeps the id only: the answer carries the patient's snapshot.
+REPLAY_APPOINTMENT = Replay(sql.SQL("clinic.get_appointment"))
+CANCEL_APPOINTMENT = "SELECT clinic.cancel_appointment(%(id)s, %(reason)s)"
 LIST_APPOINTMENTS = (
     "SELECT clinic.list_appointments(p_date => %(date)s, p_doctor_id => %(doctor_id)s, p_status => %(status)s,"
     " p_patient_id => %(patient_id)s, p_from => %(from)s, p_to => %(to)s, p_limit => %(limit)s,"
@@ -89,7 +92,7 @@ class AppointmentUpdate(Body):
 
 
 class AppointmentCancel(Body):
-    reason: LongText
+    reason: LongText | None = None
 
 
 def _seconds(value: str) -> int:
@@ -137,6 +140,7 @@ class AppointmentController(Controller):
             payload=payload,
             call=BOOK_APPOINTMENT,
             params={"data": Jsonb(payload)},
+            replay=REPLAY_APPOINTMENT,
         )
         headers = {**outcome.headers, "Location": f"/api/appointments/{outcome.body['id']}"}
         return Response(outcome.body, status_code=outcome.status_code, headers=headers)
@@ -215,13 +219,13 @@ class AppointmentController(Controller):
         db: Db,
         principal: CurrentPrincipal,
         appointment_id: FromPath[UUID],
-        data: JSONBody[AppointmentCancel],
+        data: JSONBody[AppointmentCancel | None] = None,
     ) -> dict[str, Any]:
+        """The body and its `reason` are optional (as in `clinic.cancel_appointment`)."""
         require_clinic(principal)
+        reason = data.reason.strip() if data is not None and data.reason is not None else None
         appointment: dict[str, Any] = await db.fetch_val(
-            principal,
-            "SELECT clinic.cancel_appointment(%(id)s, %(reason)s)",
-            {"id": appointment_id, "reason": data.reason.strip()},
+            principal, CANCEL_APPOINTMENT, {"id": appointment_id, "reason": reason}
         )
         return appointment
 

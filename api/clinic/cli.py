@@ -21,8 +21,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from api.clinic import lead_import
-from api.clinic.common import lead_field
+from api.clinic.common import lead_field, lead_row
 from api.clinic.schemas import LEAD_ENCRYPTED_FIELDS
+from api.console.links import console_link
 from api.crypto import CryptoError, Keyring, generate_key_entry, keyring_for
 from api.settings import Settings
 
@@ -115,6 +116,7 @@ def create_clinic(
             {"sub": result["admin_id"], "clinic_id": result["clinic_id"], "role": "admin"},
             ttl_seconds=token_ttl,
         )
+        result["console_url"] = console_link(result["token"])
     click.echo(json.dumps(result, indent=2))
 
 
@@ -151,7 +153,7 @@ def import_leads(file: Path, clinic_id: UUID, partial: bool, fmt: str) -> None:
     with _progress() as progress:
         task = progress.add_task("Validating and encrypting", total=len(rows))
         prepared = lead_import.prepare_sync(
-            ring, rows, from_csv=from_csv, progress=lambda n: progress.advance(task, n)
+            ring, str(clinic_id), rows, from_csv=from_csv, progress=lambda n: progress.advance(task, n)
         )
     if prepared.rejected and (not partial or not prepared.rows):
         _report_rejected(prepared.rejected, len(rows))
@@ -225,7 +227,8 @@ def generate_key(key_id: str) -> None:
 @keys.command("rotate")
 @click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 10_000))
 def rotate_keys(batch_size: int) -> None:
-    """Re-encrypt every lead field (and phone blind index) written under an older key with the newest key.
+    """Re-encrypt every lead field (and phone blind index) written under an older key, or in the older
+    format (v1: not bound to its clinic and row), with the newest key in the current format.
 
     Runs in batches, each its own short transaction; safe to interrupt and run again.
     """
@@ -241,7 +244,7 @@ def rotate_keys(batch_size: int) -> None:
             while True:
                 with conn.transaction():
                     batch = conn.execute(
-                        "SELECT id, phone, alternate_phone, problem, treatment_doctor, treatment_suggested"
+                        "SELECT id, clinic_id, phone, alternate_phone, problem, treatment_doctor, treatment_suggested"
                         " FROM clinic.leads_to_rekey(%s, %s, %s)",
                         (ring.current_id, after, batch_size),
                     ).fetchall()
@@ -256,14 +259,17 @@ def rotate_keys(batch_size: int) -> None:
 
 
 def _reencrypt(ring: Keyring, lead: dict[str, Any]) -> dict[str, Any]:
+    """The lead's fields under the newest key, in the current format (bound to the lead's clinic and
+    row, blind index per clinic), whatever key and format they were written with."""
     out: dict[str, Any] = {"id": str(lead["id"])}
+    row = lead_row(lead["clinic_id"], lead["id"])
     try:
         for name in LEAD_ENCRYPTED_FIELDS:
             value = lead[name]
-            clear = None if value is None else ring.decrypt(value, lead_field(name))
-            out[name] = None if clear is None else ring.encrypt(clear, lead_field(name))
+            clear = None if value is None else ring.decrypt(value, lead_field(name), row)
+            out[name] = None if clear is None else ring.encrypt(clear, lead_field(name), row)
             if name == "phone" and clear is not None:
-                out["phone_bidx"] = ring.phone_index(clear)
+                out["phone_bidx"] = ring.phone_index(clear, str(lead["clinic_id"]))
     except CryptoError as exc:
         raise click.ClickException(f"lead {lead['id']}: {exc}") from exc
     return out

@@ -22,6 +22,7 @@ import os
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -41,12 +42,12 @@ POOL_PROCESSES = max(1, min(2, (os.cpu_count() or 1) - 1))
 COPY_CHUNK_BYTES = 128 * 1024
 IMPORT_SQL = "SELECT clinic.import_leads(%(rows)s::jsonb, %(partial)s)"
 FIELDS = tuple(LeadCreate.__struct_fields__)
-STAGED_COLUMNS = ("index", *FIELDS, "phone_bidx")
+STAGED_COLUMNS = ("index", "id", *FIELDS, "phone_bidx")
 STAGE_SQL = "SELECT clinic.create_lead_import_staging()"
 COPY_SQL = sql.SQL("COPY pg_temp.lead_import_rows ({}) FROM STDIN (ENCODING 'UTF8')").format(
     sql.SQL(", ").join(map(sql.Identifier, STAGED_COLUMNS))
 )
-IMPORT_STAGED_SQL = "SELECT clinic.import_staged_leads(%(partial)s)"
+IMPORT_STAGED = sql.SQL("clinic.import_staged_leads(%(partial)s)")
 _COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
 _COPY_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
 _ENUM_FIELDS = ("gender", "status")
@@ -195,8 +196,9 @@ def _reason(exc: msgspec.ValidationError) -> dict[str, str]:
     return {"field": named.group(1) if named else "(row)", "reason": message}
 
 
-def prepare_chunk(ring: Keyring, rows: Sequence[Any], start: int, from_csv: bool) -> Prepared:
-    """Validate and encrypt rows[start:…]; indexes in the result are positions in the whole upload."""
+def prepare_chunk(ring: Keyring, clinic_id: str, rows: Sequence[Any], start: int, from_csv: bool) -> Prepared:
+    """Validate and encrypt rows[start:…] for the clinic; indexes in the result are positions in the whole
+    upload. Each row gets its id here, as its ciphertexts are bound to it."""
     out = Prepared()
     for offset, raw in enumerate(rows):
         index = start + offset
@@ -219,7 +221,9 @@ def prepare_chunk(ring: Keyring, rows: Sequence[Any], start: int, from_csv: bool
         except msgspec.ValidationError as exc:
             out.rejected.append({"index": index, "errors": [_reason(exc)]})
             continue
-        row = encrypt_lead_fields(ring, lead.to_data())
+        lead_id = str(uuid.uuid4())
+        row = encrypt_lead_fields(ring, lead.to_data(), clinic_id, lead_id)
+        row["id"] = lead_id
         row["index"] = index
         out.rows.append(row)
     return out
@@ -231,12 +235,17 @@ def _chunks(rows: Sequence[Any]) -> Iterator[tuple[int, Sequence[Any]]]:
 
 
 def prepare_sync(
-    ring: Keyring, rows: Sequence[Any], *, from_csv: bool, progress: Callable[[int], None] | None = None
+    ring: Keyring,
+    clinic_id: str,
+    rows: Sequence[Any],
+    *,
+    from_csv: bool,
+    progress: Callable[[int], None] | None = None,
 ) -> Prepared:
     """The CLI's path: chunk by chunk in this thread, reporting rows done."""
     result = Prepared()
     for start, chunk in _chunks(rows):
-        result.extend(prepare_chunk(ring, chunk, start, from_csv))
+        result.extend(prepare_chunk(ring, clinic_id, chunk, start, from_csv))
         if progress:
             progress(len(chunk))
     return result
@@ -283,13 +292,15 @@ def count_rows(raw: bytes, from_csv: bool) -> int:
 
 
 def prepare_slice(
-    ring: Keyring, raw: bytes, from_csv: bool, start: int, stop: int
+    ring: Keyring, clinic_id: str, raw: bytes, from_csv: bool, start: int, stop: int
 ) -> tuple[bytes, list[dict[str, Any]]]:
     """Pool task: rows[start:stop] validated and encrypted, as `COPY` text, and the rejects."""
     rows = _parsed_once(raw, from_csv)[start:stop]
     result = Prepared()
     for offset in range(0, len(rows), CHUNK_ROWS):
-        result.extend(prepare_chunk(ring, rows[offset : offset + CHUNK_ROWS], start + offset, from_csv))
+        result.extend(
+            prepare_chunk(ring, clinic_id, rows[offset : offset + CHUNK_ROWS], start + offset, from_csv)
+        )
     return copy_rows(result.rows), result.rejected
 
 
@@ -303,15 +314,15 @@ class PreparedCopy:
     rejected: list[dict[str, Any]]
 
 
-async def prepare_upload(ring: Keyring, raw: bytes, *, from_csv: bool) -> PreparedCopy:
-    """Parse, validate and encrypt an upload in the import pool, slice by slice."""
+async def prepare_upload(ring: Keyring, clinic_id: str, raw: bytes, *, from_csv: bool) -> PreparedCopy:
+    """Parse, validate and encrypt an upload for the clinic in the import pool, slice by slice."""
     loop = asyncio.get_running_loop()
     pool = executor()
     total = await loop.run_in_executor(pool, count_rows, raw, from_csv)
     parts = await asyncio.gather(
         *(
             loop.run_in_executor(
-                pool, prepare_slice, ring, raw, from_csv, start, min(start + SLICE_ROWS, total)
+                pool, prepare_slice, ring, clinic_id, raw, from_csv, start, min(start + SLICE_ROWS, total)
             )
             for start in range(0, total, SLICE_ROWS)
         )
@@ -320,24 +331,16 @@ async def prepare_upload(ring: Keyring, raw: bytes, *, from_csv: bool) -> Prepar
     return PreparedCopy([data for data, _ in parts if data], total - len(rejected), total, rejected)
 
 
-async def insert_prepared(
-    conn: AsyncConnection[dict[str, Any]], prepared: PreparedCopy, *, partial: bool
-) -> dict[str, Any]:
-    """Stage the rows with `COPY` and insert them with `clinic.import_staged_leads`, inside the caller's
-    transaction; returns that function's {imported, rejected}.
+async def stage_prepared(conn: AsyncConnection[dict[str, Any]], prepared: PreparedCopy) -> None:
+    """Stage the rows with `COPY` into pg_temp.lead_import_rows inside the caller's transaction; then
+    `IMPORT_STAGED` (clinic.import_staged_leads) inserts them and answers {imported, rejected}.
 
     The rows go out in COPY_CHUNK_BYTES pieces with a pass of the event loop after each, so a large
     import never holds the loop for more than one piece's copy into the connection's buffer."""
     await conn.execute(STAGE_SQL)
-    async with conn.cursor() as cur:
-        async with cur.copy(COPY_SQL) as copy:
-            for part in prepared.parts:
-                view = memoryview(part)
-                for start in range(0, len(view), COPY_CHUNK_BYTES):
-                    await copy.write(view[start : start + COPY_CHUNK_BYTES])
-                    await asyncio.sleep(0)
-        await cur.execute(IMPORT_STAGED_SQL, {"partial": partial})
-        row = await cur.fetchone()
-    assert row is not None
-    result: dict[str, Any] = row["import_staged_leads"]
-    return result
+    async with conn.cursor() as cur, cur.copy(COPY_SQL) as copy:
+        for part in prepared.parts:
+            view = memoryview(part)
+            for start in range(0, len(view), COPY_CHUNK_BYTES):
+                await copy.write(view[start : start + COPY_CHUNK_BYTES])
+                await asyncio.sleep(0)

@@ -6,8 +6,10 @@ database stores and compares only ciphertext and blind indexes.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from typing import Annotated, Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from litestar import Controller, Request, Response, get, patch, post
 from litestar.openapi.spec import OpenAPIType, Reference, Schema
@@ -17,7 +19,7 @@ from psycopg.types.json import Jsonb
 
 from api.clinic import lead_import
 from api.clinic.common import decrypt_lead, encrypt_lead_fields, keyring, require_clinic
-from api.clinic.patients import patient_data
+from api.clinic.patients import REPLAY_PATIENT, patient_data
 from api.clinic.schemas import (
     LEAD_ENCRYPTED_FIELDS,
     SEARCH_PATTERN,
@@ -25,11 +27,12 @@ from api.clinic.schemas import (
     LeadCreate,
     LeadStatus,
     LeadUpdate,
+    normalize_mobile,
 )
 from api.crypto import Keyring, normalize_phone
 from api.deps import AppSettings, CurrentPrincipal, Db, Page
 from api.errors import Problem
-from api.idempotency import idempotency_key, run_idempotent
+from api.idempotency import Replay, idempotency_key, run_idempotent, run_idempotent_in
 from api.openapi import raw_body_operation
 
 CREATE_LEAD = sql.SQL("clinic.create_lead(%(data)s, %(matches)s)")
@@ -38,7 +41,12 @@ LIST_LEADS = (
     " assigned_to_id => %(assigned_to_id)s,"
     " page_limit => %(limit)s::integer, page_offset => %(offset)s::integer)"
 )
+GET_LEAD = "SELECT clinic.get_lead(%(id)s)"
+UPDATE_LEAD = "SELECT clinic.update_lead(%(id)s, %(data)s)"
+# An Idempotency-Key record keeps the lead's id and duplicate hint only (its name is personal data).
+REPLAY_LEAD = Replay(sql.SQL("clinic.get_lead"), keep=("possible_duplicate_of",))
 CONVERSION_FIELDS = tuple(LeadConversion.__struct_fields__)
+MOBILE_RE = re.compile(r"^\+?[0-9]{6,15}$")  # patients_mobile_check
 CONVERT_LEAD = sql.SQL("clinic.patient_json(clinic.convert_lead(%(lead_id)s, {args}))").format(
     args=sql.SQL(", ").join(
         sql.SQL("{} => {}").format(sql.Identifier(name), sql.Placeholder(name)) for name in CONVERSION_FIELDS
@@ -89,9 +97,11 @@ class LeadController(Controller):
         data: JSONBody[LeadCreate],
     ) -> Response[dict[str, Any]]:
         """The answer's `possible_duplicate_of` names the newest other lead with the same phone."""
-        require_clinic(principal)
+        clinic_id = require_clinic(principal)
         ring = keyring(settings)
         clear = data.to_data()
+        # The id is chosen here: the ciphertexts are bound to their row.
+        lead_id = uuid4()
         outcome = await run_idempotent(
             db,
             principal,
@@ -101,9 +111,10 @@ class LeadController(Controller):
             payload=_fingerprint_payload(ring, clear),
             call=CREATE_LEAD,
             params={
-                "data": Jsonb(encrypt_lead_fields(ring, clear)),
-                "matches": ring.phone_matches(data.phone),
+                "data": Jsonb({"id": str(lead_id), **encrypt_lead_fields(ring, clear, clinic_id, lead_id)}),
+                "matches": ring.phone_matches(data.phone, str(clinic_id)),
             },
+            replay=REPLAY_LEAD,
         )
         return Response(
             decrypt_lead(ring, outcome.body), status_code=outcome.status_code, headers=outcome.headers
@@ -137,13 +148,13 @@ class LeadController(Controller):
         ] = None,
         assigned_to_id: FromQuery[UUID | None] = None,
     ) -> dict[str, Any]:
-        require_clinic(principal)
+        clinic_id = require_clinic(principal)
         ring = keyring(settings)
         matches = None
         if phone is not None:
             if len(normalize_phone(phone)) < 6:
                 raise Problem(400, "phone must contain at least 6 digits.", extra={"field": "phone"})
-            matches = ring.phone_matches(phone)
+            matches = ring.phone_matches(phone, str(clinic_id))
         page = await db.fetch_val(
             principal,
             LIST_LEADS,
@@ -164,7 +175,7 @@ class LeadController(Controller):
     ) -> dict[str, Any]:
         require_clinic(principal)
         ring = keyring(settings)
-        lead = await db.fetch_val(principal, "SELECT clinic.get_lead(%(id)s)", {"id": lead_id})
+        lead = await db.fetch_val(principal, GET_LEAD, {"id": lead_id})
         return decrypt_lead(ring, lead)
 
     @patch("/{lead_id:uuid}", summary="Change a lead (status 'converted' only via /convert)")
@@ -176,12 +187,12 @@ class LeadController(Controller):
         lead_id: FromPath[UUID],
         data: JSONBody[LeadUpdate],
     ) -> dict[str, Any]:
-        require_clinic(principal)
+        clinic_id = require_clinic(principal)
         ring = keyring(settings)
         lead = await db.fetch_val(
             principal,
-            "SELECT clinic.update_lead(%(id)s, %(data)s)",
-            {"id": lead_id, "data": Jsonb(encrypt_lead_fields(ring, data.to_data()))},
+            UPDATE_LEAD,
+            {"id": lead_id, "data": Jsonb(encrypt_lead_fields(ring, data.to_data(), clinic_id, lead_id))},
         )
         return decrypt_lead(ring, lead)
 
@@ -195,27 +206,36 @@ class LeadController(Controller):
         request: Request[Any, Any, Any],
         db: Db,
         principal: CurrentPrincipal,
+        settings: AppSettings,
         lead_id: FromPath[UUID],
         data: JSONBody[LeadConversion],
     ) -> Response[dict[str, Any]]:
-        """Answers the new patient; the lead becomes `converted` in the same transaction (409 the second time)."""
+        """Answers the new patient; the lead becomes `converted` in the same transaction (409 the second time).
+
+        Every patient field the lead holds defaults to it: `name`, `gender`, and `mobile` (the lead's
+        phone, decrypted here — SQL cannot read it, so a body without `mobile` costs one read first)."""
         require_clinic(principal)
-        fields = patient_data(data.to_data())
+        sent = data.to_data()
+        fields = patient_data(dict(sent))
+        if fields.get("mobile") is None:
+            fields["mobile"] = await _lead_mobile(db, principal, keyring(settings), lead_id)
         outcome = await run_idempotent(
             db,
             principal,
             idempotency_key(request),
             method=request.method,
             path=request.url.path,
-            payload=fields,
+            payload=sent,
             call=CONVERT_LEAD,
             params={"lead_id": lead_id, **{name: fields.get(name) for name in CONVERSION_FIELDS}},
+            replay=REPLAY_PATIENT,
         )
         return Response(outcome.body, status_code=outcome.status_code, headers=outcome.headers)
 
     @post(
         "/import",
-        summary="Import up to 10,000 leads from a JSON array or a CSV (all or nothing unless partial=true)",
+        summary="Import up to 10,000 leads from a JSON array or a CSV (all or nothing unless partial=true;"
+        " honours Idempotency-Key)",
         status_code=201,
         operation_class=raw_body_operation(
             IMPORT_BODY, "Leads as a JSON array (or `{leads: [...]}`) or a CSV"
@@ -230,15 +250,16 @@ class LeadController(Controller):
         partial: Annotated[
             bool, QueryParameter(description="Import the good rows and report the bad ones")
         ] = False,
-    ) -> dict[str, Any]:
+    ) -> Response[dict[str, Any]]:
         """Body: `application/json` (an array, or `{"leads": [...]}`), `text/csv` with a header row, or a
         `multipart/form-data` upload whose first file is the CSV. Every bad row is reported by its
-        0-based position among the data rows."""
-        require_clinic(principal)
+        0-based position among the data rows. A retry with the same `Idempotency-Key` and upload gets
+        the first answer and inserts nothing."""
+        clinic_id = require_clinic(principal)
         ring = keyring(settings)
         raw, from_csv = await _upload(request)
         try:
-            prepared = await lead_import.prepare_upload(ring, raw, from_csv=from_csv)
+            prepared = await lead_import.prepare_upload(ring, str(clinic_id), raw, from_csv=from_csv)
         except lead_import.ImportRejected as exc:
             raise Problem(422, exc.detail, code="22023", extra=exc.extra) from exc
         if prepared.total == 0:
@@ -246,11 +267,41 @@ class LeadController(Controller):
         if prepared.rejected and (not partial or not prepared.accepted):
             raise _rejected(prepared.rejected, prepared.total)
         async with db.transaction(principal, timeout_ms=IMPORT_TIMEOUT_MS) as conn:
-            result = await lead_import.insert_prepared(conn, prepared, partial=partial)
+            await lead_import.stage_prepared(conn, prepared)
+            outcome = await run_idempotent_in(
+                conn,
+                principal,
+                idempotency_key(request),
+                method=request.method,
+                path=request.url.path,
+                # The upload itself (by digest: it may be 10,000 rows), not the ciphertexts made from it.
+                payload={"body": hashlib.sha256(raw).hexdigest(), "csv": from_csv, "partial": partial},
+                call=lead_import.IMPORT_STAGED,
+                params={"partial": partial},
+            )
+        result = outcome.body
         rejected = sorted(prepared.rejected + result["rejected"], key=lambda item: item["index"])
         if result["imported"] == 0:
             raise _rejected(rejected, prepared.total)
-        return {"imported": result["imported"], "rejected": rejected, "total_rows": prepared.total}
+        return Response(
+            {"imported": result["imported"], "rejected": rejected, "total_rows": prepared.total},
+            status_code=outcome.status_code,
+            headers=outcome.headers,
+        )
+
+
+async def _lead_mobile(db: Db, principal: CurrentPrincipal, ring: Keyring, lead_id: UUID) -> str:
+    """The lead's phone as a patient mobile; 422 when it cannot be one (the value is not echoed)."""
+    lead = decrypt_lead(ring, await db.fetch_val(principal, GET_LEAD, {"id": lead_id}))
+    mobile = normalize_mobile(lead["phone"]) if lead.get("phone") else ""
+    if not MOBILE_RE.match(mobile):
+        raise Problem(
+            422,
+            "The lead's phone is not a usable mobile number (6-15 digits); send mobile.",
+            code="22023",
+            extra={"field": "mobile"},
+        )
+    return mobile
 
 
 def _fingerprint_payload(ring: Keyring, clear: dict[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -15,9 +15,11 @@ from api.clinic.common import require_clinic
 from api.clinic.schemas import SEARCH_PATTERN, PatientCreate, PatientStatus, PatientUpdate, normalize_mobile
 from api.deps import CurrentPrincipal, Db, Page
 from api.errors import Problem
-from api.idempotency import idempotency_key, run_idempotent
+from api.idempotency import Replay, idempotency_key, run_idempotent
 
 CREATE_PATIENT = sql.SQL("clinic.create_patient(%(data)s)")
+# An Idempotency-Key record keeps the patient's id only; a retry re-reads the patient.
+REPLAY_PATIENT = Replay(sql.SQL("clinic.get_patient"))
 SEARCH_PATIENTS = (
     "SELECT clinic.search_patients(q => %(q)s, status => %(status)s, page_limit => %(limit)s::integer,"
     " page_offset => %(offset)s::integer)"
@@ -30,7 +32,8 @@ def patient_data(data: dict[str, Any]) -> dict[str, Any]:
         if data.get(name) is not None:
             data[name] = normalize_mobile(data[name])
     dob = data.get("dob")
-    if dob is not None and date.fromisoformat(dob) > date.today():
+    # Today anywhere on Earth (UTC+14 is the earliest), not the server's date: the clinic's may be ahead.
+    if dob is not None and date.fromisoformat(dob) > (datetime.now(UTC) + timedelta(hours=14)).date():
         raise Problem(422, "dob cannot be in the future.", code="22023", extra={"field": "dob"})
     return data
 
@@ -58,6 +61,7 @@ class PatientController(Controller):
             payload=payload,
             call=CREATE_PATIENT,
             params={"data": Jsonb(payload)},
+            replay=REPLAY_PATIENT,
         )
         return Response(outcome.body, status_code=outcome.status_code, headers=outcome.headers)
 

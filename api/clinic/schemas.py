@@ -150,9 +150,9 @@ class LeadUpdate(Body):
 
 
 class LeadConversion(Body):
-    """Patient fields for a converted lead; name and gender default to the lead's."""
+    """Patient fields for a converted lead; mobile, name and gender default to the lead's."""
 
-    mobile: Phone
+    mobile: Phone | None = None
     name: Name | None = None
     email: Email | None = None
     gender: Gender | None = None

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from api.db import call
+from api.db import API_ROLE, call
 from bench.loadgen import LoadResult
 
 PATIENT_SQL = (
@@ -69,7 +69,7 @@ async def _run(
     from psycopg import AsyncConnection
     from psycopg.rows import dict_row
 
-    context = (json.dumps(claims), "5000")
+    context = (json.dumps(claims), API_ROLE, "5000")
     result = LoadResult()
     queue = iter(items)
 

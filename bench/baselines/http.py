@@ -259,7 +259,7 @@ async def import_leads_on_loop(
     """Validate and encrypt every row right here on the event loop, then the same one-statement insert."""
     ring = keyring(settings)
     rows = lead_import.parse_json(await request.body())
-    prepared = lead_import.prepare_sync(ring, rows, from_csv=False)
+    prepared = lead_import.prepare_sync(ring, str(principal.clinic_id), rows, from_csv=False)
     if prepared.rejected:
         raise Problem(422, f"{len(prepared.rejected)} rows are invalid", code="22023")
     async with db.transaction(principal, timeout_ms=SLOW_TIMEOUT_MS) as conn:

@@ -16,6 +16,7 @@ from typing import Any
 
 from psycopg import sql
 
+from api.db import API_ROLE
 from bench import datagen
 from bench.baselines.booking import three_round_trips
 from bench.loadgen import closed_loop, direct_sql, in_process
@@ -77,7 +78,7 @@ def run(ctx: Context) -> list[Result]:
 
     def sql_keel(items: list[dict[str, Any]]) -> Any:
         return in_process(
-            direct_sql, ctx.admin_url, (json.dumps(claims), "5000"),
+            direct_sql, ctx.admin_url, (json.dumps(claims), API_ROLE, "5000"),
             "SELECT clinic.book_appointment(%s::jsonb)", [(json.dumps(x),) for x in items], conc,
         )  # fmt: skip
 

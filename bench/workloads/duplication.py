@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 
-from api.db import CONTEXT_SQL
+from api.db import API_ROLE, CONTEXT_SQL
 from bench import datagen
 from bench.baselines.duplicate import duplicate_script as baseline_duplicate
 from bench.runner import Context, Result
@@ -23,7 +23,7 @@ from bench.workloads.common import alternate, med, ms, ratio_result
 
 def keel_duplicate(conn: psycopg.Connection[Any], claims: dict[str, Any], script_id: str) -> str:
     with conn.transaction():
-        conn.execute(CONTEXT_SQL, (json.dumps(claims), "600000"))
+        conn.execute(CONTEXT_SQL, (json.dumps(claims), API_ROLE, "600000"))
         row = conn.execute("SELECT callmaster.duplicate_script(%s)", (script_id,)).fetchone()
     assert row is not None
     return str(row[0])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+from api.db import API_ROLE
 from bench import datagen
 from bench.loadgen import Req, closed_loop, direct_sql, in_process
 from bench.runner import Context, Result
@@ -31,7 +32,7 @@ def run(ctx: Context) -> list[Result]:
     headers = ctx.headers(claims, json_body=False)
     reqs = [Req("GET", f"/api/appointments/{ids[i % len(ids)]}", headers) for i in range(n)]
     params = [(ids[i % len(ids)],) for i in range(n)]
-    context = (json.dumps(claims), "5000")
+    context = (json.dumps(claims), API_ROLE, "5000")
     statuses: dict[int, int] = {}
 
     def api(_: int) -> float:

@@ -62,12 +62,15 @@ CREATE OR REPLACE FUNCTION assistant.touch_updated_at()
     LANGUAGE plpgsql
 AS $$
 BEGIN
-    NEW.updated_at := now();
+    IF NOT keel.keeps_updated_at() THEN
+        NEW.updated_at := now();
+    END IF;
     RETURN NEW;
 END
 $$;
 COMMENT ON FUNCTION assistant.touch_updated_at() IS
-    'Trigger function: sets updated_at to now() on every UPDATE of the row. No arguments; raises nothing.';
+    'Trigger function: sets updated_at to now() on every UPDATE of the row, except during a maintenance '
+    'write (keel.keeps_updated_at()). No arguments; raises nothing.';
 
 CREATE OR REPLACE TRIGGER messages_touch_updated_at
     BEFORE UPDATE ON assistant.messages

@@ -226,13 +226,13 @@ COMMENT ON FUNCTION assistant.release_reply(uuid, integer) IS
     'Worker: hands a running reply back to the queue at once (the worker is shutting down), partial text cleared. '
     'Returns false when the attempt was not the current running one. Errors: 42501 inside an API request.';
 
-REVOKE EXECUTE ON FUNCTION assistant.claim_replies(text, integer, double precision, integer) FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION assistant.append_reply(uuid, integer, integer, text, double precision) FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION assistant.complete_reply(uuid, integer, text, jsonb) FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION assistant.fail_reply(uuid, integer, text, double precision, integer) FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION assistant.release_reply(uuid, integer) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION assistant.claim_replies(text, integer, double precision, integer) TO keel_api;
-GRANT EXECUTE ON FUNCTION assistant.append_reply(uuid, integer, integer, text, double precision) TO keel_api;
-GRANT EXECUTE ON FUNCTION assistant.complete_reply(uuid, integer, text, jsonb) TO keel_api;
-GRANT EXECUTE ON FUNCTION assistant.fail_reply(uuid, integer, text, double precision, integer) TO keel_api;
-GRANT EXECUTE ON FUNCTION assistant.release_reply(uuid, integer) TO keel_api;
+REVOKE EXECUTE ON FUNCTION assistant.claim_replies(text, integer, double precision, integer) FROM PUBLIC, keel_api;
+REVOKE EXECUTE ON FUNCTION assistant.append_reply(uuid, integer, integer, text, double precision) FROM PUBLIC, keel_api;
+REVOKE EXECUTE ON FUNCTION assistant.complete_reply(uuid, integer, text, jsonb) FROM PUBLIC, keel_api;
+REVOKE EXECUTE ON FUNCTION assistant.fail_reply(uuid, integer, text, double precision, integer) FROM PUBLIC, keel_api;
+REVOKE EXECUTE ON FUNCTION assistant.release_reply(uuid, integer) FROM PUBLIC, keel_api;
+GRANT EXECUTE ON FUNCTION assistant.claim_replies(text, integer, double precision, integer) TO keel_worker;
+GRANT EXECUTE ON FUNCTION assistant.append_reply(uuid, integer, integer, text, double precision) TO keel_worker;
+GRANT EXECUTE ON FUNCTION assistant.complete_reply(uuid, integer, text, jsonb) TO keel_worker;
+GRANT EXECUTE ON FUNCTION assistant.fail_reply(uuid, integer, text, double precision, integer) TO keel_worker;
+GRANT EXECUTE ON FUNCTION assistant.release_reply(uuid, integer) TO keel_worker;

@@ -41,7 +41,7 @@ BEGIN
         'uhid', p.uhid,
         'name', p.name,
         'gender', p.gender,
-        'age', CASE WHEN p.dob IS NOT NULL THEN extract(year FROM age(current_date, p.dob))::int END,
+        'age', CASE WHEN p.dob IS NOT NULL THEN extract(year FROM age(assistant.tool_today(), p.dob))::int END,
         'city', p.city,
         'status', p.status,
         'registration_date', p.registration_date,
@@ -67,15 +67,16 @@ AS $$
 DECLARE
     clinic uuid := assistant.tool_clinic();
     days integer := coalesce((args ->> 'days')::integer, 7);
+    today date := assistant.tool_today();
     since date;
 BEGIN
     IF days < 1 OR days > 3660 THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'days must be between 1 and 3660';
     END IF;
-    since := current_date - (days - 1);
+    since := today - (days - 1);
     RETURN jsonb_build_object(
         'clinic', (SELECT c.name FROM clinic.clinics AS c WHERE c.id = clinic),
-        'period', jsonb_build_object('from', since, 'to', current_date, 'days', days),
+        'period', jsonb_build_object('from', since, 'to', today, 'days', days),
         'leads_total', (SELECT count(*) FROM clinic.leads AS l WHERE l.clinic_id = clinic),
         'leads_created_in_period', (
             SELECT count(*) FROM clinic.leads AS l WHERE l.clinic_id = clinic AND l.date_added >= since

@@ -7,12 +7,15 @@ CREATE OR REPLACE FUNCTION callmaster.touch_updated_at()
     LANGUAGE plpgsql
 AS $$
 BEGIN
-    NEW.updated_at := now();
+    IF NOT keel.keeps_updated_at() THEN
+        NEW.updated_at := now();
+    END IF;
     RETURN NEW;
 END
 $$;
 COMMENT ON FUNCTION callmaster.touch_updated_at() IS
-    'Trigger: sets updated_at to now() on UPDATE when the statement did not set it itself. No errors.';
+    'Trigger: sets updated_at to now() on UPDATE when the statement did not set it itself, except during a '
+    'maintenance write (keel.keeps_updated_at()). No errors.';
 
 CREATE OR REPLACE FUNCTION callmaster.fill_owner_from_show()
     RETURNS trigger

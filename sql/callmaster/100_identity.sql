@@ -179,6 +179,7 @@ AS $$
 DECLARE
     v_clerk_id text := nullif(btrim(data ->> 'id'), '');
     v_email    text;
+    v_email_verified boolean;
     v_first    text := nullif(btrim(data ->> 'first_name'), '');
     v_last     text := nullif(btrim(data ->> 'last_name'), '');
     v_phone    text;
@@ -187,6 +188,13 @@ DECLARE
     v_user     callmaster.users;
     v_outcome  text;
 BEGIN
+    -- Only the verified webhook (no request claims) may write users for any Clerk id: a request
+    -- session, whatever its token says, is refused (issue 13, finding 6).
+    IF keel.current_claims() IS NOT NULL THEN
+        RAISE EXCEPTION USING
+            ERRCODE = '42501',
+            MESSAGE = 'callmaster.apply_clerk_event cannot be called within an API request';
+    END IF;
     IF nullif(btrim(event_id), '') IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'event_id is required';
     END IF;
@@ -220,6 +228,17 @@ BEGIN
                                               'email_address');
     v_phone := callmaster.clerk_primary_value(data, 'phone_numbers', 'primary_phone_number_id',
                                               'phone_number');
+    -- Whether Clerk has verified that address as the user's primary one: only then may it claim an
+    -- existing record (issue 13, finding 4: any listed address, verified or not, used to claim it).
+    v_email_verified := EXISTS (
+        SELECT
+        FROM jsonb_array_elements(
+                 CASE WHEN jsonb_typeof(data -> 'email_addresses') = 'array'
+                      THEN data -> 'email_addresses' ELSE '[]' END) AS a(item)
+        WHERE jsonb_typeof(item) = 'object'
+          AND item ->> 'id' = data ->> 'primary_email_address_id'
+          AND lower(btrim(item ->> 'email_address')) = lower(v_email)
+          AND item #>> '{verification,status}' = 'verified');
     IF data ->> 'updated_at' ~ '^[0-9]{1,15}$' THEN
         v_updated := to_timestamp((data ->> 'updated_at')::bigint / 1000.0);
     END IF;
@@ -254,6 +273,13 @@ BEGIN
     -- that record becomes this Clerk user's, keeping its crews and assignments.
     SELECT * INTO v_user FROM callmaster.users AS u WHERE lower(u.email) = lower(v_email) FOR UPDATE;
     IF FOUND THEN
+        IF NOT v_email_verified THEN
+            -- Not proof that the signer owns the address: claim nothing, create nothing (the address is
+            -- taken), say nothing about the record. Clerk's user.updated once the address is verified
+            -- as primary claims it then.
+            RETURN jsonb_build_object('outcome', 'unverified',
+                                      'reason', 'the primary email address is not verified');
+        END IF;
         IF v_user.clerk_user_id IS NOT NULL AND v_user.is_active THEN
             RAISE EXCEPTION USING
                 ERRCODE = '23505',
@@ -286,11 +312,14 @@ COMMENT ON FUNCTION callmaster.apply_clerk_event(text, text, jsonb) IS
     'Applies one verified Clerk webhook event, once per event_id (the svix-id, recorded in '
     'keel.webhook_events; a replay returns outcome "duplicate" and changes nothing). user.created / '
     'user.updated upsert the user by Clerk id (email, names, phone, image); a new Clerk user whose email '
-    'matches a guest (or a deactivated user) claims that record, which becomes verified. user.deleted '
+    'matches a guest (or a deactivated user) claims that record, which becomes verified, only when that '
+    'email is the primary address and Clerk marks it verified (otherwise the outcome is "unverified" and '
+    'nothing changes until an update shows it verified). user.deleted '
     'deactivates the user (history kept). Other types are recorded and ignored. An event older than the '
     'last applied one (data.updated_at) is skipped as "stale"; a new user without an email is "skipped" '
     '(a later update that adds one creates it). Arguments: event_id, event_type, data (the '
     'event''s data object). Returns {outcome, user_id}. Errors: 22023 no event_id or no data.id; 23505 the '
-    'email is held by another user (an active Clerk user, or a guest when an update changes the email).';
+    'email is held by another user (an active Clerk user, or a guest when an update changes the email); '
+    '42501 when called within an API request (request claims set).';
 REVOKE EXECUTE ON FUNCTION callmaster.apply_clerk_event(text, text, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION callmaster.apply_clerk_event(text, text, jsonb) TO keel_api;

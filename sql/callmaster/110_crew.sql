@@ -68,10 +68,25 @@ BEGIN
                 'guest', create_guest_user.manager_user_id)
         RETURNING id INTO v_id;
     EXCEPTION WHEN unique_violation THEN
+        -- Say who holds the address only when the manager already knows them (themself or their crew);
+        -- about anyone else the answer is the same whether or not an account exists behind it
+        -- (issue 13, finding 15: the message used to confirm another tenant's account).
+        IF EXISTS (SELECT
+                   FROM callmaster.users AS u
+                   WHERE lower(u.email) = v_email
+                     AND (u.id = create_guest_user.manager_user_id
+                          OR EXISTS (SELECT
+                                     FROM callmaster.crew_relationships AS cr
+                                     WHERE cr.manager_user_id = create_guest_user.manager_user_id
+                                       AND cr.crew_user_id = u.id))) THEN
+            RAISE EXCEPTION USING
+                ERRCODE = '23505',
+                MESSAGE = format('%s is already you or a member of your crew', v_email);
+        END IF;
         RAISE EXCEPTION USING
             ERRCODE = '23505',
-            MESSAGE = format('a user with email %s already exists', v_email),
-            HINT = 'Each email belongs to one CallMaster user.';
+            MESSAGE = format('%s cannot be added as a new guest', v_email),
+            HINT = 'Use another address, or ask the person to add you to their crew.';
     END;
 
     INSERT INTO callmaster.crew_relationships (manager_user_id, crew_user_id, notes)
@@ -84,8 +99,36 @@ COMMENT ON FUNCTION callmaster.create_guest_user(uuid, text, text, text, text, t
     'crew relationship to them, atomically. Arguments: manager_user_id, email (stored lower-case), '
     'first_name, last_name, phone (optional), notes (optional, on the relationship). Returns the new user '
     'id. Through the API the manager is always the requesting user (RLS). Errors: 22023 missing or '
-    'malformed email; P0002 manager does not exist or is inactive; 23505 a user with that email exists; '
+    'malformed email; P0002 manager does not exist or is inactive; 23505 the email is taken (the message names '
+    'the holder only when it is the manager or their crew, and is otherwise the same whether or not an '
+    'account exists); '
     '42501 (API) manager is not the requesting user.';
+
+CREATE OR REPLACE FUNCTION callmaster.get_crew_member(user_id uuid)
+    RETURNS jsonb
+    LANGUAGE plpgsql
+    STABLE
+AS $$
+DECLARE
+    v_me uuid := callmaster.require_user_id();
+    v_result jsonb;
+BEGIN
+    SELECT callmaster.crew_member_json(u, cr) INTO v_result
+    FROM callmaster.users AS u
+    JOIN callmaster.crew_relationships AS cr ON cr.crew_user_id = u.id AND cr.manager_user_id = v_me
+    WHERE u.id = get_crew_member.user_id;
+    IF v_result IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'P0002', MESSAGE = 'crew member not found';
+    END IF;
+    RETURN v_result;
+END
+$$;
+COMMENT ON FUNCTION callmaster.get_crew_member(uuid) IS
+    'API: one member of the requesting user''s crew (crew_member_json), e.g. to replay an Idempotency-Key '
+    'answer of add_guest. Arguments: user_id. Errors: P0002 not in the crew; 42501 no request user.';
+-- The API replays add_guest answers with it.
+REVOKE EXECUTE ON FUNCTION callmaster.get_crew_member(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION callmaster.get_crew_member(uuid) TO keel_api;
 
 CREATE OR REPLACE FUNCTION callmaster.add_guest(data jsonb)
     RETURNS jsonb
@@ -97,10 +140,7 @@ DECLARE
 BEGIN
     v_id := callmaster.create_guest_user(v_me, data ->> 'email', data ->> 'first_name', data ->> 'last_name',
                                          data ->> 'phone', data ->> 'notes');
-    RETURN (SELECT callmaster.crew_member_json(u, cr)
-            FROM callmaster.users AS u
-            JOIN callmaster.crew_relationships AS cr ON cr.crew_user_id = u.id AND cr.manager_user_id = v_me
-            WHERE u.id = v_id);
+    RETURN callmaster.get_crew_member(v_id);
 END
 $$;
 COMMENT ON FUNCTION callmaster.add_guest(jsonb) IS

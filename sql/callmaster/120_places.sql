@@ -296,6 +296,35 @@ COMMENT ON FUNCTION callmaster.update_department(uuid, jsonb) IS
     'P0002 not found (or another owner''s); 23505 duplicate name; 23502/23514 as create_department; 42501 '
     'read-only (crew of the owner''s show) or no request user.';
 
+CREATE OR REPLACE FUNCTION callmaster.merge_department_assignments()
+    RETURNS trigger
+    LANGUAGE plpgsql
+AS $$
+BEGIN
+    -- ON DELETE SET NULL turns an assignment "X in this department" into "X, no department"; when the
+    -- show already has that assignment, the unique key (NULLS NOT DISTINCT) would refuse the delete
+    -- with 23505. The two then mean the same thing, so the department's copy goes and the other stays.
+    DELETE FROM callmaster.crew_assignments AS a
+    WHERE a.department_id = OLD.id
+      AND a.owner_id = OLD.owner_id
+      AND EXISTS (
+          SELECT FROM callmaster.crew_assignments AS k
+          WHERE k.show_id = a.show_id AND k.owner_id = a.owner_id AND k.user_id = a.user_id
+            AND k.department_id IS NULL
+      );
+    RETURN OLD;
+END
+$$;
+COMMENT ON FUNCTION callmaster.merge_department_assignments() IS
+    'Trigger function (BEFORE DELETE on callmaster.departments): removes the department''s crew '
+    'assignments whose person is already on the same show without a department, so the ON DELETE SET '
+    'NULL that follows cannot collide with crew_assignments_show_user_department_key. Raises nothing.';
+REVOKE EXECUTE ON FUNCTION callmaster.merge_department_assignments() FROM PUBLIC;
+
+CREATE OR REPLACE TRIGGER departments_merge_assignments
+    BEFORE DELETE ON callmaster.departments
+    FOR EACH ROW EXECUTE FUNCTION callmaster.merge_department_assignments();
+
 CREATE OR REPLACE FUNCTION callmaster.delete_department(department_id uuid)
     RETURNS void
     LANGUAGE plpgsql
@@ -311,5 +340,6 @@ END
 $$;
 COMMENT ON FUNCTION callmaster.delete_department(uuid) IS
     'API: deletes one of the requesting user''s departments; crew assignments and script elements that '
-    'named it keep existing with department_id NULL. Arguments: department_id. Errors: P0002 not found (or '
+    'named it keep existing with department_id NULL (an assignment the show already has without a '
+    'department merges into it). Arguments: department_id. Errors: P0002 not found (or '
     'another owner''s); 42501 read-only (crew of the owner''s show) or no request user.';

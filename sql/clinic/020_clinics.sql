@@ -58,4 +58,4 @@ COMMENT ON FUNCTION clinic.create_clinic(text, text, text, text, text) IS
     '(IANA name, NULL = UTC), uhid_prefix (A-Z/0-9, up to 12, upper-cased; NULL = P), admin_name, '
     'admin_email. Returns (clinic_id, admin_id). Errors: 22023 unknown time zone; 23514 empty name, bad '
     'prefix or e-mail; 23502 a required argument is NULL.';
-REVOKE EXECUTE ON FUNCTION clinic.create_clinic(text, text, text, text, text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION clinic.create_clinic(text, text, text, text, text) FROM PUBLIC, keel_api;

@@ -21,18 +21,26 @@ BEGIN
             DETAIL = format('Key (clinic_id)=(%s) is not present in table "clinics".', NEW.clinic_id);
     END IF;
     -- The counter row's lock serialises allocation per clinic until this transaction ends: no two
-    -- patients get one number; a rolled-back insert leaves a gap, which is allowed.
-    INSERT INTO clinic.uhid_counters AS u (clinic_id, last_value)
-    VALUES (NEW.clinic_id, 1)
-    ON CONFLICT (clinic_id) DO UPDATE SET last_value = u.last_value + 1
-    RETURNING u.last_value INTO next_value;
-    NEW.uhid := prefix || '-' || lpad(next_value::text, greatest(6, length(next_value::text)), '0');
+    -- patients get one number; a rolled-back insert leaves a gap, which is allowed. A number already
+    -- taken by an explicit uhid (a DBA's INSERT) is skipped, so the counter never hands it out again:
+    -- without the skip, that one row would make every later registration fail with 23505.
+    LOOP
+        INSERT INTO clinic.uhid_counters AS u (clinic_id, last_value)
+        VALUES (NEW.clinic_id, 1)
+        ON CONFLICT (clinic_id) DO UPDATE SET last_value = u.last_value + 1
+        RETURNING u.last_value INTO next_value;
+        NEW.uhid := prefix || '-' || lpad(next_value::text, greatest(6, length(next_value::text)), '0');
+        EXIT WHEN NOT EXISTS (
+            SELECT FROM clinic.patients AS p WHERE p.clinic_id = NEW.clinic_id AND p.uhid = NEW.uhid
+        );
+    END LOOP;
     RETURN NEW;
 END
 $$;
 COMMENT ON FUNCTION clinic.assign_uhid() IS
     'Trigger function on clinic.patients: when uhid is NULL, allocates the clinic''s next number as '
-    '<uhid_prefix>-000123 (never duplicated, gaps allowed). Errors: 23503 clinic does not exist.';
+    '<uhid_prefix>-000123 (never duplicated, gaps allowed; numbers already taken by an explicit uhid are '
+    'skipped). Errors: 23503 clinic does not exist.';
 
 CREATE OR REPLACE TRIGGER patients_assign_uhid
     BEFORE INSERT ON clinic.patients
@@ -58,6 +66,10 @@ $$;
 COMMENT ON FUNCTION clinic.check_assigned_doctor() IS
     'Trigger function on clinic.patients: an assigned doctor must be staff with role doctor (a missing '
     'one is left to the foreign key, 23503). Errors: 23514 the staff member is not a doctor.';
+
+CREATE OR REPLACE TRIGGER patients_fill_local_date
+    BEFORE INSERT ON clinic.patients
+    FOR EACH ROW EXECUTE FUNCTION clinic.fill_local_date();
 
 CREATE OR REPLACE TRIGGER patients_check_assigned_doctor
     BEFORE INSERT OR UPDATE OF assigned_doctor_id ON clinic.patients
@@ -131,7 +143,7 @@ AS $$
         data ->> 'emergency_contact_name',
         data ->> 'emergency_contact_phone',
         (data ->> 'assigned_doctor_id')::uuid,
-        coalesce((data ->> 'registration_date')::date, current_date),
+        (data ->> 'registration_date')::date,
         coalesce(data ->> 'status', 'active')
     )
     RETURNING to_jsonb(patients.*)
@@ -139,7 +151,8 @@ $$;
 COMMENT ON FUNCTION clinic.create_patient(jsonb) IS
     'Registers a patient in the current clinic with the next UHID. data: {name, mobile, email?, gender?, '
     'dob?, marital_status?, blood_group?, address?, city?, state?, postal_code?, emergency_contact_name?, '
-    'emergency_contact_phone?, assigned_doctor_id?, registration_date?, status?, clinic_id? (DBA use)}. '
+    'emergency_contact_phone?, assigned_doctor_id?, registration_date? (default: today in the clinic''s '
+    'timezone), status?, clinic_id? (DBA use)}. '
     'Returns the row as JSON. Errors: 23503 assigned doctor not in the clinic; 23514 bad value or the '
     'staff member is not a doctor; 23502 missing name or mobile; 22xxx malformed value.';
 

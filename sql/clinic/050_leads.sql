@@ -7,6 +7,48 @@ CREATE OR REPLACE TRIGGER leads_touch_updated_at
     BEFORE UPDATE ON clinic.leads
     FOR EACH ROW EXECUTE FUNCTION clinic.touch_updated_at();
 
+CREATE OR REPLACE TRIGGER leads_fill_local_date
+    BEFORE INSERT ON clinic.leads
+    FOR EACH ROW EXECUTE FUNCTION clinic.fill_local_date();
+
+CREATE OR REPLACE FUNCTION clinic.check_lead_conversion()
+    RETURNS trigger
+    LANGUAGE plpgsql
+AS $$
+BEGIN
+    -- 'converted' means "has a patient": only clinic.convert_lead (which inserts the patient first)
+    -- can make it true, whatever path writes the lead (API, import, a DBA's raw INSERT or UPDATE).
+    IF NEW.status = 'converted' AND (TG_OP = 'INSERT' OR OLD.status IS DISTINCT FROM 'converted')
+       AND NOT EXISTS (
+           SELECT FROM clinic.patients AS p WHERE p.clinic_id = NEW.clinic_id AND p.lead_id = NEW.id
+       ) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = '22023',
+            MESSAGE = 'a lead becomes converted only by conversion',
+            HINT = 'Convert it with clinic.convert_lead (POST /api/leads/{id}/convert), which creates its patient.';
+    END IF;
+    IF TG_OP = 'UPDATE' AND OLD.status = 'converted' AND NEW.status IS DISTINCT FROM 'converted'
+       AND EXISTS (
+           SELECT FROM clinic.patients AS p WHERE p.clinic_id = NEW.clinic_id AND p.lead_id = NEW.id
+       ) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = '22023',
+            MESSAGE = 'a converted lead keeps its status',
+            HINT = 'The lead is linked to its patient.';
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION clinic.check_lead_conversion() IS
+    'Trigger function (BEFORE INSERT OR UPDATE OF status on clinic.leads): status converted only with a '
+    'patient linked to the lead (as clinic.convert_lead leaves it), and a lead linked to a patient stays '
+    'converted. Errors: 22023 either rule broken.';
+REVOKE EXECUTE ON FUNCTION clinic.check_lead_conversion() FROM PUBLIC;
+
+CREATE OR REPLACE TRIGGER leads_check_conversion
+    BEFORE INSERT OR UPDATE OF status ON clinic.leads
+    FOR EACH ROW EXECUTE FUNCTION clinic.check_lead_conversion();
+
 CREATE OR REPLACE FUNCTION clinic.lead_json(lead clinic.leads)
     RETURNS jsonb
     LANGUAGE sql
@@ -42,13 +84,14 @@ BEGIN
     LIMIT 1;
 
     INSERT INTO clinic.leads (
-        clinic_id, date_added, name, phone, phone_bidx, alternate_phone, age, gender, source, inquiry,
+        id, clinic_id, date_added, name, phone, phone_bidx, alternate_phone, age, gender, source, inquiry,
         problem, treatment_doctor, treatment_suggested, status, assigned_to_id, guardian_name,
         guardian_age, location, referral_required, notes
     )
     VALUES (
+        coalesce((data ->> 'id')::uuid, gen_random_uuid()),
         clinic.tenant_id((data ->> 'clinic_id')::uuid),
-        coalesce((data ->> 'date_added')::date, current_date),
+        (data ->> 'date_added')::date,
         data ->> 'name',
         data ->> 'phone',
         data ->> 'phone_bidx',
@@ -75,7 +118,9 @@ END
 $$;
 COMMENT ON FUNCTION clinic.create_lead(jsonb, text[]) IS
     'Adds a lead to the current clinic. data: lead columns with encrypted fields as ciphertext and '
-    'phone_bidx (clinic_id? for DBA use); phone_matches: blind indexes of the phone under every live key. '
+    'phone_bidx (id? — the API picks it, as its ciphertexts are bound to the row; clinic_id? for DBA use; '
+    'date_added defaults to today in the clinic''s timezone); phone_matches: blind indexes of the phone '
+    'under every live key. '
     'Returns the lead as JSON plus possible_duplicate_of (the newest lead with the same phone, or null). '
     'Errors: 22023 status converted; 23503 assigned_to_id not in the clinic; 23514 bad value or clear text '
     'in an encrypted column; 23502 missing name or phone.';

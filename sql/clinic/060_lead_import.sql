@@ -12,6 +12,7 @@ BEGIN
     END IF;
     CREATE TEMPORARY TABLE lead_import_rows (
         index integer,
+        id uuid,
         date_added date,
         name text,
         phone text,
@@ -37,8 +38,8 @@ $$;
 COMMENT ON FUNCTION clinic.create_lead_import_staging() IS
     'Creates the empty staging table pg_temp.lead_import_rows (dropped at commit; one left from earlier in '
     'the transaction is replaced) for clinic.import_staged_leads: one row per lead as create_lead takes it '
-    '(sensitive fields already encrypted, phone_bidx the phone''s blind index) plus index, its position in '
-    'the source. Fill it with COPY ... FROM STDIN or INSERT. No arguments; raises nothing.';
+    '(id, chosen by the API as the ciphertexts are bound to it; sensitive fields already encrypted, '
+    'phone_bidx the phone''s blind index) plus index, its position in the source. Fill it with COPY ... FROM STDIN or INSERT. No arguments; raises nothing.';
 
 CREATE OR REPLACE FUNCTION clinic.import_staged_leads(partial boolean DEFAULT false, clinic_id uuid DEFAULT NULL)
     RETURNS jsonb
@@ -57,20 +58,27 @@ BEGIN
             HINT = 'Call clinic.create_lead_import_staging() and fill pg_temp.lead_import_rows first.';
     END IF;
 
-    -- References the API cannot check: the assigned staff member must belong to this clinic.
-    SELECT jsonb_agg(jsonb_build_object(
-               'index', r.index,
-               'errors', jsonb_build_array(jsonb_build_object(
-                   'field', 'assigned_to_id',
-                   'reason', 'no staff member with this id in the clinic'
-               ))
-           ) ORDER BY r.index)
+    -- What the API cannot check (the assigned staff member must belong to this clinic) and what only
+    -- conversion may set (status converted: clinic.check_lead_conversion would refuse the whole batch).
+    SELECT jsonb_agg(jsonb_build_object('index', e.index, 'errors', e.errors) ORDER BY e.index)
     INTO rejected
-    FROM pg_temp.lead_import_rows AS r
-    WHERE r.assigned_to_id IS NOT NULL
-      AND NOT EXISTS (
-          SELECT FROM clinic.staff AS s WHERE s.clinic_id = tenant AND s.id = r.assigned_to_id
-      );
+    FROM (
+        SELECT r.index, jsonb_agg(x.error) AS errors
+        FROM pg_temp.lead_import_rows AS r
+        CROSS JOIN LATERAL (
+            SELECT jsonb_build_object('field', 'assigned_to_id',
+                                      'reason', 'no staff member with this id in the clinic') AS error
+            WHERE r.assigned_to_id IS NOT NULL
+              AND NOT EXISTS (
+                  SELECT FROM clinic.staff AS s WHERE s.clinic_id = tenant AND s.id = r.assigned_to_id
+              )
+            UNION ALL
+            SELECT jsonb_build_object('field', 'status',
+                                      'reason', 'a lead becomes converted only by conversion')
+            WHERE r.status = 'converted'
+        ) AS x
+        GROUP BY r.index
+    ) AS e;
 
     IF rejected IS NOT NULL AND NOT partial THEN
         DROP TABLE pg_temp.lead_import_rows;
@@ -78,13 +86,14 @@ BEGIN
     END IF;
 
     INSERT INTO clinic.leads (
-        clinic_id, date_added, name, phone, phone_bidx, alternate_phone, age, gender, source, inquiry,
+        id, clinic_id, date_added, name, phone, phone_bidx, alternate_phone, age, gender, source, inquiry,
         problem, treatment_doctor, treatment_suggested, status, assigned_to_id, guardian_name,
         guardian_age, location, referral_required, notes
     )
     SELECT
+        coalesce(r.id, gen_random_uuid()),
         tenant,
-        coalesce(r.date_added, current_date),
+        r.date_added,
         r.name,
         r.phone,
         r.phone_bidx,
@@ -104,8 +113,9 @@ BEGIN
         coalesce(r.referral_required, false),
         r.notes
     FROM pg_temp.lead_import_rows AS r
-    WHERE r.assigned_to_id IS NULL
-       OR EXISTS (SELECT FROM clinic.staff AS s WHERE s.clinic_id = tenant AND s.id = r.assigned_to_id)
+    WHERE (r.assigned_to_id IS NULL
+           OR EXISTS (SELECT FROM clinic.staff AS s WHERE s.clinic_id = tenant AND s.id = r.assigned_to_id))
+      AND r.status IS DISTINCT FROM 'converted'
     ORDER BY r.index;
     GET DIAGNOSTICS imported = ROW_COUNT;
 
@@ -116,7 +126,7 @@ $$;
 COMMENT ON FUNCTION clinic.import_staged_leads(boolean, uuid) IS
     'Inserts the leads staged in pg_temp.lead_import_rows (see clinic.create_lead_import_staging) into the '
     'current clinic (or clinic_id, DBA use) with one statement, then drops the staging table. Rows naming '
-    'an assigned_to_id outside the clinic are rejected: with partial false nothing is inserted, with '
+    'an assigned_to_id outside the clinic or with status converted are rejected: with partial false nothing is inserted, with '
     'partial true the others are. Returns {imported, rejected: [{index, errors: [{field, reason}]}]}. '
     'Errors: 22023 nothing staged or no clinic; 42501 clinic_id differs from the request''s clinic; '
     '23514/23502/22xxx a row breaks a constraint (nothing inserted).';
@@ -138,7 +148,7 @@ $$;
 COMMENT ON FUNCTION clinic.import_leads(jsonb, boolean, uuid) IS
     'Inserts many leads into the current clinic (or clinic_id, DBA use) with one statement. rows: JSON '
     'array of lead objects as create_lead takes them, each with its source position as index. Rows naming '
-    'an assigned_to_id outside the clinic are rejected: with partial false nothing is inserted, with '
+    'an assigned_to_id outside the clinic or with status converted are rejected: with partial false nothing is inserted, with '
     'partial true the others are. Returns {imported, rejected: [{index, errors: [{field, reason}]}]}. '
     'Stages the rows with clinic.create_lead_import_staging and inserts them with '
     'clinic.import_staged_leads. Errors: 22023 rows not an array or no clinic; 42501 clinic_id differs '

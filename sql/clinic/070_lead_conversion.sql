@@ -69,7 +69,7 @@ BEGIN
         convert_lead.emergency_contact_name,
         convert_lead.emergency_contact_phone,
         convert_lead.assigned_doctor_id,
-        coalesce(convert_lead.registration_date, current_date)
+        convert_lead.registration_date
     )
     RETURNING id INTO patient_id;
 
@@ -80,7 +80,8 @@ $$;
 COMMENT ON FUNCTION clinic.convert_lead(uuid, text, text, text, text, date, text, text, text, text, text,
                                         text, text, text, uuid, date) IS
     'Converts a lead into a patient atomically: the patient (next UHID, linked by lead_id; name and gender '
-    'default to the lead''s) is created and the lead becomes converted. Arguments: lead_id, then patient '
-    'fields by name (mobile is required: the lead''s phone is encrypted). Returns the patient id. Errors: '
+    'default to the lead''s, registration_date to today in the clinic''s timezone) is created and the lead '
+    'becomes converted. Arguments: lead_id, then patient fields by name (mobile is required here: the '
+    'lead''s phone is encrypted; the API fills it in from the lead). Returns the patient id. Errors: '
     'P0002 lead not found (or another clinic''s); 23505 already converted; 22023 mobile missing; 23503 '
     'assigned doctor not in the clinic; 23514 bad patient value. On any error nothing changes.';

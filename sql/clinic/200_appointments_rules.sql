@@ -184,7 +184,9 @@ BEGIN
             HINT = 'Only scheduled appointments change patient, doctor, date or time; book a new one instead.';
     END IF;
 
-    NEW.updated_at := now();
+    IF NOT keel.keeps_updated_at() THEN
+        NEW.updated_at := now();
+    END IF;
     RETURN NEW;
 END
 $$;
@@ -192,7 +194,8 @@ COMMENT ON FUNCTION clinic.appointment_check_change() IS
     'Trigger (BEFORE UPDATE on clinic.appointments): enforces the status lifecycle — scheduled → '
     'checked_in → completed, scheduled → no_show, scheduled or checked_in → cancelled — and stamps '
     'checked_in_at/completed_at/cancelled_at; only scheduled appointments may change patient, doctor, date '
-    'or time; clinic_id never changes; updated_at is set. Errors: 55000 (object not in prerequisite state) '
+    'or time; clinic_id never changes; updated_at is set (except during a maintenance write, '
+    'keel.keeps_updated_at()). Errors: 55000 (object not in prerequisite state) '
     'for a refused transition or change; 22023 when clinic_id changes.';
 
 CREATE OR REPLACE TRIGGER appointments_05_check_change

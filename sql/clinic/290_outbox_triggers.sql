@@ -4,8 +4,9 @@
 --   appointment.cancelled    an appointment became cancelled
 --   lead.created             a lead was inserted (single create, import or COPY)
 -- Triggers are per statement over transition tables, so a bulk insert appends its events in one
--- set-based INSERT and wakes dispatchers once. Payloads carry ids and what a receiver needs to notify
--- (names, contact, times); never the encrypted lead fields, visit reasons or cancel reasons.
+-- set-based INSERT and wakes dispatchers once. Payloads carry ids, statuses and times, never personal or
+-- medical data (no patient or lead name, phone, email, visit or cancel reason): the outbox is stored,
+-- logged when no receiver is set, and sent to a third party. A receiver reads the person by id.
 -- SECURITY DEFINER: keel_api has no privilege on keel.outbox.
 
 CREATE OR REPLACE FUNCTION clinic.appointments_outbox_booked()
@@ -31,9 +32,6 @@ BEGIN
                'timezone', c.timezone,
                'starts_at', (n.appointment_date + n.start_time) AT TIME ZONE c.timezone,
                'ends_at', (n.appointment_date + n.end_time) AT TIME ZONE c.timezone,
-               'patient_name', n.patient_name_snapshot,
-               'patient_phone', n.patient_phone_snapshot,
-               'patient_email', n.patient_email_snapshot,
                'doctor_name', n.doctor_name_snapshot,
                'clinic_name', c.name
            )
@@ -47,7 +45,7 @@ $$;
 COMMENT ON FUNCTION clinic.appointments_outbox_booked() IS
     'Trigger (AFTER INSERT, per statement, on clinic.appointments): appends an appointment.booked event to '
     'keel.outbox for every inserted scheduled appointment (ids, times in the clinic''s timezone with absolute '
-    'starts_at/ends_at, patient and doctor snapshots). Raises nothing of its own.';
+    'starts_at/ends_at, doctor and clinic names; the patient by id only). Raises nothing of its own.';
 
 CREATE OR REPLACE TRIGGER appointments_outbox_booked
     AFTER INSERT ON clinic.appointments
@@ -78,9 +76,6 @@ BEGIN
                'timezone', c.timezone,
                'starts_at', (n.appointment_date + n.start_time) AT TIME ZONE c.timezone,
                'ends_at', (n.appointment_date + n.end_time) AT TIME ZONE c.timezone,
-               'patient_name', n.patient_name_snapshot,
-               'patient_phone', n.patient_phone_snapshot,
-               'patient_email', n.patient_email_snapshot,
                'doctor_name', n.doctor_name_snapshot,
                'clinic_name', c.name
            ) || CASE WHEN e.topic = 'appointment.rescheduled' THEN jsonb_build_object(
@@ -128,7 +123,6 @@ BEGIN
            jsonb_build_object(
                'lead_id', n.id,
                'clinic_id', n.clinic_id,
-               'name', n.name,
                'status', n.status,
                'source', n.source,
                'date_added', n.date_added,
@@ -141,7 +135,7 @@ END
 $$;
 COMMENT ON FUNCTION clinic.leads_outbox_created() IS
     'Trigger (AFTER INSERT, per statement, on clinic.leads): appends a lead.created event per inserted lead '
-    '(ids, name, status, source, assignee; never the encrypted phone or medical fields). Raises nothing of its own.';
+    '(ids, status, source, assignee; no name, phone or medical field). Raises nothing of its own.';
 
 CREATE OR REPLACE TRIGGER leads_outbox_created
     AFTER INSERT ON clinic.leads

@@ -50,3 +50,13 @@ AS $$
 $$;
 COMMENT ON FUNCTION keel.current_role_claim() IS
     'The role claim of the current request (admin, doctor, front_desk, cro); NULL when absent.';
+
+-- Policies and the domain functions call these as keel_api; nothing else needs them.
+REVOKE ALL ON FUNCTION keel.current_claims() FROM PUBLIC;
+REVOKE ALL ON FUNCTION keel.current_clinic_id() FROM PUBLIC;
+REVOKE ALL ON FUNCTION keel.current_user_sub() FROM PUBLIC;
+REVOKE ALL ON FUNCTION keel.current_role_claim() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION keel.current_claims() TO keel_api;
+GRANT EXECUTE ON FUNCTION keel.current_clinic_id() TO keel_api;
+GRANT EXECUTE ON FUNCTION keel.current_user_sub() TO keel_api;
+GRANT EXECUTE ON FUNCTION keel.current_role_claim() TO keel_api;

@@ -110,7 +110,7 @@ CREATE OR REPLACE FUNCTION keel.claim_outbox(
     p_lease interval,
     p_worker text DEFAULT NULL
 )
-    RETURNS TABLE (id uuid, topic text, payload jsonb, created_at timestamptz, attempts integer)
+    RETURNS TABLE (id uuid, topic text, payload jsonb, created_at timestamptz, attempts integer, claim_token uuid)
     LANGUAGE sql
     VOLATILE
     SECURITY DEFINER
@@ -125,23 +125,49 @@ AS $$
         ORDER BY o.available_at
         LIMIT greatest(p_limit, 1)
         FOR UPDATE SKIP LOCKED
+    ), token AS (
+        SELECT gen_random_uuid() AS value
     )
     UPDATE keel.outbox AS o
     SET available_at = now() + p_lease,
         attempts = o.attempts + 1,
         last_attempt_at = now(),
-        claimed_by = p_worker
-    FROM due
+        claimed_by = p_worker,
+        claim_token = token.value
+    FROM due, token
     WHERE o.id = due.id
-    RETURNING o.id, o.topic, o.payload, o.created_at, o.attempts
+    RETURNING o.id, o.topic, o.payload, o.created_at, o.attempts, o.claim_token
 $$;
 COMMENT ON FUNCTION keel.claim_outbox(integer, interval, text) IS
     'Dispatcher call: claims up to p_limit due events (FOR UPDATE SKIP LOCKED, so concurrent dispatchers '
-    'never claim the same one) by moving available_at forward by p_lease and counting the attempt. '
-    'An event whose dispatcher dies is due again when the lease ends. Arguments: limit, lease, worker name '
-    '(stored in claimed_by). Returns the claimed events. Raises nothing.';
+    'never claim the same one) by moving available_at forward by p_lease, counting the attempt and giving '
+    'the batch a new claim token (a later claim of the same event replaces it). The lease must be renewed '
+    'when each delivery starts (keel.start_outbox_delivery); complete and fail act only with the current '
+    'token. An event whose dispatcher dies is due again when the lease ends. Arguments: limit, lease, '
+    'worker name (stored in claimed_by). Returns the claimed events with their claim token. Raises nothing.';
 
-CREATE OR REPLACE FUNCTION keel.complete_outbox(p_id uuid, p_status integer DEFAULT NULL)
+CREATE OR REPLACE FUNCTION keel.start_outbox_delivery(p_id uuid, p_token uuid, p_lease interval)
+    RETURNS boolean
+    LANGUAGE sql
+    VOLATILE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, keel
+AS $$
+    WITH started AS (
+        UPDATE keel.outbox AS o
+        SET available_at = now() + p_lease, last_attempt_at = now()
+        WHERE o.id = p_id AND o.claim_token = p_token AND o.delivered_at IS NULL AND o.failed_at IS NULL
+        RETURNING 1
+    )
+    SELECT EXISTS (SELECT FROM started)
+$$;
+COMMENT ON FUNCTION keel.start_outbox_delivery(uuid, uuid, interval) IS
+    'Dispatcher call, just before it sends one claimed event: the event''s lease runs p_lease from now '
+    '(not from the batch''s claim, which may have waited behind slow deliveries). Returns false, and the '
+    'dispatcher must not send, when the claim token is no longer the event''s (another dispatcher '
+    're-claimed it after the lease ran out) or the event is delivered or failed. Raises nothing.';
+
+CREATE OR REPLACE FUNCTION keel.complete_outbox(p_id uuid, p_token uuid, p_status integer DEFAULT NULL)
     RETURNS boolean
     LANGUAGE sql
     VOLATILE
@@ -151,17 +177,18 @@ AS $$
     WITH done AS (
         UPDATE keel.outbox
         SET delivered_at = now(), last_status = p_status
-        WHERE id = p_id AND delivered_at IS NULL
+        WHERE id = p_id AND claim_token = p_token AND delivered_at IS NULL
         RETURNING 1
     )
     SELECT EXISTS (SELECT FROM done)
 $$;
-COMMENT ON FUNCTION keel.complete_outbox(uuid, integer) IS
-    'Dispatcher call: marks an event delivered (p_status: the receiver''s HTTP status, NULL when no '
-    'receiver is configured). Earlier failures stay in last_error. Returns false when the event was '
-    'already delivered or does not exist. Raises nothing.';
+COMMENT ON FUNCTION keel.complete_outbox(uuid, uuid, integer) IS
+    'Dispatcher call: marks an event delivered (p_token: the claim token keel.claim_outbox returned; '
+    'p_status: the receiver''s HTTP status, NULL when no receiver is configured). Earlier failures stay in '
+    'last_error. Returns false when the event was already delivered, does not exist, or was claimed again '
+    'since (the token is not the current one). Raises nothing.';
 
-CREATE OR REPLACE FUNCTION keel.complete_outbox_unsent(p_ids uuid[])
+CREATE OR REPLACE FUNCTION keel.complete_outbox_unsent(p_ids uuid[], p_token uuid)
     RETURNS integer
     LANGUAGE sql
     VOLATILE
@@ -171,17 +198,19 @@ AS $$
     WITH done AS (
         UPDATE keel.outbox
         SET delivered_at = now(), last_status = NULL
-        WHERE id = ANY (p_ids) AND delivered_at IS NULL
+        WHERE id = ANY (p_ids) AND claim_token = p_token AND delivered_at IS NULL
         RETURNING 1
     )
     SELECT count(*)::integer FROM done
 $$;
-COMMENT ON FUNCTION keel.complete_outbox_unsent(uuid[]) IS
-    'Dispatcher call when no receiver is configured: marks a whole claimed batch delivered in one '
-    'statement (the events were logged instead of sent). Returns how many were marked. Raises nothing.';
+COMMENT ON FUNCTION keel.complete_outbox_unsent(uuid[], uuid) IS
+    'Dispatcher call when no receiver is configured: marks a whole claimed batch (p_token: its claim '
+    'token) delivered in one statement (the events were logged instead of sent). Returns how many were '
+    'marked. Raises nothing.';
 
 CREATE OR REPLACE FUNCTION keel.fail_outbox(
     p_id uuid,
+    p_token uuid,
     p_error text,
     p_status integer,
     p_max_attempts integer,
@@ -205,17 +234,17 @@ AS $$
                 ELSE now() + least(p_backoff_base * power(2, least(o.attempts - 1, 30)), p_backoff_max)
                              * (0.8 + 0.4 * random())
             END
-        WHERE o.id = p_id AND o.delivered_at IS NULL
+        WHERE o.id = p_id AND o.claim_token = p_token AND o.delivered_at IS NULL
         RETURNING o.failed_at, o.available_at
     )
     SELECT CASE WHEN f.failed_at IS NULL THEN f.available_at END FROM failed AS f
 $$;
-COMMENT ON FUNCTION keel.fail_outbox(uuid, text, integer, integer, interval, interval) IS
-    'Dispatcher call: records a failed delivery attempt (error text, HTTP status or NULL). Below '
-    'p_max_attempts the event is retried after an exponential backoff (p_backoff_base doubled per attempt, '
-    'capped at p_backoff_max, ±20 % jitter); at p_max_attempts it is marked failed (failed_at) and kept for '
-    'inspection (see keel.retry_outbox). Returns the next attempt time, NULL when it gave up or the event '
-    'is gone. Raises nothing.';
+COMMENT ON FUNCTION keel.fail_outbox(uuid, uuid, text, integer, integer, interval, interval) IS
+    'Dispatcher call: records a failed delivery attempt (p_token: the claim token; error text, HTTP status '
+    'or NULL). Below p_max_attempts the event is retried after an exponential backoff (p_backoff_base '
+    'doubled per attempt, capped at p_backoff_max, ±20 % jitter); at p_max_attempts it is marked failed '
+    '(failed_at) and kept for inspection (see keel.retry_outbox). Returns the next attempt time; NULL when '
+    'it gave up, the event is gone, or it was claimed again since (nothing is written then). Raises nothing.';
 
 CREATE OR REPLACE FUNCTION keel.retry_outbox(p_id uuid)
     RETURNS boolean
@@ -298,21 +327,27 @@ COMMENT ON FUNCTION keel.outbox_stats() IS
     'Counts of outbox events: pending (not delivered, not given up), due now, failed, delivered (not yet '
     'pruned), and the creation time of the oldest pending one. Raises nothing.';
 
-REVOKE ALL ON FUNCTION keel.claim_outbox(integer, interval, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION keel.complete_outbox(uuid, integer) FROM PUBLIC;
-REVOKE ALL ON FUNCTION keel.fail_outbox(uuid, text, integer, integer, interval, interval) FROM PUBLIC;
-REVOKE ALL ON FUNCTION keel.retry_outbox(uuid) FROM PUBLIC;
-REVOKE ALL ON FUNCTION keel.prune_outbox(interval, integer) FROM PUBLIC;
-REVOKE ALL ON FUNCTION keel.enqueue_event(text, jsonb, timestamptz) FROM PUBLIC;
-REVOKE ALL ON FUNCTION keel.outbox_awake() FROM PUBLIC;
-REVOKE ALL ON FUNCTION keel.outbox_asleep(interval) FROM PUBLIC;
--- The dispatcher runs through the API's pool (role keel_api); request handlers never call these.
-GRANT EXECUTE ON FUNCTION keel.claim_outbox(integer, interval, text) TO keel_api;
-GRANT EXECUTE ON FUNCTION keel.complete_outbox(uuid, integer) TO keel_api;
-GRANT EXECUTE ON FUNCTION keel.fail_outbox(uuid, text, integer, integer, interval, interval) TO keel_api;
-GRANT EXECUTE ON FUNCTION keel.prune_outbox(interval, integer) TO keel_api;
-GRANT EXECUTE ON FUNCTION keel.outbox_stats() TO keel_api;
-GRANT EXECUTE ON FUNCTION keel.outbox_next_due() TO keel_api;
-GRANT EXECUTE ON FUNCTION keel.enqueue_event(text, jsonb, timestamptz) TO keel_api;
-GRANT EXECUTE ON FUNCTION keel.outbox_awake() TO keel_api;
-GRANT EXECUTE ON FUNCTION keel.outbox_asleep(interval) TO keel_api;
+-- Dispatchers run as keel_worker (api/db.py WORKER); request handlers (keel_api) reach none of these.
+-- The outbox triggers write through SECURITY DEFINER trigger functions, which need no grant.
+REVOKE ALL ON FUNCTION keel.outbox_notify() FROM PUBLIC;
+REVOKE ALL ON FUNCTION keel.claim_outbox(integer, interval, text) FROM PUBLIC, keel_api;
+REVOKE ALL ON FUNCTION keel.start_outbox_delivery(uuid, uuid, interval) FROM PUBLIC, keel_api;
+REVOKE ALL ON FUNCTION keel.complete_outbox(uuid, uuid, integer) FROM PUBLIC, keel_api;
+REVOKE ALL ON FUNCTION keel.complete_outbox_unsent(uuid[], uuid) FROM PUBLIC, keel_api;
+REVOKE ALL ON FUNCTION keel.fail_outbox(uuid, uuid, text, integer, integer, interval, interval) FROM PUBLIC, keel_api;
+REVOKE ALL ON FUNCTION keel.retry_outbox(uuid) FROM PUBLIC, keel_api;
+REVOKE ALL ON FUNCTION keel.prune_outbox(interval, integer) FROM PUBLIC, keel_api;
+REVOKE ALL ON FUNCTION keel.enqueue_event(text, jsonb, timestamptz) FROM PUBLIC, keel_api;
+REVOKE ALL ON FUNCTION keel.outbox_awake() FROM PUBLIC, keel_api;
+REVOKE ALL ON FUNCTION keel.outbox_asleep(interval) FROM PUBLIC, keel_api;
+REVOKE ALL ON FUNCTION keel.outbox_next_due() FROM PUBLIC, keel_api;
+REVOKE ALL ON FUNCTION keel.outbox_stats() FROM PUBLIC, keel_api;
+GRANT EXECUTE ON FUNCTION keel.claim_outbox(integer, interval, text) TO keel_worker;
+GRANT EXECUTE ON FUNCTION keel.start_outbox_delivery(uuid, uuid, interval) TO keel_worker;
+GRANT EXECUTE ON FUNCTION keel.complete_outbox(uuid, uuid, integer) TO keel_worker;
+GRANT EXECUTE ON FUNCTION keel.complete_outbox_unsent(uuid[], uuid) TO keel_worker;
+GRANT EXECUTE ON FUNCTION keel.fail_outbox(uuid, uuid, text, integer, integer, interval, interval) TO keel_worker;
+GRANT EXECUTE ON FUNCTION keel.prune_outbox(interval, integer) TO keel_worker;
+GRANT EXECUTE ON FUNCTION keel.outbox_next_due() TO keel_worker;
+GRANT EXECUTE ON FUNCTION keel.outbox_awake() TO keel_worker;
+GRANT EXECUTE ON FUNCTION keel.outbox_asleep(interval) TO keel_worker;

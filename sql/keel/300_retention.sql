@@ -6,6 +6,8 @@ CREATE OR REPLACE FUNCTION keel.prune_replay_records(
 )
     RETURNS TABLE (idempotency_keys bigint, webhook_events bigint)
     LANGUAGE sql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, keel
 AS $$
     WITH keys AS (
         DELETE FROM keel.idempotency_keys
@@ -22,3 +24,6 @@ COMMENT ON FUNCTION keel.prune_replay_records(interval, interval) IS
     'Deletes Idempotency-Key records older than idempotency_retention (default 24 hours: a retry after '
     'that creates anew) and processed webhook ids older than webhook_retention (default 30 days: Svix '
     'stops retrying long before). Returns the rows deleted from each. Run by the maintenance worker.';
+-- Every tenant's records: the maintenance worker (keel_worker) and DBAs only.
+REVOKE ALL ON FUNCTION keel.prune_replay_records(interval, interval) FROM PUBLIC, keel_api;
+GRANT EXECUTE ON FUNCTION keel.prune_replay_records(interval, interval) TO keel_worker;

@@ -1,0 +1,48 @@
+"""The console on the web: static pages under /console/, `/` redirecting there, the Swagger UI's
+assets served locally (so /schema renders offline), and the operations endpoints the console calls.
+
+The pages are plain HTML, CSS and JavaScript modules written by hand (api/console/static/): no build
+step, no CDN; they call the public API with the bearer token the user pasted (kept in sessionStorage).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import swagger_ui_bundle
+from litestar import get
+from litestar.datastructures import CacheControlHeader
+from litestar.response import Redirect
+from litestar.static_files import create_static_files_router
+
+from api.console.routes import routes as operation_routes
+
+STATIC_DIR = Path(__file__).parent / "static"
+SWAGGER_UI_DIR = Path(swagger_ui_bundle.swagger_ui_path)
+SWAGGER_UI_URL = "/console/vendor/swagger-ui"
+
+
+@get("/", include_in_schema=False)
+async def root() -> Redirect:
+    return Redirect("/console/", status_code=302)
+
+
+routes: list[Any] = [
+    root,
+    # Revalidate on every load (ETag/Last-Modified make it cheap), so an upgrade shows at once.
+    create_static_files_router(
+        "/console",
+        [STATIC_DIR],
+        html_mode=True,
+        name="console",
+        cache_control=CacheControlHeader(no_cache=True),
+    ),
+    create_static_files_router(
+        SWAGGER_UI_URL,
+        [SWAGGER_UI_DIR],
+        name="swagger-ui",
+        cache_control=CacheControlHeader(max_age=86_400),
+    ),
+    *operation_routes,
+]

@@ -1,0 +1,121 @@
+"""`keel serve --workers N`: N API processes on one port, the background workers in a process apart.
+
+The server is uvicorn's own supervisor (`uvicorn.supervisors.Multiprocess`): the parent binds the port
+once and spawns N children that accept on the shared socket; it restarts a child that dies and stops
+them all on SIGINT/SIGTERM. Why this one (docs/scaling.md): each child is exactly the uvicorn server the
+tests and the bench measure, it adds no dependency, and gunicorn+uvicorn workers would run the same
+uvicorn loop per child under another supervisor. The parent also owns what must exist once: the
+embedded PostgreSQL (started and migrated before the children), the secrets generated in its data dir,
+the worker process and the Prometheus multiprocess directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import uvicorn
+from litestar import Litestar
+from uvicorn.supervisors import Multiprocess
+
+from api.settings import Settings
+
+log = logging.getLogger("keel")
+
+SERVE_URL_ENV = "KEEL_SERVE_DATABASE_URL"
+"""Set by the supervisor for its children: the database URL it resolved (the embedded server's)."""
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+WORKER_STOP_SECONDS = 30
+
+
+def app_from_env() -> Litestar:
+    """The factory each API process calls (uvicorn `factory=True`): settings from the environment."""
+    from api.app import create_app
+    from api.observability import configure_logging
+
+    settings = Settings.from_env()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings, database_url=os.environ.get(SERVE_URL_ENV) or settings.database_url)
+
+
+class _Supervisor(Multiprocess):
+    """uvicorn's supervisor, telling Prometheus when a child died so its live gauges stop counting."""
+
+    def keep_subprocess_alive(self) -> None:
+        before = {process.pid for process in self.processes}
+        super().keep_subprocess_alive()
+        from prometheus_client import multiprocess
+
+        for pid in before - {process.pid for process in self.processes}:
+            if pid is not None:
+                multiprocess.mark_process_dead(pid)
+
+
+@contextmanager
+def _metrics_dir() -> Iterator[None]:
+    """Prometheus multiprocess mode: every process writes its samples under one directory that
+    `/metrics` (any process) sums. The operator's PROMETHEUS_MULTIPROC_DIR wins; else a temp dir."""
+    if os.environ.get(MULTIPROC_ENV):
+        yield
+        return
+    path = tempfile.mkdtemp(prefix="keel-metrics-")
+    os.environ[MULTIPROC_ENV] = path
+    try:
+        yield
+    finally:
+        del os.environ[MULTIPROC_ENV]
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _prepare_local_secrets(settings: Settings) -> None:
+    """Embedded mode: generate the data dir's secrets once here, not racing in N children."""
+    from api.crypto import keyring_for
+
+    settings.resolved_jwt_secret()
+    keyring_for(settings)
+
+
+def serve_processes(
+    settings: Settings, url: str, *, host: str, port: int, processes: int, run_workers: bool
+) -> None:
+    """Serve with `processes` API processes until SIGINT/SIGTERM; the workers (unless not
+    `run_workers`) run in one more process, on the direct URL."""
+    from api.workers import worker_process_main
+
+    if settings.embedded:
+        _prepare_local_secrets(settings)
+    config = uvicorn.Config(
+        "api.serving:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=processes,
+        log_config=None,
+        lifespan="on",
+    )
+    ctx = multiprocessing.get_context("spawn")
+    os.environ[SERVE_URL_ENV] = url
+    worker = None
+    with _metrics_dir():
+        try:
+            sock = config.bind_socket()
+            if run_workers:
+                worker = ctx.Process(
+                    target=worker_process_main, args=(settings.direct_url or url,), name="keel-worker"
+                )
+                worker.start()
+            log.info("serving on http://%s:%s with %d API processes", host, port, processes)
+            _Supervisor(config, sockets=[sock]).run()
+        finally:
+            os.environ.pop(SERVE_URL_ENV, None)
+            if worker is not None:
+                worker.terminate()  # SIGTERM: the workers finish what they hold, then return
+                worker.join(WORKER_STOP_SECONDS)
+                if worker.is_alive():
+                    worker.kill()
+                    worker.join()

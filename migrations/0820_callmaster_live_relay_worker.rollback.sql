@@ -1,0 +1,1 @@
+REVOKE USAGE ON SCHEMA callmaster FROM keel_worker;

@@ -1,0 +1,216 @@
+"""Show runs and share links: who may call the show, impossible transitions, the show clock, a DBA
+driving a run from psql; share links that are unguessable, hashed, expiring, revocable and
+rate-limited, with their read-only feed."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from tests.callmaster_live_support import follow, live_stage
+from tests.callmaster_shows_support import Bearer, assert_problem, one
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    return {"live_check_interval": 0.3, "live_linger": 0.5, "share_link_rate_limit": 1000}
+
+
+@pytest.fixture
+def stage(dba: psycopg.Connection[Any]) -> dict[str, Any]:
+    return live_stage(dba)
+
+
+async def command(
+    client: httpx.AsyncClient, auth: dict[str, str], script: str, name: str, **body: Any
+) -> httpx.Response:
+    return await client.post(
+        f"/api/scripts/{script}/live/commands", json={"command": name, **body}, headers=auth
+    )
+
+
+def run_row(dba: psycopg.Connection[Any], script: str) -> tuple[Any, ...]:
+    row = dba.execute(
+        "SELECT status, go_count, hold_count, current_element_id::text, standby_element_id::text"
+        " FROM callmaster.show_runs WHERE script_id = %s ORDER BY created_at DESC LIMIT 1",
+        (script,),
+    ).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+async def test_who_may_call_the_show(
+    client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Bearer, stage: dict[str, Any]
+) -> None:
+    script, cues = stage["script"], stage["cues"]
+    before = one(dba, "SELECT position FROM callmaster.live_feed_heads WHERE script_id = %s", (script,))
+    problem = assert_problem(await command(client, bearer("lx_op"), script, "go"), 403)
+    assert problem["code"] == "42501"
+    assert_problem(await command(client, bearer("stranger_s"), script, "go"), 404)
+    assert (await command(client, {}, script, "go")).status_code == 401
+    assert one(dba, "SELECT count(*) FROM callmaster.show_runs") == 0
+    assert (
+        one(dba, "SELECT position FROM callmaster.live_feed_heads WHERE script_id = %s", (script,)) == before
+    )
+
+    r = await command(client, bearer("caller_c"), script, "standby")  # show_role "Stage Manager"
+    assert r.status_code == 200, r.text
+    assert r.json()["run"]["status"] == "standby" and r.json()["run"]["standby_element_id"] == cues[0]
+    r = await command(client, bearer("user_a"), script, "go")
+    assert r.status_code == 200, r.text
+    assert run_row(dba, script) == ("running", 1, 0, cues[0], None)
+
+
+async def test_transitions_and_the_show_clock(
+    client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Bearer, stage: dict[str, Any]
+) -> None:
+    auth, script, cues = bearer("user_a"), stage["script"], stage["cues"]
+    for name in ("hold", "resume", "stop"):  # no run yet
+        assert assert_problem(await command(client, auth, script, name), 409)["code"] == "55000"
+    r = await command(client, auth, script, "go", element_id=cues[2])
+    assert r.json()["run"]["current_element_id"] == cues[2] and r.json()["run"]["next_element_id"] == cues[3]
+    assert_problem(await command(client, auth, script, "resume"), 409)  # not holding
+    r = await command(client, auth, script, "hold")
+    assert r.json()["run"]["status"] == "holding"
+    assert_problem(await command(client, auth, script, "hold"), 409)
+    assert_problem(await command(client, auth, script, "go"), 409)  # resume first
+    r = await command(client, auth, script, "standby")  # a standby during a hold is fine
+    assert r.json()["run"]["standby_element_id"] == cues[3]
+    await asyncio.sleep(0.3)
+    r = await command(client, auth, script, "resume")
+    run = r.json()["run"]
+    assert run["status"] == "running" and run["held_ms"] >= 250 and run["hold_count"] == 1
+    r = await command(client, auth, script, "go")  # the cue in standby
+    assert r.json()["run"]["current_element_id"] == cues[3] and r.json()["run"]["next_element_id"] is None
+    assert_problem(await command(client, auth, script, "go"), 409)  # no cue left
+    r = await command(client, auth, script, "stop")
+    stopped = r.json()["run"]
+    assert stopped["status"] == "stopped" and stopped["clock_ms"] >= 0 and stopped["go_count"] == 2
+    assert_problem(await command(client, auth, script, "stop"), 409)
+    r = await command(client, auth, script, "go")  # a new performance
+    assert r.json()["run"]["id"] != stopped["id"] and r.json()["run"]["current_element_id"] == cues[0]
+    assert one(dba, "SELECT count(*) FROM callmaster.show_runs WHERE script_id = %s", (script,)) == 2
+
+
+async def test_bad_commands(
+    client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Bearer, stage: dict[str, Any]
+) -> None:
+    auth, script = bearer("user_a"), stage["script"]
+    note = one(
+        dba,
+        "INSERT INTO callmaster.script_elements (script_id, element_type) VALUES (%s, 'note') RETURNING id::text",
+        (script,),
+    )
+    other = one(
+        dba,
+        "INSERT INTO callmaster.script_elements (script_id, element_type) VALUES (%s, 'cue') RETURNING id::text",
+        (stage["other_script"],),
+    )
+    assert assert_problem(await command(client, auth, script, "go", element_id=note), 422)["code"] == "22023"
+    assert_problem(await command(client, auth, script, "standby", element_id=other), 422)
+    assert_problem(await command(client, auth, script, "hold", element_id=stage["cues"][0]), 422)
+    assert_problem(await command(client, auth, script, "blackout"), (400, 422))
+    assert_problem(await command(client, auth, script, "go", element_id="nope"), (400, 422))
+    r = await client.post(
+        f"/api/scripts/{script}/live/commands", json={"command": "go", "x": 1}, headers=auth
+    )
+    assert_problem(r, (400, 422))
+    assert one(dba, "SELECT count(*) FROM callmaster.show_runs") == 0
+
+
+def test_a_dba_drives_a_run_from_psql(dba: psycopg.Connection[Any], stage: dict[str, Any]) -> None:
+    script, cues = stage["script"], stage["cues"]
+    state = one(dba, "SELECT callmaster.live_go(%s)", (script,))
+    assert state["run"]["current_element_id"] == cues[0]
+    one(dba, "SELECT callmaster.live_hold(%s)", (script,))
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState):
+        dba.execute("SELECT callmaster.live_go(%s)", (script,))
+    one(dba, "SELECT callmaster.live_resume(%s)", (script,))
+    assert one(dba, "SELECT callmaster.live_open(%s, 0)", (script,))["events"][-1]["command"] == "resume"
+    assert run_row(dba, script)[:3] == ("running", 1, 1)
+
+
+async def test_share_links(
+    client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Bearer, stage: dict[str, Any]
+) -> None:
+    owner, show, script = bearer("user_a"), stage["show"], stage["script"]
+    assert_problem(await client.post(f"/api/shows/{show}/share-links", json={}, headers=bearer("lx_op")), 403)
+    assert_problem(
+        await client.post(f"/api/shows/{show}/share-links", json={}, headers=bearer("stranger_s")), 404
+    )
+    assert_problem(
+        await client.post(f"/api/shows/{show}/share-links", json={"expires_in_hours": 0}, headers=owner),
+        (400, 422),
+    )
+    r = await client.post(f"/api/shows/{show}/share-links", json={"expires_in_hours": 2}, headers=owner)
+    assert r.status_code == 201, r.text
+    link = r.json()
+    token = link["token"]
+    assert link["url"].endswith(f"/api/shared/{token}") and len(token) == 46
+    other = (await client.post(f"/api/shows/{show}/share-links", headers=owner)).json()
+    assert other["token"] != token
+    stored = dba.execute(
+        "SELECT token_hash FROM callmaster.share_links WHERE id = %s", (link["id"],)
+    ).fetchone()
+    assert bytes(stored[0]) == hashlib.sha256(token.encode()).digest()  # only the hash is kept
+    listed = (await client.get(f"/api/shows/{show}/share-links", headers=owner)).json()["items"]
+    assert [x["id"] for x in listed] == [link["id"], other["id"]] and "token" not in str(listed)
+
+    shared = (await client.get(f"/api/shared/{token}")).json()
+    assert shared["show"]["id"] == show and {s["id"] for s in shared["scripts"]} == {
+        script,
+        stage["other_script"],
+    }
+    elements = (await client.get(f"/api/shared/{token}/scripts/{script}")).json()["elements"]
+    assert [e["id"] for e in elements] == stage["cues"] and "created_by" not in elements[0]
+    assert_problem(await client.get(f"/api/shared/{token[:-1]}x"), 404)
+    assert_problem(await client.get("/api/shared/not-a-token"), 404)
+
+    async with follow(client, f"/api/shared/{token}/scripts/{script}/live") as guest:
+        assert (await guest.next()).event == "state"
+        await command(client, owner, script, "go")
+        event = await guest.next()
+        assert (event.event, event.data["command"]) == ("command", "go")
+        r = await client.get(f"/api/shared/{token}/scripts/{script}/live/presence")
+        deadline = time.monotonic() + 5
+        while r.json()["shared"] < 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            r = await client.get(f"/api/shared/{token}/scripts/{script}/live/presence")
+        assert r.json() == {"devices": 1, "owner": 0, "shared": 1, "by_department": []}
+        assert (
+            await client.post(f"/api/scripts/{script}/live/commands", json={"command": "hold"})
+        ).status_code == 401
+        r = await client.delete(f"/api/shows/{show}/share-links/{link['id']}", headers=owner)
+        assert r.status_code == 204
+        assert (await guest.next(timeout=5)).event == "revoked"
+        await asyncio.wait_for(guest.ended.wait(), 5)
+    assert_problem(await client.get(f"/api/shared/{token}"), 404)
+    assert_problem(await client.get(f"/api/shared/{token}/scripts/{script}/live"), 404)
+    assert (
+        await client.delete(f"/api/shows/{show}/share-links/{link['id']}", headers=owner)
+    ).status_code == 204
+    assert_problem(await client.delete(f"/api/shows/{show}/share-links/{script}", headers=owner), 404)
+
+    # Expired: 404, exactly like a link that never existed; a script of another show: 404.
+    assert (await client.get(f"/api/shared/{other['token']}")).status_code == 200
+    assert_problem(await client.get(f"/api/shared/{other['token']}/scripts/{stage['cues'][0]}/live"), 404)
+    dba.execute(
+        "UPDATE callmaster.share_links SET expires_at = now() - interval '1 second' WHERE id = %s",
+        (other["id"],),
+    )
+    assert_problem(await client.get(f"/api/shared/{other['token']}"), 404)
+    assert_problem(await client.get(f"/api/shared/{other['token']}/scripts/{script}"), 404)
+
+
+@pytest.mark.parametrize("settings_overrides", [{"share_link_rate_limit": 5}])
+async def test_share_link_lookups_are_rate_limited(client: httpx.AsyncClient) -> None:
+    answers = [(await client.get(f"/api/shared/sl_{'x' * 43}")).status_code for _ in range(7)]
+    assert answers == [404] * 5 + [429] * 2
+    r = await client.get("/api/shared/anything")
+    assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1

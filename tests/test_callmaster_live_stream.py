@@ -1,0 +1,166 @@
+"""GET /api/scripts/{id}/live: state first, then committed events in commit order with ids;
+Last-Event-ID replays exactly the missed ones (or `reset`); a GO accepted by one API process reaches a
+subscriber of another; a subscriber whose access ends is disconnected within seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from api.app import create_app
+from api.settings import Settings
+from tests.callmaster_live_support import follow, live_stage
+from tests.callmaster_shows_support import Bearer, assert_problem
+from tests.conftest import live_server
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    return {"live_check_interval": 0.3, "live_linger": 0.5, "live_sse_keepalive": 1.0}
+
+
+@pytest.fixture
+def stage(dba: psycopg.Connection[Any]) -> dict[str, Any]:
+    return live_stage(dba)
+
+
+async def go(client: httpx.AsyncClient, auth: dict[str, str], script: str, **body: Any) -> dict[str, Any]:
+    r = await client.post(
+        f"/api/scripts/{script}/live/commands", json={"command": "go", **body}, headers=auth
+    )
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def test_state_then_events_in_commit_order_then_resume(
+    client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Bearer, stage: dict[str, Any]
+) -> None:
+    owner, operator = bearer("user_a"), bearer("lx_op")
+    script, cues = stage["script"], stage["cues"]
+    url = f"/api/scripts/{script}/live"
+    start = int(
+        dba.execute(
+            "SELECT position FROM callmaster.live_feed_heads WHERE script_id = %s", (script,)
+        ).fetchone()[0]
+    )
+
+    async with follow(client, url, operator) as crew:
+        state = await crew.next()
+        assert state.event == "state" and state.id == str(start)
+        assert state.data["script"] == {
+            "id": script, "show_id": stage["show"], "name": "Main", "status": "draft", "version": start
+        }  # fmt: skip
+        assert state.data["run"] is None
+
+        await go(client, owner, script)
+        r = await client.patch(f"/api/elements/{cues[1]}", json={"description": "sunset"}, headers=owner)
+        assert r.status_code == 200, r.text
+        dba.execute("UPDATE callmaster.script_elements SET cue_notes = 'psql' WHERE id = %s", (cues[2],))
+        first = await crew.take(3)
+        assert [(e.event, e.id) for e in first] == [
+            ("command", str(start + 1)), ("element.updated", str(start + 2)), ("element.updated", str(start + 3))
+        ]  # fmt: skip
+        assert first[0].data["command"] == "go" and first[0].data["element_id"] == cues[0]
+        assert (
+            first[0].data["run"]["status"] == "running"
+            and first[0].data["run"]["current_element_id"] == cues[0]
+        )
+        assert first[0].data["run"]["next_element_id"] == cues[1]
+        assert first[1].data["element_id"] == cues[1] and "description" in first[1].data["fields"]
+        assert first[2].data["element_id"] == cues[2] and "cue_notes" in first[2].data["fields"]
+        with pytest.raises(TimeoutError):
+            await crew.next(timeout=0.5)  # nothing else happened: nothing else arrives
+
+    # While nobody listens: three more events, then reconnect after the second event seen.
+    await go(client, owner, script)
+    await client.post(f"/api/scripts/{script}/live/commands", json={"command": "hold"}, headers=owner)
+    dba.execute("DELETE FROM callmaster.script_elements WHERE id = %s", (cues[3],))
+    async with follow(client, url, operator, last_event_id=str(start + 2)) as crew:
+        events = await crew.take(5)
+        assert events[0].event == "state" and events[0].id == str(start + 2)
+        assert (
+            events[0].data["run"]["status"] == "holding" and events[0].data["script"]["version"] == start + 6
+        )
+        assert [(e.event, e.id) for e in events[1:]] == [
+            ("element.updated", str(start + 3)),
+            ("command", str(start + 4)),
+            ("command", str(start + 5)),
+            ("element.deleted", str(start + 6)),
+        ]
+        assert [e.data.get("command") for e in events[1:]] == [None, "go", "hold", None]
+        with pytest.raises(TimeoutError):
+            await crew.next(timeout=0.5)  # exactly the missed ones, nothing twice
+
+    # A Last-Event-ID from before what the log holds (pruned), or not one of ours: `reset`, then live.
+    dba.execute("SELECT callmaster.prune_live_events('0 seconds')")
+    for n, stale in enumerate((str(start + 1), "not-a-position")):
+        async with follow(client, url, operator, last_event_id=stale) as crew:
+            state, reset = await crew.take(2)
+            assert (state.event, reset.event, reset.id) == ("state", "reset", str(start + 6 + 2 * n))
+            await client.post(
+                f"/api/scripts/{script}/live/commands", json={"command": "resume"}, headers=owner
+            )
+            resumed = await crew.next()
+            assert (resumed.event, resumed.data["command"]) == ("command", "resume")
+            await client.post(f"/api/scripts/{script}/live/commands", json={"command": "hold"}, headers=owner)
+            assert (await crew.next()).data["command"] == "hold"
+
+
+async def test_strangers_and_bad_requests(
+    client: httpx.AsyncClient, bearer: Bearer, stage: dict[str, Any]
+) -> None:
+    script = stage["script"]
+    assert_problem(await client.get(f"/api/scripts/{script}/live", headers=bearer("stranger_s")), 404)
+    assert_problem(await client.get(f"/api/scripts/{stage['show']}/live", headers=bearer("user_a")), 404)
+    assert (await client.get(f"/api/scripts/{script}/live")).status_code == 401
+
+
+async def test_a_go_on_one_process_reaches_a_subscriber_of_another(
+    client: httpx.AsyncClient, settings: Settings, bearer: Bearer, stage: dict[str, Any]
+) -> None:
+    script = stage["script"]
+    other = create_app(settings)  # its own pool and relay: a second API process
+    async with (
+        live_server(other) as second,
+        follow(second, f"/api/scripts/{script}/live", bearer("lx_op")) as crew,
+    ):
+        assert (await crew.next()).event == "state"
+        for cue in stage["cues"][:3]:
+            started = time.monotonic()
+            await go(client, bearer("caller_c"), script, element_id=cue)
+            event = await crew.next(timeout=5)
+            assert (event.event, event.data["command"], event.data["element_id"]) == ("command", "go", cue)
+            assert time.monotonic() - started < 5
+            await asyncio.sleep(0.7)  # past the linger: the next GO has to wake a sleeping relay
+
+
+async def test_revoked_subscribers_are_disconnected(
+    client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Bearer, stage: dict[str, Any]
+) -> None:
+    script = stage["script"]
+    async with follow(client, f"/api/scripts/{script}/live", bearer("lx_op")) as crew:
+        assert (await crew.next()).event == "state"
+        r = await client.get(f"/api/scripts/{script}/live/presence", headers=bearer("user_a"))
+        deadline = time.monotonic() + 5
+        while r.json()["devices"] < 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            r = await client.get(f"/api/scripts/{script}/live/presence", headers=bearer("user_a"))
+        assert r.json() == {
+            "devices": 1, "owner": 0, "shared": 0,
+            "by_department": [{"department_id": stage["lighting"], "name": "Lighting", "devices": 1}],
+        }  # fmt: skip
+        started = time.monotonic()
+        dba.execute(
+            "UPDATE callmaster.crew_assignments SET is_active = false WHERE user_id = %s",
+            (stage["operator"],),
+        )
+        revoked = await crew.next(timeout=5)
+        assert revoked.event == "revoked"
+        await asyncio.wait_for(crew.ended.wait(), 5)
+        assert time.monotonic() - started < 3
+    assert_problem(await client.get(f"/api/scripts/{script}/live", headers=bearer("lx_op")), 404)

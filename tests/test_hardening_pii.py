@@ -1,0 +1,179 @@
+# ruff: noqa: F811 - fixtures are imported from tests.clinic_support
+"""Issue 13, finding 10: after a full clinic flow, no log line, error message, outbox payload or
+Idempotency-Key record carries a patient's or lead's personal or medical data in clear."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import replace
+from datetime import date, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+
+from api.db import Database
+from api.outbox import Dispatcher, DispatcherConfig
+from api.settings import Settings
+from tests.clinic_support import (  # noqa: F401
+    assert_problem,
+    clinic_a,
+    settings_overrides,
+)
+
+Dba = psycopg.Connection[Any]
+
+# Values distinctive enough that finding any of them anywhere means it leaked.
+PII = {
+    "lead_name": "Zubeida Quintero",
+    "lead_phone": "9811122334",
+    "alternate_phone": "4842999888",
+    "problem": "Recurrent migraine aura",
+    "treatment": "Occipital nerve block",
+    "email": "zubeida.q@example.org",
+    "address": "12 Lilac Lane",
+    "walk_in": "Ravindra Okonkwo",
+    "walk_in_mobile": "9822233445",
+    "visit_reason": "Persistent tinnitus",
+    "cancel_reason": "Feeling dizzy",
+    "import_name": "Imported Xiomara",
+}
+
+
+def leaks(text: str) -> list[str]:
+    return [name for name, value in PII.items() if value.lower() in text.lower()]
+
+
+async def test_hardening_no_pii_in_logs_outbox_or_idempotency_records(
+    client: Any, clinic_a, dba: Dba, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    h = clinic_a.headers
+    doctor = (
+        await client.post(
+            "/api/staff",
+            json={"name": "Dr Ilse Brandt", "email": "ilse@alpha.example", "role": "doctor"},
+            headers=h,
+        )
+    ).json()
+    lead_in = {
+        "name": PII["lead_name"],
+        "phone": "+91 98111 22334",
+        "alternate_phone": PII["alternate_phone"],
+        "problem": PII["problem"],
+        "treatment_suggested": PII["treatment"],
+        "source": "website",
+    }
+    lead = await client.post("/api/leads", json=lead_in, headers={**h, "Idempotency-Key": "lead-1"})
+    assert lead.status_code == 201, lead.text
+    lead_id = lead.json()["id"]
+    # A retry replays the answer in full, from a record that holds none of it.
+    replayed = await client.post("/api/leads", json=lead_in, headers={**h, "Idempotency-Key": "lead-1"})
+    assert replayed.headers["idempotent-replayed"] == "true"
+    assert replayed.json() == lead.json() and replayed.json()["problem"] == PII["problem"]
+    assert (
+        await client.get("/api/leads", params={"phone": PII["lead_phone"], "q": "Zubeida"}, headers=h)
+    ).json()["total"] == 1
+    patched = await client.patch(f"/api/leads/{lead_id}", json={"status": "first_consult"}, headers=h)
+    assert patched.status_code == 200
+
+    convert_body = {"mobile": PII["lead_phone"], "email": PII["email"], "address": PII["address"]}
+    patient = await client.post(
+        f"/api/leads/{lead_id}/convert", json=convert_body, headers={**h, "Idempotency-Key": "convert-1"}
+    )
+    assert patient.status_code == 201, patient.text
+    again = await client.post(
+        f"/api/leads/{lead_id}/convert", json=convert_body, headers={**h, "Idempotency-Key": "convert-1"}
+    )
+    assert again.status_code == 201 and again.json() == patient.json()
+    walk_in_body = {"name": PII["walk_in"], "mobile": PII["walk_in_mobile"]}
+    walk_in = await client.post(
+        "/api/patients", json=walk_in_body, headers={**h, "Idempotency-Key": "walk-1"}
+    )
+    assert walk_in.status_code == 201
+    replay = await client.post("/api/patients", json=walk_in_body, headers={**h, "Idempotency-Key": "walk-1"})
+    assert replay.json() == walk_in.json()
+
+    day = (date.today() + timedelta(days=2)).isoformat()
+    booking = {
+        "patient_id": patient.json()["id"],
+        "doctor_id": doctor["id"],
+        "appointment_date": day,
+        "start_time": "09:00",
+        "end_time": "09:30",
+        "visit_reason": PII["visit_reason"],
+    }
+    booked = await client.post("/api/appointments", json=booking, headers={**h, "Idempotency-Key": "book-1"})
+    assert booked.status_code == 201, booked.text
+    assert booked.json()["patient_name_snapshot"] == PII["lead_name"]
+    rebooked = await client.post(
+        "/api/appointments", json=booking, headers={**h, "Idempotency-Key": "book-1"}
+    )
+    assert rebooked.json() == booked.json()
+    # Failures on the way: a double booking, a bad body, a cancel, a cancel twice.
+    clash = await client.post(
+        "/api/appointments", json={**booking, "patient_id": walk_in.json()["id"]}, headers=h
+    )
+    assert_problem(clash, 409)
+    assert not leaks(clash.text)
+    bad = await client.post(
+        "/api/patients", json={"name": PII["walk_in"], "mobile": "not a phone"}, headers=h
+    )
+    assert_problem(bad, (400, 422))
+    cancel = {"reason": PII["cancel_reason"]}
+    assert (
+        await client.post(f"/api/appointments/{booked.json()['id']}/cancel", json=cancel, headers=h)
+    ).status_code == 200
+    twice = await client.post(f"/api/appointments/{booked.json()['id']}/cancel", json=cancel, headers=h)
+    assert_problem(twice, 409)
+    assert not leaks(twice.text)
+    imported = await client.post(
+        "/api/leads/import",
+        json=[{"name": PII["import_name"], "phone": "9833344556", "problem": PII["problem"]}],
+        headers={**h, "Idempotency-Key": "import-1"},
+    )
+    assert imported.status_code == 201, imported.text
+
+    # The dispatcher with no receiver configured logs every event.
+    quiet = replace(settings, notify_webhook_url=None)
+    assert quiet.database_url is not None
+    db = Database(quiet, quiet.database_url, name="test-pii-outbox")
+    await db.open()
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        Dispatcher(quiet, db, DispatcherConfig(poll_interval=0.1, linger=0.1)).run(stop)
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while dba.execute("SELECT count(*) FROM keel.outbox WHERE delivered_at IS NULL").fetchone()[0]:
+            assert time.monotonic() < deadline, "the dispatcher did not log the events"
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=15)
+        await db.close()
+
+    topics = {row[0] for row in dba.execute("SELECT topic FROM keel.outbox")}
+    assert topics >= {"lead.created", "appointment.booked", "appointment.cancelled"}
+    logged = [r for r in caplog.records if "not sent: no KEEL_NOTIFY_WEBHOOK_URL" in r.getMessage()]
+    assert len(logged) == len(list(dba.execute("SELECT 1 FROM keel.outbox")))
+
+    # Everything a log reader, a DBA or a webhook receiver gets to see. (Not the lines of this test's
+    # own HTTP client: keel logs httpx and httpcore at WARNING only, see api.observability.configure_logging.)
+    server_records = [r for r in caplog.records if r.name.split(".")[0] not in ("httpx", "httpcore")]
+    assert any(r.name == "uvicorn.access" and "/api/leads?" in r.getMessage() for r in server_records)
+    log_text = "\n".join(f"{r.getMessage()} {json.dumps(r.__dict__, default=str)}" for r in server_records)
+    stored = {
+        "logs": log_text,
+        "outbox": json.dumps(
+            dba.execute("SELECT payload, last_error FROM keel.outbox").fetchall(), default=str
+        ),
+        "idempotency": json.dumps(
+            dba.execute("SELECT response_body FROM keel.idempotency_keys").fetchall(), default=str
+        ),
+    }
+    assert {where: leaks(text) for where, text in stored.items()} == {where: [] for where in stored}
+    assert len(list(dba.execute("SELECT 1 FROM keel.idempotency_keys"))) == 5  # every keyed request

@@ -1,0 +1,358 @@
+"""Issue 13, finding 6: least privilege, as a catalog lint.
+
+What the request role (`keel_api`), the worker role (`keel_worker`) and PUBLIC can execute is compared
+with explicit allow-lists: a new function is reachable by nobody until someone lists it here with a
+reason. keel_api's table privileges in schema `keel` are pinned too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+API = "an API handler's call; runs under the request's claims, row-level security applies"
+HELPER = (
+    "helper of the API's functions (checks, JSON shaping); SECURITY INVOKER, so it sees what the caller sees"
+)
+TRIGGER = "trigger function; PostgreSQL refuses to call it other than as a trigger"
+CLAIMS = "reads the request's own claims; nothing else"
+IDEMPOTENCY = "owner of the caller's Idempotency-Key rows (row-level security of keel.idempotency_keys)"
+DEFINER_POLICY = (
+    "SECURITY DEFINER row-level security helper (definer, so policies do not recurse); answers only about "
+    "the request's own user"
+)
+DEFINER_CHECKED = "SECURITY DEFINER; checks that the acting user may write the show (writable_*) first"
+CLERK_WEBHOOK = (
+    "SECURITY DEFINER; the verified Clerk webhook's call (no claims); refuses to run under request claims"
+)
+CONTROL_TOWER = (
+    "SECURITY DEFINER read of the control-tower views; the clinic is the claim's (control_tower_clinic: "
+    "42501 for another clinic or no clinic claim as keel_api)"
+)
+WORKER = "SECURITY DEFINER worker call (every tenant's queue); keel_worker only, never keel_api"
+LIVE_RELAY = "SECURITY DEFINER call of the live relay's own session (every subscribed script); keel_worker only"
+DOORBELL = "dispatcher's wake-up announcement (a session advisory lock); touches no rows"
+
+LIVE_INTERNAL = (
+    "live feed internals, called by its triggers and command functions under the request role; SECURITY "
+    "DEFINER where they write the append-only log or the run, which keel_api cannot write directly"
+)
+SHARE_LINK = "SECURITY DEFINER share-link read; answers only for a valid, unexpired, unrevoked token's show"
+MAINTENANCE_SWITCH = (
+    "transaction-local switch read by the touch triggers; ignored when the caller is keel_api"
+)
+CONSOLE_COUNTS = (
+    "SECURITY DEFINER counts of assistant jobs; only for the caller's own clinic with the admin claim"
+)
+
+KEEL_API: dict[str, str] = {
+    "assistant.current_staff_id()": HELPER,
+    "assistant.get_conversation(uuid,integer,integer)": API,
+    "assistant.get_message(uuid)": API,
+    "assistant.list_conversations(integer,integer)": API,
+    "assistant.message_json(assistant.messages)": HELPER,
+    "assistant.messages_notify()": TRIGGER,
+    "assistant.post_chat(text,uuid,text)": API,
+    "assistant.reply_progress(uuid,integer,integer)": API,
+    "assistant.require_worker()": HELPER,
+    "assistant.tool_appointment_stats(jsonb)": HELPER,
+    "assistant.tool_appointments(jsonb)": HELPER,
+    "assistant.tool_clinic()": HELPER,
+    "assistant.tool_clinic_overview(jsonb)": HELPER,
+    "assistant.tool_control_tower(jsonb)": HELPER,
+    "assistant.tool_date_arg(jsonb,text,date)": HELPER,
+    "assistant.tool_find_patient(jsonb)": HELPER,
+    "assistant.tool_list_doctors(jsonb)": HELPER,
+    "assistant.tool_today()": HELPER,
+    "assistant.touch_updated_at()": TRIGGER,
+    "callmaster.acting_user_id()": HELPER,
+    "callmaster.add_guest(jsonb)": API,
+    "callmaster.add_show_crew(uuid,jsonb)": API,
+    "callmaster.apply_clerk_event(text,text,jsonb)": CLERK_WEBHOOK,
+    "callmaster.apply_script_edits(uuid,jsonb)": API,
+    "callmaster.assigned_show_ids()": DEFINER_POLICY,
+    "callmaster.auto_sort_script_elements(uuid)": API,
+    "callmaster.bulk_update_script_elements(uuid,jsonb)": API,
+    "callmaster.bump_element_version()": TRIGGER,
+    "callmaster.check_base_version(callmaster.script_elements,integer)": HELPER,
+    "callmaster.check_element_refs(uuid,uuid,uuid,uuid)": HELPER,
+    "callmaster.check_item_array(jsonb,text[],text)": HELPER,
+    "callmaster.check_parent_cycles(uuid[])": HELPER,
+    "callmaster.check_show_venue(uuid,uuid)": HELPER,
+    "callmaster.check_user_refs(uuid[],uuid[],text,text)": HELPER,
+    "callmaster.clerk_primary_value(jsonb,text,text,text)": HELPER,
+    "callmaster.copied_id(uuid,uuid)": HELPER,
+    "callmaster.create_department(jsonb)": API,
+    "callmaster.create_element(uuid,jsonb)": API,
+    "callmaster.create_guest_user(uuid,text,text,text,text,text)": HELPER,
+    "callmaster.create_script(uuid,jsonb)": API,
+    "callmaster.create_show(jsonb)": API,
+    "callmaster.create_venue(jsonb)": API,
+    "callmaster.crew_assignment_json(callmaster.crew_assignments)": HELPER,
+    "callmaster.crew_member_json(callmaster.users,callmaster.crew_relationships)": HELPER,
+    "callmaster.current_user_id()": DEFINER_POLICY,
+    "callmaster.delete_department(uuid)": API,
+    "callmaster.delete_element(uuid,integer)": API,
+    "callmaster.delete_script(uuid)": DEFINER_CHECKED,
+    "callmaster.delete_show(uuid)": DEFINER_CHECKED,
+    "callmaster.delete_venue(uuid)": API,
+    "callmaster.duplicate_script(uuid,text,uuid)": DEFINER_CHECKED,
+    "callmaster.duplicate_script_json(uuid,text,uuid)": API,
+    "callmaster.element_documents(uuid[])": HELPER,
+    "callmaster.element_fields()": HELPER,
+    "callmaster.element_json(callmaster.script_elements)": HELPER,
+    "callmaster.element_nested_fields()": HELPER,
+    "callmaster.fill_group_script_id()": TRIGGER,
+    "callmaster.fill_owner_from_script()": TRIGGER,
+    "callmaster.fill_owner_from_show()": TRIGGER,
+    "callmaster.get_department(uuid)": API,
+    "callmaster.get_element(uuid)": API,
+    "callmaster.get_script(uuid)": API,
+    "callmaster.get_show(uuid)": API,
+    "callmaster.get_venue(uuid)": API,
+    "callmaster.insert_element(callmaster.scripts,jsonb)": HELPER,
+    "callmaster.jsonb_merge_patch(jsonb,jsonb)": HELPER,
+    "callmaster.like_escape(text)": HELPER,
+    "callmaster.list_crew(integer,integer)": API,
+    "callmaster.list_departments(integer,integer,text)": API,
+    "callmaster.list_script_elements(uuid,integer,integer)": API,
+    "callmaster.list_show_crew(uuid,integer,integer)": API,
+    "callmaster.list_show_scripts(uuid,integer,integer)": API,
+    "callmaster.list_shows(integer,integer,text)": API,
+    "callmaster.list_venues(integer,integer,text)": API,
+    "callmaster.lock_element_for_write(uuid,integer)": HELPER,
+    "callmaster.me()": API,
+    "callmaster.move_element(callmaster.scripts,uuid,uuid)": HELPER,
+    "callmaster.raise_missing_or_read_only(text,uuid,boolean)": HELPER,
+    "callmaster.reject_unknown_keys(jsonb,text[],text)": HELPER,
+    "callmaster.remove_crew_member(uuid)": API,
+    "callmaster.remove_show_crew(uuid,uuid,uuid,uuid)": API,
+    "callmaster.request_user_id()": DEFINER_POLICY,
+    "callmaster.require_user_id()": API,
+    "callmaster.resolve_temp_id(text,jsonb)": HELPER,
+    "callmaster.resolve_temp_ids(jsonb,jsonb)": HELPER,
+    "callmaster.script_json(callmaster.scripts)": HELPER,
+    "callmaster.show_json(callmaster.shows)": HELPER,
+    "callmaster.touch_updated_at()": TRIGGER,
+    "callmaster.update_crew_member(uuid,jsonb)": API,
+    "callmaster.update_department(uuid,jsonb)": API,
+    "callmaster.update_element(uuid,jsonb,integer)": API,
+    "callmaster.update_element_row(callmaster.script_elements,jsonb)": HELPER,
+    "callmaster.update_my_preferences(jsonb)": API,
+    "callmaster.update_script(uuid,jsonb)": API,
+    "callmaster.update_show(uuid,jsonb)": API,
+    "callmaster.update_venue(uuid,jsonb)": API,
+    "callmaster.user_json(callmaster.users)": HELPER,
+    "callmaster.visible_user_ids()": DEFINER_POLICY,
+    "callmaster.writable_element(uuid)": DEFINER_POLICY,
+    "callmaster.writable_script(uuid)": DEFINER_POLICY,
+    "callmaster.writable_show(uuid)": DEFINER_POLICY,
+    "callmaster.write_element_children(callmaster.script_elements,jsonb)": HELPER,
+    "clinic.appointment_check_change()": TRIGGER,
+    "clinic.appointment_fill_snapshots()": TRIGGER,
+    "clinic.appointment_json(clinic.appointments)": HELPER,
+    "clinic.appointment_overlap_error(uuid,uuid,date,time without time zone,time without time zone,uuid)": HELPER,
+    "clinic.appointments_outbox_booked()": TRIGGER,
+    "clinic.appointments_outbox_changed()": TRIGGER,
+    "clinic.assert_slot_free(uuid,uuid,date,time without time zone,time without time zone,uuid)": HELPER,
+    "clinic.assign_uhid()": TRIGGER,
+    "clinic.book_appointment(jsonb)": API,
+    "clinic.cancel_appointment(uuid,text)": API,
+    "clinic.check_assigned_doctor()": TRIGGER,
+    "clinic.check_clinic_timezone()": TRIGGER,
+    "clinic.control_tower_clinic(uuid)": HELPER,
+    "clinic.control_tower_daily(date,date,uuid)": CONTROL_TOWER,
+    "clinic.control_tower_doctors(date,date,uuid)": CONTROL_TOWER,
+    "clinic.control_tower_doctors_by_day(date,date,uuid)": CONTROL_TOWER,
+    "clinic.control_tower_intervention_queue(integer,integer,integer,uuid)": CONTROL_TOWER,
+    "clinic.control_tower_range(date,date,date)": HELPER,
+    "clinic.control_tower_refreshed_at()": HELPER,
+    "clinic.control_tower_summary(uuid)": CONTROL_TOWER,
+    "clinic.control_tower_views()": HELPER,
+    "clinic.convert_lead(uuid,text,text,text,text,date,text,text,text,text,text,text,text,text,uuid,date)": API,
+    "clinic.create_lead(jsonb,text[])": API,
+    "clinic.create_lead_import_staging()": API,
+    "clinic.create_patient(jsonb)": API,
+    "clinic.create_staff(jsonb)": API,
+    "clinic.get_appointment(uuid)": API,
+    "clinic.get_lead(uuid)": API,
+    "clinic.get_patient(uuid)": API,
+    "clinic.get_staff(uuid)": API,
+    "clinic.import_leads(jsonb,boolean,uuid)": API,
+    "clinic.import_staged_leads(boolean,uuid)": API,
+    "clinic.lead_json(clinic.leads)": HELPER,
+    "clinic.leads_outbox_created()": TRIGGER,
+    "clinic.like_pattern(text)": HELPER,
+    "clinic.list_appointments(date,uuid,text,uuid,date,date,integer,integer)": API,
+    "clinic.list_leads(text,text,text[],uuid,integer,integer)": API,
+    "clinic.list_staff(text,boolean,text,integer,integer)": API,
+    "clinic.lock_doctor_schedule(uuid)": HELPER,
+    "clinic.patient_json(uuid)": API,
+    "clinic.request_claims(text)": (
+        "the API's context statement: checks a clinic token against the staff member's current standing"
+    ),
+    "clinic.search_patients(text,text,integer,integer)": API,
+    "clinic.tenant_id(uuid)": HELPER,
+    "clinic.touch_updated_at()": TRIGGER,
+    "clinic.update_appointment(uuid,jsonb)": API,
+    "clinic.update_lead(uuid,jsonb)": API,
+    "clinic.update_patient(uuid,jsonb)": API,
+    "clinic.update_staff(uuid,jsonb)": API,
+    "keel.current_claims()": CLAIMS,
+    "keel.current_clinic_id()": CLAIMS,
+    "keel.current_role_claim()": CLAIMS,
+    "keel.current_user_sub()": CLAIMS,
+    "keel.idempotency_scope()": IDEMPOTENCY,
+    "callmaster.get_crew_member(uuid)": API,
+    "callmaster.merge_department_assignments()": TRIGGER,
+    "clinic.check_lead_conversion()": TRIGGER,
+    "clinic.fill_local_date()": TRIGGER,
+    "clinic.local_date(uuid,timestamp with time zone)": HELPER,
+    "keel.keeps_updated_at()": MAINTENANCE_SWITCH,
+    "keel.operations_overview(integer)": API,
+    "keel.console_retry_outbox(uuid)": API,
+    "keel.console_require_admin()": HELPER,
+    "keel.console_assistant_jobs(uuid)": CONSOLE_COUNTS,
+    "callmaster.live_go(uuid,uuid)": API,
+    "callmaster.live_hold(uuid)": API,
+    "callmaster.live_resume(uuid)": API,
+    "callmaster.live_standby(uuid,uuid)": API,
+    "callmaster.live_stop(uuid)": API,
+    "callmaster.live_open(uuid,bigint)": API,
+    "callmaster.live_open_shared(text,uuid,bigint)": API,
+    "callmaster.live_presence(uuid)": API,
+    "callmaster.live_presence_shared(text,uuid)": API,
+    "callmaster.share_link_create(uuid,integer)": API,
+    "callmaster.share_link_list(uuid)": API,
+    "callmaster.share_link_revoke(uuid,uuid)": API,
+    "callmaster.shared_show(text)": SHARE_LINK,
+    "callmaster.shared_script(text,uuid)": SHARE_LINK,
+    "callmaster.shared_link(text)": SHARE_LINK,
+    "callmaster.live_feed_children()": TRIGGER,
+    "callmaster.live_feed_elements()": TRIGGER,
+    "callmaster.live_feed_script_created()": TRIGGER,
+    "callmaster.live_feed_script_deleted()": TRIGGER,
+    "callmaster.live_append_elements(text,uuid[],uuid[],text[])": LIVE_INTERNAL,
+    "callmaster.live_caller_script(uuid)": LIVE_INTERNAL,
+    "callmaster.live_claim_positions(jsonb)": LIVE_INTERNAL,
+    "callmaster.live_cue(uuid,uuid)": LIVE_INTERNAL,
+    "callmaster.live_is_caller_role(text)": LIVE_INTERNAL,
+    "callmaster.live_next_cue(uuid,uuid)": LIVE_INTERNAL,
+    "callmaster.live_reader(uuid)": LIVE_INTERNAL,
+    "callmaster.live_record(callmaster.show_runs,text,uuid)": LIVE_INTERNAL,
+    "callmaster.live_replay(uuid,bigint,integer)": LIVE_INTERNAL,
+    "callmaster.live_ring(uuid[])": LIVE_INTERNAL,
+    "callmaster.live_run_json(callmaster.show_runs)": LIVE_INTERNAL,
+    "callmaster.live_state(uuid)": LIVE_INTERNAL,
+    "callmaster.live_open_run(uuid)": LIVE_INTERNAL,
+    "callmaster.share_link_hash(text)": LIVE_INTERNAL,
+    "callmaster.share_link_json(callmaster.share_links)": LIVE_INTERNAL,
+    "callmaster.live_presence_counts(uuid)": LIVE_INTERNAL,
+}
+
+KEEL_WORKER: dict[str, str] = {
+    "assistant.append_reply(uuid,integer,integer,text,double precision)": WORKER,
+    "assistant.claim_replies(text,integer,double precision,integer)": WORKER,
+    "assistant.complete_reply(uuid,integer,text,jsonb)": WORKER,
+    "assistant.fail_reply(uuid,integer,text,double precision,integer)": WORKER,
+    "assistant.release_reply(uuid,integer)": WORKER,
+    "keel.claim_outbox(integer,interval,text)": WORKER,
+    "keel.complete_outbox(uuid,uuid,integer)": WORKER,
+    "keel.complete_outbox_unsent(uuid[],uuid)": WORKER,
+    "keel.fail_outbox(uuid,uuid,text,integer,integer,interval,interval)": WORKER,
+    "keel.outbox_asleep(interval)": DOORBELL,
+    "keel.outbox_awake()": DOORBELL,
+    "keel.outbox_next_due()": WORKER,
+    "keel.prune_outbox(interval,integer)": WORKER,
+    "keel.prune_replay_records(interval,interval)": WORKER,
+    "keel.start_outbox_delivery(uuid,uuid,interval)": WORKER,
+    "callmaster.live_events_after(uuid[],bigint[],integer)": LIVE_RELAY,
+    "callmaster.live_heartbeat(uuid,jsonb)": LIVE_RELAY,
+    "callmaster.live_relay_asleep(interval)": DOORBELL,
+    "callmaster.live_relay_awake()": DOORBELL,
+    "callmaster.prune_live_events(interval)": LIVE_RELAY,
+}
+
+PUBLIC: dict[str, str] = {}
+
+KEEL_TABLES = {
+    "keel.idempotency_keys": ["INSERT", "SELECT"],
+    # The console's operations page: forced row-level security lets only an admin of the event's clinic
+    # see it (and UPDATE three columns to retry it: sql/keel/400_console_operations.sql).
+    "keel.outbox": ["SELECT"],
+}
+
+_FUNCTIONS = """
+    SELECT p.oid::regprocedure::text AS fn, p.prosecdef AS definer
+    FROM pg_proc AS p
+    JOIN pg_namespace AS n ON n.oid = p.pronamespace
+    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+      AND n.nspname NOT LIKE 'pg\\_%%'
+      -- Extensions' functions (pg_trgm, btree_gist) are theirs, not ours.
+      AND NOT EXISTS (SELECT FROM pg_depend AS d
+                      WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+      AND {condition}
+    ORDER BY 1
+"""
+
+
+def executable_by(dba: psycopg.Connection[Any], role: str) -> list[str]:
+    if role == "PUBLIC":
+        condition = """EXISTS (SELECT FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) AS a
+                               WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE')"""
+        rows = dba.execute(_FUNCTIONS.format(condition=condition)).fetchall()
+    else:
+        rows = dba.execute(
+            _FUNCTIONS.format(condition="has_function_privilege(%(role)s, p.oid, 'EXECUTE')"), {"role": role}
+        ).fetchall()
+    return [fn for fn, _ in rows]
+
+
+def test_finding6_what_keel_api_can_execute_is_the_allow_list(dba):
+    assert sorted(executable_by(dba, "keel_api")) == sorted(KEEL_API)
+
+
+def test_finding6_what_keel_worker_can_execute_is_the_allow_list(dba):
+    assert sorted(executable_by(dba, "keel_worker")) == sorted(KEEL_WORKER)
+
+
+def test_finding6_public_executes_nothing_of_ours(dba):
+    assert sorted(executable_by(dba, "PUBLIC")) == sorted(PUBLIC)
+
+
+def test_finding6_new_functions_are_not_public(dba):
+    dba.execute("BEGIN")
+    try:
+        dba.execute("SET LOCAL ROLE keel_owner")
+        dba.execute("CREATE FUNCTION keel.lint_probe() RETURNS int LANGUAGE sql AS 'SELECT 1'")
+        dba.execute("CREATE FUNCTION clinic.lint_probe() RETURNS int LANGUAGE sql AS 'SELECT 1'")
+        probes = dba.execute(
+            "SELECT has_function_privilege('keel_worker', 'keel.lint_probe()', 'EXECUTE'),"
+            " has_function_privilege('keel_api', 'keel.lint_probe()', 'EXECUTE'),"
+            " has_function_privilege('keel_worker', 'clinic.lint_probe()', 'EXECUTE')"
+        ).fetchone()
+    finally:
+        dba.execute("ROLLBACK")
+    assert probes == (False, False, False)
+
+
+def test_finding6_keel_api_table_privileges_in_keel(dba):
+    rows = dba.execute(
+        """
+        SELECT c.oid::regclass::text, array_agg(p.privilege ORDER BY p.privilege)
+        FROM pg_class AS c
+        JOIN pg_namespace AS n ON n.oid = c.relnamespace
+        CROSS JOIN unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER'])
+            AS p(privilege)
+        WHERE n.nspname = 'keel' AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+          AND has_table_privilege('keel_api', c.oid, p.privilege)
+        GROUP BY 1
+        ORDER BY 1
+        """
+    ).fetchall()
+    assert dict(rows) == KEEL_TABLES
+    forced = dba.execute(
+        "SELECT relrowsecurity AND relforcerowsecurity FROM pg_class WHERE oid = 'keel.idempotency_keys'::regclass"
+    ).fetchone()
+    assert forced == (True,)

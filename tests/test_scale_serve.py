@@ -1,0 +1,144 @@
+"""`keel serve --workers N` (DESIGN §11): N API processes on one port, the background workers in one
+process apart, the embedded PostgreSQL started once by the supervisor, metrics summed over processes."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from api.auth import TokenVerifier
+from api.settings import Settings
+from tests.pg_servers import free_port, stop_process, wait_healthy
+
+pytestmark = pytest.mark.multiprocess
+
+
+START_SECONDS = 120
+
+
+def children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in path.read_text().split()] if path.exists() else []
+
+
+def metric(text: str, name: str, labels: str = "") -> float:
+    """The sum of a metric's samples whose label set contains `labels`."""
+    pattern = re.compile(rf"^{re.escape(name)}\{{([^}}]*)\}} (\S+)$", re.MULTILINE)
+    return sum(float(value) for found, value in pattern.findall(text) if labels in found)
+
+
+def test_serve_with_several_processes_on_the_embedded_database(embedded_data_dir: Path) -> None:
+    port = free_port()
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("KEEL_", "DATABASE_", "PROMETHEUS_"))
+    }
+    env.update(KEEL_DATA_DIR=str(embedded_data_dir), KEEL_POOL_MIN_SIZE="2", KEEL_LOG_FORMAT="json")
+    keel = str(Path(sys.executable).parent / "keel")
+    log = (embedded_data_dir.parent / "serve.log").open("w")
+    server = subprocess.Popen(
+        [keel, "serve", "--port", str(port), "--workers", "2"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        wait_healthy(
+            f"http://127.0.0.1:{port}", server, START_SECONDS, embedded_data_dir.parent / "serve.log"
+        )
+
+        db_url = subprocess.run(
+            [keel, "db-url"], env=env, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        with psycopg.connect(db_url, autocommit=True) as dba:
+            # One embedded server, started by the supervisor and shared by every process.
+            assert (
+                dba.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'checkpointer'"
+                ).fetchone()[0]
+                == 1
+            )
+            deadline = time.monotonic() + 30
+            while True:
+                apps = dict(
+                    dba.execute(
+                        "SELECT application_name, count(*) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND application_name LIKE 'keel%%'"
+                        " GROUP BY 1"
+                    ).fetchall()
+                )
+                if apps.get("keel", 0) >= 4 and apps.get("keel-worker", 0) == 2:
+                    break
+                assert time.monotonic() < deadline, apps
+                time.sleep(0.2)
+            clinic_id, admin_id = dba.execute(
+                "SELECT clinic_id, admin_id FROM clinic.create_clinic('Multi', 'UTC', 'MUL', 'A', 'a@m.example')"
+            ).fetchone()
+
+        # Two API processes share the listening socket; the workers run in one more process, which
+        # does not listen (and no API process runs workers of its own: one worker pool above).
+        api_processes = listening_processes(server.pid, port)
+        assert len(api_processes) == 2, (api_processes, children(server.pid))
+        assert len(set(children(server.pid)) - set(api_processes)) >= 1
+
+        # The data dir's JWT secret is the supervisor's: every process accepts the same token.
+        settings = Settings.from_env(data_dir=embedded_data_dir, database_url=None, jwt_secret=None)
+        token = TokenVerifier(settings).mint(
+            {"sub": str(admin_id), "clinic_id": str(clinic_id), "role": "admin"}
+        )
+        headers = {"Authorization": f"Bearer {token}"}
+        for _ in range(40):  # new connections: the kernel spreads them over the processes
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as fresh:
+                assert fresh.get("/api/staff", headers=headers).status_code == 200
+
+        # /metrics sums every process, whichever answers: the same totals from any of them.
+        time.sleep(1.5)  # pool gauges are published every second
+        totals = set()
+        for _ in range(6):
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as fresh:
+                text = fresh.get("/metrics").text
+            totals.add(metric(text, "keel_requests_total", 'path="/api/staff"'))
+            assert metric(text, "keel_db_pool_size", 'pool="primary"') >= 4, text
+        assert totals == {40.0}, totals
+
+        # A killed API process is replaced; the port keeps answering.
+        os.kill(api_processes[0], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while len(set(listening_processes(server.pid, port)) - {api_processes[0]}) < 2:
+            assert time.monotonic() < deadline, "the killed API process was not replaced"
+            time.sleep(0.2)
+        for _ in range(10):
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as fresh:
+                assert fresh.get("/api/staff", headers=headers).status_code == 200
+    finally:
+        stop_process(server)
+        log.close()
+    assert server.returncode is not None
+    assert not (embedded_data_dir / "pgdata" / "postmaster.pid").exists(), (
+        "the embedded server was not stopped"
+    )
+
+
+def listening_processes(parent: int, port: int) -> list[int]:
+    """The children of `parent` holding the socket that listens on `port` (the API processes)."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1].endswith(f":{port:04X}") and fields[3] == "0A":  # 0A: LISTEN
+            inodes.add(f"socket:[{fields[9]}]")
+    holders = []
+    for pid in children(parent):
+        try:
+            links = {os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()}
+        except OSError:
+            continue
+        if links & inodes:
+            holders.append(pid)
+    return holders
