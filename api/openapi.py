@@ -319,7 +319,12 @@ def document_routes(app: Litestar) -> None:
                 )
                 for status in traits.error_statuses()
             },
-            **(handler.responses or {}),
+            **{  # a handler's own problem answers keep their description, in the one Problem schema
+                status: dataclasses.replace(spec, data_container=Problem)
+                if spec.media_type == "application/problem+json"
+                else spec
+                for status, spec in (handler.responses or {}).items()
+            },
         }
         handler.operation_class = _operation_class(
             handler.operation_class, traits, links_for(traits, everything)

@@ -107,6 +107,7 @@ async def seed_world(dba: Dba, client: httpx.AsyncClient, bearer: Callable[..., 
             f"/api/scripts/{script_id}/elements", headers=owner_headers, json={"element_type": "cue"}
         )
     )
+    link = await client.post(f"/api/shows/{show_id}/share-links", headers=owner_headers, json={})
     assignment_id = str(
         dba.execute("SELECT id FROM callmaster.crew_assignments WHERE show_id = %s", (show_id,)).fetchone()[0]
     )
@@ -134,6 +135,8 @@ async def seed_world(dba: Dba, client: httpx.AsyncClient, bearer: Callable[..., 
             "assignment_id": assignment_id,
             "script_id": script_id,
             "element_id": element_id,
+            "link_id": _created(link),
+            "event_id": str(dba.execute("SELECT id FROM keel.outbox ORDER BY id LIMIT 1").fetchone()[0]),
         },
         products={
             "clinic_admin": "clinic",
@@ -211,10 +214,11 @@ def _matching(pattern: str) -> str:
 
 
 def id_operations(doc: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """Operations taking a path id and a token (share-link URLs carry a capability, not a tenant id)."""
     return [
         (path, method, op)
         for path, method, op in operations(doc)
-        if any(p["in"] == "path" for p in op.get("parameters", []))
+        if any(p["in"] == "path" for p in op.get("parameters", [])) and op.get("security") != [{}]
     ]
 
 
@@ -224,7 +228,7 @@ def operations(doc: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
 
 def product(op: dict[str, Any]) -> str:
     """Which product's tokens an operation takes."""
-    return "callmaster" if "callmaster" in op.get("tags", []) else "clinic"
+    return "callmaster" if any(tag.startswith("callmaster") for tag in op.get("tags", [])) else "clinic"
 
 
 def build_request(doc: dict[str, Any], path: str, op: dict[str, Any], world: World) -> dict[str, Any]:

@@ -36,10 +36,10 @@ RUN_TIMEOUT_S = 2 * SECONDS + 120
 CONFIG = Path(__file__).resolve().parent / "schemathesis.toml"
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"keel-fuzz-webhook-secret-32byte").decode()
 IDENTITIES = {  # identity → schemathesis operation filter
-    "clinic_admin": ["--exclude-tag", "callmaster"],
-    "clinic_front_desk": ["--exclude-tag", "callmaster"],
-    "owner": ["--include-tag", "callmaster"],
-    "crew": ["--include-tag", "callmaster"],
+    "clinic_admin": ["--exclude-tag-regex", "^callmaster"],
+    "clinic_front_desk": ["--exclude-tag-regex", "^callmaster"],
+    "owner": ["--include-tag-regex", "^callmaster"],
+    "crew": ["--include-tag-regex", "^callmaster"],
 }
 
 
