@@ -69,6 +69,7 @@ ERRORS = {
     413: "The request body is too large",
     415: "The body's media type is not one the operation reads",
     422: "The request is well-formed but its values are not acceptable",
+    429: "Too many requests from this client; slow down",
     503: "The database is unavailable or busy; retry after `Retry-After` seconds",
     504: "The database took too long to answer",
 }

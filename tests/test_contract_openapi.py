@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - fixtures are imported from tests.clinic_support
 """Issue 14: the OpenAPI document is exact — every answer the API gives is described, as given.
 
 The outside Schemathesis run found: undocumented 401/403/404/409/422/503, problem bodies documented as
@@ -97,9 +98,9 @@ async def test_show_dates_are_validated_before_postgresql(
 ) -> None:
     dba.execute("INSERT INTO callmaster.users (clerk_user_id, email) VALUES ('user_dates', 'd@example.com')")
     headers = bearer("user_dates")
-    for bad in ("2026-13-01", "2026-02-30", "2026-05-01T25:00"):
+    for bad, status in (("2026-13-01", 400), ("2026-02-30", 422), ("2026-05-01T25:00", 400)):
         response = await client.post("/api/shows", headers=headers, json={"name": "Hamlet", "show_date": bad})
-        assert_problem(response, 400)
+        assert "date/time field value out of range" not in assert_problem(response, status)["detail"]
     assert dba.execute("SELECT count(*) FROM callmaster.shows").fetchone()[0] == 0
     response = await client.post(
         "/api/shows", headers=headers, json={"name": "Hamlet", "show_date": "2026-02-28"}

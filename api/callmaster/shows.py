@@ -19,6 +19,7 @@ from psycopg.types.json import Jsonb
 
 from api.callmaster.identity import merge_patch, search_term
 from api.deps import CurrentPrincipal, Db, Page
+from api.errors import Problem
 from api.patterns import NON_BLANK
 
 Name = Annotated[str, Meta(min_length=1, max_length=200, pattern=NON_BLANK)]
@@ -42,13 +43,13 @@ Search = Annotated[
 
 
 def _check_timestamps(*values: object) -> None:
-    """The pattern admits days a month does not have (2026-02-30): refuse them here, as validation."""
+    """The pattern admits days a month does not have (2026-02-30): 422 here, before PostgreSQL's cast."""
     for value in values:
         if isinstance(value, str):
             try:
                 datetime.fromisoformat(value)
             except ValueError:
-                raise ValueError(f"{value!r} is not a calendar date or time") from None
+                raise Problem(422, f"{value!r} is not a calendar date or time.", code="22008") from None
 
 
 class ShowCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -58,9 +59,6 @@ class ShowCreate(msgspec.Struct, forbid_unknown_fields=True):
     show_end: Timestamp | None = None
     deadline: Timestamp | None = None
     notes: Notes | None = None
-
-    def __post_init__(self) -> None:
-        _check_timestamps(self.show_date, self.show_end, self.deadline)
 
 
 class ShowPatch(msgspec.Struct, forbid_unknown_fields=True):
@@ -72,9 +70,6 @@ class ShowPatch(msgspec.Struct, forbid_unknown_fields=True):
     show_end: Timestamp | None | UnsetType = UNSET
     deadline: Timestamp | None | UnsetType = UNSET
     notes: Notes | None | UnsetType = UNSET
-
-    def __post_init__(self) -> None:
-        _check_timestamps(self.show_date, self.show_end, self.deadline)
 
 
 class CrewAssignmentCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -110,6 +105,7 @@ async def get_show(show_id: FromPath[UUID], db: Db, principal: CurrentPrincipal)
     status_code=201,
 )
 async def create_show(data: JSONBody[ShowCreate], db: Db, principal: CurrentPrincipal) -> dict[str, Any]:
+    _check_timestamps(data.show_date, data.show_end, data.deadline)
     return await db.fetch_val(
         principal, "SELECT callmaster.create_show(%(data)s)", {"data": Jsonb(msgspec.to_builtins(data))}
     )
@@ -119,6 +115,7 @@ async def create_show(data: JSONBody[ShowCreate], db: Db, principal: CurrentPrin
 async def update_show(
     show_id: FromPath[UUID], data: JSONBody[ShowPatch], db: Db, principal: CurrentPrincipal
 ) -> dict[str, Any]:
+    _check_timestamps(data.show_date, data.show_end, data.deadline)
     return await db.fetch_val(
         principal,
         "SELECT callmaster.update_show(%(id)s, %(patch)s)",
