@@ -119,6 +119,12 @@ async def reply_progress(
     return await db.fetch_val(principal, PROGRESS_SQL, (message_id, attempt, offset))
 
 
+def _retrying(progress: dict[str, Any]) -> bool:
+    """Past its first attempt: a failed attempt was rescheduled (queued) or its successor is running."""
+    attempt = progress["attempt"]
+    return attempt > 1 or (attempt == 1 and progress["status"] == "queued")
+
+
 async def reply_events(
     db: Database,
     principal: HasClaims,
@@ -131,6 +137,7 @@ async def reply_events(
     """The event stream of one reply, from (attempt, offset) on, until it is final."""
     loop = asyncio.get_running_loop()
     last_sent = loop.time()
+    told_retry = 0
     async with hub.subscribe(message_id) as changed:
         while True:
             changed.clear()
@@ -145,6 +152,13 @@ async def reply_events(
                     event="delta", id=f"{attempt}:{offset}", data=json.dumps({"text": progress["text"]})
                 )
                 last_sent = loop.time()
+            if progress["status"] not in FINAL and _retrying(progress) and progress["attempt"] != told_retry:
+                # An attempt failed and another is due or under way: say so, even before it sends text.
+                told_retry = progress["attempt"]
+                yield ServerSentEventMessage(
+                    event="status",
+                    data=json.dumps({"status": "retrying", "attempt": told_retry, "error": progress["error"]}),
+                )
             if progress["status"] in FINAL:
                 final: dict[str, Any] = {"message_id": str(message_id), "status": progress["status"]}
                 if progress["status"] == "done":
