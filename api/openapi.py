@@ -102,6 +102,7 @@ class Traits:
     event_stream: bool  # answers Server-Sent Events
     signed: bool  # the body carries a signature in headers
     declared: tuple[int, ...]  # statuses the handler adds in `opt={"error_statuses": (...)}`
+    optional_body: bool  # `data` has a default: the body may be left out
 
     def error_statuses(self) -> list[int]:
         statuses = set(self.declared)
@@ -217,6 +218,8 @@ def operation_traits(app: Litestar) -> list[Traits]:
                 signed=getattr(handler.operation_class, "signed", False),
                 several_media_types=getattr(handler.operation_class, "several_media_types", False),
                 declared=tuple(handler.opt.get("error_statuses", ())),
+                optional_body="data" in handler.parsed_fn_signature.parameters
+                and handler.parsed_fn_signature.parameters["data"].has_default,
                 event_stream=handler.parsed_fn_signature.return_type.annotation is ServerSentEvent,
             )
         )
@@ -267,6 +270,8 @@ def _operation_class(base: type[Operation], traits: Traits, links: dict[str, Lin
                 super().__post_init__()
             if not traits.token and not self.security:
                 self.security = ANONYMOUS
+            if traits.optional_body and isinstance(self.request_body, RequestBody):
+                self.request_body.required = False
             for status, response in (self.responses or {}).items():
                 if isinstance(response, Reference):
                     continue
