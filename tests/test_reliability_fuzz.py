@@ -31,7 +31,7 @@ from tests.contract_support import seed_world
 
 EXAMPLES = int(os.environ.get("KEEL_FUZZ_EXAMPLES", "3"))
 SEED = int(os.environ.get("KEEL_FUZZ_SEED", "14"))
-SECONDS = int(os.environ.get("KEEL_FUZZ_SECONDS", "35"))  # per identity: 4 × 35 s + set-up fits CI's 180 s
+SECONDS = int(os.environ.get("KEEL_FUZZ_SECONDS", "30"))  # per identity: 4 × 30 s + set-up fits CI's 180 s
 RUN_TIMEOUT_S = 2 * SECONDS + 120
 CONFIG = Path(__file__).resolve().parent / "schemathesis.toml"
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"keel-fuzz-webhook-secret-32byte").decode()
