@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test reliability bench schema clean
+.PHONY: run test reliability fuzz bench schema clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ test: $(STAMP)  ## Run the test suite against a real PostgreSQL
 
 reliability: $(STAMP)  ## Fault-injection suites at full length (docs/reliability.md)
 	KEEL_RELIABILITY=full $(BIN)/python -m pytest -m reliability -s $(ARGS)
+
+fuzz: $(STAMP)  ## Schemathesis over the whole API and the tenant sweep (KEEL_FUZZ_SECONDS etc. to go deeper)
+	KEEL_FUZZ=1 $(BIN)/python -m pytest -s tests/test_reliability_fuzz.py tests/test_reliability_tenant_sweep.py $(ARGS)
 
 bench: $(STAMP)  ## Run the benchmarks (ARGS=--quick for a short run)
 	$(BIN)/python -m bench $(ARGS)

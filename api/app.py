@@ -29,6 +29,7 @@ from api.observability import (
     request_id_middleware,
     send_request_id,
 )
+from api.openapi import StrictStructSchemaPlugin, document_routes, repair_default_options
 from api.replica import ReplicaDatabase
 from api.settings import Settings
 
@@ -89,7 +90,7 @@ def create_app(settings: Settings, *, database_url: str | None = None, run_worke
         )
         return config
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[*ops.routes, *clinic.routes, *assistant.routes, *callmaster.routes, *console.routes],
         dependencies=app_dependencies(settings, db, read_db),
         lifespan=[lifespan],
@@ -97,7 +98,7 @@ def create_app(settings: Settings, *, database_url: str | None = None, run_worke
         on_app_init=[on_app_init],
         middleware=[request_id_middleware, prometheus.middleware],
         before_send=[send_request_id],
-        plugins=[problem_plugin()],
+        plugins=[problem_plugin(), StrictStructSchemaPlugin()],
         exception_handlers=exception_handlers,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
@@ -125,3 +126,6 @@ def create_app(settings: Settings, *, database_url: str | None = None, run_worke
         logging_config=None,
         debug=False,
     )
+    document_routes(app)
+    repair_default_options(app)
+    return app

@@ -90,7 +90,7 @@ def normalize_phone(value: str) -> str:
     Numbers longer than ten digits keep their last ten (the country code and trunk prefix fall away):
     good enough for an exact-match search and a duplicate *hint*.
     """
-    digits = re.sub(r"\D", "", value)
+    digits = re.sub(r"[^0-9]", "", value)  # ASCII digits, as the documented patterns count them
     return digits[-10:] if len(digits) > 10 else digits.lstrip("0") or digits
 
 

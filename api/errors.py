@@ -78,6 +78,10 @@ SQLSTATES: dict[str, Sqlstate] = {
     "23502": Sqlstate(422),  # not_null_violation
     "22": Sqlstate(422),  # data_exception (class): bad value, bad format, out of range
     "42501": Sqlstate(403),  # insufficient_privilege
+    "42883": Sqlstate(
+        422, detail="A value in the request is outside the range its field accepts."
+    ),  # undefined_function: no function for the argument types sent (an int above 2^31-1 travels as
+    # bigint); the edge bounds every integer, this keeps any that slips past a 4xx
     "28000": Sqlstate(401),  # invalid_authorization_specification: the token's staff member is inactive or
     # gone (clinic.request_claims)
     "40001": Sqlstate(503, transient=True, retried=True),  # serialization_failure
@@ -143,6 +147,9 @@ def problem_from_db_error(exc: psycopg.Error) -> Problem:
     if status is None:
         log.error("unmapped database error %s: %s", sqlstate, exc, exc_info=exc)
         return Problem(500, "The server could not complete the request.", code=sqlstate or None)
+    if sqlstate == "42883":  # the hint would only name SQL functions and types
+        log.warning("argument out of its SQL type's range: %s", diag.message_primary)
+        return Problem(status, SQLSTATES[sqlstate].detail or "", code=sqlstate)
     rule = sqlstate_rule(sqlstate)
     extra: dict[str, Any] = {}
     if diag.message_hint:

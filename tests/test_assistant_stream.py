@@ -113,6 +113,21 @@ async def test_keep_alive_comments_while_waiting(
     assert stream.text == "Finally." and stream.events[-1].event == "done"
 
 
+async def test_reader_is_told_of_a_retry_before_any_text(
+    client: httpx.AsyncClient, staff: StaffMember, llm: LLMServer, worker: Any
+) -> None:
+    llm.plan(Behavior(status=500))
+    llm.default = Behavior(text="Second time lucky.", delay=1.0)
+    body = await chat(client, staff, "Fail once, then answer")
+    stream = await read_sse(client, staff, body["message_id"])
+    retries = stream.of("status")
+    assert retries, [e.event for e in stream.events]
+    assert retries[0].data["status"] == "retrying" and retries[0].data["attempt"] >= 1
+    events = [e.event for e in stream.events]
+    assert events.index("status") < events.index("delta") and events[-1] == "done"
+    assert stream.text == "Second time lucky."
+
+
 async def test_reader_is_told_to_reset_when_the_reply_restarts(
     client: httpx.AsyncClient, staff: StaffMember, llm: LLMServer, worker: Any
 ) -> None:

@@ -48,6 +48,10 @@ CONSOLE_COUNTS = (
     "SECURITY DEFINER counts of assistant jobs; only for the caller's own clinic with the admin claim"
 )
 
+CONSOLE_REFRESH_LOG = (
+    "SECURITY DEFINER read of the refresh log (one for all clinics, names none); admin role claim only"
+)
+
 KEEL_API: dict[str, str] = {
     "assistant.current_staff_id()": HELPER,
     "assistant.get_conversation(uuid,integer,integer)": API,
@@ -218,6 +222,7 @@ KEEL_API: dict[str, str] = {
     "keel.keeps_updated_at()": MAINTENANCE_SWITCH,
     "keel.operations_overview(integer)": API,
     "keel.console_retry_outbox(uuid)": API,
+    "keel.console_refresh_log()": CONSOLE_REFRESH_LOG,
     "keel.console_require_admin()": HELPER,
     "keel.console_assistant_jobs(uuid)": CONSOLE_COUNTS,
     "callmaster.live_go(uuid,uuid)": API,

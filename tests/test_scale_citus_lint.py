@@ -113,6 +113,11 @@ SCRIPT_SCOPED = (
     "(owner_id, script_id, id) and (owner_id, script_id, parent_element_id), owner_id being on the row"
 )
 
+LIVE_FEED = (
+    "the live feed's log, heads and presence are keyed by script (written by triggers on the script's "
+    "rows, read by the relay by script); under Citus they gain the script's owner_id and co-locate with it"
+)
+
 EXCEPTIONS: dict[tuple[str, str, str], str] = {
     **{
         (table, "primary key", f"{table.split('.')[1]}_pkey"): UUID_PK
@@ -124,6 +129,8 @@ EXCEPTIONS: dict[tuple[str, str, str], str] = {
             "callmaster.departments",
             "callmaster.script_elements",
             "callmaster.scripts",
+            "callmaster.share_links",
+            "callmaster.show_runs",
             "callmaster.shows",
             "callmaster.venues",
             "clinic.appointments",
@@ -138,4 +145,15 @@ EXCEPTIONS: dict[tuple[str, str, str], str] = {
     },
     ("callmaster.script_elements", "foreign key", "script_elements_parent_fkey"): SCRIPT_SCOPED,
     ("callmaster.script_elements", "unique", "script_elements_script_id_id_key"): SCRIPT_SCOPED,
+    **{
+        (f"callmaster.{table}", "no tenant column", "-"): LIVE_FEED
+        for table in ("live_events", "live_feed_heads", "live_presence")
+    },
+    ("callmaster.show_runs", "foreign key", "show_runs_current_fkey"): SCRIPT_SCOPED,
+    ("callmaster.show_runs", "foreign key", "show_runs_standby_fkey"): SCRIPT_SCOPED,
+    ("callmaster.show_runs", "unique", "show_runs_one_open_idx"): SCRIPT_SCOPED,
+    ("callmaster.share_links", "unique", "share_links_token_hash_key"): (
+        "a share link is found by its token's hash alone (the visitor names no tenant); under Citus the "
+        "link table becomes a reference table, or the token carries the owner"
+    ),
 }

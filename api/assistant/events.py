@@ -35,13 +35,18 @@ log = logging.getLogger(__name__)
 PROGRESS_SQL = "SELECT assistant.reply_progress(%(id)s, %(attempt)s, %(offset)s)"
 LISTEN_MESSAGES = "LISTEN assistant_messages"
 FINAL = ("done", "failed")
-_EVENT_ID = re.compile(r"^(\d{1,9}):(\d{1,12})$")
+_EVENT_ID = re.compile(r"^(\d{1,10}):(\d{1,10})$")
+INT4_MAX = 2_147_483_647  # attempt and offset are `integer` parameters of assistant.reply_progress
 
 
 def parse_last_event_id(value: str | None) -> tuple[int, int]:
-    """(attempt, offset) from a Last-Event-ID header; (0, 0) when absent or not one of ours."""
+    """(attempt, offset) from a Last-Event-ID header; (0, 0) when absent or not one of ours (which
+    includes numbers beyond the `integer` range: this stream never sent those)."""
     match = _EVENT_ID.match((value or "").strip())
-    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+    if not match:
+        return (0, 0)
+    attempt, offset = int(match.group(1)), int(match.group(2))
+    return (attempt, offset) if attempt <= INT4_MAX and offset <= INT4_MAX else (0, 0)
 
 
 class MessageHub:
@@ -117,6 +122,12 @@ async def reply_progress(
     )
 
 
+def _retrying(progress: dict[str, Any]) -> bool:
+    """Past its first attempt: a failed attempt was rescheduled (queued) or its successor is running."""
+    attempt = progress["attempt"]
+    return attempt > 1 or (attempt == 1 and progress["status"] == "queued")
+
+
 async def reply_events(
     db: Database,
     principal: HasClaims,
@@ -129,6 +140,7 @@ async def reply_events(
     """The event stream of one reply, from (attempt, offset) on, until it is final."""
     loop = asyncio.get_running_loop()
     last_sent = loop.time()
+    told_retry = 0
     async with hub.subscribe(message_id) as changed:
         while True:
             changed.clear()
@@ -143,6 +155,15 @@ async def reply_events(
                     event="delta", id=f"{attempt}:{offset}", data=json.dumps({"text": progress["text"]})
                 )
                 last_sent = loop.time()
+            if progress["status"] not in FINAL and _retrying(progress) and progress["attempt"] != told_retry:
+                # An attempt failed and another is due or under way: say so, even before it sends text.
+                told_retry = progress["attempt"]
+                yield ServerSentEventMessage(
+                    event="status",
+                    data=json.dumps(
+                        {"status": "retrying", "attempt": told_retry, "error": progress["error"]}
+                    ),
+                )
             if progress["status"] in FINAL:
                 final: dict[str, Any] = {"message_id": str(message_id), "status": progress["status"]}
                 if progress["status"] == "done":

@@ -51,6 +51,7 @@ def _not_configured() -> Problem:
     tags=TAGS,
     summary="Ask the assistant: records the message and queues the reply (202)",
     status_code=202,
+    opt={"error_statuses": (404,)},  # a conversation_id that is not the caller's
 )
 async def post_chat(
     request: Request[Any, Any, Any],
@@ -103,7 +104,15 @@ async def message_events(
     db: Db,
     principal: CurrentPrincipal,
     settings: AppSettings,
-    last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID", required=False)] = None,
+    last_event_id: Annotated[
+        str | None,
+        HeaderParameter(
+            name="Last-Event-ID",
+            required=False,
+            max_length=200,
+            description="Resume after this event id (`<attempt>:<offset>`); any other value starts over",
+        ),
+    ] = None,
 ) -> ServerSentEvent:
     """`delta` events (`{"text": …}`, id `<attempt>:<offset>`) as text arrives, then `done` or `error`.
 

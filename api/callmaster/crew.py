@@ -15,12 +15,13 @@ from psycopg.types.json import Jsonb
 from api.callmaster.identity import merge_patch
 from api.deps import CurrentPrincipal, Db, Page
 from api.idempotency import Replay, run_idempotent
+from api.patterns import EMAIL
 
 LIST_CREW = "SELECT callmaster.list_crew(%(limit)s, %(offset)s)"
 UPDATE_CREW_MEMBER = "SELECT callmaster.update_crew_member(%(user_id)s, %(patch)s)"
 REMOVE_CREW_MEMBER = "SELECT callmaster.remove_crew_member(%(user_id)s)"
 
-Email = Annotated[str, Meta(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=320)]
+Email = Annotated[str, Meta(pattern=EMAIL, max_length=320)]
 PersonName = Annotated[str, Meta(max_length=100)]
 Phone = Annotated[str, Meta(max_length=50)]
 Notes = Annotated[str, Meta(max_length=4000)]

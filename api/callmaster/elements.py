@@ -16,12 +16,14 @@ from uuid import UUID
 
 import msgspec
 from litestar import delete, get, patch, post
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.enums import RequestEncodingType
+from litestar.params import Body, FromPath, JSONBody, QueryParameter
 from msgspec import UNSET, Meta, UnsetType
 from psycopg.types.json import Jsonb
 
 from api.deps import CurrentPrincipal, Db, Page
 from api.errors import Problem
+from api.patterns import NON_BLANK
 
 LIST_SCRIPT_ELEMENTS = "SELECT callmaster.list_script_elements(%(id)s, %(limit)s, %(offset)s)"
 CREATE_ELEMENT = "SELECT callmaster.create_element(%(id)s, %(data)s)"
@@ -64,7 +66,7 @@ TempId = Annotated[str, Meta(min_length=1, max_length=100)]
 
 
 class EquipmentIn(msgspec.Struct, forbid_unknown_fields=True):
-    equipment_name: Annotated[str, Meta(min_length=1, max_length=200, pattern=r"\S")]
+    equipment_name: Annotated[str, Meta(min_length=1, max_length=200, pattern=NON_BLANK)]
     is_required: bool = True
     notes: Text | None = None
 
@@ -248,7 +250,10 @@ async def create_element(
     "Answers {updated, elements: [{id, version}]}.",
 )
 async def bulk_update_elements(
-    script_id: FromPath[UUID], data: JSONBody[BulkUpdate], db: Db, principal: CurrentPrincipal
+    script_id: FromPath[UUID],
+    data: Annotated[BulkUpdate, Body(media_type=RequestEncodingType.JSON, min_items=1, max_items=MAX_BULK)],
+    db: Db,
+    principal: CurrentPrincipal,
 ) -> dict[str, Any]:
     if not 1 <= len(data) <= MAX_BULK:  # Meta bounds are not applied to a top-level body
         raise Problem(400, f"Send between 1 and {MAX_BULK} element updates.", code="22023")
@@ -318,7 +323,10 @@ async def delete_element(
     db: Db,
     principal: CurrentPrincipal,
     base_version: Annotated[
-        int | None, QueryParameter(ge=1, description="409 when the element is no longer at this version")
+        int | None,
+        QueryParameter(
+            ge=1, le=2_147_483_647, description="409 when the element is no longer at this version"
+        ),
     ] = None,
 ) -> None:
     await db.execute(

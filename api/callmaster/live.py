@@ -41,6 +41,7 @@ from api.errors import Problem
 from api.settings import Settings
 
 TAGS = ["callmaster live"]
+SHARED_LOOKUP = {"error_statuses": (429,)}  # share-link lookups are rate-limited per client (OpenAPI)
 
 OPEN = "SELECT callmaster.live_open(%(script)s, %(after)s)"
 OPEN_SHARED = "SELECT callmaster.live_open_shared(%(token)s, %(script)s, %(after)s)"
@@ -219,6 +220,7 @@ async def follow_script(
 @get(
     "/api/shared/{token:str}/scripts/{script_id:uuid}/live",
     tags=TAGS,
+    opt=SHARED_LOOKUP,
     summary="Follow a script live through a share link (read-only)",
     description="The same stream as `/api/scripts/{id}/live`; 404 when the link is revoked or expired.",
 )
@@ -310,7 +312,12 @@ async def revoke_share_link(
     await db.execute(principal, REVOKE_LINK, {"show": show_id, "link": link_id})
 
 
-@get("/api/shared/{token:str}", tags=TAGS, summary="A share link's show and its scripts")
+@get(
+    "/api/shared/{token:str}",
+    tags=TAGS,
+    summary="A share link's show and its scripts",
+    opt=SHARED_LOOKUP,
+)
 async def shared_show(request: Request[Any, Any, Any], token: FromPath[Token], db: Db) -> dict[str, Any]:
     return await db.fetch_val(None, SHARED_SHOW, {"token": shared_lookup(request, token)})
 
@@ -318,6 +325,7 @@ async def shared_show(request: Request[Any, Any, Any], token: FromPath[Token], d
 @get(
     "/api/shared/{token:str}/scripts/{script_id:uuid}",
     tags=TAGS,
+    opt=SHARED_LOOKUP,
     summary="A script of a share link's show, with its elements",
 )
 async def shared_script(
@@ -331,6 +339,7 @@ async def shared_script(
 @get(
     "/api/shared/{token:str}/scripts/{script_id:uuid}/live/presence",
     tags=TAGS,
+    opt=SHARED_LOOKUP,
     summary="Devices following a script, by department (share link)",
 )
 async def shared_presence(

@@ -17,6 +17,7 @@ from psycopg.types.json import Jsonb
 
 from api.callmaster.identity import merge_patch, search_term
 from api.deps import CurrentPrincipal, Db, Page
+from api.patterns import EMAIL
 
 LIST_VENUES = "SELECT callmaster.list_venues(%(limit)s, %(offset)s, %(q)s)"
 GET_VENUE = "SELECT callmaster.get_venue(%(id)s)"
@@ -32,7 +33,7 @@ DELETE_DEPARTMENT = "SELECT callmaster.delete_department(%(id)s)"
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 Text = Annotated[str, Meta(max_length=500)]
 Notes = Annotated[str, Meta(max_length=10_000)]
-Email = Annotated[str, Meta(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=320)]
+Email = Annotated[str, Meta(pattern=EMAIL, max_length=320)]
 Phone = Annotated[str, Meta(max_length=50)]
 Capacity = Annotated[int, Meta(ge=0, le=1_000_000)]
 Length = Annotated[float, Meta(ge=0, le=999_999.99)]

@@ -7,6 +7,7 @@ crew assigned to a show read it (403 on writes); anybody else gets 404. `DELETE 
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -18,6 +19,8 @@ from psycopg.types.json import Jsonb
 
 from api.callmaster.identity import merge_patch, search_term
 from api.deps import CurrentPrincipal, Db, Page
+from api.errors import Problem
+from api.patterns import NON_BLANK
 
 LIST_SHOWS = "SELECT callmaster.list_shows(%(limit)s, %(offset)s, %(q)s)"
 GET_SHOW = "SELECT callmaster.get_show(%(id)s)"
@@ -31,13 +34,16 @@ REMOVE_SHOW_CREW_MEMBER = (
 )
 REMOVE_SHOW_CREW_ASSIGNMENT = "SELECT callmaster.remove_show_crew(%(id)s, assignment_id => %(assignment_id)s)"
 
-Name = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"\S")]
+Name = Annotated[str, Meta(min_length=1, max_length=200, pattern=NON_BLANK)]
 Notes = Annotated[str, Meta(max_length=10_000)]
 ShowRole = Annotated[str, Meta(max_length=100)]
 Timestamp = Annotated[
     str,
     Meta(
-        pattern=r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}(:?\d{2})?)?)?$",
+        pattern=(
+            r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+            r"([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-]([01][0-9]|2[0-3])(:?[0-5][0-9])?)?)?$"
+        ),
         max_length=40,
         description="YYYY-MM-DD or an ISO 8601 date-time (a zone offset is recommended)",
         examples=["2026-05-01T19:30:00+01:00"],
@@ -46,6 +52,16 @@ Timestamp = Annotated[
 Search = Annotated[
     str | None, QueryParameter(max_length=200, description="Case-insensitive substring of the name")
 ]
+
+
+def _check_timestamps(*values: object) -> None:
+    """The pattern admits days a month does not have (2026-02-30): 422 here, before PostgreSQL's cast."""
+    for value in values:
+        if isinstance(value, str):
+            try:
+                datetime.fromisoformat(value)
+            except ValueError:
+                raise Problem(422, f"{value!r} is not a calendar date or time.", code="22008") from None
 
 
 class ShowCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -101,6 +117,7 @@ async def get_show(show_id: FromPath[UUID], db: Db, principal: CurrentPrincipal)
     status_code=201,
 )
 async def create_show(data: JSONBody[ShowCreate], db: Db, principal: CurrentPrincipal) -> dict[str, Any]:
+    _check_timestamps(data.show_date, data.show_end, data.deadline)
     return await db.fetch_val(principal, CREATE_SHOW, {"data": Jsonb(msgspec.to_builtins(data))})
 
 
@@ -108,6 +125,7 @@ async def create_show(data: JSONBody[ShowCreate], db: Db, principal: CurrentPrin
 async def update_show(
     show_id: FromPath[UUID], data: JSONBody[ShowPatch], db: Db, principal: CurrentPrincipal
 ) -> dict[str, Any]:
+    _check_timestamps(data.show_date, data.show_end, data.deadline)
     return await db.fetch_val(
         principal,
         UPDATE_SHOW,

@@ -12,11 +12,13 @@ from typing import Any
 
 import msgspec
 from litestar import Request, post
+from litestar.openapi.spec import OpenAPIType, Schema
 from psycopg.types.json import Jsonb
 from svix.webhooks import Webhook, WebhookVerificationError
 
 from api.deps import AppSettings, Db
 from api.errors import Problem
+from api.openapi import raw_body_operation
 
 APPLY_CLERK_EVENT = "SELECT callmaster.apply_clerk_event(%(event_id)s, %(event_type)s, %(data)s)"
 
@@ -81,6 +83,17 @@ def verify(secret: str | None, body: bytes, headers: dict[str, str]) -> None:
     ),
     status_code=200,
     security=[{}],
+    operation_class=raw_body_operation(
+        {
+            "application/json": Schema(
+                type=OpenAPIType.OBJECT,
+                properties={"type": Schema(type=OpenAPIType.STRING), "data": Schema(type=OpenAPIType.OBJECT)},
+                required=["type", "data"],
+            )
+        },
+        "A Clerk event as Svix delivers it (the signature covers these exact bytes)",
+        signature_headers=SVIX_HEADERS,
+    ),
 )
 async def clerk_webhook(request: Request[Any, Any, Any], db: Db, settings: AppSettings) -> dict[str, Any]:
     body = await request.body()

@@ -23,6 +23,7 @@ from api.clinic.schemas import Body
 from api.deps import CurrentPrincipal, Db, Page
 from api.errors import Problem
 from api.idempotency import Replay, run_idempotent
+from api.patterns import NON_BLANK
 
 GET_APPOINTMENT = "SELECT clinic.get_appointment(%(id)s)"
 UPDATE_APPOINTMENT = "SELECT clinic.update_appointment(%(id)s, %(data)s)"
@@ -44,8 +45,8 @@ TypeName = Annotated[
         examples=["consultation"],
     ),
 ]
-ShortText = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"\S")]
-LongText = Annotated[str, Meta(min_length=1, max_length=5000, pattern=r"\S")]
+ShortText = Annotated[str, Meta(min_length=1, max_length=200, pattern=NON_BLANK)]
+LongText = Annotated[str, Meta(min_length=1, max_length=5000, pattern=NON_BLANK)]
 
 BOOK_APPOINTMENT = sql.SQL("clinic.book_appointment(%(data)s)")
 # An Idempotency-Key record keeps the id only: the answer carries the patient's snapshot.

@@ -156,11 +156,13 @@ def parse_csv(raw: bytes | str) -> list[Any]:
     columns = [re.sub(r"[\s-]+", "_", name.strip().lower()) for name in header]
     unknown = [name for name in columns if name not in FIELDS]
     missing = [name for name in ("name", "phone") if name not in columns]
-    if unknown or missing:
+    duplicated = sorted({name for name in columns if columns.count(name) > 1})
+    if unknown or missing or duplicated:
         raise ImportRejected(
             "The CSV header does not match the lead fields.",
             unknown_columns=unknown,
             missing_columns=missing,
+            duplicated_columns=duplicated,
             allowed_columns=list(FIELDS),
         )
     rows: list[Any] = []

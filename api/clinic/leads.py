@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from uuid import UUID, uuid4
 
 from litestar import Request, Response, get, patch, post
+from litestar.openapi.spec import OpenAPIType, Reference, Schema
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from psycopg import sql
 from psycopg.types.json import Jsonb
@@ -32,6 +33,7 @@ from api.crypto import Keyring, normalize_phone
 from api.deps import AppSettings, CurrentPrincipal, Db, Page
 from api.errors import Problem
 from api.idempotency import Replay, run_idempotent, run_idempotent_in
+from api.openapi import raw_body_operation
 
 CREATE_LEAD = sql.SQL("clinic.create_lead(%(data)s, %(matches)s)")
 LIST_LEADS = (
@@ -52,6 +54,33 @@ CONVERT_LEAD = sql.SQL("clinic.patient_json(clinic.convert_lead(%(lead_id)s, {ar
 )
 IMPORT_TIMEOUT_MS = 120_000
 CSV_TYPES = ("text/csv", "application/csv", "text/plain")
+_LEAD_ROWS = Schema(
+    type=OpenAPIType.ARRAY,
+    items=Reference(ref="#/components/schemas/LeadCreate"),
+    max_items=lead_import.MAX_ROWS,
+)
+IMPORT_BODY: dict[str, Schema | Reference] = {
+    "application/json": Schema(
+        one_of=[
+            _LEAD_ROWS,
+            Schema(
+                type=OpenAPIType.OBJECT,
+                properties={"leads": _LEAD_ROWS},
+                required=["leads"],
+                additional_properties=False,
+            ),
+        ]
+    ),
+    "text/csv": Schema(
+        type=OpenAPIType.STRING,
+        description="A header row naming lead fields (each once; `name` and `phone` required), then one lead a row",
+    ),
+    "multipart/form-data": Schema(
+        type=OpenAPIType.OBJECT,
+        properties={"file": Schema(type=OpenAPIType.STRING, content_media_type="text/csv")},
+        required=["file"],
+    ),
+}
 
 
 @post("/api/leads", tags=["leads"], summary="Add a lead (honours Idempotency-Key)", status_code=201)
@@ -100,7 +129,15 @@ async def list_leads(
     ] = None,
     phone: Annotated[
         str | None,
-        QueryParameter(max_length=40, pattern=SEARCH_PATTERN, description="Exact phone (any formatting)"),
+        QueryParameter(
+            max_length=40,
+            # as normalize_phone counts: 11 digits or more, only zeros, or 6 digits after leading zeros
+            pattern=(
+                r"^[^0-9\x00]*(([0-9][^0-9\x00]*){11,}|(0[^0-9\x00]*){6,}"
+                r"|(0[^0-9\x00]*)*[1-9][^0-9\x00]*([0-9][^0-9\x00]*){5,})$"
+            ),
+            description="Exact phone (any formatting, at least 6 digits after leading zeros)",
+        ),
     ] = None,
     assigned_to_id: FromQuery[UUID | None] = None,
 ) -> dict[str, Any]:
@@ -199,6 +236,7 @@ async def convert_lead(
     summary="Import up to 10,000 leads from a JSON array or a CSV (all or nothing unless partial=true;"
     " honours Idempotency-Key)",
     status_code=201,
+    operation_class=raw_body_operation(IMPORT_BODY, "Leads as a JSON array (or `{leads: [...]}`) or a CSV"),
 )
 async def import_leads(
     request: Request[Any, Any, Any],

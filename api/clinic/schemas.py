@@ -10,22 +10,22 @@ from uuid import UUID
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
+from api.patterns import EMAIL, NON_BLANK, SPACE
+
 # A value that must say something: not empty, not only blanks.
-Name = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"\S", description="Non-blank text")]
-ShortText = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"\S")]
-LongText = Annotated[str, Meta(min_length=1, max_length=5000, pattern=r"\S")]
-Email = Annotated[
-    str, Meta(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", examples=["ann@clinic.example"])
-]
+Name = Annotated[str, Meta(min_length=1, max_length=200, pattern=NON_BLANK, description="Non-blank text")]
+ShortText = Annotated[str, Meta(min_length=1, max_length=200, pattern=NON_BLANK)]
+LongText = Annotated[str, Meta(min_length=1, max_length=5000, pattern=NON_BLANK)]
+Email = Annotated[str, Meta(max_length=254, pattern=EMAIL, examples=["ann@clinic.example"])]
 Phone = Annotated[
     str,
     Meta(
-        pattern=r"^\s*\+?[0-9][0-9 ()./-]{4,22}[0-9]\s*$",
+        pattern=rf"^[{SPACE}]*\+?[0-9][0-9 ()./-]{{4,22}}[0-9][{SPACE}]*$",
         description="6-15 digits; +, spaces, ( ) . - allowed",
     ),
 ]
 Age = Annotated[int, Meta(ge=0, le=150)]
-PostalCode = Annotated[str, Meta(min_length=1, max_length=20, pattern=r"\S")]
+PostalCode = Annotated[str, Meta(min_length=1, max_length=20, pattern=NON_BLANK)]
 
 StaffRole = Literal["admin", "doctor", "front_desk", "cro"]
 Gender = Literal["male", "female", "other"]

@@ -49,6 +49,30 @@ COMMENT ON FUNCTION keel.console_assistant_jobs(uuid) IS
     'Assistant replies (the jobs) of one clinic by status: status, jobs, oldest created_at. An API caller '
     'gets rows only for its own clinic with the admin role. Argument: p_clinic_id. Raises nothing.';
 
+CREATE OR REPLACE FUNCTION keel.console_refresh_log()
+    RETURNS jsonb
+    LANGUAGE plpgsql
+    STABLE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, keel
+AS $$
+BEGIN
+    -- SECURITY DEFINER: keel_api has no privilege on keel.metrics_refresh_log (issue 13, finding 6). The
+    -- log is one for all clinics (a refresh covers every clinic) and names none; admins only.
+    PERFORM keel.console_require_admin();
+    RETURN coalesce((
+        SELECT jsonb_agg(jsonb_build_object(
+                   'id', r.id, 'started_at', r.started_at, 'finished_at', r.finished_at,
+                   'duration_ms', r.duration_ms, 'outcome', r.outcome, 'detail', r.detail) ORDER BY r.id DESC)
+        FROM (SELECT * FROM keel.metrics_refresh_log ORDER BY id DESC LIMIT 10) AS r), '[]'::jsonb);
+END
+$$;
+COMMENT ON FUNCTION keel.console_refresh_log() IS
+    'The last 10 control-tower refresh runs (id, started_at, finished_at, duration_ms, outcome, detail), '
+    'newest first, as a JSON array. Errors: 42501 for a request whose role claim is not admin.';
+REVOKE EXECUTE ON FUNCTION keel.console_refresh_log() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION keel.console_refresh_log() TO keel_api;
+
 CREATE OR REPLACE FUNCTION keel.operations_overview(failed_limit integer DEFAULT 20)
     RETURNS jsonb
     LANGUAGE plpgsql
@@ -93,11 +117,7 @@ BEGIN
                 WHERE v_clinic IS NULL AND m.role = 'assistant'
                 GROUP BY m.status
             ) AS j), '[]'::jsonb),
-        'refresh_log', coalesce((
-            SELECT jsonb_agg(jsonb_build_object(
-                       'id', r.id, 'started_at', r.started_at, 'finished_at', r.finished_at,
-                       'duration_ms', r.duration_ms, 'outcome', r.outcome, 'detail', r.detail) ORDER BY r.id DESC)
-            FROM (SELECT * FROM keel.metrics_refresh_log ORDER BY id DESC LIMIT 10) AS r), '[]'::jsonb)
+        'refresh_log', keel.console_refresh_log()
     ) INTO result;
     RETURN result;
 END

@@ -293,7 +293,8 @@ async function assistantPage() {
     try {
       await stream(`/api/internal-assistant/messages/${messageId}/events`, (event, data) => {
         if (event === "delta") { view.body.textContent += data.text; view.state.textContent = "writing…"; }
-        else if (event === "reset") { view.body.textContent = ""; view.state.textContent = "retrying"; }
+        else if (event === "reset") { view.body.textContent = ""; view.state.textContent = "retrying…"; }
+        else if (event === "status" && data.status === "retrying") { view.state.textContent = `retrying (attempt ${data.attempt})…`; }
         else if (event === "done") { view.state.textContent = ""; if (data.content !== undefined) view.body.textContent = data.content; }
         else if (event === "error") { view.state.textContent = `failed: ${data.error || data.detail || "the reply could not be produced"}`; view.state.className = "state failed"; }
         msgs.scrollTop = msgs.scrollHeight;
