@@ -21,9 +21,10 @@ from psycopg.conninfo import conninfo_to_dict
 
 from bench import datagen
 from bench.loadgen import Req, closed_loop, in_process
-from bench.runner import Context, Result, url_for_database
+from bench.runner import Context, Result
 from bench.server import free_port
 from bench.workloads.common import json_req, med, per_s, ratio_result, slots
+from tests.database import url_for_database
 from tests.pg_servers import pgbouncer, stop_process, wait_healthy
 
 # 4 processes × 12 connections stay under the embedded server's 100, beside the bench's own app and worker.
