@@ -74,7 +74,7 @@ END
 $$;
 COMMENT ON FUNCTION keel.advisory_lock_key(text) IS {comment};
 REVOKE ALL ON FUNCTION keel.advisory_lock_key(text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION keel.advisory_lock_key(text) TO keel_api;
+GRANT EXECUTE ON FUNCTION keel.advisory_lock_key(text) TO keel_api, keel_worker;
 """
 
 

@@ -268,6 +268,10 @@ KEEL_WORKER: dict[str, str] = {
     "assistant.complete_reply(uuid,integer,text,jsonb)": WORKER,
     "assistant.fail_reply(uuid,integer,text,double precision,integer)": WORKER,
     "assistant.release_reply(uuid,integer)": WORKER,
+    "keel.advisory_lock_key(text)": (
+        "the advisory-lock registry (api/locks.py): the outbox and live-feed doorbells the workers' "
+        "SECURITY INVOKER calls take (keel.outbox_awake is inlined under keel_worker); reads no table"
+    ),
     "keel.claim_outbox(integer,interval,text)": WORKER,
     "keel.complete_outbox(uuid,uuid,integer)": WORKER,
     "keel.complete_outbox_unsent(uuid[],uuid)": WORKER,
