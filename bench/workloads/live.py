@@ -229,7 +229,8 @@ def feed_cost(ctx: Context, repeats: int, writes: int) -> list[Result]:
                 triggers(True)
 
         # Commit serialisation: concurrent single-element writers, relays awake vs. one asleep.
-        others = [datagen.create_script(conn, owner, 10) for _ in range(7)]
+        # (50 elements each: the shared fill_script builds scripts in groups of fifty)
+        others = [datagen.create_script(conn, owner, 50) for _ in range(7)]
         targets = [ids[0]] + [str(conn.execute(
             "SELECT id FROM callmaster.script_elements WHERE script_id = %s LIMIT 1", (s,)).fetchone()[0]) for s in others]  # fmt: skip
         awake = in_process(write, ctx.admin_url, targets, writes)
