@@ -113,7 +113,8 @@ def settings(db_url: str, tmp_path: Any, settings_overrides: dict[str, Any]) -> 
             database_direct_url=db_url,
             prepare_threshold=None,
         )
-    return harness_settings(db_url, tmp_path, **(values | settings_overrides))
+    values |= settings_overrides
+    return harness_settings(values.pop("database_url", db_url), tmp_path, **values)
 
 
 @pytest.fixture
