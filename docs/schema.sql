@@ -8696,6 +8696,34 @@ ALTER FUNCTION keel.console_assistant_jobs(p_clinic_id uuid) OWNER TO keel_owner
 COMMENT ON FUNCTION keel.console_assistant_jobs(p_clinic_id uuid) IS 'Assistant replies (the jobs) of one clinic by status: status, jobs, oldest created_at. An API caller gets rows only for its own clinic with the admin role. Argument: p_clinic_id. Raises nothing.';
 
 --
+-- Name: console_refresh_log(); Type: FUNCTION; Schema: keel; Owner: keel_owner
+--
+
+CREATE FUNCTION keel.console_refresh_log() RETURNS jsonb
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'keel'
+    AS $$
+BEGIN
+    -- SECURITY DEFINER: keel_api has no privilege on keel.metrics_refresh_log (issue 13, finding 6). The
+    -- log is one for all clinics (a refresh covers every clinic) and names none; admins only.
+    PERFORM keel.console_require_admin();
+    RETURN coalesce((
+        SELECT jsonb_agg(jsonb_build_object(
+                   'id', r.id, 'started_at', r.started_at, 'finished_at', r.finished_at,
+                   'duration_ms', r.duration_ms, 'outcome', r.outcome, 'detail', r.detail) ORDER BY r.id DESC)
+        FROM (SELECT * FROM keel.metrics_refresh_log ORDER BY id DESC LIMIT 10) AS r), '[]'::jsonb);
+END
+$$;
+
+ALTER FUNCTION keel.console_refresh_log() OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION console_refresh_log(); Type: COMMENT; Schema: keel; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION keel.console_refresh_log() IS 'The last 10 control-tower refresh runs (id, started_at, finished_at, duration_ms, outcome, detail), newest first, as a JSON array. Errors: 42501 for a request whose role claim is not admin.';
+
+--
 -- Name: console_require_admin(); Type: FUNCTION; Schema: keel; Owner: keel_owner
 --
 
@@ -8972,11 +9000,7 @@ BEGIN
                 WHERE v_clinic IS NULL AND m.role = 'assistant'
                 GROUP BY m.status
             ) AS j), '[]'::jsonb),
-        'refresh_log', coalesce((
-            SELECT jsonb_agg(jsonb_build_object(
-                       'id', r.id, 'started_at', r.started_at, 'finished_at', r.finished_at,
-                       'duration_ms', r.duration_ms, 'outcome', r.outcome, 'detail', r.detail) ORDER BY r.id DESC)
-            FROM (SELECT * FROM keel.metrics_refresh_log ORDER BY id DESC LIMIT 10) AS r), '[]'::jsonb)
+        'refresh_log', keel.console_refresh_log()
     ) INTO result;
     RETURN result;
 END
@@ -13295,6 +13319,7 @@ GRANT ALL ON FUNCTION clinic.update_staff(id uuid, data jsonb) TO keel_api;
 
 REVOKE ALL ON FUNCTION keel.advisory_lock_key(p_purpose text) FROM PUBLIC;
 GRANT ALL ON FUNCTION keel.advisory_lock_key(p_purpose text) TO keel_api;
+GRANT ALL ON FUNCTION keel.advisory_lock_key(p_purpose text) TO keel_worker;
 
 --
 -- Name: FUNCTION claim_outbox(p_limit integer, p_lease interval, p_worker text); Type: ACL; Schema: keel; Owner: keel_owner
@@ -13323,6 +13348,13 @@ GRANT ALL ON FUNCTION keel.complete_outbox_unsent(p_ids uuid[], p_token uuid) TO
 
 REVOKE ALL ON FUNCTION keel.console_assistant_jobs(p_clinic_id uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION keel.console_assistant_jobs(p_clinic_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION console_refresh_log(); Type: ACL; Schema: keel; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION keel.console_refresh_log() FROM PUBLIC;
+GRANT ALL ON FUNCTION keel.console_refresh_log() TO keel_api;
 
 --
 -- Name: FUNCTION console_require_admin(); Type: ACL; Schema: keel; Owner: keel_owner
