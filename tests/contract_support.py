@@ -18,8 +18,17 @@ import hypothesis.strategies as st
 import psycopg
 from psycopg import sql
 
-from tests.callmaster_shows_support import add_crew, add_department, add_script, add_show, add_user, assign
-from tests.clinic_support import create_clinic, lead_body, patient_body
+from tests.factories import (
+    add_crew,
+    add_department,
+    add_script,
+    add_show,
+    add_user,
+    assign,
+    create_clinic,
+    lead_body,
+    patient_body,
+)
 
 Dba = psycopg.Connection[Any]
 
@@ -48,8 +57,10 @@ def _created(response: httpx.Response) -> str:
 
 
 async def seed_world(dba: Dba, client: httpx.AsyncClient, bearer: Callable[..., dict[str, str]]) -> World:
-    clinic_a, admin_a = create_clinic(dba, "Alpha", "ALP", "admin@alpha.example")
-    clinic_b, admin_b = create_clinic(dba, "Beta", "BET", "admin@beta.example")
+    alpha = create_clinic(dba, "Alpha", prefix="ALP", admin_email="admin@alpha.example")
+    beta = create_clinic(dba, "Beta", prefix="BET", admin_email="admin@beta.example")
+    clinic_a, admin_a = str(alpha.id), str(alpha.admin_id)
+    clinic_b, admin_b = str(beta.id), str(beta.admin_id)
     admin = bearer(admin_a, clinic_id=clinic_a, role="admin")
     doctor = await client.post(
         "/api/staff", headers=admin, json={"name": "Dr Rao", "email": "rao@alpha.example", "role": "doctor"}

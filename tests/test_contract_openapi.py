@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - fixtures are imported from tests.clinic_support
 """Issue 14: the OpenAPI document is exact — every answer the API gives is described, as given.
 
 The outside Schemathesis run found: undocumented 401/403/404/409/422/503, problem bodies documented as
@@ -15,10 +14,16 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.clinic_support import Clinic, assert_problem, clinic_a, settings_overrides  # noqa: F401
 from tests.contract_support import operations, resolve
+from tests.factories import KEYS_ONE, assert_problem
+from tests.fixtures import ClinicAdmin
 
 PROBLEM = {"$ref": "#/components/schemas/Problem"}
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    return {"encryption_keys": KEYS_ONE}
 
 
 @pytest.fixture
@@ -122,7 +127,9 @@ async def test_options_allow_lists_every_method_of_the_path(
         assert allowed == {*(method.upper() for method in item), "OPTIONS"}, path
 
 
-async def test_csv_with_a_duplicated_column_is_refused(client: httpx.AsyncClient, clinic_a: Clinic) -> None:
+async def test_csv_with_a_duplicated_column_is_refused(
+    client: httpx.AsyncClient, clinic_a: ClinicAdmin
+) -> None:
     csv = "name,phone,Name\nMeera,+91 98470 12345,Other\n"
     response = await client.post(
         "/api/leads/import", headers={**clinic_a.headers, "Content-Type": "text/csv"}, content=csv

@@ -18,10 +18,15 @@ import psycopg
 import pytest
 
 from api.errors import problem_from_db_error
-from tests.clinic_support import settings_overrides  # noqa: F401 - an encryption key for leads
 from tests.contract_support import build_request, operations, product, resolve, seed_world
+from tests.factories import KEYS_ONE
 
 HUGE = (2**31, 2**63)
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    return {"encryption_keys": KEYS_ONE}
 
 
 def integer_inputs(doc: dict[str, Any]) -> list[tuple[str, str, dict[str, Any], str, str, Any]]:

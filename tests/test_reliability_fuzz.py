@@ -26,8 +26,8 @@ import httpx
 import psycopg
 import pytest
 
-from tests.clinic_support import KEYS_ONE
 from tests.contract_support import seed_world
+from tests.factories import KEYS_ONE
 
 EXAMPLES = int(os.environ.get("KEEL_FUZZ_EXAMPLES", "3"))
 SEED = int(os.environ.get("KEEL_FUZZ_SEED", "14"))

@@ -14,11 +14,17 @@ from typing import Any
 
 import httpx
 import psycopg
+import pytest
 
-from tests.clinic_support import settings_overrides  # noqa: F401 - an encryption key for leads
 from tests.contract_support import build_request, id_operations, product, seed_world, table_checksums
+from tests.factories import KEYS_ONE
 
 STRANGERS = {"clinic": ("clinic_b",), "callmaster": ("owner_b", "crew_b")}
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    return {"encryption_keys": KEYS_ONE}
 
 
 async def test_tenant_sweep_every_id_operation_answers_404_and_changes_nothing(
