@@ -150,10 +150,10 @@ class BookingLoad:
         """Bookings by the front desk of `setup`'s clinic, its lists read by the front desk of `other`'s."""
         return cls(
             http,
-            bearer(setup.admin_id, clinic_id=setup.clinic_id, role="front_desk"),
+            bearer(setup.admin_id, clinic_id=setup.id, role="front_desk"),
             str(setup.patient_id),
             str(setup.doctor_id),
-            stranger=bearer(other.admin_id, clinic_id=other.clinic_id, role="front_desk"),
+            stranger=bearer(other.admin_id, clinic_id=other.id, role="front_desk"),
             **options,
         )
 
