@@ -67,18 +67,7 @@ async def test_latency_resets_and_a_stall_lose_nothing(
     staff: StaffMember,
     llm: LLMServer,
     bearer: Callable[..., dict[str, str]],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # The in-process dispatcher reads its tuning from the environment: short leases and backoff, so an
-    # event whose delivery or bookkeeping a reset interrupted is due again within the test.
-    for name, value in {
-        "KEEL_NOTIFY_TIMEOUT": "2",
-        "KEEL_OUTBOX_LEASE_SECONDS": "5",
-        "KEEL_OUTBOX_BACKOFF_BASE": "0.5",
-        "KEEL_OUTBOX_BACKOFF_MAX": "2",
-        "KEEL_OUTBOX_POLL_INTERVAL": "1",
-    }.items():
-        monkeypatch.setenv(name, value)
     setup, other = (
         create_clinic(dba, doctors=1, patients=1),
         create_clinic(dba, "Elsewhere", doctors=1, patients=1),
@@ -95,6 +84,13 @@ async def test_latency_resets_and_a_stall_lose_nothing(
         statement_timeout_ms=STATEMENT_TIMEOUT_MS,
         notify_webhook_url=receiver.url,
         notify_webhook_secret=WEBHOOK_SECRET,
+        # Short leases and backoff, so an event whose delivery or bookkeeping a reset interrupted is due
+        # again within the test.
+        notify_timeout=2.0,
+        outbox_lease_seconds=5.0,
+        outbox_backoff_base=0.5,
+        outbox_backoff_max=2.0,
+        outbox_poll_interval=1.0,
         assistant_lease_seconds=3.0,
         assistant_retry_base=0.2,
         assistant_poll_interval=1.0,
