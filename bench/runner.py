@@ -37,6 +37,7 @@ WORKLOADS = (
     "lead_import",
     "control_tower",
     "refresh",
+    "references",
     "scale",
     "live",
 )
@@ -274,11 +275,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only", nargs="+", metavar="NAME", choices=WORKLOADS, help="run only these workloads"
     )
+    parser.add_argument(
+        "--compare", metavar="OLD", help="flag each figure that regressed against a saved run"
+    )
+    parser.add_argument(
+        "--against", metavar="NEW", help="with --compare: compare this saved run; run nothing"
+    )
+    parser.add_argument(
+        "--measure-noise",
+        nargs=2,
+        metavar="RUN",
+        help="record the spread of two saved runs in bench/results/noise.json",
+    )
     args = parser.parse_args(argv)
 
     from rich.console import Console
 
+    from bench import compare
+
     console = Console(width=None if sys.stdout.isatty() else 160)
+    if args.measure_noise:
+        first, second = (compare.load(p) for p in args.measure_noise)
+        noise = compare.load(compare.NOISE) if compare.NOISE.exists() else {}
+        noise[first["mode"]] = compare.measure_noise(first, second)
+        compare.NOISE.write_text(json.dumps(noise, indent=2, ensure_ascii=False) + "\n")
+        console.print(f"noise of {len(noise[first['mode']]['spread'])} figures written to {compare.NOISE}")
+        return 0
+    if args.compare and args.against:
+        old, new = compare.load(args.compare), compare.load(args.against)
+        rows = compare.compare(old, new, compare.thresholds(new["mode"]))
+        compare.print_comparison(console, rows, args.compare)
+        return 1 if any(r["regressed"] for r in rows) else 0
     mode = "tiny" if args.tiny else "quick" if args.quick else "full"
     sizes = Sizes.tiny() if args.tiny else Sizes.quick() if args.quick else Sizes.full()
     names = [n for n in WORKLOADS if not args.only or n in args.only]
@@ -287,18 +314,26 @@ def main(argv: list[str] | None = None) -> int:
     results, info = run_workloads(names, sizes, mode, lambda msg: console.log(msg), partial=partial)
     info["seconds"] = round(time.monotonic() - started, 1)
     console.print(fmt_table(results, info, mode))
+    if "references" in names:
+        from bench.workloads.references import references_table
+
+        console.print(references_table(results))
     for r in results:
         if r.note:
             console.print(f"[bold]{r.workload}[/]: {r.note}")
     console.print(f"total {info['seconds']} s; load average at start {info['loadavg']}")
+    run = json.loads(
+        json.dumps({"mode": mode, "machine": info, "results": [asdict(r) for r in results]}, default=str)
+    )
     if args.json:
-        Path(args.json).write_text(
-            json.dumps(
-                {"mode": mode, "machine": info, "results": [asdict(r) for r in results]},
-                indent=2,
-                default=str,
-            )
-        )
+        Path(args.json).write_text(json.dumps(run, indent=2))
         if partial is not None:
             partial.unlink(missing_ok=True)
-    return 1 if any(r.keel == "error" for r in results) else 0
+    if mode == "full" and not args.only:  # the last full run, kept in the repository (no raw samples)
+        compare.LATEST.write_text(json.dumps(compare.slim(run), indent=1, ensure_ascii=False) + "\n")
+    failed = any(r.keel == "error" for r in results)
+    if args.compare:
+        rows = compare.compare(compare.load(args.compare), run, compare.thresholds(mode))
+        compare.print_comparison(console, rows, args.compare)
+        failed = failed or any(r["regressed"] for r in rows)
+    return 1 if failed else 0

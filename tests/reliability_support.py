@@ -262,8 +262,13 @@ def proxy_target(url: str) -> tuple[str, int] | str:
 
 def through(url: str, proxy: TcpProxy) -> str:
     """`url` with its host and port replaced by the proxy's."""
+    return through_port(url, proxy.port)
+
+
+def through_port(url: str, port: int) -> str:
+    """`url` with its host and port replaced by 127.0.0.1:`port` (a proxy's)."""
     info = conninfo_to_dict(url)
-    info.update(host="127.0.0.1", port=str(proxy.port))
+    info.update(host="127.0.0.1", port=str(port))
     return make_conninfo(**info)
 
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import socket
 import struct
 import threading
@@ -26,6 +28,58 @@ from types import TracebackType
 from typing import Self
 
 CHUNK = 65536
+
+
+class _Timer:
+    """Wakes the proxy's loop at each chunk's due time to within ~0.1 ms.
+
+    `asyncio.sleep` cannot: the loop waits in epoll, whose timeout is whole milliseconds (rounded up), so
+    a 0.25 ms delay became a 1 ms one. This thread waits on a condition variable (nanosecond timeouts) and
+    hands each due future back to the loop.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.heap: list[tuple[float, int, asyncio.Future[None]]] = []
+        self.cond = threading.Condition()
+        self.order = itertools.count()
+        self.stopped = False
+        threading.Thread(target=self._run, name="tcp-proxy-timer", daemon=True).start()
+
+    def until(self, due: float) -> asyncio.Future[None]:
+        future = self.loop.create_future()
+        with self.cond:
+            heapq.heappush(self.heap, (due, next(self.order), future))
+            self.cond.notify()
+        return future
+
+    def stop(self) -> None:
+        with self.cond:
+            self.stopped = True
+            self.cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self.cond:
+                while not self.heap and not self.stopped:
+                    self.cond.wait()
+                if self.stopped:
+                    return
+                wait = self.heap[0][0] - time.monotonic()
+                if wait > 0:
+                    self.cond.wait(wait)
+                    continue
+                due: list[asyncio.Future[None]] = []
+                while self.heap and self.heap[0][0] <= time.monotonic():
+                    due.append(heapq.heappop(self.heap)[2])
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                self.loop.call_soon_threadsafe(_wake, due)
+
+
+def _wake(futures: list[asyncio.Future[None]]) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_result(None)
 
 
 class _Link:
@@ -58,6 +112,7 @@ class TcpProxy:
         self._links: set[_Link] = set()
         self._server: asyncio.base_events.Server | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, name="tcp-proxy", daemon=True)
+        self._timer: _Timer | None = None
         self.port = 0
 
     # -- control (thread-safe) ------------------------------------------------------------------------
@@ -71,6 +126,8 @@ class TcpProxy:
         if not self._thread.is_alive():
             return
         self._call(self._close())
+        if self._timer is not None:
+            self._timer.stop()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()
@@ -142,7 +199,10 @@ class TcpProxy:
         async def deliver() -> None:
             while True:
                 due, data = await queue.get()
-                await asyncio.sleep(max(0.0, due - time.monotonic()))
+                if due > time.monotonic():
+                    if self._timer is None:
+                        self._timer = _Timer(self._loop)
+                    await self._timer.until(due)
                 await self._flowing.wait()
                 if not data:
                     if writer.can_write_eof():

@@ -28,6 +28,7 @@ def test_every_workload_produces_figures() -> None:
         "lead_import": "lead import",
         "control_tower": "control tower read",
         "refresh": "refresh",
+        "references": "v2 ",
         "scale": "scale:",
         "live": "live",
     }
