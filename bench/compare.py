@@ -98,6 +98,18 @@ def compare(old: dict[str, Any], new: dict[str, Any], limits: dict[str, float]) 
     return rows
 
 
+def report(console: Any, old_path: str, new: dict[str, Any]) -> bool:
+    """Print `new` against the saved run at `old_path`; whether any figure regressed beyond noise."""
+    old = load(old_path)
+    if old["mode"] != new["mode"]:
+        console.print(
+            f"[yellow]{old_path} is a {old['mode']} run, this is a {new['mode']} run: sizes differ[/]"
+        )
+    rows = compare(old, new, thresholds(new["mode"]))
+    print_comparison(console, rows, old_path)
+    return any(r["regressed"] for r in rows)
+
+
 def print_comparison(console: Any, rows: list[dict[str, Any]], old_label: str) -> None:
     from rich.table import Table
 

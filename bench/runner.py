@@ -302,10 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"noise of {len(noise[first['mode']]['spread'])} figures written to {compare.NOISE}")
         return 0
     if args.compare and args.against:
-        old, new = compare.load(args.compare), compare.load(args.against)
-        rows = compare.compare(old, new, compare.thresholds(new["mode"]))
-        compare.print_comparison(console, rows, args.compare)
-        return 1 if any(r["regressed"] for r in rows) else 0
+        return 1 if compare.report(console, args.compare, compare.load(args.against)) else 0
     mode = "tiny" if args.tiny else "quick" if args.quick else "full"
     sizes = Sizes.tiny() if args.tiny else Sizes.quick() if args.quick else Sizes.full()
     names = [n for n in WORKLOADS if not args.only or n in args.only]
@@ -333,7 +330,5 @@ def main(argv: list[str] | None = None) -> int:
         compare.LATEST.write_text(json.dumps(compare.slim(run), indent=1, ensure_ascii=False) + "\n")
     failed = any(r.keel == "error" for r in results)
     if args.compare:
-        rows = compare.compare(compare.load(args.compare), run, compare.thresholds(mode))
-        compare.print_comparison(console, rows, args.compare)
-        failed = failed or any(r["regressed"] for r in rows)
+        failed = compare.report(console, args.compare, run) or failed
     return 1 if failed else 0

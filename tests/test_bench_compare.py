@@ -67,7 +67,9 @@ def test_only_moves_beyond_the_noise_the_worse_way_are_regressions() -> None:
 
 
 def test_noise_from_two_runs_sets_the_thresholds(tmp_path: Path) -> None:
-    second = run("quick", ("booking", "640/s", 1.9, "≥ 2× throughput"), ("bulk update", "25.0 ms", 30.0, "≥ 20×"))
+    second = run(
+        "quick", ("booking", "640/s", 1.9, "≥ 2× throughput"), ("bulk update", "25.0 ms", 30.0, "≥ 20×")
+    )
 
     noise = compare.measure_noise(OLD, second)
     path = tmp_path / "noise.json"
