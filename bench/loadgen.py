@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -191,28 +191,41 @@ def probe(base_url: str, req: Req, interval: float, stop: Any, ready: Any) -> Lo
     return asyncio.run(_probe(base_url, req, interval, stop, ready))
 
 
-async def _direct_sql(
-    url: str, context: Mapping[str, Any], query: str, params: Sequence[Sequence[Any]], concurrency: int
+async def per_connection(
+    url: str,
+    items: Sequence[Any],
+    concurrency: int,
+    each: Callable[[Any, Any], Awaitable[Any]],
+    status: int = 200,
+    **connect: Any,
 ) -> LoadResult:
+    """`await each(conn, item)` for every item, on `concurrency` autocommit psycopg connections at once
+    (`connect`: more connection arguments); each item's latency, counted under `status`."""
     from psycopg import AsyncConnection
 
-    from api.db import call
-
     result = LoadResult()
-    queue = iter(range(len(params)))
+    queue = iter(items)
 
     async def worker() -> None:
-        async with await AsyncConnection.connect(url, autocommit=True) as conn:
-            for index in queue:
+        async with await AsyncConnection.connect(url, autocommit=True, **connect) as conn:
+            for item in queue:
                 t0 = time.perf_counter()
-                await call(conn, context, query, params[index])
+                await each(conn, item)
                 result.latencies.append(time.perf_counter() - t0)
-                result.statuses[200] = result.statuses.get(200, 0) + 1
+                result.statuses[status] = result.statuses.get(status, 0) + 1
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     result.elapsed = time.perf_counter() - started
     return result
+
+
+async def _direct_sql(
+    url: str, context: Mapping[str, Any], query: str, params: Sequence[Sequence[Any]], concurrency: int
+) -> LoadResult:
+    from api.db import call
+
+    return await per_connection(url, params, concurrency, lambda conn, item: call(conn, context, query, item))
 
 
 def direct_sql(

@@ -78,6 +78,22 @@ def _stop(process: Any) -> None:
             process.join(timeout=5)
 
 
+def wait_healthy(process: Any, health_url: str, what: str) -> None:
+    """Wait (60 s at most) until `health_url` answers 200; fail at once if `process` exits."""
+    deadline = time.monotonic() + 60
+    while True:
+        if not process.is_alive():
+            raise RuntimeError(f"{what} exited with code {process.exitcode}")
+        try:
+            if httpx.get(health_url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not answer {health_url} within 60 s")
+        time.sleep(0.1)
+
+
 @contextlib.contextmanager
 def served(overrides: dict[str, Any], *, workers_in_process: bool = False) -> Iterator[str]:
     """Start the bench app (and, unless in-process, the workers) in spawned processes; yield its base
@@ -92,18 +108,7 @@ def served(overrides: dict[str, Any], *, workers_in_process: bool = False) -> It
         worker.start()
     base_url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if not process.is_alive():
-                raise RuntimeError(f"the bench server exited with code {process.exitcode}")
-            try:
-                if httpx.get(f"{base_url}/api/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the bench server did not answer /api/health within 60 s")
-            time.sleep(0.1)
+        wait_healthy(process, f"{base_url}/api/health", "the bench server")
         yield base_url
     finally:
         _stop(process)

@@ -10,12 +10,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import time
 from collections.abc import Sequence
 from typing import Any
 
 from api.db import API_ROLE, call
-from bench.loadgen import LoadResult
+from bench.loadgen import LoadResult, per_connection
 
 PATIENT_SQL = (
     "SELECT id, clinic_id, lead_id, name, mobile, email, dob, gender, address, city, state, postal_code"
@@ -66,25 +65,17 @@ async def _book(conn: Any, context: dict[str, str], item: dict[str, Any]) -> Non
 async def _run(
     url: str, claims: dict[str, Any], items: Sequence[dict[str, Any]], concurrency: int
 ) -> LoadResult:
-    from psycopg import AsyncConnection
     from psycopg.rows import dict_row
 
     context = {"claims": json.dumps(claims), "role": API_ROLE, "timeout": "5000"}
-    result = LoadResult()
-    queue = iter(items)
-
-    async def worker() -> None:
-        async with await AsyncConnection.connect(url, row_factory=dict_row, autocommit=True) as conn:
-            for item in queue:
-                t0 = time.perf_counter()
-                await _book(conn, context, item)
-                result.latencies.append(time.perf_counter() - t0)
-                result.statuses[201] = result.statuses.get(201, 0) + 1
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    result.elapsed = time.perf_counter() - started
-    return result
+    return await per_connection(
+        url,
+        items,
+        concurrency,
+        lambda conn, item: _book(conn, context, item),
+        status=201,
+        row_factory=dict_row,
+    )
 
 
 def three_round_trips(

@@ -14,14 +14,13 @@ connection.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from bench.loadgen import LoadResult
+from bench.loadgen import LoadResult, per_connection
 
 FLOOR_SCHEMA = "bench_floor"
 ELEMENT_TABLES = (
@@ -105,21 +104,7 @@ def update_elements(conn: psycopg.Connection[Any], items: Sequence[dict[str, Any
 
 
 async def _statements(url: str, query: str, params: Sequence[Any], concurrency: int) -> LoadResult:
-    result = LoadResult()
-    queue = iter(params)
-
-    async def worker() -> None:
-        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-            for item in queue:
-                t0 = time.perf_counter()
-                await conn.execute(query, item)
-                result.latencies.append(time.perf_counter() - t0)
-                result.statuses[200] = result.statuses.get(200, 0) + 1
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    result.elapsed = time.perf_counter() - started
-    return result
+    return await per_connection(url, params, concurrency, lambda conn, item: conn.execute(query, item))
 
 
 def bare_inserts(url: str, rows: Sequence[dict[str, Any]], concurrency: int) -> LoadResult:

@@ -7,12 +7,11 @@ script's elements, and each element's supporting rows.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import Engine
 from sqlalchemy.ext.declarative import DeferredReflection
 from sqlalchemy.orm import DeclarativeBase, relationship
-
-CLINIC = {"schema": "clinic"}
-CALLMASTER = {"schema": "callmaster"}
 
 
 class Base(DeclarativeBase):
@@ -23,69 +22,34 @@ class Reflected(DeferredReflection):
     __abstract__ = True
 
 
-class Staff(Reflected, Base):
-    __tablename__ = "staff"
-    __table_args__ = CLINIC
+def _model(name: str, table: str, **relationships: Any) -> Any:
+    """A mapped class of `schema.table` ("clinic.staff"), its columns reflected by `reflect`."""
+    schema, _, table_name = table.partition(".")
+    attrs = {"__tablename__": table_name, "__table_args__": {"schema": schema}}
+    return type(
+        name, (Reflected, Base), attrs | {k: relationship(v, viewonly=True) for k, v in relationships.items()}
+    )
 
 
-class Patient(Reflected, Base):
-    __tablename__ = "patients"
-    __table_args__ = CLINIC
-
-
-class Lead(Reflected, Base):
-    __tablename__ = "leads"
-    __table_args__ = CLINIC
-
-
-class Appointment(Reflected, Base):
-    __tablename__ = "appointments"
-    __table_args__ = CLINIC
-
-
-class User(Reflected, Base):
-    __tablename__ = "users"
-    __table_args__ = CALLMASTER
-
-
-class Script(Reflected, Base):
-    __tablename__ = "scripts"
-    __table_args__ = CALLMASTER
-    elements = relationship("ScriptElement", viewonly=True)
-
-
-class ScriptElement(Reflected, Base):
-    __tablename__ = "script_elements"
-    __table_args__ = CALLMASTER
-    equipment = relationship("ElementEquipment", viewonly=True)
-    crew = relationship("ElementCrew", viewonly=True)
-    performers = relationship("ElementPerformer", viewonly=True)
-    rules = relationship("ElementRule", viewonly=True)
-
-
-class ElementEquipment(Reflected, Base):
-    __tablename__ = "script_element_equipment"
-    __table_args__ = CALLMASTER
-
-
-class ElementCrew(Reflected, Base):
-    __tablename__ = "script_element_crew_assignments"
-    __table_args__ = CALLMASTER
-
-
-class ElementPerformer(Reflected, Base):
-    __tablename__ = "script_element_performer_assignments"
-    __table_args__ = CALLMASTER
-
-
-class ElementRule(Reflected, Base):
-    __tablename__ = "script_element_conditional_rules"
-    __table_args__ = CALLMASTER
-
-
-class ElementGroup(Reflected, Base):
-    __tablename__ = "script_element_groups"
-    __table_args__ = CALLMASTER
+Staff = _model("Staff", "clinic.staff")
+Patient = _model("Patient", "clinic.patients")
+Lead = _model("Lead", "clinic.leads")
+Appointment = _model("Appointment", "clinic.appointments")
+User = _model("User", "callmaster.users")
+Script = _model("Script", "callmaster.scripts", elements="ScriptElement")
+ScriptElement = _model(
+    "ScriptElement",
+    "callmaster.script_elements",
+    equipment="ElementEquipment",
+    crew="ElementCrew",
+    performers="ElementPerformer",
+    rules="ElementRule",
+)
+ElementEquipment = _model("ElementEquipment", "callmaster.script_element_equipment")
+ElementCrew = _model("ElementCrew", "callmaster.script_element_crew_assignments")
+ElementPerformer = _model("ElementPerformer", "callmaster.script_element_performer_assignments")
+ElementRule = _model("ElementRule", "callmaster.script_element_conditional_rules")
+ElementGroup = _model("ElementGroup", "callmaster.script_element_groups")
 
 
 def reflect(engine: Engine) -> None:

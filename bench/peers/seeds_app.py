@@ -26,12 +26,10 @@ user row by Clerk id (`get_current_user`), as the note's did. No JWKS, no Clerk 
 
 import contextlib
 import datetime as dt
-import time
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 from uuid import UUID
 
-import httpx
 import jwt
 import psycopg
 from fastapi import Depends, FastAPI, Header, HTTPException
@@ -59,7 +57,7 @@ from bench.peers.models import (
     reflect,
 )
 from bench.server import _stop as stop_process
-from bench.server import free_port
+from bench.server import free_port, wait_healthy
 
 UPDATABLE = frozenset(
     ("description", "cue_notes", "cue_id", "sequence", "time_offset_ms", "duration_ms", "priority", "trigger_type",
@@ -269,16 +267,7 @@ def served_peer(database_url: str, jwt_secret: str) -> Iterator[str]:
     process.start()
     base_url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if not process.is_alive():
-                raise RuntimeError(f"the peer exited with code {process.exitcode}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("the peer did not answer /health within 60 s")
-            time.sleep(0.1)
+        wait_healthy(process, f"{base_url}/health", "the peer")
         yield base_url
     finally:
         stop_process(process)

@@ -108,6 +108,15 @@ class Checker:
         return result
 
 
+def interleaved(repeats: int, sides: dict[str, Callable[[], float]]) -> dict[str, float]:
+    """Each side's figure, sides taken in turn `repeats` times (drift hits all alike); the medians."""
+    series: dict[str, list[float]] = {name: [] for name in sides}
+    for _ in range(repeats):
+        for name, fn in sides.items():
+            series[name].append(fn())
+    return {name: med(values) for name, values in series.items()}
+
+
 def hop_cost(ctx: Context, probes: int, concurrency: int) -> list[Result]:
     """`SELECT 1` direct vs through the proxy adding 0 ms: the proxy's own cost."""
     figures: dict[str, LoadResult] = {}
@@ -222,6 +231,15 @@ class AtRtt:
                       target if self.judged else "(informational)", ok if self.judged else None, "",
                       {**self.common, "unit": "/s" if rate else "s", "keel": keel, "floor": bare})  # fmt: skip
 
+    def pair(self, what: str, m: dict[str, float], *, fmt: Callable[[float], str], rate: bool, target: str,
+             minimum: float, floor_target: str, bound: float) -> list[Result]:  # fmt: skip
+        """The Keel-vs-peer row (with the strong before and the floor in its data) and the Keel-vs-floor row."""
+        return [
+            self.row(what, m["keel"], m["peer"], fmt=fmt, target=target, minimum=minimum, rate=rate,
+                     extra={"before": m["before"], "floor": m["floor"]}),
+            self.floor_row(what, m["keel"], m["floor"], fmt=fmt, target=floor_target, bound=bound, rate=rate),
+        ]  # fmt: skip
+
     def measure(self) -> list[Result]:
         rows = [
             *self.booking(),
@@ -256,20 +274,13 @@ class AtRtt:
             fn(conc * 2, conc)  # warm-up
         before(conc * 2)
         bare(conc * 2)
-        series: dict[str, list[float]] = {"keel": [], "peer": [], "before": [], "floor": []}
-        for _ in range(reps):
-            series["keel"].append(keel(n, conc).throughput)
-            series["peer"].append(peer(n, conc).throughput)
-            series["before"].append(before(n).throughput)
-            series["floor"].append(bare(n).throughput)
-        k, p, b, f = (med(series[s]) for s in ("keel", "peer", "before", "floor"))
+        m = interleaved(reps, {"keel": lambda: keel(n, conc).throughput, "peer": lambda: peer(n, conc).throughput,
+                               "before": lambda: before(n).throughput, "floor": lambda: bare(n).throughput})  # fmt: skip
         k1 = median(keel(self.sizes.latency_bookings, 1).latencies)
         p1 = median(peer(self.sizes.latency_bookings, 1).latencies)
         return [
-            self.row(f"booking c={conc}", k, p, fmt=per_s, target="≥ 2× throughput", minimum=2.0, rate=True,
-                     extra={"before": b, "floor": f}),
-            self.floor_row(f"booking c={conc}", k, f, fmt=per_s, target="≥ 0.6× the bare INSERT's throughput",
-                           bound=0.6, rate=True),
+            *self.pair(f"booking c={conc}", m, fmt=per_s, rate=True, target="≥ 2× throughput", minimum=2.0,
+                       floor_target="≥ 0.6× the bare INSERT's throughput", bound=0.6),
             self.row("booking p50 latency c=1", k1, p1, fmt=ms, target="≥ 3× lower p50", minimum=3.0, rate=False,
                      extra={}),
         ]  # fmt: skip
@@ -283,13 +294,13 @@ class AtRtt:
             reqs = [Req("GET", f"{prefix}/{ids[i % len(ids)]}", headers) for i in range(n)]
             return self.check(in_process(closed_loop, base, reqs, conc), f"GET {prefix}", 200).throughput
 
-        run(self.keel, "/api/appointments")  # warm-up
-        run(self.peer, "/appointments")
-        keel, peer = [], []
-        for _ in range(self.sizes.repeats):
-            keel.append(run(self.keel, "/api/appointments"))
-            peer.append(run(self.peer, "/appointments"))
-        return self.row(f"GET by id c={conc}", med(keel), med(peer), fmt=per_s, target="≥ 2× throughput",
+        sides = {
+            "keel": lambda: run(self.keel, "/api/appointments"),
+            "peer": lambda: run(self.peer, "/appointments"),
+        }
+        interleaved(1, sides)  # warm-up
+        m = interleaved(self.sizes.repeats, sides)
+        return self.row(f"GET by id c={conc}", m["keel"], m["peer"], fmt=per_s, target="≥ 2× throughput",
                         minimum=2.0, rate=True, extra={})  # fmt: skip
 
     def dashboard(self) -> list[Result]:
@@ -359,18 +370,11 @@ class AtRtt:
                 floor.empty_copy_tables(conn)
             return took
 
-        keel()  # warm-up
-        bare()
-        k = med([keel() for _ in range(self.sizes.repeats)])
-        f = med([bare() for _ in range(self.sizes.repeats)])
-        p = med([peer() for _ in range(self.sizes.slow_repeats)])
-        b = med([before() for _ in range(self.sizes.slow_repeats)])
-        return [
-            self.row(f"duplication {n:,} elements", k, p, fmt=ms, target="≥ 30× faster", minimum=30.0, rate=False,
-                     extra={"before": b, "floor": f}),
-            self.floor_row(f"duplication {n:,} elements", k, f, fmt=ms, target="Keel ≤ 2.5× the unconstrained copy",
-                           bound=2.5, rate=False),
-        ]  # fmt: skip
+        interleaved(1, {"keel": keel, "floor": bare})  # warm-up
+        m = interleaved(self.sizes.repeats, {"keel": keel, "floor": bare})
+        m |= interleaved(self.sizes.slow_repeats, {"peer": peer, "before": before})
+        return self.pair(f"duplication {n:,} elements", m, fmt=ms, rate=False, target="≥ 30× faster", minimum=30.0,
+                         floor_target="Keel ≤ 2.5× the unconstrained copy", bound=2.5)  # fmt: skip
 
     def bulk_update(self) -> list[Result]:
         ctx, fx = self.ctx, self.fx
@@ -406,20 +410,11 @@ class AtRtt:
                 self.check.errors.append(f"bulk update floor: {changed} rows changed")
             return took
 
-        for fn in (keel, peer, before, bare):
-            fn()  # warm-up
-        series: dict[str, list[float]] = {"keel": [], "peer": [], "before": [], "floor": []}
-        for _ in range(self.sizes.repeats):
-            for name, fn in (("keel", keel), ("peer", peer), ("before", before), ("floor", bare)):
-                series[name].append(fn())
-        k, p, b, f = (med(series[s]) for s in ("keel", "peer", "before", "floor"))
-        n = len(fx.bulk_ids)
-        return [
-            self.row(f"bulk update {n:,} elements", k, p, fmt=ms, target="≥ 30× faster", minimum=30.0, rate=False,
-                     extra={"before": b, "floor": f}),
-            self.floor_row(f"bulk update {n:,} elements", k, f, fmt=ms, target="Keel ≤ 3× the single UPDATE",
-                           bound=3.0, rate=False),
-        ]  # fmt: skip
+        sides = {"keel": keel, "peer": peer, "before": before, "floor": bare}
+        interleaved(1, sides)  # warm-up
+        m = interleaved(self.sizes.repeats, sides)
+        return self.pair(f"bulk update {len(fx.bulk_ids):,} elements", m, fmt=ms, rate=False, target="≥ 30× faster",
+                         minimum=30.0, floor_target="Keel ≤ 3× the single UPDATE", bound=3.0)  # fmt: skip
 
 
 def references_table(results: list[Result]) -> Any:
