@@ -1,8 +1,9 @@
 """The bench cannot rot: every workload runs once at tiny size and produces its figures.
 
 No timing is asserted — on a shared two-core machine a timing assertion would only measure the
-neighbours. What is asserted: each workload ran to the end, Keel and baseline each produced a figure,
-and every row carries a target.
+neighbours (the one exception is a lower bound: the network hop delays a round trip by at least half
+what it was asked, which a slow machine can only add to). What is asserted: each workload ran to the
+end, Keel and baseline each produced a figure, and every row carries a target.
 """
 
 from __future__ import annotations
@@ -38,3 +39,16 @@ def test_every_workload_produces_figures() -> None:
         for row in rows:
             assert row.keel and row.baseline and row.target, row
             assert row.ratio is not None and row.ratio > 0, row
+    # The references: the peer app answered every workload through the network hop, which really delays
+    # each round trip (a lower bound only: a slow machine can only add to it); the floor and the strong
+    # before were measured beside it.
+    versus_peer = [r for r in results if r.workload.endswith(": Keel vs peer")]
+    assert {r.workload.split(" @ ")[0].split(" c=")[0] for r in versus_peer} >= {
+        "v2 booking", "v2 booking p50 latency", "v2 GET by id", "v2 duplication 50 elements",
+        "v2 bulk update 50 elements", "v2 dashboard 1,000 rows",
+    }  # fmt: skip
+    for row in versus_peer:
+        assert row.data["peer"] > 0 and row.data["rtt_measured_ms"] >= 0.25, row
+    booking = next(r for r in versus_peer if r.workload.startswith("v2 booking c="))
+    assert booking.data["before"] > 0 and booking.data["floor"] > 0
+    assert any(r.workload.startswith("network hop: SELECT 1 p50") for r in results)
