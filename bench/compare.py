@@ -1,8 +1,8 @@
 """The regression guard: every figure of a run against a saved run, flagged when it moved beyond noise.
 
-A run's figures are, per row: the ratio (oriented by its target: a "≤ …×" bound means lower is better,
-anything else higher) and Keel's own figure when it is a rate (`/s`, higher is better) or a time (`ms`,
-`s`, lower is better). A figure regressed when it moved the worse way by more than its threshold:
+A run's figures are, per row: the ratio (oriented by its target: a "≤ …×" bound means lower is better
+unless the target says "ratio ≥", anything else higher) and Keel's own figure when it is a rate (`/s`, higher is better) or a time (`µs`,
+`ms`, `s`, lower is better). A figure regressed when it moved the worse way by more than its threshold:
 twice the spread measured between two back-to-back runs of the same mode (`bench/results/noise.json`,
 written by `python -m bench --measure-noise A.json B.json`), at least `FLOOR`; `UNMEASURED` for a
 figure the noise runs did not have.
@@ -20,7 +20,7 @@ LATEST = RESULTS / "latest.json"
 NOISE = RESULTS / "noise.json"
 FLOOR = 0.10  # no figure is trusted to better than ±10 % on a shared two-core machine
 UNMEASURED = 0.30
-FIGURE = re.compile(r"^(?P<value>[\d,]+(?:\.\d+)?) ?(?P<unit>/s|ms|s)$")
+FIGURE = re.compile(r"^(?P<value>[\d,]+(?:\.\d+)?) ?(?P<unit>/s|µs|ms|s)$")
 
 
 def load(path: str | Path) -> dict[str, Any]:
@@ -47,7 +47,8 @@ def figures(run: dict[str, Any]) -> dict[str, tuple[float, bool]]:
             continue
         target = row.get("target") or ""
         if row.get("ratio"):
-            out[f"{row['workload']} | ratio"] = (float(row["ratio"]), not ("≤" in target and "×" in target))
+            bounded_above = "≤" in target and "×" in target and "ratio ≥" not in target
+            out[f"{row['workload']} | ratio"] = (float(row["ratio"]), not bounded_above)
         match = FIGURE.match(str(row["keel"]).strip())
         if match:
             value = float(match["value"].replace(",", ""))

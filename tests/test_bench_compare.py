@@ -29,6 +29,8 @@ OLD = run(
     ("bulk update", "25.0 ms", 30.0, "≥ 20× faster"),
     ("duplication: 10× elements", "9.00×", 9.0, "Keel ≤ 12×"),
     ("chat", "8.4 ms vs 11.3 ms = 0.75×", 0.75, "Keel ≤ 1.5×"),
+    ("live feed", "66.2 ms", 0.9, "feed ≤ 1.5× (ratio ≥ 0.67)"),
+    ("hop", "97 µs", 1.5, "(the proxy's own cost)"),
     ("broken", "error", None, ""),
 )
 
@@ -41,6 +43,8 @@ def test_figures_are_oriented_by_unit_and_target() -> None:
     assert figures["booking | ratio"] == (2.0, True)
     assert figures["duplication: 10× elements | ratio"] == (9.0, False)  # "Keel ≤ 12×" bounds it from above
     assert figures["chat | ratio"] == (0.75, False)
+    assert figures["live feed | ratio"] == (0.9, True)  # the ratio's own bound is from below
+    assert figures["hop | Keel"] == (97.0, False)
     assert "chat | Keel" not in figures  # not a plain figure
     assert not any(name.startswith("broken") for name in figures)
 

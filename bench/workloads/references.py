@@ -71,6 +71,10 @@ SIZES = {
 }
 
 
+def us(seconds: float) -> str:
+    return f"{seconds * 1e6:,.0f} µs"
+
+
 def rtt_label(rtt: float | None) -> str:
     return "loopback" if rtt is None else f"{rtt:g} ms RTT"
 
@@ -128,7 +132,7 @@ def hop_cost(ctx: Context, probes: int, concurrency: int) -> list[Result]:
     d1, p1 = median(figures["direct@1"].latencies), median(figures["proxy@1"].latencies)
     dc, pc = figures["direct@c"].throughput, figures["proxy@c"].throughput
     return [
-        Result("network hop: SELECT 1 p50, c=1, proxy adding 0 ms vs direct", ms(p1), ms(d1), p1 / d1,
+        Result("network hop: SELECT 1 p50, c=1, proxy adding 0 ms vs direct", us(p1), us(d1), p1 / d1,
                "(the proxy's own cost per round trip)", None, f"+{(p1 - d1) * 1e6:,.0f} µs per round trip",
                {"proxy_s": p1, "direct_s": d1, "rtt": "hop"}),
         Result(f"network hop: SELECT 1 throughput, c={concurrency}, proxy adding 0 ms vs direct", per_s(pc),
@@ -167,7 +171,11 @@ def make_fixture(ctx: Context, sizes: RefSizes) -> Fixture:
         datagen.analyze(conn, "clinic.staff", "clinic.patients", "clinic.appointments", "callmaster.script_elements",
                         "callmaster.script_element_groups", "callmaster.script_element_equipment")  # fmt: skip
     dashboard = control_tower.build(ctx)
-    items = slots(clinic.doctor_ids, 400_000, start_day=dt.date.today() + dt.timedelta(days=400))
+    # Every booking of the run its own slot: per RTT, warm-ups (4 sides × 2 × c), the repetitions, c=1.
+    per_rtt = 8 * ctx.sizes.concurrency + 4 * sizes.repeats * sizes.booking + 2 * sizes.latency_bookings
+    items = slots(
+        clinic.doctor_ids, per_rtt * len(sizes.rtts), start_day=dt.date.today() + dt.timedelta(days=400)
+    )
     for i, item in enumerate(items):
         item["patient_id"] = clinic.patient_ids[(i * 7) % len(clinic.patient_ids)]
         item["clinic_id"] = clinic.id
