@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session, joinedload, selectinload, sessionmaker
 
 from bench.baselines.booking import age_at
 from bench.baselines.duplicate import ELEMENT_COLUMNS
-from bench.baselines.http import aggregate_summary
+from bench.baselines.summary import aggregate_summary
 from bench.loadgen import SPAWN
 from bench.peers.models import (
     Appointment,
