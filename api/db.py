@@ -12,10 +12,10 @@ import asyncio
 import contextlib
 import json
 import random
-from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import psycopg
 from psycopg import AsyncConnection, OperationalError
@@ -29,6 +29,7 @@ from api.settings import Settings
 
 Params = Sequence[Any] | Mapping[str, Any] | None
 Statement = tuple[Query, Params]
+T = TypeVar("T")
 
 # clinic.request_claims checks a clinic token against the staff member's current standing (deactivated:
 # 28000, answered 401; the role is the current one), in this statement: no extra round trip.
@@ -184,17 +185,21 @@ class Database:
                 await asyncio.sleep(random.uniform(0, 0.02 * 2**attempt))
         raise AssertionError("unreachable")
 
-    async def _answered(self, conn: AsyncConnection[Any], work: Coroutine[Any, Any, Any]) -> Any:
-        """Await `work` on `conn`, but no longer than the statement timeout plus ANSWER_GRACE.
+    async def _answered(
+        self, conn: AsyncConnection[Any], work: Coroutine[Any, Any, Any], seconds: float | None = None
+    ) -> Any:
+        """Await `work` on `conn`, but no longer than `seconds` (default: the statement timeout plus
+        ANSWER_GRACE).
 
         The server ends a slow statement itself (57014 → 504); this bounds what it cannot: a network
         partition, where the connection stays open and nothing comes back (TCP would wait many
         minutes). The connection is then closed, not cancelled — psycopg's cancel would open another
         connection across the same dead network and wait 10 s more — and the pool discards it.
         """
+        limit = self._timeout() / 1000 + ANSWER_GRACE if seconds is None else seconds
         task = asyncio.ensure_future(work)
         try:
-            done, _ = await asyncio.wait({task}, timeout=self._timeout() / 1000 + ANSWER_GRACE)
+            done, _ = await asyncio.wait({task}, timeout=limit)
         except asyncio.CancelledError:  # the request itself was cancelled: so is its call, as before
             task.cancel()
             await asyncio.wait({task})
@@ -205,9 +210,7 @@ class Database:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, psycopg.Error):
             await task
-        raise OperationalError(
-            f"the database did not answer within {self._timeout() / 1000 + ANSWER_GRACE:g} s"
-        )
+        raise OperationalError(f"the database did not answer within {limit:g} s")
 
     async def fetch(
         self, principal: HasClaims | None, query: Query, params: Params = None
@@ -234,7 +237,11 @@ class Database:
     async def execute(self, principal: HasClaims | None, query: Query, params: Params = None) -> None:
         await self._run(principal, query, params, "none")
 
-    async def ping(self) -> None:
-        """Raise unless the server answers (used by readiness, outside any role switch)."""
-        async with self.pool.connection() as conn:
-            await conn.execute(PROBE)
+    async def check(
+        self, work: Callable[[AsyncConnection[Any]], Coroutine[Any, Any, T]], seconds: float
+    ) -> T:
+        """`work(conn)` on a pool connection, outside any request context (readiness, replica lag),
+        bounded: `seconds` to get the connection and as many for the answer. A stalled pool or server
+        raises (PoolTimeout, OperationalError) instead of hanging the caller."""
+        async with self.pool.connection(timeout=seconds) as conn:
+            return await self._answered(conn, work(conn), seconds)

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
 
+from api.app import create_app
 from api.migrate import migrate
+from tests.conftest import live_server
+from tests.factories import assert_problem
+from tests.reliability_support import proxy_target, through
+from tests.tcp_proxy import TcpProxy
 
 
 async def test_health_and_ready(client):
@@ -34,6 +41,31 @@ async def test_ready_is_503_when_functions_are_from_another_version(dba, client)
     dba.execute("UPDATE keel.sql_sources SET digest = 'from-an-older-tree'")
     response = await client.get("/api/ready")
     assert response.status_code == 503 and "keel migrate" in response.json()["detail"]
+
+
+async def test_ready_answers_503_within_its_timeout_when_the_database_stalls(settings):
+    """A stalled network (connections open, nothing flows) must not hang the readiness probe."""
+    proxy = TcpProxy(proxy_target(settings.database_url)).start()
+    keel = replace(settings, database_url=through(settings.database_url, proxy), ready_timeout=0.5)
+    try:
+        async with live_server(create_app(keel)) as http:
+            assert (await http.get("/api/ready")).status_code == 200
+            proxy.stall()
+            started = time.monotonic()
+            stalled = await http.get("/api/ready")
+            elapsed = time.monotonic() - started
+            assert_problem(stalled, 503)
+            assert stalled.headers["retry-after"] == "5"
+            assert "did not answer within 0.5 s" in stalled.json()["detail"], stalled.json()
+            assert elapsed < 2.5, elapsed  # 0.5 s for a connection + 0.5 s for the answer, and slack
+            proxy.resume()
+            deadline = time.monotonic() + 10
+            while (await http.get("/api/ready")).status_code != 200:
+                assert time.monotonic() < deadline, "ready did not recover once the network flowed"
+                await asyncio.sleep(0.1)
+    finally:
+        proxy.resume()
+        proxy.stop()
 
 
 async def test_request_id_is_returned_and_propagated(client):
