@@ -8,6 +8,7 @@ with a reason) and on a listed exception that no longer applies (so the list sta
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import psycopg
@@ -155,5 +156,151 @@ EXCEPTIONS: dict[tuple[str, str, str], str] = {
     ("callmaster.share_links", "unique", "share_links_token_hash_key"): (
         "a share link is found by its token's hash alone (the visitor names no tenant); under Citus the "
         "link table becomes a reference table, or the token carries the owner"
+    ),
+}
+
+
+# -- every query path of a request is keyed by the tenant -----------------------------------------------
+#
+# Under Citus a query is routed to one node when it constrains the distribution column to one value;
+# without that it fans out to every shard. Two checks, the second backing the first:
+#
+# 1. The catalog: every row-level security policy of a tenant table has `<tenant key> = (SELECT
+#    <current tenant>())` as a top-level conjunct, so every statement a request runs as keel_api on that
+#    table carries the predicate Citus routes on, whatever the SQL wrote.
+# 2. The plans: a representative set of requests (clinic and callmaster, reads and writes) runs with
+#    auto_explain (nested statements: inside functions and triggers, SECURITY DEFINER ones included, which
+#    row-level security does not reach); every scan of a tenant table must have an equality on its tenant
+#    key among its index or filter conditions' top-level conjuncts.
+#
+# What does not hold is listed with its reason; a new unkeyed path or a stale exception fails.
+
+TENANT_FUNCTIONS = ("keel.current_clinic_id", "callmaster.current_user_id")
+
+
+def conjuncts(expression: str) -> list[str]:
+    """The top-level AND-ed terms of an expression as PostgreSQL prints it (`pg_get_expr`, EXPLAIN)."""
+    text = expression.strip()
+    while text.startswith("(") and _closing(text, 0) == len(text) - 1:
+        text = text[1:-1].strip()
+    terms, depth, start = [], 0, 0
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "'":
+            index = text.index("'", index + 1)
+        elif depth == 0 and text.startswith(" AND ", index):
+            terms.append(text[start:index])
+            start = index + 5
+        index += 1
+    terms.append(text[start:])
+    if len(terms) == 1:
+        return [text]
+    return [term for part in terms for term in conjuncts(part)]
+
+
+def _closing(text: str, opening: int) -> int:
+    depth = 0
+    index = opening
+    while index < len(text):
+        if text[index] == "'":
+            index = text.index("'", index + 1)
+        elif text[index] == "(":
+            depth += 1
+        elif text[index] == ")":
+            depth -= 1
+            if depth == 0:
+                return index
+        index += 1
+    return -1
+
+
+def keyed_on(expression: str | None, key: str, value: str = r".+") -> bool:
+    """Whether a top-level conjunct of `expression` is `key = <value>` (either side, any alias)."""
+    if not expression:
+        return False
+    column = rf"(?:\w+\.)?{re.escape(key)}"
+    pattern = re.compile(rf"^(?:{column} = (?:{value})|(?:{value}) = {column})$")
+    return any(pattern.match(term) for term in conjuncts(expression))
+
+
+CURRENT_TENANT = "|".join(rf"\( SELECT {re.escape(name)}\(\) AS \w+\)" for name in TENANT_FUNCTIONS)
+
+
+def unkeyed_policies(dba: psycopg.Connection[Any]) -> set[tuple[str, str, str]]:
+    """(table, "policy", "<policy> using|with check") for every permissive policy clause of a tenant
+    table that does not pin its tenant key to the caller's tenant (unless a restrictive policy does)."""
+    found: set[tuple[str, str, str]] = set()
+    tables = tenant_tables(dba)
+    rows = dba.execute(
+        """
+        SELECT p.polrelid::regclass::text, p.polname::text, p.polpermissive,
+               pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)
+        FROM pg_policy p WHERE p.polrelid::regclass::text = ANY(%s)
+        ORDER BY 1, 2
+        """,
+        (list(tables),),
+    ).fetchall()
+    restricted = {
+        table
+        for table, _, permissive, using, check in rows
+        if not permissive and keyed_on(using, tables[table], CURRENT_TENANT)
+    }
+    for table, name, permissive, using, check in rows:
+        if not permissive or table in restricted:
+            continue
+        for clause, expression in (("using", using), ("with check", check)):
+            if expression is not None and not keyed_on(expression, tables[table], CURRENT_TENANT):
+                found.add((table, "policy", f"{name} {clause}"))
+    return found
+
+
+def tenant_tables(dba: psycopg.Connection[Any]) -> dict[str, str]:
+    """Tenant table → its tenant key, for the tables that have one (the others are exceptions above)."""
+    rows = dba.execute(
+        """
+        SELECT c.oid::regclass::text, array_agg(a.attname::text ORDER BY a.attnum)
+        FROM pg_class c
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+        WHERE c.relkind IN ('r', 'p') AND c.relrowsecurity AND n.nspname = ANY(%s)
+        GROUP BY 1
+        """,
+        (list(TENANT_SCHEMAS),),
+    ).fetchall()
+    keys = {table: tenant_key(table, list(columns)) for table, columns in rows if table not in REFERENCE_TABLES}
+    return {table: key for table, key in keys.items() if key is not None}
+
+
+def test_every_policy_pins_the_tenant_key_or_is_listed_with_a_reason(dba: psycopg.Connection[Any]) -> None:
+    found = unkeyed_policies(dba)
+    listed = set(POLICY_EXCEPTIONS)
+    assert found - listed == set(), f"new unkeyed policies: key them or list them: {sorted(found - listed)}"
+    assert listed - found == set(), f"listed exceptions that no longer apply: {sorted(listed - found)}"
+    assert all(POLICY_EXCEPTIONS.values())
+
+
+CREW_READ = (
+    "crew read: a crew member reads the shows they are assigned to (and what hangs off them), owned by "
+    "other users, through callmaster.assigned_show_ids(); cross-tenant by design. Under Citus such a read "
+    "goes to the shards of those owners (the assignment names the show, whose owner_id the request can "
+    "add to route it); an owner's own reads are keyed by the owner policy beside it"
+)
+POLICY_EXCEPTIONS: dict[tuple[str, str, str], str] = {
+    **{
+        (f"callmaster.{table}", "policy", f"{table}_crew_read using"): CREW_READ
+        for table in ("crew_assignments", "departments", "script_elements", "scripts", "shows", "venues")
+    },
+    ("callmaster.crew_relationships", "policy", "crew_relationships_select using"): (
+        "a crew member sees the relationships naming them (crew_user_id), whichever manager owns them: "
+        "the crew side of the pair; under Citus a multi-shard read of a small table"
+    ),
+    ("callmaster.show_runs", "policy", "show_runs_read using"): (
+        "a show run is visible when its script is (the script's own policies key it): keyed through the "
+        "parent; under Citus show_runs is co-located with its script by owner_id"
     ),
 }
