@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import random
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -44,6 +45,22 @@ MAX_ATTEMPTS = 4
 PROBE = "SELECT 1"  # does the connection still answer?
 ANSWER_GRACE = 2.0  # seconds past the statement timeout after which a silent server counts as gone
 RECONNECT_MAX_DELAY = 1.0  # seconds between the pool's attempts to reconnect to a server that went away
+
+
+notices = logging.getLogger("keel.db.notices")
+
+
+def _log_notice(diagnostic: psycopg.errors.Diagnostic) -> None:
+    """A server notice (`RAISE NOTICE`, or a plan from auto_explain with `auto_explain.log_level =
+    notice`) in the log, with the request id of the request whose statement raised it and, in
+    `context`, the function (and line) that ran the statement."""
+    notices.info(
+        "%s: %s", diagnostic.severity, diagnostic.message_primary, extra={"context": diagnostic.context}
+    )
+
+
+async def _watch_notices(conn: AsyncConnection[Any]) -> None:
+    conn.add_notice_handler(_log_notice)
 
 
 class HasClaims(Protocol):
@@ -144,6 +161,7 @@ class Database:
                 "autocommit": True,
                 "prepare_threshold": settings.prepare_threshold,
             },
+            configure=_watch_notices,
             open=False,
             name=name,
         )

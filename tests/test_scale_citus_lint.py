@@ -8,10 +8,20 @@ with a reason) and on a listed exception that no longer applies (so the list sta
 
 from __future__ import annotations
 
+import json
+import logging
 import re
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
+import pytest
+from psycopg import sql
+
+from api.app import create_app
+from api.settings import Settings
+from tests.conftest import live_server
+from tests.factories import KEYS_ONE, Clinic, add_script, add_show, add_user, assign, lead_body, patient_body
 
 TENANT_SCHEMAS = ("clinic", "assistant", "callmaster")
 # The tenant key of a tenant table: the first of these columns it has (clinic: the clinic; callmaster:
@@ -272,7 +282,9 @@ def tenant_tables(dba: psycopg.Connection[Any]) -> dict[str, str]:
         """,
         (list(TENANT_SCHEMAS),),
     ).fetchall()
-    keys = {table: tenant_key(table, list(columns)) for table, columns in rows if table not in REFERENCE_TABLES}
+    keys = {
+        table: tenant_key(table, list(columns)) for table, columns in rows if table not in REFERENCE_TABLES
+    }
     return {table: key for table, key in keys.items() if key is not None}
 
 
@@ -303,4 +315,288 @@ POLICY_EXCEPTIONS: dict[tuple[str, str, str], str] = {
         "a show run is visible when its script is (the script's own policies key it): keyed through the "
         "parent; under Citus show_runs is co-located with its script by owner_id"
     ),
+}
+
+
+SCANS = {"Seq Scan", "Index Scan", "Index Only Scan", "Bitmap Heap Scan", "Tid Scan", "Tid Range Scan"}
+CONDITIONS = ("Index Cond", "Recheck Cond", "Filter", "TID Cond")
+AUTO_EXPLAIN = {
+    "session_preload_libraries": "auto_explain",
+    "auto_explain.log_min_duration": "0",
+    "auto_explain.log_nested_statements": "on",
+    "auto_explain.log_format": "json",
+    "auto_explain.log_verbose": "on",  # the scanned relation's schema
+    "auto_explain.log_level": "notice",  # to the client: api.db logs server notices (keel.db.notices)
+    # Plans of the statements as written, not of this run's values (a custom plan folds `id = NULL`
+    # away): the same on every server version and whichever backend the pooler lends.
+    "plan_cache_mode": "force_generic_plan",
+}
+
+
+def unkeyed_scans(plan: dict[str, Any], tables: dict[str, str]) -> Iterator[str]:
+    """The tenant tables `plan` scans without an equality on their tenant key."""
+    table = f"{plan.get('Schema')}.{plan.get('Relation Name')}"
+    keyed = table in tables and any(keyed_on(plan.get(condition), tables[table]) for condition in CONDITIONS)
+    if plan["Node Type"] in SCANS and table in tables and not keyed:
+        yield table
+    for child in plan.get("Plans", []):
+        yield from unkeyed_scans(child, tables)
+
+
+def logged_plans(records: list[logging.LogRecord]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(the function that ran the statement, its plan) for every plan auto_explain sent."""
+    for record in records:
+        message = record.getMessage()
+        if record.name == "keel.db.notices" and "plan:\n" in message:
+            plan = json.loads(message.split("plan:\n", 1)[1])
+            yield running_function(getattr(record, "context", None), plan["Query Text"]), plan
+
+
+def running_function(context: str | None, query: str) -> str:
+    """The innermost function in a notice's CONTEXT (`SQL statement "…"` then `PL/pgSQL function
+    callmaster.x(uuid) line 3 at …`, or `SQL function "y" statement 1`); else the request's own
+    statement (where SQL functions are inlined), named by what it calls."""
+    found = re.search(r'SQL function "([^"]+)"|PL/pgSQL function ([\w.]+)\(', context or "")
+    if found:
+        return next(name for name in found.groups() if name)
+    called = re.search(r"\b(\w+\.\w+)\(", query)
+    return f"request calling {called.group(1)}" if called else "request statement"
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    return {"encryption_keys": KEYS_ONE}
+
+
+async def test_every_request_query_path_is_keyed_by_the_tenant_or_listed_with_a_reason(
+    dba: psycopg.Connection[Any],
+    settings: Settings,
+    clinic_setup: Clinic,
+    bearer: Callable[..., dict[str, str]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    dba.execute("LOAD 'auto_explain'")
+    for name, value in AUTO_EXPLAIN.items():  # every new connection to this test's database
+        dba.execute(
+            sql.SQL("ALTER DATABASE {} SET {} = {}").format(
+                sql.Identifier(dba.info.dbname), sql.Identifier(*name.split(".")), sql.Literal(value)
+            )
+        )
+    tables = tenant_tables(dba)
+    caplog.set_level(logging.INFO, logger="keel.db.notices")
+    # (table, function running the unkeyed statement) → the requests that ran it, and the statement.
+    # Per function, not per request: a function called by several requests is one path.
+    found: dict[tuple[str, str], tuple[set[str], str]] = {}
+    responses: dict[str, Any] = {}
+    async with live_server(create_app(settings)) as http:
+        for label, method, path, body, who in representative_requests(dba, clinic_setup, responses):
+            caplog.clear()
+            response = await http.request(
+                method, path(), json=body() if body else None, headers=bearer(**who)
+            )
+            assert response.is_success, (label, response.status_code, response.text)
+            plans = list(logged_plans(caplog.records))
+            assert plans, f"{label}: no plan logged (is auto_explain loaded?)"
+            responses[label] = response.json() if response.content else None
+            for function, plan in plans:
+                if plan["Query Text"].lstrip().startswith("SELECT 1 FROM ONLY"):
+                    continue  # a foreign key check: the key lint above covers foreign keys
+                for table in unkeyed_scans(plan["Plan"], tables):
+                    labels, _ = found.setdefault((table, function), (set(), plan["Query Text"].strip()))
+                    labels.add(label)
+    listed = set(PATH_EXCEPTIONS)
+    new = {key: found[key] for key in set(found) - listed}
+    assert not new, (
+        f"(table, function) scanning a tenant table without its tenant key: (requests, statement): {new}"
+    )
+    stale = listed - set(found) - PLANNER_DEPENDENT
+    assert stale == set(), f"listed exceptions that no longer apply: {sorted(stale)}"
+    assert all(PATH_EXCEPTIONS.values())
+
+
+def representative_requests(
+    dba: psycopg.Connection[Any], clinic: Clinic, responses: dict[str, Any]
+) -> list[tuple[str, str, Callable[[], str], Callable[[], Any] | None, dict[str, Any]]]:
+    """(label, method, path, body, bearer claims): the clinic's and CallMaster's main paths, reads and
+    writes, as an admin, an owner and a crew member; paths and bodies are built when sent, from the
+    `responses` of the requests before (by label)."""
+
+    def answer(label: str, key: str) -> str:
+        return str(responses[label][key])
+
+    admin = {"sub": clinic.admin_id, "clinic_id": clinic.id, "role": "admin"}
+    owner_id = add_user(dba, "owner_paths")
+    crew_id = add_user(dba, "crew_paths")
+    crew_show = add_show(dba, owner_id, "Assigned")
+    crew_script = add_script(dba, crew_show)
+    assign(dba, crew_show, crew_id)
+    owner, crew = {"sub": "owner_paths"}, {"sub": "crew_paths"}
+    booking = {
+        "patient_id": str(clinic.patient_id),
+        "doctor_id": str(clinic.doctor_id),
+        "appointment_date": "2030-01-07",
+        "start_time": "10:00",
+        "end_time": "10:30",
+    }
+
+    def fixed(value: str) -> Callable[[], str]:
+        return lambda: value
+
+    return [
+        ("GET staff", "GET", fixed("/api/staff"), None, admin),
+        ("GET doctors", "GET", fixed("/api/doctors"), None, admin),
+        ("POST lead", "POST", fixed("/api/leads"), lambda: lead_body(), admin),
+        ("GET leads by status", "GET", fixed("/api/leads?status=new_inquiry"), None, admin),
+        ("GET leads by phone", "GET", fixed("/api/leads?phone=%2B91%2098470%2012345"), None, admin),
+        ("GET lead", "GET", lambda: f"/api/leads/{answer('POST lead', 'id')}", None, admin),
+        (
+            "PATCH lead",
+            "PATCH",
+            lambda: f"/api/leads/{answer('POST lead', 'id')}",
+            lambda: {"notes": "n"},
+            admin,
+        ),
+        ("POST convert", "POST", lambda: f"/api/leads/{answer('POST lead', 'id')}/convert", dict, admin),
+        ("POST patient", "POST", fixed("/api/patients"), lambda: patient_body(), admin),
+        ("GET patients by q", "GET", fixed("/api/patients?q=Arjun"), None, admin),
+        (
+            "PATCH patient",
+            "PATCH",
+            lambda: f"/api/patients/{answer('POST patient', 'id')}",
+            lambda: {"city": "Kochi"},
+            admin,
+        ),
+        ("POST appointment", "POST", fixed("/api/appointments"), lambda: booking, admin),
+        ("GET appointments", "GET", fixed("/api/appointments?date=2030-01-07"), None, admin),
+        (
+            "PATCH appointment",
+            "PATCH",
+            lambda: f"/api/appointments/{answer('POST appointment', 'id')}",
+            lambda: {"visit_reason": "review"},
+            admin,
+        ),
+        (
+            "POST cancel",
+            "POST",
+            lambda: f"/api/appointments/{answer('POST appointment', 'id')}/cancel",
+            lambda: {"reason": "travel"},
+            admin,
+        ),
+        ("GET control tower", "GET", fixed("/api/control-tower/summary"), None, admin),
+        ("GET me", "GET", fixed("/api/me"), None, owner),
+        ("POST venue", "POST", fixed("/api/venues"), lambda: {"name": "Globe"}, owner),
+        ("POST department", "POST", fixed("/api/departments"), lambda: {"name": "Sound"}, owner),
+        (
+            "POST show",
+            "POST",
+            fixed("/api/shows"),
+            lambda: {"name": "Lear", "venue_id": answer("POST venue", "id")},
+            owner,
+        ),
+        ("GET shows", "GET", fixed("/api/shows"), None, owner),
+        (
+            "POST script",
+            "POST",
+            lambda: f"/api/shows/{answer('POST show', 'id')}/scripts",
+            lambda: {"name": "A"},
+            owner,
+        ),
+        (
+            "POST element",
+            "POST",
+            lambda: f"/api/scripts/{answer('POST script', 'id')}/elements",
+            lambda: {"element_type": "cue", "cue_id": "Q1", "department_id": answer("POST department", "id")},
+            owner,
+        ),
+        ("GET elements", "GET", lambda: f"/api/scripts/{answer('POST script', 'id')}/elements", None, owner),
+        (
+            "PATCH elements",
+            "PATCH",
+            lambda: f"/api/scripts/{answer('POST script', 'id')}/elements",
+            lambda: [{"id": answer("POST element", "id"), "time_offset_ms": 500}],
+            owner,
+        ),
+        (
+            "POST duplicate",
+            "POST",
+            lambda: f"/api/scripts/{answer('POST script', 'id')}/duplicate",
+            None,
+            owner,
+        ),
+        ("GET crew", "GET", fixed("/api/crew"), None, owner),
+        ("GET shows as crew", "GET", fixed("/api/shows"), None, crew),
+        ("GET elements as crew", "GET", fixed(f"/api/scripts/{crew_script}/elements"), None, crew),
+    ]
+
+
+# Reasons, one per kind of unkeyed path, with the (table, function running the statement) pairs they
+# explain. Clinic and assistant paths are all keyed.
+OWNER_OR_CREW = (
+    "read through row-level security whose permissive policies are OR-ed, `owner_id = me OR show_id = "
+    "ANY(assigned_show_ids())` (POLICY_EXCEPTIONS, CREW_READ), directly or in a policy's subquery: keyed "
+    "for the owner's rows, by assignment for crew. Under Citus an owner's path adds `owner_id = me` to "
+    "its statements (or crew endpoints read through their own functions), so it routes to one shard"
+)
+BY_ID_AFTER_CHECK = (
+    "a SECURITY DEFINER function (no row-level security) locks or reads the show, script or elements by "
+    "uuid (or the script's id) after checking the caller may write them; it holds the owner_id (from "
+    "the checked row) and under Citus passes it in the same WHERE"
+)
+CREW_SIDE = (
+    "the crew side of a relationship: assigned_show_ids() reads crew_assignments by the crew member "
+    "(user_id), visible_user_ids() reads relationships, assignments and shows (owned or assigned) by "
+    "either side; the rows belong to other owners by design. Under Citus a small multi-shard read (or a "
+    "reference copy of the assignments)"
+)
+BY_SCRIPT = (
+    "the live feed reaches its rows by script or element id (live_feed_heads and the log carry no "
+    "owner_id: LIVE_FEED above); under Citus they gain the script's owner_id and co-locate with it"
+)
+_PATHS = {
+    CREW_SIDE: [
+        ("callmaster.crew_assignments", "assigned_show_ids"),
+        ("callmaster.crew_assignments", "visible_user_ids"),
+        ("callmaster.crew_relationships", "visible_user_ids"),
+        ("callmaster.shows", "visible_user_ids"),
+    ],
+    OWNER_OR_CREW: [
+        ("callmaster.script_elements", "callmaster.check_element_refs"),
+        ("callmaster.script_elements", "callmaster.list_script_elements"),
+        ("callmaster.script_elements", "element_documents"),
+        ("callmaster.script_elements", "element_json"),
+        ("callmaster.scripts", "callmaster.bulk_update_script_elements"),
+        ("callmaster.scripts", "callmaster.check_element_refs"),
+        ("callmaster.scripts", "callmaster.duplicate_script_json"),
+        ("callmaster.scripts", "callmaster.insert_element"),
+        ("callmaster.scripts", "callmaster.list_script_elements"),
+        ("callmaster.scripts", "element_documents"),
+        ("callmaster.scripts", "element_json"),
+        ("callmaster.scripts", "script_json"),
+        ("callmaster.scripts", "show_json"),
+        ("callmaster.shows", "callmaster.check_element_refs"),
+        ("callmaster.shows", "callmaster.check_show_venue"),
+        ("callmaster.shows", "callmaster.create_venue"),
+        ("callmaster.shows", "callmaster.list_shows"),
+        ("callmaster.shows", "show_json"),
+        ("callmaster.venues", "show_json"),
+    ],
+    BY_ID_AFTER_CHECK: [
+        ("callmaster.script_elements", "duplicate_script"),
+        ("callmaster.scripts", "duplicate_script"),
+        ("callmaster.scripts", "writable_script"),
+        ("callmaster.shows", "duplicate_script"),
+        ("callmaster.shows", "writable_show"),
+    ],
+    BY_SCRIPT: [
+        ("callmaster.script_elements", "live_feed_children"),
+        ("callmaster.scripts", "live_claim_positions"),
+    ],
+}
+PATH_EXCEPTIONS: dict[tuple[str, str], str] = {
+    path: reason for reason, paths in _PATHS.items() for path in paths
+}
+PLANNER_DEPENDENT = {
+    # The departments policy's subquery over shows: PostgreSQL 15 correlates it on owner_id (keyed),
+    # 18 plans it as a hashed subplan without that predicate. Listed, but not stale when keyed.
+    ("callmaster.shows", "callmaster.check_element_refs"),
 }
