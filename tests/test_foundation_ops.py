@@ -115,6 +115,7 @@ def _postgres_for(data_dir: Path) -> list[psutil.Process]:
     return found
 
 
+@pytest.mark.embedded
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
 def test_embedded_serve_lifecycle(embedded_data_dir, unused_tcp_port, stop_signal):
     """No configuration: serve starts a private PostgreSQL, migrates, answers, stops it on a signal."""
