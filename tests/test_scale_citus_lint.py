@@ -55,23 +55,8 @@ def tenant_key(table: str, columns: list[str]) -> str | None:
 
 def violations(dba: psycopg.Connection[Any]) -> set[tuple[str, str, str]]:
     """(table, kind, constraint or column) for every deviation from the rule."""
-    tables = {
-        table: list(columns)
-        for table, columns in dba.execute(
-            """
-            SELECT c.oid::regclass::text, array_agg(a.attname::text ORDER BY a.attnum)
-            FROM pg_class c
-            JOIN pg_namespace n ON n.oid = c.relnamespace
-            JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-            WHERE c.relkind IN ('r', 'p') AND c.relrowsecurity AND n.nspname = ANY(%s)
-            GROUP BY 1
-            """,
-            (list(TENANT_SCHEMAS),),
-        ).fetchall()
-    }
+    tables = table_columns(dba)
     found: set[tuple[str, str, str]] = set()
-    for reference in REFERENCE_TABLES:
-        tables.pop(reference)
     for table, columns in tables.items():
         if tenant_key(table, columns) is None:
             found.add((table, "no tenant column", "-"))
@@ -269,8 +254,9 @@ def unkeyed_policies(dba: psycopg.Connection[Any]) -> set[tuple[str, str, str]]:
     return found
 
 
-def tenant_tables(dba: psycopg.Connection[Any]) -> dict[str, str]:
-    """Tenant table → its tenant key, for the tables that have one (the others are exceptions above)."""
+def table_columns(dba: psycopg.Connection[Any]) -> dict[str, list[str]]:
+    """Every tenant table (row-level security on, in the tenant schemas; not a reference table) → its
+    columns."""
     rows = dba.execute(
         """
         SELECT c.oid::regclass::text, array_agg(a.attname::text ORDER BY a.attnum)
@@ -282,9 +268,12 @@ def tenant_tables(dba: psycopg.Connection[Any]) -> dict[str, str]:
         """,
         (list(TENANT_SCHEMAS),),
     ).fetchall()
-    keys = {
-        table: tenant_key(table, list(columns)) for table, columns in rows if table not in REFERENCE_TABLES
-    }
+    return {table: list(columns) for table, columns in rows if table not in REFERENCE_TABLES}
+
+
+def tenant_tables(dba: psycopg.Connection[Any]) -> dict[str, str]:
+    """Tenant table → its tenant key, for the tables that have one (the others are exceptions above)."""
+    keys = {table: tenant_key(table, columns) for table, columns in table_columns(dba).items()}
     return {table: key for table, key in keys.items() if key is not None}
 
 
