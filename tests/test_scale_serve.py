@@ -122,7 +122,7 @@ def test_serve_with_several_processes_on_the_embedded_database(embedded_data_dir
         assert totals == {40.0}, totals
 
         # The pool gauge counts the live processes' connections, nothing the earlier run left.
-        pool_matches_connections(port, db_url, metrics_dir, api_processes)
+        pool_matches_connections(port, db_url, metrics_dir, server.pid)
 
         # A killed API process (SIGKILL: no clean exit) is replaced; the port keeps answering.
         killed = api_processes[0]
@@ -135,7 +135,7 @@ def test_serve_with_several_processes_on_the_embedded_database(embedded_data_dir
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as fresh:
                 assert fresh.get("/api/staff", headers=headers).status_code == 200
         # ...and its live gauges no longer count: the supervisor marked it dead.
-        pool_matches_connections(port, db_url, metrics_dir, listening_processes(server.pid, port))
+        pool_matches_connections(port, db_url, metrics_dir, server.pid)
         assert not list(metrics_dir.glob(f"gauge_live*_{killed}.db"))
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as fresh:  # counters stay
             assert metric(fresh.get("/metrics").text, "keel_requests_total", 'path="/api/staff"') == 50
@@ -156,12 +156,14 @@ Gauge("keel_db_pool_size", "", ["pool"], multiprocess_mode="livesum").labels("pr
 """
 
 
-def pool_matches_connections(port: int, db_url: str, metrics_dir: Path, api_processes: list[int]) -> None:
+def pool_matches_connections(port: int, db_url: str, metrics_dir: Path, supervisor: int) -> None:
     """Wait until the live pool gauges are exactly the live API processes' (each has published) and
     /metrics' primary pool size, their sum, equals the API connections the server sees: a dead
-    process's gauge would keep it above."""
-    deadline = time.monotonic() + 30
+    process's gauge would keep it above. (The API processes are read each time: under load, uvicorn's
+    supervisor may replace a child that answers its health check late.)"""
+    deadline = time.monotonic() + 60
     while True:
+        api_processes = set(listening_processes(supervisor, port))
         publishers = {int(path.stem.rsplit("_", 1)[1]) for path in metrics_dir.glob("gauge_livesum_*.db")}
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as fresh:
             gauge = metric(fresh.get("/metrics").text, "keel_db_pool_size", 'pool="primary"')
@@ -169,7 +171,7 @@ def pool_matches_connections(port: int, db_url: str, metrics_dir: Path, api_proc
             connections = dba.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'keel'"
             ).fetchone()[0]
-        if publishers == set(api_processes) and gauge == connections:
+        if publishers == api_processes and gauge == connections:
             return
         assert time.monotonic() < deadline, (publishers, api_processes, gauge, connections)
         time.sleep(0.5)
