@@ -116,53 +116,60 @@ def _postgres_for(data_dir: Path) -> list[psutil.Process]:
 
 
 @pytest.mark.embedded
-@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
-def test_embedded_serve_lifecycle(embedded_data_dir, unused_tcp_port, stop_signal):
-    """No configuration: serve starts a private PostgreSQL, migrates, answers, stops it on a signal."""
+def test_embedded_serve_lifecycle(embedded_data_dir, unused_tcp_port):
+    """No configuration: serve starts a private PostgreSQL, migrates, answers, stops it on a signal —
+    SIGINT, then again on the data dir it left (no initdb, nothing to migrate), SIGTERM."""
     data_dir = embedded_data_dir
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "KEEL_"))}
     env["KEEL_DATA_DIR"] = str(data_dir)
     keel = [sys.executable, "-m", "api.cli"]
-    proc = subprocess.Popen(
-        [*keel, "serve", "--port", str(unused_tcp_port)], env=env, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        base = f"http://127.0.0.1:{unused_tcp_port}"
-        assert _wait_for(f"{base}/api/health", proc).status_code == 200
-        token = subprocess.run(
-            [*keel, "token", "--sub", "staff-1", "--role", "admin"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        ready = httpx.get(f"{base}/api/ready", headers={"Authorization": f"Bearer {token}"})
-        assert ready.status_code == 200 and ready.json()["authenticated_as"] == "staff-1"
-        url = subprocess.run(
-            [*keel, "db-url"], env=env, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        schemas = subprocess.run(
-            ["psql", url, "-Atc", "SELECT nspname FROM pg_namespace ORDER BY 1"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()
-        assert {"keel", "clinic", "assistant", "callmaster"} <= set(schemas)
-
-        second = subprocess.run(
-            [*keel, "serve", "--port", "1"], check=False, env=env, capture_output=True, text=True, timeout=60
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        proc = subprocess.Popen(
+            [*keel, "serve", "--port", str(unused_tcp_port)], env=env, stderr=subprocess.PIPE, text=True
         )
-        assert second.returncode != 0 and "already using" in second.stderr
-        assert _postgres_for(data_dir)
-    finally:
-        proc.send_signal(stop_signal)
-        proc.wait(timeout=60)
-        log = proc.stderr.read()
-        proc.stderr.close()
-    deadline = time.monotonic() + 15
-    while _postgres_for(data_dir) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert _postgres_for(data_dir) == [], log
+        try:
+            base = f"http://127.0.0.1:{unused_tcp_port}"
+            assert _wait_for(f"{base}/api/health", proc).status_code == 200
+            token = subprocess.run(
+                [*keel, "token", "--sub", "staff-1", "--role", "admin"],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+            ready = httpx.get(f"{base}/api/ready", headers={"Authorization": f"Bearer {token}"})
+            assert ready.status_code == 200 and ready.json()["authenticated_as"] == "staff-1"
+            if stop_signal == signal.SIGINT:
+                url = subprocess.run(
+                    [*keel, "db-url"], env=env, capture_output=True, text=True, check=True
+                ).stdout.strip()
+                schemas = subprocess.run(
+                    ["psql", url, "-Atc", "SELECT nspname FROM pg_namespace ORDER BY 1"],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout.split()
+                assert {"keel", "clinic", "assistant", "callmaster"} <= set(schemas)
+
+                second = subprocess.run(
+                    [*keel, "serve", "--port", "1"],
+                    check=False,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                )
+                assert second.returncode != 0 and "already using" in second.stderr
+            assert _postgres_for(data_dir)
+        finally:
+            proc.send_signal(stop_signal)
+            proc.wait(timeout=60)
+            log = proc.stderr.read()
+            proc.stderr.close()
+        deadline = time.monotonic() + 15
+        while _postgres_for(data_dir) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _postgres_for(data_dir) == [], (stop_signal, log)
 
 
 def test_serve_refuses_a_schema_that_is_behind(empty_db_url):
