@@ -8887,7 +8887,7 @@ COMMENT ON FUNCTION keel.enqueue_event(p_topic text, p_payload jsonb, p_availabl
 -- Name: fail_outbox(uuid, uuid, text, integer, integer, interval, interval); Type: FUNCTION; Schema: keel; Owner: keel_owner
 --
 
-CREATE FUNCTION keel.fail_outbox(p_id uuid, p_token uuid, p_error text, p_status integer, p_max_attempts integer, p_backoff_base interval, p_backoff_max interval) RETURNS timestamp with time zone
+CREATE FUNCTION keel.fail_outbox(p_id uuid, p_token uuid, p_error text, p_status integer, p_max_attempts integer, p_backoff_base interval, p_backoff_max interval) RETURNS TABLE(outcome text, next_attempt_at timestamp with time zone)
     LANGUAGE sql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'keel'
     AS $$
@@ -8905,7 +8905,13 @@ CREATE FUNCTION keel.fail_outbox(p_id uuid, p_token uuid, p_error text, p_status
         WHERE o.id = p_id AND o.claim_token = p_token AND o.delivered_at IS NULL
         RETURNING o.failed_at, o.available_at
     )
-    SELECT CASE WHEN f.failed_at IS NULL THEN f.available_at END FROM failed AS f
+    SELECT CASE WHEN f.failed_at IS NULL THEN 'retry' ELSE 'failed' END,
+           CASE WHEN f.failed_at IS NULL THEN f.available_at END
+    FROM failed AS f
+    UNION ALL
+    -- Nothing written: another dispatcher holds the event now (its lease ran out here), or it is gone.
+    SELECT 'lost', NULL
+    WHERE NOT EXISTS (SELECT FROM failed)
 $$;
 
 ALTER FUNCTION keel.fail_outbox(p_id uuid, p_token uuid, p_error text, p_status integer, p_max_attempts integer, p_backoff_base interval, p_backoff_max interval) OWNER TO keel_owner;
@@ -8914,7 +8920,7 @@ ALTER FUNCTION keel.fail_outbox(p_id uuid, p_token uuid, p_error text, p_status 
 -- Name: FUNCTION fail_outbox(p_id uuid, p_token uuid, p_error text, p_status integer, p_max_attempts integer, p_backoff_base interval, p_backoff_max interval); Type: COMMENT; Schema: keel; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION keel.fail_outbox(p_id uuid, p_token uuid, p_error text, p_status integer, p_max_attempts integer, p_backoff_base interval, p_backoff_max interval) IS 'Dispatcher call: records a failed delivery attempt (p_token: the claim token; error text, HTTP status or NULL). Below p_max_attempts the event is retried after an exponential backoff (p_backoff_base doubled per attempt, capped at p_backoff_max, ±20 % jitter); at p_max_attempts it is marked failed (failed_at) and kept for inspection (see keel.retry_outbox). Returns the next attempt time; NULL when it gave up, the event is gone, or it was claimed again since (nothing is written then). Raises nothing.';
+COMMENT ON FUNCTION keel.fail_outbox(p_id uuid, p_token uuid, p_error text, p_status integer, p_max_attempts integer, p_backoff_base interval, p_backoff_max interval) IS 'Dispatcher call: records a failed delivery attempt (p_token: the claim token; error text, HTTP status or NULL). Below p_max_attempts the event is retried after an exponential backoff (p_backoff_base doubled per attempt, capped at p_backoff_max, ±20 % jitter); at p_max_attempts it is marked failed (failed_at) and kept for inspection (see keel.retry_outbox). Returns one row (outcome, next_attempt_at): (''retry'', when), (''failed'', NULL) when it gave up, or (''lost'', NULL) when the claim is no longer the caller''s (re-claimed by another dispatcher) or the event is delivered or gone: nothing is written then. Raises nothing.';
 
 --
 -- Name: idempotency_scope(); Type: FUNCTION; Schema: keel; Owner: keel_owner
