@@ -12406,28 +12406,24 @@ GRANT ALL ON FUNCTION callmaster.list_venues(lim integer, skip integer, q text) 
 --
 
 REVOKE ALL ON FUNCTION callmaster.live_append_elements(p_event text, p_element_ids uuid[], p_script_ids uuid[], p_fields text[]) FROM PUBLIC;
-GRANT ALL ON FUNCTION callmaster.live_append_elements(p_event text, p_element_ids uuid[], p_script_ids uuid[], p_fields text[]) TO keel_api;
 
 --
 -- Name: FUNCTION live_caller_script(p_script_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
 --
 
 REVOKE ALL ON FUNCTION callmaster.live_caller_script(p_script_id uuid) FROM PUBLIC;
-GRANT ALL ON FUNCTION callmaster.live_caller_script(p_script_id uuid) TO keel_api;
 
 --
 -- Name: FUNCTION live_claim_positions(p_counts jsonb); Type: ACL; Schema: callmaster; Owner: keel_owner
 --
 
 REVOKE ALL ON FUNCTION callmaster.live_claim_positions(p_counts jsonb) FROM PUBLIC;
-GRANT ALL ON FUNCTION callmaster.live_claim_positions(p_counts jsonb) TO keel_api;
 
 --
 -- Name: FUNCTION live_cue(p_script_id uuid, p_element_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
 --
 
 REVOKE ALL ON FUNCTION callmaster.live_cue(p_script_id uuid, p_element_id uuid) FROM PUBLIC;
-GRANT ALL ON FUNCTION callmaster.live_cue(p_script_id uuid, p_element_id uuid) TO keel_api;
 
 --
 -- Name: FUNCTION live_events_after(p_script_ids uuid[], p_positions bigint[], p_limit integer); Type: ACL; Schema: callmaster; Owner: keel_owner
@@ -12490,14 +12486,12 @@ GRANT ALL ON FUNCTION callmaster.live_hold(p_script_id uuid) TO keel_api;
 --
 
 REVOKE ALL ON FUNCTION callmaster.live_is_caller_role(p_show_role text) FROM PUBLIC;
-GRANT ALL ON FUNCTION callmaster.live_is_caller_role(p_show_role text) TO keel_api;
 
 --
 -- Name: FUNCTION live_next_cue(p_script_id uuid, p_after uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
 --
 
 REVOKE ALL ON FUNCTION callmaster.live_next_cue(p_script_id uuid, p_after uuid) FROM PUBLIC;
-GRANT ALL ON FUNCTION callmaster.live_next_cue(p_script_id uuid, p_after uuid) TO keel_api;
 
 --
 -- Name: FUNCTION live_open(p_script_id uuid, p_after bigint); Type: ACL; Schema: callmaster; Owner: keel_owner
@@ -12517,7 +12511,6 @@ GRANT SELECT ON TABLE callmaster.show_runs TO keel_api;
 --
 
 REVOKE ALL ON FUNCTION callmaster.live_open_run(p_script_id uuid) FROM PUBLIC;
-GRANT ALL ON FUNCTION callmaster.live_open_run(p_script_id uuid) TO keel_api;
 
 --
 -- Name: FUNCTION live_open_shared(p_token text, p_script_id uuid, p_after bigint); Type: ACL; Schema: callmaster; Owner: keel_owner
@@ -12538,7 +12531,6 @@ GRANT ALL ON FUNCTION callmaster.live_presence(p_script_id uuid) TO keel_api;
 --
 
 REVOKE ALL ON FUNCTION callmaster.live_presence_counts(p_script_id uuid) FROM PUBLIC;
-GRANT ALL ON FUNCTION callmaster.live_presence_counts(p_script_id uuid) TO keel_api;
 
 --
 -- Name: FUNCTION live_presence_shared(p_token text, p_script_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
@@ -12552,14 +12544,12 @@ GRANT ALL ON FUNCTION callmaster.live_presence_shared(p_token text, p_script_id 
 --
 
 REVOKE ALL ON FUNCTION callmaster.live_reader(p_script_id uuid) FROM PUBLIC;
-GRANT ALL ON FUNCTION callmaster.live_reader(p_script_id uuid) TO keel_api;
 
 --
 -- Name: FUNCTION live_record(r callmaster.show_runs, p_command text, p_element_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
 --
 
 REVOKE ALL ON FUNCTION callmaster.live_record(r callmaster.show_runs, p_command text, p_element_id uuid) FROM PUBLIC;
-GRANT ALL ON FUNCTION callmaster.live_record(r callmaster.show_runs, p_command text, p_element_id uuid) TO keel_api;
 
 --
 -- Name: FUNCTION live_relay_asleep(p_wait interval); Type: ACL; Schema: callmaster; Owner: keel_owner
@@ -12580,7 +12570,6 @@ GRANT ALL ON FUNCTION callmaster.live_relay_awake() TO keel_worker;
 --
 
 REVOKE ALL ON FUNCTION callmaster.live_replay(p_script_id uuid, p_after bigint, p_limit integer) FROM PUBLIC;
-GRANT ALL ON FUNCTION callmaster.live_replay(p_script_id uuid, p_after bigint, p_limit integer) TO keel_api;
 
 --
 -- Name: FUNCTION live_resume(p_script_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
@@ -12594,14 +12583,12 @@ GRANT ALL ON FUNCTION callmaster.live_resume(p_script_id uuid) TO keel_api;
 --
 
 REVOKE ALL ON FUNCTION callmaster.live_ring(p_script_ids uuid[]) FROM PUBLIC;
-GRANT ALL ON FUNCTION callmaster.live_ring(p_script_ids uuid[]) TO keel_api;
 
 --
 -- Name: FUNCTION live_run_json(r callmaster.show_runs); Type: ACL; Schema: callmaster; Owner: keel_owner
 --
 
 REVOKE ALL ON FUNCTION callmaster.live_run_json(r callmaster.show_runs) FROM PUBLIC;
-GRANT ALL ON FUNCTION callmaster.live_run_json(r callmaster.show_runs) TO keel_api;
 
 --
 -- Name: FUNCTION live_standby(p_script_id uuid, p_element_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
@@ -12615,7 +12602,6 @@ GRANT ALL ON FUNCTION callmaster.live_standby(p_script_id uuid, p_element_id uui
 --
 
 REVOKE ALL ON FUNCTION callmaster.live_state(p_script_id uuid) FROM PUBLIC;
-GRANT ALL ON FUNCTION callmaster.live_state(p_script_id uuid) TO keel_api;
 
 --
 -- Name: FUNCTION live_stop(p_script_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
@@ -12734,14 +12720,12 @@ GRANT ALL ON FUNCTION callmaster.share_link_create(p_show_id uuid, p_expires_in_
 --
 
 REVOKE ALL ON FUNCTION callmaster.share_link_hash(p_token text) FROM PUBLIC;
-GRANT ALL ON FUNCTION callmaster.share_link_hash(p_token text) TO keel_api;
 
 --
 -- Name: FUNCTION share_link_json(l callmaster.share_links); Type: ACL; Schema: callmaster; Owner: keel_owner
 --
 
 REVOKE ALL ON FUNCTION callmaster.share_link_json(l callmaster.share_links) FROM PUBLIC;
-GRANT ALL ON FUNCTION callmaster.share_link_json(l callmaster.share_links) TO keel_api;
 
 --
 -- Name: FUNCTION share_link_list(p_show_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
@@ -12762,7 +12746,6 @@ GRANT ALL ON FUNCTION callmaster.share_link_revoke(p_show_id uuid, p_link_id uui
 --
 
 REVOKE ALL ON FUNCTION callmaster.shared_link(p_token text) FROM PUBLIC;
-GRANT ALL ON FUNCTION callmaster.shared_link(p_token text) TO keel_api;
 
 --
 -- Name: FUNCTION shared_script(p_token text, p_script_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner

@@ -10,6 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+import pytest
+
+from tests.factories import add_script, add_show, add_user
 
 API = "an API handler's call; runs under the request's claims, row-level security applies"
 HELPER = (
@@ -36,10 +39,6 @@ LIVE_RELAY = (
 )
 DOORBELL = "dispatcher's wake-up announcement (a session advisory lock); touches no rows"
 
-LIVE_INTERNAL = (
-    "live feed internals, called by its triggers and command functions under the request role; SECURITY "
-    "DEFINER where they write the append-only log or the run, which keel_api cannot write directly"
-)
 SHARE_LINK = "SECURITY DEFINER share-link read; answers only for a valid, unexpired, unrevoked token's show"
 MAINTENANCE_SWITCH = (
     "transaction-local switch read by the touch triggers; ignored when the caller is keel_api"
@@ -239,27 +238,10 @@ KEEL_API: dict[str, str] = {
     "callmaster.share_link_revoke(uuid,uuid)": API,
     "callmaster.shared_show(text)": SHARE_LINK,
     "callmaster.shared_script(text,uuid)": SHARE_LINK,
-    "callmaster.shared_link(text)": SHARE_LINK,
     "callmaster.live_feed_children()": TRIGGER,
     "callmaster.live_feed_elements()": TRIGGER,
     "callmaster.live_feed_script_created()": TRIGGER,
     "callmaster.live_feed_script_deleted()": TRIGGER,
-    "callmaster.live_append_elements(text,uuid[],uuid[],text[])": LIVE_INTERNAL,
-    "callmaster.live_caller_script(uuid)": LIVE_INTERNAL,
-    "callmaster.live_claim_positions(jsonb)": LIVE_INTERNAL,
-    "callmaster.live_cue(uuid,uuid)": LIVE_INTERNAL,
-    "callmaster.live_is_caller_role(text)": LIVE_INTERNAL,
-    "callmaster.live_next_cue(uuid,uuid)": LIVE_INTERNAL,
-    "callmaster.live_reader(uuid)": LIVE_INTERNAL,
-    "callmaster.live_record(callmaster.show_runs,text,uuid)": LIVE_INTERNAL,
-    "callmaster.live_replay(uuid,bigint,integer)": LIVE_INTERNAL,
-    "callmaster.live_ring(uuid[])": LIVE_INTERNAL,
-    "callmaster.live_run_json(callmaster.show_runs)": LIVE_INTERNAL,
-    "callmaster.live_state(uuid)": LIVE_INTERNAL,
-    "callmaster.live_open_run(uuid)": LIVE_INTERNAL,
-    "callmaster.share_link_hash(text)": LIVE_INTERNAL,
-    "callmaster.share_link_json(callmaster.share_links)": LIVE_INTERNAL,
-    "callmaster.live_presence_counts(uuid)": LIVE_INTERNAL,
 }
 
 KEEL_WORKER: dict[str, str] = {
@@ -371,3 +353,40 @@ def test_finding6_keel_api_table_privileges_in_keel(dba):
         "SELECT relrowsecurity AND relforcerowsecurity FROM pg_class WHERE oid = 'keel.idempotency_keys'::regclass"
     ).fetchone()
     assert forced == (True,)
+
+
+# The live feed's internals: called only by SECURITY DEFINER entry points (feed triggers, show-run commands,
+# live_open*, share links), so they run as the owner; keel_api may not call them itself (issue 13).
+LIVE_INTERNALS = [
+    "live_append_elements('element.updated', ARRAY[gen_random_uuid()], ARRAY[%(script)s::uuid], NULL)",
+    "live_claim_positions(jsonb_build_object(%(script)s::text, 1000000))",
+    "live_ring(ARRAY[%(script)s::uuid])",
+    "live_open_run(%(script)s)",
+    "live_state(%(script)s)",
+    "live_replay(%(script)s, 0, 10)",
+    "shared_link('sl_guess')",
+]
+
+
+@pytest.mark.parametrize("call", LIVE_INTERNALS)
+def test_live_feed_internals_are_not_callable_by_the_request_role(dba, call: str):
+    """Even a script's owner cannot forge feed events, skip feed positions or open a run by calling the
+    internals directly: 42501, and the feed is unchanged."""
+    owner = add_user(dba, "user_owner")
+    script = add_script(dba, add_show(dba, owner))
+    head = "SELECT position FROM callmaster.live_feed_heads WHERE script_id = %s"
+    before = dba.execute(head, (script,)).fetchone()
+    dba.execute("BEGIN")
+    try:
+        dba.execute("SELECT set_config('request.jwt.claims', %s, true)", ('{"sub": "user_owner"}',))
+        dba.execute("SET LOCAL ROLE keel_api")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            dba.execute("SELECT callmaster." + call, {"script": script})
+    finally:
+        dba.execute("ROLLBACK")
+    assert dba.execute(head, (script,)).fetchone() == before
+    written = (
+        "SELECT (SELECT count(*) FROM callmaster.live_events WHERE script_id = %(s)s),"
+        " (SELECT count(*) FROM callmaster.show_runs WHERE script_id = %(s)s)"
+    )
+    assert dba.execute(written, {"s": script}).fetchone() == (0, 0)
