@@ -39,6 +39,10 @@ LIVE_RELAY = (
 )
 DOORBELL = "dispatcher's wake-up announcement (a session advisory lock); touches no rows"
 
+INVITEE = (
+    "SECURITY DEFINER invitee's side of a crew invitation; only the requesting user's own invitations "
+    "(invitee_user_id, which keel_api may not read)"
+)
 SHARE_LINK = "SECURITY DEFINER share-link read; answers only for a valid, unexpired, unrevoked token's show"
 MAINTENANCE_SWITCH = (
     "transaction-local switch read by the touch triggers; ignored when the caller is keel_api"
@@ -72,7 +76,10 @@ KEEL_API: dict[str, str] = {
     "assistant.tool_today()": HELPER,
     "assistant.touch_updated_at()": TRIGGER,
     "callmaster.acting_user_id()": HELPER,
-    "callmaster.add_guest(jsonb)": API,
+    "callmaster.add_guest(jsonb)": (
+        "SECURITY DEFINER; acts only for the requesting user (require_user_id) on their own crew; an address "
+        "held outside the crew becomes an invitation answered exactly like a new guest (issue 13, finding 15)"
+    ),
     "callmaster.add_show_crew(uuid,jsonb)": API,
     "callmaster.apply_clerk_event(text,text,jsonb)": CLERK_WEBHOOK,
     "callmaster.apply_script_edits(uuid,jsonb)": API,
@@ -96,6 +103,7 @@ KEEL_API: dict[str, str] = {
     "callmaster.create_venue(jsonb)": API,
     "callmaster.crew_assignment_json(callmaster.crew_assignments)": HELPER,
     "callmaster.crew_member_json(callmaster.users,callmaster.crew_relationships)": HELPER,
+    "callmaster.crew_invitation_json(callmaster.crew_invitations_sent)": HELPER,
     "callmaster.current_user_id()": DEFINER_POLICY,
     "callmaster.delete_department(uuid)": API,
     "callmaster.delete_element(uuid,integer)": API,
@@ -120,6 +128,9 @@ KEEL_API: dict[str, str] = {
     "callmaster.jsonb_merge_patch(jsonb,jsonb)": HELPER,
     "callmaster.like_escape(text)": HELPER,
     "callmaster.list_crew(integer,integer)": API,
+    "callmaster.list_crew_invitations(integer,integer)": INVITEE,
+    "callmaster.accept_crew_invitation(uuid)": INVITEE,
+    "callmaster.decline_crew_invitation(uuid)": INVITEE,
     "callmaster.list_departments(integer,integer,text)": API,
     "callmaster.list_script_elements(uuid,integer,integer)": API,
     "callmaster.list_show_crew(uuid,integer,integer)": API,
