@@ -7490,6 +7490,29 @@ ALTER FUNCTION clinic.count_leads_to_rekey(current_key text) OWNER TO keel_owner
 COMMENT ON FUNCTION clinic.count_leads_to_rekey(current_key text) IS 'How many leads still have a field or blind index not written under current_key in the current format (what clinic.leads_to_rekey will return, in total). Raises nothing.';
 
 --
+-- Name: count_v1_ciphertexts(); Type: FUNCTION; Schema: clinic; Owner: keel_owner
+--
+
+CREATE FUNCTION clinic.count_v1_ciphertexts() RETURNS bigint
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'clinic'
+    AS $$
+    -- The predicate of the partial index leads_v1_ciphertext_idx (migration 0832), word for word.
+    SELECT count(*)
+    FROM clinic.leads
+    WHERE phone LIKE 'v1:%' OR alternate_phone LIKE 'v1:%' OR problem LIKE 'v1:%'
+       OR treatment_doctor LIKE 'v1:%' OR treatment_suggested LIKE 'v1:%' OR phone_bidx NOT LIKE 'v2:%'
+$$;
+
+ALTER FUNCTION clinic.count_v1_ciphertexts() OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION count_v1_ciphertexts(); Type: COMMENT; Schema: clinic; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION clinic.count_v1_ciphertexts() IS 'How many leads, of every clinic, still hold a field or phone blind index in the v1 format (not bound to its clinic and row): what `keel keys rotate` must still rewrite whatever the keys. The API refuses to read those values unless KEEL_ACCEPT_V1_CIPHERTEXTS is set. Reported by `keel migrate` and /api/ready; an index holds only these rows, so it is cheap. Raises nothing.';
+
+--
 -- Name: create_clinic(text, text, text, text, text); Type: FUNCTION; Schema: clinic; Owner: keel_owner
 --
 
@@ -10834,6 +10857,12 @@ CREATE INDEX leads_cro_queue_updated_at_idx ON clinic.leads USING btree (clinic_
 CREATE INDEX leads_name_trgm_idx ON clinic.leads USING gin (name public.gin_trgm_ops);
 
 --
+-- Name: leads_v1_ciphertext_idx; Type: INDEX; Schema: clinic; Owner: keel_owner
+--
+
+CREATE INDEX leads_v1_ciphertext_idx ON clinic.leads USING btree (clinic_id) WHERE ((phone ~~ 'v1:%'::text) OR (alternate_phone ~~ 'v1:%'::text) OR (problem ~~ 'v1:%'::text) OR (treatment_doctor ~~ 'v1:%'::text) OR (treatment_suggested ~~ 'v1:%'::text) OR (phone_bidx !~~ 'v2:%'::text));
+
+--
 -- Name: patients_clinic_id_assigned_doctor_id_idx; Type: INDEX; Schema: clinic; Owner: keel_owner
 --
 
@@ -13521,6 +13550,13 @@ GRANT ALL ON FUNCTION clinic.convert_lead(lead_id uuid, mobile text, name text, 
 --
 
 REVOKE ALL ON FUNCTION clinic.count_leads_to_rekey(current_key text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION count_v1_ciphertexts(); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.count_v1_ciphertexts() FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.count_v1_ciphertexts() TO keel_api;
 
 --
 -- Name: FUNCTION create_clinic(name text, timezone text, uhid_prefix text, admin_name text, admin_email text); Type: ACL; Schema: clinic; Owner: keel_owner

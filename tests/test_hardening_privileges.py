@@ -170,6 +170,10 @@ KEEL_API: dict[str, str] = {
     "clinic.appointment_json(clinic.appointments)": HELPER,
     "clinic.appointment_overlap_error(uuid,uuid,date,time without time zone,time without time zone,uuid)": HELPER,
     "clinic.appointments_outbox_booked()": TRIGGER,
+    "clinic.count_v1_ciphertexts()": (
+        "SECURITY DEFINER count for /api/ready (run by the API's login, a keel_api member): one number for "
+        "all clinics, names none"
+    ),
     "clinic.appointments_outbox_changed()": TRIGGER,
     "clinic.assert_slot_free(uuid,uuid,date,time without time zone,time without time zone,uuid)": HELPER,
     "clinic.assign_uhid()": TRIGGER,
