@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from api.clinic.cli import keys as keys_cli
 from api.migrate import migrate
 from tests.factories import KEYS_ONE, lead_body
+from tests.test_clinic_keys import cli_env
 from tests.test_hardening_tenant_crypto import legacy_blind_index, legacy_ciphertext
 
 Dba = psycopg.Connection[Any]
@@ -69,14 +70,7 @@ async def test_v1_ciphertexts_are_refused_counted_and_rotated(
 
     # `keel keys rotate` reads them whatever the setting, and rewrites them bound to clinic and row.
     dba.execute("UPDATE clinic.leads SET problem = NULL WHERE id = %s", (other["id"],))  # the copy: gone
-    env = {
-        "DATABASE_URL": db_url,
-        "KEEL_ENCRYPTION_KEYS": KEYS_ONE,
-        "KEEL_DATA_DIR": str(tmp_path),
-        "KEEL_JWT_SECRET": "cli-test-secret-0123456789abcdef0123456789",
-        "KEEL_LOG_LEVEL": "WARNING",
-    }
-    result = CliRunner().invoke(keys_cli, ["rotate"], env=env)
+    result = CliRunner().invoke(keys_cli, ["rotate"], env=cli_env(db_url, tmp_path, KEYS_ONE))
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"reencrypted": 1, "key_id": "k1"}
     body = (await client.get(f"/api/leads/{legacy}", headers=clinic_a.headers)).json()
