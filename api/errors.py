@@ -165,7 +165,8 @@ def _names(diag: Any) -> dict[str, str]:
 def redacted(exc: BaseException) -> str:
     """A database error for a log line, without any value of a row (issue 13, finding 10): the SQLSTATE, the
     primary message (unless PostgreSQL's own data exception, which quotes the value), the names of the
-    objects involved and the SQL functions it passed through; never the DETAIL. Any other exception as its own text."""
+    objects involved and the SQL functions it passed through; never the DETAIL. Any other exception as its
+    own text."""
     if not isinstance(exc, psycopg.Error) or exc.sqlstate is None:
         return str(exc).strip()  # not from the server (connection lost, psycopg refusing a value): no row
     if exc.sqlstate.startswith("22") and not raised_by_keel(exc):
@@ -208,7 +209,7 @@ def problem_from_db_error(exc: psycopg.Error) -> Problem:
     detail = rule.detail if rule else None
     if detail is None and sqlstate.startswith("22") and not own:
         detail = BAD_VALUE  # PostgreSQL's message quotes the value
-    detail = detail or diag.message_primary or str(exc)
+    detail = detail or diag.message_primary or HTTPStatus(status).phrase  # str(exc) would hold the DETAIL
     if own and diag.message_detail and status in (409, 422):
         extra["db_detail"] = diag.message_detail  # PostgreSQL's own DETAILs quote rows: never sent
     return Problem(status, detail, code=sqlstate, extra=extra, headers=headers)

@@ -3410,6 +3410,14 @@ BEGIN
             ERRCODE = '23505',
             MESSAGE = format('%s is already you or a member of your crew', v_email);
     END IF;
+    -- A guest the manager created (and later removed from the crew) is their own record: back in the crew.
+    IF EXISTS (SELECT
+               FROM callmaster.users AS u
+               WHERE u.id = v_invitee AND u.status = 'guest' AND u.created_by = v_me) THEN
+        INSERT INTO callmaster.crew_relationships (manager_user_id, crew_user_id, notes)
+        VALUES (v_me, v_invitee, p_notes);
+        RETURN v_invitee;
+    END IF;
     INSERT INTO callmaster.crew_invitations (manager_user_id, invitee_user_id, email, first_name, last_name,
                                              phone, notes)
     VALUES (v_me, v_invitee, v_email, nullif(btrim(p_first_name), ''), nullif(btrim(p_last_name), ''),
@@ -3425,7 +3433,7 @@ ALTER FUNCTION callmaster.invite_to_crew(p_email text, p_first_name text, p_last
 -- Name: FUNCTION invite_to_crew(p_email text, p_first_name text, p_last_name text, p_phone text, p_notes text); Type: COMMENT; Schema: callmaster; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION callmaster.invite_to_crew(p_email text, p_first_name text, p_last_name text, p_phone text, p_notes text) IS 'Internal (add_guest): invites the user holding an email address into the requesting user''s crew, keeping what the manager typed (email lower-cased, names, phone, notes). Returns the invitation id. Errors: 23505 the address is the manager''s own or their crew member''s; 40001 the address has no holder any more (retry: it becomes a guest); 42501 no request user.';
+COMMENT ON FUNCTION callmaster.invite_to_crew(p_email text, p_first_name text, p_last_name text, p_phone text, p_notes text) IS 'Internal (add_guest): invites the user holding an email address into the requesting user''s crew, keeping what the manager typed (email lower-cased, names, phone, notes). Returns the invitation id; for a guest the manager created themself (removed from the crew since), puts it back in the crew and returns its user id. Errors: 23505 the address is the manager''s own or their crew member''s; 40001 the address has no holder any more (retry: it becomes a guest); 42501 no request user.';
 
 --
 -- Name: jsonb_merge_patch(jsonb, jsonb); Type: FUNCTION; Schema: callmaster; Owner: keel_owner

@@ -145,3 +145,17 @@ async def test_finding15_declined_or_withdrawn_invitations(
     assert r.status_code == 204
     assert (await client.get("/api/crew/invitations", headers=carol)).json()["total"] == 0
     assert_problem(await client.post(f"/api/crew/invitations/{to_carol['id']}/decline", headers=carol), 404)
+
+
+async def test_finding15_a_guest_of_ones_own_comes_back_to_the_crew(
+    client: httpx.AsyncClient, bearer: Callable[..., dict[str, str]]
+) -> None:
+    """A guest the manager created and later removed from the crew is their own record, not an account
+    of someone else's: adding the address again puts that guest back."""
+    await deliver(client, event("user.created", clerk_user("user_e", "erin@example.com")))
+    erin = bearer("user_e")
+    guest = (await client.post("/api/crew/guests", json={"email": "gus@example.com"}, headers=erin)).json()
+    assert (await client.delete(f"/api/crew/{guest['user_id']}", headers=erin)).status_code == 204
+    r = await client.post("/api/crew/guests", json={"email": "gus@example.com", "notes": "back"}, headers=erin)
+    assert r.status_code == 201 and r.json()["user_id"] == guest["user_id"]
+    assert r.json()["relationship"]["notes"] == "back"
