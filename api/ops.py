@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from litestar import Request, get
@@ -27,13 +28,23 @@ APPLIED_SQL = sql.SQL(
 ).format(sql.Identifier(MIGRATION_TABLE))
 SOURCES_SQL = "SELECT digest FROM keel.sql_sources"
 RETRY_AFTER_SECONDS = "5"
+V1_CIPHERTEXTS_SQL = "SELECT clinic.count_v1_ciphertexts() AS leads"
 
 
-async def _applied(conn: AsyncConnection[Any]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """The applied migrations and, once the table exists, the digest of the loaded sql/."""
-    row = await (await conn.execute(APPLIED_SQL)).fetchone()
-    sources = await (await conn.execute(SOURCES_SQL)).fetchone() if row and row["has_sources"] else None
-    return row, sources
+def _inspection(state: Any) -> Callable[[AsyncConnection[Any]], Coroutine[Any, Any, Any]]:
+    """What ready asks the primary, on one connection: the migrations still pending, and (schema and
+    sql/ current) the count of v1 ciphertexts, else None."""
+
+    async def inspect(conn: AsyncConnection[Any]) -> tuple[list[str], dict[str, Any] | None]:
+        row = await (await conn.execute(APPLIED_SQL)).fetchone()
+        sources = await (await conn.execute(SOURCES_SQL)).fetchone() if row and row["has_sources"] else None
+        applied = set(row["ids"] if row else [])
+        pending = [mid for mid in state.migration_ids if mid not in applied]
+        current = sources is not None and sources["digest"] == state.sql_digest
+        v1 = await (await conn.execute(V1_CIPHERTEXTS_SQL)).fetchone() if current and not pending else None
+        return pending, v1
+
+    return inspect
 
 
 @get("/api/ready", tags=["ops"], summary="Readiness: database reachable and schema current")
@@ -43,14 +54,15 @@ async def ready(
     """Verifies a bearer token when one is sent, so a client can check its credentials too. With a read
     replica, `replica` tells whether it answers, whether it is a standby, its lag, and whether dashboard
     reads fall back to the primary and why (a lagging or unreachable replica is no reason to stop
-    serving: reads then go to the primary). A database that does not answer within
+    serving: reads then go to the primary). `v1_ciphertexts` counts the leads `keel keys rotate` must
+    still rewrite and says whether the API reads them meanwhile. A database that does not answer within
     `KEEL_READY_TIMEOUT` (pool stalled, network partition) is a 503 with `Retry-After`, never a hang."""
     body: dict[str, Any] = {"status": "ready"}
     if "authorization" in request.headers:
         body["authenticated_as"] = (await provide_principal(request)).sub
     replica = read_db if isinstance(read_db, ReplicaDatabase) else None
     primary, _ = await asyncio.gather(
-        db.check(_applied, settings.ready_timeout),
+        db.check(_inspection(request.app.state), settings.ready_timeout),
         replica.measure(settings.ready_timeout) if replica is not None else asyncio.sleep(0),
         return_exceptions=True,
     )
@@ -60,12 +72,12 @@ async def ready(
         raise Problem(
             503, f"The database is not reachable: {primary}", headers={"Retry-After": RETRY_AFTER_SECONDS}
         ) from primary
-    row, sources = primary
-    pending = [mid for mid in request.app.state.migration_ids if mid not in set(row["ids"] if row else [])]
+    pending, v1 = primary
     if pending:
         raise Problem(503, "The database schema is behind; run `keel migrate`.", extra={"pending": pending})
-    if sources is None or sources["digest"] != request.app.state.sql_digest:
+    if v1 is None:
         raise Problem(503, "The database's functions are not this version's sql/; run `keel migrate`.")
+    body["v1_ciphertexts"] = {"leads": v1["leads"], "readable": db.settings.accept_v1_ciphertexts}
     return body
 
 
