@@ -22,6 +22,20 @@ import httpx
 from bench.loadgen import SPAWN
 
 
+class ServerUrl(str):
+    """The served app's base URL, also carrying the pid of the server process (for its CPU time)."""
+
+    pid: int | None
+
+    def __new__(cls, url: str, pid: int | None) -> ServerUrl:
+        self = super().__new__(cls, url)
+        self.pid = pid
+        return self
+
+    def __reduce__(self) -> tuple[type[ServerUrl], tuple[str, int | None]]:  # passed to load processes
+        return ServerUrl, (str(self), self.pid)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -79,9 +93,9 @@ def _stop(process: Any) -> None:
 
 
 @contextlib.contextmanager
-def served(overrides: dict[str, Any], *, workers_in_process: bool = False) -> Iterator[str]:
+def served(overrides: dict[str, Any], *, workers_in_process: bool = False) -> Iterator[ServerUrl]:
     """Start the bench app (and, unless in-process, the workers) in spawned processes; yield its base
-    URL; stop them (SIGTERM, then SIGKILL)."""
+    URL (with the server's pid); stop them (SIGTERM, then SIGKILL)."""
     port = free_port()
     # Not daemonic: the app starts its own process pool (lead import), which daemons may not.
     process = SPAWN.Process(target=_serve, args=(overrides, port, workers_in_process), daemon=False)
@@ -90,7 +104,7 @@ def served(overrides: dict[str, Any], *, workers_in_process: bool = False) -> It
     if not workers_in_process:
         worker = SPAWN.Process(target=_work, args=(overrides,), daemon=False)
         worker.start()
-    base_url = f"http://127.0.0.1:{port}"
+    base_url = ServerUrl(f"http://127.0.0.1:{port}", process.pid)
     try:
         deadline = time.monotonic() + 60
         while True:
