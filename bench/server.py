@@ -47,15 +47,14 @@ def _serve(overrides: dict[str, Any], port: int, workers_in_process: bool) -> No
     import uvicorn
 
     from api.observability import configure_logging
+    from api.serving import server_config
     from api.settings import Settings
     from bench.baselines.http import create_bench_app
 
     settings = Settings.from_env(**overrides)
     configure_logging(settings.log_level, "text")
     app = create_bench_app(settings, run_workers=workers_in_process)
-    uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on", access_log=False)
-    ).run()
+    uvicorn.Server(server_config(app, host="127.0.0.1", port=port, access_log=False)).run()
 
 
 def _work(overrides: dict[str, Any]) -> None:

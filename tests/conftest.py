@@ -25,6 +25,7 @@ from litestar import Litestar
 
 from api.app import create_app
 from api.auth import TokenVerifier
+from api.serving import server_config
 from api.settings import Settings
 from tests.database import (
     create_database,
@@ -135,7 +136,7 @@ async def live_server(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="on", timeout_graceful_shutdown=5))
+    server = uvicorn.Server(server_config(app, timeout_graceful_shutdown=5))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         while not server.started:
