@@ -2,11 +2,11 @@
 
 The server is uvicorn's own supervisor (`uvicorn.supervisors.Multiprocess`): the parent binds the port
 once and spawns N children that accept on the shared socket; it restarts a child that dies and stops
-them all on SIGINT/SIGTERM. Why this one (docs/scaling.md): each child is exactly the uvicorn server the
-tests and the bench measure, it adds no dependency, and gunicorn+uvicorn workers would run the same
-uvicorn loop per child under another supervisor. The parent also owns what must exist once: the
-embedded PostgreSQL (started and migrated before the children), the secrets generated in its data dir,
-the worker process and the Prometheus multiprocess directory.
+them all on SIGINT/SIGTERM. Why this one, measured against Granian and gunicorn+uvicorn workers:
+docs/scaling.md. Every child, `keel serve` in one process, the tests' server and the bench serve with
+`server_config`: uvicorn with `HttpProtocol` (a response of known length in one write). The parent
+also owns what must exist once: the embedded PostgreSQL (started and migrated before the children),
+the secrets generated in its data dir, the worker process and the Prometheus multiprocess directory.
 """
 
 from __future__ import annotations

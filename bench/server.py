@@ -15,7 +15,7 @@ import signal
 import socket
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -27,7 +27,7 @@ class ServerUrl(str):
 
     pid: int | None
 
-    def __new__(cls, url: str, pid: int | None) -> ServerUrl:
+    def __new__(cls, url: str, pid: int | None) -> Self:
         self = super().__new__(cls, url)
         self.pid = pid
         return self

@@ -40,8 +40,6 @@ class RecordingTransport(asyncio.Transport):
     def resume_reading(self) -> None: ...
 
 
-
-
 @get("/fixed")
 async def fixed() -> dict[str, str]:
     return {"hello": "world"}
@@ -116,7 +114,7 @@ async def test_a_stream_starts_before_its_first_chunk() -> None:
 async def test_connection_close_is_kept_after_the_single_write() -> None:
     app = streaming_app(asyncio.Event())
     request = b"GET /fixed HTTP/1.1\r\nHost: keel\r\nConnection: close\r\n\r\n"
-    protocol, transport = await serve_one(HttpProtocol, app, request)
+    _, transport = await serve_one(HttpProtocol, app, request)
     await wait_for(lambda: transport.closed)
     assert len(transport.writes) == 1 and transport.writes[0].endswith(b'{"hello":"world"}')
     assert b"connection: close" in transport.writes[0].lower()

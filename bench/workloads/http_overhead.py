@@ -77,7 +77,8 @@ def run(ctx: Context) -> list[Result]:
     keel, base = alternate(ctx.sizes.repeats, api, direct)
     bad = {code: k for code, k in statuses.items() if code != 200}
     per_request = {
-        side: {key: med([run[key] for run in runs]) for key in ("app_us", "db_us")} for side, runs in cpu.items()
+        side: {key: med([run[key] for run in runs]) for key in ("app_us", "db_us")}
+        for side, runs in cpu.items()
     }
     keel_us, direct_us = (sum(per_request[side].values()) for side in ("keel", "direct"))
     database = "incl. PostgreSQL's" if postgres else "PostgreSQL's not visible here: excluded on both sides"
