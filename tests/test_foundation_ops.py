@@ -18,7 +18,10 @@ from api.migrate import migrate
 
 async def test_health_and_ready(client):
     assert (await client.get("/api/health")).json() == {"status": "ok"}
-    assert (await client.get("/api/ready")).json() == {"status": "ready"}
+    assert (await client.get("/api/ready")).json() == {
+        "status": "ready",
+        "v1_ciphertexts": {"leads": 0, "readable": False},
+    }
 
 
 async def test_ready_is_503_when_schema_is_behind(db_url, client):

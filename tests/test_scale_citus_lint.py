@@ -16,7 +16,10 @@ TENANT_SCHEMAS = ("clinic", "assistant", "callmaster")
 # The tenant key of a tenant table: the first of these columns it has (clinic: the clinic; callmaster:
 # the owning user), unless named here.
 TENANT_COLUMNS = ("clinic_id", "owner_id")
-TENANT_COLUMN_OF = {"callmaster.crew_relationships": "manager_user_id"}
+TENANT_COLUMN_OF = {
+    "callmaster.crew_relationships": "manager_user_id",
+    "callmaster.crew_invitations": "manager_user_id",
+}
 # Reference tables (replicated to every node under Citus): the tenants themselves. Foreign keys from a
 # distributed table to a reference table are allowed by Citus whatever their columns.
 REFERENCE_TABLES = {
