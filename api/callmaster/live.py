@@ -17,24 +17,29 @@ SQL: sql/callmaster/700_live_*.sql; the fan-out: api/callmaster/live_relay.py.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import re
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
-import psycopg
 from litestar import Request, delete, get, post
 from litestar.params import FromPath, HeaderParameter, JSONBody
-from litestar.response import ServerSentEvent, ServerSentEventMessage
+from litestar.response import ServerSentEvent
 from msgspec import Meta
 
-from api.callmaster.live_relay import Message, Subscriber, relay_for
+from api.callmaster.live_relay import (
+    LiveResponse,
+    LiveStream,
+    Message,
+    Reopen,
+    Subscriber,
+    db_event,
+    relay_for,
+    reset_message,
+)
 from api.db import Database
 from api.deps import AppSettings, CurrentPrincipal, Db
 from api.errors import Problem
@@ -120,73 +125,24 @@ def shared_lookup(request: Request[Any, Any, Any], token: str) -> str:
     return token
 
 
-def db_event(event: dict[str, Any]) -> Message:
-    """An event as live_open returns it, as SSE."""
-    body = dict(event)
-    return Message(int(body.pop("id")), str(body.pop("event")), json.dumps(body))
-
-
-def reset_message(position: int) -> ServerSentEventMessage:
-    return ServerSentEventMessage(
-        event="reset",
-        id=str(position),
-        data=json.dumps(
-            {"reason": "the feed no longer holds the events after Last-Event-ID: reload the script"}
-        ),
-    )
-
-
-async def live_events(
+def live_response(
     request: Request[Any, Any, Any],
     db: Database,
     settings: Settings,
     opened: dict[str, Any],
     after: int | None,
     subscriber: Subscriber,
-    reopen: Callable[[int], Awaitable[dict[str, Any]]],
-) -> AsyncIterator[ServerSentEventMessage]:
+    reopen: Reopen,
+) -> LiveResponse:
     """The stream: state, the replay (or reset), then live events from the relay until revoked."""
     relay = relay_for(request.app.state, settings, db.pool.conninfo)
-    loop = asyncio.get_running_loop()
     replaying = after is not None and not opened["reset"]
-    async with relay.subscribe(subscriber):
-        state_id = after if replaying else subscriber.position
-        yield ServerSentEventMessage(event="state", id=str(state_id), data=json.dumps(opened["state"]))
-        if opened["reset"]:
-            yield reset_message(subscriber.position)
-        for message in map(db_event, opened["events"]):
-            yield message
-        last_sent = loop.time()
-        while True:
-            subscriber.wake.clear()
-            if subscriber.revoked:
-                yield ServerSentEventMessage(event="revoked", id=str(subscriber.position), data="{}")
-                return
-            pending = relay.events_after(subscriber)
-            if pending is None:  # further behind than the relay keeps: read the gap from the database
-                try:
-                    reopened = await reopen(subscriber.position)
-                except (psycopg.errors.NoDataFound, psycopg.errors.InsufficientPrivilege):
-                    subscriber.revoked = True
-                    continue
-                if reopened["reset"]:
-                    subscriber.position = reopened["state"]["script"]["version"]
-                    yield reset_message(subscriber.position)
-                pending = [db_event(e) for e in reopened["events"]]
-            for message in pending:
-                if message.position > subscriber.position:
-                    yield message
-                    subscriber.position = message.position
-                    last_sent = loop.time()
-            if pending:
-                continue
-            wait = settings.live_sse_keepalive - (loop.time() - last_sent)
-            if wait <= 0:
-                yield ServerSentEventMessage(comment="keep-alive")
-                last_sent = loop.time()
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(subscriber.wake.wait(), timeout=wait)
+    state_id = after if replaying else subscriber.position
+    opening = [Message(state_id, "state", json.dumps(opened["state"]))]
+    if opened["reset"]:
+        opening.append(reset_message(subscriber.position))
+    opening += map(db_event, opened["events"])
+    return LiveResponse(LiveStream(relay, subscriber, opening, reopen))
 
 
 @get(
@@ -214,7 +170,7 @@ async def follow_script(
         principal, OPEN, {"script": script_id, "after": after}
     )  # 404 before streaming
     subscriber = Subscriber(script_id, opened["state"]["script"]["version"], sub=str(principal.claims["sub"]))
-    return ServerSentEvent(live_events(request, db, settings, opened, after, subscriber, reopen))
+    return live_response(request, db, settings, opened, after, subscriber, reopen)
 
 
 @get(
@@ -240,7 +196,7 @@ async def follow_shared_script(
 
     opened = await db.fetch_val(None, OPEN_SHARED, {"token": token, "script": script_id, "after": after})
     subscriber = Subscriber(script_id, opened["state"]["script"]["version"], link_id=opened["link_id"])
-    return ServerSentEvent(live_events(request, db, settings, opened, after, subscriber, reopen))
+    return live_response(request, db, settings, opened, after, subscriber, reopen)
 
 
 @post(
