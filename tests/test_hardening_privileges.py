@@ -225,6 +225,10 @@ KEEL_API: dict[str, str] = {
     "keel.console_refresh_log()": CONSOLE_REFRESH_LOG,
     "keel.console_require_admin()": HELPER,
     "keel.console_assistant_jobs(uuid)": CONSOLE_COUNTS,
+    "keel.rate_limit_hit(text,integer,integer)": (
+        "SECURITY DEFINER counter of keel.rate_limits (share-link lookups per client address and minute, "
+        "across processes); touches only the key it is given"
+    ),
     "callmaster.live_go(uuid,uuid)": API,
     "callmaster.live_hold(uuid)": API,
     "callmaster.live_resume(uuid)": API,
@@ -257,6 +261,7 @@ KEEL_API: dict[str, str] = {
     "callmaster.live_run_json(callmaster.show_runs)": LIVE_INTERNAL,
     "callmaster.live_state(uuid)": LIVE_INTERNAL,
     "callmaster.live_open_run(uuid)": LIVE_INTERNAL,
+    "callmaster.live_pause(uuid,boolean)": LIVE_INTERNAL,
     "callmaster.share_link_hash(text)": LIVE_INTERNAL,
     "callmaster.share_link_json(callmaster.share_links)": LIVE_INTERNAL,
     "callmaster.live_presence_counts(uuid)": LIVE_INTERNAL,

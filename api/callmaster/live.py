@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
-from collections import deque
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -64,6 +62,7 @@ LIST_LINKS = "SELECT callmaster.share_link_list(%(show)s)"
 REVOKE_LINK = "SELECT callmaster.share_link_revoke(%(show)s, %(link)s)"
 SHARED_SHOW = "SELECT callmaster.shared_show(%(token)s)"
 SHARED_SCRIPT = "SELECT callmaster.shared_script(%(token)s, %(script)s)"
+RATE_LIMIT_HIT = "SELECT keel.rate_limit_hit(%(key)s, %(limit)s, %(window)s)"
 
 _TOKEN = re.compile(r"^sl_[A-Za-z0-9_-]{43}$")
 _POSITION = re.compile(r"^\d{1,18}$")
@@ -88,38 +87,26 @@ def parse_last_event_id(value: str | None) -> int | None:
     return int(text) if _POSITION.match(text) else -1
 
 
-class RateLimiter:
-    """At most `limit` share-link lookups per client address and minute, in this process."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.hits: dict[str, deque[float]] = {}
-
-    def check(self, client: str) -> None:
-        now = time.monotonic()
-        if len(self.hits) > 10_000:  # forget idle clients
-            self.hits = {k: v for k, v in self.hits.items() if v and v[-1] > now - 60}
-        hits = self.hits.setdefault(client, deque())
-        while hits and hits[0] <= now - 60:
-            hits.popleft()
-        if len(hits) >= self.limit:
-            retry = max(1, int(hits[0] + 60 - now) + 1)
-            raise Problem(
-                429,
-                "Too many share-link lookups from this client; slow down.",
-                headers={"Retry-After": str(retry)},
-            )
-        hits.append(now)
-
-
-def shared_lookup(request: Request[Any, Any, Any], token: str) -> str:
-    """Rate-limit the lookup, then the token if it can be one (else 404, like any unknown link)."""
-    limiter = getattr(request.app.state, "share_link_limiter", None)
-    if limiter is None:
-        limiter = request.app.state.share_link_limiter = RateLimiter(
-            request.app.state.settings.share_link_rate_limit
+async def shared_lookup(request: Request[Any, Any, Any], db: Database, token: str) -> str:
+    """Count the lookup against its client's limit (429 past it), then the token if it can be one (else
+    404, like any unknown link). The count is its own call, committed whatever the lookup then does: the
+    lookups worth limiting are the ones that fail."""
+    client = request.client.host if request.client else "unknown"
+    retry = await db.fetch_val(
+        None,
+        RATE_LIMIT_HIT,
+        {
+            "key": f"share_link:{client}",
+            "limit": request.app.state.settings.share_link_rate_limit,
+            "window": 60,
+        },
+    )
+    if retry:
+        raise Problem(
+            429,
+            "Too many share-link lookups from this client; slow down.",
+            headers={"Retry-After": str(retry)},
         )
-    limiter.check(request.client.host if request.client else "unknown")
     if not _TOKEN.match(token):
         raise Problem(404, "share link not found", code="P0002")
     return token
@@ -188,7 +175,7 @@ async def follow_shared_script(
     settings: AppSettings,
     last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID", required=False)] = None,
 ) -> ServerSentEvent:
-    token = shared_lookup(request, token)
+    token = await shared_lookup(request, db, token)
     after = parse_last_event_id(last_event_id)
 
     async def reopen(position: int) -> dict[str, Any]:
@@ -275,7 +262,7 @@ async def revoke_share_link(
     opt=SHARED_LOOKUP,
 )
 async def shared_show(request: Request[Any, Any, Any], token: FromPath[Token], db: Db) -> dict[str, Any]:
-    return await db.fetch_val(None, SHARED_SHOW, {"token": shared_lookup(request, token)})
+    return await db.fetch_val(None, SHARED_SHOW, {"token": await shared_lookup(request, db, token)})
 
 
 @get(
@@ -288,7 +275,7 @@ async def shared_script(
     request: Request[Any, Any, Any], token: FromPath[Token], script_id: FromPath[UUID], db: Db
 ) -> dict[str, Any]:
     return await db.fetch_val(
-        None, SHARED_SCRIPT, {"token": shared_lookup(request, token), "script": script_id}
+        None, SHARED_SCRIPT, {"token": await shared_lookup(request, db, token), "script": script_id}
     )
 
 
@@ -302,7 +289,7 @@ async def shared_presence(
     request: Request[Any, Any, Any], token: FromPath[Token], script_id: FromPath[UUID], db: Db
 ) -> dict[str, Any]:
     counts = await db.fetch_val(
-        None, PRESENCE_SHARED, {"token": shared_lookup(request, token), "script": script_id}
+        None, PRESENCE_SHARED, {"token": await shared_lookup(request, db, token), "script": script_id}
     )
     if counts is None:
         raise Problem(404, f"script {script_id} not found", code="P0002")

@@ -4,9 +4,10 @@ committed feed events out in memory to every live subscriber of that process.
 Feed positions are per script, gapless and in commit order (sql/callmaster/700_live_feed.sql), so the
 relay only ever asks "what is after the last position I have" — one query for every script it follows.
 While events flow it polls every `live_poll_interval` seconds, so writers need not NOTIFY (a NOTIFY
-serialises commits cluster-wide); after `live_linger` quiet seconds it announces that it sleeps
-(`callmaster.live_relay_asleep`, which also waits for writers that saw it awake), looks once more, and
-waits for a NOTIFY on `callmaster_live`. Every `live_check_interval` seconds it re-checks every
+serialises commits cluster-wide); show commands (a few a minute, and the events whose latency is
+measured) NOTIFY anyway, so a GO is fetched as soon as it commits rather than at the next poll. After
+`live_linger` quiet seconds the relay announces that it sleeps (`callmaster.live_relay_asleep`, which also
+waits for writers that saw it awake), looks once more, and waits for a NOTIFY on `callmaster_live`. Every `live_check_interval` seconds it re-checks every
 subscriber's access and reports presence (`callmaster.live_heartbeat`), and disconnects the revoked.
 
 Fan-out: each new event is encoded once, and the relay writes the same bytes to every subscriber that is
@@ -51,7 +52,6 @@ HEARTBEAT = "SELECT callmaster.live_heartbeat(%(process)s, %(subscribers)s) AS r
 ASLEEP = "SELECT callmaster.live_relay_asleep(%(wait)s) AS clear"
 AWAKE = "SELECT callmaster.live_relay_awake()"
 LISTEN = "LISTEN callmaster_live"
-UNLISTEN = "UNLISTEN callmaster_live"
 PRUNE = "SELECT callmaster.prune_live_events(%(keep)s)"
 
 RING = 4096  # events kept per script (between RING and 2 × RING) for subscribers slightly behind
@@ -206,6 +206,7 @@ class LiveRelay:
         next_check = 0.0
         next_prune = loop.time()
         awake = True
+        await conn.execute(LISTEN)  # show commands always ring; other writers only while a relay sleeps
         while self.feeds:
             if await self._poll(conn):
                 last_event = loop.time()
@@ -218,29 +219,30 @@ class LiveRelay:
                 await conn.execute(PRUNE, {"keep": timedelta(hours=s.live_retention_hours)})
                 next_prune = now + PRUNE_EVERY
             if awake and now - last_event < s.live_linger:
-                await asyncio.sleep(s.live_poll_interval)
+                await self._notified(conn, s.live_poll_interval)
                 continue
             if awake:
-                # Listen, announce sleep; once the writers that saw us awake have ended, look once more
-                # (top of the loop) and only then wait for a NOTIFY. (Awake, the session does not listen:
-                # psycopg would keep every notification it reads meanwhile.)
-                await conn.execute(LISTEN)
+                # Announce sleep; once the writers that saw us awake have ended, look once more (top of
+                # the loop) and only then wait for a NOTIFY.
                 cur = await conn.execute(ASLEEP, {"wait": timedelta(milliseconds=50)})
                 row = await cur.fetchone()
                 if row and row["clear"]:
                     awake = False
                 else:  # a writer that saw us awake is still open: look again, then retry
-                    await asyncio.sleep(s.live_poll_interval)
+                    await self._notified(conn, s.live_poll_interval)
                 continue
-            timeout = max(0.01, min(next_check - loop.time(), 1.0))
-            notified = False
-            async for _ in conn.notifies(timeout=timeout, stop_after=1):
-                notified = True
-            if notified:
+            if await self._notified(conn, max(0.01, min(next_check - loop.time(), 1.0))):
                 await conn.execute(AWAKE)
-                await conn.execute(UNLISTEN)
                 awake = True
                 last_event = loop.time()
+
+    @staticmethod
+    async def _notified(conn: psycopg.AsyncConnection[dict[str, Any]], timeout: float) -> bool:
+        """Wait up to `timeout` for a NOTIFY (those read meanwhile, e.g. during a poll, count at once)."""
+        notified = False
+        async for _ in conn.notifies(timeout=timeout, stop_after=1):
+            notified = True
+        return notified
 
     async def _poll(self, conn: psycopg.AsyncConnection[dict[str, Any]]) -> bool:
         scripts = list(self.feeds)
