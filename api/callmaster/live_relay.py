@@ -341,7 +341,7 @@ def reset_message(position: int) -> Message:
     return Message(position, "reset", json.dumps({"reason": reason}))
 
 
-KEEP_ALIVE = ServerSentEventMessage(comment="keep-alive").encode()
+KEEP_ALIVE = ServerSentEventMessage(comment="keep-alive", data=None).encode()  # a comment, no event
 END: HTTPResponseBodyEvent = {"type": "http.response.body", "body": b"", "more_body": False}
 
 Reopen = Callable[[int], Awaitable[dict[str, Any]]]
