@@ -56,6 +56,7 @@ class Console:
             ttl_seconds=3600,
         )
         self.headers = {"Authorization": f"Bearer {self.admin_token}"}
+        self.csp_violations: list[str] = []
 
     def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         return httpx.request(method, self.base + path, headers=self.headers, timeout=10, **kwargs)
@@ -63,6 +64,11 @@ class Console:
     def open(self, browser: Browser, hash_: str = "#/tower", width: int = 1280) -> Page:
         context = browser.new_context(viewport={"width": width, "height": 900})
         page = context.new_page()
+        # Chromium reports what the Content-Security-Policy blocked as console errors.
+        page.on(
+            "console",
+            lambda m: self.csp_violations.append(m.text) if "Content Security Policy" in m.text else None,
+        )
         # The console link: the token rides in the fragment, which the browser never sends to the server.
         page.goto(f"{self.base}/console/#token={self.admin_token}")
         expect(page.get_by_role("heading", level=1)).to_have_text("Control tower")
@@ -140,6 +146,14 @@ def browser() -> Iterator[Browser]:
         instance = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         yield instance
         instance.close()
+
+
+@pytest.fixture(autouse=True)
+def nothing_blocked_by_the_content_security_policy(console: Console) -> Iterator[None]:
+    """Every page of every test works under the console's CSP: nothing it needs is refused."""
+    console.csp_violations.clear()
+    yield
+    assert console.csp_violations == []
 
 
 def test_sign_in_by_pasting_a_token_and_by_console_link(console: Console, browser: Browser) -> None:

@@ -33,9 +33,14 @@ async def test_root_redirects_to_console_and_pages_are_served(client):
     page = await client.get("/console/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert '<script type="module" src="/console/app.js">' in page.text
+    # It holds a bearer token: only its own files may run, and no other site may frame it.
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "style-src 'self'" in policy and "unsafe" not in policy
+    assert "frame-ancestors 'none'" in policy and page.headers["x-content-type-options"] == "nosniff"
     for asset in ("/console/app.js", "/console/api.js", "/console/console.css"):
         response = await client.get(asset)
         assert response.status_code == 200, asset
+        assert response.headers["content-security-policy"] == policy, asset
         # No CDN: nothing is loaded from another host (the SVG namespace is a name, not a download).
         assert "//" not in response.text.replace("http://www.w3.org/2000/svg", "").replace("// ", "")
     assert (await client.get("/console/missing.js")).status_code == 404

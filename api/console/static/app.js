@@ -12,6 +12,7 @@ function h(spec, attrs = {}, ...children) {
     if (value === undefined || value === null || value === false) continue;
     if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
     else if (key === "text") el.textContent = value;
+    else if (key === "style") el.style.cssText = value; // CSSOM: allowed by the console's CSP, a style attribute is not
     else el.setAttribute(key, value === true ? "" : value);
   }
   for (const child of children.flat()) if (child !== null && child !== undefined && child !== false)
