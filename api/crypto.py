@@ -13,8 +13,10 @@ indexes in two clinics; a blind index is `v2:<key id>:<base64url(HMAC-SHA256)>` 
 and a search matches any live key's index.
 
 Rows written before tenant binding hold `v1:` values (associated data: the column name only) and `v1`
-blind indexes (`<key id>:…`, one key for every clinic): they still decrypt and match, and
-`keel keys rotate` rewrites them in the v2 format.
+blind indexes (`<key id>:…`, one key for every clinic). Such a value copied into another row or clinic
+would still decrypt there, so the API refuses them (read as unreadable, never matched) unless
+`KEEL_ACCEPT_V1_CIPHERTEXTS` is set for the upgrade window; `keel keys rotate` (which always reads them)
+rewrites them in the v2 format, and `keel migrate` and `/api/ready` count the leads still holding any.
 """
 
 from __future__ import annotations
@@ -102,9 +104,11 @@ class _Key:
 
 
 class Keyring:
-    """The configured keys: the newest encrypts, all decrypt and all blind-index searches."""
+    """The configured keys: the newest encrypts, all decrypt and all blind-index searches. `accept_v1`:
+    whether legacy v1 values (not bound to their clinic and row) decrypt and v1 blind indexes match."""
 
-    def __init__(self, keys: Iterable[tuple[str, bytes]]) -> None:
+    def __init__(self, keys: Iterable[tuple[str, bytes]], *, accept_v1: bool = True) -> None:
+        self.accept_v1 = accept_v1
         self._entries = [(key_id, bytes(master)) for key_id, master in keys]
         self._keys: dict[str, _Key] = {}
         for key_id, master in self._entries:
@@ -121,12 +125,16 @@ class Keyring:
             raise CryptoError("no encryption key given")
         self.current_id = next(reversed(self._keys))
 
-    def __reduce__(self) -> tuple[type[Keyring], tuple[list[tuple[str, bytes]]]]:
-        """Picklable, so import workers in other processes get the same keys."""
-        return (Keyring, (self._entries,))
+    def __reduce__(self) -> tuple[type[Keyring], tuple[list[tuple[str, bytes]]], dict[str, bool]]:
+        """Picklable, so import workers in other processes get the same keys (and the same v1 rule)."""
+        return (Keyring, (self._entries,), {"accept_v1": self.accept_v1})
+
+    def with_v1(self) -> Keyring:
+        """The same keys, reading v1 values too (`keel keys rotate` rewrites them)."""
+        return Keyring(self._entries, accept_v1=True)
 
     @classmethod
-    def parse(cls, spec: str) -> Keyring:
+    def parse(cls, spec: str, *, accept_v1: bool = True) -> Keyring:
         """Keys from `id:base64,id:base64` (the KEEL_ENCRYPTION_KEYS format)."""
         entries = []
         for item in (part.strip() for part in spec.split(",")):
@@ -139,7 +147,7 @@ class Keyring:
                 entries.append((key_id.strip(), _b64decode(encoded)))
             except CryptoError as exc:
                 raise CryptoError(f"key {key_id.strip()!r}: {exc}") from None
-        return cls(entries)
+        return cls(entries, accept_v1=accept_v1)
 
     @property
     def key_ids(self) -> list[str]:
@@ -167,6 +175,11 @@ class Keyring:
         key_id, _, payload = rest.partition(":")
         if version not in (VERSION, LEGACY_VERSION) or not payload:
             raise DecryptionFailed(f"{field_name}: not a {VERSION} ciphertext")
+        if version == LEGACY_VERSION and not self.accept_v1:
+            raise DecryptionFailed(
+                f"{field_name}: a v1 ciphertext (not bound to its clinic and row) is refused; "
+                "run `keel keys rotate`"
+            )
         key = self._key(key_id)
         associated = _associated(field_name, row) if version == VERSION else field_name.encode("utf-8")
         try:
@@ -205,13 +218,12 @@ class Keyring:
         return self._index(self._keys[self.current_id], normalize_phone(phone), tenant)
 
     def phone_matches(self, phone: str, tenant: str) -> list[str]:
-        """The blind indexes of a phone in one tenant under every key, and the legacy (v1, untenanted)
-        ones of rows not yet rotated: what a search compares with."""
+        """The blind indexes of a phone in one tenant under every key, and (while v1 is accepted) the
+        legacy untenanted ones of rows not yet rotated: what a search compares with."""
         normalized = normalize_phone(phone)
         keys = list(self._keys.values())
-        return [self._index(key, normalized, tenant) for key in keys] + [
-            self._legacy_index(key, normalized) for key in keys
-        ]
+        legacy = [self._legacy_index(key, normalized) for key in keys] if self.accept_v1 else []
+        return [self._index(key, normalized, tenant) for key in keys] + legacy
 
 
 def _associated(field_name: str, row: str) -> bytes:
@@ -226,9 +238,9 @@ def generate_key_entry(key_id: str) -> str:
 
 
 @lru_cache(maxsize=16)
-def _keyring(spec: str | None, embedded: bool, data_dir: Path) -> Keyring:
+def _keyring(spec: str | None, embedded: bool, data_dir: Path, accept_v1: bool) -> Keyring:
     if spec:
-        return Keyring.parse(spec)
+        return Keyring.parse(spec, accept_v1=accept_v1)
     if not embedded:
         raise EncryptionNotConfigured(
             "lead fields are encrypted but no key is configured: set KEEL_ENCRYPTION_KEYS "
@@ -244,9 +256,11 @@ def _keyring(spec: str | None, embedded: bool, data_dir: Path) -> Keyring:
         else:
             with os.fdopen(fd, "w") as fh:
                 fh.write(base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode("ascii"))
-    return Keyring([(LOCAL_KEY_ID, _b64decode(path.read_text()))])
+    return Keyring([(LOCAL_KEY_ID, _b64decode(path.read_text()))], accept_v1=accept_v1)
 
 
 def keyring_for(settings: Settings) -> Keyring:
     """The keyring for these settings (parsed once). Raises EncryptionNotConfigured or CryptoError."""
-    return _keyring(settings.encryption_keys, settings.embedded, settings.data_dir)
+    return _keyring(
+        settings.encryption_keys, settings.embedded, settings.data_dir, settings.accept_v1_ciphertexts
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import traceback
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -63,6 +64,7 @@ class Sqlstate:
 
 
 UNAVAILABLE = "The database is unavailable; try again shortly."
+BAD_VALUE = "A value in the request is not valid for its field."
 
 # SQLSTATE → behaviour. Keys are full codes or two-character classes; a full code wins over its class.
 # Anything not listed is a server fault: logged, answered 500 without internals. DESIGN §6 is the contract.
@@ -140,12 +142,55 @@ def describe_db_error(exc: psycopg.Error) -> str:
     return "\n".join(lines)
 
 
+def raised_by_keel(exc: psycopg.Error) -> bool:
+    """The error comes from a `RAISE` in Keel's own SQL (sql/), whose messages and DETAILs are written to
+    name ids and the caller's own input, never other stored values. PostgreSQL's own errors quote values
+    instead: every integrity DETAIL ("Failing row contains (…)", "Key (email)=(…) already exists") and the
+    primary message of data exceptions (class 22: 'invalid input syntax for type date: "…"')."""
+    return exc.diag.source_function == "exec_stmt_raise"
+
+
+def _names(diag: Any) -> dict[str, str]:
+    """The objects an error names (never a value): schema, table, column, constraint, data type."""
+    fields = {
+        "schema": diag.schema_name,
+        "table": diag.table_name,
+        "column": diag.column_name,
+        "constraint": diag.constraint_name,
+        "datatype": diag.datatype_name,
+    }
+    return {name: value for name, value in fields.items() if value}
+
+
+def redacted(exc: BaseException) -> str:
+    """A database error for a log line, without any value of a row (issue 13, finding 10): the SQLSTATE, the
+    primary message (unless PostgreSQL's own data exception, which quotes the value), the names of the
+    objects involved and the SQL functions it passed through; never the DETAIL. Any other exception as its
+    own text."""
+    if not isinstance(exc, psycopg.Error) or exc.sqlstate is None:
+        return str(exc).strip()  # not from the server (connection lost, psycopg refusing a value): no row
+    if exc.sqlstate.startswith("22") and not raised_by_keel(exc):
+        message = "data exception"
+    else:
+        message = (exc.diag.message_primary or type(exc).__name__).strip()
+    names = " ".join(f"{name}={value}" for name, value in _names(exc.diag).items())
+    # Where in sql/ it happened: the function lines of the CONTEXT (its statement lines may quote values).
+    where = [
+        line.strip()
+        for line in (exc.diag.context or "").splitlines()
+        if line.startswith(("PL/pgSQL function", "SQL function"))
+    ]
+    return f"{exc.sqlstate} {message}" + (f" ({names})" if names else "") + "".join(f"; {w}" for w in where)
+
+
 def problem_from_db_error(exc: psycopg.Error) -> Problem:
     diag = exc.diag
     sqlstate = exc.sqlstate or ""
+    own = raised_by_keel(exc)
     status = status_for_sqlstate(sqlstate, diag.message_detail or "")
     if status is None:
-        log.error("unmapped database error %s: %s", sqlstate, exc, exc_info=exc)
+        frames = "".join(traceback.format_tb(exc.__traceback__))
+        log.error("unmapped database error %s\nTraceback (values left out):\n%s", redacted(exc), frames)
         return Problem(500, "The server could not complete the request.", code=sqlstate or None)
     if sqlstate == "42883":  # the hint would only name SQL functions and types
         log.warning("argument out of its SQL type's range: %s", diag.message_primary)
@@ -154,16 +199,19 @@ def problem_from_db_error(exc: psycopg.Error) -> Problem:
     extra: dict[str, Any] = {}
     if diag.message_hint:
         extra["hint"] = diag.message_hint
-    if diag.constraint_name:
-        extra["constraint"] = diag.constraint_name
+    names = _names(diag)
+    extra.update({name: names[name] for name in ("constraint", "column") if name in names})
     headers: dict[str, str] | None = None
     if status == 503:
         headers = {"Retry-After": RETRY_AFTER_SECONDS}
     elif status == 401:
         headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
-    detail = (rule.detail if rule else None) or diag.message_primary or str(exc)
-    if diag.message_detail and status in (409, 422):
-        extra["db_detail"] = diag.message_detail
+    detail = rule.detail if rule else None
+    if detail is None and sqlstate.startswith("22") and not own:
+        detail = BAD_VALUE  # PostgreSQL's message quotes the value
+    detail = detail or diag.message_primary or HTTPStatus(status).phrase  # str(exc) would hold the DETAIL
+    if own and diag.message_detail and status in (409, 422):
+        extra["db_detail"] = diag.message_detail  # PostgreSQL's own DETAILs quote rows: never sent
     return Problem(status, detail, code=sqlstate, extra=extra, headers=headers)
 
 

@@ -32,6 +32,7 @@ OWNER_PATH = "SET LOCAL search_path TO keel, public"
 SOURCES_RECORDED = "SELECT to_regclass('keel.sql_sources') IS NOT NULL"
 RECORDED_DIGEST = "SELECT digest FROM keel.sql_sources"
 TABLE_EXISTS = "SELECT to_regclass(%(table)s) IS NOT NULL"
+V1_CIPHERTEXTS = "SELECT clinic.count_v1_ciphertexts()"
 RECORD_SOURCES = (
     "INSERT INTO keel.sql_sources (digest) VALUES (%(digest)s)"
     " ON CONFLICT (singleton) DO UPDATE SET digest = EXCLUDED.digest, reloaded_at = now()"
@@ -126,7 +127,24 @@ def migrate(url: str, rollback: int = 0) -> dict[str, object]:
         # After a rollback the sources may name tables that are gone; the next migrate reloads them.
         reloaded = 0 if rollback else reload_sql(url)
     log.info("migrate done", extra={"changed": changed, "sql_files": reloaded, "rollback": bool(rollback)})
-    return {"rolled_back" if rollback else "applied": changed, "sql_files": reloaded}
+    if rollback:
+        return {"rolled_back": changed, "sql_files": reloaded}
+    return {"applied": changed, "sql_files": reloaded, "v1_ciphertext_leads": v1_ciphertext_leads(url)}
+
+
+def v1_ciphertext_leads(url: str) -> int:
+    """Leads still holding v1 ciphertexts (not bound to their clinic and row); warns when there are any."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(V1_CIPHERTEXTS).fetchone()
+    count = int(row[0]) if row else 0
+    if count:
+        log.warning(
+            "%s lead(s) still hold v1 ciphertexts (encrypted before values were bound to their clinic and "
+            "row): run `keel keys rotate`. Until then the API reads those fields as unreadable, unless "
+            "KEEL_ACCEPT_V1_CIPHERTEXTS is set.",
+            count,
+        )
+    return count
 
 
 def sql_sources_current(conn: psycopg.Connection) -> bool:

@@ -41,6 +41,7 @@ from typing import Any
 import httpx
 import psycopg
 from psycopg import sql
+from prometheus_client import Counter
 from psycopg_pool import PoolTimeout
 from standardwebhooks.webhooks import Webhook
 
@@ -48,6 +49,14 @@ from api.db import PROBE, WORKER, Database
 from api.settings import Settings
 
 log = logging.getLogger(__name__)
+
+DELIVERIES = Counter(
+    "keel_outbox_deliveries",
+    "Outbox delivery attempts by outcome: delivered; retry (failed, next attempt scheduled); failed (gave "
+    "up after the last attempt); lost (the claim was taken over by another dispatcher, which sends it: "
+    "nothing recorded here)",
+    ["outcome"],
+)
 
 CHANNEL = "keel_outbox"
 USER_AGENT = "keel-outbox/0.1"
@@ -59,7 +68,8 @@ START = "SELECT keel.start_outbox_delivery(%(id)s, %(token)s, make_interval(secs
 COMPLETE = "SELECT keel.complete_outbox(%(id)s, %(token)s, %(status)s)"
 COMPLETE_UNSENT = "SELECT keel.complete_outbox_unsent(%(ids)s, %(token)s)"
 FAIL = (
-    "SELECT keel.fail_outbox(%(id)s, %(token)s, %(error)s, %(status)s, %(max_attempts)s,"
+    "SELECT outcome, next_attempt_at"
+    " FROM keel.fail_outbox(%(id)s, %(token)s, %(error)s, %(status)s, %(max_attempts)s,"
     " make_interval(secs => %(base)s), make_interval(secs => %(max)s))"
 )
 NEXT_DUE = "SELECT keel.outbox_next_due()"
@@ -256,6 +266,7 @@ class Dispatcher:
             log.info(
                 "outbox event %s %s was re-claimed by another dispatcher; not sent", event["topic"], event_id
             )
+            DELIVERIES.labels("lost").inc()
             return
         body = json.dumps(
             {"type": event["topic"], "timestamp": event["created_at"].isoformat(), "data": event["payload"]},
@@ -282,10 +293,21 @@ class Dispatcher:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         elapsed_ms = (time.monotonic() - started) * 1000
         if error is None:
-            await self.db.fetch_val(WORKER, COMPLETE, {"id": event["id"], "token": token, "status": status})
-            log.debug("delivered %s %s in %.0f ms", event["topic"], event_id, elapsed_ms)
+            completed = {"id": event["id"], "token": token, "status": status}
+            if await self.db.fetch_val(WORKER, COMPLETE, completed):
+                DELIVERIES.labels("delivered").inc()
+                log.debug("delivered %s %s in %.0f ms", event["topic"], event_id, elapsed_ms)
+            else:
+                DELIVERIES.labels("lost").inc()
+                log.warning(
+                    "outbox event %s %s was received in %.0f ms, but its claim had been taken over "
+                    "meanwhile: the other dispatcher sends it again (receivers deduplicate on webhook-id)",
+                    event["topic"],
+                    event_id,
+                    elapsed_ms,
+                )
             return
-        next_at = await self.db.fetch_val(
+        failed = await self.db.fetch_one(
             WORKER,
             FAIL,
             {
@@ -298,7 +320,9 @@ class Dispatcher:
                 "max": self.settings.outbox_backoff_max,
             },
         )
-        if next_at is None:
+        outcome = failed["outcome"]
+        DELIVERIES.labels(outcome).inc()
+        if outcome == "failed":
             log.error(
                 "outbox event %s %s failed for good after %s attempts: %s",
                 event["topic"],
@@ -306,14 +330,23 @@ class Dispatcher:
                 event["attempts"],
                 error,
             )
-        else:
+        elif outcome == "retry":
             log.warning(
                 "outbox event %s %s attempt %s failed (%s); next at %s",
                 event["topic"],
                 event_id,
                 event["attempts"],
                 error,
-                next_at.isoformat(),
+                failed["next_attempt_at"].isoformat(),
+            )
+        else:
+            log.warning(
+                "outbox event %s %s attempt %s failed (%s), but its claim had been taken over meanwhile: "
+                "nothing recorded, the other dispatcher delivers it",
+                event["topic"],
+                event_id,
+                event["attempts"],
+                error,
             )
 
     async def _maybe_prune(self) -> None:

@@ -16,7 +16,19 @@ from typing import Any
 
 import platformdirs
 
-_PARSERS = {"int": int, "float": float, "Path": Path}
+
+
+def _flag(raw: str) -> bool:
+    """A yes/no variable: 1/true/yes/on or 0/false/no/off (any case)."""
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{raw!r} is not a yes/no value (true/false, 1/0, yes/no, on/off)")
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "Path": Path, "bool": _flag}
 
 
 def env(name: str | None, default: Any = None, parse: Callable[[str], Any] | None = None) -> Any:
@@ -63,6 +75,10 @@ class Settings:
 
     encryption_keys: str | None = env("KEEL_ENCRYPTION_KEYS")
     """Lead field keys `key_id:base64(32 bytes)`, comma-separated, oldest first; the last encrypts."""
+    accept_v1_ciphertexts: bool = env("KEEL_ACCEPT_V1_CIPHERTEXTS", False)
+    """Read lead fields still in the v1 format (encrypted before values were bound to their clinic and
+    row, so one copied elsewhere decrypts there) and match their v1 phone indexes. Off: they read as
+    unreadable until `keel keys rotate` rewrites them; on only for the upgrade window."""
     clerk_webhook_secret: str | None = env("KEEL_CLERK_WEBHOOK_SECRET")
     """Svix signing secret (`whsec_…`) of the Clerk webhook; unset: the webhook answers 503."""
 
@@ -139,6 +155,9 @@ class Settings:
     """Most connections the pool opens."""
     pool_timeout: float = env("KEEL_POOL_TIMEOUT", 5.0)
     """Seconds to wait for a free connection before answering 503 with `Retry-After`."""
+    ready_timeout: float = env("KEEL_READY_TIMEOUT", 2.0)
+    """Seconds `/api/ready` waits for a connection, and as many for the database's answer, before
+    answering 503 with `Retry-After` (a stalled pool or network never hangs the probe)."""
     statement_timeout_ms: int = env("KEEL_STATEMENT_TIMEOUT_MS", 5000)
     """Per-request statement timeout (exceeded: 504)."""
     max_body_bytes: int = env("KEEL_MAX_BODY_BYTES", 20 * 1024 * 1024)

@@ -17,10 +17,10 @@ from psycopg import sql
 
 from tests import factories
 
-# A well-formed ciphertext look-alike ('v1:<key id>:<43 base64url chars>') that the column CHECKs accept;
-# the bench never decrypts bulk-generated leads.
+# A well-formed ciphertext look-alike ('v2:<key id>:<43 base64url chars>') that the column CHECKs accept;
+# the bench never decrypts bulk-generated leads. Current format: v1 rows would fill leads_v1_ciphertext_idx.
 FAKE_CIPHER = sql.SQL(
-    "'v1:bench1:' || translate(encode(decode(md5(g::text || {salt}) || md5(g::text), 'hex'), 'base64'), '+/=', '-_')"
+    "'v2:bench1:' || translate(encode(decode(md5(g::text || {salt}) || md5(g::text), 'hex'), 'base64'), '+/=', '-_')"
 )
 
 

@@ -988,6 +988,49 @@ ALTER FUNCTION assistant.touch_updated_at() OWNER TO keel_owner;
 COMMENT ON FUNCTION assistant.touch_updated_at() IS 'Trigger function: sets updated_at to now() on every UPDATE of the row, except during a maintenance write (keel.keeps_updated_at()). No arguments; raises nothing.';
 
 --
+-- Name: accept_crew_invitation(uuid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.accept_crew_invitation(invitation_id uuid) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'callmaster'
+    AS $$
+DECLARE
+    v_me         uuid := callmaster.require_user_id();
+    v_invitation callmaster.crew_invitations;
+BEGIN
+    DELETE FROM callmaster.crew_invitations AS i
+    WHERE i.id = accept_crew_invitation.invitation_id
+      AND i.invitee_user_id = v_me
+      AND i.declined_at IS NULL
+    RETURNING * INTO v_invitation;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'P0002',
+            MESSAGE = format('invitation %s not found', accept_crew_invitation.invitation_id);
+    END IF;
+    INSERT INTO callmaster.crew_relationships (id, manager_user_id, crew_user_id, notes, is_active)
+    VALUES (v_invitation.relationship_id, v_invitation.manager_user_id, v_me, v_invitation.notes,
+            v_invitation.is_active)
+    ON CONFLICT (manager_user_id, crew_user_id) DO NOTHING;
+    RETURN jsonb_build_object(
+        'relationship_id', (SELECT cr.id
+                            FROM callmaster.crew_relationships AS cr
+                            WHERE cr.manager_user_id = v_invitation.manager_user_id
+                              AND cr.crew_user_id = v_me),
+        'manager_user_id', v_invitation.manager_user_id);
+END
+$$;
+
+ALTER FUNCTION callmaster.accept_crew_invitation(invitation_id uuid) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION accept_crew_invitation(invitation_id uuid); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.accept_crew_invitation(invitation_id uuid) IS 'API: the requesting user accepts an invitation addressed to them: they join the manager''s crew (the relationship takes the id, notes and is_active the manager saw) and the invitation is gone. Arguments: invitation_id. Returns {relationship_id, manager_user_id}. Errors: P0002 no such pending invitation of theirs (declined ones included); 42501 no request user.';
+
+--
 -- Name: acting_user_id(); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
 --
 
@@ -1021,14 +1064,37 @@ COMMENT ON FUNCTION callmaster.acting_user_id() IS 'The callmaster.users id the 
 --
 
 CREATE FUNCTION callmaster.add_guest(data jsonb) RETURNS jsonb
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'callmaster'
     AS $$
 DECLARE
-    v_me uuid := callmaster.require_user_id();
-    v_id uuid;
+    v_me    uuid := callmaster.require_user_id();
+    v_email text := lower(btrim(data ->> 'email'));
+    v_id    uuid;
 BEGIN
-    v_id := callmaster.create_guest_user(v_me, data ->> 'email', data ->> 'first_name', data ->> 'last_name',
-                                         data ->> 'phone', data ->> 'notes');
+    -- The caller's own data may be named as such: themself, their crew, the invitations they sent.
+    IF EXISTS (SELECT
+               FROM callmaster.users AS u
+               WHERE lower(u.email) = v_email
+                 AND (u.id = v_me
+                      OR EXISTS (SELECT
+                                 FROM callmaster.crew_relationships AS cr
+                                 WHERE cr.manager_user_id = v_me AND cr.crew_user_id = u.id)))
+       OR EXISTS (SELECT
+                  FROM callmaster.crew_invitations_sent AS i
+                  WHERE i.manager_user_id = v_me AND lower(i.email) = v_email) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = '23505',
+            MESSAGE = format('%s is already you or a member of your crew', v_email);
+    END IF;
+    BEGIN
+        v_id := callmaster.create_guest_user(v_me, data ->> 'email', data ->> 'first_name',
+                                             data ->> 'last_name', data ->> 'phone', data ->> 'notes');
+    EXCEPTION WHEN unique_violation THEN
+        -- Someone outside the crew holds the address: invite them, and answer as for a new guest.
+        v_id := callmaster.invite_to_crew(data ->> 'email', data ->> 'first_name', data ->> 'last_name',
+                                          data ->> 'phone', data ->> 'notes');
+    END;
     RETURN callmaster.get_crew_member(v_id);
 END
 $$;
@@ -1039,7 +1105,7 @@ ALTER FUNCTION callmaster.add_guest(data jsonb) OWNER TO keel_owner;
 -- Name: FUNCTION add_guest(data jsonb); Type: COMMENT; Schema: callmaster; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION callmaster.add_guest(data jsonb) IS 'API: creates a guest in the requesting user''s crew (see create_guest_user). Arguments: data {email, first_name, last_name, phone?, notes?}. Returns the crew member (crew_member_json). Errors: as create_guest_user; 42501 no request user.';
+COMMENT ON FUNCTION callmaster.add_guest(data jsonb) IS 'API: adds a guest to the requesting user''s crew (see create_guest_user). An address held by a user outside the crew becomes an invitation (invite_to_crew) answered exactly like a new guest, so the answer reveals nothing about other users. Arguments: data {email, first_name, last_name, phone?, notes?}. Returns the crew member (crew_member_json or crew_invitation_json). Errors: 23505 the address is the caller''s own, a crew member''s or an invitation''s they sent; 22023 missing or malformed email; 42501 no request user.';
 
 --
 -- Name: add_show_crew(uuid, jsonb); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
@@ -2239,6 +2305,86 @@ ALTER FUNCTION callmaster.crew_assignment_json(ca callmaster.crew_assignments) O
 COMMENT ON FUNCTION callmaster.crew_assignment_json(ca callmaster.crew_assignments) IS 'The API representation of a show crew assignment: its columns plus a user summary and the department (or null). Arguments: the row. No errors.';
 
 --
+-- Name: crew_invitations; Type: TABLE; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE TABLE callmaster.crew_invitations (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    manager_user_id uuid NOT NULL,
+    invitee_user_id uuid NOT NULL,
+    relationship_id uuid DEFAULT gen_random_uuid() NOT NULL,
+    email text NOT NULL,
+    first_name text,
+    last_name text,
+    phone text,
+    notes text,
+    is_active boolean DEFAULT true NOT NULL,
+    declined_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT crew_invitations_not_self_check CHECK ((manager_user_id <> invitee_user_id))
+);
+
+ALTER TABLE ONLY callmaster.crew_invitations FORCE ROW LEVEL SECURITY;
+
+ALTER TABLE callmaster.crew_invitations OWNER TO keel_owner;
+
+--
+-- Name: crew_invitations_sent; Type: VIEW; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE VIEW callmaster.crew_invitations_sent WITH (security_invoker='true') AS
+ SELECT id,
+    manager_user_id,
+    relationship_id,
+    email,
+    first_name,
+    last_name,
+    phone,
+    notes,
+    is_active,
+    declined_at,
+    created_at,
+    updated_at
+   FROM callmaster.crew_invitations;
+
+ALTER VIEW callmaster.crew_invitations_sent OWNER TO keel_owner;
+
+--
+-- Name: crew_invitation_json(callmaster.crew_invitations_sent); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.crew_invitation_json(i callmaster.crew_invitations_sent) RETURNS jsonb
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT jsonb_build_object(
+        'user_id', i.id,
+        'email', i.email,
+        'first_name', i.first_name,
+        'last_name', i.last_name,
+        'phone', i.phone,
+        'image_url', NULL,
+        'status', 'guest',
+        'role', NULL,
+        'is_active', true,
+        'is_self', false,
+        'relationship', jsonb_build_object(
+            'id', i.relationship_id,
+            'notes', i.notes,
+            'is_active', i.is_active,
+            'created_at', i.created_at,
+            'updated_at', i.updated_at))
+$$;
+
+ALTER FUNCTION callmaster.crew_invitation_json(i callmaster.crew_invitations_sent) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION crew_invitation_json(i callmaster.crew_invitations_sent); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.crew_invitation_json(i callmaster.crew_invitations_sent) IS 'A pending crew member (an invitation) as its manager sees it: exactly the shape crew_member_json gives a new guest, from what the manager typed (user_id is the invitation id; status guest). Arguments: the invitation (view crew_invitations_sent). No errors.';
+
+--
 -- Name: crew_relationships; Type: TABLE; Schema: callmaster; Owner: keel_owner
 --
 
@@ -2345,6 +2491,36 @@ ALTER FUNCTION callmaster.current_user_id() OWNER TO keel_owner;
 --
 
 COMMENT ON FUNCTION callmaster.current_user_id() IS 'The callmaster.users id of the current request: the active user whose clerk_user_id is the token''s sub claim. NULL when there is no request, no sub, or no such (active) user. No errors.';
+
+--
+-- Name: decline_crew_invitation(uuid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.decline_crew_invitation(invitation_id uuid) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'callmaster'
+    AS $$
+BEGIN
+    UPDATE callmaster.crew_invitations AS i
+    SET declined_at = now()
+    WHERE i.id = decline_crew_invitation.invitation_id
+      AND i.invitee_user_id = callmaster.require_user_id()
+      AND i.declined_at IS NULL;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'P0002',
+            MESSAGE = format('invitation %s not found', decline_crew_invitation.invitation_id);
+    END IF;
+END
+$$;
+
+ALTER FUNCTION callmaster.decline_crew_invitation(invitation_id uuid) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION decline_crew_invitation(invitation_id uuid); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.decline_crew_invitation(invitation_id uuid) IS 'API: the requesting user declines an invitation addressed to them. The manager''s side does not change (a declined invitation stays a pending member, as a guest who never signs up does, so it tells the manager nothing). Arguments: invitation_id. Errors: P0002 no such pending invitation of theirs; 42501 no request user.';
 
 --
 -- Name: delete_department(uuid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
@@ -2971,6 +3147,12 @@ BEGIN
     JOIN callmaster.crew_relationships AS cr ON cr.crew_user_id = u.id AND cr.manager_user_id = v_me
     WHERE u.id = get_crew_member.user_id;
     IF v_result IS NULL THEN
+        SELECT callmaster.crew_invitation_json(i) INTO v_result
+        FROM callmaster.crew_invitations_sent AS i
+        WHERE i.manager_user_id = v_me
+          AND i.id = get_crew_member.user_id;
+    END IF;
+    IF v_result IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'P0002', MESSAGE = 'crew member not found';
     END IF;
     RETURN v_result;
@@ -2983,7 +3165,7 @@ ALTER FUNCTION callmaster.get_crew_member(user_id uuid) OWNER TO keel_owner;
 -- Name: FUNCTION get_crew_member(user_id uuid); Type: COMMENT; Schema: callmaster; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION callmaster.get_crew_member(user_id uuid) IS 'API: one member of the requesting user''s crew (crew_member_json), e.g. to replay an Idempotency-Key answer of add_guest. Arguments: user_id. Errors: P0002 not in the crew; 42501 no request user.';
+COMMENT ON FUNCTION callmaster.get_crew_member(user_id uuid) IS 'API: one member of the requesting user''s crew (crew_member_json; a pending one as crew_invitation_json), e.g. to replay an Idempotency-Key answer of add_guest. Arguments: user_id. Errors: P0002 not in the crew; 42501 no request user.';
 
 --
 -- Name: get_department(uuid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
@@ -3201,6 +3383,59 @@ ALTER FUNCTION callmaster.insert_element(sc callmaster.scripts, data jsonb) OWNE
 COMMENT ON FUNCTION callmaster.insert_element(sc callmaster.scripts, data jsonb) IS 'Inserts an element with its supporting rows into a script (no access check or lock: callers do that). Arguments: sc (the script row), data (element_fields plus nested arrays, see write_element_children; sequence defaults to after the last element). Returns the row. Errors: 22023 unknown field or no element_type; 23503 (422) parent/department/member/user outside the script or owner; 23514 invalid enum value; 22xxx malformed values.';
 
 --
+-- Name: invite_to_crew(text, text, text, text, text); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.invite_to_crew(p_email text, p_first_name text, p_last_name text, p_phone text, p_notes text) RETURNS uuid
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_me      uuid := callmaster.require_user_id();
+    v_email   text := lower(btrim(p_email));
+    v_invitee uuid;
+    v_id      uuid;
+BEGIN
+    SELECT u.id INTO v_invitee
+    FROM callmaster.users AS u
+    WHERE lower(u.email) = v_email;
+    IF v_invitee IS NULL THEN
+        -- The holder went away since the caller's INSERT collided: the same request now creates a guest.
+        RAISE EXCEPTION USING ERRCODE = '40001', MESSAGE = 'the address was released meanwhile; retry';
+    END IF;
+    IF v_invitee = v_me
+       OR EXISTS (SELECT
+                  FROM callmaster.crew_relationships AS cr
+                  WHERE cr.manager_user_id = v_me AND cr.crew_user_id = v_invitee) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = '23505',
+            MESSAGE = format('%s is already you or a member of your crew', v_email);
+    END IF;
+    -- A guest the manager created (and later removed from the crew) is their own record: back in the crew.
+    IF EXISTS (SELECT
+               FROM callmaster.users AS u
+               WHERE u.id = v_invitee AND u.status = 'guest' AND u.created_by = v_me) THEN
+        INSERT INTO callmaster.crew_relationships (manager_user_id, crew_user_id, notes)
+        VALUES (v_me, v_invitee, p_notes);
+        RETURN v_invitee;
+    END IF;
+    INSERT INTO callmaster.crew_invitations (manager_user_id, invitee_user_id, email, first_name, last_name,
+                                             phone, notes)
+    VALUES (v_me, v_invitee, v_email, nullif(btrim(p_first_name), ''), nullif(btrim(p_last_name), ''),
+            nullif(btrim(p_phone), ''), p_notes)
+    RETURNING id INTO v_id;
+    RETURN v_id;
+END
+$$;
+
+ALTER FUNCTION callmaster.invite_to_crew(p_email text, p_first_name text, p_last_name text, p_phone text, p_notes text) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION invite_to_crew(p_email text, p_first_name text, p_last_name text, p_phone text, p_notes text); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.invite_to_crew(p_email text, p_first_name text, p_last_name text, p_phone text, p_notes text) IS 'Internal (add_guest): invites the user holding an email address into the requesting user''s crew, keeping what the manager typed (email lower-cased, names, phone, notes). Returns the invitation id; for a guest the manager created themself (removed from the crew since), puts it back in the crew and returns its user id. Errors: 23505 the address is the manager''s own or their crew member''s; 40001 the address has no holder any more (retry: it becomes a guest); 42501 no request user.';
+
+--
 -- Name: jsonb_merge_patch(jsonb, jsonb); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
 --
 
@@ -3263,25 +3498,31 @@ DECLARE
     v_result jsonb;
 BEGIN
     WITH members AS (
-        SELECT u, NULL::callmaster.crew_relationships AS cr, 0 AS rank
+        SELECT callmaster.crew_member_json(u, NULL::callmaster.crew_relationships) AS member, 0 AS rank,
+               lower(u.last_name) AS last_name, lower(u.first_name) AS first_name, lower(u.email) AS email,
+               u.id
         FROM callmaster.users AS u
         WHERE u.id = v_me
         UNION ALL
-        SELECT u, cr, 1
+        SELECT callmaster.crew_member_json(u, cr), 1, lower(u.last_name), lower(u.first_name),
+               lower(u.email), u.id
         FROM callmaster.crew_relationships AS cr
         JOIN callmaster.users AS u ON u.id = cr.crew_user_id
         WHERE cr.manager_user_id = v_me
+        UNION ALL
+        SELECT callmaster.crew_invitation_json(i), 1, lower(i.last_name), lower(i.first_name),
+               lower(i.email), i.id
+        FROM callmaster.crew_invitations_sent AS i
+        WHERE i.manager_user_id = v_me
     ),
     page AS (
-        SELECT m.u, m.cr, m.rank
+        SELECT m.*
         FROM members AS m
-        ORDER BY m.rank, lower((m.u).last_name), lower((m.u).first_name), lower((m.u).email), (m.u).id
+        ORDER BY m.rank, m.last_name, m.first_name, m.email, m.id
         LIMIT lim OFFSET skip
     )
     SELECT jsonb_build_object(
-        'items', coalesce((SELECT jsonb_agg(callmaster.crew_member_json(p.u, p.cr)
-                                            ORDER BY p.rank, lower((p.u).last_name), lower((p.u).first_name),
-                                                     lower((p.u).email), (p.u).id)
+        'items', coalesce((SELECT jsonb_agg(p.member ORDER BY p.rank, p.last_name, p.first_name, p.email, p.id)
                            FROM page AS p), '[]'),
         'total', (SELECT count(*) FROM members),
         'limit', lim,
@@ -3297,7 +3538,49 @@ ALTER FUNCTION callmaster.list_crew(lim integer, skip integer) OWNER TO keel_own
 -- Name: FUNCTION list_crew(lim integer, skip integer); Type: COMMENT; Schema: callmaster; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION callmaster.list_crew(lim integer, skip integer) IS 'API: the requesting user (first, is_self true) and every user they manage, with the relationship (notes, active), ordered by name. Arguments: lim, skip (page). Returns {items, total, limit, offset}. Errors: 42501 no request user.';
+COMMENT ON FUNCTION callmaster.list_crew(lim integer, skip integer) IS 'API: the requesting user (first, is_self true) and every user they manage, with the relationship (notes, active), pending invitations among them (crew_invitation_json), ordered by name. Arguments: lim, skip (page). Returns {items, total, limit, offset}. Errors: 42501 no request user.';
+
+--
+-- Name: list_crew_invitations(integer, integer); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.list_crew_invitations(lim integer, skip integer) RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'callmaster'
+    AS $$
+    WITH mine AS (
+        SELECT i.id, i.created_at, m.id AS manager_id, m.email, m.first_name, m.last_name, m.image_url
+        FROM callmaster.crew_invitations AS i
+        JOIN callmaster.users AS m ON m.id = i.manager_user_id
+        WHERE i.invitee_user_id = callmaster.require_user_id()
+          AND i.declined_at IS NULL
+          AND m.is_active
+    ),
+    page AS (
+        SELECT * FROM mine ORDER BY created_at, id LIMIT lim OFFSET skip
+    )
+    SELECT jsonb_build_object(
+        'items', coalesce((SELECT jsonb_agg(jsonb_build_object(
+                                      'id', p.id,
+                                      'created_at', p.created_at,
+                                      'manager', jsonb_build_object('user_id', p.manager_id, 'email', p.email,
+                                                                    'first_name', p.first_name,
+                                                                    'last_name', p.last_name,
+                                                                    'image_url', p.image_url))
+                                  ORDER BY p.created_at, p.id)
+                           FROM page AS p), '[]'),
+        'total', (SELECT count(*) FROM mine),
+        'limit', lim,
+        'offset', skip)
+$$;
+
+ALTER FUNCTION callmaster.list_crew_invitations(lim integer, skip integer) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION list_crew_invitations(lim integer, skip integer); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.list_crew_invitations(lim integer, skip integer) IS 'API: the pending invitations into other users'' crews addressed to the requesting user, oldest first, each with the inviting manager (user_id, email, names, image_url); never the manager''s notes. Arguments: lim, skip (page). Returns {items, total, limit, offset}. Errors: 42501 no request user.';
 
 --
 -- Name: list_departments(integer, integer, text); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
@@ -4819,6 +5102,11 @@ BEGIN
     WHERE r.manager_user_id = v_me
       AND r.crew_user_id = remove_crew_member.crew_user_id;
     IF NOT FOUND THEN
+        DELETE FROM callmaster.crew_invitations AS i
+        WHERE i.manager_user_id = v_me
+          AND i.id = remove_crew_member.crew_user_id;
+    END IF;
+    IF NOT FOUND THEN
         RAISE EXCEPTION USING
             ERRCODE = 'P0002',
             MESSAGE = format('user %s is not in your crew', remove_crew_member.crew_user_id);
@@ -4832,7 +5120,7 @@ ALTER FUNCTION callmaster.remove_crew_member(crew_user_id uuid) OWNER TO keel_ow
 -- Name: FUNCTION remove_crew_member(crew_user_id uuid); Type: COMMENT; Schema: callmaster; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION callmaster.remove_crew_member(crew_user_id uuid) IS 'API: ends the requesting user''s crew relationship with a user (the user remains). Arguments: crew_user_id. Errors: P0002 not in the crew; 42501 no request user.';
+COMMENT ON FUNCTION callmaster.remove_crew_member(crew_user_id uuid) IS 'API: ends the requesting user''s crew relationship with a user (the user remains), or withdraws a pending invitation. Arguments: crew_user_id. Errors: P0002 not in the crew; 42501 no request user.';
 
 --
 -- Name: remove_show_crew(uuid, uuid, uuid, uuid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
@@ -5331,7 +5619,6 @@ CREATE FUNCTION callmaster.update_crew_member(crew_user_id uuid, patch jsonb) RE
     AS $$
 DECLARE
     v_me uuid := callmaster.require_user_id();
-    v_cr callmaster.crew_relationships;
 BEGIN
     IF patch ? 'is_active' AND jsonb_typeof(patch -> 'is_active') <> 'boolean' THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'is_active must be true or false';
@@ -5340,16 +5627,20 @@ BEGIN
     SET notes = CASE WHEN patch ? 'notes' THEN patch ->> 'notes' ELSE r.notes END,
         is_active = CASE WHEN patch ? 'is_active' THEN (patch ->> 'is_active')::boolean ELSE r.is_active END
     WHERE r.manager_user_id = v_me
-      AND r.crew_user_id = update_crew_member.crew_user_id
-    RETURNING * INTO v_cr;
+      AND r.crew_user_id = update_crew_member.crew_user_id;
+    IF NOT FOUND THEN
+        UPDATE callmaster.crew_invitations AS i
+        SET notes = CASE WHEN patch ? 'notes' THEN patch ->> 'notes' ELSE i.notes END,
+            is_active = CASE WHEN patch ? 'is_active' THEN (patch ->> 'is_active')::boolean ELSE i.is_active END
+        WHERE i.manager_user_id = v_me
+          AND i.id = update_crew_member.crew_user_id;
+    END IF;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING
             ERRCODE = 'P0002',
             MESSAGE = format('user %s is not in your crew', update_crew_member.crew_user_id);
     END IF;
-    RETURN (SELECT callmaster.crew_member_json(u, v_cr)
-            FROM callmaster.users AS u
-            WHERE u.id = v_cr.crew_user_id);
+    RETURN callmaster.get_crew_member(update_crew_member.crew_user_id);
 END
 $$;
 
@@ -5359,7 +5650,7 @@ ALTER FUNCTION callmaster.update_crew_member(crew_user_id uuid, patch jsonb) OWN
 -- Name: FUNCTION update_crew_member(crew_user_id uuid, patch jsonb); Type: COMMENT; Schema: callmaster; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION callmaster.update_crew_member(crew_user_id uuid, patch jsonb) IS 'API: changes the requesting user''s crew relationship with a user. Arguments: crew_user_id, patch {notes?, is_active?}. Returns the crew member (crew_member_json). Errors: P0002 not in the crew; 22023 is_active not boolean; 42501 no request user.';
+COMMENT ON FUNCTION callmaster.update_crew_member(crew_user_id uuid, patch jsonb) IS 'API: changes the requesting user''s crew relationship with a user (or their pending invitation). Arguments: crew_user_id, patch {notes?, is_active?}. Returns the crew member (get_crew_member). Errors: P0002 not in the crew; 22023 is_active not boolean; 42501 no request user.';
 
 --
 -- Name: update_department(uuid, jsonb); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
@@ -7222,6 +7513,29 @@ ALTER FUNCTION clinic.count_leads_to_rekey(current_key text) OWNER TO keel_owner
 COMMENT ON FUNCTION clinic.count_leads_to_rekey(current_key text) IS 'How many leads still have a field or blind index not written under current_key in the current format (what clinic.leads_to_rekey will return, in total). Raises nothing.';
 
 --
+-- Name: count_v1_ciphertexts(); Type: FUNCTION; Schema: clinic; Owner: keel_owner
+--
+
+CREATE FUNCTION clinic.count_v1_ciphertexts() RETURNS bigint
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'clinic'
+    AS $$
+    -- The predicate of the partial index leads_v1_ciphertext_idx (migration 0832), word for word.
+    SELECT count(*)
+    FROM clinic.leads
+    WHERE phone LIKE 'v1:%' OR alternate_phone LIKE 'v1:%' OR problem LIKE 'v1:%'
+       OR treatment_doctor LIKE 'v1:%' OR treatment_suggested LIKE 'v1:%' OR phone_bidx NOT LIKE 'v2:%'
+$$;
+
+ALTER FUNCTION clinic.count_v1_ciphertexts() OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION count_v1_ciphertexts(); Type: COMMENT; Schema: clinic; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION clinic.count_v1_ciphertexts() IS 'How many leads, of every clinic, still hold a field or phone blind index in the v1 format (not bound to its clinic and row): what `keel keys rotate` must still rewrite whatever the keys. The API refuses to read those values unless KEEL_ACCEPT_V1_CIPHERTEXTS is set. Reported by `keel migrate` and /api/ready; an index holds only these rows, so it is cheap. Raises nothing.';
+
+--
 -- Name: create_clinic(text, text, text, text, text); Type: FUNCTION; Schema: clinic; Owner: keel_owner
 --
 
@@ -8902,7 +9216,7 @@ COMMENT ON FUNCTION keel.enqueue_event(p_topic text, p_payload jsonb, p_availabl
 -- Name: fail_outbox(uuid, uuid, text, integer, integer, interval, interval); Type: FUNCTION; Schema: keel; Owner: keel_owner
 --
 
-CREATE FUNCTION keel.fail_outbox(p_id uuid, p_token uuid, p_error text, p_status integer, p_max_attempts integer, p_backoff_base interval, p_backoff_max interval) RETURNS timestamp with time zone
+CREATE FUNCTION keel.fail_outbox(p_id uuid, p_token uuid, p_error text, p_status integer, p_max_attempts integer, p_backoff_base interval, p_backoff_max interval) RETURNS TABLE(outcome text, next_attempt_at timestamp with time zone)
     LANGUAGE sql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'keel'
     AS $$
@@ -8920,7 +9234,13 @@ CREATE FUNCTION keel.fail_outbox(p_id uuid, p_token uuid, p_error text, p_status
         WHERE o.id = p_id AND o.claim_token = p_token AND o.delivered_at IS NULL
         RETURNING o.failed_at, o.available_at
     )
-    SELECT CASE WHEN f.failed_at IS NULL THEN f.available_at END FROM failed AS f
+    SELECT CASE WHEN f.failed_at IS NULL THEN 'retry' ELSE 'failed' END,
+           CASE WHEN f.failed_at IS NULL THEN f.available_at END
+    FROM failed AS f
+    UNION ALL
+    -- Nothing written: another dispatcher holds the event now (its lease ran out here), or it is gone.
+    SELECT 'lost', NULL
+    WHERE NOT EXISTS (SELECT FROM failed)
 $$;
 
 ALTER FUNCTION keel.fail_outbox(p_id uuid, p_token uuid, p_error text, p_status integer, p_max_attempts integer, p_backoff_base interval, p_backoff_max interval) OWNER TO keel_owner;
@@ -8929,7 +9249,7 @@ ALTER FUNCTION keel.fail_outbox(p_id uuid, p_token uuid, p_error text, p_status 
 -- Name: FUNCTION fail_outbox(p_id uuid, p_token uuid, p_error text, p_status integer, p_max_attempts integer, p_backoff_base interval, p_backoff_max interval); Type: COMMENT; Schema: keel; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION keel.fail_outbox(p_id uuid, p_token uuid, p_error text, p_status integer, p_max_attempts integer, p_backoff_base interval, p_backoff_max interval) IS 'Dispatcher call: records a failed delivery attempt (p_token: the claim token; error text, HTTP status or NULL). Below p_max_attempts the event is retried after an exponential backoff (p_backoff_base doubled per attempt, capped at p_backoff_max, ±20 % jitter); at p_max_attempts it is marked failed (failed_at) and kept for inspection (see keel.retry_outbox). Returns the next attempt time; NULL when it gave up, the event is gone, or it was claimed again since (nothing is written then). Raises nothing.';
+COMMENT ON FUNCTION keel.fail_outbox(p_id uuid, p_token uuid, p_error text, p_status integer, p_max_attempts integer, p_backoff_base interval, p_backoff_max interval) IS 'Dispatcher call: records a failed delivery attempt (p_token: the claim token; error text, HTTP status or NULL). Below p_max_attempts the event is retried after an exponential backoff (p_backoff_base doubled per attempt, capped at p_backoff_max, ±20 % jitter); at p_max_attempts it is marked failed (failed_at) and kept for inspection (see keel.retry_outbox). Returns one row (outcome, next_attempt_at): (''retry'', when), (''failed'', NULL) when it gave up, or (''lost'', NULL) when the claim is no longer the caller''s (re-claimed by another dispatcher) or the event is delivered or gone: nothing is written then. Raises nothing.';
 
 --
 -- Name: idempotency_scope(); Type: FUNCTION; Schema: keel; Owner: keel_owner
@@ -9968,6 +10288,13 @@ ALTER TABLE ONLY callmaster.crew_assignments
     ADD CONSTRAINT crew_assignments_show_user_department_key UNIQUE NULLS NOT DISTINCT (show_id, owner_id, user_id, department_id);
 
 --
+-- Name: crew_invitations crew_invitations_pkey; Type: CONSTRAINT; Schema: callmaster; Owner: keel_owner
+--
+
+ALTER TABLE ONLY callmaster.crew_invitations
+    ADD CONSTRAINT crew_invitations_pkey PRIMARY KEY (manager_user_id, id);
+
+--
 -- Name: crew_relationships crew_relationships_pair_key; Type: CONSTRAINT; Schema: callmaster; Owner: keel_owner
 --
 
@@ -10340,6 +10667,18 @@ CREATE INDEX crew_assignments_department_id_idx ON callmaster.crew_assignments U
 CREATE INDEX crew_assignments_user_id_idx ON callmaster.crew_assignments USING btree (user_id, show_id);
 
 --
+-- Name: crew_invitations_email_key; Type: INDEX; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE UNIQUE INDEX crew_invitations_email_key ON callmaster.crew_invitations USING btree (manager_user_id, lower(email));
+
+--
+-- Name: crew_invitations_invitee_user_id_idx; Type: INDEX; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE INDEX crew_invitations_invitee_user_id_idx ON callmaster.crew_invitations USING btree (invitee_user_id);
+
+--
 -- Name: crew_relationships_crew_user_id_idx; Type: INDEX; Schema: callmaster; Owner: keel_owner
 --
 
@@ -10604,6 +10943,12 @@ CREATE INDEX leads_cro_queue_updated_at_idx ON clinic.leads USING btree (clinic_
 CREATE INDEX leads_name_trgm_idx ON clinic.leads USING gin (name public.gin_trgm_ops);
 
 --
+-- Name: leads_v1_ciphertext_idx; Type: INDEX; Schema: clinic; Owner: keel_owner
+--
+
+CREATE INDEX leads_v1_ciphertext_idx ON clinic.leads USING btree (clinic_id) WHERE ((phone ~~ 'v1:%'::text) OR (alternate_phone ~~ 'v1:%'::text) OR (problem ~~ 'v1:%'::text) OR (treatment_doctor ~~ 'v1:%'::text) OR (treatment_suggested ~~ 'v1:%'::text) OR (phone_bidx !~~ 'v2:%'::text));
+
+--
 -- Name: patients_clinic_id_assigned_doctor_id_idx; Type: INDEX; Schema: clinic; Owner: keel_owner
 --
 
@@ -10710,6 +11055,12 @@ CREATE TRIGGER crew_assignments_fill_owner BEFORE INSERT ON callmaster.crew_assi
 --
 
 CREATE TRIGGER crew_assignments_touch_updated_at BEFORE UPDATE ON callmaster.crew_assignments FOR EACH ROW WHEN ((NOT (old.updated_at IS DISTINCT FROM new.updated_at))) EXECUTE FUNCTION callmaster.touch_updated_at();
+
+--
+-- Name: crew_invitations crew_invitations_touch_updated_at; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE TRIGGER crew_invitations_touch_updated_at BEFORE UPDATE OF notes, is_active ON callmaster.crew_invitations FOR EACH ROW WHEN ((NOT (old.updated_at IS DISTINCT FROM new.updated_at))) EXECUTE FUNCTION callmaster.touch_updated_at();
 
 --
 -- Name: crew_relationships crew_relationships_touch_updated_at; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
@@ -11036,6 +11387,20 @@ ALTER TABLE ONLY callmaster.crew_assignments
     ADD CONSTRAINT crew_assignments_user_id_fkey FOREIGN KEY (user_id) REFERENCES callmaster.users(id) ON DELETE CASCADE;
 
 --
+-- Name: crew_invitations crew_invitations_invitee_user_id_fkey; Type: FK CONSTRAINT; Schema: callmaster; Owner: keel_owner
+--
+
+ALTER TABLE ONLY callmaster.crew_invitations
+    ADD CONSTRAINT crew_invitations_invitee_user_id_fkey FOREIGN KEY (invitee_user_id) REFERENCES callmaster.users(id) ON DELETE CASCADE;
+
+--
+-- Name: crew_invitations crew_invitations_manager_user_id_fkey; Type: FK CONSTRAINT; Schema: callmaster; Owner: keel_owner
+--
+
+ALTER TABLE ONLY callmaster.crew_invitations
+    ADD CONSTRAINT crew_invitations_manager_user_id_fkey FOREIGN KEY (manager_user_id) REFERENCES callmaster.users(id) ON DELETE CASCADE;
+
+--
 -- Name: crew_relationships crew_relationships_crew_user_id_fkey; Type: FK CONSTRAINT; Schema: callmaster; Owner: keel_owner
 --
 
@@ -11349,6 +11714,18 @@ CREATE POLICY crew_assignments_crew_read ON callmaster.crew_assignments FOR SELE
 --
 
 CREATE POLICY crew_assignments_owner ON callmaster.crew_assignments TO keel_api USING ((owner_id = ( SELECT callmaster.current_user_id() AS current_user_id))) WITH CHECK ((owner_id = ( SELECT callmaster.current_user_id() AS current_user_id)));
+
+--
+-- Name: crew_invitations; Type: ROW SECURITY; Schema: callmaster; Owner: keel_owner
+--
+
+ALTER TABLE callmaster.crew_invitations ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: crew_invitations crew_invitations_manager; Type: POLICY; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE POLICY crew_invitations_manager ON callmaster.crew_invitations TO keel_api USING ((manager_user_id = ( SELECT callmaster.current_user_id() AS current_user_id))) WITH CHECK ((manager_user_id = ( SELECT callmaster.current_user_id() AS current_user_id)));
 
 --
 -- Name: crew_relationships; Type: ROW SECURITY; Schema: callmaster; Owner: keel_owner
@@ -12016,6 +12393,13 @@ REVOKE ALL ON FUNCTION assistant.touch_updated_at() FROM PUBLIC;
 GRANT ALL ON FUNCTION assistant.touch_updated_at() TO keel_api;
 
 --
+-- Name: FUNCTION accept_crew_invitation(invitation_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.accept_crew_invitation(invitation_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.accept_crew_invitation(invitation_id uuid) TO keel_api;
+
+--
 -- Name: FUNCTION acting_user_id(); Type: ACL; Schema: callmaster; Owner: keel_owner
 --
 
@@ -12196,6 +12580,97 @@ REVOKE ALL ON FUNCTION callmaster.crew_assignment_json(ca callmaster.crew_assign
 GRANT ALL ON FUNCTION callmaster.crew_assignment_json(ca callmaster.crew_assignments) TO keel_api;
 
 --
+-- Name: TABLE crew_invitations; Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+GRANT DELETE ON TABLE callmaster.crew_invitations TO keel_api;
+
+--
+-- Name: COLUMN crew_invitations.id; Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+GRANT SELECT(id) ON TABLE callmaster.crew_invitations TO keel_api;
+
+--
+-- Name: COLUMN crew_invitations.manager_user_id; Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+GRANT SELECT(manager_user_id) ON TABLE callmaster.crew_invitations TO keel_api;
+
+--
+-- Name: COLUMN crew_invitations.relationship_id; Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+GRANT SELECT(relationship_id) ON TABLE callmaster.crew_invitations TO keel_api;
+
+--
+-- Name: COLUMN crew_invitations.email; Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+GRANT SELECT(email) ON TABLE callmaster.crew_invitations TO keel_api;
+
+--
+-- Name: COLUMN crew_invitations.first_name; Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+GRANT SELECT(first_name) ON TABLE callmaster.crew_invitations TO keel_api;
+
+--
+-- Name: COLUMN crew_invitations.last_name; Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+GRANT SELECT(last_name) ON TABLE callmaster.crew_invitations TO keel_api;
+
+--
+-- Name: COLUMN crew_invitations.phone; Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+GRANT SELECT(phone) ON TABLE callmaster.crew_invitations TO keel_api;
+
+--
+-- Name: COLUMN crew_invitations.notes; Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+GRANT SELECT(notes),UPDATE(notes) ON TABLE callmaster.crew_invitations TO keel_api;
+
+--
+-- Name: COLUMN crew_invitations.is_active; Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+GRANT SELECT(is_active),UPDATE(is_active) ON TABLE callmaster.crew_invitations TO keel_api;
+
+--
+-- Name: COLUMN crew_invitations.declined_at; Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+GRANT SELECT(declined_at) ON TABLE callmaster.crew_invitations TO keel_api;
+
+--
+-- Name: COLUMN crew_invitations.created_at; Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+GRANT SELECT(created_at) ON TABLE callmaster.crew_invitations TO keel_api;
+
+--
+-- Name: COLUMN crew_invitations.updated_at; Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+GRANT SELECT(updated_at) ON TABLE callmaster.crew_invitations TO keel_api;
+
+--
+-- Name: TABLE crew_invitations_sent; Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+GRANT SELECT ON TABLE callmaster.crew_invitations_sent TO keel_api;
+
+--
+-- Name: FUNCTION crew_invitation_json(i callmaster.crew_invitations_sent); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.crew_invitation_json(i callmaster.crew_invitations_sent) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.crew_invitation_json(i callmaster.crew_invitations_sent) TO keel_api;
+
+--
 -- Name: TABLE crew_relationships; Type: ACL; Schema: callmaster; Owner: keel_owner
 --
 
@@ -12256,6 +12731,13 @@ GRANT ALL ON FUNCTION callmaster.crew_member_json(u callmaster.users, cr callmas
 
 REVOKE ALL ON FUNCTION callmaster.current_user_id() FROM PUBLIC;
 GRANT ALL ON FUNCTION callmaster.current_user_id() TO keel_api;
+
+--
+-- Name: FUNCTION decline_crew_invitation(invitation_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.decline_crew_invitation(invitation_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.decline_crew_invitation(invitation_id uuid) TO keel_api;
 
 --
 -- Name: FUNCTION delete_department(department_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
@@ -12417,6 +12899,12 @@ REVOKE ALL ON FUNCTION callmaster.insert_element(sc callmaster.scripts, data jso
 GRANT ALL ON FUNCTION callmaster.insert_element(sc callmaster.scripts, data jsonb) TO keel_api;
 
 --
+-- Name: FUNCTION invite_to_crew(p_email text, p_first_name text, p_last_name text, p_phone text, p_notes text); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.invite_to_crew(p_email text, p_first_name text, p_last_name text, p_phone text, p_notes text) FROM PUBLIC;
+
+--
 -- Name: FUNCTION jsonb_merge_patch(target jsonb, patch jsonb); Type: ACL; Schema: callmaster; Owner: keel_owner
 --
 
@@ -12436,6 +12924,13 @@ GRANT ALL ON FUNCTION callmaster.like_escape(term text) TO keel_api;
 
 REVOKE ALL ON FUNCTION callmaster.list_crew(lim integer, skip integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION callmaster.list_crew(lim integer, skip integer) TO keel_api;
+
+--
+-- Name: FUNCTION list_crew_invitations(lim integer, skip integer); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.list_crew_invitations(lim integer, skip integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.list_crew_invitations(lim integer, skip integer) TO keel_api;
 
 --
 -- Name: FUNCTION list_departments(lim integer, skip integer, q text); Type: ACL; Schema: callmaster; Owner: keel_owner
@@ -12484,28 +12979,24 @@ GRANT ALL ON FUNCTION callmaster.list_venues(lim integer, skip integer, q text) 
 --
 
 REVOKE ALL ON FUNCTION callmaster.live_append_elements(p_event text, p_element_ids uuid[], p_script_ids uuid[], p_fields text[]) FROM PUBLIC;
-GRANT ALL ON FUNCTION callmaster.live_append_elements(p_event text, p_element_ids uuid[], p_script_ids uuid[], p_fields text[]) TO keel_api;
 
 --
 -- Name: FUNCTION live_caller_script(p_script_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
 --
 
 REVOKE ALL ON FUNCTION callmaster.live_caller_script(p_script_id uuid) FROM PUBLIC;
-GRANT ALL ON FUNCTION callmaster.live_caller_script(p_script_id uuid) TO keel_api;
 
 --
 -- Name: FUNCTION live_claim_positions(p_counts jsonb); Type: ACL; Schema: callmaster; Owner: keel_owner
 --
 
 REVOKE ALL ON FUNCTION callmaster.live_claim_positions(p_counts jsonb) FROM PUBLIC;
-GRANT ALL ON FUNCTION callmaster.live_claim_positions(p_counts jsonb) TO keel_api;
 
 --
 -- Name: FUNCTION live_cue(p_script_id uuid, p_element_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
 --
 
 REVOKE ALL ON FUNCTION callmaster.live_cue(p_script_id uuid, p_element_id uuid) FROM PUBLIC;
-GRANT ALL ON FUNCTION callmaster.live_cue(p_script_id uuid, p_element_id uuid) TO keel_api;
 
 --
 -- Name: FUNCTION live_events_after(p_script_ids uuid[], p_positions bigint[], p_limit integer); Type: ACL; Schema: callmaster; Owner: keel_owner
@@ -12568,14 +13059,12 @@ GRANT ALL ON FUNCTION callmaster.live_hold(p_script_id uuid) TO keel_api;
 --
 
 REVOKE ALL ON FUNCTION callmaster.live_is_caller_role(p_show_role text) FROM PUBLIC;
-GRANT ALL ON FUNCTION callmaster.live_is_caller_role(p_show_role text) TO keel_api;
 
 --
 -- Name: FUNCTION live_next_cue(p_script_id uuid, p_after uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
 --
 
 REVOKE ALL ON FUNCTION callmaster.live_next_cue(p_script_id uuid, p_after uuid) FROM PUBLIC;
-GRANT ALL ON FUNCTION callmaster.live_next_cue(p_script_id uuid, p_after uuid) TO keel_api;
 
 --
 -- Name: FUNCTION live_open(p_script_id uuid, p_after bigint); Type: ACL; Schema: callmaster; Owner: keel_owner
@@ -12595,7 +13084,6 @@ GRANT SELECT ON TABLE callmaster.show_runs TO keel_api;
 --
 
 REVOKE ALL ON FUNCTION callmaster.live_open_run(p_script_id uuid) FROM PUBLIC;
-GRANT ALL ON FUNCTION callmaster.live_open_run(p_script_id uuid) TO keel_api;
 
 --
 -- Name: FUNCTION live_open_shared(p_token text, p_script_id uuid, p_after bigint); Type: ACL; Schema: callmaster; Owner: keel_owner
@@ -12609,7 +13097,6 @@ GRANT ALL ON FUNCTION callmaster.live_open_shared(p_token text, p_script_id uuid
 --
 
 REVOKE ALL ON FUNCTION callmaster.live_pause(p_script_id uuid, p_hold boolean) FROM PUBLIC;
-GRANT ALL ON FUNCTION callmaster.live_pause(p_script_id uuid, p_hold boolean) TO keel_api;
 
 --
 -- Name: FUNCTION live_presence(p_script_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
@@ -12623,7 +13110,6 @@ GRANT ALL ON FUNCTION callmaster.live_presence(p_script_id uuid) TO keel_api;
 --
 
 REVOKE ALL ON FUNCTION callmaster.live_presence_counts(p_script_id uuid) FROM PUBLIC;
-GRANT ALL ON FUNCTION callmaster.live_presence_counts(p_script_id uuid) TO keel_api;
 
 --
 -- Name: FUNCTION live_presence_shared(p_token text, p_script_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
@@ -12637,14 +13123,12 @@ GRANT ALL ON FUNCTION callmaster.live_presence_shared(p_token text, p_script_id 
 --
 
 REVOKE ALL ON FUNCTION callmaster.live_reader(p_script_id uuid) FROM PUBLIC;
-GRANT ALL ON FUNCTION callmaster.live_reader(p_script_id uuid) TO keel_api;
 
 --
 -- Name: FUNCTION live_record(r callmaster.show_runs, p_command text, p_element_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
 --
 
 REVOKE ALL ON FUNCTION callmaster.live_record(r callmaster.show_runs, p_command text, p_element_id uuid) FROM PUBLIC;
-GRANT ALL ON FUNCTION callmaster.live_record(r callmaster.show_runs, p_command text, p_element_id uuid) TO keel_api;
 
 --
 -- Name: FUNCTION live_relay_asleep(p_wait interval); Type: ACL; Schema: callmaster; Owner: keel_owner
@@ -12665,7 +13149,6 @@ GRANT ALL ON FUNCTION callmaster.live_relay_awake() TO keel_worker;
 --
 
 REVOKE ALL ON FUNCTION callmaster.live_replay(p_script_id uuid, p_after bigint, p_limit integer) FROM PUBLIC;
-GRANT ALL ON FUNCTION callmaster.live_replay(p_script_id uuid, p_after bigint, p_limit integer) TO keel_api;
 
 --
 -- Name: FUNCTION live_resume(p_script_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
@@ -12679,14 +13162,12 @@ GRANT ALL ON FUNCTION callmaster.live_resume(p_script_id uuid) TO keel_api;
 --
 
 REVOKE ALL ON FUNCTION callmaster.live_ring(p_script_ids uuid[]) FROM PUBLIC;
-GRANT ALL ON FUNCTION callmaster.live_ring(p_script_ids uuid[]) TO keel_api;
 
 --
 -- Name: FUNCTION live_run_json(r callmaster.show_runs); Type: ACL; Schema: callmaster; Owner: keel_owner
 --
 
 REVOKE ALL ON FUNCTION callmaster.live_run_json(r callmaster.show_runs) FROM PUBLIC;
-GRANT ALL ON FUNCTION callmaster.live_run_json(r callmaster.show_runs) TO keel_api;
 
 --
 -- Name: FUNCTION live_standby(p_script_id uuid, p_element_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
@@ -12700,7 +13181,6 @@ GRANT ALL ON FUNCTION callmaster.live_standby(p_script_id uuid, p_element_id uui
 --
 
 REVOKE ALL ON FUNCTION callmaster.live_state(p_script_id uuid) FROM PUBLIC;
-GRANT ALL ON FUNCTION callmaster.live_state(p_script_id uuid) TO keel_api;
 
 --
 -- Name: FUNCTION live_stop(p_script_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
@@ -12819,14 +13299,12 @@ GRANT ALL ON FUNCTION callmaster.share_link_create(p_show_id uuid, p_expires_in_
 --
 
 REVOKE ALL ON FUNCTION callmaster.share_link_hash(p_token text) FROM PUBLIC;
-GRANT ALL ON FUNCTION callmaster.share_link_hash(p_token text) TO keel_api;
 
 --
 -- Name: FUNCTION share_link_json(l callmaster.share_links); Type: ACL; Schema: callmaster; Owner: keel_owner
 --
 
 REVOKE ALL ON FUNCTION callmaster.share_link_json(l callmaster.share_links) FROM PUBLIC;
-GRANT ALL ON FUNCTION callmaster.share_link_json(l callmaster.share_links) TO keel_api;
 
 --
 -- Name: FUNCTION share_link_list(p_show_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
@@ -12847,7 +13325,6 @@ GRANT ALL ON FUNCTION callmaster.share_link_revoke(p_show_id uuid, p_link_id uui
 --
 
 REVOKE ALL ON FUNCTION callmaster.shared_link(p_token text) FROM PUBLIC;
-GRANT ALL ON FUNCTION callmaster.shared_link(p_token text) TO keel_api;
 
 --
 -- Name: FUNCTION shared_script(p_token text, p_script_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
@@ -13171,6 +13648,13 @@ GRANT ALL ON FUNCTION clinic.convert_lead(lead_id uuid, mobile text, name text, 
 --
 
 REVOKE ALL ON FUNCTION clinic.count_leads_to_rekey(current_key text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION count_v1_ciphertexts(); Type: ACL; Schema: clinic; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION clinic.count_v1_ciphertexts() FROM PUBLIC;
+GRANT ALL ON FUNCTION clinic.count_v1_ciphertexts() TO keel_api;
 
 --
 -- Name: FUNCTION create_clinic(name text, timezone text, uhid_prefix text, admin_name text, admin_email text); Type: ACL; Schema: clinic; Owner: keel_owner

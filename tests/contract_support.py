@@ -96,7 +96,15 @@ async def seed_world(dba: Dba, client: httpx.AsyncClient, bearer: Callable[..., 
     ).fetchone()
 
     owner = add_user(dba, "user_owner_a")
-    add_user(dba, "user_owner_b")  # a stranger to owner A's rows
+    owner_b = add_user(dba, "user_owner_b")  # a stranger to owner A's rows
+    # Owner B invited owner A into their crew: only A may accept or decline it (not even B).
+    invitation_id = str(
+        dba.execute(
+            "INSERT INTO callmaster.crew_invitations (manager_user_id, invitee_user_id, email)"
+            " VALUES (%s, %s, 'owner-a@example.com') RETURNING id",
+            (owner_b, owner),
+        ).fetchone()[0]
+    )
     crew = add_crew(dba, owner, "crew-a@example.com")
     dba.execute(
         "UPDATE callmaster.users SET clerk_user_id = 'user_crew_a', status = 'verified' WHERE id = %s",
@@ -148,6 +156,7 @@ async def seed_world(dba: Dba, client: httpx.AsyncClient, bearer: Callable[..., 
             "element_id": element_id,
             "link_id": _created(link),
             "event_id": str(dba.execute("SELECT id FROM keel.outbox ORDER BY id LIMIT 1").fetchone()[0]),
+            "invitation_id": invitation_id,
         },
         products={
             "clinic_admin": "clinic",

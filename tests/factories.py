@@ -27,8 +27,9 @@ KEY_OLD = base64.b64encode(bytes(range(32))).decode()
 KEY_NEW = base64.b64encode(bytes(range(100, 132))).decode()
 KEYS_ONE = f"k1:{KEY_OLD}"
 KEYS_TWO = f"k1:{KEY_OLD},k2:{KEY_NEW}"
-# A well-formed AES-GCM envelope (the CHECK constraints want one) for leads whose content is never read.
-CIPHERTEXT = "v1:k1:" + "A" * 43
+# A well-formed AES-GCM envelope (the CHECK constraints want one) for leads whose content is never read;
+# in the current format, as a deployment's rows are after `keel keys rotate` (v1 rows are counted).
+CIPHERTEXT = "v2:k1:" + "A" * 43
 
 CREATE_CLINIC = """
     SELECT clinic_id, admin_id

@@ -23,6 +23,9 @@ PRODUCTION_TABLES = TABLES[4:]
 # CallMaster live (sql/callmaster/700_live_*.sql): keel_api reads show runs under RLS and reaches the
 # others only through SECURITY DEFINER functions; their policies guard them should a grant ever appear.
 LIVE_TABLES = ("live_feed_heads", "live_events", "show_runs", "share_links", "live_presence")
+# Invitations of users outside a crew (issue 13, finding 15): the manager's rows, minus the invitee's id
+# (tests/test_hardening_guest_email.py).
+INVITATION_TABLES = ("crew_invitations",)
 
 
 @contextmanager
@@ -126,7 +129,7 @@ def test_every_table_has_forced_rls_and_policies(dba: psycopg.Connection[Any]) -
         WHERE c.relnamespace = 'callmaster'::regnamespace AND c.relkind = 'r'
         """
     ).fetchall()
-    assert {name for name, _, _ in rows} == set(TABLES) | set(LIVE_TABLES)
+    assert {name for name, _, _ in rows} == set(TABLES) | set(LIVE_TABLES) | set(INVITATION_TABLES)
     assert all(forced and policies > 0 for _, forced, policies in rows), rows
 
 

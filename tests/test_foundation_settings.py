@@ -68,3 +68,13 @@ def test_from_env_parses_each_variable_by_its_type(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("KEEL_POOL_MAX_SIZE", "many")
     with pytest.raises(ValueError):
         Settings.from_env()
+
+
+def test_yes_no_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().accept_v1_ciphertexts is False
+    for raw, expected in (("true", True), ("YES", True), ("1", True), ("off", False), ("False", False)):
+        monkeypatch.setenv("KEEL_ACCEPT_V1_CIPHERTEXTS", raw)
+        assert Settings.from_env().accept_v1_ciphertexts is expected
+    monkeypatch.setenv("KEEL_ACCEPT_V1_CIPHERTEXTS", "maybe")
+    with pytest.raises(ValueError, match="yes/no"):
+        Settings.from_env()

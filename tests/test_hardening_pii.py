@@ -1,5 +1,7 @@
 """Issue 13, finding 10: after a full clinic flow, no log line, error message, outbox payload or
-Idempotency-Key record carries a patient's or lead's personal or medical data in clear."""
+Idempotency-Key record carries a patient's or lead's personal or medical data in clear; nor do the problem
+documents and log lines of database errors whose DETAIL quotes a row (constraint violations, an unmapped
+SQLSTATE)."""
 
 from __future__ import annotations
 
@@ -13,10 +15,15 @@ from typing import Any
 
 import psycopg
 import pytest
+from litestar import post
+from litestar.params import FromPath, JSONBody
 
+from api.app import create_app
 from api.db import Database
+from api.deps import Db
 from api.outbox import Dispatcher
 from api.settings import Settings
+from tests.conftest import live_server
 from tests.factories import KEYS_ONE, assert_problem
 
 Dba = psycopg.Connection[Any]
@@ -175,3 +182,74 @@ async def test_hardening_no_pii_in_logs_outbox_or_idempotency_records(
     }
     assert {where: leaks(text) for where, text in stored.items()} == {where: [] for where in stored}
     assert len(list(dba.execute("SELECT 1 FROM keel.idempotency_keys"))) == 5  # every keyed request
+
+
+# A table whose constraints PostgreSQL reports with the failing row in the DETAIL, and a function raising a
+# SQLSTATE that api.errors does not map, with a value in its DETAIL.
+ROW_ERRORS_SQL = """
+CREATE TABLE public.keel_test_people (
+    name  text NOT NULL,
+    phone text UNIQUE CONSTRAINT keel_test_people_phone_check CHECK (phone ~ '^[0-9]+$'),
+    born  date
+);
+CREATE FUNCTION public.keel_test_unmapped(value text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = 'XX001', MESSAGE = 'corrupt row', DETAIL = 'the row holds ' || value;
+END $$;
+GRANT SELECT, INSERT ON public.keel_test_people TO keel_api;
+"""
+INSERT_PERSON = "INSERT INTO public.keel_test_people (name, phone, born) VALUES (%(name)s, %(phone)s, %(born)s)"
+UNMAPPED = "SELECT public.keel_test_unmapped(%(value)s)"
+
+
+@post("/test/people")
+async def add_person(data: JSONBody[dict[str, Any]], db: Db) -> None:
+    await db.execute(None, INSERT_PERSON, {"name": None, "phone": None, "born": None, **data})
+
+
+@post("/test/unmapped/{value:str}")
+async def unmapped(value: FromPath[str], db: Db) -> None:
+    await db.execute(None, UNMAPPED, {"value": value})
+
+
+async def test_hardening_no_row_values_in_database_error_problems_or_logs(
+    dba: Dba, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    dba.execute(ROW_ERRORS_SQL)
+    dba.execute(
+        "INSERT INTO public.keel_test_people (name, phone) VALUES (%s, %s)",
+        (PII["walk_in"], PII["walk_in_mobile"]),
+    )
+    app = create_app(settings)
+    for handler in (add_person, unmapped):
+        app.register(handler)
+    # Each request fails on a constraint; PostgreSQL's DETAIL quotes the whole row or the key.
+    cases = [
+        ({"phone": PII["lead_phone"], "born": "2001-02-03"}, 422, "23502", "name"),  # not null
+        ({"name": PII["lead_name"], "phone": PII["address"]}, 422, "23514", "keel_test_people_phone_check"),
+        ({"name": PII["lead_name"], "phone": PII["walk_in_mobile"]}, 409, "23505", "keel_test_people_phone_key"),
+        ({"name": PII["lead_name"], "born": PII["visit_reason"]}, 422, "22007", None),  # bad date literal
+    ]
+    answers = []
+    async with live_server(app) as client:
+        for body, status, code, named in cases:
+            response = await client.post("/test/people", json=body)
+            problem = assert_problem(response, status)
+            assert problem["code"] == code and "db_detail" not in problem
+            if named:  # the names stay: what failed is still clear
+                assert named in (problem["detail"], problem.get("constraint"), problem.get("column"))
+            answers.append(response.text)
+        response = await client.post(f"/test/unmapped/{PII['problem']}")
+        assert_problem(response, 500)
+        answers.append(response.text)
+
+    assert dba.execute("SELECT count(*) FROM public.keel_test_people").fetchone() == (1,)
+    unmapped_lines = [r for r in caplog.records if "unmapped database error XX001" in r.getMessage()]
+    assert len(unmapped_lines) == 1 and "keel_test_unmapped" in unmapped_lines[0].getMessage()
+    server_records = [r for r in caplog.records if r.name.split(".")[0] not in ("httpx", "httpcore")]
+    formatter = logging.Formatter()  # with the traceback of any exception logged
+    log_text = "\n".join(
+        f"{formatter.format(r)} {json.dumps(r.__dict__, default=str)}" for r in server_records
+    )
+    assert {"logs": leaks(log_text), "problems": leaks("\n".join(answers))} == {"logs": [], "problems": []}

@@ -10,6 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+import pytest
+
+from tests.factories import add_script, add_show, add_user
 
 API = "an API handler's call; runs under the request's claims, row-level security applies"
 HELPER = (
@@ -36,9 +39,9 @@ LIVE_RELAY = (
 )
 DOORBELL = "dispatcher's wake-up announcement (a session advisory lock); touches no rows"
 
-LIVE_INTERNAL = (
-    "live feed internals, called by its triggers and command functions under the request role; SECURITY "
-    "DEFINER where they write the append-only log or the run, which keel_api cannot write directly"
+INVITEE = (
+    "SECURITY DEFINER invitee's side of a crew invitation; only the requesting user's own invitations "
+    "(invitee_user_id, which keel_api may not read)"
 )
 SHARE_LINK = "SECURITY DEFINER share-link read; answers only for a valid, unexpired, unrevoked token's show"
 MAINTENANCE_SWITCH = (
@@ -73,7 +76,10 @@ KEEL_API: dict[str, str] = {
     "assistant.tool_today()": HELPER,
     "assistant.touch_updated_at()": TRIGGER,
     "callmaster.acting_user_id()": HELPER,
-    "callmaster.add_guest(jsonb)": API,
+    "callmaster.add_guest(jsonb)": (
+        "SECURITY DEFINER; acts only for the requesting user (require_user_id) on their own crew; an address "
+        "held outside the crew becomes an invitation answered exactly like a new guest (issue 13, finding 15)"
+    ),
     "callmaster.add_show_crew(uuid,jsonb)": API,
     "callmaster.apply_clerk_event(text,text,jsonb)": CLERK_WEBHOOK,
     "callmaster.apply_script_edits(uuid,jsonb)": API,
@@ -97,6 +103,7 @@ KEEL_API: dict[str, str] = {
     "callmaster.create_venue(jsonb)": API,
     "callmaster.crew_assignment_json(callmaster.crew_assignments)": HELPER,
     "callmaster.crew_member_json(callmaster.users,callmaster.crew_relationships)": HELPER,
+    "callmaster.crew_invitation_json(callmaster.crew_invitations_sent)": HELPER,
     "callmaster.current_user_id()": DEFINER_POLICY,
     "callmaster.delete_department(uuid)": API,
     "callmaster.delete_element(uuid,integer)": API,
@@ -121,6 +128,9 @@ KEEL_API: dict[str, str] = {
     "callmaster.jsonb_merge_patch(jsonb,jsonb)": HELPER,
     "callmaster.like_escape(text)": HELPER,
     "callmaster.list_crew(integer,integer)": API,
+    "callmaster.list_crew_invitations(integer,integer)": INVITEE,
+    "callmaster.accept_crew_invitation(uuid)": INVITEE,
+    "callmaster.decline_crew_invitation(uuid)": INVITEE,
     "callmaster.list_departments(integer,integer,text)": API,
     "callmaster.list_script_elements(uuid,integer,integer)": API,
     "callmaster.list_show_crew(uuid,integer,integer)": API,
@@ -160,6 +170,10 @@ KEEL_API: dict[str, str] = {
     "clinic.appointment_json(clinic.appointments)": HELPER,
     "clinic.appointment_overlap_error(uuid,uuid,date,time without time zone,time without time zone,uuid)": HELPER,
     "clinic.appointments_outbox_booked()": TRIGGER,
+    "clinic.count_v1_ciphertexts()": (
+        "SECURITY DEFINER count for /api/ready (run by the API's login, a keel_api member): one number for "
+        "all clinics, names none"
+    ),
     "clinic.appointments_outbox_changed()": TRIGGER,
     "clinic.assert_slot_free(uuid,uuid,date,time without time zone,time without time zone,uuid)": HELPER,
     "clinic.assign_uhid()": TRIGGER,
@@ -243,28 +257,10 @@ KEEL_API: dict[str, str] = {
     "callmaster.share_link_revoke(uuid,uuid)": API,
     "callmaster.shared_show(text)": SHARE_LINK,
     "callmaster.shared_script(text,uuid)": SHARE_LINK,
-    "callmaster.shared_link(text)": SHARE_LINK,
     "callmaster.live_feed_children()": TRIGGER,
     "callmaster.live_feed_elements()": TRIGGER,
     "callmaster.live_feed_script_created()": TRIGGER,
     "callmaster.live_feed_script_deleted()": TRIGGER,
-    "callmaster.live_append_elements(text,uuid[],uuid[],text[])": LIVE_INTERNAL,
-    "callmaster.live_caller_script(uuid)": LIVE_INTERNAL,
-    "callmaster.live_claim_positions(jsonb)": LIVE_INTERNAL,
-    "callmaster.live_cue(uuid,uuid)": LIVE_INTERNAL,
-    "callmaster.live_is_caller_role(text)": LIVE_INTERNAL,
-    "callmaster.live_next_cue(uuid,uuid)": LIVE_INTERNAL,
-    "callmaster.live_reader(uuid)": LIVE_INTERNAL,
-    "callmaster.live_record(callmaster.show_runs,text,uuid)": LIVE_INTERNAL,
-    "callmaster.live_replay(uuid,bigint,integer)": LIVE_INTERNAL,
-    "callmaster.live_ring(uuid[])": LIVE_INTERNAL,
-    "callmaster.live_run_json(callmaster.show_runs)": LIVE_INTERNAL,
-    "callmaster.live_state(uuid)": LIVE_INTERNAL,
-    "callmaster.live_open_run(uuid)": LIVE_INTERNAL,
-    "callmaster.live_pause(uuid,boolean)": LIVE_INTERNAL,
-    "callmaster.share_link_hash(text)": LIVE_INTERNAL,
-    "callmaster.share_link_json(callmaster.share_links)": LIVE_INTERNAL,
-    "callmaster.live_presence_counts(uuid)": LIVE_INTERNAL,
 }
 
 KEEL_WORKER: dict[str, str] = {
@@ -376,3 +372,43 @@ def test_finding6_keel_api_table_privileges_in_keel(dba):
         "SELECT relrowsecurity AND relforcerowsecurity FROM pg_class WHERE oid = 'keel.idempotency_keys'::regclass"
     ).fetchone()
     assert forced == (True,)
+
+
+# The live feed's internals: called only by SECURITY DEFINER entry points (feed triggers, show-run commands,
+# live_open*, share links), so they run as the owner; keel_api may not call them itself (issue 13).
+LIVE_INTERNALS = [
+    "live_append_elements('element.updated', ARRAY[gen_random_uuid()], ARRAY[%(script)s::uuid], NULL)",
+    "live_claim_positions(jsonb_build_object(%(script)s::text, 1000000))",
+    "live_ring(ARRAY[%(script)s::uuid])",
+    "live_open_run(%(script)s)",
+    "live_state(%(script)s)",
+    "live_replay(%(script)s, 0, 10)",
+    "shared_link('sl_guess')",
+]
+
+
+def test_live_feed_internals_are_not_callable_by_the_request_role(dba):
+    """Even a script's owner cannot forge feed events, skip feed positions or open a run by calling the
+    internals directly: 42501 for each, and the feed is unchanged."""
+    owner = add_user(dba, "user_owner")
+    script = add_script(dba, add_show(dba, owner))
+    head = "SELECT position FROM callmaster.live_feed_heads WHERE script_id = %s"
+    before = dba.execute(head, (script,)).fetchone()
+    refused = []
+    for call in LIVE_INTERNALS:
+        dba.execute("BEGIN")
+        try:
+            dba.execute("SELECT set_config('request.jwt.claims', %s, true)", ('{"sub": "user_owner"}',))
+            dba.execute("SET LOCAL ROLE keel_api")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                dba.execute("SELECT callmaster." + call, {"script": script})
+            refused.append(call)
+        finally:
+            dba.execute("ROLLBACK")
+    assert refused == LIVE_INTERNALS
+    assert dba.execute(head, (script,)).fetchone() == before
+    written = (
+        "SELECT (SELECT count(*) FROM callmaster.live_events WHERE script_id = %(s)s),"
+        " (SELECT count(*) FROM callmaster.show_runs WHERE script_id = %(s)s)"
+    )
+    assert dba.execute(written, {"s": script}).fetchone() == (0, 0)

@@ -67,6 +67,12 @@ def populate_tenant_a(dba: psycopg.Connection[Any]) -> dict[str, Any]:
     owner = add_user(dba, "user_alpha")
     crew = add_crew(dba, owner, "alpha-crew@example.com")
     performer = add_crew(dba, owner, "alpha-performer@example.com")
+    invitee = add_user(dba, "user_alpha_invitee", "alpha-invitee@example.com")
+    dba.execute(
+        "INSERT INTO callmaster.crew_invitations (manager_user_id, invitee_user_id, email, first_name)"
+        " VALUES (%s, %s, 'alpha-invitee@example.com', 'Invited')",
+        (owner, invitee),
+    )
     show = add_show(dba, owner)
     department = add_department(dba, owner)
     assign(dba, show, crew)
@@ -151,7 +157,12 @@ def test_another_tenant_reads_none_of_a_tenants_rows(db_url, dba):
         conn.execute("SET LOCAL ROLE keel_owner")  # bypasses row-level security: every row there is
         everything = all_rows(conn)
     tenant_a = {name: rows for name, rows in everything.items() if rows}
-    assert {"clinic.appointments", "callmaster.script_elements", "keel.idempotency_keys"} <= set(tenant_a)
+    assert {
+        "clinic.appointments",
+        "callmaster.script_elements",
+        "callmaster.crew_invitations_sent",
+        "keel.idempotency_keys",
+    } <= set(tenant_a)
 
     clinic_b = create_clinic(dba, "Beta", doctors=1, patients=1)
     owner_b = add_user(dba, "user_beta")

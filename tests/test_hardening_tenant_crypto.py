@@ -1,5 +1,6 @@
 """Issue 13, finding 13: blind indexes are per clinic and ciphertexts are bound to their clinic, row and
-column; rows in the old format still read and `keel keys rotate` moves them over."""
+column; rows in the old format read during the upgrade window (KEEL_ACCEPT_V1_CIPHERTEXTS; refused
+otherwise: tests/test_hardening_v1_ciphertexts.py) and `keel keys rotate` moves them over."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ MASTER = base64.b64decode(KEY_OLD)  # key k1 of KEYS_ONE
 
 @pytest.fixture
 def settings_overrides() -> dict[str, Any]:
-    return {"encryption_keys": KEYS_ONE}
+    return {"encryption_keys": KEYS_ONE, "accept_v1_ciphertexts": True}
 
 
 def b64url(raw: bytes) -> str:
@@ -89,7 +90,7 @@ async def test_hardening_blind_index_and_aad_bound_to_tenant(
     body = (await client.get(f"/api/leads/{a1['id']}", headers=clinic_a.headers)).json()
     assert body["unreadable_fields"] == ["treatment_doctor"] and body["problem"] == lead_body()["problem"]
 
-    # Rows written before tenant binding (v1): they read and match before rotation …
+    # Rows written before tenant binding (v1): in the upgrade window they read and match before rotation …
     legacy = dba.execute(
         "INSERT INTO clinic.leads (clinic_id, name, phone, phone_bidx, problem) VALUES (%s, 'Legacy', %s, %s, %s)"
         " RETURNING id::text",
@@ -107,6 +108,8 @@ async def test_hardening_blind_index_and_aad_bound_to_tenant(
     )
     found = (await client.get("/api/leads", params={"phone": "98470 66666"}, headers=clinic_a.headers)).json()
     assert [item["id"] for item in found["items"]] == [legacy]
+    ready = (await client.get("/api/ready")).json()
+    assert ready["v1_ciphertexts"] == {"leads": 1, "readable": True}
 
     # … and `keel keys rotate` rewrites them bound to their clinic and row, with the clinic's index.
     env = {
@@ -128,6 +131,7 @@ async def test_hardening_blind_index_and_aad_bound_to_tenant(
     ).fetchone()
     assert row[0].startswith("v2:k1:") and row[1].startswith("v2:k1:") and row[2].startswith("v2:k1:")
     assert dba.execute("SELECT clinic.count_leads_to_rekey('k1')").fetchone()[0] == 0
+    assert (await client.get("/api/ready")).json()["v1_ciphertexts"] == {"leads": 0, "readable": True}
     r = await client.get(f"/api/leads/{legacy}", headers=clinic_a.headers)
     assert (r.json()["phone"], r.json()["problem"]) == ("9847066666", "Old complaint")
     found = (await client.get("/api/leads", params={"phone": "9847066666"}, headers=clinic_a.headers)).json()

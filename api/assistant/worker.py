@@ -38,6 +38,7 @@ from psycopg_pool import PoolTimeout
 
 from api.assistant.tools import Caller, call_tool, tool_specs
 from api.db import PROBE, WORKER, Database
+from api.errors import redacted
 from api.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -423,7 +424,9 @@ class ReplyWorker:
         try:
             await self.db.fetch_val(WORKER, RELEASE_SQL, {"id": job.id, "attempt": job.attempt})
         except (psycopg.Error, PoolTimeout) as exc:
-            log.warning("assistant reply %s: could not hand it back (%s); its lease will expire", job.id, exc)
+            log.warning(
+                "assistant reply %s: could not hand it back (%s); its lease will expire", job.id, redacted(exc)
+            )
 
     async def generate(self, job: Job, writer: ReplyWriter) -> list[dict[str, Any]]:
         """Stream the reply into `writer`, running tool calls between rounds; returns the tools used."""

@@ -1,4 +1,6 @@
-"""Crews and guests: `GET /api/crew`, `POST /api/crew/guests`, `PATCH/DELETE /api/crew/{user_id}`."""
+"""Crews and guests: `GET /api/crew`, `POST /api/crew/guests`, `PATCH/DELETE /api/crew/{user_id}`; the
+invitations of users who already have an account: `GET /api/crew/invitations`,
+`POST /api/crew/invitations/{id}/accept|decline`."""
 
 from __future__ import annotations
 
@@ -20,6 +22,9 @@ from api.patterns import EMAIL
 LIST_CREW = "SELECT callmaster.list_crew(%(limit)s, %(offset)s)"
 UPDATE_CREW_MEMBER = "SELECT callmaster.update_crew_member(%(user_id)s, %(patch)s)"
 REMOVE_CREW_MEMBER = "SELECT callmaster.remove_crew_member(%(user_id)s)"
+LIST_INVITATIONS = "SELECT callmaster.list_crew_invitations(%(limit)s, %(offset)s)"
+ACCEPT_INVITATION = "SELECT callmaster.accept_crew_invitation(%(invitation_id)s)"
+DECLINE_INVITATION = "SELECT callmaster.decline_crew_invitation(%(invitation_id)s)"
 
 Email = Annotated[str, Meta(pattern=EMAIL, max_length=320)]
 PersonName = Annotated[str, Meta(max_length=100)]
@@ -61,8 +66,10 @@ async def list_crew(db: Db, principal: CurrentPrincipal, pagination: Page) -> di
     "/api/crew/guests",
     tags=["callmaster"],
     summary="Create a guest crew member",
-    description="Guest user and crew relationship in one transaction; an email already in use → 409. "
-    "Honours Idempotency-Key.",
+    description="Guest user and crew relationship in one transaction. An address that is you, your crew "
+    "or an invitation you sent → 409. An address held by a user outside your crew is answered exactly as "
+    "a new one (a pending guest made of what you typed), and that user joins your crew only when they "
+    "accept the invitation (`POST /api/crew/invitations/{id}/accept`). Honours Idempotency-Key.",
     status_code=201,
 )
 async def create_guest(
@@ -102,4 +109,45 @@ async def remove_crew_member(user_id: FromPath[UUID], db: Db, principal: Current
     await db.execute(principal, REMOVE_CREW_MEMBER, {"user_id": user_id})
 
 
-routes = [list_crew, create_guest, update_crew_member, remove_crew_member]
+@get(
+    "/api/crew/invitations",
+    tags=["callmaster"],
+    summary="Invitations into other users' crews addressed to the requesting user",
+)
+async def list_invitations(db: Db, principal: CurrentPrincipal, pagination: Page) -> dict[str, Any]:
+    return await db.fetch_val(
+        principal, LIST_INVITATIONS, {"limit": pagination.limit, "offset": pagination.offset}
+    )
+
+
+@post(
+    "/api/crew/invitations/{invitation_id:uuid}/accept",
+    tags=["callmaster"],
+    summary="Accept an invitation: join the inviting manager's crew",
+    status_code=200,
+)
+async def accept_invitation(
+    invitation_id: FromPath[UUID], db: Db, principal: CurrentPrincipal
+) -> dict[str, Any]:
+    return await db.fetch_val(principal, ACCEPT_INVITATION, {"invitation_id": invitation_id})
+
+
+@post(
+    "/api/crew/invitations/{invitation_id:uuid}/decline",
+    tags=["callmaster"],
+    summary="Decline an invitation (the manager is not told)",
+    status_code=204,
+)
+async def decline_invitation(invitation_id: FromPath[UUID], db: Db, principal: CurrentPrincipal) -> None:
+    await db.execute(principal, DECLINE_INVITATION, {"invitation_id": invitation_id})
+
+
+routes = [
+    list_crew,
+    create_guest,
+    update_crew_member,
+    remove_crew_member,
+    list_invitations,
+    accept_invitation,
+    decline_invitation,
+]

@@ -239,7 +239,8 @@ def rotate_keys(batch_size: int) -> None:
     Runs in batches, each its own short transaction; safe to interrupt and run again.
     """
     settings = load_settings()
-    ring = _keyring(settings)
+    # v1 values are read whatever KEEL_ACCEPT_V1_CIPHERTEXTS says: rewriting them is the point.
+    ring = _keyring(settings).with_v1()
     moved = 0
     with _owner_connection(settings) as conn:
         total_row = conn.execute(COUNT_LEADS_TO_REKEY, {"key_id": ring.current_id}).fetchone()

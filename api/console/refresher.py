@@ -18,6 +18,7 @@ import psycopg
 
 from api.clinic.metrics_cli import refresh_control_tower
 from api.db import Database
+from api.errors import redacted
 from api.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ async def run(settings: Settings, db: Database, stop: asyncio.Event) -> None:
         try:
             await refresh_if_due(settings, db)
         except psycopg.Error as exc:
-            log.warning("scheduled refresh failed: %s", str(exc).strip(), extra={"sqlstate": exc.sqlstate})
+            log.warning("scheduled refresh failed: %s", redacted(exc), extra={"sqlstate": exc.sqlstate})
         # Jitter, so processes started together do not ask at the same instant.
         pause = settings.refresh_interval * random.uniform(0.9, 1.1)
         try:

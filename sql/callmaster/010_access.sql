@@ -113,6 +113,13 @@ DROP POLICY IF EXISTS crew_relationships_delete ON callmaster.crew_relationships
 CREATE POLICY crew_relationships_delete ON callmaster.crew_relationships FOR DELETE TO keel_api
     USING (manager_user_id = (SELECT callmaster.current_user_id()));
 
+-- crew_invitations: the manager reads, changes and withdraws their own (columns as granted by migration
+-- 0831: never the invitee's id); the invitee's side and creation are SECURITY DEFINER (110_crew.sql).
+DROP POLICY IF EXISTS crew_invitations_manager ON callmaster.crew_invitations;
+CREATE POLICY crew_invitations_manager ON callmaster.crew_invitations FOR ALL TO keel_api
+    USING (manager_user_id = (SELECT callmaster.current_user_id()))
+    WITH CHECK (manager_user_id = (SELECT callmaster.current_user_id()));
+
 -- venues: the owner does everything; crew read the venue of a show they are assigned to.
 DROP POLICY IF EXISTS venues_owner ON callmaster.venues;
 CREATE POLICY venues_owner ON callmaster.venues FOR ALL TO keel_api

@@ -84,6 +84,11 @@ CREATE OR REPLACE TRIGGER crew_relationships_touch_updated_at
     BEFORE UPDATE ON callmaster.crew_relationships
     FOR EACH ROW WHEN (OLD.updated_at IS NOT DISTINCT FROM NEW.updated_at)
     EXECUTE FUNCTION callmaster.touch_updated_at();
+-- Only the manager's columns: the invitee declining must not show on the manager's side (updated_at).
+CREATE OR REPLACE TRIGGER crew_invitations_touch_updated_at
+    BEFORE UPDATE OF notes, is_active ON callmaster.crew_invitations
+    FOR EACH ROW WHEN (OLD.updated_at IS NOT DISTINCT FROM NEW.updated_at)
+    EXECUTE FUNCTION callmaster.touch_updated_at();
 CREATE OR REPLACE TRIGGER venues_touch_updated_at
     BEFORE UPDATE ON callmaster.venues
     FOR EACH ROW WHEN (OLD.updated_at IS NOT DISTINCT FROM NEW.updated_at)

@@ -104,6 +104,98 @@ COMMENT ON FUNCTION callmaster.create_guest_user(uuid, text, text, text, text, t
     'account exists); '
     '42501 (API) manager is not the requesting user.';
 
+-- Invitations (issue 13, finding 15). A manager adding an address that belongs to a user outside their
+-- crew gets the same answer as for a new address: a guest crew member made of what they typed, whose
+-- user_id is the invitation's id. Nothing of the existing user reaches them (not their id, names or
+-- status), and the user joins the crew only by accepting: then the relationship (same id, notes and
+-- is_active as the invitation) links the manager to the real user. A declined invitation stays pending
+-- on the manager's side, as a guest who never signs up does.
+
+CREATE OR REPLACE FUNCTION callmaster.crew_invitation_json(i callmaster.crew_invitations_sent)
+    RETURNS jsonb
+    LANGUAGE sql
+    STABLE
+AS $$
+    SELECT jsonb_build_object(
+        'user_id', i.id,
+        'email', i.email,
+        'first_name', i.first_name,
+        'last_name', i.last_name,
+        'phone', i.phone,
+        'image_url', NULL,
+        'status', 'guest',
+        'role', NULL,
+        'is_active', true,
+        'is_self', false,
+        'relationship', jsonb_build_object(
+            'id', i.relationship_id,
+            'notes', i.notes,
+            'is_active', i.is_active,
+            'created_at', i.created_at,
+            'updated_at', i.updated_at))
+$$;
+COMMENT ON FUNCTION callmaster.crew_invitation_json(callmaster.crew_invitations_sent) IS
+    'A pending crew member (an invitation) as its manager sees it: exactly the shape crew_member_json gives '
+    'a new guest, from what the manager typed (user_id is the invitation id; status guest). Arguments: the '
+    'invitation (view crew_invitations_sent). No errors.';
+
+CREATE OR REPLACE FUNCTION callmaster.invite_to_crew(
+    p_email text,
+    p_first_name text,
+    p_last_name text,
+    p_phone text,
+    p_notes text)
+    RETURNS uuid
+    LANGUAGE plpgsql
+    VOLATILE
+AS $$
+DECLARE
+    v_me      uuid := callmaster.require_user_id();
+    v_email   text := lower(btrim(p_email));
+    v_invitee uuid;
+    v_id      uuid;
+BEGIN
+    SELECT u.id INTO v_invitee
+    FROM callmaster.users AS u
+    WHERE lower(u.email) = v_email;
+    IF v_invitee IS NULL THEN
+        -- The holder went away since the caller's INSERT collided: the same request now creates a guest.
+        RAISE EXCEPTION USING ERRCODE = '40001', MESSAGE = 'the address was released meanwhile; retry';
+    END IF;
+    IF v_invitee = v_me
+       OR EXISTS (SELECT
+                  FROM callmaster.crew_relationships AS cr
+                  WHERE cr.manager_user_id = v_me AND cr.crew_user_id = v_invitee) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = '23505',
+            MESSAGE = format('%s is already you or a member of your crew', v_email);
+    END IF;
+    -- A guest the manager created (and later removed from the crew) is their own record: back in the crew.
+    IF EXISTS (SELECT
+               FROM callmaster.users AS u
+               WHERE u.id = v_invitee AND u.status = 'guest' AND u.created_by = v_me) THEN
+        INSERT INTO callmaster.crew_relationships (manager_user_id, crew_user_id, notes)
+        VALUES (v_me, v_invitee, p_notes);
+        RETURN v_invitee;
+    END IF;
+    INSERT INTO callmaster.crew_invitations (manager_user_id, invitee_user_id, email, first_name, last_name,
+                                             phone, notes)
+    VALUES (v_me, v_invitee, v_email, nullif(btrim(p_first_name), ''), nullif(btrim(p_last_name), ''),
+            nullif(btrim(p_phone), ''), p_notes)
+    RETURNING id INTO v_id;
+    RETURN v_id;
+END
+$$;
+COMMENT ON FUNCTION callmaster.invite_to_crew(text, text, text, text, text) IS
+    'Internal (add_guest): invites the user holding an email address into the requesting user''s crew, '
+    'keeping what the manager typed (email lower-cased, names, phone, notes). Returns the invitation id; '
+    'for a guest the manager created themself (removed from the crew since), puts it back in the crew and '
+    'returns its user id. '
+    'Errors: 23505 the address is the manager''s own or their crew member''s; 40001 the address has no '
+    'holder any more (retry: it becomes a guest); 42501 no request user.';
+-- Only add_guest (SECURITY DEFINER) calls it.
+REVOKE ALL ON FUNCTION callmaster.invite_to_crew(text, text, text, text, text) FROM PUBLIC, keel_api;
+
 CREATE OR REPLACE FUNCTION callmaster.get_crew_member(user_id uuid)
     RETURNS jsonb
     LANGUAGE plpgsql
@@ -118,35 +210,73 @@ BEGIN
     JOIN callmaster.crew_relationships AS cr ON cr.crew_user_id = u.id AND cr.manager_user_id = v_me
     WHERE u.id = get_crew_member.user_id;
     IF v_result IS NULL THEN
+        SELECT callmaster.crew_invitation_json(i) INTO v_result
+        FROM callmaster.crew_invitations_sent AS i
+        WHERE i.manager_user_id = v_me
+          AND i.id = get_crew_member.user_id;
+    END IF;
+    IF v_result IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'P0002', MESSAGE = 'crew member not found';
     END IF;
     RETURN v_result;
 END
 $$;
 COMMENT ON FUNCTION callmaster.get_crew_member(uuid) IS
-    'API: one member of the requesting user''s crew (crew_member_json), e.g. to replay an Idempotency-Key '
-    'answer of add_guest. Arguments: user_id. Errors: P0002 not in the crew; 42501 no request user.';
+    'API: one member of the requesting user''s crew (crew_member_json; a pending one as '
+    'crew_invitation_json), e.g. to replay an Idempotency-Key answer of add_guest. Arguments: user_id. '
+    'Errors: P0002 not in the crew; 42501 no request user.';
 -- The API replays add_guest answers with it.
 REVOKE EXECUTE ON FUNCTION callmaster.get_crew_member(uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION callmaster.get_crew_member(uuid) TO keel_api;
 
+-- SECURITY DEFINER: the holder of an address outside the crew is invisible to the caller (row-level
+-- security), and invite_to_crew is not keel_api's to call (alone, it would tell taken addresses from free
+-- ones). It acts only for the requesting user, on their own crew.
 CREATE OR REPLACE FUNCTION callmaster.add_guest(data jsonb)
     RETURNS jsonb
     LANGUAGE plpgsql
+    VOLATILE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, callmaster
 AS $$
 DECLARE
-    v_me uuid := callmaster.require_user_id();
-    v_id uuid;
+    v_me    uuid := callmaster.require_user_id();
+    v_email text := lower(btrim(data ->> 'email'));
+    v_id    uuid;
 BEGIN
-    v_id := callmaster.create_guest_user(v_me, data ->> 'email', data ->> 'first_name', data ->> 'last_name',
-                                         data ->> 'phone', data ->> 'notes');
+    -- The caller's own data may be named as such: themself, their crew, the invitations they sent.
+    IF EXISTS (SELECT
+               FROM callmaster.users AS u
+               WHERE lower(u.email) = v_email
+                 AND (u.id = v_me
+                      OR EXISTS (SELECT
+                                 FROM callmaster.crew_relationships AS cr
+                                 WHERE cr.manager_user_id = v_me AND cr.crew_user_id = u.id)))
+       OR EXISTS (SELECT
+                  FROM callmaster.crew_invitations_sent AS i
+                  WHERE i.manager_user_id = v_me AND lower(i.email) = v_email) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = '23505',
+            MESSAGE = format('%s is already you or a member of your crew', v_email);
+    END IF;
+    BEGIN
+        v_id := callmaster.create_guest_user(v_me, data ->> 'email', data ->> 'first_name',
+                                             data ->> 'last_name', data ->> 'phone', data ->> 'notes');
+    EXCEPTION WHEN unique_violation THEN
+        -- Someone outside the crew holds the address: invite them, and answer as for a new guest.
+        v_id := callmaster.invite_to_crew(data ->> 'email', data ->> 'first_name', data ->> 'last_name',
+                                          data ->> 'phone', data ->> 'notes');
+    END;
     RETURN callmaster.get_crew_member(v_id);
 END
 $$;
 COMMENT ON FUNCTION callmaster.add_guest(jsonb) IS
-    'API: creates a guest in the requesting user''s crew (see create_guest_user). Arguments: data '
-    '{email, first_name, last_name, phone?, notes?}. Returns the crew member (crew_member_json). Errors: as '
-    'create_guest_user; 42501 no request user.';
+    'API: adds a guest to the requesting user''s crew (see create_guest_user). An address held by a user '
+    'outside the crew becomes an invitation (invite_to_crew) answered exactly like a new guest, so the '
+    'answer reveals nothing about other users. Arguments: data {email, first_name, last_name, phone?, '
+    'notes?}. Returns the crew member (crew_member_json or crew_invitation_json). Errors: 23505 the '
+    'address is the caller''s own, a crew member''s or an invitation''s they sent; 22023 missing or '
+    'malformed email; 42501 no request user.';
 
 CREATE OR REPLACE FUNCTION callmaster.list_crew(lim integer, skip integer)
     RETURNS jsonb
@@ -158,25 +288,31 @@ DECLARE
     v_result jsonb;
 BEGIN
     WITH members AS (
-        SELECT u, NULL::callmaster.crew_relationships AS cr, 0 AS rank
+        SELECT callmaster.crew_member_json(u, NULL::callmaster.crew_relationships) AS member, 0 AS rank,
+               lower(u.last_name) AS last_name, lower(u.first_name) AS first_name, lower(u.email) AS email,
+               u.id
         FROM callmaster.users AS u
         WHERE u.id = v_me
         UNION ALL
-        SELECT u, cr, 1
+        SELECT callmaster.crew_member_json(u, cr), 1, lower(u.last_name), lower(u.first_name),
+               lower(u.email), u.id
         FROM callmaster.crew_relationships AS cr
         JOIN callmaster.users AS u ON u.id = cr.crew_user_id
         WHERE cr.manager_user_id = v_me
+        UNION ALL
+        SELECT callmaster.crew_invitation_json(i), 1, lower(i.last_name), lower(i.first_name),
+               lower(i.email), i.id
+        FROM callmaster.crew_invitations_sent AS i
+        WHERE i.manager_user_id = v_me
     ),
     page AS (
-        SELECT m.u, m.cr, m.rank
+        SELECT m.*
         FROM members AS m
-        ORDER BY m.rank, lower((m.u).last_name), lower((m.u).first_name), lower((m.u).email), (m.u).id
+        ORDER BY m.rank, m.last_name, m.first_name, m.email, m.id
         LIMIT lim OFFSET skip
     )
     SELECT jsonb_build_object(
-        'items', coalesce((SELECT jsonb_agg(callmaster.crew_member_json(p.u, p.cr)
-                                            ORDER BY p.rank, lower((p.u).last_name), lower((p.u).first_name),
-                                                     lower((p.u).email), (p.u).id)
+        'items', coalesce((SELECT jsonb_agg(p.member ORDER BY p.rank, p.last_name, p.first_name, p.email, p.id)
                            FROM page AS p), '[]'),
         'total', (SELECT count(*) FROM members),
         'limit', lim,
@@ -187,8 +323,8 @@ END
 $$;
 COMMENT ON FUNCTION callmaster.list_crew(integer, integer) IS
     'API: the requesting user (first, is_self true) and every user they manage, with the relationship '
-    '(notes, active), ordered by name. Arguments: lim, skip (page). Returns {items, total, limit, offset}. '
-    'Errors: 42501 no request user.';
+    '(notes, active), pending invitations among them (crew_invitation_json), ordered by name. Arguments: '
+    'lim, skip (page). Returns {items, total, limit, offset}. Errors: 42501 no request user.';
 
 CREATE OR REPLACE FUNCTION callmaster.update_crew_member(crew_user_id uuid, patch jsonb)
     RETURNS jsonb
@@ -196,7 +332,6 @@ CREATE OR REPLACE FUNCTION callmaster.update_crew_member(crew_user_id uuid, patc
 AS $$
 DECLARE
     v_me uuid := callmaster.require_user_id();
-    v_cr callmaster.crew_relationships;
 BEGIN
     IF patch ? 'is_active' AND jsonb_typeof(patch -> 'is_active') <> 'boolean' THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'is_active must be true or false';
@@ -205,22 +340,26 @@ BEGIN
     SET notes = CASE WHEN patch ? 'notes' THEN patch ->> 'notes' ELSE r.notes END,
         is_active = CASE WHEN patch ? 'is_active' THEN (patch ->> 'is_active')::boolean ELSE r.is_active END
     WHERE r.manager_user_id = v_me
-      AND r.crew_user_id = update_crew_member.crew_user_id
-    RETURNING * INTO v_cr;
+      AND r.crew_user_id = update_crew_member.crew_user_id;
+    IF NOT FOUND THEN
+        UPDATE callmaster.crew_invitations AS i
+        SET notes = CASE WHEN patch ? 'notes' THEN patch ->> 'notes' ELSE i.notes END,
+            is_active = CASE WHEN patch ? 'is_active' THEN (patch ->> 'is_active')::boolean ELSE i.is_active END
+        WHERE i.manager_user_id = v_me
+          AND i.id = update_crew_member.crew_user_id;
+    END IF;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING
             ERRCODE = 'P0002',
             MESSAGE = format('user %s is not in your crew', update_crew_member.crew_user_id);
     END IF;
-    RETURN (SELECT callmaster.crew_member_json(u, v_cr)
-            FROM callmaster.users AS u
-            WHERE u.id = v_cr.crew_user_id);
+    RETURN callmaster.get_crew_member(update_crew_member.crew_user_id);
 END
 $$;
 COMMENT ON FUNCTION callmaster.update_crew_member(uuid, jsonb) IS
-    'API: changes the requesting user''s crew relationship with a user. Arguments: crew_user_id, patch '
-    '{notes?, is_active?}. Returns the crew member (crew_member_json). Errors: P0002 not in the crew; '
-    '22023 is_active not boolean; 42501 no request user.';
+    'API: changes the requesting user''s crew relationship with a user (or their pending invitation). '
+    'Arguments: crew_user_id, patch {notes?, is_active?}. Returns the crew member (get_crew_member). '
+    'Errors: P0002 not in the crew; 22023 is_active not boolean; 42501 no request user.';
 
 CREATE OR REPLACE FUNCTION callmaster.remove_crew_member(crew_user_id uuid)
     RETURNS void
@@ -233,6 +372,11 @@ BEGIN
     WHERE r.manager_user_id = v_me
       AND r.crew_user_id = remove_crew_member.crew_user_id;
     IF NOT FOUND THEN
+        DELETE FROM callmaster.crew_invitations AS i
+        WHERE i.manager_user_id = v_me
+          AND i.id = remove_crew_member.crew_user_id;
+    END IF;
+    IF NOT FOUND THEN
         RAISE EXCEPTION USING
             ERRCODE = 'P0002',
             MESSAGE = format('user %s is not in your crew', remove_crew_member.crew_user_id);
@@ -240,5 +384,115 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION callmaster.remove_crew_member(uuid) IS
-    'API: ends the requesting user''s crew relationship with a user (the user remains). Arguments: '
-    'crew_user_id. Errors: P0002 not in the crew; 42501 no request user.';
+    'API: ends the requesting user''s crew relationship with a user (the user remains), or withdraws a '
+    'pending invitation. Arguments: crew_user_id. Errors: P0002 not in the crew; 42501 no request user.';
+
+-- The invitee's side: SECURITY DEFINER (keel_api may not read which user an invitation is for), each
+-- acting only on the requesting user's own invitations.
+
+CREATE OR REPLACE FUNCTION callmaster.list_crew_invitations(lim integer, skip integer)
+    RETURNS jsonb
+    LANGUAGE sql
+    STABLE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, callmaster
+AS $$
+    WITH mine AS (
+        SELECT i.id, i.created_at, m.id AS manager_id, m.email, m.first_name, m.last_name, m.image_url
+        FROM callmaster.crew_invitations AS i
+        JOIN callmaster.users AS m ON m.id = i.manager_user_id
+        WHERE i.invitee_user_id = callmaster.require_user_id()
+          AND i.declined_at IS NULL
+          AND m.is_active
+    ),
+    page AS (
+        SELECT * FROM mine ORDER BY created_at, id LIMIT lim OFFSET skip
+    )
+    SELECT jsonb_build_object(
+        'items', coalesce((SELECT jsonb_agg(jsonb_build_object(
+                                      'id', p.id,
+                                      'created_at', p.created_at,
+                                      'manager', jsonb_build_object('user_id', p.manager_id, 'email', p.email,
+                                                                    'first_name', p.first_name,
+                                                                    'last_name', p.last_name,
+                                                                    'image_url', p.image_url))
+                                  ORDER BY p.created_at, p.id)
+                           FROM page AS p), '[]'),
+        'total', (SELECT count(*) FROM mine),
+        'limit', lim,
+        'offset', skip)
+$$;
+COMMENT ON FUNCTION callmaster.list_crew_invitations(integer, integer) IS
+    'API: the pending invitations into other users'' crews addressed to the requesting user, oldest first, '
+    'each with the inviting manager (user_id, email, names, image_url); never the manager''s notes. '
+    'Arguments: lim, skip (page). Returns {items, total, limit, offset}. Errors: 42501 no request user.';
+
+CREATE OR REPLACE FUNCTION callmaster.accept_crew_invitation(invitation_id uuid)
+    RETURNS jsonb
+    LANGUAGE plpgsql
+    VOLATILE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, callmaster
+AS $$
+DECLARE
+    v_me         uuid := callmaster.require_user_id();
+    v_invitation callmaster.crew_invitations;
+BEGIN
+    DELETE FROM callmaster.crew_invitations AS i
+    WHERE i.id = accept_crew_invitation.invitation_id
+      AND i.invitee_user_id = v_me
+      AND i.declined_at IS NULL
+    RETURNING * INTO v_invitation;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'P0002',
+            MESSAGE = format('invitation %s not found', accept_crew_invitation.invitation_id);
+    END IF;
+    INSERT INTO callmaster.crew_relationships (id, manager_user_id, crew_user_id, notes, is_active)
+    VALUES (v_invitation.relationship_id, v_invitation.manager_user_id, v_me, v_invitation.notes,
+            v_invitation.is_active)
+    ON CONFLICT (manager_user_id, crew_user_id) DO NOTHING;
+    RETURN jsonb_build_object(
+        'relationship_id', (SELECT cr.id
+                            FROM callmaster.crew_relationships AS cr
+                            WHERE cr.manager_user_id = v_invitation.manager_user_id
+                              AND cr.crew_user_id = v_me),
+        'manager_user_id', v_invitation.manager_user_id);
+END
+$$;
+COMMENT ON FUNCTION callmaster.accept_crew_invitation(uuid) IS
+    'API: the requesting user accepts an invitation addressed to them: they join the manager''s crew (the '
+    'relationship takes the id, notes and is_active the manager saw) and the invitation is gone. Arguments: '
+    'invitation_id. Returns {relationship_id, manager_user_id}. Errors: P0002 no such pending invitation '
+    'of theirs (declined ones included); 42501 no request user.';
+
+CREATE OR REPLACE FUNCTION callmaster.decline_crew_invitation(invitation_id uuid)
+    RETURNS void
+    LANGUAGE plpgsql
+    VOLATILE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, callmaster
+AS $$
+BEGIN
+    UPDATE callmaster.crew_invitations AS i
+    SET declined_at = now()
+    WHERE i.id = decline_crew_invitation.invitation_id
+      AND i.invitee_user_id = callmaster.require_user_id()
+      AND i.declined_at IS NULL;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'P0002',
+            MESSAGE = format('invitation %s not found', decline_crew_invitation.invitation_id);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION callmaster.decline_crew_invitation(uuid) IS
+    'API: the requesting user declines an invitation addressed to them. The manager''s side does not '
+    'change (a declined invitation stays a pending member, as a guest who never signs up does, so it '
+    'tells the manager nothing). Arguments: invitation_id. Errors: P0002 no such pending invitation of '
+    'theirs; 42501 no request user.';
+
+REVOKE EXECUTE ON FUNCTION callmaster.list_crew_invitations(integer, integer),
+    callmaster.accept_crew_invitation(uuid), callmaster.decline_crew_invitation(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION callmaster.list_crew_invitations(integer, integer),
+    callmaster.accept_crew_invitation(uuid), callmaster.decline_crew_invitation(uuid) TO keel_api;

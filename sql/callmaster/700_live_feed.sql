@@ -16,6 +16,12 @@
 -- sleep waits for the writers that saw it awake, then looks once more (live_relay_asleep). Show
 -- commands NOTIFY always (live_record), so relays read a GO as soon as it commits.
 -- Advisory lock keys (api/locks.py): (keel.advisory_lock_key('live_feed'), 1) ringing, (…, 2) asleep.
+--
+-- Privileges. The internals (live_ring, live_claim_positions, live_append_elements here; live_state,
+-- live_record, live_open_run… in the other 700_live_* files) are called only by SECURITY DEFINER entry
+-- points — the feed triggers, the show-run commands, live_open*, the share links — so they run as the
+-- owner: each is REVOKEd from PUBLIC and keel_api (issue 13), which could otherwise forge events or skip
+-- positions of any script it can see.
 
 CREATE OR REPLACE FUNCTION callmaster.live_ring(p_script_ids uuid[])
     RETURNS void
@@ -36,7 +42,7 @@ COMMENT ON FUNCTION callmaster.live_ring(uuid[]) IS
     'Internal (feed triggers and show-run commands): NOTIFY callmaster_live with each script id at commit '
     'when a relay sleeps, and hold the ringing lock to commit (see the header of 700_live_feed.sql). '
     'Arguments: p_script_ids. No errors.';
-REVOKE ALL ON FUNCTION callmaster.live_ring(uuid[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION callmaster.live_ring(uuid[]) FROM PUBLIC, keel_api;
 
 CREATE OR REPLACE FUNCTION callmaster.live_claim_positions(p_counts jsonb)
     RETURNS TABLE (script_id uuid, base bigint)
@@ -72,7 +78,7 @@ COMMENT ON FUNCTION callmaster.live_claim_positions(jsonb) IS
     'p_counts ({script_id: number of events}), locking its head to commit, and rings the relays. Returns '
     '(script_id, base): the events take positions base+1..base+n. Scripts deleted in this statement or '
     'created in this transaction are left out (their changes are not logged). No errors.';
-REVOKE ALL ON FUNCTION callmaster.live_claim_positions(jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION callmaster.live_claim_positions(jsonb) FROM PUBLIC, keel_api;
 
 CREATE OR REPLACE FUNCTION callmaster.live_append_elements(
     p_event text,
@@ -106,7 +112,7 @@ COMMENT ON FUNCTION callmaster.live_append_elements(text, uuid[], uuid[], text[]
     'Internal (feed triggers): appends one p_event event per element (p_element_ids, of the scripts '
     'p_script_ids, with its changed columns comma-separated in p_fields, or p_fields NULL; same order) to '
     'the feeds, one log row per script, in array order. No errors.';
-REVOKE ALL ON FUNCTION callmaster.live_append_elements(text, uuid[], uuid[], text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION callmaster.live_append_elements(text, uuid[], uuid[], text[]) FROM PUBLIC, keel_api;
 
 -- A new script gets its feed head in the creating transaction (any writer: API, duplicate, psql).
 CREATE OR REPLACE FUNCTION callmaster.live_feed_script_created()

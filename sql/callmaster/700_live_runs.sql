@@ -24,6 +24,7 @@ $$;
 COMMENT ON FUNCTION callmaster.live_is_caller_role(text) IS
     'Whether a crew assignment''s show_role lets its user call the show: caller or stage_manager, '
     'ignoring case, surrounding spaces, and spaces or hyphens between words. No errors.';
+REVOKE ALL ON FUNCTION callmaster.live_is_caller_role(text) FROM PUBLIC, keel_api;
 
 CREATE OR REPLACE FUNCTION callmaster.live_next_cue(p_script_id uuid, p_after uuid)
     RETURNS uuid
@@ -43,6 +44,7 @@ $$;
 COMMENT ON FUNCTION callmaster.live_next_cue(uuid, uuid) IS
     'The active cue of the script that follows element p_after in sequence order (the first cue when '
     'p_after is NULL or gone); NULL after the last cue. No errors.';
+REVOKE ALL ON FUNCTION callmaster.live_next_cue(uuid, uuid) FROM PUBLIC, keel_api;
 
 CREATE OR REPLACE FUNCTION callmaster.live_run_json(r callmaster.show_runs)
     RETURNS jsonb
@@ -72,6 +74,7 @@ COMMENT ON FUNCTION callmaster.live_run_json(callmaster.show_runs) IS
     'A show run as the API shows it: status, standby/current/next cue ids, GO and hold counts, the show '
     'clock (clock_ms: time since the first GO less holds, frozen while holding or stopped) and the time '
     'held (held_ms, including a hold in progress). NULL for a NULL run. No errors.';
+REVOKE ALL ON FUNCTION callmaster.live_run_json(callmaster.show_runs) FROM PUBLIC, keel_api;
 
 CREATE OR REPLACE FUNCTION callmaster.live_state(p_script_id uuid)
     RETURNS jsonb
@@ -95,7 +98,7 @@ $$;
 COMMENT ON FUNCTION callmaster.live_state(uuid) IS
     'Internal (checks no access): the live state of a script: {script: {id, show_id, name, status, '
     'version = its feed position}, run: the open run, else the last one, else null}. No errors.';
-REVOKE ALL ON FUNCTION callmaster.live_state(uuid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION callmaster.live_state(uuid) FROM PUBLIC, keel_api;
 
 CREATE OR REPLACE FUNCTION callmaster.live_caller_script(p_script_id uuid)
     RETURNS callmaster.scripts
@@ -132,7 +135,7 @@ COMMENT ON FUNCTION callmaster.live_caller_script(uuid) IS
     'Internal (show-run commands): the script if the acting user may call it (owner, crew with a caller '
     'role, or a DBA), with its feed head locked to commit. Errors: P0002 not found (or not the user''s to '
     'see); 42501 crew without a caller role.';
-REVOKE ALL ON FUNCTION callmaster.live_caller_script(uuid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION callmaster.live_caller_script(uuid) FROM PUBLIC, keel_api;
 
 CREATE OR REPLACE FUNCTION callmaster.live_cue(p_script_id uuid, p_element_id uuid)
     RETURNS uuid
@@ -155,7 +158,7 @@ $$;
 COMMENT ON FUNCTION callmaster.live_cue(uuid, uuid) IS
     'Internal (show-run commands): p_element_id when it is NULL or an active cue of the script. Errors: '
     '22023 otherwise.';
-REVOKE ALL ON FUNCTION callmaster.live_cue(uuid, uuid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION callmaster.live_cue(uuid, uuid) FROM PUBLIC, keel_api;
 
 CREATE OR REPLACE FUNCTION callmaster.live_record(r callmaster.show_runs, p_command text, p_element_id uuid)
     RETURNS jsonb
@@ -177,7 +180,7 @@ $$;
 COMMENT ON FUNCTION callmaster.live_record(callmaster.show_runs, text, uuid) IS
     'Internal (show-run commands): appends the command event (with the run as it now is) to the script''s '
     'feed, rings every relay (NOTIFY callmaster_live) and returns the script''s live state. No errors.';
-REVOKE ALL ON FUNCTION callmaster.live_record(callmaster.show_runs, text, uuid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION callmaster.live_record(callmaster.show_runs, text, uuid) FROM PUBLIC, keel_api;
 
 CREATE OR REPLACE FUNCTION callmaster.live_open_run(p_script_id uuid)
     RETURNS callmaster.show_runs
@@ -191,7 +194,7 @@ $$;
 COMMENT ON FUNCTION callmaster.live_open_run(uuid) IS
     'Internal (show-run commands): the script''s run that is not stopped, locked; all-NULL when none. '
     'No errors.';
-REVOKE ALL ON FUNCTION callmaster.live_open_run(uuid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION callmaster.live_open_run(uuid) FROM PUBLIC, keel_api;
 
 CREATE OR REPLACE FUNCTION callmaster.live_standby(p_script_id uuid, p_element_id uuid DEFAULT NULL)
     RETURNS jsonb
@@ -301,7 +304,7 @@ COMMENT ON FUNCTION callmaster.live_pause(uuid, boolean) IS
     'holding one (false: the hold''s length is added to held_ms), and records the command. Returns the live '
     'state. Errors: P0002 script not found; 42501 not a caller; 55000 the run is not running (hold) or not '
     'holding (resume).';
-REVOKE ALL ON FUNCTION callmaster.live_pause(uuid, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION callmaster.live_pause(uuid, boolean) FROM PUBLIC, keel_api;
 
 CREATE OR REPLACE FUNCTION callmaster.live_hold(p_script_id uuid)
     RETURNS jsonb

@@ -12,6 +12,7 @@ AS $$
 $$;
 COMMENT ON FUNCTION callmaster.share_link_hash(text) IS
     'The stored form of a share-link token: its SHA-256. No errors.';
+REVOKE ALL ON FUNCTION callmaster.share_link_hash(text) FROM PUBLIC, keel_api;
 
 CREATE OR REPLACE FUNCTION callmaster.share_link_json(l callmaster.share_links)
     RETURNS jsonb
@@ -24,6 +25,7 @@ AS $$
 $$;
 COMMENT ON FUNCTION callmaster.share_link_json(callmaster.share_links) IS
     'A share link as its owner sees it (never the token or its hash). No errors.';
+REVOKE ALL ON FUNCTION callmaster.share_link_json(callmaster.share_links) FROM PUBLIC, keel_api;
 
 CREATE OR REPLACE FUNCTION callmaster.share_link_create(p_show_id uuid, p_expires_in_hours integer DEFAULT 24)
     RETURNS jsonb
@@ -114,7 +116,7 @@ END
 $$;
 COMMENT ON FUNCTION callmaster.shared_link(text) IS
     'Internal: the valid share link of a token. Errors: P0002 unknown, revoked or expired.';
-REVOKE ALL ON FUNCTION callmaster.shared_link(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION callmaster.shared_link(text) FROM PUBLIC, keel_api;
 
 CREATE OR REPLACE FUNCTION callmaster.shared_show(p_token text)
     RETURNS jsonb

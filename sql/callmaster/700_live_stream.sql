@@ -26,7 +26,7 @@ COMMENT ON FUNCTION callmaster.live_replay(uuid, bigint, integer) IS
     'Internal (checks no access): {state, reset, events} of a script: its live state, and the events after '
     'position p_after (at most p_limit) — none and reset = true when p_after is older than the log holds '
     '(pruned) or beyond its head; none when p_after is NULL. No errors.';
-REVOKE ALL ON FUNCTION callmaster.live_replay(uuid, bigint, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION callmaster.live_replay(uuid, bigint, integer) FROM PUBLIC, keel_api;
 
 CREATE OR REPLACE FUNCTION callmaster.live_reader(p_script_id uuid)
     RETURNS TABLE (audience text, department_id uuid)
@@ -59,7 +59,7 @@ $$;
 COMMENT ON FUNCTION callmaster.live_reader(uuid) IS
     'Internal: how the acting user follows a script: (owner, NULL) for its owner or a DBA, (crew, the '
     'department of their assignment) for assigned crew. Errors: P0002 anybody else.';
-REVOKE ALL ON FUNCTION callmaster.live_reader(uuid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION callmaster.live_reader(uuid) FROM PUBLIC, keel_api;
 
 CREATE OR REPLACE FUNCTION callmaster.live_open(p_script_id uuid, p_after bigint DEFAULT NULL)
     RETURNS jsonb
@@ -176,7 +176,7 @@ COMMENT ON FUNCTION callmaster.live_presence_counts(uuid) IS
     'Internal (checks no access): devices following a script now, from the relays'' last reports: '
     '{devices, owner, shared, by_department: [{department_id (null: crew without one), name, devices}]}. '
     'Counts only, nobody''s identity. No errors.';
-REVOKE ALL ON FUNCTION callmaster.live_presence_counts(uuid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION callmaster.live_presence_counts(uuid) FROM PUBLIC, keel_api;
 
 CREATE OR REPLACE FUNCTION callmaster.live_presence(p_script_id uuid)
     RETURNS jsonb

@@ -89,3 +89,25 @@ COMMENT ON FUNCTION clinic.count_leads_to_rekey(text) IS
     'format (what '
     'clinic.leads_to_rekey will return, in total). Raises nothing.';
 REVOKE EXECUTE ON FUNCTION clinic.count_leads_to_rekey(text) FROM PUBLIC, keel_api;
+
+CREATE OR REPLACE FUNCTION clinic.count_v1_ciphertexts()
+    RETURNS bigint
+    LANGUAGE sql
+    STABLE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, clinic
+AS $$
+    -- The predicate of the partial index leads_v1_ciphertext_idx (migration 0832), word for word.
+    SELECT count(*)
+    FROM clinic.leads
+    WHERE phone LIKE 'v1:%' OR alternate_phone LIKE 'v1:%' OR problem LIKE 'v1:%'
+       OR treatment_doctor LIKE 'v1:%' OR treatment_suggested LIKE 'v1:%' OR phone_bidx NOT LIKE 'v2:%'
+$$;
+COMMENT ON FUNCTION clinic.count_v1_ciphertexts() IS
+    'How many leads, of every clinic, still hold a field or phone blind index in the v1 format (not bound '
+    'to its clinic and row): what `keel keys rotate` must still rewrite whatever the keys. The API refuses '
+    'to read those values unless KEEL_ACCEPT_V1_CIPHERTEXTS is set. Reported by `keel migrate` and '
+    '/api/ready; an index holds only these rows, so it is cheap. Raises nothing.';
+-- /api/ready asks it (one number for all clinics; names none).
+REVOKE EXECUTE ON FUNCTION clinic.count_v1_ciphertexts() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION clinic.count_v1_ciphertexts() TO keel_api;

@@ -217,7 +217,7 @@ CREATE OR REPLACE FUNCTION keel.fail_outbox(
     p_backoff_base interval,
     p_backoff_max interval
 )
-    RETURNS timestamptz
+    RETURNS TABLE (outcome text, next_attempt_at timestamptz)
     LANGUAGE sql
     VOLATILE
     SECURITY DEFINER
@@ -237,14 +237,22 @@ AS $$
         WHERE o.id = p_id AND o.claim_token = p_token AND o.delivered_at IS NULL
         RETURNING o.failed_at, o.available_at
     )
-    SELECT CASE WHEN f.failed_at IS NULL THEN f.available_at END FROM failed AS f
+    SELECT CASE WHEN f.failed_at IS NULL THEN 'retry' ELSE 'failed' END,
+           CASE WHEN f.failed_at IS NULL THEN f.available_at END
+    FROM failed AS f
+    UNION ALL
+    -- Nothing written: another dispatcher holds the event now (its lease ran out here), or it is gone.
+    SELECT 'lost', NULL
+    WHERE NOT EXISTS (SELECT FROM failed)
 $$;
 COMMENT ON FUNCTION keel.fail_outbox(uuid, uuid, text, integer, integer, interval, interval) IS
     'Dispatcher call: records a failed delivery attempt (p_token: the claim token; error text, HTTP status '
     'or NULL). Below p_max_attempts the event is retried after an exponential backoff (p_backoff_base '
     'doubled per attempt, capped at p_backoff_max, ±20 % jitter); at p_max_attempts it is marked failed '
-    '(failed_at) and kept for inspection (see keel.retry_outbox). Returns the next attempt time; NULL when '
-    'it gave up, the event is gone, or it was claimed again since (nothing is written then). Raises nothing.';
+    '(failed_at) and kept for inspection (see keel.retry_outbox). Returns one row (outcome, '
+    'next_attempt_at): (''retry'', when), (''failed'', NULL) when it gave up, or (''lost'', NULL) when the '
+    'claim is no longer the caller''s (re-claimed by another dispatcher) or the event is delivered or gone: '
+    'nothing is written then. Raises nothing.';
 
 CREATE OR REPLACE FUNCTION keel.retry_outbox(p_id uuid)
     RETURNS boolean

@@ -1,0 +1,1 @@
+DROP INDEX IF EXISTS clinic.leads_v1_ciphertext_idx;
