@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import random
-from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import psycopg
 from psycopg import AsyncConnection, OperationalError
@@ -29,6 +30,7 @@ from api.settings import Settings
 
 Params = Sequence[Any] | Mapping[str, Any] | None
 Statement = tuple[Query, Params]
+T = TypeVar("T")
 
 # clinic.request_claims checks a clinic token against the staff member's current standing (deactivated:
 # 28000, answered 401; the role is the current one), in this statement: no extra round trip.
@@ -43,6 +45,22 @@ MAX_ATTEMPTS = 4
 PROBE = "SELECT 1"  # does the connection still answer?
 ANSWER_GRACE = 2.0  # seconds past the statement timeout after which a silent server counts as gone
 RECONNECT_MAX_DELAY = 1.0  # seconds between the pool's attempts to reconnect to a server that went away
+
+
+notices = logging.getLogger("keel.db.notices")
+
+
+def _log_notice(diagnostic: psycopg.errors.Diagnostic) -> None:
+    """A server notice (`RAISE NOTICE`, or a plan from auto_explain with `auto_explain.log_level =
+    notice`) in the log, with the request id of the request whose statement raised it and, in
+    `context`, the function (and line) that ran the statement."""
+    notices.info(
+        "%s: %s", diagnostic.severity, diagnostic.message_primary, extra={"context": diagnostic.context}
+    )
+
+
+async def _watch_notices(conn: AsyncConnection[Any]) -> None:
+    conn.add_notice_handler(_log_notice)
 
 
 class HasClaims(Protocol):
@@ -143,6 +161,7 @@ class Database:
                 "autocommit": True,
                 "prepare_threshold": settings.prepare_threshold,
             },
+            configure=_watch_notices,
             open=False,
             name=name,
         )
@@ -184,17 +203,21 @@ class Database:
                 await asyncio.sleep(random.uniform(0, 0.02 * 2**attempt))
         raise AssertionError("unreachable")
 
-    async def _answered(self, conn: AsyncConnection[Any], work: Coroutine[Any, Any, Any]) -> Any:
-        """Await `work` on `conn`, but no longer than the statement timeout plus ANSWER_GRACE.
+    async def _answered(
+        self, conn: AsyncConnection[Any], work: Coroutine[Any, Any, Any], seconds: float | None = None
+    ) -> Any:
+        """Await `work` on `conn`, but no longer than `seconds` (default: the statement timeout plus
+        ANSWER_GRACE).
 
         The server ends a slow statement itself (57014 → 504); this bounds what it cannot: a network
         partition, where the connection stays open and nothing comes back (TCP would wait many
         minutes). The connection is then closed, not cancelled — psycopg's cancel would open another
         connection across the same dead network and wait 10 s more — and the pool discards it.
         """
+        limit = self._timeout() / 1000 + ANSWER_GRACE if seconds is None else seconds
         task = asyncio.ensure_future(work)
         try:
-            done, _ = await asyncio.wait({task}, timeout=self._timeout() / 1000 + ANSWER_GRACE)
+            done, _ = await asyncio.wait({task}, timeout=limit)
         except asyncio.CancelledError:  # the request itself was cancelled: so is its call, as before
             task.cancel()
             await asyncio.wait({task})
@@ -205,9 +228,7 @@ class Database:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, psycopg.Error):
             await task
-        raise OperationalError(
-            f"the database did not answer within {self._timeout() / 1000 + ANSWER_GRACE:g} s"
-        )
+        raise OperationalError(f"the database did not answer within {limit:g} s")
 
     async def fetch(
         self, principal: HasClaims | None, query: Query, params: Params = None
@@ -234,7 +255,11 @@ class Database:
     async def execute(self, principal: HasClaims | None, query: Query, params: Params = None) -> None:
         await self._run(principal, query, params, "none")
 
-    async def ping(self) -> None:
-        """Raise unless the server answers (used by readiness, outside any role switch)."""
-        async with self.pool.connection() as conn:
-            await conn.execute(PROBE)
+    async def check(
+        self, work: Callable[[AsyncConnection[Any]], Coroutine[Any, Any, T]], seconds: float
+    ) -> T:
+        """`work(conn)` on a pool connection, outside any request context (readiness, replica lag),
+        bounded: `seconds` to get the connection and as many for the answer. A stalled pool or server
+        raises (PoolTimeout, OperationalError) instead of hanging the caller."""
+        async with self.pool.connection(timeout=seconds) as conn:
+            return await self._answered(conn, work(conn), seconds)

@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextvars import ContextVar
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from litestar.datastructures import MutableScopeHeaders
@@ -222,6 +223,24 @@ pool_collector = PoolCollector()
 REGISTRY.register(pool_collector)
 
 
+def clear_multiprocess_dir(path: str) -> None:
+    """For a supervisor starting up: delete the sample files an earlier run left in `path` (a run whose
+    supervisor was killed never cleaned up; its processes' live gauges would count forever, and
+    prometheus_client asks for the directory to be wiped between runs). The directory belongs to one
+    `keel serve`."""
+    for sample in Path(path).glob("*.db"):
+        sample.unlink(missing_ok=True)
+
+
+def forget_process(pid: int) -> None:
+    """For a supervisor that reaped or replaced a child (killed, crashed or stopped): the child's live
+    gauges (`livesum`, `livemax`, …) stop counting in `/metrics`; its counters and histograms stay, as
+    Prometheus expects of a counter. Any server's supervisor (uvicorn's, Granian's) can call it."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(pid)
+
+
 async def publish_multiprocess_metrics(stop: asyncio.Event) -> None:
     """Multiprocess mode: a scrape reads files, not this process's pools, so copy the pool figures into
     multiprocess gauges every second until `stop`."""
@@ -240,6 +259,4 @@ async def publish_multiprocess_metrics(stop: asyncio.Event) -> None:
                     gauge.remove(pool)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), MULTIPROCESS_PUBLISH_SECONDS)
-    from prometheus_client import multiprocess
-
-    multiprocess.mark_process_dead(os.getpid())
+    forget_process(os.getpid())

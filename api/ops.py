@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from litestar import Request, get
 from litestar.plugins.prometheus import PrometheusController
-from psycopg import sql
+from psycopg import AsyncConnection, sql
 
 from api.auth import provide_principal
-from api.deps import Db, ReadDb
+from api.deps import AppSettings, Db, ReadDb
 from api.errors import Problem
 from api.migrate import MIGRATION_TABLE
 from api.replica import ReplicaDatabase
@@ -25,40 +27,52 @@ APPLIED_SQL = sql.SQL(
     " to_regclass('keel.sql_sources') IS NOT NULL AS has_sources FROM keel.{}"
 ).format(sql.Identifier(MIGRATION_TABLE))
 SOURCES_SQL = "SELECT digest FROM keel.sql_sources"
+RETRY_AFTER_SECONDS = "5"
 V1_CIPHERTEXTS_SQL = "SELECT clinic.count_v1_ciphertexts() AS leads"
 
 
+def _inspection(state: Any) -> Callable[[AsyncConnection[Any]], Coroutine[Any, Any, Any]]:
+    """What ready asks the primary, on one connection: the migrations still pending, and (schema and
+    sql/ current) the count of v1 ciphertexts, else None."""
+
+    async def inspect(conn: AsyncConnection[Any]) -> tuple[list[str], dict[str, Any] | None]:
+        row = await (await conn.execute(APPLIED_SQL)).fetchone()
+        sources = await (await conn.execute(SOURCES_SQL)).fetchone() if row and row["has_sources"] else None
+        applied = set(row["ids"] if row else [])
+        pending = [mid for mid in state.migration_ids if mid not in applied]
+        current = sources is not None and sources["digest"] == state.sql_digest
+        v1 = await (await conn.execute(V1_CIPHERTEXTS_SQL)).fetchone() if current and not pending else None
+        return pending, v1
+
+    return inspect
+
+
 @get("/api/ready", tags=["ops"], summary="Readiness: database reachable and schema current")
-async def ready(request: Request[Any, Any, Any], db: Db, read_db: ReadDb) -> dict[str, Any]:
+async def ready(
+    request: Request[Any, Any, Any], db: Db, read_db: ReadDb, settings: AppSettings
+) -> dict[str, Any]:
     """Verifies a bearer token when one is sent, so a client can check its credentials too. With a read
-    replica, `replica` tells its lag and whether dashboard reads go to it (a lagging or unreachable
-    replica is no reason to stop serving: reads then go to the primary). `v1_ciphertexts` counts the
-    leads `keel keys rotate` must still rewrite and says whether the API reads them meanwhile."""
+    replica, `replica` tells whether it answers, whether it is a standby, its lag, and whether dashboard
+    reads fall back to the primary and why (a lagging or unreachable replica is no reason to stop
+    serving: reads then go to the primary). `v1_ciphertexts` counts the leads `keel keys rotate` must
+    still rewrite and says whether the API reads them meanwhile. A database that does not answer within
+    `KEEL_READY_TIMEOUT` (pool stalled, network partition) is a 503 with `Retry-After`, never a hang."""
     body: dict[str, Any] = {"status": "ready"}
-    if isinstance(read_db, ReplicaDatabase):
-        lag = await read_db.measure()
-        body["replica"] = {
-            "reachable": lag is not None,
-            "lag_seconds": lag,
-            "max_lag_seconds": read_db.settings.read_max_lag_seconds,
-            "serving_reads": read_db.in_use,
-        }
     if "authorization" in request.headers:
         body["authenticated_as"] = (await provide_principal(request)).sub
-    try:
-        async with db.pool.connection() as conn:
-            row = await (await conn.execute(APPLIED_SQL)).fetchone()
-            sources = (
-                await (await conn.execute(SOURCES_SQL)).fetchone() if row and row["has_sources"] else None
-            )
-            applied = set(row["ids"] if row else [])
-            pending = [mid for mid in request.app.state.migration_ids if mid not in applied]
-            current = sources is not None and sources["digest"] == request.app.state.sql_digest
-            v1 = None
-            if current and not pending:
-                v1 = await (await conn.execute(V1_CIPHERTEXTS_SQL)).fetchone()
-    except Exception as exc:
-        raise Problem(503, f"The database is not reachable: {exc}", headers={"Retry-After": "5"}) from exc
+    replica = read_db if isinstance(read_db, ReplicaDatabase) else None
+    primary, _ = await asyncio.gather(
+        db.check(_inspection(request.app.state), settings.ready_timeout),
+        replica.measure(settings.ready_timeout) if replica is not None else asyncio.sleep(0),
+        return_exceptions=True,
+    )
+    if replica is not None:
+        body["replica"] = replica.status()
+    if isinstance(primary, BaseException):
+        raise Problem(
+            503, f"The database is not reachable: {primary}", headers={"Retry-After": RETRY_AFTER_SECONDS}
+        ) from primary
+    pending, v1 = primary
     if pending:
         raise Problem(503, "The database schema is behind; run `keel migrate`.", extra={"pending": pending})
     if v1 is None:

@@ -16,6 +16,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from psycopg import AsyncConnection
+
 from api.db import Database, HasClaims, Params, Statement
 from api.settings import Settings
 
@@ -33,6 +35,11 @@ END AS lag_seconds, pg_is_in_recovery() AS in_recovery
 """
 
 
+async def _lag_row(conn: AsyncConnection[Any]) -> dict[str, Any] | None:
+    row: dict[str, Any] | None = await (await conn.execute(LAG_SQL)).fetchone()
+    return row
+
+
 class ReplicaDatabase(Database):
     """A `Database` on the replica that hands its calls to `primary` while the replica lags."""
 
@@ -41,6 +48,10 @@ class ReplicaDatabase(Database):
         self.primary = primary
         self.lag_seconds: float | None = None
         """The last measured replay lag; None until measured, or when the replica does not answer."""
+        self.reachable = False
+        """Whether the replica answered the last measurement."""
+        self.in_recovery: bool | None = None
+        """Whether it is a standby (`pg_is_in_recovery()`); None when it did not answer."""
         self.measured_at: float | None = None
         self._monitor: asyncio.Task[None] | None = None
 
@@ -62,25 +73,45 @@ class ReplicaDatabase(Database):
         """Whether reads go to the replica now."""
         return self.lag_seconds is not None and self.lag_seconds <= self.settings.read_max_lag_seconds
 
-    async def measure(self) -> float | None:
-        """Measure the lag now (also what `/api/ready` reports); None when the replica does not answer
-        or is not a standby at all."""
+    async def measure(self, seconds: float = LAG_POLL_SECONDS * 2) -> float | None:
+        """Measure the lag now (also what `/api/ready` reports), waiting at most `seconds` for a
+        connection and as long for the answer; None when the replica does not answer or is not a
+        standby at all."""
         try:
-            async with self.pool.connection(timeout=LAG_POLL_SECONDS * 2) as conn:
-                row = await (await conn.execute(LAG_SQL)).fetchone()
+            row = await self.check(_lag_row, seconds)
         except Exception as exc:  # noqa: BLE001 - any failure means "do not read there"
-            if self.lag_seconds is not None:
+            if self.reachable:
                 log.warning("read replica unavailable (%s); dashboard reads go to the primary", exc)
-            self.lag_seconds = None
+            self.reachable, self.in_recovery, self.lag_seconds = False, None, None
             return None
-        lag = None if row is None or row["lag_seconds"] is None else float(row["lag_seconds"])
-        if row is not None and not row["in_recovery"]:
+        self.reachable, self.in_recovery = True, bool(row and row["in_recovery"])
+        if not self.in_recovery:
             log.warning(
                 "DATABASE_READ_URL is not a standby (pg_is_in_recovery() is false); using the primary"
             )
-        self.lag_seconds = lag
+        self.lag_seconds = None if row is None or row["lag_seconds"] is None else float(row["lag_seconds"])
         self.measured_at = time.monotonic()
-        return lag
+        return self.lag_seconds
+
+    def status(self) -> dict[str, Any]:
+        """The replica as `/api/ready` shows it, each fact on its own: whether it answered, whether it
+        is a standby, its lag (None when unknown), and whether reads fall back to the primary and why."""
+        reason = None
+        if not self.reachable:
+            reason = "unreachable"
+        elif not self.in_recovery:
+            reason = "not_a_standby"
+        elif not self.in_use:
+            reason = "lagging"
+        return {
+            "reachable": self.reachable,
+            "in_recovery": self.in_recovery,
+            "lag_seconds": self.lag_seconds,
+            "max_lag_seconds": self.settings.read_max_lag_seconds,
+            "serving_reads": self.in_use,
+            "fallback_to_primary": reason is not None,
+            "fallback_reason": reason,
+        }
 
     async def _watch(self) -> None:
         while True:

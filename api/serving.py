@@ -15,6 +15,7 @@ import logging
 import multiprocessing
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ from litestar import Litestar
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.supervisors import Multiprocess
 
+from api.observability import clear_multiprocess_dir, forget_process
 from api.settings import Settings
 
 log = logging.getLogger("keel")
@@ -116,23 +118,35 @@ def app_from_env() -> Litestar:
 
 
 class _Supervisor(Multiprocess):
-    """uvicorn's supervisor, telling Prometheus when a child died so its live gauges stop counting."""
+    """uvicorn's supervisor, telling Prometheus when a child is gone — SIGKILLed and replaced, hung and
+    killed, or retired by SIGHUP/SIGTTOU — so its live gauges stop counting."""
+
+    def __init__(self, config: uvicorn.Config, sockets: list[socket.socket]) -> None:
+        super().__init__(config, sockets)
+        self._known: set[int] = set()
 
     def keep_subprocess_alive(self) -> None:
-        before = {process.pid for process in self.processes}
         super().keep_subprocess_alive()
-        from prometheus_client import multiprocess
+        self._forget_gone()
 
-        for pid in before - {process.pid for process in self.processes}:
-            if pid is not None:
-                multiprocess.mark_process_dead(pid)
+    def handle_signals(self) -> None:
+        super().handle_signals()
+        self._forget_gone()
+
+    def _forget_gone(self) -> None:
+        current = {process.pid for process in self.processes if process.pid is not None}
+        for pid in self._known - current:
+            forget_process(pid)
+        self._known = current
 
 
 @contextmanager
 def _metrics_dir() -> Iterator[None]:
     """Prometheus multiprocess mode: every process writes its samples under one directory that
-    `/metrics` (any process) sums. The operator's PROMETHEUS_MULTIPROC_DIR wins; else a temp dir."""
+    `/metrics` (any process) sums. The operator's PROMETHEUS_MULTIPROC_DIR wins (emptied first: what
+    an earlier run left would count); else a temp dir."""
     if os.environ.get(MULTIPROC_ENV):
+        clear_multiprocess_dir(os.environ[MULTIPROC_ENV])
         yield
         return
     path = tempfile.mkdtemp(prefix="keel-metrics-")

@@ -147,7 +147,7 @@ class Settings:
     live_retention_hours: float = env("KEEL_LIVE_RETENTION_HOURS", 24.0)
     """Live feed events are deleted after this long."""
     share_link_rate_limit: int = env("KEEL_SHARE_LINK_RATE_LIMIT", 60)
-    """Share-link lookups per client and minute."""
+    """Share-link lookups per client address and minute, across every API process (keel.rate_limits)."""
 
     pool_min_size: int = env("KEEL_POOL_MIN_SIZE", 2)
     """Connections the pool keeps open."""
@@ -155,6 +155,9 @@ class Settings:
     """Most connections the pool opens."""
     pool_timeout: float = env("KEEL_POOL_TIMEOUT", 5.0)
     """Seconds to wait for a free connection before answering 503 with `Retry-After`."""
+    ready_timeout: float = env("KEEL_READY_TIMEOUT", 2.0)
+    """Seconds `/api/ready` waits for a connection, and as many for the database's answer, before
+    answering 503 with `Retry-After` (a stalled pool or network never hangs the probe)."""
     statement_timeout_ms: int = env("KEEL_STATEMENT_TIMEOUT_MS", 5000)
     """Per-request statement timeout (exceeded: 504)."""
     max_body_bytes: int = env("KEEL_MAX_BODY_BYTES", 20 * 1024 * 1024)

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
 
+from api.app import create_app
 from api.migrate import migrate
+from tests.conftest import live_server
+from tests.factories import assert_problem
+from tests.reliability_support import proxy_target, through
+from tests.tcp_proxy import TcpProxy
 
 
 async def test_health_and_ready(client):
@@ -37,6 +44,31 @@ async def test_ready_is_503_when_functions_are_from_another_version(dba, client)
     dba.execute("UPDATE keel.sql_sources SET digest = 'from-an-older-tree'")
     response = await client.get("/api/ready")
     assert response.status_code == 503 and "keel migrate" in response.json()["detail"]
+
+
+async def test_ready_answers_503_within_its_timeout_when_the_database_stalls(settings):
+    """A stalled network (connections open, nothing flows) must not hang the readiness probe."""
+    proxy = TcpProxy(proxy_target(settings.database_url)).start()
+    keel = replace(settings, database_url=through(settings.database_url, proxy), ready_timeout=0.5)
+    try:
+        async with live_server(create_app(keel)) as http:
+            assert (await http.get("/api/ready")).status_code == 200
+            proxy.stall()
+            started = time.monotonic()
+            stalled = await http.get("/api/ready")
+            elapsed = time.monotonic() - started
+            assert_problem(stalled, 503)
+            assert stalled.headers["retry-after"] == "5"
+            assert "did not answer within 0.5 s" in stalled.json()["detail"], stalled.json()
+            assert elapsed < 2.5, elapsed  # 0.5 s for a connection + 0.5 s for the answer, and slack
+            proxy.resume()
+            deadline = time.monotonic() + 10
+            while (await http.get("/api/ready")).status_code != 200:
+                assert time.monotonic() < deadline, "ready did not recover once the network flowed"
+                await asyncio.sleep(0.1)
+    finally:
+        proxy.resume()
+        proxy.stop()
 
 
 async def test_request_id_is_returned_and_propagated(client):
@@ -122,53 +154,61 @@ def _postgres_for(data_dir: Path) -> list[psutil.Process]:
     return found
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
-def test_embedded_serve_lifecycle(embedded_data_dir, unused_tcp_port, stop_signal):
-    """No configuration: serve starts a private PostgreSQL, migrates, answers, stops it on a signal."""
+@pytest.mark.embedded
+def test_embedded_serve_lifecycle(embedded_data_dir, unused_tcp_port):
+    """No configuration: serve starts a private PostgreSQL, migrates, answers, stops it on a signal —
+    SIGINT, then again on the data dir it left (no initdb, nothing to migrate), SIGTERM."""
     data_dir = embedded_data_dir
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "KEEL_"))}
     env["KEEL_DATA_DIR"] = str(data_dir)
     keel = [sys.executable, "-m", "api.cli"]
-    proc = subprocess.Popen(
-        [*keel, "serve", "--port", str(unused_tcp_port)], env=env, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        base = f"http://127.0.0.1:{unused_tcp_port}"
-        assert _wait_for(f"{base}/api/health", proc).status_code == 200
-        token = subprocess.run(
-            [*keel, "token", "--sub", "staff-1", "--role", "admin"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        ready = httpx.get(f"{base}/api/ready", headers={"Authorization": f"Bearer {token}"})
-        assert ready.status_code == 200 and ready.json()["authenticated_as"] == "staff-1"
-        url = subprocess.run(
-            [*keel, "db-url"], env=env, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        schemas = subprocess.run(
-            ["psql", url, "-Atc", "SELECT nspname FROM pg_namespace ORDER BY 1"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()
-        assert {"keel", "clinic", "assistant", "callmaster"} <= set(schemas)
-
-        second = subprocess.run(
-            [*keel, "serve", "--port", "1"], check=False, env=env, capture_output=True, text=True, timeout=60
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        proc = subprocess.Popen(
+            [*keel, "serve", "--port", str(unused_tcp_port)], env=env, stderr=subprocess.PIPE, text=True
         )
-        assert second.returncode != 0 and "already using" in second.stderr
-        assert _postgres_for(data_dir)
-    finally:
-        proc.send_signal(stop_signal)
-        proc.wait(timeout=60)
-        log = proc.stderr.read()
-        proc.stderr.close()
-    deadline = time.monotonic() + 15
-    while _postgres_for(data_dir) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert _postgres_for(data_dir) == [], log
+        try:
+            base = f"http://127.0.0.1:{unused_tcp_port}"
+            assert _wait_for(f"{base}/api/health", proc).status_code == 200
+            token = subprocess.run(
+                [*keel, "token", "--sub", "staff-1", "--role", "admin"],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+            ready = httpx.get(f"{base}/api/ready", headers={"Authorization": f"Bearer {token}"})
+            assert ready.status_code == 200 and ready.json()["authenticated_as"] == "staff-1"
+            if stop_signal == signal.SIGINT:
+                url = subprocess.run(
+                    [*keel, "db-url"], env=env, capture_output=True, text=True, check=True
+                ).stdout.strip()
+                schemas = subprocess.run(
+                    ["psql", url, "-Atc", "SELECT nspname FROM pg_namespace ORDER BY 1"],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout.split()
+                assert {"keel", "clinic", "assistant", "callmaster"} <= set(schemas)
+
+                second = subprocess.run(
+                    [*keel, "serve", "--port", "1"],
+                    check=False,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                )
+                assert second.returncode != 0 and "already using" in second.stderr
+            assert _postgres_for(data_dir)
+        finally:
+            proc.send_signal(stop_signal)
+            proc.wait(timeout=60)
+            log = proc.stderr.read()
+            proc.stderr.close()
+        deadline = time.monotonic() + 15
+        while _postgres_for(data_dir) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _postgres_for(data_dir) == [], (stop_signal, log)
 
 
 def test_serve_refuses_a_schema_that_is_behind(empty_db_url):

@@ -3,7 +3,7 @@
 a stable `webhook-id` to deduplicate on), the work is spread over the workers, and a worker SIGKILLed
 midway changes none of that.
 
-CI runs 200 chats and 1,000 events; `KEEL_TEST_FLEET_FULL=1` runs the full 1,000 chats and 5,000 events
+CI runs 100 chats and 500 events; `KEEL_TEST_FLEET_FULL=1` runs the full 1,000 chats and 5,000 events
 (docs/scaling.md has the counts of such a run). The split is printed (`pytest -s`).
 """
 
@@ -35,7 +35,7 @@ pytestmark = pytest.mark.multiprocess
 
 
 FULL = os.environ.get("KEEL_TEST_FLEET_FULL") == "1"
-CHATS, EVENTS = (1_000, 5_000) if FULL else (200, 1_000)
+CHATS, EVENTS = (1_000, 5_000) if FULL else (100, 500)
 WORKERS, API_PROCESSES = 3, 3
 DEADLINE = 600 if FULL else 240
 LLM_DELAY = 0.2  # each reply takes a while, so replies are in flight on every worker when one dies

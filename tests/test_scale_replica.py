@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -107,7 +108,16 @@ async def test_dashboard_on_the_replica_writes_and_fresh_reads_on_the_primary_fa
     ):
         async with live_server(create_app(settings)) as client:
             ready = (await client.get("/api/ready")).json()
-            assert ready["replica"]["reachable"] and ready["replica"]["serving_reads"], ready
+            assert ready["replica"] == {
+                "reachable": True,
+                "in_recovery": True,
+                "lag_seconds": ready["replica"]["lag_seconds"],
+                "max_lag_seconds": MAX_LAG,
+                "serving_reads": True,
+                "fallback_to_primary": False,
+                "fallback_reason": None,
+            }, ready
+            assert 0 <= ready["replica"]["lag_seconds"] <= MAX_LAG, ready
             before = (await client.get("/api/control-tower/summary", headers=headers)).json()
 
             standby.execute("SELECT pg_wal_replay_pause()")
@@ -134,6 +144,9 @@ async def test_dashboard_on_the_replica_writes_and_fresh_reads_on_the_primary_fa
 
                 body = await wait_until(lagging, MAX_LAG * 4, "the replica's lag passes the maximum")
                 assert body["status"] == "ready" and body["replica"]["lag_seconds"] > MAX_LAG, body
+                assert body["replica"]["reachable"] and body["replica"]["in_recovery"], body
+                assert body["replica"]["fallback_to_primary"], body
+                assert body["replica"]["fallback_reason"] == "lagging", body
                 metrics = (await client.get("/metrics")).text
                 lag_line = next(
                     line for line in metrics.splitlines() if line.startswith("keel_db_replica_lag_seconds{")
@@ -155,7 +168,7 @@ async def test_dashboard_on_the_replica_writes_and_fresh_reads_on_the_primary_fa
             assert refreshed_at(again) == refreshed == summary_refreshed_at(standby)
 
 
-async def test_an_unreachable_replica_is_reported_and_reads_go_to_the_primary(
+async def test_an_unreachable_replica_or_a_primary_as_replica_is_reported_and_reads_go_to_the_primary(
     pair: Pair, tmp_path: Path
 ) -> None:
     settings = replica_settings(
@@ -170,10 +183,29 @@ async def test_an_unreachable_replica_is_reported_and_reads_go_to_the_primary(
         assert ready.status_code == 200, ready.text
         assert ready.json()["replica"] == {
             "reachable": False,
+            "in_recovery": None,
             "lag_seconds": None,
             "max_lag_seconds": MAX_LAG,
             "serving_reads": False,
+            "fallback_to_primary": True,
+            "fallback_reason": "unreachable",
         }
         summary = await client.get("/api/control-tower/summary", headers={"Authorization": f"Bearer {token}"})
         assert summary.status_code == 200, summary.text
         assert "keel_db_replica_lag_seconds{" not in (await client.get("/metrics")).text
+
+    # A read URL that answers but is no standby (a misconfiguration) is reachable, not in recovery, has
+    # no lag to show, and is not read from.
+    primary_as_replica = replace(settings, database_read_url=pair.url(pair.primary_url, "keel"))
+    async with live_server(create_app(primary_as_replica)) as client:
+        ready = await client.get("/api/ready")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["replica"] == {
+            "reachable": True,
+            "in_recovery": False,
+            "lag_seconds": None,
+            "max_lag_seconds": MAX_LAG,
+            "serving_reads": False,
+            "fallback_to_primary": True,
+            "fallback_reason": "not_a_standby",
+        }

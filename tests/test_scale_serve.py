@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from api.auth import TokenVerifier
+from api.serving import MULTIPROC_ENV
 from api.settings import Settings
 from tests.pg_servers import free_port, stop_process, wait_healthy
 
@@ -44,6 +45,15 @@ def test_serve_with_several_processes_on_the_embedded_database(embedded_data_dir
         if not key.startswith(("KEEL_", "DATABASE_", "PROMETHEUS_"))
     }
     env.update(KEEL_DATA_DIR=str(embedded_data_dir), KEEL_POOL_MIN_SIZE="2", KEEL_LOG_FORMAT="json")
+    # The operator's metrics directory, holding what an earlier run left: a process that died with its
+    # supervisor (never marked dead) and whose live pool gauge would otherwise count forever.
+    metrics_dir = embedded_data_dir.parent / "metrics"
+    metrics_dir.mkdir()
+    env[MULTIPROC_ENV] = str(metrics_dir)
+    subprocess.run(
+        [sys.executable, "-c", STALE_GAUGE], env={**env, "STALE": str(STALE_CONNECTIONS)}, check=True
+    )
+    assert list(metrics_dir.glob("gauge_livesum_*.db"))
     keel = str(Path(sys.executable).parent / "keel")
     log = (embedded_data_dir.parent / "serve.log").open("w")
     server = subprocess.Popen(
@@ -111,15 +121,24 @@ def test_serve_with_several_processes_on_the_embedded_database(embedded_data_dir
             assert metric(text, "keel_db_pool_size", 'pool="primary"') >= 4, text
         assert totals == {40.0}, totals
 
-        # A killed API process is replaced; the port keeps answering.
-        os.kill(api_processes[0], signal.SIGKILL)
+        # The pool gauge counts the live processes' connections, nothing the earlier run left.
+        pool_matches_connections(port, db_url, metrics_dir, server.pid)
+
+        # A killed API process (SIGKILL: no clean exit) is replaced; the port keeps answering.
+        killed = api_processes[0]
+        os.kill(killed, signal.SIGKILL)
         deadline = time.monotonic() + 30
-        while len(set(listening_processes(server.pid, port)) - {api_processes[0]}) < 2:
+        while len(set(listening_processes(server.pid, port)) - {killed}) < 2:
             assert time.monotonic() < deadline, "the killed API process was not replaced"
             time.sleep(0.2)
         for _ in range(10):
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as fresh:
                 assert fresh.get("/api/staff", headers=headers).status_code == 200
+        # ...and its live gauges no longer count: the supervisor marked it dead.
+        pool_matches_connections(port, db_url, metrics_dir, server.pid)
+        assert not list(metrics_dir.glob(f"gauge_live*_{killed}.db"))
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as fresh:  # counters stay
+            assert metric(fresh.get("/metrics").text, "keel_requests_total", 'path="/api/staff"') == 50
     finally:
         stop_process(server)
         log.close()
@@ -127,6 +146,35 @@ def test_serve_with_several_processes_on_the_embedded_database(embedded_data_dir
     assert not (embedded_data_dir / "pgdata" / "postmaster.pid").exists(), (
         "the embedded server was not stopped"
     )
+
+
+STALE_CONNECTIONS = 1000
+STALE_GAUGE = """
+import os
+from prometheus_client import Gauge
+Gauge("keel_db_pool_size", "", ["pool"], multiprocess_mode="livesum").labels("primary").set(int(os.environ["STALE"]))
+"""
+
+
+def pool_matches_connections(port: int, db_url: str, metrics_dir: Path, supervisor: int) -> None:
+    """Wait until the live pool gauges are exactly the live API processes' (each has published) and
+    /metrics' primary pool size, their sum, equals the API connections the server sees: a dead
+    process's gauge would keep it above. (The API processes are read each time: under load, uvicorn's
+    supervisor may replace a child that answers its health check late.)"""
+    deadline = time.monotonic() + 60
+    while True:
+        api_processes = set(listening_processes(supervisor, port))
+        publishers = {int(path.stem.rsplit("_", 1)[1]) for path in metrics_dir.glob("gauge_livesum_*.db")}
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as fresh:
+            gauge = metric(fresh.get("/metrics").text, "keel_db_pool_size", 'pool="primary"')
+        with psycopg.connect(db_url, autocommit=True) as dba:
+            connections = dba.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'keel'"
+            ).fetchone()[0]
+        if publishers == api_processes and gauge == connections:
+            return
+        assert time.monotonic() < deadline, (publishers, api_processes, gauge, connections)
+        time.sleep(0.5)
 
 
 def listening_processes(parent: int, port: int) -> list[int]:
