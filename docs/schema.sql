@@ -5477,6 +5477,46 @@ ALTER FUNCTION callmaster.shared_link(p_token text) OWNER TO keel_owner;
 COMMENT ON FUNCTION callmaster.shared_link(p_token text) IS 'Internal: the valid share link of a token. Errors: P0002 unknown, revoked or expired.';
 
 --
+-- Name: shared_lookup(text, integer, text, text, uuid, bigint); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.shared_lookup(p_client text, p_limit integer, p_lookup text, p_token text, p_script_id uuid DEFAULT NULL::uuid, p_after bigint DEFAULT NULL::bigint) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'callmaster'
+    AS $$
+DECLARE
+    v_retry integer;
+BEGIN
+    IF p_lookup IS NULL OR p_lookup NOT IN ('show', 'script', 'presence', 'live') THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format('unknown share-link lookup %L', p_lookup),
+            HINT = 'One of show, script, presence, live.';
+    END IF;
+    v_retry := keel.rate_limit_hit('share_link:' || coalesce(p_client, 'unknown'), p_limit, 60);
+    IF v_retry > 0 THEN
+        RETURN jsonb_build_object('retry_after', v_retry);
+    END IF;
+    BEGIN
+        RETURN jsonb_build_object('found', CASE p_lookup
+            WHEN 'show'     THEN callmaster.shared_show(p_token)
+            WHEN 'script'   THEN callmaster.shared_script(p_token, p_script_id)
+            WHEN 'presence' THEN callmaster.live_presence_shared(p_token, p_script_id)
+            WHEN 'live'     THEN callmaster.live_open_shared(p_token, p_script_id, p_after)
+        END);
+    EXCEPTION WHEN no_data_found THEN
+        RETURN jsonb_build_object('not_found', SQLERRM);
+    END;
+END
+$$;
+
+ALTER FUNCTION callmaster.shared_lookup(p_client text, p_limit integer, p_lookup text, p_token text, p_script_id uuid, p_after bigint) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION shared_lookup(p_client text, p_limit integer, p_lookup text, p_token text, p_script_id uuid, p_after bigint); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.shared_lookup(p_client text, p_limit integer, p_lookup text, p_token text, p_script_id uuid, p_after bigint) IS 'API (GET /api/shared/{token}…): one share-link lookup counted against its client''s limit (p_limit lookups per minute and p_client, across processes: keel.rate_limit_hit). p_lookup: show (shared_show), script (shared_script), presence (live_presence_shared) or live (live_open_shared, p_after as Last-Event-ID). Returns {"found": answer}, {"not_found": message} (the hit still counts) or {"retry_after": seconds} past the limit (nothing looked up). Errors: 22023 unknown p_lookup or non-positive p_limit.';
+
+--
 -- Name: shared_script(text, uuid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
 --
 
@@ -13325,6 +13365,13 @@ GRANT ALL ON FUNCTION callmaster.share_link_revoke(p_show_id uuid, p_link_id uui
 --
 
 REVOKE ALL ON FUNCTION callmaster.shared_link(p_token text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION shared_lookup(p_client text, p_limit integer, p_lookup text, p_token text, p_script_id uuid, p_after bigint); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.shared_lookup(p_client text, p_limit integer, p_lookup text, p_token text, p_script_id uuid, p_after bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.shared_lookup(p_client text, p_limit integer, p_lookup text, p_token text, p_script_id uuid, p_after bigint) TO keel_api;
 
 --
 -- Name: FUNCTION shared_script(p_token text, p_script_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner

@@ -240,3 +240,16 @@ async def test_the_share_link_limit_holds_across_api_processes(
         assert_problem(await second.get(f"/api/shared/sl_{'y' * 43}/scripts/{uuid.uuid4()}"), 429)
     # One row for the client and window, holding the hits that were let through.
     assert dba.execute("SELECT key, hits FROM keel.rate_limits").fetchall() == [("share_link:127.0.0.1", 6)]
+
+
+async def test_a_dba_lookup_counts_even_when_the_link_is_unknown(dba: psycopg.Connection[Any]) -> None:
+    await clear_of_a_window_edge()
+    lookup = "SELECT callmaster.shared_lookup('198.51.100.7', 2, %s, %s)"
+    first = dba.execute(lookup, ("show", "sl_unknown")).fetchone()[0]
+    assert first == {"not_found": "share link not found"}
+    assert dba.execute(lookup, ("show", "sl_unknown")).fetchone()[0] == first
+    third = dba.execute(lookup, ("show", "sl_unknown")).fetchone()[0]
+    assert set(third) == {"retry_after"} and 1 <= third["retry_after"] <= 60
+    assert dba.execute("SELECT hits FROM keel.rate_limits WHERE key = 'share_link:198.51.100.7'").fetchone() == (2,)
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        dba.execute(lookup, ("everything", "sl_unknown"))

@@ -49,7 +49,6 @@ SHARED_LOOKUP = {"error_statuses": (429,)}  # share-link lookups are rate-limite
 OPEN = "SELECT callmaster.live_open(%(script)s, %(after)s)"
 OPEN_SHARED = "SELECT callmaster.live_open_shared(%(token)s, %(script)s, %(after)s)"
 PRESENCE = "SELECT callmaster.live_presence(%(script)s)"
-PRESENCE_SHARED = "SELECT callmaster.live_presence_shared(%(token)s, %(script)s)"
 COMMANDS = {
     "standby": "SELECT callmaster.live_standby(%(script)s, %(element)s)",
     "go": "SELECT callmaster.live_go(%(script)s, %(element)s)",
@@ -60,9 +59,9 @@ COMMANDS = {
 CREATE_LINK = "SELECT callmaster.share_link_create(%(show)s, %(hours)s)"
 LIST_LINKS = "SELECT callmaster.share_link_list(%(show)s)"
 REVOKE_LINK = "SELECT callmaster.share_link_revoke(%(show)s, %(link)s)"
-SHARED_SHOW = "SELECT callmaster.shared_show(%(token)s)"
-SHARED_SCRIPT = "SELECT callmaster.shared_script(%(token)s, %(script)s)"
-RATE_LIMIT_HIT = "SELECT keel.rate_limit_hit(%(key)s, %(limit)s, %(window)s)"
+SHARED_LOOKUP_SQL = (
+    "SELECT callmaster.shared_lookup(%(client)s, %(limit)s, %(lookup)s, %(token)s, %(script)s, %(after)s)"
+)
 
 _TOKEN = re.compile(r"^sl_[A-Za-z0-9_-]{43}$")
 _POSITION = re.compile(r"^\d{1,18}$")
@@ -87,29 +86,33 @@ def parse_last_event_id(value: str | None) -> int | None:
     return int(text) if _POSITION.match(text) else -1
 
 
-async def shared_lookup(request: Request[Any, Any, Any], db: Database, token: str) -> str:
-    """Count the lookup against its client's limit (429 past it), then the token if it can be one (else
-    404, like any unknown link). The count is its own call, committed whatever the lookup then does: the
-    lookups worth limiting are the ones that fail."""
-    client = request.client.host if request.client else "unknown"
-    retry = await db.fetch_val(
+async def shared_call(
+    request: Request[Any, Any, Any], db: Database, lookup: str, token: str, **params: Any
+) -> Any:
+    """A share-link lookup (`callmaster.shared_lookup`: show, script, presence or live) behind its
+    client's rate limit, in one call: 429 past the limit, 404 for any link that is not valid now.
+    A string that cannot be a token is looked up as the empty one: counted, then 404."""
+    answer = await db.fetch_val(
         None,
-        RATE_LIMIT_HIT,
+        SHARED_LOOKUP_SQL,
         {
-            "key": f"share_link:{client}",
+            "client": request.client.host if request.client else "unknown",
             "limit": request.app.state.settings.share_link_rate_limit,
-            "window": 60,
+            "lookup": lookup,
+            "token": token if _TOKEN.match(token) else "",
+            "script": params.get("script"),
+            "after": params.get("after"),
         },
     )
-    if retry:
+    if "retry_after" in answer:
         raise Problem(
             429,
             "Too many share-link lookups from this client; slow down.",
-            headers={"Retry-After": str(retry)},
+            headers={"Retry-After": str(answer["retry_after"])},
         )
-    if not _TOKEN.match(token):
-        raise Problem(404, "share link not found", code="P0002")
-    return token
+    if "not_found" in answer:
+        raise Problem(404, answer["not_found"], code="P0002")
+    return answer["found"]
 
 
 def live_response(
@@ -175,13 +178,12 @@ async def follow_shared_script(
     settings: AppSettings,
     last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID", required=False)] = None,
 ) -> ServerSentEvent:
-    token = await shared_lookup(request, db, token)
     after = parse_last_event_id(last_event_id)
 
     async def reopen(position: int) -> dict[str, Any]:
         return await db.fetch_val(None, OPEN_SHARED, {"token": token, "script": script_id, "after": position})
 
-    opened = await db.fetch_val(None, OPEN_SHARED, {"token": token, "script": script_id, "after": after})
+    opened = await shared_call(request, db, "live", token, script=script_id, after=after)
     subscriber = Subscriber(script_id, opened["state"]["script"]["version"], link_id=opened["link_id"])
     return live_response(request, db, settings, opened, after, subscriber, reopen)
 
@@ -262,7 +264,7 @@ async def revoke_share_link(
     opt=SHARED_LOOKUP,
 )
 async def shared_show(request: Request[Any, Any, Any], token: FromPath[Token], db: Db) -> dict[str, Any]:
-    return await db.fetch_val(None, SHARED_SHOW, {"token": await shared_lookup(request, db, token)})
+    return await shared_call(request, db, "show", token)
 
 
 @get(
@@ -274,9 +276,7 @@ async def shared_show(request: Request[Any, Any, Any], token: FromPath[Token], d
 async def shared_script(
     request: Request[Any, Any, Any], token: FromPath[Token], script_id: FromPath[UUID], db: Db
 ) -> dict[str, Any]:
-    return await db.fetch_val(
-        None, SHARED_SCRIPT, {"token": await shared_lookup(request, db, token), "script": script_id}
-    )
+    return await shared_call(request, db, "script", token, script=script_id)
 
 
 @get(
@@ -288,9 +288,7 @@ async def shared_script(
 async def shared_presence(
     request: Request[Any, Any, Any], token: FromPath[Token], script_id: FromPath[UUID], db: Db
 ) -> dict[str, Any]:
-    counts = await db.fetch_val(
-        None, PRESENCE_SHARED, {"token": await shared_lookup(request, db, token), "script": script_id}
-    )
+    counts = await shared_call(request, db, "presence", token, script=script_id)
     if counts is None:
         raise Problem(404, f"script {script_id} not found", code="P0002")
     return counts

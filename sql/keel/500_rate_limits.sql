@@ -1,7 +1,7 @@
 -- Rate limits shared by every API process (migration 0850): a counter per key and fixed window in
--- keel.rate_limits. The API calls keel.rate_limit_hit in a transaction of its own before the limited
--- request's call, so the hit counts whatever that call does (a share-link lookup of an unknown token
--- rolls its own transaction back: counted in it, a guesser would never be limited).
+-- keel.rate_limits. callmaster.shared_lookup counts a hit, then runs the limited lookup in a
+-- subtransaction, so the hit counts whatever the lookup does (a lookup of an unknown token raises: were
+-- the hit rolled back with it, a guesser would never be limited).
 
 CREATE OR REPLACE FUNCTION keel.rate_limit_hit(p_key text, p_limit integer, p_window_seconds integer)
     RETURNS integer
