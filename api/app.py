@@ -24,9 +24,8 @@ from api.migrate import migration_ids, sql_digest
 from api.observability import (
     MULTIPROCESS,
     pool_collector,
-    prometheus_config,
     publish_multiprocess_metrics,
-    request_id_middleware,
+    request_middleware,
     send_request_id,
 )
 from api.openapi import StrictStructSchemaPlugin, document_routes, repair_default_options
@@ -82,7 +81,6 @@ def create_app(settings: Settings, *, database_url: str | None = None, run_worke
             await db.close()
 
     verifier = TokenVerifier(settings)
-    prometheus = prometheus_config()
 
     def on_app_init(config: AppConfig) -> AppConfig:
         config.state.update(
@@ -96,7 +94,7 @@ def create_app(settings: Settings, *, database_url: str | None = None, run_worke
         lifespan=[lifespan],
         on_startup=[*clinic.on_startup, freeze_startup_heap],
         on_app_init=[on_app_init],
-        middleware=[request_id_middleware, prometheus.middleware],
+        middleware=[request_middleware],
         before_send=[send_request_id],
         plugins=[problem_plugin(), StrictStructSchemaPlugin()],
         exception_handlers=exception_handlers,

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -14,8 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from litestar.datastructures import MutableScopeHeaders
-from litestar.plugins.prometheus import PrometheusConfig
-from prometheus_client import REGISTRY, Gauge
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from pythonjsonlogger.json import JsonFormatter
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from api.db import Database
 
 REQUEST_ID_HEADER = "x-request-id"
+STATUS_KEY = "keel_status"  # in scope["state"]: the response's status, once it started
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 
@@ -79,30 +80,95 @@ def _request_id(scope: Scope) -> str:
     return state["request_id"]
 
 
-def request_id_middleware(app: ASGIApp) -> ASGIApp:
-    """Makes the request id visible to every log line written while the request runs."""
+REQUEST_LABELS = ("method", "path", "status_code", "app_name")
+# The names, labels and help of Litestar's PrometheusMiddleware (app_name "keel", prefix "keel", paths
+# grouped by route template), so dashboards and alerts built on them keep working.
+REQUESTS = Counter("keel_requests_total", "Total requests", REQUEST_LABELS)
+REQUEST_ERRORS = Counter("keel_requests_error_total", "Total errors in requests", REQUEST_LABELS)
+REQUEST_DURATION = Histogram("keel_request_duration_seconds", "Request duration, in seconds", REQUEST_LABELS)
+REQUESTS_IN_PROGRESS = Gauge(
+    "keel_requests_in_progress",
+    "Total requests currently in progress",
+    REQUEST_LABELS,
+    multiprocess_mode="livesum",
+)
+UNMEASURED_PATHS = frozenset({"/metrics"})
+
+
+class _RouteMetrics:
+    """One route's metric children, looked up once: `labels()` formats, locks and hashes its label
+    values on every call, which Litestar's middleware paid four times per request."""
+
+    __slots__ = ("by_status", "in_progress", "method", "path")
+
+    def __init__(self, method: str, path: str) -> None:
+        self.method, self.path = method, path
+        self.in_progress = REQUESTS_IN_PROGRESS.labels(method, path, "200", "keel")
+        self.by_status: dict[int, tuple[Any, Any, Any]] = {}
+
+    def record(self, status: int, seconds: float) -> None:
+        children = self.by_status.get(status)
+        if children is None:
+            labels = (self.method, self.path, str(status), "keel")
+            children = self.by_status[status] = (
+                REQUESTS.labels(*labels),
+                REQUEST_DURATION.labels(*labels),
+                REQUEST_ERRORS.labels(*labels) if status >= 500 else None,
+            )
+        count, duration, errors = children
+        count.inc()
+        duration.observe(seconds)
+        if errors is not None:
+            errors.inc()
+
+
+_routes: dict[tuple[str, str], _RouteMetrics] = {}
+
+
+def request_middleware(app: ASGIApp) -> ASGIApp:
+    """Per HTTP request: makes the request id visible to every log line written while it runs, and
+    records its count, duration (until the handler returned: a stream's whole life), status and
+    requests in progress under its route's path template.
+
+    One plain ASGI function in place of two middleware: Litestar's PrometheusMiddleware built a
+    `Request`, a labels dict and a send wrapper per request and looked its metrics up by labels four
+    times, ~5 % of the API's CPU in a py-spy profile of `GET /api/appointments/{id}`. The status comes
+    from the scope, where `send_request_id` (which sees every response start anyway) leaves it.
+    """
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
         token = request_id_var.set(_request_id(scope))
+        path = scope.get("path_template", scope["path"])
+        if path in UNMEASURED_PATHS:
+            try:
+                await app(scope, receive, send)
+            finally:
+                request_id_var.reset(token)
+            return
+        key = (scope["method"], path)
+        route = _routes.get(key) or _routes.setdefault(key, _RouteMetrics(*key))
+        route.in_progress.inc()
+        started = time.perf_counter()
         try:
             await app(scope, receive, send)
         finally:
+            route.in_progress.dec()
+            # No response started: the server answers 500 for an app that raised.
+            route.record(scope["state"].get(STATUS_KEY, 500), time.perf_counter() - started)
             request_id_var.reset(token)
 
     return middleware
 
 
 async def send_request_id(message: Message, scope: Scope) -> None:
-    """`before_send` hook: every response carries `X-Request-ID`, unmatched routes' 404s included."""
+    """`before_send` hook: every response carries `X-Request-ID`, unmatched routes' 404s included; the
+    status is left in the scope for `request_middleware`."""
     if message["type"] == "http.response.start" and scope["type"] == "http":
         MutableScopeHeaders.from_message(message)[REQUEST_ID_HEADER] = _request_id(scope)
-
-
-def prometheus_config() -> PrometheusConfig:
-    return PrometheusConfig(app_name="keel", prefix="keel", group_path=True, exclude=["/metrics"])
+        scope["state"][STATUS_KEY] = message["status"]
 
 
 # (name, help, multiprocess mode): with N API processes, pool figures add up over the live processes

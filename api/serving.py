@@ -2,11 +2,11 @@
 
 The server is uvicorn's own supervisor (`uvicorn.supervisors.Multiprocess`): the parent binds the port
 once and spawns N children that accept on the shared socket; it restarts a child that dies and stops
-them all on SIGINT/SIGTERM. Why this one (docs/scaling.md): each child is exactly the uvicorn server the
-tests and the bench measure, it adds no dependency, and gunicorn+uvicorn workers would run the same
-uvicorn loop per child under another supervisor. The parent also owns what must exist once: the
-embedded PostgreSQL (started and migrated before the children), the secrets generated in its data dir,
-the worker process and the Prometheus multiprocess directory.
+them all on SIGINT/SIGTERM. Why this one, measured against Granian and gunicorn+uvicorn workers:
+docs/scaling.md. Every child, `keel serve` in one process, the tests' server and the bench serve with
+`server_config`: uvicorn with `HttpProtocol` (a response of known length in one write). The parent
+also owns what must exist once: the embedded PostgreSQL (started and migrated before the children),
+the secrets generated in its data dir, the worker process and the Prometheus multiprocess directory.
 """
 
 from __future__ import annotations
@@ -19,9 +19,11 @@ import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import uvicorn
 from litestar import Litestar
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.supervisors import Multiprocess
 
 from api.observability import clear_multiprocess_dir, forget_process
@@ -33,6 +35,76 @@ SERVE_URL_ENV = "KEEL_SERVE_DATABASE_URL"
 """Set by the supervisor for its children: the database URL it resolved (the embedded server's)."""
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 WORKER_STOP_SECONDS = 30
+
+
+class _HeldWrites:
+    """Stands in for the transport while uvicorn writes part of a response: keeps the bytes."""
+
+    __slots__ = ("closed", "parts")
+
+    def __init__(self, *parts: bytes) -> None:
+        self.parts, self.closed = list(parts), False
+
+    def write(self, data: bytes) -> None:
+        self.parts.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class _OneWriteCycle(RequestResponseCycle):
+    """uvicorn's request cycle, writing a response of known length with its head in one `send()`.
+
+    uvicorn writes the status line and headers when the app sends `http.response.start`, then the body
+    on `http.response.body`: two syscalls per response, ~14 % of the API process's CPU samples under
+    load (py-spy, bench/README.md). When the head declares a Content-Length, it is held until the first
+    body message and written with it. Streams (no Content-Length: SSE, chunked) get their head at once,
+    as before, so a subscriber sees the response start before the first event.
+    """
+
+    _head: bytes | None = None
+
+    async def send(self, message: Any) -> None:
+        if message["type"] == "http.response.start":
+            if not self.response_started and any(
+                name.lower() == b"content-length" for name, _ in message.get("headers", ())
+            ):
+                transport, held = self.transport, _HeldWrites()
+                self.transport = held  # type: ignore[assignment]
+                try:
+                    await super().send(message)
+                finally:
+                    self.transport = transport
+                self._head = b"".join(held.parts)
+                return
+        elif self._head is not None:
+            transport, held = self.transport, _HeldWrites(self._head)
+            self._head = None
+            self.transport = held  # type: ignore[assignment]
+            try:
+                await super().send(message)
+            finally:
+                self.transport = transport
+            if not self.disconnected:
+                transport.write(b"".join(held.parts))
+            if held.closed:
+                transport.close()
+            return
+        await super().send(message)
+
+
+class HttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with `_OneWriteCycle` for every request (keel serve, the tests'
+    server and the bench all serve with it)."""
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        cycle.__class__ = _OneWriteCycle
+        super()._start_asgi_task(cycle, app)
+
+
+def server_config(app: Any, **options: Any) -> uvicorn.Config:
+    """uvicorn's configuration as Keel serves: `HttpProtocol`, logging left to Keel, lifespan on."""
+    return uvicorn.Config(app, **{"http": HttpProtocol, "log_config": None, "lifespan": "on", **options})
 
 
 def app_from_env() -> Litestar:
@@ -103,15 +175,7 @@ def serve_processes(
 
     if settings.embedded:
         _prepare_local_secrets(settings)
-    config = uvicorn.Config(
-        "api.serving:app_from_env",
-        factory=True,
-        host=host,
-        port=port,
-        workers=processes,
-        log_config=None,
-        lifespan="on",
-    )
+    config = server_config("api.serving:app_from_env", factory=True, host=host, port=port, workers=processes)
     ctx = multiprocessing.get_context("spawn")
     os.environ[SERVE_URL_ENV] = url
     worker = None

@@ -147,7 +147,7 @@ class Settings:
     live_retention_hours: float = env("KEEL_LIVE_RETENTION_HOURS", 24.0)
     """Live feed events are deleted after this long."""
     share_link_rate_limit: int = env("KEEL_SHARE_LINK_RATE_LIMIT", 60)
-    """Share-link lookups per client and minute."""
+    """Share-link lookups per client address and minute, across every API process (keel.rate_limits)."""
 
     pool_min_size: int = env("KEEL_POOL_MIN_SIZE", 2)
     """Connections the pool keeps open."""

@@ -32,11 +32,13 @@ class Req:
 
 @dataclass
 class LoadResult:
-    """What a load run saw: per-request latencies (s), status counts, wall time, and a few bodies."""
+    """What a load run saw: per-request latencies (s), status counts, wall time, the load process's
+    own CPU time (s), and a few bodies."""
 
     latencies: list[float] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
     elapsed: float = 0.0
+    cpu: float = 0.0
     sample_bodies: list[bytes] = field(default_factory=list)
 
     @property
@@ -137,9 +139,9 @@ async def _closed_loop(
         finally:
             await conn.close()
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    result.elapsed = time.perf_counter() - started
+    result.elapsed, result.cpu = time.perf_counter() - started, time.process_time() - cpu
     return result
 
 
@@ -214,9 +216,9 @@ async def per_connection(
                 result.latencies.append(time.perf_counter() - t0)
                 result.statuses[status] = result.statuses.get(status, 0) + 1
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    result.elapsed = time.perf_counter() - started
+    result.elapsed, result.cpu = time.perf_counter() - started, time.process_time() - cpu
     return result
 
 

@@ -15,11 +15,25 @@ import signal
 import socket
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
 from bench.loadgen import SPAWN
+
+
+class ServerUrl(str):
+    """The served app's base URL, also carrying the pid of the server process (for its CPU time)."""
+
+    pid: int | None
+
+    def __new__(cls, url: str, pid: int | None) -> Self:
+        self = super().__new__(cls, url)
+        self.pid = pid
+        return self
+
+    def __reduce__(self) -> tuple[type[ServerUrl], tuple[str, int | None]]:  # passed to load processes
+        return ServerUrl, (str(self), self.pid)
 
 
 def free_port() -> int:
@@ -33,15 +47,14 @@ def _serve(overrides: dict[str, Any], port: int, workers_in_process: bool) -> No
     import uvicorn
 
     from api.observability import configure_logging
+    from api.serving import server_config
     from api.settings import Settings
     from bench.baselines.http import create_bench_app
 
     settings = Settings.from_env(**overrides)
     configure_logging(settings.log_level, "text")
     app = create_bench_app(settings, run_workers=workers_in_process)
-    uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on", access_log=False)
-    ).run()
+    uvicorn.Server(server_config(app, host="127.0.0.1", port=port, access_log=False)).run()
 
 
 def _work(overrides: dict[str, Any]) -> None:
@@ -95,9 +108,9 @@ def wait_healthy(process: Any, health_url: str, what: str) -> None:
 
 
 @contextlib.contextmanager
-def served(overrides: dict[str, Any], *, workers_in_process: bool = False) -> Iterator[str]:
+def served(overrides: dict[str, Any], *, workers_in_process: bool = False) -> Iterator[ServerUrl]:
     """Start the bench app (and, unless in-process, the workers) in spawned processes; yield its base
-    URL; stop them (SIGTERM, then SIGKILL)."""
+    URL (with the server's pid); stop them (SIGTERM, then SIGKILL)."""
     port = free_port()
     # Not daemonic: the app starts its own process pool (lead import), which daemons may not.
     process = SPAWN.Process(target=_serve, args=(overrides, port, workers_in_process), daemon=False)
@@ -106,7 +119,7 @@ def served(overrides: dict[str, Any], *, workers_in_process: bool = False) -> It
     if not workers_in_process:
         worker = SPAWN.Process(target=_work, args=(overrides,), daemon=False)
         worker.start()
-    base_url = f"http://127.0.0.1:{port}"
+    base_url = ServerUrl(f"http://127.0.0.1:{port}", process.pid)
     try:
         wait_healthy(process, f"{base_url}/api/health", "the bench server")
         yield base_url

@@ -4247,23 +4247,10 @@ COMMENT ON FUNCTION callmaster.live_heartbeat(p_process_id uuid, p_subscribers j
 --
 
 CREATE FUNCTION callmaster.live_hold(p_script_id uuid) RETURNS jsonb
-    LANGUAGE plpgsql SECURITY DEFINER
+    LANGUAGE sql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'callmaster'
     AS $$
-DECLARE
-    v_script callmaster.scripts := callmaster.live_caller_script(p_script_id);
-    v_run    callmaster.show_runs := callmaster.live_open_run(p_script_id);
-BEGIN
-    IF v_run.status IS DISTINCT FROM 'running' THEN
-        RAISE EXCEPTION USING ERRCODE = '55000',
-            MESSAGE = format('script %s cannot hold: it is %s', v_script.id, coalesce(v_run.status, 'not running')),
-            HINT = 'Only a running show holds (after its first GO).';
-    END IF;
-    UPDATE callmaster.show_runs AS r
-    SET status = 'holding', hold_started_at = now(), hold_count = r.hold_count + 1, updated_at = now()
-    WHERE r.id = v_run.id RETURNING * INTO v_run;
-    RETURN callmaster.live_record(v_run, 'hold', NULL);
-END
+    SELECT callmaster.live_pause(p_script_id, true)
 $$;
 
 ALTER FUNCTION callmaster.live_hold(p_script_id uuid) OWNER TO keel_owner;
@@ -4418,6 +4405,45 @@ ALTER FUNCTION callmaster.live_open_shared(p_token text, p_script_id uuid, p_aft
 COMMENT ON FUNCTION callmaster.live_open_shared(p_token text, p_script_id uuid, p_after bigint) IS 'API (GET /api/shared/{token}/scripts/{id}/live): live_open for a share link of the script''s show. Returns the same document with audience shared and link_id. Errors: P0002 unknown, revoked or expired link, or a script of another show.';
 
 --
+-- Name: live_pause(uuid, boolean); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.live_pause(p_script_id uuid, p_hold boolean) RETURNS jsonb
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_script  callmaster.scripts := callmaster.live_caller_script(p_script_id);
+    v_run     callmaster.show_runs := callmaster.live_open_run(p_script_id);
+    v_command text := CASE WHEN p_hold THEN 'hold' ELSE 'resume' END;
+BEGIN
+    IF v_run.status IS DISTINCT FROM (CASE WHEN p_hold THEN 'running' ELSE 'holding' END) THEN
+        RAISE EXCEPTION USING ERRCODE = '55000',
+            MESSAGE = format('script %s cannot %s: it is %s', v_script.id, v_command,
+                             coalesce(v_run.status, 'not running')),
+            HINT = CASE WHEN p_hold THEN 'Only a running show holds (after its first GO).'
+                        ELSE 'Only a holding show resumes.' END;
+    END IF;
+    UPDATE callmaster.show_runs AS r
+    SET status = CASE WHEN p_hold THEN 'holding' ELSE 'running' END,
+        hold_started_at = CASE WHEN p_hold THEN now() END,
+        hold_count = r.hold_count + CASE WHEN p_hold THEN 1 ELSE 0 END,
+        held_ms = r.held_ms + CASE WHEN p_hold THEN 0
+                                   ELSE (extract(epoch FROM now() - r.hold_started_at) * 1000)::bigint END,
+        updated_at = now()
+    WHERE r.id = v_run.id RETURNING * INTO v_run;
+    RETURN callmaster.live_record(v_run, v_command, NULL);
+END
+$$;
+
+ALTER FUNCTION callmaster.live_pause(p_script_id uuid, p_hold boolean) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION live_pause(p_script_id uuid, p_hold boolean); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.live_pause(p_script_id uuid, p_hold boolean) IS 'Internal (live_hold, live_resume): holds a running show (p_hold true: the clock stops) or resumes a holding one (false: the hold''s length is added to held_ms), and records the command. Returns the live state. Errors: P0002 script not found; 42501 not a caller; 55000 the run is not running (hold) or not holding (resume).';
+
+--
 -- Name: live_presence(uuid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
 --
 
@@ -4542,6 +4568,9 @@ BEGIN
     INSERT INTO callmaster.live_events (script_id, first_position, position, event, element_id, run_id, command, run)
     SELECT p.script_id, p.base + 1, p.base + 1, 'command', p_element_id, r.id, p_command, v_run
     FROM callmaster.live_claim_positions(jsonb_build_object(r.script_id, 1)) AS p;
+    -- A command rings even awake relays, which then read it at once instead of at their next poll:
+    -- commands come a few a second at most, so serialising their commits (NOTIFY) costs nothing.
+    PERFORM pg_notify('callmaster_live', r.script_id::text);
     RETURN callmaster.live_state(r.script_id);
 END
 $$;
@@ -4552,7 +4581,7 @@ ALTER FUNCTION callmaster.live_record(r callmaster.show_runs, p_command text, p_
 -- Name: FUNCTION live_record(r callmaster.show_runs, p_command text, p_element_id uuid); Type: COMMENT; Schema: callmaster; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION callmaster.live_record(r callmaster.show_runs, p_command text, p_element_id uuid) IS 'Internal (show-run commands): appends the command event (with the run as it now is) to the script''s feed and returns the script''s live state. No errors.';
+COMMENT ON FUNCTION callmaster.live_record(r callmaster.show_runs, p_command text, p_element_id uuid) IS 'Internal (show-run commands): appends the command event (with the run as it now is) to the script''s feed, rings every relay (NOTIFY callmaster_live) and returns the script''s live state. No errors.';
 
 --
 -- Name: live_relay_asleep(interval); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
@@ -4641,24 +4670,10 @@ COMMENT ON FUNCTION callmaster.live_replay(p_script_id uuid, p_after bigint, p_l
 --
 
 CREATE FUNCTION callmaster.live_resume(p_script_id uuid) RETURNS jsonb
-    LANGUAGE plpgsql SECURITY DEFINER
+    LANGUAGE sql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'callmaster'
     AS $$
-DECLARE
-    v_script callmaster.scripts := callmaster.live_caller_script(p_script_id);
-    v_run    callmaster.show_runs := callmaster.live_open_run(p_script_id);
-BEGIN
-    IF v_run.status IS DISTINCT FROM 'holding' THEN
-        RAISE EXCEPTION USING ERRCODE = '55000',
-            MESSAGE = format('script %s cannot resume: it is %s', v_script.id, coalesce(v_run.status, 'not running')),
-            HINT = 'Only a holding show resumes.';
-    END IF;
-    UPDATE callmaster.show_runs AS r
-    SET status = 'running', hold_started_at = NULL, updated_at = now(),
-        held_ms = r.held_ms + (extract(epoch FROM now() - r.hold_started_at) * 1000)::bigint
-    WHERE r.id = v_run.id RETURNING * INTO v_run;
-    RETURN callmaster.live_record(v_run, 'resume', NULL);
-END
+    SELECT callmaster.live_pause(p_script_id, false)
 $$;
 
 ALTER FUNCTION callmaster.live_resume(p_script_id uuid) OWNER TO keel_owner;
@@ -5460,6 +5475,46 @@ ALTER FUNCTION callmaster.shared_link(p_token text) OWNER TO keel_owner;
 --
 
 COMMENT ON FUNCTION callmaster.shared_link(p_token text) IS 'Internal: the valid share link of a token. Errors: P0002 unknown, revoked or expired.';
+
+--
+-- Name: shared_lookup(text, integer, text, text, uuid, bigint); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.shared_lookup(p_client text, p_limit integer, p_lookup text, p_token text, p_script_id uuid DEFAULT NULL::uuid, p_after bigint DEFAULT NULL::bigint) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'callmaster'
+    AS $$
+DECLARE
+    v_retry integer;
+BEGIN
+    IF p_lookup IS NULL OR p_lookup NOT IN ('show', 'script', 'presence', 'live') THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format('unknown share-link lookup %L', p_lookup),
+            HINT = 'One of show, script, presence, live.';
+    END IF;
+    v_retry := keel.rate_limit_hit('share_link:' || coalesce(p_client, 'unknown'), p_limit, 60);
+    IF v_retry > 0 THEN
+        RETURN jsonb_build_object('retry_after', v_retry);
+    END IF;
+    BEGIN
+        RETURN jsonb_build_object('found', CASE p_lookup
+            WHEN 'show'     THEN callmaster.shared_show(p_token)
+            WHEN 'script'   THEN callmaster.shared_script(p_token, p_script_id)
+            WHEN 'presence' THEN callmaster.live_presence_shared(p_token, p_script_id)
+            WHEN 'live'     THEN callmaster.live_open_shared(p_token, p_script_id, p_after)
+        END);
+    EXCEPTION WHEN no_data_found THEN
+        RETURN jsonb_build_object('not_found', SQLERRM);
+    END;
+END
+$$;
+
+ALTER FUNCTION callmaster.shared_lookup(p_client text, p_limit integer, p_lookup text, p_token text, p_script_id uuid, p_after bigint) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION shared_lookup(p_client text, p_limit integer, p_lookup text, p_token text, p_script_id uuid, p_after bigint); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.shared_lookup(p_client text, p_limit integer, p_lookup text, p_token text, p_script_id uuid, p_after bigint) IS 'API (GET /api/shared/{token}…): one share-link lookup counted against its client''s limit (p_limit lookups per minute and p_client, across processes: keel.rate_limit_hit). p_lookup: show (shared_show), script (shared_script), presence (live_presence_shared) or live (live_open_shared, p_after as Last-Event-ID). Returns {"found": answer}, {"not_found": message} (the hit still counts) or {"retry_after": seconds} past the limit (nothing looked up). Errors: 22023 unknown p_lookup or non-positive p_limit.';
 
 --
 -- Name: shared_script(text, uuid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
@@ -9523,6 +9578,50 @@ ALTER FUNCTION keel.prune_replay_records(idempotency_retention interval, webhook
 COMMENT ON FUNCTION keel.prune_replay_records(idempotency_retention interval, webhook_retention interval) IS 'Deletes Idempotency-Key records older than idempotency_retention (default 24 hours: a retry after that creates anew) and processed webhook ids older than webhook_retention (default 30 days: Svix stops retrying long before). Returns the rows deleted from each. Run by the maintenance worker.';
 
 --
+-- Name: rate_limit_hit(text, integer, integer); Type: FUNCTION; Schema: keel; Owner: keel_owner
+--
+
+CREATE FUNCTION keel.rate_limit_hit(p_key text, p_limit integer, p_window_seconds integer) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'keel'
+    AS $$
+DECLARE
+    v_now    timestamptz := clock_timestamp();
+    v_start  timestamptz;
+    v_hits   integer;
+    v_opened boolean;
+BEGIN
+    IF p_limit IS NULL OR p_limit < 1 OR p_window_seconds IS NULL OR p_window_seconds < 1 THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'rate_limit_hit: limit and window must be positive',
+            HINT = format('got limit %s, window %s s', p_limit, p_window_seconds);
+    END IF;
+    v_start := to_timestamp(floor(extract(epoch FROM v_now) / p_window_seconds) * p_window_seconds);
+    -- At the limit the row is left as it is (no update, nothing returned): refused hits do not count.
+    INSERT INTO keel.rate_limits AS r (key, window_start) VALUES (p_key, v_start)
+    ON CONFLICT (key, window_start) DO UPDATE SET hits = r.hits + 1 WHERE r.hits < p_limit
+    RETURNING r.hits, r.xmax = 0 INTO v_hits, v_opened;
+    IF v_opened THEN  -- a new window: clear a few windows that have ended (never waiting for a lock)
+        DELETE FROM keel.rate_limits AS r
+        WHERE (r.key, r.window_start) IN (SELECT o.key, o.window_start FROM keel.rate_limits AS o
+                                          WHERE o.window_start < v_start - make_interval(secs => p_window_seconds)
+                                          LIMIT 100 FOR UPDATE SKIP LOCKED);
+    END IF;
+    IF v_hits IS NOT NULL THEN
+        RETURN 0;
+    END IF;
+    RETURN greatest(1, ceil(extract(epoch FROM v_start + make_interval(secs => p_window_seconds) - v_now)))::integer;
+END
+$$;
+
+ALTER FUNCTION keel.rate_limit_hit(p_key text, p_limit integer, p_window_seconds integer) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION rate_limit_hit(p_key text, p_limit integer, p_window_seconds integer); Type: COMMENT; Schema: keel; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION keel.rate_limit_hit(p_key text, p_limit integer, p_window_seconds integer) IS 'Counts one hit of p_key in the current fixed window of p_window_seconds (windows start at multiples of it since the epoch), allowing p_limit hits per window whatever process sends them. Returns 0 when the hit is allowed, else the seconds until the window ends (the hit is refused and not counted). Errors: 22023 when p_limit or p_window_seconds is not positive.';
+
+--
 -- Name: retry_outbox(uuid); Type: FUNCTION; Schema: keel; Owner: keel_owner
 --
 
@@ -10137,6 +10236,18 @@ ALTER TABLE ONLY keel.outbox FORCE ROW LEVEL SECURITY;
 ALTER TABLE keel.outbox OWNER TO keel_owner;
 
 --
+-- Name: rate_limits; Type: TABLE; Schema: keel; Owner: keel_owner
+--
+
+CREATE TABLE keel.rate_limits (
+    key text NOT NULL,
+    window_start timestamp with time zone NOT NULL,
+    hits integer DEFAULT 1 NOT NULL
+);
+
+ALTER TABLE keel.rate_limits OWNER TO keel_owner;
+
+--
 -- Name: sql_sources; Type: TABLE; Schema: keel; Owner: keel_owner
 --
 
@@ -10530,6 +10641,13 @@ ALTER TABLE ONLY keel.metrics_refresh_log
 
 ALTER TABLE ONLY keel.outbox
     ADD CONSTRAINT outbox_pkey PRIMARY KEY (id);
+
+--
+-- Name: rate_limits rate_limits_pkey; Type: CONSTRAINT; Schema: keel; Owner: keel_owner
+--
+
+ALTER TABLE ONLY keel.rate_limits
+    ADD CONSTRAINT rate_limits_pkey PRIMARY KEY (key, window_start);
 
 --
 -- Name: sql_sources sql_sources_pkey; Type: CONSTRAINT; Schema: keel; Owner: keel_owner
@@ -10947,6 +11065,12 @@ CREATE INDEX outbox_due_idx ON keel.outbox USING btree (available_at) WHERE ((de
 --
 
 CREATE INDEX outbox_failed_at_idx ON keel.outbox USING btree (failed_at) WHERE (failed_at IS NOT NULL);
+
+--
+-- Name: rate_limits_window_start_idx; Type: INDEX; Schema: keel; Owner: keel_owner
+--
+
+CREATE INDEX rate_limits_window_start_idx ON keel.rate_limits USING btree (window_start);
 
 --
 -- Name: messages messages_notify; Type: TRIGGER; Schema: assistant; Owner: keel_owner
@@ -13009,6 +13133,12 @@ REVOKE ALL ON FUNCTION callmaster.live_open_shared(p_token text, p_script_id uui
 GRANT ALL ON FUNCTION callmaster.live_open_shared(p_token text, p_script_id uuid, p_after bigint) TO keel_api;
 
 --
+-- Name: FUNCTION live_pause(p_script_id uuid, p_hold boolean); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.live_pause(p_script_id uuid, p_hold boolean) FROM PUBLIC;
+
+--
 -- Name: FUNCTION live_presence(p_script_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
 --
 
@@ -13235,6 +13365,13 @@ GRANT ALL ON FUNCTION callmaster.share_link_revoke(p_show_id uuid, p_link_id uui
 --
 
 REVOKE ALL ON FUNCTION callmaster.shared_link(p_token text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION shared_lookup(p_client text, p_limit integer, p_lookup text, p_token text, p_script_id uuid, p_after bigint); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.shared_lookup(p_client text, p_limit integer, p_lookup text, p_token text, p_script_id uuid, p_after bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.shared_lookup(p_client text, p_limit integer, p_lookup text, p_token text, p_script_id uuid, p_after bigint) TO keel_api;
 
 --
 -- Name: FUNCTION shared_script(p_token text, p_script_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
@@ -13963,6 +14100,13 @@ GRANT ALL ON FUNCTION keel.prune_outbox(p_retention interval, p_limit integer) T
 
 REVOKE ALL ON FUNCTION keel.prune_replay_records(idempotency_retention interval, webhook_retention interval) FROM PUBLIC;
 GRANT ALL ON FUNCTION keel.prune_replay_records(idempotency_retention interval, webhook_retention interval) TO keel_worker;
+
+--
+-- Name: FUNCTION rate_limit_hit(p_key text, p_limit integer, p_window_seconds integer); Type: ACL; Schema: keel; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION keel.rate_limit_hit(p_key text, p_limit integer, p_window_seconds integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION keel.rate_limit_hit(p_key text, p_limit integer, p_window_seconds integer) TO keel_api;
 
 --
 -- Name: FUNCTION retry_outbox(p_id uuid); Type: ACL; Schema: keel; Owner: keel_owner

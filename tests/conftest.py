@@ -25,6 +25,7 @@ from litestar import Litestar
 
 from api.app import create_app
 from api.auth import TokenVerifier
+from api.serving import server_config
 from api.settings import Settings
 from tests.database import (
     create_database,
@@ -135,14 +136,17 @@ async def live_server(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="on", timeout_graceful_shutdown=5))
+    server = uvicorn.Server(server_config(app, timeout_graceful_shutdown=5))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         while not server.started:
             if task.done():
                 task.result()  # startup failed: raise its error
             await asyncio.sleep(0.01)
-        limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+        # The client drops an idle connection (2 s) well before the server does (uvicorn: 5 s): with equal
+        # timeouts a request could go out on a connection the server is closing at that very moment
+        # ("Server disconnected without sending a response", seen under load).
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=2.0)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60, limits=limits) as http:
             yield http
     finally:

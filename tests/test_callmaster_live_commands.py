@@ -7,13 +7,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+import uuid
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
 
+from api.app import create_app
+from api.settings import Settings
 from tests.callmaster_live_support import follow, live_stage
+from tests.conftest import live_server
 from tests.factories import Bearer, assert_problem, one
 
 
@@ -208,9 +212,44 @@ async def test_share_links(
     assert_problem(await client.get(f"/api/shared/{other['token']}/scripts/{script}"), 404)
 
 
+async def clear_of_a_window_edge(margin: float = 5.0) -> None:
+    """Limits count in fixed one-minute windows: start a burst in a window that lasts past it."""
+    left = 60 - time.time() % 60
+    if left < margin:
+        await asyncio.sleep(left + 0.2)
+
+
 @pytest.mark.parametrize("settings_overrides", [{"share_link_rate_limit": 5}])
 async def test_share_link_lookups_are_rate_limited(client: httpx.AsyncClient) -> None:
+    await clear_of_a_window_edge()
     answers = [(await client.get(f"/api/shared/sl_{'x' * 43}")).status_code for _ in range(7)]
     assert answers == [404] * 5 + [429] * 2
     r = await client.get("/api/shared/anything")
     assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+
+
+@pytest.mark.parametrize("settings_overrides", [{"share_link_rate_limit": 6}])
+async def test_the_share_link_limit_holds_across_api_processes(
+    client: httpx.AsyncClient, settings: Settings, dba: psycopg.Connection[Any]
+) -> None:
+    # (Each process counting alone, as before, let 6 through each: 12 for two.)
+    await clear_of_a_window_edge()
+    async with live_server(create_app(settings)) as second:
+        answers = [(await c.get(f"/api/shared/sl_{'y' * 43}")).status_code for c in (client, second) * 4]
+        assert answers == [404] * 6 + [429] * 2
+        assert_problem(await second.get(f"/api/shared/sl_{'y' * 43}/scripts/{uuid.uuid4()}"), 429)
+    # One row for the client and window, holding the hits that were let through.
+    assert dba.execute("SELECT key, hits FROM keel.rate_limits").fetchall() == [("share_link:127.0.0.1", 6)]
+
+
+async def test_a_dba_lookup_counts_even_when_the_link_is_unknown(dba: psycopg.Connection[Any]) -> None:
+    await clear_of_a_window_edge()
+    lookup = "SELECT callmaster.shared_lookup('198.51.100.7', 2, %s, %s)"
+    first = dba.execute(lookup, ("show", "sl_unknown")).fetchone()[0]
+    assert first == {"not_found": "share link not found"}
+    assert dba.execute(lookup, ("show", "sl_unknown")).fetchone()[0] == first
+    third = dba.execute(lookup, ("show", "sl_unknown")).fetchone()[0]
+    assert set(third) == {"retry_after"} and 1 <= third["retry_after"] <= 60
+    assert dba.execute("SELECT hits FROM keel.rate_limits WHERE key = 'share_link:198.51.100.7'").fetchone() == (2,)
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        dba.execute(lookup, ("everything", "sl_unknown"))

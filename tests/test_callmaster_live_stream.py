@@ -5,7 +5,9 @@ subscriber of another; a subscriber whose access ends is disconnected within sec
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -16,7 +18,7 @@ from api.app import create_app
 from api.settings import Settings
 from tests.callmaster_live_support import follow, live_stage
 from tests.conftest import live_server
-from tests.factories import Bearer, assert_problem
+from tests.factories import Bearer, assert_problem, one
 
 
 @pytest.fixture
@@ -164,3 +166,80 @@ async def test_revoked_subscribers_are_disconnected(
         await asyncio.wait_for(crew.ended.wait(), 5)
         assert time.monotonic() - started < 3
     assert_problem(await client.get(f"/api/scripts/{script}/live", headers=bearer("lx_op")), 404)
+
+
+@pytest.mark.parametrize("settings_overrides", [{"live_sse_keepalive": 300.0, "live_check_interval": 0.3}])
+async def test_a_stalled_reader_holds_up_nobody_and_then_gets_everything_in_order(
+    client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Bearer, stage: dict[str, Any]
+) -> None:
+    """The relay writes to up-to-date subscribers itself; a write that finds the client's socket full
+    must finish in the background (the others go on), and that subscriber then catches up, gapless,
+    from the relay's recent events or the database. (No keep-alive meanwhile: the stalled stream's own
+    write would wait instead of the relay's.)"""
+    script = stage["script"]
+    url = f"/api/scripts/{script}/live"
+    dba.execute(
+        "INSERT INTO callmaster.script_elements (script_id, element_type, sequence)"
+        " SELECT %s, 'note', 1000 + g FROM generate_series(1, 1000) AS g",
+        (script,),
+    )
+    start = int(one(dba, "SELECT position FROM callmaster.live_feed_heads WHERE script_id = %s", (script,)))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fills after a few KB unread
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (client.base_url.host, client.base_url.port))
+    reader, writer = await asyncio.open_connection(sock=sock, limit=4096)
+    auth = bearer("lx_op")["Authorization"]
+    writer.write(f"GET {url} HTTP/1.1\r\nHost: test\r\nAuthorization: {auth}\r\n\r\n".encode())
+    seen: list[int] = []
+
+    async def read_until(done: Callable[[bytes], bool]) -> None:
+        while line := await reader.readline():
+            if line.startswith(b"id: "):
+                seen.append(int(line[4:]))
+            if done(line):
+                return
+
+    try:
+        await asyncio.wait_for(read_until(lambda line: line == b"event: state\r\n"), 10)
+        async with follow(client, url, bearer("lx_op")) as crew:
+            assert (await crew.next()).event == "state"
+            # 30,000 events (~5 MB of SSE, more than the sockets hold) while the raw reader reads nothing.
+            for n in range(30):
+                dba.execute(
+                    "UPDATE callmaster.script_elements SET description = %s"
+                    " WHERE script_id = %s AND element_type = 'note'",
+                    (f"take {n}", script),
+                )
+            flood = int(
+                one(dba, "SELECT position FROM callmaster.live_feed_heads WHERE script_id = %s", (script,))
+            )
+            while (await crew.next(timeout=60)).id != str(flood):
+                pass
+            # Its socket is full: the relay's write of this GO to it waits, the GO reaches the other at once.
+            started = time.monotonic()
+            await go(client, bearer("caller_c"), script)
+            event = await crew.next(timeout=5)
+            assert (event.event, event.id) == ("command", str(flood + 1))
+            assert time.monotonic() - started < 5
+            head = flood + 1
+            # The stalled reader now reads: every event once, in order, up to the GO.
+            await asyncio.wait_for(read_until(lambda _: bool(seen) and seen[-1] == head), 60)
+            assert seen == list(range(start, head + 1))
+    finally:
+        writer.close()
+
+
+async def test_an_idle_stream_gets_keep_alive_comments(
+    client: httpx.AsyncClient, bearer: Bearer, stage: dict[str, Any]
+) -> None:
+    url = f"/api/scripts/{stage['script']}/live"
+    async with client.stream("GET", url, headers=bearer("lx_op")) as response:
+        lines = response.aiter_lines()
+        while await asyncio.wait_for(anext(lines), 5) != "event: state":
+            pass
+        started = time.monotonic()
+        while (line := await asyncio.wait_for(anext(lines), 5)) != ": keep-alive":
+            assert line.startswith(("data: ", "id: ")) or not line  # the rest of the state event
+        assert 0.5 < time.monotonic() - started < 3  # live_sse_keepalive 1 s
+        assert await asyncio.wait_for(anext(lines), 5) == ""  # a comment alone: no event for the client

@@ -89,6 +89,42 @@ async def test_metrics_expose_requests_and_pool(client):
         assert f'{gauge}{{pool="primary"}}' in text
 
 
+def request_samples(text: str, path: str) -> dict[tuple[str, str], float]:
+    """{(sample name, status code): value} of the request metrics of `GET <route template>`."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (sample.name, sample.labels.get("status_code", "")): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if family.name.startswith("keel_request") and sample.labels.get("path") == path
+        and sample.labels.get("method") == "GET" and "le" not in sample.labels
+    }  # fmt: skip
+
+
+async def test_request_metrics_count_each_status_under_its_route(client, clinic_a, dba):
+    route = "/api/staff/{staff_id}"
+    before = request_samples((await client.get("/metrics")).text, route)
+    own = await client.get(f"/api/staff/{clinic_a.admin_id}", headers=clinic_a.headers)
+    missing = await client.get("/api/staff/00000000-0000-4000-8000-000000000000", headers=clinic_a.headers)
+    assert (own.status_code, missing.status_code) == (200, 404)
+    after = request_samples((await client.get("/metrics")).text, route)
+    for status in ("200", "404"):
+        assert after[("keel_requests_total", status)] - before.get(("keel_requests_total", status), 0) == 1
+        count = ("keel_request_duration_seconds_count", status)
+        assert after[count] - before.get(count, 0) == 1
+    assert after[("keel_requests_in_progress", "200")] == 0  # labelled 200, as Litestar's middleware did
+    assert ("keel_requests_error_total", "404") not in after
+
+    dba.execute("UPDATE keel.sql_sources SET digest = 'from-an-older-tree'")
+    ready = await client.get("/api/ready")
+    assert ready.status_code == 503
+    errors = request_samples((await client.get("/metrics")).text, "/api/ready")
+    assert errors[("keel_requests_error_total", "503")] >= 1
+    assert not any("/metrics" in line for line in (await client.get("/metrics")).text.splitlines()
+                   if line.startswith("keel_requests_total"))  # fmt: skip
+
+
 async def test_openapi_31_and_browsable_ui(client):
     spec = (await client.get("/schema/openapi.json")).json()
     assert spec["openapi"].startswith("3.1")

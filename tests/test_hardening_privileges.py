@@ -239,6 +239,10 @@ KEEL_API: dict[str, str] = {
     "keel.console_refresh_log()": CONSOLE_REFRESH_LOG,
     "keel.console_require_admin()": HELPER,
     "keel.console_assistant_jobs(uuid)": CONSOLE_COUNTS,
+    "keel.rate_limit_hit(text,integer,integer)": (
+        "SECURITY DEFINER counter of keel.rate_limits (share-link lookups per client address and minute, "
+        "across processes; called by callmaster.shared_lookup); touches only the key it is given"
+    ),
     "callmaster.live_go(uuid,uuid)": API,
     "callmaster.live_hold(uuid)": API,
     "callmaster.live_resume(uuid)": API,
@@ -246,6 +250,7 @@ KEEL_API: dict[str, str] = {
     "callmaster.live_stop(uuid)": API,
     "callmaster.live_open(uuid,bigint)": API,
     "callmaster.live_open_shared(text,uuid,bigint)": API,
+    "callmaster.shared_lookup(text,integer,text,text,uuid,bigint)": API,
     "callmaster.live_presence(uuid)": API,
     "callmaster.live_presence_shared(text,uuid)": API,
     "callmaster.share_link_create(uuid,integer)": API,

@@ -17,24 +17,27 @@ SQL: sql/callmaster/700_live_*.sql; the fan-out: api/callmaster/live_relay.py.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import re
-import time
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
-import psycopg
 from litestar import Request, delete, get, post
 from litestar.params import FromPath, HeaderParameter, JSONBody
-from litestar.response import ServerSentEvent, ServerSentEventMessage
+from litestar.response import ServerSentEvent
 from msgspec import Meta
 
-from api.callmaster.live_relay import Message, Subscriber, relay_for
+from api.callmaster.live_relay import (
+    LiveResponse,
+    LiveStream,
+    Message,
+    Reopen,
+    Subscriber,
+    db_event,
+    relay_for,
+    reset_message,
+)
 from api.db import Database
 from api.deps import AppSettings, CurrentPrincipal, Db
 from api.errors import Problem
@@ -46,7 +49,6 @@ SHARED_LOOKUP = {"error_statuses": (429,)}  # share-link lookups are rate-limite
 OPEN = "SELECT callmaster.live_open(%(script)s, %(after)s)"
 OPEN_SHARED = "SELECT callmaster.live_open_shared(%(token)s, %(script)s, %(after)s)"
 PRESENCE = "SELECT callmaster.live_presence(%(script)s)"
-PRESENCE_SHARED = "SELECT callmaster.live_presence_shared(%(token)s, %(script)s)"
 COMMANDS = {
     "standby": "SELECT callmaster.live_standby(%(script)s, %(element)s)",
     "go": "SELECT callmaster.live_go(%(script)s, %(element)s)",
@@ -57,8 +59,9 @@ COMMANDS = {
 CREATE_LINK = "SELECT callmaster.share_link_create(%(show)s, %(hours)s)"
 LIST_LINKS = "SELECT callmaster.share_link_list(%(show)s)"
 REVOKE_LINK = "SELECT callmaster.share_link_revoke(%(show)s, %(link)s)"
-SHARED_SHOW = "SELECT callmaster.shared_show(%(token)s)"
-SHARED_SCRIPT = "SELECT callmaster.shared_script(%(token)s, %(script)s)"
+SHARED_LOOKUP_SQL = (
+    "SELECT callmaster.shared_lookup(%(client)s, %(limit)s, %(lookup)s, %(token)s, %(script)s, %(after)s)"
+)
 
 _TOKEN = re.compile(r"^sl_[A-Za-z0-9_-]{43}$")
 _POSITION = re.compile(r"^\d{1,18}$")
@@ -83,110 +86,53 @@ def parse_last_event_id(value: str | None) -> int | None:
     return int(text) if _POSITION.match(text) else -1
 
 
-class RateLimiter:
-    """At most `limit` share-link lookups per client address and minute, in this process."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.hits: dict[str, deque[float]] = {}
-
-    def check(self, client: str) -> None:
-        now = time.monotonic()
-        if len(self.hits) > 10_000:  # forget idle clients
-            self.hits = {k: v for k, v in self.hits.items() if v and v[-1] > now - 60}
-        hits = self.hits.setdefault(client, deque())
-        while hits and hits[0] <= now - 60:
-            hits.popleft()
-        if len(hits) >= self.limit:
-            retry = max(1, int(hits[0] + 60 - now) + 1)
-            raise Problem(
-                429,
-                "Too many share-link lookups from this client; slow down.",
-                headers={"Retry-After": str(retry)},
-            )
-        hits.append(now)
-
-
-def shared_lookup(request: Request[Any, Any, Any], token: str) -> str:
-    """Rate-limit the lookup, then the token if it can be one (else 404, like any unknown link)."""
-    limiter = getattr(request.app.state, "share_link_limiter", None)
-    if limiter is None:
-        limiter = request.app.state.share_link_limiter = RateLimiter(
-            request.app.state.settings.share_link_rate_limit
-        )
-    limiter.check(request.client.host if request.client else "unknown")
-    if not _TOKEN.match(token):
-        raise Problem(404, "share link not found", code="P0002")
-    return token
-
-
-def db_event(event: dict[str, Any]) -> Message:
-    """An event as live_open returns it, as SSE."""
-    body = dict(event)
-    return Message(int(body.pop("id")), str(body.pop("event")), json.dumps(body))
-
-
-def reset_message(position: int) -> ServerSentEventMessage:
-    return ServerSentEventMessage(
-        event="reset",
-        id=str(position),
-        data=json.dumps(
-            {"reason": "the feed no longer holds the events after Last-Event-ID: reload the script"}
-        ),
+async def shared_call(
+    request: Request[Any, Any, Any], db: Database, lookup: str, token: str, **params: Any
+) -> Any:
+    """A share-link lookup (`callmaster.shared_lookup`: show, script, presence or live) behind its
+    client's rate limit, in one call: 429 past the limit, 404 for any link that is not valid now.
+    A string that cannot be a token is looked up as the empty one: counted, then 404."""
+    answer = await db.fetch_val(
+        None,
+        SHARED_LOOKUP_SQL,
+        {
+            "client": request.client.host if request.client else "unknown",
+            "limit": request.app.state.settings.share_link_rate_limit,
+            "lookup": lookup,
+            "token": token if _TOKEN.match(token) else "",
+            "script": params.get("script"),
+            "after": params.get("after"),
+        },
     )
+    if "retry_after" in answer:
+        raise Problem(
+            429,
+            "Too many share-link lookups from this client; slow down.",
+            headers={"Retry-After": str(answer["retry_after"])},
+        )
+    if "not_found" in answer:
+        raise Problem(404, answer["not_found"], code="P0002")
+    return answer["found"]
 
 
-async def live_events(
+def live_response(
     request: Request[Any, Any, Any],
     db: Database,
     settings: Settings,
     opened: dict[str, Any],
     after: int | None,
     subscriber: Subscriber,
-    reopen: Callable[[int], Awaitable[dict[str, Any]]],
-) -> AsyncIterator[ServerSentEventMessage]:
+    reopen: Reopen,
+) -> LiveResponse:
     """The stream: state, the replay (or reset), then live events from the relay until revoked."""
     relay = relay_for(request.app.state, settings, db.pool.conninfo)
-    loop = asyncio.get_running_loop()
     replaying = after is not None and not opened["reset"]
-    async with relay.subscribe(subscriber):
-        state_id = after if replaying else subscriber.position
-        yield ServerSentEventMessage(event="state", id=str(state_id), data=json.dumps(opened["state"]))
-        if opened["reset"]:
-            yield reset_message(subscriber.position)
-        for message in map(db_event, opened["events"]):
-            yield message
-        last_sent = loop.time()
-        while True:
-            subscriber.wake.clear()
-            if subscriber.revoked:
-                yield ServerSentEventMessage(event="revoked", id=str(subscriber.position), data="{}")
-                return
-            pending = relay.events_after(subscriber)
-            if pending is None:  # further behind than the relay keeps: read the gap from the database
-                try:
-                    reopened = await reopen(subscriber.position)
-                except (psycopg.errors.NoDataFound, psycopg.errors.InsufficientPrivilege):
-                    subscriber.revoked = True
-                    continue
-                if reopened["reset"]:
-                    subscriber.position = reopened["state"]["script"]["version"]
-                    yield reset_message(subscriber.position)
-                pending = [db_event(e) for e in reopened["events"]]
-            for message in pending:
-                if message.position > subscriber.position:
-                    yield message
-                    subscriber.position = message.position
-                    last_sent = loop.time()
-            if pending:
-                continue
-            wait = settings.live_sse_keepalive - (loop.time() - last_sent)
-            if wait <= 0:
-                yield ServerSentEventMessage(comment="keep-alive")
-                last_sent = loop.time()
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(subscriber.wake.wait(), timeout=wait)
+    state_id = after if replaying else subscriber.position
+    opening = [Message(state_id, "state", json.dumps(opened["state"]))]
+    if opened["reset"]:
+        opening.append(reset_message(subscriber.position))
+    opening += map(db_event, opened["events"])
+    return LiveResponse(LiveStream(relay, subscriber, opening, reopen))
 
 
 @get(
@@ -214,7 +160,7 @@ async def follow_script(
         principal, OPEN, {"script": script_id, "after": after}
     )  # 404 before streaming
     subscriber = Subscriber(script_id, opened["state"]["script"]["version"], sub=str(principal.claims["sub"]))
-    return ServerSentEvent(live_events(request, db, settings, opened, after, subscriber, reopen))
+    return live_response(request, db, settings, opened, after, subscriber, reopen)
 
 
 @get(
@@ -232,15 +178,14 @@ async def follow_shared_script(
     settings: AppSettings,
     last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID", required=False)] = None,
 ) -> ServerSentEvent:
-    token = shared_lookup(request, token)
     after = parse_last_event_id(last_event_id)
 
     async def reopen(position: int) -> dict[str, Any]:
         return await db.fetch_val(None, OPEN_SHARED, {"token": token, "script": script_id, "after": position})
 
-    opened = await db.fetch_val(None, OPEN_SHARED, {"token": token, "script": script_id, "after": after})
+    opened = await shared_call(request, db, "live", token, script=script_id, after=after)
     subscriber = Subscriber(script_id, opened["state"]["script"]["version"], link_id=opened["link_id"])
-    return ServerSentEvent(live_events(request, db, settings, opened, after, subscriber, reopen))
+    return live_response(request, db, settings, opened, after, subscriber, reopen)
 
 
 @post(
@@ -319,7 +264,7 @@ async def revoke_share_link(
     opt=SHARED_LOOKUP,
 )
 async def shared_show(request: Request[Any, Any, Any], token: FromPath[Token], db: Db) -> dict[str, Any]:
-    return await db.fetch_val(None, SHARED_SHOW, {"token": shared_lookup(request, token)})
+    return await shared_call(request, db, "show", token)
 
 
 @get(
@@ -331,9 +276,7 @@ async def shared_show(request: Request[Any, Any, Any], token: FromPath[Token], d
 async def shared_script(
     request: Request[Any, Any, Any], token: FromPath[Token], script_id: FromPath[UUID], db: Db
 ) -> dict[str, Any]:
-    return await db.fetch_val(
-        None, SHARED_SCRIPT, {"token": shared_lookup(request, token), "script": script_id}
-    )
+    return await shared_call(request, db, "script", token, script=script_id)
 
 
 @get(
@@ -345,9 +288,7 @@ async def shared_script(
 async def shared_presence(
     request: Request[Any, Any, Any], token: FromPath[Token], script_id: FromPath[UUID], db: Db
 ) -> dict[str, Any]:
-    counts = await db.fetch_val(
-        None, PRESENCE_SHARED, {"token": shared_lookup(request, token), "script": script_id}
-    )
+    counts = await shared_call(request, db, "presence", token, script=script_id)
     if counts is None:
         raise Problem(404, f"script {script_id} not found", code="P0002")
     return counts

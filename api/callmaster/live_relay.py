@@ -4,15 +4,19 @@ committed feed events out in memory to every live subscriber of that process.
 Feed positions are per script, gapless and in commit order (sql/callmaster/700_live_feed.sql), so the
 relay only ever asks "what is after the last position I have" — one query for every script it follows.
 While events flow it polls every `live_poll_interval` seconds, so writers need not NOTIFY (a NOTIFY
-serialises commits cluster-wide); after `live_linger` quiet seconds it announces that it sleeps
-(`callmaster.live_relay_asleep`, which also waits for writers that saw it awake), looks once more, and
-waits for a NOTIFY on `callmaster_live`. Every `live_check_interval` seconds it re-checks every
+serialises commits cluster-wide); show commands (a few a minute, and the events whose latency is
+measured) NOTIFY anyway, so a GO is fetched as soon as it commits rather than at the next poll. After
+`live_linger` quiet seconds the relay announces that it sleeps (`callmaster.live_relay_asleep`, which also
+waits for writers that saw it awake), looks once more, and waits for a NOTIFY on `callmaster_live`. Every `live_check_interval` seconds it re-checks every
 subscriber's access and reports presence (`callmaster.live_heartbeat`), and disconnects the revoked.
 
-Each script keeps its most recent events, encoded once for every subscriber; positions are gapless, so
-the events after a subscriber's position are a slice. A subscriber further behind (or that joined
-before the relay had caught up) reads what it lacks from the database itself. The session runs on
-`database_direct_url` (a transaction-mode pooler cannot hold a LISTEN).
+Fan-out: each new event is encoded once, and the relay writes the same bytes to every subscriber that is
+up to date, in one pass, straight to its ASGI `send` (no task, queue or Litestar stream per subscriber
+and event: at 500 subscribers those were most of the API's CPU). Each script keeps its most recent
+events; positions are gapless, so the events after a subscriber's position are a slice. A subscriber
+behind (it joined before the relay had caught up, or its socket was full) catches up in its own stream
+(`LiveStream`): from those recent events, or from the database when it is further behind. The session
+runs on `database_direct_url` (a transaction-mode pooler cannot hold a LISTEN).
 """
 
 from __future__ import annotations
@@ -22,13 +26,15 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 import psycopg
-from litestar.response import ServerSentEventMessage
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+from litestar.response.base import ASGIResponse
+from litestar.types import HTTPResponseBodyEvent, Receive, Scope, Send
 from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
@@ -46,7 +52,6 @@ HEARTBEAT = "SELECT callmaster.live_heartbeat(%(process)s, %(subscribers)s) AS r
 ASLEEP = "SELECT callmaster.live_relay_asleep(%(wait)s) AS clear"
 AWAKE = "SELECT callmaster.live_relay_awake()"
 LISTEN = "LISTEN callmaster_live"
-UNLISTEN = "UNLISTEN callmaster_live"
 PRUNE = "SELECT callmaster.prune_live_events(%(keep)s)"
 
 RING = 4096  # events kept per script (between RING and 2 × RING) for subscribers slightly behind
@@ -77,7 +82,8 @@ class Message(ServerSentEventMessage):
 
 @dataclass(eq=False)
 class Subscriber:
-    """One live stream: who it is (a Clerk user or a share link) and what it has delivered."""
+    """One live stream: who it is (a Clerk user or a share link), what it has delivered, and how to write
+    to it (`send`, the stream's ASGI send, set while the relay may write to it)."""
 
     script_id: uuid.UUID
     position: int
@@ -86,6 +92,11 @@ class Subscriber:
     key: str = field(default_factory=lambda: uuid.uuid4().hex)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     revoked: bool = False
+    gone: bool = False  # the client disconnected, or a write to it failed
+    send: Send | None = None
+    busy: bool = False  # a write is under way (the stream's own, or a relay write that had to wait)
+    writing: asyncio.Future[None] | None = None  # that relay write
+    last_sent: float = 0.0
 
 
 @dataclass
@@ -93,6 +104,44 @@ class Feed:
     head: int
     recent: list[Message] = field(default_factory=list)  # consecutive positions, oldest first
     subscribers: set[Subscriber] = field(default_factory=set)
+
+
+def body(chunk: bytes) -> HTTPResponseBodyEvent:
+    return {"type": "http.response.body", "body": chunk, "more_body": True}
+
+
+class _Rest:
+    """The rest of a coroutine that was run up to its first wait (see `start`), as an awaitable."""
+
+    def __init__(self, coro: Coroutine[Any, Any, None], waiting_on: Any) -> None:
+        self.coro, self.waiting_on = coro, waiting_on
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        value = self.waiting_on
+        while True:
+            try:
+                sent = yield value
+            except BaseException as exc:  # noqa: BLE001 (cancellation too: it reaches the coroutine as in a task)
+                try:
+                    value = self.coro.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    value = self.coro.send(sent)
+                except StopIteration:
+                    return
+
+
+def start(coro: Coroutine[Any, Any, None]) -> asyncio.Future[None] | None:
+    """Run `coro` in the caller's turn up to its first wait: None when it finished without waiting (an
+    ASGI send whose transport takes the bytes), else a task running the rest (a paused transport). A
+    task per write for every subscriber and event was most of the relay's CPU."""
+    try:
+        waiting_on = coro.send(None)
+    except StopIteration:
+        return None
+    return asyncio.ensure_future(_Rest(coro, waiting_on))
 
 
 class LiveRelay:
@@ -157,6 +206,7 @@ class LiveRelay:
         next_check = 0.0
         next_prune = loop.time()
         awake = True
+        await conn.execute(LISTEN)  # show commands always ring; other writers only while a relay sleeps
         while self.feeds:
             if await self._poll(conn):
                 last_event = loop.time()
@@ -169,29 +219,30 @@ class LiveRelay:
                 await conn.execute(PRUNE, {"keep": timedelta(hours=s.live_retention_hours)})
                 next_prune = now + PRUNE_EVERY
             if awake and now - last_event < s.live_linger:
-                await asyncio.sleep(s.live_poll_interval)
+                await self._notified(conn, s.live_poll_interval)
                 continue
             if awake:
-                # Listen, announce sleep; once the writers that saw us awake have ended, look once more
-                # (top of the loop) and only then wait for a NOTIFY. (Awake, the session does not listen:
-                # psycopg would keep every notification it reads meanwhile.)
-                await conn.execute(LISTEN)
+                # Announce sleep; once the writers that saw us awake have ended, look once more (top of
+                # the loop) and only then wait for a NOTIFY.
                 cur = await conn.execute(ASLEEP, {"wait": timedelta(milliseconds=50)})
                 row = await cur.fetchone()
                 if row and row["clear"]:
                     awake = False
                 else:  # a writer that saw us awake is still open: look again, then retry
-                    await asyncio.sleep(s.live_poll_interval)
+                    await self._notified(conn, s.live_poll_interval)
                 continue
-            timeout = max(0.01, min(next_check - loop.time(), 1.0))
-            notified = False
-            async for _ in conn.notifies(timeout=timeout, stop_after=1):
-                notified = True
-            if notified:
+            if await self._notified(conn, max(0.01, min(next_check - loop.time(), 1.0))):
                 await conn.execute(AWAKE)
-                await conn.execute(UNLISTEN)
                 awake = True
                 last_event = loop.time()
+
+    @staticmethod
+    async def _notified(conn: psycopg.AsyncConnection[dict[str, Any]], timeout: float) -> bool:
+        """Wait up to `timeout` for a NOTIFY (those read meanwhile, e.g. during a poll, count at once)."""
+        notified = False
+        async for _ in conn.notifies(timeout=timeout, stop_after=1):
+            notified = True
+        return notified
 
     async def _poll(self, conn: psycopg.AsyncConnection[dict[str, Any]]) -> bool:
         scripts = list(self.feeds)
@@ -202,20 +253,61 @@ class LiveRelay:
             {"scripts": scripts, "after": [self.feeds[sid].head for sid in scripts], "limit": FETCH_LIMIT},
         )
         rows = await cur.fetchall()
-        touched: set[uuid.UUID] = set()
+        fresh: dict[uuid.UUID, list[Message]] = {}
         for row in rows:
             feed = self.feeds.get(row["script_id"])
             if feed is None or row["id"] <= feed.head:
                 continue
-            feed.recent.append(Message(row["id"], row["event"], event_data(row)))
+            message = Message(row["id"], row["event"], event_data(row))
+            feed.recent.append(message)
             feed.head = row["id"]
             if len(feed.recent) >= 2 * RING:
                 del feed.recent[:RING]
-            touched.add(row["script_id"])
-        for sid in touched:
-            for subscriber in self.feeds[sid].subscribers:
-                subscriber.wake.set()
+            fresh.setdefault(row["script_id"], []).append(message)
+        now = asyncio.get_running_loop().time()
+        for sid, messages in fresh.items():
+            self._fan_out(self.feeds[sid], messages, now)
         return bool(rows)
+
+    def _fan_out(self, feed: Feed, fresh: list[Message], now: float) -> None:
+        """Write the new events to every subscriber that is up to date, in this one pass: the same bytes
+        to each (one ASGI send). A subscriber behind, or writing, is woken to catch up on its own."""
+        first, last = fresh[0].position, fresh[-1].position
+        shared: HTTPResponseBodyEvent | None = None
+        for sub in feed.subscribers:
+            if sub.position >= last:
+                continue
+            if sub.busy or sub.send is None or sub.position < first - 1:
+                sub.wake.set()
+                continue
+            if sub.position == first - 1:
+                if shared is None:
+                    shared = body(b"".join(m.encoded for m in fresh))
+                message = shared
+            else:  # joined after the first of these
+                message = body(b"".join(m.encoded for m in fresh if m.position > sub.position))
+            sub.position, sub.last_sent = last, now
+            self._write(sub, sub.send, message)
+
+    @staticmethod
+    def _write(sub: Subscriber, send: Send, message: HTTPResponseBodyEvent) -> None:
+        try:
+            rest = start(send(message))
+        except (RuntimeError, OSError) as exc:  # the response is over: its stream ends
+            log.debug("live relay: write failed: %r", exc)
+            sub.gone = True
+            sub.wake.set()
+            return
+        if rest is not None:  # the transport is paused (a slow reader): finish in a task
+
+            def written(task: asyncio.Future[None]) -> None:
+                sub.busy, sub.writing = False, None
+                if not task.cancelled() and task.exception() is not None:
+                    sub.gone = True
+                sub.wake.set()
+
+            sub.busy, sub.writing = True, rest
+            rest.add_done_callback(written)
 
     async def _heartbeat(self, conn: psycopg.AsyncConnection[dict[str, Any]]) -> None:
         subscribers = [sub for feed in self.feeds.values() for sub in feed.subscribers]
@@ -236,6 +328,136 @@ class LiveRelay:
             if sub.key in revoked:
                 sub.revoked = True
                 sub.wake.set()
+
+
+def db_event(event: dict[str, Any]) -> Message:
+    """An event as live_open returns it, as SSE."""
+    data = dict(event)
+    return Message(int(data.pop("id")), str(data.pop("event")), json.dumps(data))
+
+
+def reset_message(position: int) -> Message:
+    reason = "the feed no longer holds the events after Last-Event-ID: reload the script"
+    return Message(position, "reset", json.dumps({"reason": reason}))
+
+
+KEEP_ALIVE = ServerSentEventMessage(comment="keep-alive", data=None).encode()  # a comment, no event
+END: HTTPResponseBodyEvent = {"type": "http.response.body", "body": b"", "more_body": False}
+
+Reopen = Callable[[int], Awaitable[dict[str, Any]]]
+
+
+class LiveStream:
+    """The body of one live SSE response: `opening` (state, reset or replay), then the feed until the
+    client leaves or its access ends. While the subscriber is up to date the relay writes to it directly
+    (`LiveRelay._fan_out`); this stream catches it up when it is behind (from the relay's recent events, or
+    with `reopen(position)` — live_open — from the database), sends keep-alives and `revoked`."""
+
+    def __init__(
+        self, relay: LiveRelay, subscriber: Subscriber, opening: list[Message], reopen: Reopen
+    ) -> None:
+        self.relay, self.subscriber, self.opening, self.reopen = relay, subscriber, opening, reopen
+
+    async def __call__(self, send: Send, receive: Receive) -> None:
+        sub = self.subscriber
+        loop = asyncio.get_running_loop()
+        async with self.relay.subscribe(sub):
+            await send(body(b"".join(m.encode() for m in self.opening)))
+            sub.last_sent = loop.time()
+            sub.send = send
+            listener = asyncio.create_task(self._until_disconnect(receive))
+            try:
+                await self._follow(send)
+            finally:
+                sub.send = None
+                listener.cancel()
+                if sub.writing is not None:
+                    await asyncio.wait([sub.writing])
+        await send(END)
+
+    async def _until_disconnect(self, receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self.subscriber.gone = True
+        self.subscriber.wake.set()
+
+    async def _write(self, send: Send, chunk: bytes) -> None:
+        sub = self.subscriber
+        sub.busy = True  # the relay leaves the subscriber alone (and wakes it) meanwhile
+        try:
+            await send(body(chunk))
+        finally:
+            sub.busy = False
+        sub.last_sent = asyncio.get_running_loop().time()
+
+    async def _catch_up(self, pending: list[Message] | None) -> bytes:
+        """The events after the subscriber's position, from the relay (`pending`) or, when the relay does
+        not reach back that far (None), from the database; or a `reset` when the log does not either."""
+        sub, chunk = self.subscriber, b""
+        if pending is None:
+            try:
+                reopened = await self.reopen(sub.position)
+            except (psycopg.errors.NoDataFound, psycopg.errors.InsufficientPrivilege):
+                sub.revoked = True
+                return b""
+            if reopened["reset"]:
+                sub.position = reopened["state"]["script"]["version"]
+                chunk = reset_message(sub.position).encoded
+            pending = [db_event(e) for e in reopened["events"]]
+        fresh = [m for m in pending if m.position > sub.position]
+        if fresh:
+            sub.position = fresh[-1].position
+        return chunk + b"".join(m.encoded for m in fresh)
+
+    async def _follow(self, send: Send) -> None:
+        sub, keepalive = self.subscriber, self.relay.settings.live_sse_keepalive
+        loop = asyncio.get_running_loop()
+        while not sub.gone:
+            sub.wake.clear()
+            if sub.writing is not None:  # a relay write waits for a slow reader: it goes first
+                await asyncio.wait([sub.writing])
+                continue
+            if sub.revoked:
+                sub.send = None  # the relay writes no more
+                await self._write(send, Message(sub.position, "revoked", "{}").encoded)
+                return
+            pending = self.relay.events_after(sub)
+            if pending != []:
+                sub.busy = True
+                try:
+                    chunk = await self._catch_up(pending)
+                finally:
+                    sub.busy = False
+                if chunk:
+                    await self._write(send, chunk)
+                continue
+            wait = keepalive - (loop.time() - sub.last_sent)
+            if wait <= 0:
+                await self._write(send, KEEP_ALIVE)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(sub.wake.wait(), timeout=wait)
+
+
+class LiveResponse(ServerSentEvent):
+    """An SSE response (headers, OpenAPI) whose body is a `LiveStream`."""
+
+    def __init__(self, stream: LiveStream) -> None:
+        super().__init__(content=())
+        self.stream = stream
+
+    def to_asgi_response(self, *args: Any, **kwargs: Any) -> ASGIResponse:
+        return _LiveASGIResponse(super().to_asgi_response(*args, **kwargs), self.stream)
+
+
+class _LiveASGIResponse(ASGIResponse):
+    def __init__(self, head: ASGIResponse, stream: LiveStream) -> None:
+        self.head, self.stream = head, stream
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.head.start_response(send)
+        await self.stream(send, receive)
+        await self.head.after_response()
 
 
 def relay_for(state: Any, settings: Settings, database_url: str) -> LiveRelay:

@@ -13,7 +13,8 @@
 -- live_relay.py) that are following a busy script poll on their own; only a relay that went to sleep
 -- holds the "asleep" lock (shared, one per sleeping relay), and writers NOTIFY only while one does.
 -- Every writer holds the "ringing" lock (shared) from its check to its commit, so a relay going to
--- sleep waits for the writers that saw it awake, then looks once more (live_relay_asleep).
+-- sleep waits for the writers that saw it awake, then looks once more (live_relay_asleep). Show
+-- commands NOTIFY always (live_record), so relays read a GO as soon as it commits.
 -- Advisory lock keys (api/locks.py): (keel.advisory_lock_key('live_feed'), 1) ringing, (…, 2) asleep.
 --
 -- Privileges. The internals (live_ring, live_claim_positions, live_append_elements here; live_state,

@@ -171,12 +171,15 @@ BEGIN
     INSERT INTO callmaster.live_events (script_id, first_position, position, event, element_id, run_id, command, run)
     SELECT p.script_id, p.base + 1, p.base + 1, 'command', p_element_id, r.id, p_command, v_run
     FROM callmaster.live_claim_positions(jsonb_build_object(r.script_id, 1)) AS p;
+    -- A command rings even awake relays, which then read it at once instead of at their next poll:
+    -- commands come a few a second at most, so serialising their commits (NOTIFY) costs nothing.
+    PERFORM pg_notify('callmaster_live', r.script_id::text);
     RETURN callmaster.live_state(r.script_id);
 END
 $$;
 COMMENT ON FUNCTION callmaster.live_record(callmaster.show_runs, text, uuid) IS
     'Internal (show-run commands): appends the command event (with the run as it now is) to the script''s '
-    'feed and returns the script''s live state. No errors.';
+    'feed, rings every relay (NOTIFY callmaster_live) and returns the script''s live state. No errors.';
 REVOKE ALL ON FUNCTION callmaster.live_record(callmaster.show_runs, text, uuid) FROM PUBLIC, keel_api;
 
 CREATE OR REPLACE FUNCTION callmaster.live_open_run(p_script_id uuid)
@@ -267,27 +270,50 @@ COMMENT ON FUNCTION callmaster.live_go(uuid, uuid) IS
     'Returns the live state {script, run}. Errors: P0002 script not found; 42501 not a caller; 22023 not '
     'an active cue of the script; 55000 holding (resume first) or no cue left.';
 
-CREATE OR REPLACE FUNCTION callmaster.live_hold(p_script_id uuid)
+-- HOLD and RESUME are one transition each way between running and holding.
+CREATE OR REPLACE FUNCTION callmaster.live_pause(p_script_id uuid, p_hold boolean)
     RETURNS jsonb
     LANGUAGE plpgsql
+    VOLATILE
+AS $$
+DECLARE
+    v_script  callmaster.scripts := callmaster.live_caller_script(p_script_id);
+    v_run     callmaster.show_runs := callmaster.live_open_run(p_script_id);
+    v_command text := CASE WHEN p_hold THEN 'hold' ELSE 'resume' END;
+BEGIN
+    IF v_run.status IS DISTINCT FROM (CASE WHEN p_hold THEN 'running' ELSE 'holding' END) THEN
+        RAISE EXCEPTION USING ERRCODE = '55000',
+            MESSAGE = format('script %s cannot %s: it is %s', v_script.id, v_command,
+                             coalesce(v_run.status, 'not running')),
+            HINT = CASE WHEN p_hold THEN 'Only a running show holds (after its first GO).'
+                        ELSE 'Only a holding show resumes.' END;
+    END IF;
+    UPDATE callmaster.show_runs AS r
+    SET status = CASE WHEN p_hold THEN 'holding' ELSE 'running' END,
+        hold_started_at = CASE WHEN p_hold THEN now() END,
+        hold_count = r.hold_count + CASE WHEN p_hold THEN 1 ELSE 0 END,
+        held_ms = r.held_ms + CASE WHEN p_hold THEN 0
+                                   ELSE (extract(epoch FROM now() - r.hold_started_at) * 1000)::bigint END,
+        updated_at = now()
+    WHERE r.id = v_run.id RETURNING * INTO v_run;
+    RETURN callmaster.live_record(v_run, v_command, NULL);
+END
+$$;
+COMMENT ON FUNCTION callmaster.live_pause(uuid, boolean) IS
+    'Internal (live_hold, live_resume): holds a running show (p_hold true: the clock stops) or resumes a '
+    'holding one (false: the hold''s length is added to held_ms), and records the command. Returns the live '
+    'state. Errors: P0002 script not found; 42501 not a caller; 55000 the run is not running (hold) or not '
+    'holding (resume).';
+REVOKE ALL ON FUNCTION callmaster.live_pause(uuid, boolean) FROM PUBLIC, keel_api;
+
+CREATE OR REPLACE FUNCTION callmaster.live_hold(p_script_id uuid)
+    RETURNS jsonb
+    LANGUAGE sql
     VOLATILE
     SECURITY DEFINER
     SET search_path = pg_catalog, callmaster
 AS $$
-DECLARE
-    v_script callmaster.scripts := callmaster.live_caller_script(p_script_id);
-    v_run    callmaster.show_runs := callmaster.live_open_run(p_script_id);
-BEGIN
-    IF v_run.status IS DISTINCT FROM 'running' THEN
-        RAISE EXCEPTION USING ERRCODE = '55000',
-            MESSAGE = format('script %s cannot hold: it is %s', v_script.id, coalesce(v_run.status, 'not running')),
-            HINT = 'Only a running show holds (after its first GO).';
-    END IF;
-    UPDATE callmaster.show_runs AS r
-    SET status = 'holding', hold_started_at = now(), hold_count = r.hold_count + 1, updated_at = now()
-    WHERE r.id = v_run.id RETURNING * INTO v_run;
-    RETURN callmaster.live_record(v_run, 'hold', NULL);
-END
+    SELECT callmaster.live_pause(p_script_id, true)
 $$;
 COMMENT ON FUNCTION callmaster.live_hold(uuid) IS
     'Show-run command HOLD: stops a running show; the show clock stops until live_resume. Returns the live '
@@ -295,26 +321,12 @@ COMMENT ON FUNCTION callmaster.live_hold(uuid) IS
 
 CREATE OR REPLACE FUNCTION callmaster.live_resume(p_script_id uuid)
     RETURNS jsonb
-    LANGUAGE plpgsql
+    LANGUAGE sql
     VOLATILE
     SECURITY DEFINER
     SET search_path = pg_catalog, callmaster
 AS $$
-DECLARE
-    v_script callmaster.scripts := callmaster.live_caller_script(p_script_id);
-    v_run    callmaster.show_runs := callmaster.live_open_run(p_script_id);
-BEGIN
-    IF v_run.status IS DISTINCT FROM 'holding' THEN
-        RAISE EXCEPTION USING ERRCODE = '55000',
-            MESSAGE = format('script %s cannot resume: it is %s', v_script.id, coalesce(v_run.status, 'not running')),
-            HINT = 'Only a holding show resumes.';
-    END IF;
-    UPDATE callmaster.show_runs AS r
-    SET status = 'running', hold_started_at = NULL, updated_at = now(),
-        held_ms = r.held_ms + (extract(epoch FROM now() - r.hold_started_at) * 1000)::bigint
-    WHERE r.id = v_run.id RETURNING * INTO v_run;
-    RETURN callmaster.live_record(v_run, 'resume', NULL);
-END
+    SELECT callmaster.live_pause(p_script_id, false)
 $$;
 COMMENT ON FUNCTION callmaster.live_resume(uuid) IS
     'Show-run command RESUME: continues a holding show; the hold''s length is added to held_ms. Returns '
