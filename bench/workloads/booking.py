@@ -10,42 +10,23 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
-
-from psycopg import sql
 
 from api.db import API_ROLE
 from bench import datagen
 from bench.baselines.booking import three_round_trips
 from bench.loadgen import closed_loop, direct_sql, in_process
 from bench.runner import Context, Result
-from bench.workloads.common import alternate, json_req, med, per_s, ratio_result, slots
+from bench.workloads.common import alternate, json_req, med, per_s, ratio_result, slots, triggers_off
 
 DOCTORS = 16
 PATIENTS = 500
 
 
-@contextmanager
-def trigger_disabled(ctx: Context, trigger: str) -> Iterator[None]:
-    """Switch one trigger of clinic.appointments off for the duration (in the bench's scratch database)."""
-    with ctx.connect() as conn:
-        conn.execute(
-            sql.SQL("ALTER TABLE clinic.appointments DISABLE TRIGGER {}").format(sql.Identifier(trigger))
-        )
-    try:
-        yield
-    finally:
-        with ctx.connect() as conn:
-            conn.execute(
-                sql.SQL("ALTER TABLE clinic.appointments ENABLE TRIGGER {}").format(sql.Identifier(trigger))
-            )
-
-
 def snapshot_trigger_disabled(ctx: Context) -> AbstractContextManager[None]:
     """The "before" world had no snapshot trigger: switch it off for the baseline's runs only."""
-    return trigger_disabled(ctx, "appointments_10_snapshots")
+    return triggers_off(ctx, [("clinic.appointments", "appointments_10_snapshots")])
 
 
 def run(ctx: Context) -> list[Result]:
@@ -118,7 +99,7 @@ def run(ctx: Context) -> list[Result]:
     ks, bs = alternate(ctx.sizes.repeats, keel_sql, base_sql)
     # Diagnostic (bench/README.md): the same SQL comparison with the outbox trigger (event row, and the
     # NOTIFY when no dispatcher is awake) switched off on both sides.
-    with trigger_disabled(ctx, "appointments_outbox_booked"):
+    with triggers_off(ctx, [("clinic.appointments", "appointments_outbox_booked")]):
         ko, bo = alternate(ctx.sizes.repeats, keel_sql, base_sql)
     note = "; ".join(errors)
     return [

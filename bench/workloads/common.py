@@ -4,12 +4,52 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
+from psycopg import sql
+
 from bench.loadgen import Req
-from bench.runner import Result
+from bench.runner import Context, Result
 from bench.stats import median
+
+
+# The change feed's triggers on the script-element tables (sql/callmaster/700_live_feed.sql).
+LIVE_FEED_TRIGGERS = """
+SELECT tgrelid::regclass::text, tgname FROM pg_trigger
+WHERE NOT tgisinternal AND tgname LIKE '%%live_feed%%' AND tgrelid::regclass::text LIKE 'callmaster.script_element%%'
+"""
+
+
+@contextmanager
+def triggers_off(ctx: Context, triggers: Sequence[tuple[str, str]]) -> Iterator[None]:
+    """Switch (table, trigger) pairs off for the duration (in the bench's scratch database)."""
+
+    def alter(action: str) -> None:
+        with ctx.connect() as conn:
+            for table, trigger in triggers:
+                conn.execute(
+                    sql.SQL("ALTER TABLE {} {} TRIGGER {}").format(
+                        sql.SQL(table), sql.SQL(action), sql.Identifier(trigger)
+                    )
+                )
+
+    alter("DISABLE")
+    try:
+        yield
+    finally:
+        alter("ENABLE")
+
+
+@contextmanager
+def live_feed_off(ctx: Context) -> Iterator[None]:
+    """The "before" designs (and the peer written like them) had no change feed: its triggers are off while
+    they write script elements, so they do not pay for Keel's feed (Keel's own runs do)."""
+    with ctx.connect() as conn:
+        triggers = [(str(t), str(n)) for t, n in conn.execute(LIVE_FEED_TRIGGERS).fetchall()]
+    with triggers_off(ctx, triggers):
+        yield
 
 
 def ms(seconds: float) -> str:

@@ -43,7 +43,7 @@ from bench.runner import JWT_SECRET, Context, Result
 from bench.server import served
 from bench.stats import median
 from bench.workloads import control_tower
-from bench.workloads.common import json_req, med, ms, per_s, slots
+from bench.workloads.common import json_req, live_feed_off, med, ms, per_s, slots
 
 TARGET_RTT = 0.5
 DOCTORS = 16
@@ -361,10 +361,11 @@ class AtRtt:
 
         def peer() -> float:
             path = f"/scripts/{fx.dup_script}/duplicate"
-            return cleared(self.timed_http(self.peer, "POST", path, self.owner_headers, None, 201))
+            with live_feed_off(ctx):
+                return cleared(self.timed_http(self.peer, "POST", path, self.owner_headers, None, 201))
 
         def before() -> float:
-            with psycopg.connect(self.db_url) as conn:
+            with live_feed_off(ctx), psycopg.connect(self.db_url) as conn:
                 t0 = time.perf_counter()
                 before_duplicate(conn, fx.dup_script)
                 return cleared(time.perf_counter() - t0)
@@ -401,12 +402,14 @@ class AtRtt:
             return self.timed_http(self.keel, "PATCH", path, self.owner_headers, body(), 200)
 
         def peer() -> float:
-            return self.timed_http(self.peer, "PATCH", f"/scripts/{fx.bulk_script}/elements", self.owner_headers,
-                                   body(), 200)  # fmt: skip
+            with live_feed_off(ctx):
+                return self.timed_http(self.peer, "PATCH", f"/scripts/{fx.bulk_script}/elements",
+                                       self.owner_headers, body(), 200)  # fmt: skip
 
         def before() -> float:
             path = f"/bench/baseline/scripts/{fx.bulk_script}/elements"
-            return self.timed_http(self.keel, "PATCH", path, self.owner_headers, body(), 200)
+            with live_feed_off(ctx):
+                return self.timed_http(self.keel, "PATCH", path, self.owner_headers, body(), 200)
 
         def bare() -> float:
             items = body()
