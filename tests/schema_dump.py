@@ -60,17 +60,19 @@ def pg_dump_binary(conn: psycopg.Connection[Any]) -> str:
 
 
 VIEW = re.compile(r"^CREATE (?:MATERIALIZED )?VIEW .*?;$", re.MULTILINE | re.DOTALL)
-SINGLE_FROM = re.compile(r"^\s+FROM [\w.]+ (\w+)$", re.MULTILINE)
+SINGLE_FROM = re.compile(r"^\s+FROM ([\w.]+)(?: (\w+))?;?$", re.MULTILINE)
 
 
 def _unqualify(view: re.Match[str]) -> str:
-    """A view over one table as PostgreSQL 16+ deparses it: columns without the table's alias (15 writes
-    `a.status` where 16+ writes `status`)."""
+    """A view over one table as PostgreSQL 16+ deparses it: columns without the table's alias or, with no
+    alias, its name (15 writes `a.status` or `invitations.status` where 16+ writes `status`)."""
     text = view.group(0)
-    aliases = SINGLE_FROM.findall(text)
-    if len(aliases) != 1 or " JOIN " in text or len(re.findall(r"^\s+FROM ", text, re.MULTILINE)) != 1:
+    sources = SINGLE_FROM.findall(text)
+    if len(sources) != 1 or " JOIN " in text or len(re.findall(r"^\s+FROM ", text, re.MULTILINE)) != 1:
         return text
-    return re.sub(rf"\b{aliases[0]}\.(?=\w)", "", text)
+    table, alias = sources[0]
+    qualifier = alias or table.rsplit(".", 1)[-1]
+    return re.sub(rf"\b{qualifier}\.(?=\w)", "", text)
 
 
 def normalise(dump: str) -> str:

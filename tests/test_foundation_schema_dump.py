@@ -20,12 +20,14 @@ def test_normalise_keeps_the_schema_and_drops_what_varies_by_run_and_server() ->
         "CREATE TABLE s.t (x integer);\n\n"
         "CREATE MATERIALIZED VIEW s.v AS\n SELECT a.x,\n    count(*) FILTER (WHERE (a.x > 0)) AS n\n"
         "   FROM s.t a\n  GROUP BY a.x\n  WITH NO DATA;\n\n"
-        "CREATE VIEW s.w AS\n SELECT a.x,\n    b.x AS y\n   FROM (s.t a\n     JOIN s.t b ON ((b.x = a.x)));\n"
+        "CREATE VIEW s.w AS\n SELECT a.x,\n    b.x AS y\n   FROM (s.t a\n     JOIN s.t b ON ((b.x = a.x)));\n\n"
+        "CREATE VIEW s.u AS\n SELECT t.x,\n    t.x AS y\n   FROM s.t;\n"
         "\\unrestrict Xy12\n"
     )
     assert normalise(dump) == HEADER + (
         "\n--\n\nCREATE TABLE s.t (x integer);\n\n"
         "CREATE MATERIALIZED VIEW s.v AS\n SELECT x,\n    count(*) FILTER (WHERE (x > 0)) AS n\n"
         "   FROM s.t a\n  GROUP BY x\n  WITH NO DATA;\n\n"
-        "CREATE VIEW s.w AS\n SELECT a.x,\n    b.x AS y\n   FROM (s.t a\n     JOIN s.t b ON ((b.x = a.x)));\n"
+        "CREATE VIEW s.w AS\n SELECT a.x,\n    b.x AS y\n   FROM (s.t a\n     JOIN s.t b ON ((b.x = a.x)));\n\n"
+        "CREATE VIEW s.u AS\n SELECT x,\n    x AS y\n   FROM s.t;\n"
     )
