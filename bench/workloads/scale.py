@@ -78,6 +78,7 @@ def run(ctx: Context) -> list[Result]:
     # A fourth process bought nothing over two on the 2-core box (bench/README.md, Scale): the quick
     # and tiny runs stop at 2, which also puts PgBouncer in front of 2 processes.
     counts = (1, 2, 4) if ctx.mode == "full" else (1, 2)
+    repeats = ctx.sizes.repeats if ctx.mode == "full" else min(ctx.sizes.repeats, 2)
     with ctx.connect() as conn:
         clinic = datagen.create_clinic(conn, "scale")
         datagen.add_doctors(conn, clinic, DOCTORS)
@@ -94,7 +95,7 @@ def run(ctx: Context) -> list[Result]:
     configs = len(counts) + 1
     booked = slots(
         clinic.doctor_ids,
-        configs * ctx.sizes.repeats * (n_book + conc),
+        configs * repeats * (n_book + conc),
         start_day=dt.date.today() + dt.timedelta(days=400),
     )
     for i, item in enumerate(booked):
@@ -106,7 +107,7 @@ def run(ctx: Context) -> list[Result]:
         """(GET/s, bookings/s): medians of the repetitions, after a warm-up of each."""
         get_rates, book_rates = [], []
         in_process(closed_loop, base_url, gets[: conc * 5], conc)
-        for _ in range(ctx.sizes.repeats):
+        for _ in range(repeats):
             result = in_process(closed_loop, base_url, gets, conc)
             get_rates.append(result.throughput)
             bookings = [
