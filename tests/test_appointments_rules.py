@@ -11,6 +11,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
+from tests.database import explained_plans
 from tests.factories import Clinic, add_appointment, add_patient, add_staff, create_clinic
 
 DAY = date(2026, 6, 15)
@@ -299,25 +300,12 @@ def test_the_slot_probe_is_planned_once_not_on_every_booking(dba, clinic_setup):
         {"clinic": clinic_setup.id, "patient": clinic_setup.patients[0], "doctor": clinic_setup.doctor_id},
     )
     dba.execute("ANALYZE clinic.appointments")
-    notices: list[str] = []
-    dba.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
-    for setting in (
-        "LOAD 'auto_explain'",
-        "SET auto_explain.log_min_duration = 0",
-        "SET auto_explain.log_nested_statements = on",
-        "SET auto_explain.log_format = json",
-        "SET auto_explain.log_level = notice",
-    ):
-        dba.execute(setting)
-    try:
+    with explained_plans(dba) as explained:
         for minute in range(0, 40, 5):  # more calls than the plan cache's five custom plans
             dba.execute(
                 "SELECT clinic.assert_slot_free(%s, %s, %s, %s, %s)",
                 (clinic_setup.id, clinic_setup.doctor_id, DAY, f"07:{minute:02d}", f"07:{minute + 5:02d}"),
             )
-    finally:
-        dba.execute("RESET auto_explain.log_min_duration")
-    explained = [json.loads(n[n.index("{") :]) for n in notices if "{" in n]
     probes = [json.dumps(e["Plan"]) for e in explained if "FROM clinic.appointments" in e["Query Text"]]
     assert len(probes) == 8
     # A generic plan refers to the function's arguments ($1 …); a custom plan has the values written in.
