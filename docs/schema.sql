@@ -994,10 +994,12 @@ COMMENT ON FUNCTION assistant.touch_updated_at() IS 'Trigger function: sets upda
 CREATE FUNCTION callmaster.accept_crew_invitation(invitation_id uuid) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'callmaster'
-    AS $$
+    AS $_$
 DECLARE
     v_me         uuid := callmaster.require_user_id();
     v_invitation callmaster.crew_invitations;
+    v_table      text;
+    v_column     text;
 BEGIN
     -- Locked before anything moves: an assignment being added to the pending member holds a key-share lock
     -- on the invitation (its foreign key, or check_member_refs) until it commits, so it is either committed
@@ -1027,22 +1029,16 @@ BEGIN
     SET user_id = v_me, invitation_id = NULL
     WHERE a.owner_id = v_invitation.manager_user_id
       AND a.invitation_id = v_invitation.id;
-    DELETE FROM callmaster.script_element_crew_assignments AS a
-    WHERE a.invitation_id = v_invitation.id
-      AND EXISTS (SELECT
-                  FROM callmaster.script_element_crew_assignments AS k
-                  WHERE k.element_id = a.element_id AND k.crew_user_id = v_me);
-    UPDATE callmaster.script_element_crew_assignments AS a
-    SET crew_user_id = v_me, invitation_id = NULL
-    WHERE a.invitation_id = v_invitation.id;
-    DELETE FROM callmaster.script_element_performer_assignments AS a
-    WHERE a.invitation_id = v_invitation.id
-      AND EXISTS (SELECT
-                  FROM callmaster.script_element_performer_assignments AS k
-                  WHERE k.element_id = a.element_id AND k.performer_id = v_me);
-    UPDATE callmaster.script_element_performer_assignments AS a
-    SET performer_id = v_me, invitation_id = NULL
-    WHERE a.invitation_id = v_invitation.id;
+    -- Element crew and performers alike (keyed by element and member).
+    FOR v_table, v_column IN VALUES ('script_element_crew_assignments', 'crew_user_id'),
+                                    ('script_element_performer_assignments', 'performer_id') LOOP
+        EXECUTE format('UPDATE callmaster.%1$I AS a SET %2$I = $2, invitation_id = NULL'
+                       ' WHERE a.invitation_id = $1 AND NOT EXISTS (SELECT FROM callmaster.%1$I AS k'
+                       ' WHERE k.element_id = a.element_id AND k.%2$I = $2)', v_table, v_column)
+            USING v_invitation.id, v_me;
+        EXECUTE format('DELETE FROM callmaster.%I AS a WHERE a.invitation_id = $1', v_table)
+            USING v_invitation.id;
+    END LOOP;
 
     INSERT INTO callmaster.crew_relationships (id, manager_user_id, crew_user_id, notes, is_active)
     VALUES (v_invitation.relationship_id, v_invitation.manager_user_id, v_me, v_invitation.notes,
@@ -1057,7 +1053,7 @@ BEGIN
                               AND cr.crew_user_id = v_me),
         'manager_user_id', v_invitation.manager_user_id);
 END
-$$;
+$_$;
 
 ALTER FUNCTION callmaster.accept_crew_invitation(invitation_id uuid) OWNER TO keel_owner;
 

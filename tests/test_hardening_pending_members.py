@@ -10,7 +10,6 @@ accepting moves them to the user in the same transaction.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import re
@@ -22,6 +21,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from tests.callmaster_checks import wait_until_blocked
@@ -127,13 +127,22 @@ class Recorder:
         return response.json() if response.content else None
 
 
-async def sweep(client: httpx.AsyncClient, manager: dict[str, str], member: str, email: str, run: str) -> Recorder:
+async def sweep(
+    client: httpx.AsyncClient,
+    manager: dict[str, str],
+    viewer: tuple[str, dict[str, str]],
+    member: str,
+    email: str,
+    run: str,
+) -> Recorder:
     """Everything a manager can do to or read about one crew member, on a show, script and department of
-    its own (named after `run`)."""
+    its own (named after `run`), and what another crew member of that show (`viewer`) reads of it."""
     rec = Recorder(member, email, run)
     show = rec("show", await client.post("/api/shows", json={"name": f"Hamlet {run}"}, headers=manager), 201)
     crew_url = f"/api/shows/{show['id']}/crew"
-    dept = rec("department", await client.post("/api/departments", json={"name": f"Lx {run}"}, headers=manager), 201)
+    dept = rec(
+        "department", await client.post("/api/departments", json={"name": f"Lx {run}"}, headers=manager), 201
+    )
     script = rec(
         "script",
         await client.post(f"/api/shows/{show['id']}/scripts", json={"name": "Main"}, headers=manager),
@@ -144,6 +153,8 @@ async def sweep(client: httpx.AsyncClient, manager: dict[str, str], member: str,
     rec("assign again", await client.post(crew_url, json=assignment, headers=manager), 409)
     rec("assign bare", await client.post(crew_url, json={"user_id": member}, headers=manager), 201)
     rec("show crew", await client.get(crew_url, headers=manager), 200)
+    rec("assign viewer", await client.post(crew_url, json={"user_id": viewer[0]}, headers=manager), 201)
+    rec("crew's view", await client.get(crew_url, headers=viewer[1]), 200)
 
     elements = f"/api/scripts/{script['id']}/elements"
     crew = [{"crew_user_id": member, "assignment_role": "op", "is_lead": True}]
@@ -160,21 +171,31 @@ async def sweep(client: httpx.AsyncClient, manager: dict[str, str], member: str,
     )  # fmt: skip
     rec(
         "element twice",
-        await client.post(elements, json={"element_type": "cue", "crew_assignments": crew * 2}, headers=manager),
+        await client.post(
+            elements, json={"element_type": "cue", "crew_assignments": crew * 2}, headers=manager
+        ),
         409,
     )
     rec(
         "patch element",
         await client.patch(
             f"/api/elements/{cue['id']}",
-            json={"base_version": 1, "crew_assignments": [{"crew_user_id": member, "assignment_role": "fly"}]},
+            json={
+                "base_version": 1,
+                "crew_assignments": [{"crew_user_id": member, "assignment_role": "fly"}],
+            },
             headers=manager,
         ),
         200,
     )
     rec("get element", await client.get(f"/api/elements/{cue['id']}", headers=manager), 200)
+    rec("crew's element view", await client.get(f"/api/elements/{cue['id']}", headers=viewer[1]), 200)
     edits = [
-        {"op": "create", "temp_id": "n", "data": {"element_type": "note", "performer_assignments": performers}},
+        {
+            "op": "create",
+            "temp_id": "n",
+            "data": {"element_type": "note", "performer_assignments": performers},
+        },
         {"op": "update", "id": cue["id"], "data": {"performer_assignments": []}},
     ]
     rec("edits", await client.post(f"/api/scripts/{script['id']}/edits", json={"operations": edits},
@@ -187,16 +208,18 @@ async def sweep(client: httpx.AsyncClient, manager: dict[str, str], member: str,
     )
     rec("copied elements", await client.get(f"/api/scripts/{copy['id']}/elements", headers=manager), 200)
 
-    link = rec("share link", await client.post(f"/api/shows/{show['id']}/share-links", json={}, headers=manager), 201)
+    link = rec(
+        "share link", await client.post(f"/api/shows/{show['id']}/share-links", json={}, headers=manager), 201
+    )
     rec("shared show", await client.get(f"/api/shared/{link['token']}"), 200)
     rec("shared script", await client.get(f"/api/shared/{link['token']}/scripts/{script['id']}"), 200)
     rec("presence", await client.get(f"/api/scripts/{script['id']}/live/presence", headers=manager), 200)
     async with follow(client, f"/api/scripts/{script['id']}/live", manager, last_event_id="0") as live:
-        events = []
-        with contextlib.suppress(asyncio.TimeoutError):
-            while True:
-                events.append((await live.next(timeout=1.0)).__dict__)
-    rec.steps.append(("live feed", 200, rec.mask(json.dumps(events, sort_keys=True))))
+        events = [await live.next()]  # the state, then the replay up to the script's feed position
+        while events[-1].id != str(events[0].data["script"]["version"]):
+            events.append(await live.next())
+    feed = [event.__dict__ for event in events]
+    rec.steps.append(("live feed", 200, rec.mask(json.dumps(feed, sort_keys=True))))
 
     rec("patch member", await client.patch(f"/api/crew/{member}", json={"notes": "n", "is_active": False},
                                            headers=manager), 200)  # fmt: skip
@@ -209,7 +232,9 @@ async def sweep(client: httpx.AsyncClient, manager: dict[str, str], member: str,
     rec("unassign one", await client.delete(f"{crew_url}/{again['id']}", headers=manager), 204)
 
     listed = (await client.get("/api/crew", headers=manager)).json()
-    rec.steps.append(("listed", 200, rec.mask(json.dumps([m for m in listed["items"] if m["user_id"] == member]))))
+    rec.steps.append(
+        ("listed", 200, rec.mask(json.dumps([m for m in listed["items"] if m["user_id"] == member])))
+    )
     rec("remove", await client.delete(f"/api/crew/{member}", headers=manager), 204)
     rec("remove again", await client.delete(f"/api/crew/{member}", headers=manager), 404)
     rec("patch removed", await client.patch(f"/api/crew/{member}", json={"notes": "x"}, headers=manager), 404)
@@ -217,11 +242,14 @@ async def sweep(client: httpx.AsyncClient, manager: dict[str, str], member: str,
     rec("assign removed", await client.post(crew_url, json={"user_id": member}, headers=manager), 201)
     rec("element of removed", await client.get(f"/api/elements/{cue['id']}", headers=manager), 200)
     listed = (await client.get("/api/crew", headers=manager)).json()
-    rec.steps.append(("unlisted", 200, rec.mask(json.dumps([m for m in listed["items"] if m["user_id"] == member]))))
+    rec.steps.append(
+        ("unlisted", 200, rec.mask(json.dumps([m for m in listed["items"] if m["user_id"] == member])))
+    )
     back = {"email": email, **PERSON, "notes": "back"}
     rec("add again", await client.post("/api/crew/guests", json=back, headers=manager), 201)
     rec("add again twice", await client.post("/api/crew/guests", json=back, headers=manager), 409)
     rec("show crew at end", await client.get(crew_url, headers=manager), 200)
+    rec("crew's view at end", await client.get(crew_url, headers=viewer[1]), 200)
     return rec
 
 
@@ -230,7 +258,14 @@ async def test_finding15_a_pending_member_answers_as_a_guest_to_every_call(
 ) -> None:
     add_user(dba, "user_m", "manager@example.com")
     ivy_id = add_user(dba, "user_ivy", INVITEE_EMAIL)
-    manager, ivy = bearer("user_m"), bearer("user_ivy")
+    viewer_id = add_user(dba, "user_crew", "crew@example.com")
+    manager, ivy, viewer = bearer("user_m"), bearer("user_ivy"), bearer("user_crew")
+    # Another member of the manager's crew (invited, accepted), assigned to each show of the sweep.
+    await client.post("/api/crew/guests", json={"email": "crew@example.com"}, headers=manager)
+    [invitation] = (await client.get("/api/crew/invitations", headers=viewer)).json()["items"]
+    assert (
+        await client.post(f"/api/crew/invitations/{invitation['id']}/accept", headers=viewer)
+    ).status_code == 200
     guest = await client.post("/api/crew/guests", json={"email": GUEST_EMAIL, **PERSON}, headers=manager)
     pending = await client.post("/api/crew/guests", json={"email": INVITEE_EMAIL, **PERSON}, headers=manager)
     assert guest.status_code == pending.status_code == 201
@@ -238,20 +273,31 @@ async def test_finding15_a_pending_member_answers_as_a_guest_to_every_call(
     assert one(dba, "SELECT count(*) FROM callmaster.crew_invitations WHERE id = %s", (pending_id,)) == 1
 
     runs = {}
-    for run, member, email in (("Run-g", guest.json()["user_id"], GUEST_EMAIL), ("Run-p", pending_id, INVITEE_EMAIL)):
-        runs[run] = (await sweep(client, manager, member, email, run)).steps
+    for run, member, email in (
+        ("Run-g", guest.json()["user_id"], GUEST_EMAIL),
+        ("Run-p", pending_id, INVITEE_EMAIL),
+    ):
+        runs[run] = (await sweep(client, manager, (viewer_id, viewer), member, email, run)).steps
     assert len(runs["Run-g"]) == len(runs["Run-p"]) > 30
     for as_guest, as_pending in zip(runs["Run-g"], runs["Run-p"], strict=True):
         assert as_guest == as_pending
+    # The crew of the show see the pending member as a guest too (what the manager typed, nothing of Ivy).
+    seen = {step: body for step, _, body in runs["Run-p"]}["crew's view"]
+    assert '"first_name":"Sam"' in seen and "User_Ivy" not in seen
 
     # The same calls tell an unknown id apart (the comparison can fail): 422 where a member is 201.
     show = (await client.post("/api/shows", json={"name": "Control"}, headers=manager)).json()
-    r = await client.post(f"/api/shows/{show['id']}/crew", json={"user_id": str(uuid.uuid4())}, headers=manager)
+    r = await client.post(
+        f"/api/shows/{show['id']}/crew", json={"user_id": str(uuid.uuid4())}, headers=manager
+    )
     assert_problem(r, 422)
 
     # Nothing of it reached Ivy: the pending assignments name the invitation, not her, and grant nothing.
     assert one(dba, "SELECT count(*) FROM callmaster.crew_assignments WHERE user_id = %s", (ivy_id,)) == 0
-    assert one(dba, "SELECT count(*) FROM callmaster.crew_assignments WHERE invitation_id = %s", (pending_id,)) == 1
+    assert (
+        one(dba, "SELECT count(*) FROM callmaster.crew_assignments WHERE invitation_id = %s", (pending_id,))
+        == 1
+    )
     shows = dba.execute("SELECT id FROM callmaster.shows WHERE name = 'Hamlet Run-p'").fetchone()
     assert_problem(await client.get(f"/api/shows/{shows[0]}", headers=ivy), 404)
     assert (await client.get("/api/shows", headers=ivy)).json()["total"] == 0
@@ -265,14 +311,21 @@ def stage(dba: Dba) -> dict[str, Any]:
     invited into the manager's crew (a pending member, as POST /api/crew/guests makes it)."""
     manager = add_user(dba, "user_m", "manager@example.com")
     ivy = add_user(dba, "user_ivy", INVITEE_EMAIL)
-    show = one(dba, "INSERT INTO callmaster.shows (owner_id, name) VALUES (%s, 'Hamlet') RETURNING id", (manager,))
-    script = one(dba, "INSERT INTO callmaster.scripts (show_id, name) VALUES (%s, 'Main') RETURNING id", (show,))
+    show = one(
+        dba, "INSERT INTO callmaster.shows (owner_id, name) VALUES (%s, 'Hamlet') RETURNING id", (manager,)
+    )
+    script = one(
+        dba, "INSERT INTO callmaster.scripts (show_id, name) VALUES (%s, 'Main') RETURNING id", (show,)
+    )
     cue = one(
         dba,
-        "INSERT INTO callmaster.script_elements (script_id, element_type, cue_id) VALUES (%s, 'cue', 'Q1') RETURNING id",
+        "INSERT INTO callmaster.script_elements (script_id, element_type, cue_id)"
+        " VALUES (%s, 'cue', 'Q1') RETURNING id",
         (script,),
     )
-    dept = one(dba, "INSERT INTO callmaster.departments (owner_id, name) VALUES (%s, 'Lx') RETURNING id", (manager,))
+    dept = one(
+        dba, "INSERT INTO callmaster.departments (owner_id, name) VALUES (%s, 'Lx') RETURNING id", (manager,)
+    )
     invitation = one(
         dba,
         "INSERT INTO callmaster.crew_invitations (manager_user_id, invitee_user_id, email, first_name)"
@@ -282,9 +335,14 @@ def stage(dba: Dba) -> dict[str, Any]:
     return {k: str(v) for k, v in locals().items() if k != "dba"}
 
 
-async def assign_everything(client: httpx.AsyncClient, manager: dict[str, str], stage: dict[str, Any]) -> None:
+async def assign_everything(
+    client: httpx.AsyncClient, manager: dict[str, str], stage: dict[str, Any]
+) -> None:
     member = stage["invitation"]
-    for body in ({"user_id": member, "department_id": stage["dept"], "show_role": "caller"}, {"user_id": member}):
+    for body in (
+        {"user_id": member, "department_id": stage["dept"], "show_role": "caller"},
+        {"user_id": member},
+    ):
         r = await client.post(f"/api/shows/{stage['show']}/crew", json=body, headers=manager)
         assert r.status_code == 201, r.text
     r = await client.patch(
@@ -301,9 +359,16 @@ async def test_finding15_accepting_makes_the_pending_assignments_the_users(
 ) -> None:
     manager, ivy = bearer("user_m"), bearer("user_ivy")
     await assign_everything(client, manager, stage)
-    # Ivy already holds one of them, inactive (a DBA's row): it is kept, once.
-    dba.execute("INSERT INTO callmaster.crew_assignments (show_id, user_id, is_active) VALUES (%s, %s, false)",
-                (stage["show"], stage["ivy"]))  # fmt: skip
+    # Ivy already holds two of them (a DBA's rows): hers are kept, once.
+    dba.execute(
+        "INSERT INTO callmaster.crew_assignments (show_id, user_id, is_active) VALUES (%s, %s, false)",
+        (stage["show"], stage["ivy"]),
+    )
+    dba.execute(
+        "INSERT INTO callmaster.script_element_performer_assignments"
+        " (element_id, performer_id, character_name) VALUES (%s, %s, 'Hamlet')",
+        (stage["cue"], stage["ivy"]),
+    )
     assert_problem(await client.get(f"/api/shows/{stage['show']}", headers=ivy), 404)
     assert_problem(await client.get(f"/api/scripts/{stage['script']}/live", headers=ivy), 404)
 
@@ -312,19 +377,28 @@ async def test_finding15_accepting_makes_the_pending_assignments_the_users(
 
     assert (await client.get(f"/api/shows/{stage['show']}", headers=ivy)).status_code == 200
     [element] = (await client.get(f"/api/scripts/{stage['script']}/elements", headers=ivy)).json()["items"]
-    assert element["crew_assignments"] == [{"crew_user_id": stage["ivy"], "assignment_role": None, "is_lead": True}]
-    assert element["performer_assignments"][0]["performer_id"] == stage["ivy"]
+    assert element["crew_assignments"] == [
+        {"crew_user_id": stage["ivy"], "assignment_role": None, "is_lead": True}
+    ]
+    assert element["performer_assignments"] == [
+        {"performer_id": stage["ivy"], "character_name": "Hamlet", "notes": None}
+    ]
     async with follow(client, f"/api/scripts/{stage['script']}/live", ivy) as live:
         assert (await live.next()).event == "state"
     crew = (await client.get(f"/api/shows/{stage['show']}/crew", headers=manager)).json()
     assert crew["total"] == 2
-    assert {(a["user_id"], a["department_id"], a["show_role"]) for a in crew["items"]} == {
-        (stage["ivy"], stage["dept"], "caller"),
-        (stage["ivy"], None, None),
+    assert {(a["user_id"], a["department_id"], a["show_role"], a["is_active"]) for a in crew["items"]} == {
+        (stage["ivy"], stage["dept"], "caller", True),
+        (stage["ivy"], None, None, False),  # hers already: kept
     }
     assert {a["user"]["first_name"] for a in crew["items"]} == {"User_Ivy"}
-    for table in ("crew_assignments", "script_element_crew_assignments", "script_element_performer_assignments"):
-        assert one(dba, f"SELECT count(*) FROM callmaster.{table} WHERE invitation_id IS NOT NULL") == 0
+    for table in (
+        "crew_assignments",
+        "script_element_crew_assignments",
+        "script_element_performer_assignments",
+    ):
+        query = sql.SQL("SELECT count(*) FROM callmaster.{} WHERE invitation_id IS NOT NULL")
+        assert one(dba, query.format(sql.Identifier(table))) == 0
     assert one(dba, "SELECT count(*) FROM callmaster.crew_invitations") == 0
 
 
@@ -333,8 +407,8 @@ async def test_finding15_declining_leaves_the_invitee_nothing_to_read(
 ) -> None:
     manager, ivy = bearer("user_m"), bearer("user_ivy")
     await assign_everything(client, manager, stage)
-    before = [(await client.get(url, headers=manager)).json()
-              for url in (f"/api/shows/{stage['show']}/crew", f"/api/elements/{stage['cue']}", "/api/crew")]  # fmt: skip
+    views = (f"/api/shows/{stage['show']}/crew", f"/api/elements/{stage['cue']}", "/api/crew")
+    before = [(await client.get(url, headers=manager)).json() for url in views]
     r = await client.post(f"/api/crew/invitations/{stage['invitation']}/decline", headers=ivy)
     assert r.status_code == 204
     for url in (
@@ -348,10 +422,10 @@ async def test_finding15_declining_leaves_the_invitee_nothing_to_read(
     ):
         assert_problem(await client.get(url, headers=ivy), 404)
     assert (await client.get("/api/shows", headers=ivy)).json()["total"] == 0
-    after = [(await client.get(url, headers=manager)).json()
-             for url in (f"/api/shows/{stage['show']}/crew", f"/api/elements/{stage['cue']}", "/api/crew")]  # fmt: skip
-    assert after == before
-    assert one(dba, "SELECT count(*) FROM callmaster.crew_assignments WHERE user_id = %s", (stage["ivy"],)) == 0
+    assert [(await client.get(url, headers=manager)).json() for url in views] == before
+    assert (
+        one(dba, "SELECT count(*) FROM callmaster.crew_assignments WHERE user_id = %s", (stage["ivy"],)) == 0
+    )
 
 
 @contextlib.contextmanager
@@ -400,7 +474,8 @@ REMOVE_MEMBER = "SELECT callmaster.remove_crew_member(%s)"
 def assignments(dba: Dba) -> list[tuple[Any, ...]]:
     return dba.execute(
         "SELECT 'show', user_id, invitation_id FROM callmaster.crew_assignments"
-        " UNION ALL SELECT 'element', crew_user_id, invitation_id FROM callmaster.script_element_crew_assignments"
+        " UNION ALL SELECT 'element', crew_user_id, invitation_id"
+        " FROM callmaster.script_element_crew_assignments"
         " ORDER BY 1"
     ).fetchall()
 
@@ -413,12 +488,17 @@ def test_finding15_an_assignment_racing_the_acceptance_is_moved_not_lost(
     call = (
         (ADD_SHOW_CREW, (stage["show"], Jsonb({"user_id": stage["invitation"]})))
         if write == "show crew"
-        else (UPDATE_ELEMENT, (stage["cue"], Jsonb({"crew_assignments": [{"crew_user_id": stage["invitation"]}]})))
+        else (
+            UPDATE_ELEMENT,
+            (stage["cue"], Jsonb({"crew_assignments": [{"crew_user_id": stage["invitation"]}]})),
+        )
     )
     with as_user(db_url, "user_m") as manager, as_user(db_url, "user_ivy") as ivy:
         outcome = race(dba, manager, call, ivy, (ACCEPT, (stage["invitation"],)))
     assert outcome["second"]["manager_user_id"] == stage["manager"]
-    assert assignments(dba) == [("element" if write == "element crew" else "show", uuid.UUID(stage["ivy"]), None)]
+    assert assignments(dba) == [
+        ("element" if write == "element crew" else "show", uuid.UUID(stage["ivy"]), None)
+    ]
 
 
 def test_finding15_an_assignment_after_a_pending_acceptance_waits_and_is_refused(
@@ -433,7 +513,12 @@ def test_finding15_an_assignment_after_a_pending_acceptance_waits_and_is_refused
         )  # fmt: skip
     assert outcome["second"] == "23503"
     assert assignments(dba) == []
-    assert one(dba, "SELECT count(*) FROM callmaster.crew_relationships WHERE crew_user_id = %s", (stage["ivy"],)) == 1
+    assert (
+        one(
+            dba, "SELECT count(*) FROM callmaster.crew_relationships WHERE crew_user_id = %s", (stage["ivy"],)
+        )
+        == 1
+    )
 
 
 def test_finding15_removing_the_pending_member_racing_the_acceptance(
@@ -446,7 +531,9 @@ def test_finding15_removing_the_pending_member_racing_the_acceptance(
     with as_user(db_url, "user_m") as manager, as_user(db_url, "user_ivy") as ivy:
         manager.execute(*add)
         manager.commit()
-        outcome = race(dba, manager, (REMOVE_MEMBER, (stage["invitation"],)), ivy, (ACCEPT, (stage["invitation"],)))
+        outcome = race(
+            dba, manager, (REMOVE_MEMBER, (stage["invitation"],)), ivy, (ACCEPT, (stage["invitation"],))
+        )
     assert outcome["second"] == "P0002"
     assert assignments(dba) == [("show", None, uuid.UUID(stage["invitation"]))]
     assert one(dba, "SELECT count(*) FROM callmaster.crew_relationships") == 0
@@ -454,6 +541,8 @@ def test_finding15_removing_the_pending_member_racing_the_acceptance(
     # Back in the crew (the same id), and now the acceptance commits first.
     dba.execute("UPDATE callmaster.crew_invitations SET removed_at = NULL")
     with as_user(db_url, "user_ivy") as ivy, as_user(db_url, "user_m") as manager:
-        outcome = race(dba, ivy, (ACCEPT, (stage["invitation"],)), manager, (REMOVE_MEMBER, (stage["invitation"],)))
+        outcome = race(
+            dba, ivy, (ACCEPT, (stage["invitation"],)), manager, (REMOVE_MEMBER, (stage["invitation"],))
+        )
     assert outcome["second"] == "P0002"
     assert assignments(dba) == [("show", uuid.UUID(stage["ivy"]), None)]
