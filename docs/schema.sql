@@ -1834,6 +1834,36 @@ ALTER FUNCTION callmaster.check_base_version(el callmaster.script_elements, base
 COMMENT ON FUNCTION callmaster.check_base_version(el callmaster.script_elements, base_version integer) IS 'Optimistic concurrency: checks that the element is still at base_version (NULL skips the check). Arguments: el, base_version. Errors: 55000 (409 Conflict in the API) when the element is at another version.';
 
 --
+-- Name: check_element_member_owner(); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.check_element_member_owner() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF NOT EXISTS (SELECT
+                   FROM callmaster.script_elements AS e
+                   JOIN callmaster.crew_invitations AS i ON i.manager_user_id = e.owner_id
+                   WHERE e.id = NEW.element_id AND i.id = NEW.invitation_id) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = '23503',
+            MESSAGE = format('pending member %s is not in the crew of the element''s owner', NEW.invitation_id),
+            DETAIL = format('Key (invitation_id)=(%s) is not present in table "crew_invitations".',
+                            NEW.invitation_id);
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+ALTER FUNCTION callmaster.check_element_member_owner() OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION check_element_member_owner(); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.check_element_member_owner() IS 'Trigger (script_element_crew_assignments, script_element_performer_assignments; BEFORE INSERT or UPDATE of the invitation or element, for rows naming a pending member): the invitation must be one of the element owner''s. Errors: 23503 another owner''s (or no) invitation.';
+
+--
 -- Name: check_element_refs(uuid, uuid, uuid, uuid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
 --
 
@@ -11304,6 +11334,12 @@ CREATE TRIGGER script_element_crew_assignments_live_feed_insert AFTER INSERT ON 
 CREATE TRIGGER script_element_crew_assignments_live_feed_update AFTER UPDATE ON callmaster.script_element_crew_assignments REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION callmaster.live_feed_children('crew_assignments', 'element_id');
 
 --
+-- Name: script_element_crew_assignments script_element_crew_assignments_member_owner; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE TRIGGER script_element_crew_assignments_member_owner BEFORE INSERT OR UPDATE OF invitation_id, element_id ON callmaster.script_element_crew_assignments FOR EACH ROW WHEN ((new.invitation_id IS NOT NULL)) EXECUTE FUNCTION callmaster.check_element_member_owner();
+
+--
 -- Name: script_element_equipment script_element_equipment_live_feed_delete; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
 --
 
@@ -11362,6 +11398,12 @@ CREATE TRIGGER script_element_performer_assignments_live_feed_insert AFTER INSER
 --
 
 CREATE TRIGGER script_element_performer_assignments_live_feed_update AFTER UPDATE ON callmaster.script_element_performer_assignments REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION callmaster.live_feed_children('performer_assignments', 'element_id');
+
+--
+-- Name: script_element_performer_assignments script_element_performer_assignments_member_owner; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE TRIGGER script_element_performer_assignments_member_owner BEFORE INSERT OR UPDATE OF invitation_id, element_id ON callmaster.script_element_performer_assignments FOR EACH ROW WHEN ((new.invitation_id IS NOT NULL)) EXECUTE FUNCTION callmaster.check_element_member_owner();
 
 --
 -- Name: script_elements script_elements_bump_version; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
@@ -12676,6 +12718,13 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE callmaster.script_elements TO keel_ap
 
 REVOKE ALL ON FUNCTION callmaster.check_base_version(el callmaster.script_elements, base_version integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION callmaster.check_base_version(el callmaster.script_elements, base_version integer) TO keel_api;
+
+--
+-- Name: FUNCTION check_element_member_owner(); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.check_element_member_owner() FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.check_element_member_owner() TO keel_api;
 
 --
 -- Name: FUNCTION check_element_refs(script_id uuid, owner_id uuid, parent_element_id uuid, department_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner

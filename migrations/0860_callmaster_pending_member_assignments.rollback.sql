@@ -1,6 +1,13 @@
 -- Before 0860 a pending member had no assignments and a withdrawn invitation was deleted: those go.
 -- The sql/ of the version rolled back to replaces the functions that read the new columns on its next
--- migrate; check_user_refs comes back with it.
+-- migrate (check_user_refs comes back with it); the ones it does not have go here.
+DROP TRIGGER IF EXISTS script_element_crew_assignments_member_owner
+    ON callmaster.script_element_crew_assignments;
+DROP TRIGGER IF EXISTS script_element_performer_assignments_member_owner
+    ON callmaster.script_element_performer_assignments;
+DROP FUNCTION IF EXISTS callmaster.check_element_member_owner();
+DROP FUNCTION IF EXISTS callmaster.pending_member_summary(uuid, uuid);
+DROP FUNCTION IF EXISTS callmaster.check_member_refs(uuid[], uuid, text, text);
 DELETE FROM callmaster.crew_assignments WHERE invitation_id IS NOT NULL;
 DELETE FROM callmaster.script_element_crew_assignments WHERE invitation_id IS NOT NULL;
 DELETE FROM callmaster.script_element_performer_assignments WHERE invitation_id IS NOT NULL;

@@ -377,6 +377,15 @@ async def test_finding15_accepting_makes_the_assignments_the_users_declining_lea
         " (element_id, performer_id, character_name) VALUES (%s, %s, 'Hamlet')",
         (stage["cue"], ivy_id),
     )
+    # An element row names only its owner's pending members, however written (here a DBA's INSERT).
+    other = add_user(dba, "user_other", "other@example.com")
+    _, not_theirs = invite(dba, other, "user_x", "x@example.com")
+    with pytest.raises(psycopg.errors.ForeignKeyViolation):
+        dba.execute(
+            "INSERT INTO callmaster.script_element_crew_assignments (element_id, invitation_id)"
+            " VALUES (%s, %s)",
+            (stage["cue"], not_theirs),
+        )
     script = f"/api/scripts/{stage['script']}"
     readable = (f"/api/shows/{stage['show']}", script, f"{script}/elements", f"/api/elements/{stage['cue']}",
                 f"/api/shows/{stage['show']}/crew", f"{script}/live", f"{script}/live/presence")  # fmt: skip
@@ -424,7 +433,11 @@ async def test_finding15_accepting_makes_the_assignments_the_users_declining_lea
             sql.Identifier(table)
         )
         assert one(dba, query, (ivy_invitation,)) == 0
-    assert one(dba, "SELECT array_agg(id::text) FROM callmaster.crew_invitations") == [dan_invitation]
+    assert one(
+        dba,
+        "SELECT array_agg(id::text) FROM callmaster.crew_invitations WHERE manager_user_id = %s",
+        (stage["manager"],),
+    ) == [dan_invitation]
     # Dan still reads nothing of it.
     for url in readable:
         assert_problem(await client.get(url, headers=dan), 404)

@@ -93,6 +93,7 @@ KEEL_API: dict[str, str] = {
     "callmaster.check_parent_cycles(uuid[])": HELPER,
     "callmaster.check_show_venue(uuid,uuid)": HELPER,
     "callmaster.check_member_refs(uuid[],uuid,text,text)": HELPER,
+    "callmaster.check_element_member_owner()": TRIGGER,
     "callmaster.clerk_primary_value(jsonb,text,text,text)": HELPER,
     "callmaster.copied_id(uuid,uuid)": HELPER,
     "callmaster.create_department(jsonb)": API,

@@ -293,6 +293,40 @@ COMMENT ON FUNCTION callmaster.check_member_refs(uuid[], uuid, text, text) IS
     'Returns the ids that are pending members (store them as invitation_id). Errors: 23503 '
     '(detail "is not present") naming the first offending id.';
 
+-- Element rows have no owner column, so the composite foreign key that keeps a show's pending members the
+-- owner's (crew_assignments) is this trigger for them, whoever writes: API, DBA or a raw INSERT.
+CREATE OR REPLACE FUNCTION callmaster.check_element_member_owner()
+    RETURNS trigger
+    LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT
+                   FROM callmaster.script_elements AS e
+                   JOIN callmaster.crew_invitations AS i ON i.manager_user_id = e.owner_id
+                   WHERE e.id = NEW.element_id AND i.id = NEW.invitation_id) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = '23503',
+            MESSAGE = format('pending member %s is not in the crew of the element''s owner', NEW.invitation_id),
+            DETAIL = format('Key (invitation_id)=(%s) is not present in table "crew_invitations".',
+                            NEW.invitation_id);
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION callmaster.check_element_member_owner() IS
+    'Trigger (script_element_crew_assignments, script_element_performer_assignments; BEFORE INSERT or '
+    'UPDATE of the invitation or element, for rows naming a pending member): the invitation must be one '
+    'of the element owner''s. Errors: 23503 another owner''s (or no) invitation.';
+
+CREATE OR REPLACE TRIGGER script_element_crew_assignments_member_owner
+    BEFORE INSERT OR UPDATE OF invitation_id, element_id ON callmaster.script_element_crew_assignments
+    FOR EACH ROW WHEN (NEW.invitation_id IS NOT NULL)
+    EXECUTE FUNCTION callmaster.check_element_member_owner();
+CREATE OR REPLACE TRIGGER script_element_performer_assignments_member_owner
+    BEFORE INSERT OR UPDATE OF invitation_id, element_id ON callmaster.script_element_performer_assignments
+    FOR EACH ROW WHEN (NEW.invitation_id IS NOT NULL)
+    EXECUTE FUNCTION callmaster.check_element_member_owner();
+
 -- Writing one element -----------------------------------------------------------------------------
 
 CREATE OR REPLACE FUNCTION callmaster.write_element_children(el callmaster.script_elements, data jsonb)
