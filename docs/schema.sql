@@ -3842,7 +3842,8 @@ CREATE FUNCTION callmaster.live_append_elements(p_event text, p_element_ids uuid
     -- Events of one script (a statement's usual case) keep their arrays as they are; several scripts'
     -- are split by script (unnest and regroup cost more than the trigger's own comparison).
     WITH one_script AS (
-        SELECT p_script_ids[1] = ALL (p_script_ids) AND array_position(p_element_ids, NULL) IS NULL AS yes
+        SELECT cardinality(p_element_ids) > 0 AND p_script_ids[1] = ALL (p_script_ids)
+               AND array_position(p_element_ids, NULL) IS NULL AS yes
     ),
     per_script AS MATERIALIZED (
         SELECT p_script_ids[1] AS script_id, p_element_ids AS ids, p_fields AS fields
