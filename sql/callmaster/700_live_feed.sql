@@ -90,11 +90,23 @@ CREATE OR REPLACE FUNCTION callmaster.live_append_elements(
     LANGUAGE sql
     VOLATILE
 AS $$
-    WITH per_script AS MATERIALIZED (
+    -- Events of one script (a statement's usual case) keep their arrays as they are; several scripts'
+    -- are split by script (unnest and regroup cost more than the trigger's own comparison).
+    WITH one_script AS (
+        SELECT cardinality(p_element_ids) > 0 AND p_script_ids[1] = ALL (p_script_ids)
+               AND array_position(p_element_ids, NULL) IS NULL AS yes
+    ),
+    per_script AS MATERIALIZED (
+        SELECT p_script_ids[1] AS script_id, p_element_ids AS ids, p_fields AS fields
+        FROM one_script AS o
+        WHERE o.yes
+        UNION ALL
         SELECT r.script_id, array_agg(r.element_id ORDER BY r.ord) AS ids,
                CASE WHEN p_fields IS NOT NULL THEN array_agg(r.fields ORDER BY r.ord) END AS fields
-        FROM unnest(p_element_ids, p_script_ids, p_fields) WITH ORDINALITY AS r (element_id, script_id, fields, ord)
-        WHERE r.element_id IS NOT NULL
+        FROM one_script AS o,
+             unnest(p_element_ids, p_script_ids, p_fields) WITH ORDINALITY AS r (element_id, script_id, fields, ord)
+        WHERE o.yes IS NOT TRUE
+          AND r.element_id IS NOT NULL
         GROUP BY r.script_id
     ),
     bases AS (
@@ -169,11 +181,13 @@ CREATE OR REPLACE FUNCTION callmaster.live_feed_elements()
 AS $$
 BEGIN
     IF TG_OP = 'UPDATE' THEN
+        -- concat_ws skips the NULLs of unchanged columns; OFFSET 0 keeps the list computed once per row
+        -- (pushed into the join's filter, it was computed twice).
         PERFORM callmaster.live_append_elements('element.updated',
             array_agg(c.element_id ORDER BY c.script_id, c.sequence, c.element_id),
             array_agg(c.script_id ORDER BY c.script_id, c.sequence, c.element_id),
             array_agg(c.fields ORDER BY c.script_id, c.sequence, c.element_id))
-        FROM (SELECT n.script_id, n.id AS element_id, n.sequence, array_to_string(array_remove(ARRAY[
+        FROM (SELECT n.script_id, n.id AS element_id, n.sequence, concat_ws(',',
                     CASE WHEN n.element_type IS DISTINCT FROM o.element_type THEN 'element_type' END,
                     CASE WHEN n.sequence IS DISTINCT FROM o.sequence THEN 'sequence' END,
                     CASE WHEN n.cue_id IS DISTINCT FROM o.cue_id THEN 'cue_id' END,
@@ -202,18 +216,21 @@ BEGIN
                     CASE WHEN n.created_at IS DISTINCT FROM o.created_at THEN 'created_at' END,
                     CASE WHEN n.script_id IS DISTINCT FROM o.script_id THEN 'script_id' END,
                     CASE WHEN n.owner_id IS DISTINCT FROM o.owner_id THEN 'owner_id' END
-            ], NULL), ',') AS fields
+                  ) AS fields
               FROM new_rows AS n
-              JOIN old_rows AS o ON o.id = n.id) AS c
+              JOIN old_rows AS o ON o.id = n.id
+              OFFSET 0) AS c
         WHERE c.fields <> '';
     ELSIF TG_OP = 'INSERT' THEN
         PERFORM callmaster.live_append_elements('element.created',
-            (SELECT array_agg(n.id ORDER BY n.script_id, n.sequence, n.id) FROM new_rows AS n),
-            (SELECT array_agg(n.script_id ORDER BY n.script_id, n.sequence, n.id) FROM new_rows AS n), NULL::text[]);
+            array_agg(n.id ORDER BY n.script_id, n.sequence, n.id),
+            array_agg(n.script_id ORDER BY n.script_id, n.sequence, n.id), NULL::text[])
+        FROM new_rows AS n;
     ELSE
         PERFORM callmaster.live_append_elements('element.deleted',
-            (SELECT array_agg(o.id ORDER BY o.script_id, o.sequence, o.id) FROM old_rows AS o),
-            (SELECT array_agg(o.script_id ORDER BY o.script_id, o.sequence, o.id) FROM old_rows AS o), NULL::text[]);
+            array_agg(o.id ORDER BY o.script_id, o.sequence, o.id),
+            array_agg(o.script_id ORDER BY o.script_id, o.sequence, o.id), NULL::text[])
+        FROM old_rows AS o;
     END IF;
     RETURN NULL;
 END
