@@ -7,8 +7,10 @@ While events flow it polls every `live_poll_interval` seconds, so writers need n
 serialises commits cluster-wide); show commands (a few a minute, and the events whose latency is
 measured) NOTIFY anyway, so a GO is fetched as soon as it commits rather than at the next poll. After
 `live_linger` quiet seconds the relay announces that it sleeps (`callmaster.live_relay_asleep`, which also
-waits for writers that saw it awake), looks once more, and waits for a NOTIFY on `callmaster_live`. Every `live_check_interval` seconds it re-checks every
-subscriber's access and reports presence (`callmaster.live_heartbeat`), and disconnects the revoked.
+waits for writers that saw it awake), looks once more, and waits for a NOTIFY on `callmaster_live`. Every
+`live_check_interval` seconds it re-checks every subscriber's access and reports presence
+(`callmaster.live_heartbeat`), and disconnects the revoked — on a second session, so that a GO never
+waits behind those checks (10–80 ms each with 250 subscribers on a loaded machine, measured).
 
 Fan-out: each batch of new events is encoded and framed once, and the relay writes the same bytes to
 every subscriber that is up to date, in one pass, straight to its connection (`api.serving.BodyWriter`:
@@ -150,42 +152,59 @@ class LiveRelay:
             return None
         return feed.recent[subscriber.position + 1 - feed.recent[0].position :]
 
+    async def _connect(self) -> psycopg.AsyncConnection[dict[str, Any]]:
+        conn = await psycopg.AsyncConnection.connect(
+            self.conninfo, autocommit=True, row_factory=dict_row, application_name="keel-live-relay"
+        )
+        # The relay reads every subscribed script's feed: the worker role's calls, not a request's.
+        await conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(WORKER_ROLE)))
+        return conn
+
     async def _run(self) -> None:
         delay = 0.2
         while self.feeds:
             try:
-                conn = await psycopg.AsyncConnection.connect(
-                    self.conninfo, autocommit=True, row_factory=dict_row, application_name="keel-live-relay"
-                )
-                async with conn:
-                    # The relay reads every subscribed script's feed: the worker role's calls, not a request's.
-                    await conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(WORKER_ROLE)))
+                async with await self._connect() as conn, await self._connect() as checks:
                     delay = 0.2
-                    await self._serve(conn)
-            except psycopg.Error as exc:  # lost session, or a failing call: start over on a new session
+                    tasks = [asyncio.create_task(self._serve(conn)), asyncio.create_task(self._check(checks))]
+                    try:  # both run while anyone follows; the first to end (or fail) ends the other
+                        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        for task in tasks:
+                            task.cancel()
+                        await asyncio.wait(tasks)
+                    for task in done:
+                        task.result()
+            except psycopg.Error as exc:  # lost session, or a failing call: start over on new sessions
                 log.warning("live relay: %s; reconnecting in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+
+    async def _check(self, conn: psycopg.AsyncConnection[dict[str, Any]]) -> None:
+        """Every `live_check_interval` seconds, and soon after a subscriber joins: re-check access and
+        report presence; once a minute, prune the log."""
+        s = self.settings
+        loop = asyncio.get_running_loop()
+        next_prune = loop.time()
+        while self.feeds:
+            self.check_now.clear()
+            await self._heartbeat(conn)
+            if loop.time() >= next_prune:
+                await conn.execute(PRUNE, {"keep": timedelta(hours=s.live_retention_hours)})
+                next_prune = loop.time() + PRUNE_EVERY
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.check_now.wait(), timeout=s.live_check_interval)
 
     async def _serve(self, conn: psycopg.AsyncConnection[dict[str, Any]]) -> None:
         s = self.settings
         loop = asyncio.get_running_loop()
         last_event = loop.time()
-        next_check = 0.0
-        next_prune = loop.time()
         awake = True
         await conn.execute(LISTEN)  # show commands always ring; other writers only while a relay sleeps
         while self.feeds:
             if await self._poll(conn):
                 last_event = loop.time()
             now = loop.time()
-            if now >= next_check or self.check_now.is_set():
-                self.check_now.clear()
-                await self._heartbeat(conn)
-                next_check = now + s.live_check_interval
-            if now >= next_prune:
-                await conn.execute(PRUNE, {"keep": timedelta(hours=s.live_retention_hours)})
-                next_prune = now + PRUNE_EVERY
             if awake and now - last_event < s.live_linger:
                 await self._notified(conn, s.live_poll_interval)
                 continue
@@ -199,7 +218,7 @@ class LiveRelay:
                 else:  # a writer that saw us awake is still open: look again, then retry
                     await self._notified(conn, s.live_poll_interval)
                 continue
-            if await self._notified(conn, max(0.01, min(next_check - loop.time(), 1.0))):
+            if await self._notified(conn, 1.0):
                 await conn.execute(AWAKE)
                 awake = True
                 last_event = loop.time()
