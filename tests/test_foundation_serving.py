@@ -13,7 +13,8 @@ from litestar.response import Stream
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from api.serving import BODY_WRITER, BodyWriter, HttpProtocol, server_config
+from api.body_writer import BODY_WRITER, BodyWriter
+from api.serving import HttpProtocol, server_config
 
 
 class RecordingTransport(asyncio.Transport):
@@ -122,7 +123,7 @@ async def test_connection_close_is_kept_after_the_single_write() -> None:
 
 
 async def test_a_body_writer_writes_chunks_of_a_started_stream_as_send_would() -> None:
-    """The live relay's direct write (api.serving.BodyWriter): a chunk framed as uvicorn frames one,
+    """The live relay's direct write (api.body_writer.BodyWriter): a chunk framed as uvicorn frames one,
     written only while the stream is started, open, and its socket takes bytes (flow control)."""
     release = asyncio.Event()
     protocol, transport = await serve_one(

@@ -13,7 +13,7 @@ waits for writers that saw it awake), looks once more, and waits for a NOTIFY on
 waits behind those checks (10–80 ms each with 250 subscribers on a loaded machine, measured).
 
 Fan-out: each batch of new events is encoded and framed once, and the relay writes the same bytes to
-every subscriber that is up to date, in one pass, straight to its connection (`api.serving.BodyWriter`:
+every subscriber that is up to date, in one pass, straight to its connection (`api.body_writer.BodyWriter`:
 no task, queue, Litestar stream or ASGI send per subscriber and event — at 500 subscribers those were
 most of the API's CPU, then most of the fan-out's time beyond the socket writes). Each script keeps its
 most recent events; positions are gapless, so the events after a subscriber's position are a slice. A
@@ -43,8 +43,8 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from api.body_writer import BODY_WRITER, BodyWriter
 from api.db import WORKER_ROLE
-from api.serving import BODY_WRITER, BodyWriter
 from api.settings import Settings
 
 log = logging.getLogger(__name__)
