@@ -994,25 +994,58 @@ COMMENT ON FUNCTION assistant.touch_updated_at() IS 'Trigger function: sets upda
 CREATE FUNCTION callmaster.accept_crew_invitation(invitation_id uuid) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'callmaster'
-    AS $$
+    AS $_$
 DECLARE
     v_me         uuid := callmaster.require_user_id();
     v_invitation callmaster.crew_invitations;
+    v_table      text;
+    v_column     text;
 BEGIN
-    DELETE FROM callmaster.crew_invitations AS i
+    -- Locked before anything moves: an assignment being added to the pending member holds a key-share lock
+    -- on the invitation (its foreign key, or check_member_refs) until it commits, so it is either committed
+    -- before the moves below read (each statement sees it) or waits and then finds no pending member.
+    SELECT * INTO v_invitation
+    FROM callmaster.crew_invitations AS i
     WHERE i.id = accept_crew_invitation.invitation_id
       AND i.invitee_user_id = v_me
       AND i.declined_at IS NULL
-    RETURNING * INTO v_invitation;
+      AND i.removed_at IS NULL
+    FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING
             ERRCODE = 'P0002',
             MESSAGE = format('invitation %s not found', accept_crew_invitation.invitation_id);
     END IF;
+    -- The pending member's assignments become the user's; one the user already has (the manager could see
+    -- and assign them otherwise) is kept once.
+    DELETE FROM callmaster.crew_assignments AS a
+    WHERE a.owner_id = v_invitation.manager_user_id
+      AND a.invitation_id = v_invitation.id
+      AND EXISTS (SELECT
+                  FROM callmaster.crew_assignments AS k
+                  WHERE k.show_id = a.show_id AND k.owner_id = a.owner_id AND k.user_id = v_me
+                    AND k.department_id IS NOT DISTINCT FROM a.department_id);
+    UPDATE callmaster.crew_assignments AS a
+    SET user_id = v_me, invitation_id = NULL
+    WHERE a.owner_id = v_invitation.manager_user_id
+      AND a.invitation_id = v_invitation.id;
+    -- Element crew and performers alike (keyed by element and member).
+    FOR v_table, v_column IN VALUES ('script_element_crew_assignments', 'crew_user_id'),
+                                    ('script_element_performer_assignments', 'performer_id') LOOP
+        EXECUTE format('UPDATE callmaster.%1$I AS a SET %2$I = $2, invitation_id = NULL'
+                       ' WHERE a.invitation_id = $1 AND NOT EXISTS (SELECT FROM callmaster.%1$I AS k'
+                       ' WHERE k.element_id = a.element_id AND k.%2$I = $2)', v_table, v_column)
+            USING v_invitation.id, v_me;
+        EXECUTE format('DELETE FROM callmaster.%I AS a WHERE a.invitation_id = $1', v_table)
+            USING v_invitation.id;
+    END LOOP;
+
     INSERT INTO callmaster.crew_relationships (id, manager_user_id, crew_user_id, notes, is_active)
     VALUES (v_invitation.relationship_id, v_invitation.manager_user_id, v_me, v_invitation.notes,
             v_invitation.is_active)
     ON CONFLICT (manager_user_id, crew_user_id) DO NOTHING;
+    DELETE FROM callmaster.crew_invitations AS i
+    WHERE i.manager_user_id = v_invitation.manager_user_id AND i.id = v_invitation.id;
     RETURN jsonb_build_object(
         'relationship_id', (SELECT cr.id
                             FROM callmaster.crew_relationships AS cr
@@ -1020,7 +1053,7 @@ BEGIN
                               AND cr.crew_user_id = v_me),
         'manager_user_id', v_invitation.manager_user_id);
 END
-$$;
+$_$;
 
 ALTER FUNCTION callmaster.accept_crew_invitation(invitation_id uuid) OWNER TO keel_owner;
 
@@ -1028,7 +1061,7 @@ ALTER FUNCTION callmaster.accept_crew_invitation(invitation_id uuid) OWNER TO ke
 -- Name: FUNCTION accept_crew_invitation(invitation_id uuid); Type: COMMENT; Schema: callmaster; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION callmaster.accept_crew_invitation(invitation_id uuid) IS 'API: the requesting user accepts an invitation addressed to them: they join the manager''s crew (the relationship takes the id, notes and is_active the manager saw) and the invitation is gone. Arguments: invitation_id. Returns {relationship_id, manager_user_id}. Errors: P0002 no such pending invitation of theirs (declined ones included); 42501 no request user.';
+COMMENT ON FUNCTION callmaster.accept_crew_invitation(invitation_id uuid) IS 'API: the requesting user accepts an invitation addressed to them: they join the manager''s crew (the relationship takes the id, notes and is_active the manager saw), every assignment the manager gave the pending member (show crew, element crew and performers) becomes theirs, and the invitation is gone, in one transaction. Arguments: invitation_id. Returns {relationship_id, manager_user_id}. Errors: P0002 no such pending invitation of theirs (declined or withdrawn ones included); 42501 no request user.';
 
 --
 -- Name: acting_user_id(); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
@@ -1082,10 +1115,20 @@ BEGIN
                                  WHERE cr.manager_user_id = v_me AND cr.crew_user_id = u.id)))
        OR EXISTS (SELECT
                   FROM callmaster.crew_invitations_sent AS i
-                  WHERE i.manager_user_id = v_me AND lower(i.email) = v_email) THEN
+                  WHERE i.manager_user_id = v_me AND lower(i.email) = v_email AND i.removed_at IS NULL) THEN
         RAISE EXCEPTION USING
             ERRCODE = '23505',
             MESSAGE = format('%s is already you or a member of your crew', v_email);
+    END IF;
+    -- A pending member removed from the crew comes back, as a guest of one's own does (invite_to_crew):
+    -- same id (its assignments kept), a new relationship, invited afresh.
+    UPDATE callmaster.crew_invitations AS i
+    SET removed_at = NULL, declined_at = NULL, relationship_id = gen_random_uuid(), notes = data ->> 'notes',
+        is_active = true, created_at = now(), updated_at = now()
+    WHERE i.manager_user_id = v_me AND lower(i.email) = v_email AND i.removed_at IS NOT NULL
+    RETURNING i.id INTO v_id;
+    IF FOUND THEN
+        RETURN callmaster.get_crew_member(v_id);
     END IF;
     BEGIN
         v_id := callmaster.create_guest_user(v_me, data ->> 'email', data ->> 'first_name',
@@ -1105,7 +1148,7 @@ ALTER FUNCTION callmaster.add_guest(data jsonb) OWNER TO keel_owner;
 -- Name: FUNCTION add_guest(data jsonb); Type: COMMENT; Schema: callmaster; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION callmaster.add_guest(data jsonb) IS 'API: adds a guest to the requesting user''s crew (see create_guest_user). An address held by a user outside the crew becomes an invitation (invite_to_crew) answered exactly like a new guest, so the answer reveals nothing about other users. Arguments: data {email, first_name, last_name, phone?, notes?}. Returns the crew member (crew_member_json or crew_invitation_json). Errors: 23505 the address is the caller''s own, a crew member''s or an invitation''s they sent; 22023 missing or malformed email; 42501 no request user.';
+COMMENT ON FUNCTION callmaster.add_guest(data jsonb) IS 'API: adds a guest to the requesting user''s crew (see create_guest_user). An address held by a user outside the crew becomes an invitation (invite_to_crew) answered exactly like a new guest, so the answer reveals nothing about other users; a pending member the caller removed comes back (same id). Arguments: data {email, first_name, last_name, phone?, notes?}. Returns the crew member (crew_member_json or crew_invitation_json). Errors: 23505 the address is the caller''s own, a crew member''s or an invitation''s they sent; 22023 missing or malformed email; 42501 no request user.';
 
 --
 -- Name: add_show_crew(uuid, jsonb); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
@@ -1115,9 +1158,9 @@ CREATE FUNCTION callmaster.add_show_crew(show_id uuid, data jsonb) RETURNS jsonb
     LANGUAGE plpgsql
     AS $$
 DECLARE
-    v_me   uuid := callmaster.acting_user_id();
-    v_show callmaster.shows := callmaster.writable_show(add_show_crew.show_id);
-    r      callmaster.crew_assignments;
+    v_show    callmaster.shows := callmaster.writable_show(add_show_crew.show_id);
+    r         callmaster.crew_assignments;
+    v_pending boolean;
 BEGIN
     PERFORM callmaster.reject_unknown_keys(data, ARRAY['user_id', 'department_id', 'show_role', 'is_active'],
                                            'crew assignment');
@@ -1125,15 +1168,10 @@ BEGIN
     IF r.user_id IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'a crew assignment needs a user_id';
     END IF;
-    -- Through the API only users the owner can see (self, their crew, ...) may be assigned.
-    IF (v_me IS NOT NULL AND r.user_id <> ALL (callmaster.visible_user_ids()))
-       OR NOT EXISTS (SELECT 1 FROM callmaster.users AS u WHERE u.id = r.user_id) THEN
-        RAISE EXCEPTION USING
-            ERRCODE = '23503',
-            MESSAGE = format('user %s not found', r.user_id),
-            DETAIL = format('Key (user_id)=(%s) is not present in table "users".', r.user_id),
-            HINT = 'Add the person to your crew first (POST /api/crew/guests).';
-    END IF;
+    -- Through the API only users the owner can see (self, their crew, ...) may be assigned, and the owner's
+    -- pending members (then the assignment names the invitation, and grants nothing until accepted).
+    v_pending := r.user_id = ANY (callmaster.check_member_refs(ARRAY[r.user_id], v_show.owner_id, 'user',
+                                                               'user_id'));
     IF r.department_id IS NOT NULL
        AND NOT EXISTS (SELECT 1
                        FROM callmaster.departments AS d
@@ -1145,8 +1183,10 @@ BEGIN
             DETAIL = format('Key (department_id)=(%s) is not present in table "departments".', r.department_id);
     END IF;
     BEGIN
-        INSERT INTO callmaster.crew_assignments (show_id, owner_id, user_id, department_id, show_role, is_active)
-        VALUES (v_show.id, v_show.owner_id, r.user_id, r.department_id, nullif(btrim(r.show_role), ''),
+        INSERT INTO callmaster.crew_assignments (show_id, owner_id, user_id, invitation_id, department_id,
+                                                 show_role, is_active)
+        VALUES (v_show.id, v_show.owner_id, CASE WHEN NOT v_pending THEN r.user_id END,
+                CASE WHEN v_pending THEN r.user_id END, r.department_id, nullif(btrim(r.show_role), ''),
                 coalesce(r.is_active, true))
         RETURNING * INTO r;
     EXCEPTION WHEN unique_violation THEN
@@ -1164,7 +1204,7 @@ ALTER FUNCTION callmaster.add_show_crew(show_id uuid, data jsonb) OWNER TO keel_
 -- Name: FUNCTION add_show_crew(show_id uuid, data jsonb); Type: COMMENT; Schema: callmaster; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION callmaster.add_show_crew(show_id uuid, data jsonb) IS 'Assigns a user to a show as crew (then they may read the show, its scripts and elements). Arguments: show_id, data {user_id, department_id?, show_role?, is_active?}. Returns crew_assignment_json. Errors: P0002 show not found; 42501 not the owner; 22023 unknown field or no user_id; 23503 (422) user not visible to the owner, or department not the owner''s; 23505 the user already has that assignment (same department).';
+COMMENT ON FUNCTION callmaster.add_show_crew(show_id uuid, data jsonb) IS 'Assigns a user to a show as crew (then they may read the show, its scripts and elements); user_id may be a pending member of the owner''s crew (an invitation: the assignment grants nothing until it is accepted, then it is the user''s). Arguments: show_id, data {user_id, department_id?, show_role?, is_active?}. Returns crew_assignment_json. Errors: P0002 show not found; 42501 not the owner; 22023 unknown field or no user_id; 23503 (422) user not visible to the owner (check_member_refs), or department not the owner''s; 23505 the user already has that assignment (same department).';
 
 --
 -- Name: apply_clerk_event(text, text, jsonb); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
@@ -1794,6 +1834,36 @@ ALTER FUNCTION callmaster.check_base_version(el callmaster.script_elements, base
 COMMENT ON FUNCTION callmaster.check_base_version(el callmaster.script_elements, base_version integer) IS 'Optimistic concurrency: checks that the element is still at base_version (NULL skips the check). Arguments: el, base_version. Errors: 55000 (409 Conflict in the API) when the element is at another version.';
 
 --
+-- Name: check_element_member_owner(); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.check_element_member_owner() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF NOT EXISTS (SELECT
+                   FROM callmaster.script_elements AS e
+                   JOIN callmaster.crew_invitations AS i ON i.manager_user_id = e.owner_id
+                   WHERE e.id = NEW.element_id AND i.id = NEW.invitation_id) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = '23503',
+            MESSAGE = format('pending member %s is not in the crew of the element''s owner', NEW.invitation_id),
+            DETAIL = format('Key (invitation_id)=(%s) is not present in table "crew_invitations".',
+                            NEW.invitation_id);
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+ALTER FUNCTION callmaster.check_element_member_owner() OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION check_element_member_owner(); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.check_element_member_owner() IS 'Trigger (script_element_crew_assignments, script_element_performer_assignments; BEFORE INSERT or UPDATE of the invitation or element, for rows naming a pending member): the invitation must be one of the element owner''s. Errors: 23503 another owner''s (or no) invitation.';
+
+--
 -- Name: check_element_refs(uuid, uuid, uuid, uuid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
 --
 
@@ -1873,6 +1943,59 @@ ALTER FUNCTION callmaster.check_item_array(items jsonb, allowed text[], what tex
 COMMENT ON FUNCTION callmaster.check_item_array(items jsonb, allowed text[], what text) IS 'Checks that items is a JSON array of objects whose keys are all in allowed. Arguments: items, allowed, what (the name used in messages). Errors: 22023 otherwise, naming the unknown field.';
 
 --
+-- Name: check_member_refs(uuid[], uuid, text, text); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.check_member_refs(member_ids uuid[], owner_id uuid, what text, key text) RETURNS uuid[]
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_me      uuid := callmaster.acting_user_id();
+    v_pending uuid[];
+    v_visible uuid[];
+    v_bad     uuid;
+BEGIN
+    -- Pending members (issue 13, finding 15): the owner's invitations, withdrawn ones too (a guest removed
+    -- from the crew stays assignable as well). Key-share locked, as the foreign key would: an acceptance
+    -- (FOR UPDATE) moving them waits for this transaction, or this one waits and finds none.
+    SELECT coalesce(array_agg(p.id), '{}') INTO v_pending
+    FROM (SELECT i.id
+          FROM callmaster.crew_invitations AS i
+          WHERE i.manager_user_id = check_member_refs.owner_id
+            AND i.id = ANY (member_ids)
+          ORDER BY i.id
+          FOR KEY SHARE) AS p;
+    IF v_me IS NOT NULL THEN
+        v_visible := callmaster.visible_user_ids();
+    END IF;
+    SELECT u.id INTO v_bad
+    FROM unnest(member_ids) WITH ORDINALITY AS u (id, n)
+    WHERE u.id IS NOT NULL
+      AND u.id <> ALL (v_pending)
+      AND ((v_me IS NOT NULL AND u.id <> ALL (v_visible))
+           OR NOT EXISTS (SELECT 1 FROM callmaster.users AS x WHERE x.id = u.id))
+    ORDER BY u.n
+    LIMIT 1;
+    IF v_bad IS NOT NULL THEN
+        RAISE EXCEPTION USING
+            ERRCODE = '23503',
+            MESSAGE = format('%s %s not found', what, v_bad),
+            DETAIL = format('Key (%s)=(%s) is not present in table "users".', key, v_bad),
+            HINT = 'Add the person to your crew first (POST /api/crew/guests).';
+    END IF;
+    RETURN v_pending;
+END
+$$;
+
+ALTER FUNCTION callmaster.check_member_refs(member_ids uuid[], owner_id uuid, what text, key text) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION check_member_refs(member_ids uuid[], owner_id uuid, what text, key text); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.check_member_refs(member_ids uuid[], owner_id uuid, what text, key text) IS 'Checks the members an assignment names: every non-NULL id must be a user the acting user can see (visible_user_ids; any existing user for a DBA) or a pending member of owner_id (one of their crew invitations, which it key-share locks). Arguments: member_ids, owner_id (the owner of the show or element), what (the name in the message, e.g. ''crew user''), key (the column named in the detail). Returns the ids that are pending members (store them as invitation_id). Errors: 23503 (detail "is not present") naming the first offending id.';
+
+--
 -- Name: check_parent_cycles(uuid[]); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
 --
 
@@ -1939,40 +2062,6 @@ ALTER FUNCTION callmaster.check_show_venue(venue_id uuid, owner_id uuid) OWNER T
 --
 
 COMMENT ON FUNCTION callmaster.check_show_venue(venue_id uuid, owner_id uuid) IS 'Checks that venue_id (when not NULL) is a venue of owner_id. Arguments: venue_id, owner_id. Errors: 23503 (detail "is not present") when it is not.';
-
---
--- Name: check_user_refs(uuid[], uuid[], text, text); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
---
-
-CREATE FUNCTION callmaster.check_user_refs(user_ids uuid[], visible uuid[], what text, key text) RETURNS void
-    LANGUAGE plpgsql STABLE
-    AS $$
-DECLARE
-    v_bad uuid;
-BEGIN
-    SELECT u.id INTO v_bad
-    FROM unnest(user_ids) WITH ORDINALITY AS u (id, n)
-    WHERE u.id IS NOT NULL
-      AND ((visible IS NOT NULL AND u.id <> ALL (visible))
-           OR NOT EXISTS (SELECT 1 FROM callmaster.users AS x WHERE x.id = u.id))
-    ORDER BY u.n
-    LIMIT 1;
-    IF v_bad IS NOT NULL THEN
-        RAISE EXCEPTION USING
-            ERRCODE = '23503',
-            MESSAGE = format('%s %s not found', what, v_bad),
-            DETAIL = format('Key (%s)=(%s) is not present in table "users".', key, v_bad);
-    END IF;
-END
-$$;
-
-ALTER FUNCTION callmaster.check_user_refs(user_ids uuid[], visible uuid[], what text, key text) OWNER TO keel_owner;
-
---
--- Name: FUNCTION check_user_refs(user_ids uuid[], visible uuid[], what text, key text); Type: COMMENT; Schema: callmaster; Owner: keel_owner
---
-
-COMMENT ON FUNCTION callmaster.check_user_refs(user_ids uuid[], visible uuid[], what text, key text) IS 'Checks that every non-NULL id in user_ids is an existing user and, when visible is not NULL, one of visible (the acting user''s visible_user_ids; NULL for a DBA). Arguments: user_ids, visible, what (the name in the message, e.g. ''crew user''), key (the column named in the detail). Errors: 23503 (detail "is not present") naming the first offending id.';
 
 --
 -- Name: clerk_primary_value(jsonb, text, text, text); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
@@ -2265,12 +2354,15 @@ CREATE TABLE callmaster.crew_assignments (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
     show_id uuid NOT NULL,
     owner_id uuid NOT NULL,
-    user_id uuid NOT NULL,
+    user_id uuid,
     department_id uuid,
     show_role text,
     is_active boolean DEFAULT true NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    invitation_id uuid,
+    member_id uuid GENERATED ALWAYS AS (COALESCE(user_id, invitation_id)) STORED NOT NULL,
+    CONSTRAINT crew_assignments_member_check CHECK ((num_nonnulls(user_id, invitation_id) = 1))
 );
 
 ALTER TABLE ONLY callmaster.crew_assignments FORCE ROW LEVEL SECURITY;
@@ -2284,12 +2376,16 @@ ALTER TABLE callmaster.crew_assignments OWNER TO keel_owner;
 CREATE FUNCTION callmaster.crew_assignment_json(ca callmaster.crew_assignments) RETURNS jsonb
     LANGUAGE sql STABLE
     AS $$
-    SELECT to_jsonb(ca)
+    -- The member is a user or, while pending, an invitation (issue 13, finding 15): both answer alike.
+    SELECT (to_jsonb(ca) - 'invitation_id' - 'member_id')
         || jsonb_build_object(
-            'user', (SELECT jsonb_build_object('id', u.id, 'email', u.email, 'first_name', u.first_name,
-                                               'last_name', u.last_name, 'status', u.status)
-                     FROM callmaster.users AS u
-                     WHERE u.id = ca.user_id),
+            'user_id', ca.member_id,
+            'user', CASE WHEN ca.invitation_id IS NULL
+                         THEN (SELECT jsonb_build_object('id', u.id, 'email', u.email, 'first_name', u.first_name,
+                                                         'last_name', u.last_name, 'status', u.status)
+                               FROM callmaster.users AS u
+                               WHERE u.id = ca.user_id)
+                         ELSE callmaster.pending_member_summary(ca.owner_id, ca.invitation_id) END,
             'department', (SELECT jsonb_build_object('id', d.id, 'name', d.name, 'color', d.color,
                                                      'initials', d.initials)
                            FROM callmaster.departments AS d
@@ -2302,7 +2398,7 @@ ALTER FUNCTION callmaster.crew_assignment_json(ca callmaster.crew_assignments) O
 -- Name: FUNCTION crew_assignment_json(ca callmaster.crew_assignments); Type: COMMENT; Schema: callmaster; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION callmaster.crew_assignment_json(ca callmaster.crew_assignments) IS 'The API representation of a show crew assignment: its columns plus a user summary and the department (or null). Arguments: the row. No errors.';
+COMMENT ON FUNCTION callmaster.crew_assignment_json(ca callmaster.crew_assignments) IS 'The API representation of a show crew assignment: its columns plus a user summary and the department (or null). A pending member''s assignment shows its member id as user_id and the summary its manager typed (pending_member_summary), exactly as a guest''s. Arguments: the row. No errors.';
 
 --
 -- Name: crew_invitations; Type: TABLE; Schema: callmaster; Owner: keel_owner
@@ -2322,6 +2418,7 @@ CREATE TABLE callmaster.crew_invitations (
     declined_at timestamp with time zone,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    removed_at timestamp with time zone,
     CONSTRAINT crew_invitations_not_self_check CHECK ((manager_user_id <> invitee_user_id))
 );
 
@@ -2345,7 +2442,8 @@ CREATE VIEW callmaster.crew_invitations_sent WITH (security_invoker='true') AS
     is_active,
     declined_at,
     created_at,
-    updated_at
+    updated_at,
+    removed_at
    FROM callmaster.crew_invitations;
 
 ALTER VIEW callmaster.crew_invitations_sent OWNER TO keel_owner;
@@ -2505,7 +2603,8 @@ BEGIN
     SET declined_at = now()
     WHERE i.id = decline_crew_invitation.invitation_id
       AND i.invitee_user_id = callmaster.require_user_id()
-      AND i.declined_at IS NULL;
+      AND i.declined_at IS NULL
+      AND i.removed_at IS NULL;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING
             ERRCODE = 'P0002',
@@ -2841,16 +2940,20 @@ BEGIN
         RETURNING 1
     ),
     element_crew AS (
-        INSERT INTO callmaster.script_element_crew_assignments (element_id, crew_user_id, assignment_role, is_lead)
-        SELECT callmaster.copied_id(v_new, x.element_id), x.crew_user_id, x.assignment_role, x.is_lead
+        INSERT INTO callmaster.script_element_crew_assignments (element_id, crew_user_id, invitation_id,
+                                                                assignment_role, is_lead)
+        SELECT callmaster.copied_id(v_new, x.element_id), x.crew_user_id, x.invitation_id, x.assignment_role,
+               x.is_lead
         FROM source AS s
         JOIN callmaster.script_element_crew_assignments AS x ON x.element_id = s.id
         ORDER BY 1, 2
         RETURNING 1
     ),
     performers AS (
-        INSERT INTO callmaster.script_element_performer_assignments (element_id, performer_id, character_name, notes)
-        SELECT callmaster.copied_id(v_new, x.element_id), x.performer_id, x.character_name, x.notes
+        INSERT INTO callmaster.script_element_performer_assignments (element_id, performer_id, invitation_id,
+                                                                     character_name, notes)
+        SELECT callmaster.copied_id(v_new, x.element_id), x.performer_id, x.invitation_id, x.character_name,
+               x.notes
         FROM source AS s
         JOIN callmaster.script_element_performer_assignments AS x ON x.element_id = s.id
         ORDER BY 1, 2
@@ -2942,18 +3045,18 @@ CREATE FUNCTION callmaster.element_documents(element_ids uuid[]) RETURNS TABLE(i
     ) AS q ON q.element_id = e.id
     LEFT JOIN (
         SELECT x.element_id,
-               jsonb_agg(jsonb_build_object('crew_user_id', x.crew_user_id,
+               jsonb_agg(jsonb_build_object('crew_user_id', x.member_id,
                                             'assignment_role', x.assignment_role,
-                                            'is_lead', x.is_lead) ORDER BY x.is_lead DESC, x.crew_user_id) AS items
+                                            'is_lead', x.is_lead) ORDER BY x.is_lead DESC, x.member_id) AS items
         FROM callmaster.script_element_crew_assignments AS x
         WHERE x.element_id = ANY (element_ids)
         GROUP BY x.element_id
     ) AS c ON c.element_id = e.id
     LEFT JOIN (
         SELECT x.element_id,
-               jsonb_agg(jsonb_build_object('performer_id', x.performer_id,
+               jsonb_agg(jsonb_build_object('performer_id', x.member_id,
                                             'character_name', x.character_name,
-                                            'notes', x.notes) ORDER BY x.character_name, x.performer_id) AS items
+                                            'notes', x.notes) ORDER BY x.character_name, x.member_id) AS items
         FROM callmaster.script_element_performer_assignments AS x
         WHERE x.element_id = ANY (element_ids)
         GROUP BY x.element_id
@@ -2988,7 +3091,7 @@ ALTER FUNCTION callmaster.element_documents(element_ids uuid[]) OWNER TO keel_ow
 -- Name: FUNCTION element_documents(element_ids uuid[]); Type: COMMENT; Schema: callmaster; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION callmaster.element_documents(element_ids uuid[]) IS 'The API representation of elements: each element''s columns plus its supporting rows nested as arrays (equipment, crew_assignments, performer_assignments, conditional_rules, group_members), for all the given ids in one statement (rows the caller may not see are left out). Arguments: element_ids. Returns (id, document). No errors.';
+COMMENT ON FUNCTION callmaster.element_documents(element_ids uuid[]) IS 'The API representation of elements: each element''s columns plus its supporting rows nested as arrays (equipment, crew_assignments, performer_assignments, conditional_rules, group_members; a crew user or performer is its member id: the user''s, or a pending member''s invitation id), for all the given ids in one statement (rows the caller may not see are left out). Arguments: element_ids. Returns (id, document). No errors.';
 
 --
 -- Name: element_fields(); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
@@ -3150,7 +3253,8 @@ BEGIN
         SELECT callmaster.crew_invitation_json(i) INTO v_result
         FROM callmaster.crew_invitations_sent AS i
         WHERE i.manager_user_id = v_me
-          AND i.id = get_crew_member.user_id;
+          AND i.id = get_crew_member.user_id
+          AND i.removed_at IS NULL;
     END IF;
     IF v_result IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'P0002', MESSAGE = 'crew member not found';
@@ -3514,6 +3618,7 @@ BEGIN
                lower(i.email), i.id
         FROM callmaster.crew_invitations_sent AS i
         WHERE i.manager_user_id = v_me
+          AND i.removed_at IS NULL
     ),
     page AS (
         SELECT m.*
@@ -3554,6 +3659,7 @@ CREATE FUNCTION callmaster.list_crew_invitations(lim integer, skip integer) RETU
         JOIN callmaster.users AS m ON m.id = i.manager_user_id
         WHERE i.invitee_user_id = callmaster.require_user_id()
           AND i.declined_at IS NULL
+          AND i.removed_at IS NULL
           AND m.is_active
     ),
     page AS (
@@ -4925,7 +5031,7 @@ BEGIN
       AND a.owner_id = OLD.owner_id
       AND EXISTS (
           SELECT FROM callmaster.crew_assignments AS k
-          WHERE k.show_id = a.show_id AND k.owner_id = a.owner_id AND k.user_id = a.user_id
+          WHERE k.show_id = a.show_id AND k.owner_id = a.owner_id AND k.member_id = a.member_id
             AND k.department_id IS NULL
       );
     RETURN OLD;
@@ -5001,6 +5107,36 @@ ALTER FUNCTION callmaster.move_element(sc callmaster.scripts, element_id uuid, a
 --
 
 COMMENT ON FUNCTION callmaster.move_element(sc callmaster.scripts, element_id uuid, after_id uuid) IS 'Moves an element right after another one of the same script (after_id NULL: to the top), renumbering sequence 1..n in one statement (no access check or lock: callers do that). Arguments: sc (the script row), element_id, after_id. Errors: 22023 after itself; 23503 (422) after_id not in the script.';
+
+--
+-- Name: pending_member_summary(uuid, uuid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.pending_member_summary(p_manager_user_id uuid, p_invitation_id uuid) RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'callmaster'
+    AS $$
+    SELECT jsonb_build_object('id', i.id, 'email', i.email, 'first_name', i.first_name,
+                              'last_name', i.last_name, 'status', 'guest')
+    FROM callmaster.crew_invitations AS i
+    WHERE i.manager_user_id = p_manager_user_id
+      AND i.id = p_invitation_id
+      AND (callmaster.acting_user_id() IS NULL
+           OR i.manager_user_id = callmaster.acting_user_id()
+           OR EXISTS (SELECT
+                      FROM callmaster.crew_assignments AS ca
+                      WHERE ca.invitation_id = i.id
+                        AND ca.owner_id = i.manager_user_id
+                        AND ca.show_id = ANY (callmaster.assigned_show_ids())))
+$$;
+
+ALTER FUNCTION callmaster.pending_member_summary(p_manager_user_id uuid, p_invitation_id uuid) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION pending_member_summary(p_manager_user_id uuid, p_invitation_id uuid); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.pending_member_summary(p_manager_user_id uuid, p_invitation_id uuid) IS 'The user summary of a pending crew member (an invitation) as crew_assignment_json shows it, exactly the shape of a guest''s: {id (the invitation id), email, first_name, last_name (as the manager typed them), status guest}. NULL unless the acting user is its manager, a DBA, or crew of a show it is assigned to (who would see a guest there too). Arguments: its manager (the show owner), the invitation id. Errors: 42501 unknown or deactivated user.';
 
 --
 -- Name: prune_live_events(interval); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
@@ -5112,9 +5248,12 @@ BEGIN
     WHERE r.manager_user_id = v_me
       AND r.crew_user_id = remove_crew_member.crew_user_id;
     IF NOT FOUND THEN
-        DELETE FROM callmaster.crew_invitations AS i
+        -- Withdrawn, not deleted: like a guest user, the pending member keeps its assignments.
+        UPDATE callmaster.crew_invitations AS i
+        SET removed_at = now()
         WHERE i.manager_user_id = v_me
-          AND i.id = remove_crew_member.crew_user_id;
+          AND i.id = remove_crew_member.crew_user_id
+          AND i.removed_at IS NULL;
     END IF;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING
@@ -5130,7 +5269,7 @@ ALTER FUNCTION callmaster.remove_crew_member(crew_user_id uuid) OWNER TO keel_ow
 -- Name: FUNCTION remove_crew_member(crew_user_id uuid); Type: COMMENT; Schema: callmaster; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION callmaster.remove_crew_member(crew_user_id uuid) IS 'API: ends the requesting user''s crew relationship with a user (the user remains), or withdraws a pending invitation. Arguments: crew_user_id. Errors: P0002 not in the crew; 42501 no request user.';
+COMMENT ON FUNCTION callmaster.remove_crew_member(crew_user_id uuid) IS 'API: ends the requesting user''s crew relationship with a user (the user remains), or withdraws a pending invitation (it remains, withdrawn, with its assignments, as a removed guest does: the invitee no longer sees it). Arguments: crew_user_id. Errors: P0002 not in the crew; 42501 no request user.';
 
 --
 -- Name: remove_show_crew(uuid, uuid, uuid, uuid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
@@ -5149,7 +5288,7 @@ BEGIN
     DELETE FROM callmaster.crew_assignments AS ca
     WHERE ca.show_id = v_show.id
       AND (remove_show_crew.assignment_id IS NULL OR ca.id = remove_show_crew.assignment_id)
-      AND (remove_show_crew.user_id IS NULL OR ca.user_id = remove_show_crew.user_id)
+      AND (remove_show_crew.user_id IS NULL OR ca.member_id = remove_show_crew.user_id)
       AND (remove_show_crew.department_id IS NULL OR ca.department_id = remove_show_crew.department_id);
     GET DIAGNOSTICS v_removed = ROW_COUNT;
     IF v_removed = 0 THEN
@@ -5167,7 +5306,7 @@ ALTER FUNCTION callmaster.remove_show_crew(show_id uuid, user_id uuid, departmen
 -- Name: FUNCTION remove_show_crew(show_id uuid, user_id uuid, department_id uuid, assignment_id uuid); Type: COMMENT; Schema: callmaster; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION callmaster.remove_show_crew(show_id uuid, user_id uuid, department_id uuid, assignment_id uuid) IS 'Removes crew assignments from a show: one assignment by id, or every assignment of user_id (optionally only in department_id). Arguments: show_id, user_id, department_id, assignment_id. Returns how many were removed. Errors: 22023 neither user_id nor assignment_id; P0002 show or assignment not found; 42501 not the owner.';
+COMMENT ON FUNCTION callmaster.remove_show_crew(show_id uuid, user_id uuid, department_id uuid, assignment_id uuid) IS 'Removes crew assignments from a show: one assignment by id, or every assignment of user_id (a user or a pending member; optionally only in department_id). Arguments: show_id, user_id, department_id, assignment_id. Returns how many were removed. Errors: 22023 neither user_id nor assignment_id; P0002 show or assignment not found; 42501 not the owner.';
 
 --
 -- Name: request_user_id(); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
@@ -5683,7 +5822,8 @@ BEGIN
         SET notes = CASE WHEN patch ? 'notes' THEN patch ->> 'notes' ELSE i.notes END,
             is_active = CASE WHEN patch ? 'is_active' THEN (patch ->> 'is_active')::boolean ELSE i.is_active END
         WHERE i.manager_user_id = v_me
-          AND i.id = update_crew_member.crew_user_id;
+          AND i.id = update_crew_member.crew_user_id
+          AND i.removed_at IS NULL;
     END IF;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING
@@ -6173,14 +6313,9 @@ CREATE FUNCTION callmaster.write_element_children(el callmaster.script_elements,
     LANGUAGE plpgsql
     AS $$
 DECLARE
-    v_me      uuid := callmaster.acting_user_id();
-    v_visible uuid[];
+    v_pending uuid[];
     v_bad     uuid;
 BEGIN
-    -- NULL for a DBA: check_user_refs then only checks that the users exist.
-    IF v_me IS NOT NULL AND (data ? 'crew_assignments' OR data ? 'performer_assignments') THEN
-        v_visible := callmaster.visible_user_ids();
-    END IF;
 
     IF data ? 'equipment' THEN
         PERFORM callmaster.check_item_array(data -> 'equipment', ARRAY['equipment_name', 'is_required', 'notes'],
@@ -6194,14 +6329,17 @@ BEGIN
     IF data ? 'crew_assignments' THEN
         PERFORM callmaster.check_item_array(data -> 'crew_assignments',
                                             ARRAY['crew_user_id', 'assignment_role', 'is_lead'], 'crew_assignments');
-        PERFORM callmaster.check_user_refs(
+        v_pending := callmaster.check_member_refs(
             ARRAY(SELECT x.crew_user_id
                   FROM jsonb_populate_recordset(NULL::callmaster.script_element_crew_assignments,
                                                 data -> 'crew_assignments') AS x),
-            v_visible, 'crew user', 'crew_user_id');
+            el.owner_id, 'crew user', 'crew_user_id');
         DELETE FROM callmaster.script_element_crew_assignments AS x WHERE x.element_id = el.id;
-        INSERT INTO callmaster.script_element_crew_assignments (element_id, crew_user_id, assignment_role, is_lead)
-        SELECT el.id, x.crew_user_id, x.assignment_role, coalesce(x.is_lead, false)
+        INSERT INTO callmaster.script_element_crew_assignments (element_id, crew_user_id, invitation_id,
+                                                                assignment_role, is_lead)
+        SELECT el.id, CASE WHEN x.crew_user_id <> ALL (v_pending) THEN x.crew_user_id END,
+               CASE WHEN x.crew_user_id = ANY (v_pending) THEN x.crew_user_id END,
+               x.assignment_role, coalesce(x.is_lead, false)
         FROM jsonb_populate_recordset(NULL::callmaster.script_element_crew_assignments,
                                       data -> 'crew_assignments') AS x;
     END IF;
@@ -6209,14 +6347,16 @@ BEGIN
     IF data ? 'performer_assignments' THEN
         PERFORM callmaster.check_item_array(data -> 'performer_assignments',
                                             ARRAY['performer_id', 'character_name', 'notes'], 'performer_assignments');
-        PERFORM callmaster.check_user_refs(
+        v_pending := callmaster.check_member_refs(
             ARRAY(SELECT x.performer_id
                   FROM jsonb_populate_recordset(NULL::callmaster.script_element_performer_assignments,
                                                 data -> 'performer_assignments') AS x),
-            v_visible, 'performer', 'performer_id');
+            el.owner_id, 'performer', 'performer_id');
         DELETE FROM callmaster.script_element_performer_assignments AS x WHERE x.element_id = el.id;
-        INSERT INTO callmaster.script_element_performer_assignments (element_id, performer_id, character_name, notes)
-        SELECT el.id, x.performer_id, x.character_name, x.notes
+        INSERT INTO callmaster.script_element_performer_assignments (element_id, performer_id, invitation_id,
+                                                                     character_name, notes)
+        SELECT el.id, CASE WHEN x.performer_id <> ALL (v_pending) THEN x.performer_id END,
+               CASE WHEN x.performer_id = ANY (v_pending) THEN x.performer_id END, x.character_name, x.notes
         FROM jsonb_populate_recordset(NULL::callmaster.script_element_performer_assignments,
                                       data -> 'performer_assignments') AS x;
     END IF;
@@ -6271,7 +6411,7 @@ ALTER FUNCTION callmaster.write_element_children(el callmaster.script_elements, 
 -- Name: FUNCTION write_element_children(el callmaster.script_elements, data jsonb); Type: COMMENT; Schema: callmaster; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION callmaster.write_element_children(el callmaster.script_elements, data jsonb) IS 'Replaces the supporting rows of an element for each nested key present in data: equipment [{equipment_name, is_required?, notes?}], crew_assignments [{crew_user_id, assignment_role?, is_lead?}], performer_assignments [{performer_id, character_name?, notes?}], conditional_rules [{condition_type, operator, condition_value, description?, is_active?}], group_members [{child_element_id, order_in_group?}] (groups only; members must be elements of the same script). Absent keys leave those rows alone; an empty array clears them. Arguments: el (the element row), data. Errors: 22023 bad shape or unknown field, members on a non-group; 23503 (422) a user the caller cannot see, a member outside the script; 23502/23514 missing or invalid values; 23505 a duplicate within one array.';
+COMMENT ON FUNCTION callmaster.write_element_children(el callmaster.script_elements, data jsonb) IS 'Replaces the supporting rows of an element for each nested key present in data: equipment [{equipment_name, is_required?, notes?}], crew_assignments [{crew_user_id, assignment_role?, is_lead?}], performer_assignments [{performer_id, character_name?, notes?}], conditional_rules [{condition_type, operator, condition_value, description?, is_active?}], group_members [{child_element_id, order_in_group?}] (groups only; members must be elements of the same script). Absent keys leave those rows alone; an empty array clears them. A crew user or performer may be a pending member of the element''s owner (check_member_refs). Arguments: el (the element row), data. Errors: 22023 bad shape or unknown field, members on a non-group; 23503 (422) a user the caller cannot see, a member outside the script; 23502/23514 missing or invalid values; 23505 a duplicate within one array.';
 
 --
 -- Name: appointment_check_change(); Type: FUNCTION; Schema: clinic; Owner: keel_owner
@@ -9829,10 +9969,13 @@ ALTER TABLE callmaster.script_element_conditional_rules OWNER TO keel_owner;
 
 CREATE TABLE callmaster.script_element_crew_assignments (
     element_id uuid NOT NULL,
-    crew_user_id uuid NOT NULL,
+    crew_user_id uuid,
     assignment_role text,
     is_lead boolean DEFAULT false NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    invitation_id uuid,
+    member_id uuid GENERATED ALWAYS AS (COALESCE(crew_user_id, invitation_id)) STORED NOT NULL,
+    CONSTRAINT script_element_crew_assignments_member_check CHECK ((num_nonnulls(crew_user_id, invitation_id) = 1))
 );
 
 ALTER TABLE ONLY callmaster.script_element_crew_assignments FORCE ROW LEVEL SECURITY;
@@ -9880,10 +10023,13 @@ ALTER TABLE callmaster.script_element_groups OWNER TO keel_owner;
 
 CREATE TABLE callmaster.script_element_performer_assignments (
     element_id uuid NOT NULL,
-    performer_id uuid NOT NULL,
+    performer_id uuid,
     character_name text,
     notes text,
-    created_at timestamp with time zone DEFAULT now() NOT NULL
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    invitation_id uuid,
+    member_id uuid GENERATED ALWAYS AS (COALESCE(performer_id, invitation_id)) STORED NOT NULL,
+    CONSTRAINT script_element_performer_assignments_member_check CHECK ((num_nonnulls(performer_id, invitation_id) = 1))
 );
 
 ALTER TABLE ONLY callmaster.script_element_performer_assignments FORCE ROW LEVEL SECURITY;
@@ -10335,7 +10481,14 @@ ALTER TABLE ONLY callmaster.crew_assignments
 --
 
 ALTER TABLE ONLY callmaster.crew_assignments
-    ADD CONSTRAINT crew_assignments_show_user_department_key UNIQUE NULLS NOT DISTINCT (show_id, owner_id, user_id, department_id);
+    ADD CONSTRAINT crew_assignments_show_user_department_key UNIQUE NULLS NOT DISTINCT (show_id, owner_id, member_id, department_id);
+
+--
+-- Name: crew_invitations crew_invitations_id_key; Type: CONSTRAINT; Schema: callmaster; Owner: keel_owner
+--
+
+ALTER TABLE ONLY callmaster.crew_invitations
+    ADD CONSTRAINT crew_invitations_id_key UNIQUE (id);
 
 --
 -- Name: crew_invitations crew_invitations_pkey; Type: CONSTRAINT; Schema: callmaster; Owner: keel_owner
@@ -10405,7 +10558,7 @@ ALTER TABLE ONLY callmaster.script_element_conditional_rules
 --
 
 ALTER TABLE ONLY callmaster.script_element_crew_assignments
-    ADD CONSTRAINT script_element_crew_assignments_pkey PRIMARY KEY (element_id, crew_user_id);
+    ADD CONSTRAINT script_element_crew_assignments_pkey PRIMARY KEY (element_id, member_id);
 
 --
 -- Name: script_element_equipment script_element_equipment_pkey; Type: CONSTRAINT; Schema: callmaster; Owner: keel_owner
@@ -10426,7 +10579,7 @@ ALTER TABLE ONLY callmaster.script_element_groups
 --
 
 ALTER TABLE ONLY callmaster.script_element_performer_assignments
-    ADD CONSTRAINT script_element_performer_assignments_pkey PRIMARY KEY (element_id, performer_id);
+    ADD CONSTRAINT script_element_performer_assignments_pkey PRIMARY KEY (element_id, member_id);
 
 --
 -- Name: script_elements script_elements_pkey; Type: CONSTRAINT; Schema: callmaster; Owner: keel_owner
@@ -10711,6 +10864,12 @@ CREATE INDEX messages_running_idx ON assistant.messages USING btree (lease_until
 CREATE INDEX crew_assignments_department_id_idx ON callmaster.crew_assignments USING btree (department_id, owner_id);
 
 --
+-- Name: crew_assignments_invitation_id_idx; Type: INDEX; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE INDEX crew_assignments_invitation_id_idx ON callmaster.crew_assignments USING btree (invitation_id, owner_id) WHERE (invitation_id IS NOT NULL);
+
+--
 -- Name: crew_assignments_user_id_idx; Type: INDEX; Schema: callmaster; Owner: keel_owner
 --
 
@@ -10771,6 +10930,12 @@ CREATE INDEX script_element_conditional_rules_element_id_idx ON callmaster.scrip
 CREATE INDEX script_element_crew_assignments_crew_user_id_idx ON callmaster.script_element_crew_assignments USING btree (crew_user_id);
 
 --
+-- Name: script_element_crew_assignments_invitation_id_idx; Type: INDEX; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE INDEX script_element_crew_assignments_invitation_id_idx ON callmaster.script_element_crew_assignments USING btree (invitation_id) WHERE (invitation_id IS NOT NULL);
+
+--
 -- Name: script_element_groups_child_idx; Type: INDEX; Schema: callmaster; Owner: keel_owner
 --
 
@@ -10781,6 +10946,12 @@ CREATE INDEX script_element_groups_child_idx ON callmaster.script_element_groups
 --
 
 CREATE INDEX script_element_groups_group_idx ON callmaster.script_element_groups USING btree (script_id, group_id);
+
+--
+-- Name: script_element_performer_assignments_invitation_id_idx; Type: INDEX; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE INDEX script_element_performer_assignments_invitation_id_idx ON callmaster.script_element_performer_assignments USING btree (invitation_id) WHERE (invitation_id IS NOT NULL);
 
 --
 -- Name: script_element_performer_assignments_performer_id_idx; Type: INDEX; Schema: callmaster; Owner: keel_owner
@@ -11173,6 +11344,12 @@ CREATE TRIGGER script_element_crew_assignments_live_feed_insert AFTER INSERT ON 
 CREATE TRIGGER script_element_crew_assignments_live_feed_update AFTER UPDATE ON callmaster.script_element_crew_assignments REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION callmaster.live_feed_children('crew_assignments', 'element_id');
 
 --
+-- Name: script_element_crew_assignments script_element_crew_assignments_member_owner; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE TRIGGER script_element_crew_assignments_member_owner BEFORE INSERT OR UPDATE OF invitation_id, element_id ON callmaster.script_element_crew_assignments FOR EACH ROW WHEN ((new.invitation_id IS NOT NULL)) EXECUTE FUNCTION callmaster.check_element_member_owner();
+
+--
 -- Name: script_element_equipment script_element_equipment_live_feed_delete; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
 --
 
@@ -11231,6 +11408,12 @@ CREATE TRIGGER script_element_performer_assignments_live_feed_insert AFTER INSER
 --
 
 CREATE TRIGGER script_element_performer_assignments_live_feed_update AFTER UPDATE ON callmaster.script_element_performer_assignments REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION callmaster.live_feed_children('performer_assignments', 'element_id');
+
+--
+-- Name: script_element_performer_assignments script_element_performer_assignments_member_owner; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE TRIGGER script_element_performer_assignments_member_owner BEFORE INSERT OR UPDATE OF invitation_id, element_id ON callmaster.script_element_performer_assignments FOR EACH ROW WHEN ((new.invitation_id IS NOT NULL)) EXECUTE FUNCTION callmaster.check_element_member_owner();
 
 --
 -- Name: script_elements script_elements_bump_version; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
@@ -11423,6 +11606,13 @@ ALTER TABLE ONLY callmaster.crew_assignments
     ADD CONSTRAINT crew_assignments_department_fkey FOREIGN KEY (department_id, owner_id) REFERENCES callmaster.departments(id, owner_id) ON DELETE SET NULL (department_id);
 
 --
+-- Name: crew_assignments crew_assignments_invitation_fkey; Type: FK CONSTRAINT; Schema: callmaster; Owner: keel_owner
+--
+
+ALTER TABLE ONLY callmaster.crew_assignments
+    ADD CONSTRAINT crew_assignments_invitation_fkey FOREIGN KEY (owner_id, invitation_id) REFERENCES callmaster.crew_invitations(manager_user_id, id) ON DELETE CASCADE;
+
+--
 -- Name: crew_assignments crew_assignments_show_fkey; Type: FK CONSTRAINT; Schema: callmaster; Owner: keel_owner
 --
 
@@ -11507,6 +11697,13 @@ ALTER TABLE ONLY callmaster.script_element_crew_assignments
     ADD CONSTRAINT script_element_crew_assignments_element_id_fkey FOREIGN KEY (element_id) REFERENCES callmaster.script_elements(id) ON DELETE CASCADE;
 
 --
+-- Name: script_element_crew_assignments script_element_crew_assignments_invitation_id_fkey; Type: FK CONSTRAINT; Schema: callmaster; Owner: keel_owner
+--
+
+ALTER TABLE ONLY callmaster.script_element_crew_assignments
+    ADD CONSTRAINT script_element_crew_assignments_invitation_id_fkey FOREIGN KEY (invitation_id) REFERENCES callmaster.crew_invitations(id) ON DELETE CASCADE;
+
+--
 -- Name: script_element_equipment script_element_equipment_element_id_fkey; Type: FK CONSTRAINT; Schema: callmaster; Owner: keel_owner
 --
 
@@ -11533,6 +11730,13 @@ ALTER TABLE ONLY callmaster.script_element_groups
 
 ALTER TABLE ONLY callmaster.script_element_performer_assignments
     ADD CONSTRAINT script_element_performer_assignments_element_id_fkey FOREIGN KEY (element_id) REFERENCES callmaster.script_elements(id) ON DELETE CASCADE;
+
+--
+-- Name: script_element_performer_assignments script_element_performer_assignments_invitation_id_fkey; Type: FK CONSTRAINT; Schema: callmaster; Owner: keel_owner
+--
+
+ALTER TABLE ONLY callmaster.script_element_performer_assignments
+    ADD CONSTRAINT script_element_performer_assignments_invitation_id_fkey FOREIGN KEY (invitation_id) REFERENCES callmaster.crew_invitations(id) ON DELETE CASCADE;
 
 --
 -- Name: script_element_performer_assignments script_element_performer_assignments_performer_id_fkey; Type: FK CONSTRAINT; Schema: callmaster; Owner: keel_owner
@@ -12526,6 +12730,13 @@ REVOKE ALL ON FUNCTION callmaster.check_base_version(el callmaster.script_elemen
 GRANT ALL ON FUNCTION callmaster.check_base_version(el callmaster.script_elements, base_version integer) TO keel_api;
 
 --
+-- Name: FUNCTION check_element_member_owner(); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.check_element_member_owner() FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.check_element_member_owner() TO keel_api;
+
+--
 -- Name: FUNCTION check_element_refs(script_id uuid, owner_id uuid, parent_element_id uuid, department_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
 --
 
@@ -12540,6 +12751,13 @@ REVOKE ALL ON FUNCTION callmaster.check_item_array(items jsonb, allowed text[], 
 GRANT ALL ON FUNCTION callmaster.check_item_array(items jsonb, allowed text[], what text) TO keel_api;
 
 --
+-- Name: FUNCTION check_member_refs(member_ids uuid[], owner_id uuid, what text, key text); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.check_member_refs(member_ids uuid[], owner_id uuid, what text, key text) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.check_member_refs(member_ids uuid[], owner_id uuid, what text, key text) TO keel_api;
+
+--
 -- Name: FUNCTION check_parent_cycles(element_ids uuid[]); Type: ACL; Schema: callmaster; Owner: keel_owner
 --
 
@@ -12552,13 +12770,6 @@ GRANT ALL ON FUNCTION callmaster.check_parent_cycles(element_ids uuid[]) TO keel
 
 REVOKE ALL ON FUNCTION callmaster.check_show_venue(venue_id uuid, owner_id uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION callmaster.check_show_venue(venue_id uuid, owner_id uuid) TO keel_api;
-
---
--- Name: FUNCTION check_user_refs(user_ids uuid[], visible uuid[], what text, key text); Type: ACL; Schema: callmaster; Owner: keel_owner
---
-
-REVOKE ALL ON FUNCTION callmaster.check_user_refs(user_ids uuid[], visible uuid[], what text, key text) FROM PUBLIC;
-GRANT ALL ON FUNCTION callmaster.check_user_refs(user_ids uuid[], visible uuid[], what text, key text) TO keel_api;
 
 --
 -- Name: FUNCTION clerk_primary_value(data jsonb, list_key text, primary_key text, value_key text); Type: ACL; Schema: callmaster; Owner: keel_owner
@@ -12706,6 +12917,12 @@ GRANT SELECT(created_at) ON TABLE callmaster.crew_invitations TO keel_api;
 --
 
 GRANT SELECT(updated_at) ON TABLE callmaster.crew_invitations TO keel_api;
+
+--
+-- Name: COLUMN crew_invitations.removed_at; Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+GRANT SELECT(removed_at),UPDATE(removed_at) ON TABLE callmaster.crew_invitations TO keel_api;
 
 --
 -- Name: TABLE crew_invitations_sent; Type: ACL; Schema: callmaster; Owner: keel_owner
@@ -13266,6 +13483,13 @@ GRANT ALL ON FUNCTION callmaster.merge_department_assignments() TO keel_api;
 
 REVOKE ALL ON FUNCTION callmaster.move_element(sc callmaster.scripts, element_id uuid, after_id uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION callmaster.move_element(sc callmaster.scripts, element_id uuid, after_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION pending_member_summary(p_manager_user_id uuid, p_invitation_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.pending_member_summary(p_manager_user_id uuid, p_invitation_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.pending_member_summary(p_manager_user_id uuid, p_invitation_id uuid) TO keel_api;
 
 --
 -- Name: FUNCTION prune_live_events(p_keep interval); Type: ACL; Schema: callmaster; Owner: keel_owner

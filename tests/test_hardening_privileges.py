@@ -92,7 +92,8 @@ KEEL_API: dict[str, str] = {
     "callmaster.check_item_array(jsonb,text[],text)": HELPER,
     "callmaster.check_parent_cycles(uuid[])": HELPER,
     "callmaster.check_show_venue(uuid,uuid)": HELPER,
-    "callmaster.check_user_refs(uuid[],uuid[],text,text)": HELPER,
+    "callmaster.check_member_refs(uuid[],uuid,text,text)": HELPER,
+    "callmaster.check_element_member_owner()": TRIGGER,
     "callmaster.clerk_primary_value(jsonb,text,text,text)": HELPER,
     "callmaster.copied_id(uuid,uuid)": HELPER,
     "callmaster.create_department(jsonb)": API,
@@ -102,6 +103,10 @@ KEEL_API: dict[str, str] = {
     "callmaster.create_show(jsonb)": API,
     "callmaster.create_venue(jsonb)": API,
     "callmaster.crew_assignment_json(callmaster.crew_assignments)": HELPER,
+    "callmaster.pending_member_summary(uuid,uuid)": (
+        "SECURITY DEFINER; the summary of a pending crew member (what its manager typed, never the invitee) "
+        "for the acting user's own invitations or a show they crew (issue 13, finding 15)"
+    ),
     "callmaster.crew_member_json(callmaster.users,callmaster.crew_relationships)": HELPER,
     "callmaster.crew_invitation_json(callmaster.crew_invitations_sent)": HELPER,
     "callmaster.current_user_id()": DEFINER_POLICY,

@@ -151,6 +151,11 @@ EXCEPTIONS: dict[tuple[str, str, str], str] = {
     ("callmaster.show_runs", "foreign key", "show_runs_current_fkey"): SCRIPT_SCOPED,
     ("callmaster.show_runs", "foreign key", "show_runs_standby_fkey"): SCRIPT_SCOPED,
     ("callmaster.show_runs", "unique", "show_runs_one_open_idx"): SCRIPT_SCOPED,
+    ("callmaster.crew_invitations", "unique", "crew_invitations_id_key"): (
+        "referenced by element crew and performer rows naming a pending member (migration 0860), which have "
+        "no tenant column (see NO_KEY_CHILD); under Citus they gain owner_id and reference (manager_user_id, "
+        "id) like crew_assignments does"
+    ),
     ("callmaster.share_links", "unique", "share_links_token_hash_key"): (
         "a share link is found by its token's hash alone (the visitor names no tenant); under Citus the "
         "link table becomes a reference table, or the token carries the owner"

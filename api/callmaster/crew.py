@@ -68,8 +68,10 @@ async def list_crew(db: Db, principal: CurrentPrincipal, pagination: Page) -> di
     summary="Create a guest crew member",
     description="Guest user and crew relationship in one transaction. An address that is you, your crew "
     "or an invitation you sent → 409. An address held by a user outside your crew is answered exactly as "
-    "a new one (a pending guest made of what you typed), and that user joins your crew only when they "
-    "accept the invitation (`POST /api/crew/invitations/{id}/accept`). Honours Idempotency-Key.",
+    "a new one (a pending guest made of what you typed, which you assign and change like any guest), and "
+    "that user joins your crew only when they accept the invitation "
+    "(`POST /api/crew/invitations/{id}/accept`). Adding the address of a member you removed puts it back. "
+    "Honours Idempotency-Key.",
     status_code=201,
 )
 async def create_guest(
@@ -103,6 +105,8 @@ async def update_crew_member(
     "/api/crew/{user_id:uuid}",
     tags=["callmaster"],
     summary="End a crew relationship (the user remains)",
+    description="A pending member (an invitation) is withdrawn: the invitee no longer sees it; like a "
+    "removed guest it keeps its assignments and stays assignable.",
     status_code=204,
 )
 async def remove_crew_member(user_id: FromPath[UUID], db: Db, principal: CurrentPrincipal) -> None:
@@ -124,6 +128,8 @@ async def list_invitations(db: Db, principal: CurrentPrincipal, pagination: Page
     "/api/crew/invitations/{invitation_id:uuid}/accept",
     tags=["callmaster"],
     summary="Accept an invitation: join the inviting manager's crew",
+    description="The assignments the manager gave you while you were pending (shows, elements) become "
+    "yours in the same transaction: you then read those shows, their scripts and live feeds.",
     status_code=200,
 )
 async def accept_invitation(

@@ -110,6 +110,10 @@ COMMENT ON FUNCTION callmaster.create_guest_user(uuid, text, text, text, text, t
 -- status), and the user joins the crew only by accepting: then the relationship (same id, notes and
 -- is_active as the invitation) links the manager to the real user. A declined invitation stays pending
 -- on the manager's side, as a guest who never signs up does.
+-- Until then the pending member is, for its manager, a guest in every respect (migration 0860): it can be
+-- assigned to shows and elements (the assignments name the invitation and grant nothing; accepting moves
+-- them to the user), and removing it from the crew withdraws the invitation but keeps it, with its
+-- assignments, as removing a guest keeps the guest user; adding the address again brings it back.
 
 CREATE OR REPLACE FUNCTION callmaster.crew_invitation_json(i callmaster.crew_invitations_sent)
     RETURNS jsonb
@@ -213,7 +217,8 @@ BEGIN
         SELECT callmaster.crew_invitation_json(i) INTO v_result
         FROM callmaster.crew_invitations_sent AS i
         WHERE i.manager_user_id = v_me
-          AND i.id = get_crew_member.user_id;
+          AND i.id = get_crew_member.user_id
+          AND i.removed_at IS NULL;
     END IF;
     IF v_result IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'P0002', MESSAGE = 'crew member not found';
@@ -254,10 +259,20 @@ BEGIN
                                  WHERE cr.manager_user_id = v_me AND cr.crew_user_id = u.id)))
        OR EXISTS (SELECT
                   FROM callmaster.crew_invitations_sent AS i
-                  WHERE i.manager_user_id = v_me AND lower(i.email) = v_email) THEN
+                  WHERE i.manager_user_id = v_me AND lower(i.email) = v_email AND i.removed_at IS NULL) THEN
         RAISE EXCEPTION USING
             ERRCODE = '23505',
             MESSAGE = format('%s is already you or a member of your crew', v_email);
+    END IF;
+    -- A pending member removed from the crew comes back, as a guest of one's own does (invite_to_crew):
+    -- same id (its assignments kept), a new relationship, invited afresh.
+    UPDATE callmaster.crew_invitations AS i
+    SET removed_at = NULL, declined_at = NULL, relationship_id = gen_random_uuid(), notes = data ->> 'notes',
+        is_active = true, created_at = now(), updated_at = now()
+    WHERE i.manager_user_id = v_me AND lower(i.email) = v_email AND i.removed_at IS NOT NULL
+    RETURNING i.id INTO v_id;
+    IF FOUND THEN
+        RETURN callmaster.get_crew_member(v_id);
     END IF;
     BEGIN
         v_id := callmaster.create_guest_user(v_me, data ->> 'email', data ->> 'first_name',
@@ -273,7 +288,8 @@ $$;
 COMMENT ON FUNCTION callmaster.add_guest(jsonb) IS
     'API: adds a guest to the requesting user''s crew (see create_guest_user). An address held by a user '
     'outside the crew becomes an invitation (invite_to_crew) answered exactly like a new guest, so the '
-    'answer reveals nothing about other users. Arguments: data {email, first_name, last_name, phone?, '
+    'answer reveals nothing about other users; a pending member the caller removed comes back (same id). '
+    'Arguments: data {email, first_name, last_name, phone?, '
     'notes?}. Returns the crew member (crew_member_json or crew_invitation_json). Errors: 23505 the '
     'address is the caller''s own, a crew member''s or an invitation''s they sent; 22023 missing or '
     'malformed email; 42501 no request user.';
@@ -304,6 +320,7 @@ BEGIN
                lower(i.email), i.id
         FROM callmaster.crew_invitations_sent AS i
         WHERE i.manager_user_id = v_me
+          AND i.removed_at IS NULL
     ),
     page AS (
         SELECT m.*
@@ -346,7 +363,8 @@ BEGIN
         SET notes = CASE WHEN patch ? 'notes' THEN patch ->> 'notes' ELSE i.notes END,
             is_active = CASE WHEN patch ? 'is_active' THEN (patch ->> 'is_active')::boolean ELSE i.is_active END
         WHERE i.manager_user_id = v_me
-          AND i.id = update_crew_member.crew_user_id;
+          AND i.id = update_crew_member.crew_user_id
+          AND i.removed_at IS NULL;
     END IF;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING
@@ -372,9 +390,12 @@ BEGIN
     WHERE r.manager_user_id = v_me
       AND r.crew_user_id = remove_crew_member.crew_user_id;
     IF NOT FOUND THEN
-        DELETE FROM callmaster.crew_invitations AS i
+        -- Withdrawn, not deleted: like a guest user, the pending member keeps its assignments.
+        UPDATE callmaster.crew_invitations AS i
+        SET removed_at = now()
         WHERE i.manager_user_id = v_me
-          AND i.id = remove_crew_member.crew_user_id;
+          AND i.id = remove_crew_member.crew_user_id
+          AND i.removed_at IS NULL;
     END IF;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING
@@ -385,7 +406,8 @@ END
 $$;
 COMMENT ON FUNCTION callmaster.remove_crew_member(uuid) IS
     'API: ends the requesting user''s crew relationship with a user (the user remains), or withdraws a '
-    'pending invitation. Arguments: crew_user_id. Errors: P0002 not in the crew; 42501 no request user.';
+    'pending invitation (it remains, withdrawn, with its assignments, as a removed guest does: the invitee '
+    'no longer sees it). Arguments: crew_user_id. Errors: P0002 not in the crew; 42501 no request user.';
 
 -- The invitee's side: SECURITY DEFINER (keel_api may not read which user an invitation is for), each
 -- acting only on the requesting user's own invitations.
@@ -403,6 +425,7 @@ AS $$
         JOIN callmaster.users AS m ON m.id = i.manager_user_id
         WHERE i.invitee_user_id = callmaster.require_user_id()
           AND i.declined_at IS NULL
+          AND i.removed_at IS NULL
           AND m.is_active
     ),
     page AS (
@@ -437,21 +460,54 @@ AS $$
 DECLARE
     v_me         uuid := callmaster.require_user_id();
     v_invitation callmaster.crew_invitations;
+    v_table      text;
+    v_column     text;
 BEGIN
-    DELETE FROM callmaster.crew_invitations AS i
+    -- Locked before anything moves: an assignment being added to the pending member holds a key-share lock
+    -- on the invitation (its foreign key, or check_member_refs) until it commits, so it is either committed
+    -- before the moves below read (each statement sees it) or waits and then finds no pending member.
+    SELECT * INTO v_invitation
+    FROM callmaster.crew_invitations AS i
     WHERE i.id = accept_crew_invitation.invitation_id
       AND i.invitee_user_id = v_me
       AND i.declined_at IS NULL
-    RETURNING * INTO v_invitation;
+      AND i.removed_at IS NULL
+    FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING
             ERRCODE = 'P0002',
             MESSAGE = format('invitation %s not found', accept_crew_invitation.invitation_id);
     END IF;
+    -- The pending member's assignments become the user's; one the user already has (the manager could see
+    -- and assign them otherwise) is kept once.
+    DELETE FROM callmaster.crew_assignments AS a
+    WHERE a.owner_id = v_invitation.manager_user_id
+      AND a.invitation_id = v_invitation.id
+      AND EXISTS (SELECT
+                  FROM callmaster.crew_assignments AS k
+                  WHERE k.show_id = a.show_id AND k.owner_id = a.owner_id AND k.user_id = v_me
+                    AND k.department_id IS NOT DISTINCT FROM a.department_id);
+    UPDATE callmaster.crew_assignments AS a
+    SET user_id = v_me, invitation_id = NULL
+    WHERE a.owner_id = v_invitation.manager_user_id
+      AND a.invitation_id = v_invitation.id;
+    -- Element crew and performers alike (keyed by element and member).
+    FOR v_table, v_column IN VALUES ('script_element_crew_assignments', 'crew_user_id'),
+                                    ('script_element_performer_assignments', 'performer_id') LOOP
+        EXECUTE format('UPDATE callmaster.%1$I AS a SET %2$I = $2, invitation_id = NULL'
+                       ' WHERE a.invitation_id = $1 AND NOT EXISTS (SELECT FROM callmaster.%1$I AS k'
+                       ' WHERE k.element_id = a.element_id AND k.%2$I = $2)', v_table, v_column)
+            USING v_invitation.id, v_me;
+        EXECUTE format('DELETE FROM callmaster.%I AS a WHERE a.invitation_id = $1', v_table)
+            USING v_invitation.id;
+    END LOOP;
+
     INSERT INTO callmaster.crew_relationships (id, manager_user_id, crew_user_id, notes, is_active)
     VALUES (v_invitation.relationship_id, v_invitation.manager_user_id, v_me, v_invitation.notes,
             v_invitation.is_active)
     ON CONFLICT (manager_user_id, crew_user_id) DO NOTHING;
+    DELETE FROM callmaster.crew_invitations AS i
+    WHERE i.manager_user_id = v_invitation.manager_user_id AND i.id = v_invitation.id;
     RETURN jsonb_build_object(
         'relationship_id', (SELECT cr.id
                             FROM callmaster.crew_relationships AS cr
@@ -462,9 +518,10 @@ END
 $$;
 COMMENT ON FUNCTION callmaster.accept_crew_invitation(uuid) IS
     'API: the requesting user accepts an invitation addressed to them: they join the manager''s crew (the '
-    'relationship takes the id, notes and is_active the manager saw) and the invitation is gone. Arguments: '
-    'invitation_id. Returns {relationship_id, manager_user_id}. Errors: P0002 no such pending invitation '
-    'of theirs (declined ones included); 42501 no request user.';
+    'relationship takes the id, notes and is_active the manager saw), every assignment the manager gave the '
+    'pending member (show crew, element crew and performers) becomes theirs, and the invitation is gone, '
+    'in one transaction. Arguments: invitation_id. Returns {relationship_id, manager_user_id}. Errors: '
+    'P0002 no such pending invitation of theirs (declined or withdrawn ones included); 42501 no request user.';
 
 CREATE OR REPLACE FUNCTION callmaster.decline_crew_invitation(invitation_id uuid)
     RETURNS void
@@ -478,7 +535,8 @@ BEGIN
     SET declined_at = now()
     WHERE i.id = decline_crew_invitation.invitation_id
       AND i.invitee_user_id = callmaster.require_user_id()
-      AND i.declined_at IS NULL;
+      AND i.declined_at IS NULL
+      AND i.removed_at IS NULL;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING
             ERRCODE = 'P0002',

@@ -309,7 +309,7 @@ BEGIN
       AND a.owner_id = OLD.owner_id
       AND EXISTS (
           SELECT FROM callmaster.crew_assignments AS k
-          WHERE k.show_id = a.show_id AND k.owner_id = a.owner_id AND k.user_id = a.user_id
+          WHERE k.show_id = a.show_id AND k.owner_id = a.owner_id AND k.member_id = a.member_id
             AND k.department_id IS NULL
       );
     RETURN OLD;

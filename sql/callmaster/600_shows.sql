@@ -378,17 +378,53 @@ COMMENT ON FUNCTION callmaster.delete_show(uuid) IS
 
 -- Crew assignments ------------------------------------------------------------------------------
 
+-- SECURITY DEFINER: the crew of a show read its assignments, but not the owner's invitations (their notes
+-- are the owner's); a user summary of a pending member is what they may see of it, as of a guest.
+CREATE OR REPLACE FUNCTION callmaster.pending_member_summary(p_manager_user_id uuid, p_invitation_id uuid)
+    RETURNS jsonb
+    LANGUAGE sql
+    STABLE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, callmaster
+AS $$
+    SELECT jsonb_build_object('id', i.id, 'email', i.email, 'first_name', i.first_name,
+                              'last_name', i.last_name, 'status', 'guest')
+    FROM callmaster.crew_invitations AS i
+    WHERE i.manager_user_id = p_manager_user_id
+      AND i.id = p_invitation_id
+      AND (callmaster.acting_user_id() IS NULL
+           OR i.manager_user_id = callmaster.acting_user_id()
+           OR EXISTS (SELECT
+                      FROM callmaster.crew_assignments AS ca
+                      WHERE ca.invitation_id = i.id
+                        AND ca.owner_id = i.manager_user_id
+                        AND ca.show_id = ANY (callmaster.assigned_show_ids())))
+$$;
+COMMENT ON FUNCTION callmaster.pending_member_summary(uuid, uuid) IS
+    'The user summary of a pending crew member (an invitation) as crew_assignment_json shows it, exactly '
+    'the shape of a guest''s: {id (the invitation id), email, first_name, last_name (as the manager typed '
+    'them), status guest}. NULL unless the acting user is its manager, a DBA, or crew of a show it is '
+    'assigned to (who would see a guest there too). Arguments: its manager (the show owner), the invitation '
+    'id. Errors: 42501 unknown '
+    'or deactivated user.';
+REVOKE EXECUTE ON FUNCTION callmaster.pending_member_summary(uuid, uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION callmaster.pending_member_summary(uuid, uuid) TO keel_api;
+
 CREATE OR REPLACE FUNCTION callmaster.crew_assignment_json(ca callmaster.crew_assignments)
     RETURNS jsonb
     LANGUAGE sql
     STABLE
 AS $$
-    SELECT to_jsonb(ca)
+    -- The member is a user or, while pending, an invitation (issue 13, finding 15): both answer alike.
+    SELECT (to_jsonb(ca) - 'invitation_id' - 'member_id')
         || jsonb_build_object(
-            'user', (SELECT jsonb_build_object('id', u.id, 'email', u.email, 'first_name', u.first_name,
-                                               'last_name', u.last_name, 'status', u.status)
-                     FROM callmaster.users AS u
-                     WHERE u.id = ca.user_id),
+            'user_id', ca.member_id,
+            'user', CASE WHEN ca.invitation_id IS NULL
+                         THEN (SELECT jsonb_build_object('id', u.id, 'email', u.email, 'first_name', u.first_name,
+                                                         'last_name', u.last_name, 'status', u.status)
+                               FROM callmaster.users AS u
+                               WHERE u.id = ca.user_id)
+                         ELSE callmaster.pending_member_summary(ca.owner_id, ca.invitation_id) END,
             'department', (SELECT jsonb_build_object('id', d.id, 'name', d.name, 'color', d.color,
                                                      'initials', d.initials)
                            FROM callmaster.departments AS d
@@ -396,7 +432,8 @@ AS $$
 $$;
 COMMENT ON FUNCTION callmaster.crew_assignment_json(callmaster.crew_assignments) IS
     'The API representation of a show crew assignment: its columns plus a user summary and the '
-    'department (or null). Arguments: the row. No errors.';
+    'department (or null). A pending member''s assignment shows its member id as user_id and the summary '
+    'its manager typed (pending_member_summary), exactly as a guest''s. Arguments: the row. No errors.';
 
 CREATE OR REPLACE FUNCTION callmaster.list_show_crew(show_id uuid, lim integer, skip integer)
     RETURNS jsonb
@@ -437,9 +474,9 @@ CREATE OR REPLACE FUNCTION callmaster.add_show_crew(show_id uuid, data jsonb)
     LANGUAGE plpgsql
 AS $$
 DECLARE
-    v_me   uuid := callmaster.acting_user_id();
-    v_show callmaster.shows := callmaster.writable_show(add_show_crew.show_id);
-    r      callmaster.crew_assignments;
+    v_show    callmaster.shows := callmaster.writable_show(add_show_crew.show_id);
+    r         callmaster.crew_assignments;
+    v_pending boolean;
 BEGIN
     PERFORM callmaster.reject_unknown_keys(data, ARRAY['user_id', 'department_id', 'show_role', 'is_active'],
                                            'crew assignment');
@@ -447,15 +484,10 @@ BEGIN
     IF r.user_id IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'a crew assignment needs a user_id';
     END IF;
-    -- Through the API only users the owner can see (self, their crew, ...) may be assigned.
-    IF (v_me IS NOT NULL AND r.user_id <> ALL (callmaster.visible_user_ids()))
-       OR NOT EXISTS (SELECT 1 FROM callmaster.users AS u WHERE u.id = r.user_id) THEN
-        RAISE EXCEPTION USING
-            ERRCODE = '23503',
-            MESSAGE = format('user %s not found', r.user_id),
-            DETAIL = format('Key (user_id)=(%s) is not present in table "users".', r.user_id),
-            HINT = 'Add the person to your crew first (POST /api/crew/guests).';
-    END IF;
+    -- Through the API only users the owner can see (self, their crew, ...) may be assigned, and the owner's
+    -- pending members (then the assignment names the invitation, and grants nothing until accepted).
+    v_pending := r.user_id = ANY (callmaster.check_member_refs(ARRAY[r.user_id], v_show.owner_id, 'user',
+                                                               'user_id'));
     IF r.department_id IS NOT NULL
        AND NOT EXISTS (SELECT 1
                        FROM callmaster.departments AS d
@@ -467,8 +499,10 @@ BEGIN
             DETAIL = format('Key (department_id)=(%s) is not present in table "departments".', r.department_id);
     END IF;
     BEGIN
-        INSERT INTO callmaster.crew_assignments (show_id, owner_id, user_id, department_id, show_role, is_active)
-        VALUES (v_show.id, v_show.owner_id, r.user_id, r.department_id, nullif(btrim(r.show_role), ''),
+        INSERT INTO callmaster.crew_assignments (show_id, owner_id, user_id, invitation_id, department_id,
+                                                 show_role, is_active)
+        VALUES (v_show.id, v_show.owner_id, CASE WHEN NOT v_pending THEN r.user_id END,
+                CASE WHEN v_pending THEN r.user_id END, r.department_id, nullif(btrim(r.show_role), ''),
                 coalesce(r.is_active, true))
         RETURNING * INTO r;
     EXCEPTION WHEN unique_violation THEN
@@ -480,10 +514,12 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION callmaster.add_show_crew(uuid, jsonb) IS
-    'Assigns a user to a show as crew (then they may read the show, its scripts and elements). '
-    'Arguments: show_id, data {user_id, department_id?, show_role?, is_active?}. Returns '
-    'crew_assignment_json. Errors: P0002 show not found; 42501 not the owner; 22023 unknown field or no '
-    'user_id; 23503 (422) user not visible to the owner, or department not the owner''s; 23505 the user '
+    'Assigns a user to a show as crew (then they may read the show, its scripts and elements); user_id '
+    'may be a pending member of the owner''s crew (an invitation: the assignment grants nothing until it is '
+    'accepted, then it is the user''s). Arguments: show_id, data {user_id, department_id?, show_role?, '
+    'is_active?}. Returns crew_assignment_json. Errors: P0002 show not found; 42501 not the owner; 22023 '
+    'unknown field or no user_id; 23503 (422) user not visible to the owner (check_member_refs), or '
+    'department not the owner''s; 23505 the user '
     'already has that assignment (same department).';
 
 CREATE OR REPLACE FUNCTION callmaster.remove_show_crew(
@@ -504,7 +540,7 @@ BEGIN
     DELETE FROM callmaster.crew_assignments AS ca
     WHERE ca.show_id = v_show.id
       AND (remove_show_crew.assignment_id IS NULL OR ca.id = remove_show_crew.assignment_id)
-      AND (remove_show_crew.user_id IS NULL OR ca.user_id = remove_show_crew.user_id)
+      AND (remove_show_crew.user_id IS NULL OR ca.member_id = remove_show_crew.user_id)
       AND (remove_show_crew.department_id IS NULL OR ca.department_id = remove_show_crew.department_id);
     GET DIAGNOSTICS v_removed = ROW_COUNT;
     IF v_removed = 0 THEN
@@ -516,7 +552,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION callmaster.remove_show_crew(uuid, uuid, uuid, uuid) IS
-    'Removes crew assignments from a show: one assignment by id, or every assignment of user_id '
-    '(optionally only in department_id). Arguments: show_id, user_id, department_id, assignment_id. '
+    'Removes crew assignments from a show: one assignment by id, or every assignment of user_id (a user '
+    'or a pending member; optionally only in department_id). Arguments: show_id, user_id, department_id, assignment_id. '
     'Returns how many were removed. Errors: 22023 neither user_id nor assignment_id; P0002 show or '
     'assignment not found; 42501 not the owner.';

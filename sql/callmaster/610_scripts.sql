@@ -324,16 +324,20 @@ BEGIN
         RETURNING 1
     ),
     element_crew AS (
-        INSERT INTO callmaster.script_element_crew_assignments (element_id, crew_user_id, assignment_role, is_lead)
-        SELECT callmaster.copied_id(v_new, x.element_id), x.crew_user_id, x.assignment_role, x.is_lead
+        INSERT INTO callmaster.script_element_crew_assignments (element_id, crew_user_id, invitation_id,
+                                                                assignment_role, is_lead)
+        SELECT callmaster.copied_id(v_new, x.element_id), x.crew_user_id, x.invitation_id, x.assignment_role,
+               x.is_lead
         FROM source AS s
         JOIN callmaster.script_element_crew_assignments AS x ON x.element_id = s.id
         ORDER BY 1, 2
         RETURNING 1
     ),
     performers AS (
-        INSERT INTO callmaster.script_element_performer_assignments (element_id, performer_id, character_name, notes)
-        SELECT callmaster.copied_id(v_new, x.element_id), x.performer_id, x.character_name, x.notes
+        INSERT INTO callmaster.script_element_performer_assignments (element_id, performer_id, invitation_id,
+                                                                     character_name, notes)
+        SELECT callmaster.copied_id(v_new, x.element_id), x.performer_id, x.invitation_id, x.character_name,
+               x.notes
         FROM source AS s
         JOIN callmaster.script_element_performer_assignments AS x ON x.element_id = s.id
         ORDER BY 1, 2

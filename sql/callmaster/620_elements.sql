@@ -79,18 +79,18 @@ AS $$
     ) AS q ON q.element_id = e.id
     LEFT JOIN (
         SELECT x.element_id,
-               jsonb_agg(jsonb_build_object('crew_user_id', x.crew_user_id,
+               jsonb_agg(jsonb_build_object('crew_user_id', x.member_id,
                                             'assignment_role', x.assignment_role,
-                                            'is_lead', x.is_lead) ORDER BY x.is_lead DESC, x.crew_user_id) AS items
+                                            'is_lead', x.is_lead) ORDER BY x.is_lead DESC, x.member_id) AS items
         FROM callmaster.script_element_crew_assignments AS x
         WHERE x.element_id = ANY (element_ids)
         GROUP BY x.element_id
     ) AS c ON c.element_id = e.id
     LEFT JOIN (
         SELECT x.element_id,
-               jsonb_agg(jsonb_build_object('performer_id', x.performer_id,
+               jsonb_agg(jsonb_build_object('performer_id', x.member_id,
                                             'character_name', x.character_name,
-                                            'notes', x.notes) ORDER BY x.character_name, x.performer_id) AS items
+                                            'notes', x.notes) ORDER BY x.character_name, x.member_id) AS items
         FROM callmaster.script_element_performer_assignments AS x
         WHERE x.element_id = ANY (element_ids)
         GROUP BY x.element_id
@@ -120,7 +120,8 @@ AS $$
 $$;
 COMMENT ON FUNCTION callmaster.element_documents(uuid[]) IS
     'The API representation of elements: each element''s columns plus its supporting rows nested as '
-    'arrays (equipment, crew_assignments, performer_assignments, conditional_rules, group_members), for '
+    'arrays (equipment, crew_assignments, performer_assignments, conditional_rules, group_members; a crew '
+    'user or performer is its member id: the user''s, or a pending member''s invitation id), for '
     'all the given ids in one statement (rows the caller may not see are left out). Arguments: '
     'element_ids. Returns (id, document). No errors.';
 
@@ -238,18 +239,39 @@ COMMENT ON FUNCTION callmaster.check_parent_cycles(uuid[]) IS
     'Checks that following parent_element_id up from each given element never comes back to it. '
     'Arguments: element_ids. Errors: 22023 naming an element on a cycle.';
 
-CREATE OR REPLACE FUNCTION callmaster.check_user_refs(user_ids uuid[], visible uuid[], what text, key text)
-    RETURNS void
+CREATE OR REPLACE FUNCTION callmaster.check_member_refs(
+    member_ids uuid[],
+    owner_id uuid,
+    what text,
+    key text)
+    RETURNS uuid[]
     LANGUAGE plpgsql
-    STABLE
+    VOLATILE
 AS $$
 DECLARE
-    v_bad uuid;
+    v_me      uuid := callmaster.acting_user_id();
+    v_pending uuid[];
+    v_visible uuid[];
+    v_bad     uuid;
 BEGIN
+    -- Pending members (issue 13, finding 15): the owner's invitations, withdrawn ones too (a guest removed
+    -- from the crew stays assignable as well). Key-share locked, as the foreign key would: an acceptance
+    -- (FOR UPDATE) moving them waits for this transaction, or this one waits and finds none.
+    SELECT coalesce(array_agg(p.id), '{}') INTO v_pending
+    FROM (SELECT i.id
+          FROM callmaster.crew_invitations AS i
+          WHERE i.manager_user_id = check_member_refs.owner_id
+            AND i.id = ANY (member_ids)
+          ORDER BY i.id
+          FOR KEY SHARE) AS p;
+    IF v_me IS NOT NULL THEN
+        v_visible := callmaster.visible_user_ids();
+    END IF;
     SELECT u.id INTO v_bad
-    FROM unnest(user_ids) WITH ORDINALITY AS u (id, n)
+    FROM unnest(member_ids) WITH ORDINALITY AS u (id, n)
     WHERE u.id IS NOT NULL
-      AND ((visible IS NOT NULL AND u.id <> ALL (visible))
+      AND u.id <> ALL (v_pending)
+      AND ((v_me IS NOT NULL AND u.id <> ALL (v_visible))
            OR NOT EXISTS (SELECT 1 FROM callmaster.users AS x WHERE x.id = u.id))
     ORDER BY u.n
     LIMIT 1;
@@ -257,15 +279,53 @@ BEGIN
         RAISE EXCEPTION USING
             ERRCODE = '23503',
             MESSAGE = format('%s %s not found', what, v_bad),
-            DETAIL = format('Key (%s)=(%s) is not present in table "users".', key, v_bad);
+            DETAIL = format('Key (%s)=(%s) is not present in table "users".', key, v_bad),
+            HINT = 'Add the person to your crew first (POST /api/crew/guests).';
     END IF;
+    RETURN v_pending;
 END
 $$;
-COMMENT ON FUNCTION callmaster.check_user_refs(uuid[], uuid[], text, text) IS
-    'Checks that every non-NULL id in user_ids is an existing user and, when visible is not NULL, one of '
-    'visible (the acting user''s visible_user_ids; NULL for a DBA). Arguments: user_ids, visible, what '
-    '(the name in the message, e.g. ''crew user''), key (the column named in the detail). Errors: 23503 '
+COMMENT ON FUNCTION callmaster.check_member_refs(uuid[], uuid, text, text) IS
+    'Checks the members an assignment names: every non-NULL id must be a user the acting user can see '
+    '(visible_user_ids; any existing user for a DBA) or a pending member of owner_id (one of their crew '
+    'invitations, which it key-share locks). Arguments: member_ids, owner_id (the owner of the show or '
+    'element), what (the name in the message, e.g. ''crew user''), key (the column named in the detail). '
+    'Returns the ids that are pending members (store them as invitation_id). Errors: 23503 '
     '(detail "is not present") naming the first offending id.';
+
+-- Element rows have no owner column, so the composite foreign key that keeps a show's pending members the
+-- owner's (crew_assignments) is this trigger for them, whoever writes: API, DBA or a raw INSERT.
+CREATE OR REPLACE FUNCTION callmaster.check_element_member_owner()
+    RETURNS trigger
+    LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT
+                   FROM callmaster.script_elements AS e
+                   JOIN callmaster.crew_invitations AS i ON i.manager_user_id = e.owner_id
+                   WHERE e.id = NEW.element_id AND i.id = NEW.invitation_id) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = '23503',
+            MESSAGE = format('pending member %s is not in the crew of the element''s owner', NEW.invitation_id),
+            DETAIL = format('Key (invitation_id)=(%s) is not present in table "crew_invitations".',
+                            NEW.invitation_id);
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION callmaster.check_element_member_owner() IS
+    'Trigger (script_element_crew_assignments, script_element_performer_assignments; BEFORE INSERT or '
+    'UPDATE of the invitation or element, for rows naming a pending member): the invitation must be one '
+    'of the element owner''s. Errors: 23503 another owner''s (or no) invitation.';
+
+CREATE OR REPLACE TRIGGER script_element_crew_assignments_member_owner
+    BEFORE INSERT OR UPDATE OF invitation_id, element_id ON callmaster.script_element_crew_assignments
+    FOR EACH ROW WHEN (NEW.invitation_id IS NOT NULL)
+    EXECUTE FUNCTION callmaster.check_element_member_owner();
+CREATE OR REPLACE TRIGGER script_element_performer_assignments_member_owner
+    BEFORE INSERT OR UPDATE OF invitation_id, element_id ON callmaster.script_element_performer_assignments
+    FOR EACH ROW WHEN (NEW.invitation_id IS NOT NULL)
+    EXECUTE FUNCTION callmaster.check_element_member_owner();
 
 -- Writing one element -----------------------------------------------------------------------------
 
@@ -274,14 +334,9 @@ CREATE OR REPLACE FUNCTION callmaster.write_element_children(el callmaster.scrip
     LANGUAGE plpgsql
 AS $$
 DECLARE
-    v_me      uuid := callmaster.acting_user_id();
-    v_visible uuid[];
+    v_pending uuid[];
     v_bad     uuid;
 BEGIN
-    -- NULL for a DBA: check_user_refs then only checks that the users exist.
-    IF v_me IS NOT NULL AND (data ? 'crew_assignments' OR data ? 'performer_assignments') THEN
-        v_visible := callmaster.visible_user_ids();
-    END IF;
 
     IF data ? 'equipment' THEN
         PERFORM callmaster.check_item_array(data -> 'equipment', ARRAY['equipment_name', 'is_required', 'notes'],
@@ -295,14 +350,17 @@ BEGIN
     IF data ? 'crew_assignments' THEN
         PERFORM callmaster.check_item_array(data -> 'crew_assignments',
                                             ARRAY['crew_user_id', 'assignment_role', 'is_lead'], 'crew_assignments');
-        PERFORM callmaster.check_user_refs(
+        v_pending := callmaster.check_member_refs(
             ARRAY(SELECT x.crew_user_id
                   FROM jsonb_populate_recordset(NULL::callmaster.script_element_crew_assignments,
                                                 data -> 'crew_assignments') AS x),
-            v_visible, 'crew user', 'crew_user_id');
+            el.owner_id, 'crew user', 'crew_user_id');
         DELETE FROM callmaster.script_element_crew_assignments AS x WHERE x.element_id = el.id;
-        INSERT INTO callmaster.script_element_crew_assignments (element_id, crew_user_id, assignment_role, is_lead)
-        SELECT el.id, x.crew_user_id, x.assignment_role, coalesce(x.is_lead, false)
+        INSERT INTO callmaster.script_element_crew_assignments (element_id, crew_user_id, invitation_id,
+                                                                assignment_role, is_lead)
+        SELECT el.id, CASE WHEN x.crew_user_id <> ALL (v_pending) THEN x.crew_user_id END,
+               CASE WHEN x.crew_user_id = ANY (v_pending) THEN x.crew_user_id END,
+               x.assignment_role, coalesce(x.is_lead, false)
         FROM jsonb_populate_recordset(NULL::callmaster.script_element_crew_assignments,
                                       data -> 'crew_assignments') AS x;
     END IF;
@@ -310,14 +368,16 @@ BEGIN
     IF data ? 'performer_assignments' THEN
         PERFORM callmaster.check_item_array(data -> 'performer_assignments',
                                             ARRAY['performer_id', 'character_name', 'notes'], 'performer_assignments');
-        PERFORM callmaster.check_user_refs(
+        v_pending := callmaster.check_member_refs(
             ARRAY(SELECT x.performer_id
                   FROM jsonb_populate_recordset(NULL::callmaster.script_element_performer_assignments,
                                                 data -> 'performer_assignments') AS x),
-            v_visible, 'performer', 'performer_id');
+            el.owner_id, 'performer', 'performer_id');
         DELETE FROM callmaster.script_element_performer_assignments AS x WHERE x.element_id = el.id;
-        INSERT INTO callmaster.script_element_performer_assignments (element_id, performer_id, character_name, notes)
-        SELECT el.id, x.performer_id, x.character_name, x.notes
+        INSERT INTO callmaster.script_element_performer_assignments (element_id, performer_id, invitation_id,
+                                                                     character_name, notes)
+        SELECT el.id, CASE WHEN x.performer_id <> ALL (v_pending) THEN x.performer_id END,
+               CASE WHEN x.performer_id = ANY (v_pending) THEN x.performer_id END, x.character_name, x.notes
         FROM jsonb_populate_recordset(NULL::callmaster.script_element_performer_assignments,
                                       data -> 'performer_assignments') AS x;
     END IF;
@@ -371,7 +431,8 @@ COMMENT ON FUNCTION callmaster.write_element_children(callmaster.script_elements
     'performer_assignments [{performer_id, character_name?, notes?}], conditional_rules [{condition_type, '
     'operator, condition_value, description?, is_active?}], group_members [{child_element_id, '
     'order_in_group?}] (groups only; members must be elements of the same script). Absent keys leave those '
-    'rows alone; an empty array clears them. Arguments: el (the element row), data. Errors: 22023 bad shape '
+    'rows alone; an empty array clears them. A crew user or performer may be a pending member of the '
+    'element''s owner (check_member_refs). Arguments: el (the element row), data. Errors: 22023 bad shape '
     'or unknown field, members on a non-group; 23503 (422) a user the caller cannot see, a member outside '
     'the script; 23502/23514 missing or invalid values; 23505 a duplicate within one array.';
 
