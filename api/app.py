@@ -84,7 +84,11 @@ def create_app(settings: Settings, *, database_url: str | None = None, run_worke
 
     def on_app_init(config: AppConfig) -> AppConfig:
         config.state.update(
-            settings=settings, verifier=verifier, migration_ids=migration_ids(), sql_digest=sql_digest()
+            settings=settings,
+            read_db=read_db,
+            verifier=verifier,
+            migration_ids=migration_ids(),
+            sql_digest=sql_digest(),
         )
         return config
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import jwt
@@ -34,6 +36,13 @@ class Principal:
     """Who is calling: the verified claims of the request's token."""
 
     claims: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def claims_json(self) -> str:
+        """The claims as JSON for the request's transaction (api.db.CONTEXT_SQL): encoded once per
+        verified token, which the verifier keeps (one encoding per request cost more than the rest of
+        the token check)."""
+        return json.dumps(self.claims)
 
     @property
     def sub(self) -> str:
@@ -108,18 +117,19 @@ class TokenVerifier:
         self.issuer = settings.jwt_issuer
         self.jwks = JwksKeys(settings.jwt_jwks_url) if settings.jwt_jwks_url else None
         # A token's signature and claims do not change: verifying it again on every request only costs
-        # CPU. Entries leave the cache when the token expires (or to make room).
-        self._verified: TLRUCache[str, dict[str, Any]] = TLRUCache(
+        # CPU. Entries (by the token's exact text, only once verified) leave the cache when the token
+        # expires (or to make room).
+        self._verified: TLRUCache[str, Principal] = TLRUCache(
             maxsize=VERIFIED_CACHE_SIZE, ttu=_token_expiry, timer=time.time
         )
 
-    async def verify(self, token: str) -> dict[str, Any]:
-        """The token's claims; verified once, then remembered until the token expires."""
-        claims = self._verified.get(token)
-        if claims is None:
-            claims = await self._verify(token)
-            self._verified[token] = claims
-        return claims
+    async def principal(self, token: str) -> Principal:
+        """The caller the token names; verified once, then remembered until the token expires."""
+        principal = self._verified.get(token)
+        if principal is None:
+            principal = Principal(claims=await self._verify(token))
+            self._verified[token] = principal
+        return principal
 
     async def _verify(self, token: str) -> dict[str, Any]:
         try:
@@ -168,8 +178,8 @@ class TokenVerifier:
         return jwt.encode(payload, self.secret, algorithm="HS256")
 
 
-def _token_expiry(token: str, claims: dict[str, Any], now: float) -> float:
-    return float(claims["exp"])
+def _token_expiry(token: str, principal: Principal, now: float) -> float:
+    return float(principal.claims["exp"])
 
 
 def _unauthorized(detail: str) -> NotAuthorizedException:
@@ -185,5 +195,4 @@ async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
             detail="A bearer token is required.", headers={"WWW-Authenticate": "Bearer"}
         )
     verifier: TokenVerifier = request.app.state.verifier
-    claims = await verifier.verify(token.strip())
-    return Principal(claims=claims)
+    return await verifier.principal(token.strip())

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from api.db import Database
 
 REQUEST_ID_HEADER = "x-request-id"
+_REQUEST_ID_KEY = REQUEST_ID_HEADER.encode()  # ASGI header names arrive lowercased
 STATUS_KEY = "keel_status"  # in scope["state"]: the response's status, once it started
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
@@ -73,7 +74,7 @@ def _request_id(scope: Scope) -> str:
     """The client's `X-Request-ID` when it is sane, else a new one; remembered in the scope."""
     state = scope.setdefault("state", {})
     if "request_id" not in state:
-        incoming = dict(scope["headers"]).get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
+        incoming = next((v for k, v in scope["headers"] if k == _REQUEST_ID_KEY), b"").decode("latin-1")
         state["request_id"] = (
             incoming if 0 < len(incoming) <= 128 and incoming.isprintable() else uuid.uuid4().hex
         )

@@ -11,7 +11,7 @@ from litestar.plugins.prometheus import PrometheusController
 from psycopg import AsyncConnection, sql
 
 from api.auth import provide_principal
-from api.deps import AppSettings, Db, ReadDb
+from api.deps import AppSettings, Db
 from api.errors import Problem
 from api.migrate import MIGRATION_TABLE
 from api.replica import ReplicaDatabase
@@ -48,15 +48,16 @@ def _inspection(state: Any) -> Callable[[AsyncConnection[Any]], Coroutine[Any, A
 
 
 @get("/api/ready", tags=["ops"], summary="Readiness: database reachable and schema current")
-async def ready(
-    request: Request[Any, Any, Any], db: Db, read_db: ReadDb, settings: AppSettings
-) -> dict[str, Any]:
+async def ready(request: Request[Any, Any, Any], db: Db, settings: AppSettings) -> dict[str, Any]:
     """Verifies a bearer token when one is sent, so a client can check its credentials too. With a read
     replica, `replica` tells whether it answers, whether it is a standby, its lag, and whether dashboard
     reads fall back to the primary and why (a lagging or unreachable replica is no reason to stop
     serving: reads then go to the primary). `v1_ciphertexts` counts the leads `keel keys rotate` must
     still rewrite and says whether the API reads them meanwhile. A database that does not answer within
     `KEEL_READY_TIMEOUT` (pool stalled, network partition) is a 503 with `Retry-After`, never a hang."""
+    # The replica from the app's state, not as a dependency: `read_db` follows `principal`
+    # (api.deps.app_dependencies), and ready answers without a token.
+    read_db = request.app.state.read_db
     body: dict[str, Any] = {"status": "ready"}
     if "authorization" in request.headers:
         body["authenticated_as"] = (await provide_principal(request)).sub

@@ -23,9 +23,9 @@ class Pagination:
 
 
 async def provide_pagination(
-    principal: NamedDependency[Any],
+    read_db: NamedDependency[Any],
     limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT, description="Page size")] = DEFAULT_LIMIT,
     offset: Annotated[int, QueryParameter(ge=0, le=MAX_OFFSET, description="Rows to skip")] = 0,
 ) -> Pagination:
-    """Dependency `pagination` (after `principal`: see `api.deps.app_dependencies`)."""
+    """Dependency `pagination` (the chain's last link, after `read_db`: see `api.deps.app_dependencies`)."""
     return Pagination(limit=limit, offset=offset)

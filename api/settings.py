@@ -194,6 +194,13 @@ class Settings:
         return self.database_url is None
 
     @property
+    def llm_configured(self) -> bool:
+        """An LLM is configured when OPENAI_API_KEY or OPENAI_BASE_URL (any compatible server) is set.
+        (Here, not beside the assistant worker: an API process that only answers requests never imports
+        `openai`, ~1 s of CPU at every start.)"""
+        return bool(self.openai_api_key or self.openai_base_url)
+
+    @property
     def direct_url(self) -> str | None:
         """The URL for components that need a session (LISTEN, session locks): never a pooler's."""
         return self.database_direct_url or self.database_url

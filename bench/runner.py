@@ -85,7 +85,7 @@ class Sizes:
 
     @classmethod
     def quick(cls) -> Sizes:
-        return cls(450, 16, 1_000, 50_000, 300, 3_000, 2, 1_000, 3, 1.0, 8, 100, 5_000, 15, 1500, 3)
+        return cls(450, 16, 1_000, 50_000, 200, 2_000, 2, 1_000, 3, 1.0, 8, 100, 5_000, 15, 1500, 3)
 
     @classmethod
     def tiny(cls) -> Sizes:

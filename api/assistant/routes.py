@@ -12,7 +12,6 @@ from litestar.response import ServerSentEvent
 from psycopg import sql
 
 from api.assistant.events import hub_for, parse_last_event_id, reply_events, reply_progress
-from api.assistant.worker import llm_configured
 from api.deps import AppSettings, CurrentPrincipal, Db, Page
 from api.errors import Problem
 from api.idempotency import run_idempotent
@@ -64,7 +63,7 @@ async def post_chat(
 
     Honours `Idempotency-Key`: a retry with the same key and body returns the first answer.
     """
-    if not llm_configured(settings):
+    if not settings.llm_configured:
         raise _not_configured()
     outcome = await run_idempotent(
         db,

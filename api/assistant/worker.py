@@ -70,11 +70,6 @@ RELEASE_SQL = "SELECT assistant.release_reply(%(id)s, %(attempt)s)"
 LISTEN_JOBS = "LISTEN assistant_jobs"
 
 
-def llm_configured(settings: Settings) -> bool:
-    """An LLM is configured when OPENAI_API_KEY or OPENAI_BASE_URL (any compatible server) is set."""
-    return bool(settings.openai_api_key or settings.openai_base_url)
-
-
 def make_client(settings: Settings) -> openai.AsyncOpenAI:
     timeout = settings.assistant_timeout
     return openai.AsyncOpenAI(
@@ -503,7 +498,7 @@ class ReplyWorker:
 
 async def run(settings: Settings, db: Database, stop: asyncio.Event) -> None:
     """Worker entry point (api.workers.WORKERS): answer queued assistant replies until `stop` is set."""
-    if not llm_configured(settings):
+    if not settings.llm_configured:
         log.warning(
             "assistant worker idle: no LLM configured (set OPENAI_API_KEY and/or OPENAI_BASE_URL, "
             "and KEEL_ASSISTANT_MODEL); chat requests answer 503 until then"
@@ -513,4 +508,4 @@ async def run(settings: Settings, db: Database, stop: asyncio.Event) -> None:
     await ReplyWorker(settings, db).run(stop)
 
 
-__all__: list[str] = ["SYSTEM_PROMPT", "ReplyWorker", "llm_configured", "run"]
+__all__: list[str] = ["SYSTEM_PROMPT", "ReplyWorker", "run"]
