@@ -26,6 +26,7 @@ from litestar import Litestar
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.supervisors import Multiprocess
 
+from api.body_writer import BODY_WRITER, BodyWriter
 from api.observability import clear_multiprocess_dir, forget_process
 from api.settings import Settings
 
@@ -94,11 +95,12 @@ class _OneWriteCycle(RequestResponseCycle):
 
 
 class HttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with `_OneWriteCycle` for every request (keel serve, the tests'
-    server and the bench all serve with it)."""
+    """uvicorn's httptools protocol with `_OneWriteCycle` for every request and a `BodyWriter` in its
+    scope (keel serve, the tests' server and the bench all serve with it)."""
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         cycle.__class__ = _OneWriteCycle
+        cycle.scope.setdefault("extensions", {})[BODY_WRITER] = BodyWriter(cycle)  # type: ignore[index]
         super()._start_asgi_task(cycle, app)
 
 

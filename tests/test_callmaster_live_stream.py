@@ -172,10 +172,9 @@ async def test_revoked_subscribers_are_disconnected(
 async def test_a_stalled_reader_holds_up_nobody_and_then_gets_everything_in_order(
     client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Bearer, stage: dict[str, Any]
 ) -> None:
-    """The relay writes to up-to-date subscribers itself; a write that finds the client's socket full
-    must finish in the background (the others go on), and that subscriber then catches up, gapless,
-    from the relay's recent events or the database. (No keep-alive meanwhile: the stalled stream's own
-    write would wait instead of the relay's.)"""
+    """The relay writes to up-to-date subscribers' connections itself; a client whose socket is full is
+    left to its own stream (the others go on), whose write waits for it, and that subscriber then
+    catches up, gapless, from the relay's recent events or the database."""
     script = stage["script"]
     url = f"/api/scripts/{script}/live"
     dba.execute(
@@ -216,7 +215,7 @@ async def test_a_stalled_reader_holds_up_nobody_and_then_gets_everything_in_orde
             )
             while (await crew.next(timeout=60)).id != str(flood):
                 pass
-            # Its socket is full: the relay's write of this GO to it waits, the GO reaches the other at once.
+            # Its socket is full: the relay leaves it to its own stream, the GO reaches the other at once.
             started = time.monotonic()
             await go(client, bearer("caller_c"), script)
             event = await crew.next(timeout=5)

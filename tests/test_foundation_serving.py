@@ -1,5 +1,6 @@
 """The HTTP protocol Keel serves with: a response of known length leaves in one write (head and body),
-a stream's head leaves at once. Driven through uvicorn's protocol with a transport that records writes."""
+a stream's head leaves at once, and a stream's `BodyWriter` writes chunks as its send would. Driven
+through uvicorn's protocol with a transport that records writes."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from litestar.response import Stream
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from api.body_writer import BODY_WRITER, BodyWriter
 from api.serving import HttpProtocol, server_config
 
 
@@ -118,3 +120,43 @@ async def test_connection_close_is_kept_after_the_single_write() -> None:
     await wait_for(lambda: transport.closed)
     assert len(transport.writes) == 1 and transport.writes[0].endswith(b'{"hello":"world"}')
     assert b"connection: close" in transport.writes[0].lower()
+
+
+async def test_a_body_writer_writes_chunks_of_a_started_stream_as_send_would() -> None:
+    """The live relay's direct write (api.body_writer.BodyWriter): a chunk framed as uvicorn frames one,
+    written only while the stream is started, open, and its socket takes bytes (flow control)."""
+    release = asyncio.Event()
+    protocol, transport = await serve_one(
+        HttpProtocol, streaming_app(release), b"GET /stream HTTP/1.1\r\nHost: keel\r\n\r\n"
+    )
+    writer = protocol.cycle.scope["extensions"][BODY_WRITER]
+    assert not writer.write(BodyWriter.chunk(b"early"))  # no head yet
+    await wait_for(lambda: transport.writes)
+    assert writer.write(BodyWriter.chunk(b"direct"))
+    protocol.pause_writing()  # the client's socket is full: the stream's own send waits for it instead
+    assert not writer.write(BodyWriter.chunk(b"paused"))
+    protocol.resume_writing()
+    release.set()
+    await wait_for(lambda: protocol.cycle.response_complete)
+    assert not writer.write(BodyWriter.chunk(b"late"))  # the response is over
+    assert b"".join(transport.writes[1:]) == b"6\r\ndirect\r\n5\r\nfirst\r\n0\r\n\r\n"
+    protocol.connection_lost(None)
+
+    fixed_length, fixed_transport = await serve_one(
+        HttpProtocol,
+        streaming_app(release),
+        b"GET /fixed HTTP/1.1\r\nHost: keel\r\nConnection: close\r\n\r\n",
+    )
+    await wait_for(lambda: fixed_transport.closed)
+    assert not fixed_length.cycle.scope["extensions"][BODY_WRITER].write(BodyWriter.chunk(b"x"))
+    assert len(fixed_transport.writes) == 1
+
+
+async def test_a_body_writer_writes_nothing_once_the_client_left() -> None:
+    protocol, transport = await serve_one(
+        HttpProtocol, streaming_app(asyncio.Event()), b"GET /stream HTTP/1.1\r\nHost: keel\r\n\r\n"
+    )
+    await wait_for(lambda: transport.writes)
+    writer = protocol.cycle.scope["extensions"][BODY_WRITER]
+    protocol.connection_lost(None)
+    assert not writer.write(BodyWriter.chunk(b"gone")) and len(transport.writes) == 1

@@ -7,16 +7,20 @@ While events flow it polls every `live_poll_interval` seconds, so writers need n
 serialises commits cluster-wide); show commands (a few a minute, and the events whose latency is
 measured) NOTIFY anyway, so a GO is fetched as soon as it commits rather than at the next poll. After
 `live_linger` quiet seconds the relay announces that it sleeps (`callmaster.live_relay_asleep`, which also
-waits for writers that saw it awake), looks once more, and waits for a NOTIFY on `callmaster_live`. Every `live_check_interval` seconds it re-checks every
-subscriber's access and reports presence (`callmaster.live_heartbeat`), and disconnects the revoked.
+waits for writers that saw it awake), looks once more, and waits for a NOTIFY on `callmaster_live`. Every
+`live_check_interval` seconds it re-checks every subscriber's access and reports presence
+(`callmaster.live_heartbeat`), and disconnects the revoked — on a second session, so that a GO never
+waits behind those checks (10–80 ms each with 250 subscribers on a loaded machine, measured).
 
-Fan-out: each new event is encoded once, and the relay writes the same bytes to every subscriber that is
-up to date, in one pass, straight to its ASGI `send` (no task, queue or Litestar stream per subscriber
-and event: at 500 subscribers those were most of the API's CPU). Each script keeps its most recent
-events; positions are gapless, so the events after a subscriber's position are a slice. A subscriber
-behind (it joined before the relay had caught up, or its socket was full) catches up in its own stream
-(`LiveStream`): from those recent events, or from the database when it is further behind. The session
-runs on `database_direct_url` (a transaction-mode pooler cannot hold a LISTEN).
+Fan-out: each batch of new events is encoded and framed once, and the relay writes the same bytes to
+every subscriber that is up to date, in one pass, straight to its connection (`api.body_writer.BodyWriter`:
+no task, queue, Litestar stream or ASGI send per subscriber and event — at 500 subscribers those were
+most of the API's CPU, then most of the fan-out's time beyond the socket writes). Each script keeps its
+most recent events; positions are gapless, so the events after a subscriber's position are a slice. A
+subscriber the relay does not write to — behind (it joined before the relay had caught up), its socket
+full (flow control), or served without a `BodyWriter` — is woken and catches up in its own stream
+(`LiveStream`, through the ASGI send): from those recent events, or from the database when it is further
+behind. The session runs on `database_direct_url` (a transaction-mode pooler cannot hold a LISTEN).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -39,6 +43,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from api.body_writer import BODY_WRITER, BodyWriter
 from api.db import WORKER_ROLE
 from api.settings import Settings
 
@@ -82,8 +87,8 @@ class Message(ServerSentEventMessage):
 
 @dataclass(eq=False)
 class Subscriber:
-    """One live stream: who it is (a Clerk user or a share link), what it has delivered, and how to write
-    to it (`send`, the stream's ASGI send, set while the relay may write to it)."""
+    """One live stream: who it is (a Clerk user or a share link), what it has delivered, and how the
+    relay writes to it (`writer`, set while it may)."""
 
     script_id: uuid.UUID
     position: int
@@ -92,10 +97,9 @@ class Subscriber:
     key: str = field(default_factory=lambda: uuid.uuid4().hex)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     revoked: bool = False
-    gone: bool = False  # the client disconnected, or a write to it failed
-    send: Send | None = None
-    busy: bool = False  # a write is under way (the stream's own, or a relay write that had to wait)
-    writing: asyncio.Future[None] | None = None  # that relay write
+    gone: bool = False  # the client disconnected
+    writer: BodyWriter | None = None
+    busy: bool = False  # the stream's own write is under way
     last_sent: float = 0.0
 
 
@@ -108,40 +112,6 @@ class Feed:
 
 def body(chunk: bytes) -> HTTPResponseBodyEvent:
     return {"type": "http.response.body", "body": chunk, "more_body": True}
-
-
-class _Rest:
-    """The rest of a coroutine that was run up to its first wait (see `start`), as an awaitable."""
-
-    def __init__(self, coro: Coroutine[Any, Any, None], waiting_on: Any) -> None:
-        self.coro, self.waiting_on = coro, waiting_on
-
-    def __await__(self) -> Generator[Any, Any, None]:
-        value = self.waiting_on
-        while True:
-            try:
-                sent = yield value
-            except BaseException as exc:  # noqa: BLE001 (cancellation too: it reaches the coroutine as in a task)
-                try:
-                    value = self.coro.throw(exc)
-                except StopIteration:
-                    return
-            else:
-                try:
-                    value = self.coro.send(sent)
-                except StopIteration:
-                    return
-
-
-def start(coro: Coroutine[Any, Any, None]) -> asyncio.Future[None] | None:
-    """Run `coro` in the caller's turn up to its first wait: None when it finished without waiting (an
-    ASGI send whose transport takes the bytes), else a task running the rest (a paused transport). A
-    task per write for every subscriber and event was most of the relay's CPU."""
-    try:
-        waiting_on = coro.send(None)
-    except StopIteration:
-        return None
-    return asyncio.ensure_future(_Rest(coro, waiting_on))
 
 
 class LiveRelay:
@@ -182,42 +152,59 @@ class LiveRelay:
             return None
         return feed.recent[subscriber.position + 1 - feed.recent[0].position :]
 
+    async def _connect(self) -> psycopg.AsyncConnection[dict[str, Any]]:
+        conn = await psycopg.AsyncConnection.connect(
+            self.conninfo, autocommit=True, row_factory=dict_row, application_name="keel-live-relay"
+        )
+        # The relay reads every subscribed script's feed: the worker role's calls, not a request's.
+        await conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(WORKER_ROLE)))
+        return conn
+
     async def _run(self) -> None:
         delay = 0.2
         while self.feeds:
             try:
-                conn = await psycopg.AsyncConnection.connect(
-                    self.conninfo, autocommit=True, row_factory=dict_row, application_name="keel-live-relay"
-                )
-                async with conn:
-                    # The relay reads every subscribed script's feed: the worker role's calls, not a request's.
-                    await conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(WORKER_ROLE)))
+                async with await self._connect() as conn, await self._connect() as checks:
                     delay = 0.2
-                    await self._serve(conn)
-            except psycopg.Error as exc:  # lost session, or a failing call: start over on a new session
+                    tasks = [asyncio.create_task(self._serve(conn)), asyncio.create_task(self._check(checks))]
+                    try:  # both run while anyone follows; the first to end (or fail) ends the other
+                        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        for task in tasks:
+                            task.cancel()
+                        await asyncio.wait(tasks)
+                    for task in done:
+                        task.result()
+            except psycopg.Error as exc:  # lost session, or a failing call: start over on new sessions
                 log.warning("live relay: %s; reconnecting in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+
+    async def _check(self, conn: psycopg.AsyncConnection[dict[str, Any]]) -> None:
+        """Every `live_check_interval` seconds, and soon after a subscriber joins: re-check access and
+        report presence; once a minute, prune the log."""
+        s = self.settings
+        loop = asyncio.get_running_loop()
+        next_prune = loop.time()
+        while self.feeds:
+            self.check_now.clear()
+            await self._heartbeat(conn)
+            if loop.time() >= next_prune:
+                await conn.execute(PRUNE, {"keep": timedelta(hours=s.live_retention_hours)})
+                next_prune = loop.time() + PRUNE_EVERY
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.check_now.wait(), timeout=s.live_check_interval)
 
     async def _serve(self, conn: psycopg.AsyncConnection[dict[str, Any]]) -> None:
         s = self.settings
         loop = asyncio.get_running_loop()
         last_event = loop.time()
-        next_check = 0.0
-        next_prune = loop.time()
         awake = True
         await conn.execute(LISTEN)  # show commands always ring; other writers only while a relay sleeps
         while self.feeds:
             if await self._poll(conn):
                 last_event = loop.time()
             now = loop.time()
-            if now >= next_check or self.check_now.is_set():
-                self.check_now.clear()
-                await self._heartbeat(conn)
-                next_check = now + s.live_check_interval
-            if now >= next_prune:
-                await conn.execute(PRUNE, {"keep": timedelta(hours=s.live_retention_hours)})
-                next_prune = now + PRUNE_EVERY
             if awake and now - last_event < s.live_linger:
                 await self._notified(conn, s.live_poll_interval)
                 continue
@@ -231,7 +218,7 @@ class LiveRelay:
                 else:  # a writer that saw us awake is still open: look again, then retry
                     await self._notified(conn, s.live_poll_interval)
                 continue
-            if await self._notified(conn, max(0.01, min(next_check - loop.time(), 1.0))):
+            if await self._notified(conn, 1.0):
                 await conn.execute(AWAKE)
                 awake = True
                 last_event = loop.time()
@@ -269,45 +256,28 @@ class LiveRelay:
             self._fan_out(self.feeds[sid], messages, now)
         return bool(rows)
 
-    def _fan_out(self, feed: Feed, fresh: list[Message], now: float) -> None:
-        """Write the new events to every subscriber that is up to date, in this one pass: the same bytes
-        to each (one ASGI send). A subscriber behind, or writing, is woken to catch up on its own."""
+    @staticmethod
+    def _fan_out(feed: Feed, fresh: list[Message], now: float) -> None:
+        """Write the new events to every subscriber that is up to date, in this one pass: the same framed
+        bytes to each. A subscriber behind, writing, or that cannot take them now is woken to catch up."""
         first, last = fresh[0].position, fresh[-1].position
-        shared: HTTPResponseBodyEvent | None = None
+        shared: bytes | None = None
         for sub in feed.subscribers:
             if sub.position >= last:
                 continue
-            if sub.busy or sub.send is None or sub.position < first - 1:
+            if sub.busy or sub.writer is None or sub.position < first - 1:
                 sub.wake.set()
                 continue
             if sub.position == first - 1:
                 if shared is None:
-                    shared = body(b"".join(m.encoded for m in fresh))
-                message = shared
+                    shared = BodyWriter.chunk(b"".join(m.encoded for m in fresh))
+                chunk = shared
             else:  # joined after the first of these
-                message = body(b"".join(m.encoded for m in fresh if m.position > sub.position))
-            sub.position, sub.last_sent = last, now
-            self._write(sub, sub.send, message)
-
-    @staticmethod
-    def _write(sub: Subscriber, send: Send, message: HTTPResponseBodyEvent) -> None:
-        try:
-            rest = start(send(message))
-        except (RuntimeError, OSError) as exc:  # the response is over: its stream ends
-            log.debug("live relay: write failed: %r", exc)
-            sub.gone = True
-            sub.wake.set()
-            return
-        if rest is not None:  # the transport is paused (a slow reader): finish in a task
-
-            def written(task: asyncio.Future[None]) -> None:
-                sub.busy, sub.writing = False, None
-                if not task.cancelled() and task.exception() is not None:
-                    sub.gone = True
+                chunk = BodyWriter.chunk(b"".join(m.encoded for m in fresh if m.position > sub.position))
+            if sub.writer.write(chunk):
+                sub.position, sub.last_sent = last, now
+            else:  # its socket is full, or it left: its stream deals with it
                 sub.wake.set()
-
-            sub.busy, sub.writing = True, rest
-            rest.add_done_callback(written)
 
     async def _heartbeat(self, conn: psycopg.AsyncConnection[dict[str, Any]]) -> None:
         subscribers = [sub for feed in self.feeds.values() for sub in feed.subscribers]
@@ -349,30 +319,29 @@ Reopen = Callable[[int], Awaitable[dict[str, Any]]]
 
 class LiveStream:
     """The body of one live SSE response: `opening` (state, reset or replay), then the feed until the
-    client leaves or its access ends. While the subscriber is up to date the relay writes to it directly
-    (`LiveRelay._fan_out`); this stream catches it up when it is behind (from the relay's recent events, or
-    with `reopen(position)` — live_open — from the database), sends keep-alives and `revoked`."""
+    client leaves or its access ends. While the subscriber is up to date the relay writes to its connection
+    directly (`LiveRelay._fan_out`, with the server's `BodyWriter`); this stream catches it up through the
+    ASGI send when it is behind (from the relay's recent events, or with `reopen(position)` — live_open —
+    from the database), sends keep-alives and `revoked`."""
 
     def __init__(
         self, relay: LiveRelay, subscriber: Subscriber, opening: list[Message], reopen: Reopen
     ) -> None:
         self.relay, self.subscriber, self.opening, self.reopen = relay, subscriber, opening, reopen
 
-    async def __call__(self, send: Send, receive: Receive) -> None:
+    async def __call__(self, scope: Scope, send: Send, receive: Receive) -> None:
         sub = self.subscriber
         loop = asyncio.get_running_loop()
         async with self.relay.subscribe(sub):
             await send(body(b"".join(m.encode() for m in self.opening)))
             sub.last_sent = loop.time()
-            sub.send = send
+            sub.writer = (scope.get("extensions") or {}).get(BODY_WRITER)  # type: ignore[assignment]
             listener = asyncio.create_task(self._until_disconnect(receive))
             try:
                 await self._follow(send)
             finally:
-                sub.send = None
+                sub.writer = None
                 listener.cancel()
-                if sub.writing is not None:
-                    await asyncio.wait([sub.writing])
         await send(END)
 
     async def _until_disconnect(self, receive: Receive) -> None:
@@ -414,11 +383,8 @@ class LiveStream:
         loop = asyncio.get_running_loop()
         while not sub.gone:
             sub.wake.clear()
-            if sub.writing is not None:  # a relay write waits for a slow reader: it goes first
-                await asyncio.wait([sub.writing])
-                continue
             if sub.revoked:
-                sub.send = None  # the relay writes no more
+                sub.writer = None  # the relay writes no more
                 await self._write(send, Message(sub.position, "revoked", "{}").encoded)
                 return
             pending = self.relay.events_after(sub)
@@ -456,7 +422,7 @@ class _LiveASGIResponse(ASGIResponse):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.head.start_response(send)
-        await self.stream(send, receive)
+        await self.stream(scope, send, receive)
         await self.head.after_response()
 
 
