@@ -143,11 +143,9 @@ class DatabaseSupply:
     def close(self) -> None:
         """Stop making copies, then drop every copy made or used."""
         self._closing.set()
-        while self._maker.is_alive():
-            with contextlib.suppress(queue.Empty):
-                self._used.put(self._ready.get(timeout=0.1))  # unblocks a maker waiting for room
+        self._maker.join()
         while not self._ready.empty():
-            self._used.put(self._ready.get_nowait())
+            self._discard(self._ready.get_nowait())
         self._used.put(None)
         self._dropper.join()
 
@@ -157,15 +155,18 @@ class DatabaseSupply:
                 made: str | BaseException = create_database(self.admin_url, self.template)
             except Exception as exc:  # noqa: BLE001 - handed to the test that takes it
                 made = exc
-            while True:
+            while True:  # wait for room, but not past close()
                 try:
                     self._ready.put(made, timeout=0.1)
                     break
                 except queue.Full:
                     if self._closing.is_set():
-                        if isinstance(made, str):
-                            self._used.put(made)
+                        self._discard(made)
                         return
+
+    def _discard(self, made: str | BaseException) -> None:
+        if isinstance(made, str):
+            self._used.put(made)
 
     def _drop(self) -> None:
         while (name := self._used.get()) is not None:
