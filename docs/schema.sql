@@ -1802,6 +1802,7 @@ CREATE TABLE callmaster.script_elements (
     CONSTRAINT script_elements_version_check CHECK ((version >= 1))
 )
 WITH (fillfactor='50');
+ALTER TABLE ONLY callmaster.script_elements ALTER COLUMN script_id SET STATISTICS 0;
 
 ALTER TABLE ONLY callmaster.script_elements FORCE ROW LEVEL SECURITY;
 
@@ -2735,7 +2736,7 @@ BEGIN
     ),
     groups AS (
         DELETE FROM callmaster.script_element_groups AS x
-        WHERE x.script_id = ANY (delete_script_rows_unchecked.script_ids)
+        WHERE x.group_id IN (SELECT d.id FROM doomed_elements AS d)
         RETURNING 1
     ),
     elements AS (
@@ -2907,11 +2908,11 @@ BEGIN
     -- id and the original row's id (copied_id), so every reference inside the script (parent, group,
     -- group member, supporting row) is remapped by computing it again, not looked up in an old->new
     -- map. The only joins left are of the script's elements (read once: source) with their supporting
-    -- rows on the supporting tables' indexed element_id: no plan (a generic one, or statistics that do
+    -- rows on the supporting tables' indexed element_id (group_id for memberships): no plan (a generic one, or statistics that do
     -- not know the script yet) can make the copy quadratic, as nested loops over a map in a CTE did.
-    -- An element's new id is computed once (source.new_id) and its supporting rows take it from that
-    -- join, so SHA-256 runs once per element, parent and group row, not again per supporting row
-    -- (25k fewer hashes for a 10k-element script of the bench).
+    -- An element's new id is computed once (source.new_id) and its supporting rows (and its group
+    -- memberships) take it from that join, so SHA-256 runs once per element, parent and group member,
+    -- not again per supporting row (35k fewer hashes for a 10k-element script of the bench).
     -- Each INSERT takes its rows in the order of the new ids, so the per-row work PostgreSQL cannot
     -- batch (primary-key insertion, each supporting row's foreign-key check against its new element)
     -- walks the indexes in key order instead of at random.
@@ -2974,10 +2975,9 @@ BEGIN
     ),
     groups AS (
         INSERT INTO callmaster.script_element_groups (group_id, child_element_id, script_id, order_in_group)
-        SELECT callmaster.copied_id(v_new, x.group_id), callmaster.copied_id(v_new, x.child_element_id), v_new,
-               x.order_in_group
-        FROM callmaster.script_element_groups AS x
-        WHERE x.script_id = v_src.id
+        SELECT s.new_id, callmaster.copied_id(v_new, x.child_element_id), v_new, x.order_in_group
+        FROM source AS s
+        JOIN callmaster.script_element_groups AS x ON x.group_id = s.id
         ORDER BY 1, 2
         RETURNING 1
     )
@@ -10593,7 +10593,7 @@ ALTER TABLE ONLY callmaster.script_element_equipment
 --
 
 ALTER TABLE ONLY callmaster.script_element_groups
-    ADD CONSTRAINT script_element_groups_pkey PRIMARY KEY (group_id, child_element_id);
+    ADD CONSTRAINT script_element_groups_pkey PRIMARY KEY (group_id, script_id, child_element_id);
 
 --
 -- Name: script_element_performer_assignments script_element_performer_assignments_pkey; Type: CONSTRAINT; Schema: callmaster; Owner: keel_owner
@@ -10960,13 +10960,7 @@ CREATE INDEX script_element_crew_assignments_invitation_id_idx ON callmaster.scr
 -- Name: script_element_groups_child_idx; Type: INDEX; Schema: callmaster; Owner: keel_owner
 --
 
-CREATE INDEX script_element_groups_child_idx ON callmaster.script_element_groups USING btree (script_id, child_element_id);
-
---
--- Name: script_element_groups_group_idx; Type: INDEX; Schema: callmaster; Owner: keel_owner
---
-
-CREATE INDEX script_element_groups_group_idx ON callmaster.script_element_groups USING btree (script_id, group_id);
+CREATE INDEX script_element_groups_child_idx ON callmaster.script_element_groups USING btree (child_element_id, script_id);
 
 --
 -- Name: script_element_performer_assignments_invitation_id_idx; Type: INDEX; Schema: callmaster; Owner: keel_owner
@@ -10996,7 +10990,7 @@ CREATE INDEX script_elements_department_idx ON callmaster.script_elements USING 
 -- Name: script_elements_parent_idx; Type: INDEX; Schema: callmaster; Owner: keel_owner
 --
 
-CREATE INDEX script_elements_parent_idx ON callmaster.script_elements USING btree (script_id, parent_element_id) WHERE (parent_element_id IS NOT NULL);
+CREATE INDEX script_elements_parent_idx ON callmaster.script_elements USING btree (parent_element_id, script_id) WHERE (parent_element_id IS NOT NULL);
 
 --
 -- Name: script_elements_script_sequence_idx; Type: INDEX; Schema: callmaster; Owner: keel_owner

@@ -48,8 +48,8 @@ COPY_CHILDREN_SQL = sql.SQL(
     " JOIN callmaster.script_elements AS e ON e.id = c.element_id WHERE e.script_id = %(script)s"
 )
 COPY_GROUPS_SQL = sql.SQL(
-    "INSERT INTO {schema}.script_element_groups"
-    " SELECT * FROM callmaster.script_element_groups WHERE script_id = %(script)s"
+    "INSERT INTO {schema}.script_element_groups SELECT g.* FROM callmaster.script_element_groups AS g"
+    " JOIN callmaster.script_elements AS e ON e.id = g.group_id WHERE e.script_id = %(script)s"
 )
 
 
