@@ -6,8 +6,9 @@ import datetime as dt
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, LiteralString
 
+import psycopg
 from psycopg import sql
 
 from bench.loadgen import Req
@@ -50,6 +51,25 @@ def live_feed_off(ctx: Context) -> Iterator[None]:
         triggers = [(str(t), str(n)) for t, n in conn.execute(LIVE_FEED_TRIGGERS).fetchall()]
     with triggers_off(ctx, triggers):
         yield
+
+
+# A script's tables, vacuumed after its copies are deleted (delete_copies).
+VACUUM_SCRIPT_TABLES = """
+VACUUM callmaster.scripts, callmaster.live_feed_heads, callmaster.live_events, callmaster.script_elements,
+       callmaster.script_element_equipment, callmaster.script_element_crew_assignments,
+       callmaster.script_element_performer_assignments, callmaster.script_element_conditional_rules,
+       callmaster.script_element_groups
+"""
+
+
+def delete_copies(conn: psycopg.Connection[Any], where: LiteralString, params: dict[str, Any]) -> int:
+    """Delete the copied scripts (`DELETE FROM callmaster.scripts WHERE {where}`, outside any timing) and
+    vacuum their tables: every repetition of a copy, whoever makes it, then starts from the same tables,
+    with no dead rows and no autovacuum of them running beside the next copy. The count deleted."""
+    delete = sql.SQL("DELETE FROM callmaster.scripts WHERE {}").format(sql.SQL(where))
+    gone = conn.execute(delete, params).rowcount
+    conn.execute(VACUUM_SCRIPT_TABLES)
+    return gone
 
 
 def ms(seconds: float) -> str:

@@ -18,7 +18,7 @@ from api.db import API_ROLE, CONTEXT_SQL
 from bench import datagen
 from bench.baselines.duplicate import duplicate_script as baseline_duplicate
 from bench.runner import Context, Result
-from bench.workloads.common import alternate, live_feed_off, med, ms, ratio_result
+from bench.workloads.common import alternate, delete_copies, live_feed_off, med, ms, ratio_result
 
 
 def keel_duplicate(conn: psycopg.Connection[Any], claims: dict[str, Any], script_id: str) -> str:
@@ -50,7 +50,7 @@ def run(ctx: Context) -> list[Result]:
             ).fetchone()
             if count is None or count[0] != n:
                 raise RuntimeError(f"copy of {n} elements has {count and count[0]}")
-            dba.execute("DELETE FROM callmaster.scripts WHERE id = %s", (copy,))
+            delete_copies(dba, "id = %(copy)s", {"copy": copy})
             return took
 
         def keel_copy(n: int) -> str:

@@ -43,7 +43,7 @@ from bench.runner import JWT_SECRET, Context, Result
 from bench.server import served
 from bench.stats import median
 from bench.workloads import control_tower
-from bench.workloads.common import json_req, live_feed_off, med, ms, per_s, slots
+from bench.workloads.common import delete_copies, json_req, live_feed_off, med, ms, per_s, slots
 
 TARGET_RTT = 0.5
 DOCTORS = 16
@@ -346,10 +346,11 @@ class AtRtt:
         def cleared(took: float) -> float:
             """Delete the copy (outside the timing); each repetition copies into the same table sizes."""
             with ctx.connect() as conn:
-                gone = conn.execute(
-                    "DELETE FROM callmaster.scripts WHERE show_id = %(show)s AND id <> ALL(%(keep)s)",
+                gone = delete_copies(
+                    conn,
+                    "show_id = %(show)s AND id <> ALL(%(keep)s)",
                     {"show": fx.owner.show_id, "keep": [fx.dup_script, fx.bulk_script]},
-                ).rowcount
+                )
                 floor.empty_copy_tables(conn)
             if gone != 1:
                 self.check.errors.append(f"duplication: {gone} copies made")
