@@ -76,8 +76,14 @@ async def _configure(conn: AsyncConnection[Any]) -> None:
 
 
 class HasClaims(Protocol):
+    """Who a transaction runs for: the claims, and the same claims as the JSON CONTEXT_SQL sets (encoded
+    once per caller, not per transaction)."""
+
     @property
     def claims(self) -> Mapping[str, Any]: ...
+
+    @property
+    def claims_json(self) -> str: ...
 
 
 class Worker:
@@ -86,6 +92,7 @@ class Worker:
     every tenant. Request handlers pass their Principal (role keel_api) or None (keel_api, no claims)."""
 
     claims: Mapping[str, Any] = MappingProxyType({})
+    claims_json = ""
 
 
 WORKER = Worker()
@@ -94,15 +101,9 @@ WORKER = Worker()
 def context_params(principal: HasClaims | None, timeout_ms: int) -> dict[str, str]:
     """The parameters of CONTEXT_SQL: the claims as JSON ("" for none), the role and the statement
     timeout."""
-    if principal is WORKER:
-        return {"claims": "", "role": WORKER_ROLE, "timeout": str(timeout_ms)}
-    if principal is None:
-        claims = ""
-    else:  # a verified token's Principal (api.auth) carries its claims encoded once
-        claims = getattr(principal, "claims_json", None) or json.dumps(dict(principal.claims))
     return {
-        "claims": claims,
-        "role": API_ROLE,
+        "claims": "" if principal is None else principal.claims_json,
+        "role": WORKER_ROLE if principal is WORKER else API_ROLE,
         "timeout": str(timeout_ms),
     }
 

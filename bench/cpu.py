@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -64,3 +65,24 @@ def postmaster_pid(conn: Any) -> int | None:
     if found is None or not found[0].startswith("postgres"):
         return None
     return int(found[1][1])  # the backend's parent
+
+
+def _cpu_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine since boot, from the first line of `/proc/stat`."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def settle(window: float = 0.5, busy_below: float = 0.2, longest: float = 30.0) -> float:
+    """Wait until the machine's CPUs are idle — under `busy_below` of them busy for two windows in a
+    row — or `longest` seconds have passed; the seconds waited. A workload that starts while the previous
+    one's processes are still exiting, or its PostgreSQL is still writing, shares the cores with them."""
+    started = time.monotonic()
+    quiet = 0
+    while quiet < 2 and time.monotonic() - started < longest:
+        busy0, total0 = _cpu_ticks()
+        time.sleep(window)
+        busy1, total1 = _cpu_ticks()
+        quiet = quiet + 1 if (busy1 - busy0) < busy_below * max(1, total1 - total0) else 0
+    return time.monotonic() - started

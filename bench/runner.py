@@ -219,6 +219,7 @@ def run_workloads(
 ) -> tuple[list[Result], dict[str, Any]]:
     """Provision, migrate, serve, run each named workload; the results and the machine info."""
     from api.migrate import migrate
+    from bench.cpu import settle
     from bench.server import served
 
     llm = None
@@ -242,7 +243,12 @@ def run_workloads(
         try:
             with served(overrides) as base_url:
                 ctx = Context(admin_url, base_url, settings, sizes, mode, llm, overrides)
-                for name in names:
+                for index, name in enumerate(names):
+                    if index:  # the previous workload's dirty pages and exiting processes are not this one's
+                        with ctx.connect() as conn:
+                            conn.execute("CHECKPOINT")
+                        waited = settle()
+                        info.setdefault("settle_seconds", {})[name] = round(waited, 1)
                     progress(f"workload {name} …")
                     started = time.monotonic()
                     module = importlib.import_module(f"bench.workloads.{name}")

@@ -16,6 +16,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from api.auth import Principal
 from api.db import Database
 from api.errors import is_transient
 
@@ -100,18 +101,11 @@ TOOLS: tuple[Tool, ...] = (
 BY_NAME = {tool.name: tool for tool in TOOLS}
 
 
-@dataclass(frozen=True)
-class Caller:
-    """The claims a reply's tools run under: those of the staff member who asked."""
-
-    claims: dict[str, Any]
-
-
 def tool_specs() -> list[dict[str, Any]]:
     return [tool.spec() for tool in TOOLS]
 
 
-async def call_tool(db: Database, caller: Caller, name: str, raw_arguments: str) -> tuple[str, bool]:
+async def call_tool(db: Database, caller: Principal, name: str, raw_arguments: str) -> tuple[str, bool]:
     """Run one tool call; returns (JSON text for the model, ok). Errors become a JSON error for the model."""
     tool = BY_NAME.get(name)
     if tool is None:

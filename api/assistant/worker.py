@@ -36,7 +36,8 @@ import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import PoolTimeout
 
-from api.assistant.tools import Caller, call_tool, tool_specs
+from api.assistant.tools import call_tool, tool_specs
+from api.auth import Principal
 from api.db import PROBE, WORKER, Database
 from api.errors import redacted
 from api.settings import Settings
@@ -92,11 +93,12 @@ class Job:
     history: list[dict[str, Any]]
 
     @property
-    def caller(self) -> Caller:
+    def caller(self) -> Principal:
+        """The claims the reply's tools run under: those of the staff member who asked."""
         claims: dict[str, Any] = {"sub": str(self.staff_id), "clinic_id": str(self.clinic_id)}
         if self.caller_role:
             claims["role"] = self.caller_role
-        return Caller(claims)
+        return Principal(claims)
 
 
 class TransientError(Exception):
