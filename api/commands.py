@@ -66,15 +66,25 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 
 
 @click.command()
-def worker() -> None:
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    help="Serve Prometheus metrics (deliveries, the worker's pool) on this port at /metrics. Unset: none.",
+)
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Interface for --metrics-port.")
+def worker(metrics_port: int | None, metrics_host: str) -> None:
     """Run only the background workers (outbox dispatcher, assistant replies) until interrupted."""
     import asyncio
 
+    from api.observability import serve_metrics
     from api.workers import run_worker_process
 
     settings = load_settings()
     with database_url(settings) as url:
         ensure_schema_current(url)
+        if metrics_port is not None:
+            serve_metrics(metrics_host, metrics_port)
+            log.info("metrics on http://%s:%s/metrics", metrics_host, metrics_port)
         asyncio.run(run_worker_process(settings, url))
 
 

@@ -12,6 +12,7 @@ import importlib
 import logging
 
 from api.db import Database
+from api.observability import pool_collector
 from api.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -53,10 +54,12 @@ async def run_worker_process(settings: Settings, url: str) -> None:
         loop.add_signal_handler(sig, stop.set)
     db = Database(settings, url, name="keel-worker")
     await db.open()
+    pool_collector.databases["worker"] = db
     try:
         log.info("workers running; Ctrl-C to stop")
         await run_workers(settings, db, stop)
     finally:
+        pool_collector.databases.pop("worker", None)
         await db.close()
 
 

@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import date
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from standardwebhooks.webhooks import Webhook
@@ -20,6 +21,7 @@ from standardwebhooks.webhooks import Webhook
 from api.app import create_app
 from tests.conftest import live_server
 from tests.factories import add_appointment, create_clinic
+from tests.pg_servers import free_port
 from tests.webhook_receiver import WEBHOOK_SECRET as SECRET
 from tests.webhook_receiver import WebhookReceiver
 
@@ -53,8 +55,9 @@ async def test_serve_runs_the_dispatcher_in_process_unless_told_not_to(settings,
     assert Webhook(SECRET).verify(delivery.body, delivery.headers)["type"] == "appointment.booked"
 
 
-def test_keel_worker_delivers_alone_and_stops_on_sigterm(db_url, dba, receiver):
+def test_keel_worker_delivers_alone_serves_its_metrics_and_stops_on_sigterm(db_url, dba, receiver):
     setup = create_clinic(dba, doctors=1, patients=1)
+    metrics_port = free_port()
     env = {
         **os.environ,
         "DATABASE_URL": db_url,
@@ -63,7 +66,7 @@ def test_keel_worker_delivers_alone_and_stops_on_sigterm(db_url, dba, receiver):
         "KEEL_LOG_FORMAT": "text",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "worker"],
+        [sys.executable, "-m", "api.cli", "worker", "--metrics-port", str(metrics_port)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -85,6 +88,10 @@ def test_keel_worker_delivers_alone_and_stops_on_sigterm(db_url, dba, receiver):
                 time.sleep(0.05)
                 row = conn.execute("SELECT delivered_at IS NOT NULL FROM keel.outbox").fetchone()
         assert row == (True,)
+        # A worker has no API of its own: --metrics-port serves its counters and its pool.
+        metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+        assert 'keel_outbox_deliveries_total{outcome="delivered"} 1.0' in metrics, metrics
+        assert 'keel_db_pool_size{pool="worker"}' in metrics, metrics
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
