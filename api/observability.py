@@ -226,16 +226,10 @@ REGISTRY.register(pool_collector)
 
 def serve_metrics(host: str, port: int) -> None:
     """Serve this process's metrics at http://host:port/metrics from a daemon thread (`keel worker
-    --metrics-port`: a worker has no HTTP app of its own). In multiprocess mode, every process's."""
-    from prometheus_client import CollectorRegistry, start_http_server
+    --metrics-port`: a worker has no HTTP app of its own)."""
+    from prometheus_client import start_http_server
 
-    registry = REGISTRY
-    if MULTIPROCESS:
-        from prometheus_client import multiprocess
-
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-    start_http_server(port, addr=host, registry=registry)
+    start_http_server(port, addr=host, registry=REGISTRY)
 
 
 def clear_multiprocess_dir(path: str) -> None:

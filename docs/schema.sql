@@ -2908,8 +2908,9 @@ BEGIN
     -- id and the original row's id (copied_id), so every reference inside the script (parent, group,
     -- group member, supporting row) is remapped by computing it again, not looked up in an old->new
     -- map. The only joins left are of the script's elements (read once: source) with their supporting
-    -- rows on the supporting tables' indexed element_id (group_id for memberships): no plan (a generic one, or statistics that do
-    -- not know the script yet) can make the copy quadratic, as nested loops over a map in a CTE did.
+    -- rows on the supporting tables' indexed element_id (group_id for memberships): no plan (a generic
+    -- one, or statistics that do not know the script yet) can make the copy quadratic, as nested loops
+    -- over a map in a CTE did.
     -- An element's new id is computed once (source.new_id) and its supporting rows (and its group
     -- memberships) take it from that join, so SHA-256 runs once per element, parent and group member,
     -- not again per supporting row (35k fewer hashes for a 10k-element script of the bench).
