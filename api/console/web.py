@@ -7,14 +7,17 @@ step, no CDN; they call the public API with the bearer token the user pasted (ke
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import Any
 
 import swagger_ui_bundle
 from litestar import Response, get
 from litestar.datastructures import CacheControlHeader
+from litestar.file_system import BaseLocalFileSystem
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
+from litestar.types.file_types import FileInfo
 
 from api.console.routes import routes as operation_routes
 
@@ -36,6 +39,26 @@ CONSOLE_HEADERS = {
 }
 
 
+NOT_A_FILE_HERE = frozenset({errno.ENAMETOOLONG, errno.ENOTDIR, errno.ELOOP})
+
+
+class StaticFiles(BaseLocalFileSystem):
+    """The local file system of the static routers, where a path that cannot name a file answers like a
+    missing file (404): a name longer than the file system allows (`/console/aaa…`, ENAMETOOLONG), a file
+    used as a directory (`/console/index.html/x`, ENOTDIR), a NUL byte (`/console/a%00b`, ValueError).
+    Litestar's adapter turns every OSError but FileNotFoundError into a 500, and a NUL escapes it."""
+
+    async def info(self, path: Any, **kwargs: Any) -> FileInfo:
+        try:
+            return await super().info(path, **kwargs)
+        except ValueError as exc:  # "embedded null byte"
+            raise FileNotFoundError(errno.ENOENT, "no such file") from exc
+        except OSError as exc:
+            if exc.errno in NOT_A_FILE_HERE:
+                raise FileNotFoundError(errno.ENOENT, "no such file") from exc
+            raise
+
+
 async def console_headers(response: Response[Any]) -> Response[Any]:
     """Add CONSOLE_HEADERS to every file the console serves."""
     response.headers.update(CONSOLE_HEADERS)
@@ -53,6 +76,7 @@ routes: list[Any] = [
     create_static_files_router(
         "/console",
         [STATIC_DIR],
+        file_system=StaticFiles(),
         html_mode=True,
         name="console",
         cache_control=CacheControlHeader(no_cache=True),
@@ -61,6 +85,7 @@ routes: list[Any] = [
     create_static_files_router(
         SWAGGER_UI_URL,
         [SWAGGER_UI_DIR],
+        file_system=StaticFiles(),
         name="swagger-ui",
         cache_control=CacheControlHeader(max_age=86_400),
     ),
