@@ -19,7 +19,7 @@ from api.auth import TokenVerifier
 from api.console import web as console
 from api.db import Database
 from api.deps import app_dependencies
-from api.errors import exception_handlers, problem_plugin
+from api.errors import JsonRequest, exception_handlers, problem_plugin
 from api.migrate import migration_ids, sql_digest
 from api.observability import (
     MULTIPROCESS,
@@ -103,6 +103,7 @@ def create_app(settings: Settings, *, database_url: str | None = None, run_worke
         plugins=[problem_plugin(), StrictStructSchemaPlugin()],
         exception_handlers=exception_handlers,
         request_max_body_size=settings.max_body_bytes,
+        request_class=JsonRequest,
         openapi_config=OpenAPIConfig(
             title="Keel",
             version="0.1.0",

@@ -5,12 +5,28 @@ document rather than a hand-made list, so a new route is covered by the same rul
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
+import psycopg
+import pytest
 from litestar import Litestar
 
-from tests.factories import assert_problem
+from tests.contract_support import build_request, operations, product, seed_world, table_checksums
+from tests.factories import KEYS_ONE, assert_problem
+from tests.test_callmaster_webhook import SECRET, sign
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    """Everything configured, so no route answers 503 for a missing setting before reading its body."""
+    return {
+        "encryption_keys": KEYS_ONE,
+        "clerk_webhook_secret": SECRET,
+        "openai_api_key": "unused",
+        "openai_base_url": "http://127.0.0.1:9/v1",
+    }
 
 
 def static_prefixes(app: Litestar) -> list[str]:
@@ -43,3 +59,35 @@ async def test_static_paths_that_cannot_name_a_file_are_404_not_500(
                 assert_problem(response, 404)
     assert wrong == []
     assert (await client.get("/console/app.js")).status_code == 200
+
+
+def deep_json(levels: int) -> bytes:
+    """An object whose one member is `levels` nested arrays: a Clerk event's shape until the nesting."""
+    return b'{"type": "user.created", "data": {"x": ' + b"[" * levels + b"]" * levels + b"}}"
+
+
+async def test_json_nested_beyond_the_decoders_depth_is_a_4xx_on_every_operation(
+    client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Callable[..., dict[str, str]]
+) -> None:
+    """msgspec refuses nesting past its depth limit with a RecursionError, which no JSON body route
+    caught: 500 from every one (Litestar's own decoding, lead import, the signed Clerk webhook)."""
+    world = await seed_world(dba, client, bearer)
+    doc = (await client.get("/schema/openapi.json")).json()
+    body = deep_json(100_000)  # 200 KB, far within the body size limit
+    before = table_checksums(dba)
+    tried, wrong = [], []
+    for path, method, op in operations(doc):
+        if "application/json" not in op.get("requestBody", {}).get("content", {}):
+            continue
+        request = build_request(doc, path, op, world)
+        who = "clinic_admin" if product(op) == "clinic" else "owner"
+        headers = {**request["headers"], **world.headers[who], **sign(body)}  # content-type: JSON
+        response = await client.request(
+            method, request["url"], params=request["params"], content=body, headers=headers
+        )
+        tried.append(path)
+        if not 400 <= response.status_code < 500 or "problem+json" not in response.headers["content-type"]:
+            wrong.append((method, path, response.status_code, response.text[:100]))
+    assert wrong == []
+    assert {"/api/leads/import", "/api/webhooks/clerk", "/api/scripts/{script_id}/edits"} <= set(tried)
+    assert table_checksums(dba) == before

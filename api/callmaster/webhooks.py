@@ -101,7 +101,7 @@ async def clerk_webhook(request: Request[Any, Any, Any], db: Db, settings: AppSe
     verify(settings.clerk_webhook_secret, body, headers)
     try:
         event = msgspec.json.decode(body, type=ClerkEvent)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:  # RecursionError: nested beyond msgspec's limit
         raise Problem(
             400, f"The webhook body is not a Clerk event: {exc}.", code="webhook_body_invalid"
         ) from exc

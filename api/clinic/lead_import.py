@@ -34,6 +34,7 @@ from psycopg import AsyncConnection, sql
 from api.clinic.common import encrypt_lead_fields
 from api.clinic.schemas import LeadCreate
 from api.crypto import Keyring
+from api.errors import NESTED_TOO_DEEPLY
 
 MAX_ROWS = 10_000
 CHUNK_ROWS = 500
@@ -132,6 +133,8 @@ def parse_json(raw: bytes) -> list[Any]:
         rows = msgspec.json.decode(raw)
     except msgspec.DecodeError as exc:
         raise ImportRejected(f"The body is not valid JSON: {exc}") from None
+    except RecursionError:  # msgspec's answer to nesting beyond its depth limit
+        raise ImportRejected(f"The body is not valid JSON: {NESTED_TOO_DEEPLY}") from None
     if isinstance(rows, dict) and isinstance(rows.get("leads"), list):
         rows = rows["leads"]
     if not isinstance(rows, list):
