@@ -37,6 +37,10 @@ from api.crypto import Keyring
 from api.errors import NESTED_TOO_DEEPLY
 
 MAX_ROWS = 10_000
+MAX_COLUMNS = 100
+"""A valid header names each lead field once (about 20); this many leaves room to report what is wrong
+with a longer one, and bounds the header checks (a header of a million columns took the import pool's
+CPU for hours)."""
 CHUNK_ROWS = 500
 SLICE_ROWS = 2_500
 POOL_PROCESSES = max(1, min(2, (os.cpu_count() or 1) - 1))
@@ -156,6 +160,11 @@ def parse_csv(raw: bytes | str) -> list[Any]:
         raise ImportRejected("The CSV is empty: it needs a header row naming the columns.") from None
     except csv.Error as exc:
         raise ImportRejected(f"The CSV cannot be read: {exc}") from None
+    if len(header) > MAX_COLUMNS:
+        raise ImportRejected(
+            f"The CSV header has {len(header):,} columns; a lead has {len(FIELDS)} fields.",
+            allowed_columns=list(FIELDS),
+        )
     columns = [re.sub(r"[\s-]+", "_", name.strip().lower()) for name in header]
     unknown = [name for name in columns if name not in FIELDS]
     missing = [name for name in ("name", "phone") if name not in columns]
