@@ -5,7 +5,9 @@ document rather than a hand-made list, so a new route is covered by the same rul
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,6 +15,7 @@ import psycopg
 import pytest
 from litestar import Litestar
 
+from api.errors import sqlstate_rule, status_for_sqlstate
 from tests.contract_support import build_request, operations, product, seed_world, table_checksums
 from tests.factories import KEYS_ONE, assert_problem, count
 from tests.test_callmaster_webhook import SECRET, sign
@@ -112,3 +115,27 @@ async def test_a_csv_header_of_a_million_columns_is_refused_at_once(
     )
     assert done.status_code == 201 and done.json()["imported"] == 1, done.text
     assert count(dba, "leads") == before + 1
+
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+ERRCODE = re.compile(r"ERRCODE\s*=\s*('[0-9A-Z]{5}'|[a-z_]+)")
+RERAISED = {"v_state", "first_failure"}
+"""The variables a RAISE passes on: the SQLSTATE of an error the function caught (apply_script_edits
+names the failing operation; refresh_control_tower logs the failure first)."""
+
+
+def test_every_sqlstate_raised_in_sql_answers_a_mapped_status() -> None:
+    """Every `ERRCODE = '…'` of sql/ is in api.errors.SQLSTATES (else the API answers 500), and is a client's
+    answer (4xx) or a transient one (503); a variable ERRCODE only re-raises a caught error."""
+    raised: dict[str, list[str]] = {}
+    for path in sorted(SQL_DIR.rglob("*.sql")):
+        for code in ERRCODE.findall(path.read_text()):
+            raised.setdefault(code.strip("'"), []).append(path.name)
+    variables = {code for code in raised if code.islower()}
+    assert variables == RERAISED
+    literals = {code: files for code, files in raised.items() if code not in variables}
+    assert {"P0002", "22023", "42501", "23505"} <= set(literals)
+    unmapped = {code: files for code, files in literals.items() if sqlstate_rule(code) is None}
+    assert unmapped == {}
+    statuses = {code: status_for_sqlstate(code) for code in literals}
+    assert all(s is not None and (400 <= s < 500 or sqlstate_rule(c).transient) for c, s in statuses.items())
