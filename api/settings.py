@@ -146,6 +146,10 @@ class Settings:
     """Seconds between keep-alive comments on a live SSE stream."""
     live_retention_hours: float = env("KEEL_LIVE_RETENTION_HOURS", 24.0)
     """Live feed events are deleted after this long."""
+    live_max_streams: int = env("KEEL_LIVE_MAX_STREAMS", 300)
+    """Live streams one follower (a CallMaster user, or a share link) may hold open per API process; one
+    more answers 429 with `Retry-After`. A crew's devices on one link fit; a client opening streams in a
+    loop no longer takes every connection of the process."""
     share_link_rate_limit: int = env("KEEL_SHARE_LINK_RATE_LIMIT", 60)
     """Share-link lookups per client address and minute, across every API process (keel.rate_limits)."""
 

@@ -5,6 +5,8 @@ document rather than a hand-made list, so a new route is covered by the same rul
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +18,7 @@ import pytest
 from litestar import Litestar
 
 from api.errors import sqlstate_rule, status_for_sqlstate
+from tests.callmaster_live_support import Follower, live_stage
 from tests.contract_support import build_request, operations, product, seed_world, table_checksums
 from tests.factories import KEYS_ONE, assert_problem, count
 from tests.test_callmaster_webhook import SECRET, sign
@@ -29,6 +32,7 @@ def settings_overrides() -> dict[str, Any]:
         "clerk_webhook_secret": SECRET,
         "openai_api_key": "unused",
         "openai_base_url": "http://127.0.0.1:9/v1",
+        "live_max_streams": 3,
     }
 
 
@@ -139,3 +143,45 @@ def test_every_sqlstate_raised_in_sql_answers_a_mapped_status() -> None:
     assert unmapped == {}
     statuses = {code: status_for_sqlstate(code) for code in literals}
     assert all(s is not None and (400 <= s < 500 or sqlstate_rule(c).transient) for c, s in statuses.items())
+
+
+async def test_live_streams_past_the_limit_of_a_user_or_a_link_answer_429(
+    client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Callable[..., dict[str, str]]
+) -> None:
+    """One token (or one share link) could hold any number of live streams open: each a connection, a
+    presence row and a heartbeat entry of its API process. Now `live_max_streams` (3 here) per follower
+    and process; a burst of opens gets exactly that many, others are unaffected, a closed stream frees
+    its place."""
+    stage = live_stage(dba)
+    url = f"/api/scripts/{stage['script']}/live"
+    owner = bearer("user_a")
+    link = (await client.post(f"/api/shows/{stage['show']}/share-links", headers=owner, json={})).json()
+    shared = f"/api/shared/{link['token']}/scripts/{stage['script']}/live"
+    followers: list[Follower] = []
+
+    async def open_all(url: str, headers: dict[str, str], n: int) -> list[int]:
+        batch = [Follower(client, url, headers) for _ in range(n)]
+        followers.extend(batch)
+        return list(await asyncio.gather(*(f.start() for f in batch)))
+
+    try:
+        burst = await open_all(url, owner, 10)  # at once: counted and joined with no await between
+        assert sorted(burst) == [200] * 3 + [429] * 7
+        refused = followers[burst.index(429)]
+        assert json.loads(refused.body)["status"] == 429
+        async with client.stream("GET", url, headers=owner) as response:
+            await response.aread()
+            assert_problem(response, 429)
+            assert response.headers["retry-after"].isdigit()
+        assert await open_all(url, bearer("caller_c"), 3) == [200] * 3  # another user: their own three
+        assert sorted(await open_all(shared, {}, 4)) == [200] * 3 + [429]  # a link is one follower
+        # A stream that ends frees its place (the server sees the disconnect).
+        await followers[burst.index(200)].close()
+        for _ in range(50):
+            if await open_all(url, owner, 1) == [200]:
+                break
+            await asyncio.sleep(0.2)
+        else:
+            raise AssertionError("a closed stream never freed its place")
+    finally:
+        await asyncio.gather(*(f.close() for f in followers))

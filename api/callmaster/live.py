@@ -138,6 +138,7 @@ def live_response(
 @get(
     "/api/scripts/{script_id:uuid}/live",
     tags=TAGS,
+    opt={"error_statuses": (429,)},  # past live_max_streams of the user (live_relay.TooManyStreams)
     summary="Follow a script live (Server-Sent Events)",
     description="First `state`, then element changes and show commands as they commit, in commit order. "
     "`Last-Event-ID` replays what was missed (or `reset` when the log no longer holds it); `revoked` "

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import msgspec
 import psycopg
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.response.base import ASGIResponse
@@ -45,6 +46,7 @@ from psycopg.types.json import Jsonb
 
 from api.body_writer import BODY_WRITER, BodyWriter
 from api.db import WORKER_ROLE
+from api.errors import RETRY_AFTER_SECONDS
 from api.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -102,6 +104,11 @@ class Subscriber:
     busy: bool = False  # the stream's own write is under way
     last_sent: float = 0.0
 
+    @property
+    def follower(self) -> tuple[str, str | None]:
+        """Whom the stream counts against (`live_max_streams`): its share link, else its user."""
+        return ("link", self.link_id) if self.link_id else ("user", self.sub)
+
 
 @dataclass
 class Feed:
@@ -114,6 +121,19 @@ def body(chunk: bytes) -> HTTPResponseBodyEvent:
     return {"type": "http.response.body", "body": chunk, "more_body": True}
 
 
+class TooManyStreams(Exception):
+    """The subscriber's follower already holds `live_max_streams` streams in this process."""
+
+
+TOO_MANY_STREAMS = msgspec.json.encode(
+    {
+        "status": 429,
+        "title": "Too Many Requests",
+        "detail": "Too many live streams are open for this user or share link; close one, or retry later.",
+    }
+)
+
+
 class LiveRelay:
     def __init__(self, settings: Settings, conninfo: str) -> None:
         self.settings = settings
@@ -123,8 +143,17 @@ class LiveRelay:
         self.task: asyncio.Task[None] | None = None
         self.check_now = asyncio.Event()
 
+    def streams_of(self, subscriber: Subscriber) -> int:
+        """Streams this process serves to the subscriber's follower."""
+        who = subscriber.follower
+        return sum(sub.follower == who for feed in self.feeds.values() for sub in feed.subscribers)
+
     @contextlib.asynccontextmanager
     async def subscribe(self, subscriber: Subscriber) -> AsyncIterator[Subscriber]:
+        """Follow the subscriber's script while inside; TooManyStreams past `live_max_streams`. Counting and
+        joining have no await between them, so a burst of opens cannot all pass the count."""
+        if self.streams_of(subscriber) >= self.settings.live_max_streams:
+            raise TooManyStreams
         feed = self.feeds.get(subscriber.script_id)
         if feed is None:
             feed = self.feeds[subscriber.script_id] = Feed(head=subscriber.position)
@@ -330,18 +359,17 @@ class LiveStream:
         self.relay, self.subscriber, self.opening, self.reopen = relay, subscriber, opening, reopen
 
     async def __call__(self, scope: Scope, send: Send, receive: Receive) -> None:
+        """Stream, the subscriber having joined the relay (`LiveRelay.subscribe`)."""
         sub = self.subscriber
-        loop = asyncio.get_running_loop()
-        async with self.relay.subscribe(sub):
-            await send(body(b"".join(m.encode() for m in self.opening)))
-            sub.last_sent = loop.time()
-            sub.writer = (scope.get("extensions") or {}).get(BODY_WRITER)  # type: ignore[assignment]
-            listener = asyncio.create_task(self._until_disconnect(receive))
-            try:
-                await self._follow(send)
-            finally:
-                sub.writer = None
-                listener.cancel()
+        await send(body(b"".join(m.encode() for m in self.opening)))
+        sub.last_sent = asyncio.get_running_loop().time()
+        sub.writer = (scope.get("extensions") or {}).get(BODY_WRITER)  # type: ignore[assignment]
+        listener = asyncio.create_task(self._until_disconnect(receive))
+        try:
+            await self._follow(send)
+        finally:
+            sub.writer = None
+            listener.cancel()
         await send(END)
 
     async def _until_disconnect(self, receive: Receive) -> None:
@@ -421,8 +449,25 @@ class _LiveASGIResponse(ASGIResponse):
         self.head, self.stream = head, stream
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.head.start_response(send)
-        await self.stream(scope, send, receive)
+        # Joined before the status goes out, so a follower past its limit gets 429, not a stream.
+        try:
+            async with self.stream.relay.subscribe(self.stream.subscriber):
+                await self.head.start_response(send)
+                await self.stream(scope, send, receive)
+        except TooManyStreams:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 429,
+                    "headers": [
+                        (b"content-type", b"application/problem+json"),
+                        (b"content-length", str(len(TOO_MANY_STREAMS)).encode()),
+                        (b"retry-after", RETRY_AFTER_SECONDS.encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": TOO_MANY_STREAMS, "more_body": False})
+            return
         await self.head.after_response()
 
 
