@@ -135,6 +135,9 @@ class Settings:
     """Seconds between polls besides `NOTIFY` wake-ups."""
     assistant_sse_keepalive: float = env("KEEL_ASSISTANT_SSE_KEEPALIVE", 15.0)
     """Seconds between SSE keep-alive comments."""
+    assistant_max_streams: int = env("KEEL_ASSISTANT_MAX_STREAMS", 20)
+    """Reply streams (`…/messages/{id}/events`) one staff member may hold open per API process; one more
+    answers 429 with `Retry-After` (each stream re-reads its reply on every wake-up)."""
 
     live_poll_interval: float = env("KEEL_LIVE_POLL_INTERVAL", 0.02)
     """CallMaster live (api/callmaster/live_relay.py): seconds between polls of a busy relay."""

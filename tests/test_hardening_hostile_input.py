@@ -20,8 +20,11 @@ from litestar import Litestar
 from api.errors import sqlstate_rule, status_for_sqlstate
 from tests.callmaster_live_support import Follower, live_stage
 from tests.contract_support import build_request, operations, product, seed_world, table_checksums
-from tests.factories import KEYS_ONE, assert_problem, count
+from tests.factories import KEYS_ONE, assert_problem, count, one
 from tests.test_callmaster_webhook import SECRET, sign
+
+
+LIMIT = 3  # streams per caller and process (live_max_streams, assistant_max_streams)
 
 
 @pytest.fixture
@@ -32,7 +35,8 @@ def settings_overrides() -> dict[str, Any]:
         "clerk_webhook_secret": SECRET,
         "openai_api_key": "unused",
         "openai_base_url": "http://127.0.0.1:9/v1",
-        "live_max_streams": 3,
+        "live_max_streams": LIMIT,
+        "assistant_max_streams": LIMIT,
     }
 
 
@@ -145,43 +149,70 @@ def test_every_sqlstate_raised_in_sql_answers_a_mapped_status() -> None:
     assert all(s is not None and (400 <= s < 500 or sqlstate_rule(c).transient) for c, s in statuses.items())
 
 
-async def test_live_streams_past_the_limit_of_a_user_or_a_link_answer_429(
-    client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Callable[..., dict[str, str]]
+async def open_streams(
+    client: httpx.AsyncClient, followers: list[Follower], url: str, headers: dict[str, str], n: int
+) -> list[int]:
+    """Open n streams at once; their statuses (the followers are kept for closing)."""
+    batch = [Follower(client, url, headers) for _ in range(n)]
+    followers.extend(batch)
+    return list(await asyncio.gather(*(f.start() for f in batch)))
+
+
+async def assert_stream_limit(
+    client: httpx.AsyncClient, url: str, headers: dict[str, str], others: list[tuple[str, dict[str, str]]]
 ) -> None:
-    """One token (or one share link) could hold any number of live streams open: each a connection, a
-    presence row and a heartbeat entry of its API process. Now `live_max_streams` (3 here) per follower
-    and process; a burst of opens gets exactly that many, others are unaffected, a closed stream frees
-    its place."""
-    stage = live_stage(dba)
-    url = f"/api/scripts/{stage['script']}/live"
-    owner = bearer("user_a")
-    link = (await client.post(f"/api/shows/{stage['show']}/share-links", headers=owner, json={})).json()
-    shared = f"/api/shared/{link['token']}/scripts/{stage['script']}/live"
+    """A burst of ten opens gets exactly LIMIT streams and 429s (problem, Retry-After); each of `others`
+    (url, headers) still gets its own LIMIT; a stream that ends frees its place."""
     followers: list[Follower] = []
-
-    async def open_all(url: str, headers: dict[str, str], n: int) -> list[int]:
-        batch = [Follower(client, url, headers) for _ in range(n)]
-        followers.extend(batch)
-        return list(await asyncio.gather(*(f.start() for f in batch)))
-
     try:
-        burst = await open_all(url, owner, 10)  # at once: counted and joined with no await between
-        assert sorted(burst) == [200] * 3 + [429] * 7
-        refused = followers[burst.index(429)]
-        assert json.loads(refused.body)["status"] == 429
-        async with client.stream("GET", url, headers=owner) as response:
+        burst = await open_streams(client, followers, url, headers, 10)  # at once
+        assert sorted(burst) == [200] * LIMIT + [429] * (10 - LIMIT)
+        assert json.loads(followers[burst.index(429)].body)["status"] == 429
+        async with client.stream("GET", url, headers=headers) as response:
             await response.aread()
             assert_problem(response, 429)
             assert response.headers["retry-after"].isdigit()
-        assert await open_all(url, bearer("caller_c"), 3) == [200] * 3  # another user: their own three
-        assert sorted(await open_all(shared, {}, 4)) == [200] * 3 + [429]  # a link is one follower
-        # A stream that ends frees its place (the server sees the disconnect).
-        await followers[burst.index(200)].close()
+        for other_url, other_headers in others:
+            opened = await open_streams(client, followers, other_url, other_headers, LIMIT + 1)
+            assert sorted(opened) == [200] * LIMIT + [429]
+        await followers[burst.index(200)].close()  # the server sees the disconnect
         for _ in range(50):
-            if await open_all(url, owner, 1) == [200]:
+            if await open_streams(client, followers, url, headers, 1) == [200]:
                 break
             await asyncio.sleep(0.2)
         else:
             raise AssertionError("a closed stream never freed its place")
     finally:
         await asyncio.gather(*(f.close() for f in followers))
+
+
+async def test_live_streams_past_the_limit_of_a_user_or_a_link_answer_429(
+    client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Callable[..., dict[str, str]]
+) -> None:
+    """One token (or one share link) could hold any number of live streams open: each a connection, a
+    presence row and a heartbeat entry of its API process. Now `live_max_streams` per follower (a user,
+    or a share link) and process."""
+    stage = live_stage(dba)
+    url = f"/api/scripts/{stage['script']}/live"
+    owner = bearer("user_a")
+    link = (await client.post(f"/api/shows/{stage['show']}/share-links", headers=owner, json={})).json()
+    shared = f"/api/shared/{link['token']}/scripts/{stage['script']}/live"
+    await assert_stream_limit(client, url, owner, [(url, bearer("caller_c")), (shared, {})])
+
+
+async def test_reply_streams_past_the_limit_of_a_staff_member_answer_429(
+    client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Callable[..., dict[str, str]]
+) -> None:
+    """The same for the assistant's reply streams, where each open stream also re-reads its reply from
+    the database on every wake-up: `assistant_max_streams` per staff member and process."""
+    world = await seed_world(dba, client, bearer)
+    admin = world.headers["clinic_admin"]
+    message = one(
+        dba,
+        "INSERT INTO assistant.messages (clinic_id, staff_id, conversation_id, role, content, status)"
+        " SELECT clinic_id, staff_id, id, 'assistant', '', 'queued' FROM assistant.conversations"
+        " WHERE id = %s RETURNING id",
+        (world.ids["conversation_id"],),
+    )  # queued, and no worker runs: its streams stay open
+    url = f"/api/internal-assistant/messages/{message}/events"
+    await assert_stream_limit(client, url, admin, [])

@@ -29,6 +29,7 @@ from litestar.response import ServerSentEventMessage
 
 from api.db import PROBE, Database, HasClaims
 from api.settings import Settings
+from api.streams import StreamCount
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class MessageHub:
         self.conninfo = conninfo
         self.waiters: dict[str, set[asyncio.Event]] = {}
         self.task: asyncio.Task[None] | None = None
+        self.streams = StreamCount()  # per staff member (api.streams)
 
     @contextlib.asynccontextmanager
     async def subscribe(self, message_id: uuid.UUID) -> AsyncIterator[asyncio.Event]:

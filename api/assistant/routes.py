@@ -15,6 +15,7 @@ from api.assistant.events import hub_for, parse_last_event_id, reply_events, rep
 from api.deps import AppSettings, CurrentPrincipal, Db, Page
 from api.errors import Problem
 from api.idempotency import run_idempotent
+from api.streams import AdmittedStream
 
 TAGS = ["assistant"]
 BASE = "/api/internal-assistant"
@@ -95,6 +96,7 @@ async def get_message(message_id: FromPath[UUID], db: Db, principal: CurrentPrin
 @get(
     f"{BASE}/messages/{{message_id:uuid}}/events",
     tags=TAGS,
+    opt={"error_statuses": (429,)},  # past assistant_max_streams of the staff member (api.streams)
     summary="Server-Sent Events of a reply: delta…, then done or error",
 )
 async def message_events(
@@ -121,7 +123,11 @@ async def message_events(
     attempt, offset = parse_last_event_id(last_event_id)
     await reply_progress(db, principal, message_id, attempt, offset)  # 404 before the stream starts
     hub = hub_for(request.app.state, db)
-    return ServerSentEvent(reply_events(db, principal, hub, settings, message_id, attempt, offset))
+    staff = (principal.clinic_id, principal.sub)
+    return AdmittedStream(
+        reply_events(db, principal, hub, settings, message_id, attempt, offset),
+        lambda: hub.streams.admit(staff, settings.assistant_max_streams),
+    )
 
 
 @get(f"{BASE}/conversations/{{conversation_id:uuid}}", tags=TAGS, summary="A conversation and its messages")

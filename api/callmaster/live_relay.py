@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-import msgspec
 import psycopg
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.response.base import ASGIResponse
@@ -46,8 +45,8 @@ from psycopg.types.json import Jsonb
 
 from api.body_writer import BODY_WRITER, BodyWriter
 from api.db import WORKER_ROLE
-from api.errors import RETRY_AFTER_SECONDS
 from api.settings import Settings
+from api.streams import TooManyStreams, refuse
 
 log = logging.getLogger(__name__)
 
@@ -119,19 +118,6 @@ class Feed:
 
 def body(chunk: bytes) -> HTTPResponseBodyEvent:
     return {"type": "http.response.body", "body": chunk, "more_body": True}
-
-
-class TooManyStreams(Exception):
-    """The subscriber's follower already holds `live_max_streams` streams in this process."""
-
-
-TOO_MANY_STREAMS = msgspec.json.encode(
-    {
-        "status": 429,
-        "title": "Too Many Requests",
-        "detail": "Too many live streams are open for this user or share link; close one, or retry later.",
-    }
-)
 
 
 class LiveRelay:
@@ -455,18 +441,7 @@ class _LiveASGIResponse(ASGIResponse):
                 await self.head.start_response(send)
                 await self.stream(scope, send, receive)
         except TooManyStreams:
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 429,
-                    "headers": [
-                        (b"content-type", b"application/problem+json"),
-                        (b"content-length", str(len(TOO_MANY_STREAMS)).encode()),
-                        (b"retry-after", RETRY_AFTER_SECONDS.encode()),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": TOO_MANY_STREAMS, "more_body": False})
+            await refuse(send)
             return
         await self.head.after_response()
 
