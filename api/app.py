@@ -18,7 +18,7 @@ from api import assistant, callmaster, clinic, ops
 from api.auth import TokenVerifier
 from api.console import web as console
 from api.db import Database
-from api.deps import app_dependencies
+from api.deps import app_dependencies, token_before_body
 from api.errors import JsonRequest, exception_handlers, problem_plugin
 from api.migrate import migration_ids, sql_digest
 from api.observability import (
@@ -95,6 +95,7 @@ def create_app(settings: Settings, *, database_url: str | None = None, run_worke
     app = Litestar(
         route_handlers=[*ops.routes, *clinic.routes, *assistant.routes, *callmaster.routes, *console.routes],
         dependencies=app_dependencies(settings, db, read_db),
+        guards=[token_before_body],
         lifespan=[lifespan],
         on_startup=[*clinic.on_startup, freeze_startup_heap],
         on_shutdown=clinic.on_shutdown,
