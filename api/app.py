@@ -8,7 +8,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.config.app import AppConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
@@ -41,6 +41,11 @@ def freeze_startup_heap() -> None:
     200-300 ms pause on the first requests of a fresh process."""
     gc.collect()
     gc.freeze()
+
+
+def _takes_bulk_bodies(handler: object) -> bool:
+    opt = getattr(handler, "opt", None)  # a controller class has a descriptor there
+    return isinstance(opt, dict) and bool(opt.get("large_body"))
 
 
 def create_app(settings: Settings, *, database_url: str | None = None, run_workers: bool = False) -> Litestar:
@@ -92,8 +97,18 @@ def create_app(settings: Settings, *, database_url: str | None = None, run_worke
         )
         return config
 
+    handlers = [*ops.routes, *clinic.routes, *assistant.routes, *callmaster.routes, *console.routes]
+    # Bulk routes (opt LARGE_BODY) take bodies up to max_body_bytes, every other one up to
+    # max_json_body_bytes; a path is mounted once (Litestar adds each path's OPTIONS), so the other
+    # methods of a bulk route's path (GET, DELETE: no body) go with it.
+    route_paths = {id(h): set(getattr(h, "paths", ())) for h in handlers}  # routers, controllers: none
+    bulk_paths = set().union(*(route_paths[id(h)] for h in handlers if _takes_bulk_bodies(h)))
+    bulk = [h for h in handlers if route_paths[id(h)] & bulk_paths]
     app = Litestar(
-        route_handlers=[*ops.routes, *clinic.routes, *assistant.routes, *callmaster.routes, *console.routes],
+        route_handlers=[
+            *(h for h in handlers if h not in bulk),
+            Router("/", route_handlers=bulk, request_max_body_size=settings.max_body_bytes),
+        ],
         dependencies=app_dependencies(settings, db, read_db),
         guards=[token_before_body],
         lifespan=[lifespan],
@@ -104,7 +119,7 @@ def create_app(settings: Settings, *, database_url: str | None = None, run_worke
         before_send=[send_request_id],
         plugins=[problem_plugin(), StrictStructSchemaPlugin()],
         exception_handlers=exception_handlers,
-        request_max_body_size=settings.max_body_bytes,
+        request_max_body_size=settings.max_json_body_bytes,
         request_class=JsonRequest,
         openapi_config=OpenAPIConfig(
             title="Keel",

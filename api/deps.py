@@ -33,6 +33,12 @@ AppSettings = NamedDependency[Settings]
 """The process settings (name `settings`)."""
 
 
+LARGE_BODY = {"large_body": True}
+"""Route `opt` of the bulk routes, whose bodies may be up to `max_body_bytes`; every other route takes
+`max_json_body_bytes` (api.app.create_app mounts the two groups with their limits; it reads the
+key `large_body`)."""
+
+
 async def token_before_body(
     connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
 ) -> None:

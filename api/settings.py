@@ -168,7 +168,11 @@ class Settings:
     statement_timeout_ms: int = env("KEEL_STATEMENT_TIMEOUT_MS", 5000)
     """Per-request statement timeout (exceeded: 504)."""
     max_body_bytes: int = env("KEEL_MAX_BODY_BYTES", 20 * 1024 * 1024)
-    """Largest request body accepted (larger: 413)."""
+    """Largest request body of the bulk routes (lead import, element writes, bulk update, edit batches;
+    larger: 413)."""
+    max_json_body_bytes: int = env("KEEL_MAX_JSON_BODY_BYTES", 2 * 1024 * 1024)
+    """Largest request body of every other route (larger: 413). Its bodies are a few fields of bounded
+    length; a JSON body costs its process about 25 times its size to decode, on the event loop."""
 
     log_level: str = env("KEEL_LOG_LEVEL", "INFO")
     """Log level."""

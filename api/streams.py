@@ -31,7 +31,7 @@ TOO_MANY_STREAMS = msgspec.json.encode(
     {
         "status": 429,
         "title": "Too Many Requests",
-        "detail": "Too many streams are open for this caller (user or share link); close one, or retry later.",
+        "detail": "Too many streams are open for this user or share link; close one, or retry later.",
     }
 )
 

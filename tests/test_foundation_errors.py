@@ -96,7 +96,7 @@ def prepared(dba) -> None:
 
 @pytest.fixture
 async def test_client(settings, prepared):
-    app = _with_test_routes(create_app(replace(settings, max_body_bytes=4096)))
+    app = _with_test_routes(create_app(replace(settings, max_body_bytes=4096, max_json_body_bytes=4096)))
     async with live_server(app) as client:
         yield client
 

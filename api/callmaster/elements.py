@@ -21,7 +21,7 @@ from litestar.params import Body, FromPath, JSONBody, QueryParameter
 from msgspec import UNSET, Meta, UnsetType
 from psycopg.types.json import Jsonb
 
-from api.deps import CurrentPrincipal, Db, Page
+from api.deps import LARGE_BODY, CurrentPrincipal, Db, Page
 from api.errors import Problem
 from api.patterns import NON_BLANK
 
@@ -227,6 +227,7 @@ async def list_elements(
 
 @post(
     "/api/scripts/{script_id:uuid}/elements",
+    opt=LARGE_BODY,
     tags=["callmaster"],
     summary="Create an element with its supporting rows",
     description="References (parent, group members, department) must stay inside the script and owner (else 422).",
@@ -244,6 +245,7 @@ async def create_element(
 
 @patch(
     "/api/scripts/{script_id:uuid}/elements",
+    opt=LARGE_BODY,
     tags=["callmaster"],
     summary="Bulk-update elements of a script",
     description="One statement, all or nothing: an id not in the script → 422 naming it, nothing changed. "
@@ -282,6 +284,7 @@ async def auto_sort_elements(
 
 @post(
     "/api/scripts/{script_id:uuid}/edits",
+    opt=LARGE_BODY,
     tags=["callmaster"],
     summary="Apply an edit batch atomically",
     description="Operations create / update / delete / move run in order in one transaction; later ones may "
@@ -304,7 +307,7 @@ async def get_element(element_id: FromPath[UUID], db: Db, principal: CurrentPrin
     return await db.fetch_val(principal, GET_ELEMENT, {"id": element_id})
 
 
-@patch("/api/elements/{element_id:uuid}", tags=["callmaster"], summary="Change an element")
+@patch("/api/elements/{element_id:uuid}", tags=["callmaster"], summary="Change an element", opt=LARGE_BODY)
 async def update_element(
     element_id: FromPath[UUID], data: JSONBody[ElementPatch], db: Db, principal: CurrentPrincipal
 ) -> dict[str, Any]:

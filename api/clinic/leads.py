@@ -30,7 +30,7 @@ from api.clinic.schemas import (
     normalize_mobile,
 )
 from api.crypto import Keyring, normalize_phone
-from api.deps import AppSettings, CurrentPrincipal, Db, Page
+from api.deps import LARGE_BODY, AppSettings, CurrentPrincipal, Db, Page
 from api.errors import Problem
 from api.idempotency import Replay, run_idempotent, run_idempotent_in
 from api.openapi import raw_body_operation
@@ -237,6 +237,7 @@ async def convert_lead(
     " honours Idempotency-Key)",
     status_code=201,
     operation_class=raw_body_operation(IMPORT_BODY, "Leads as a JSON array (or `{leads: [...]}`) or a CSV"),
+    opt=LARGE_BODY,
 )
 async def import_leads(
     request: Request[Any, Any, Any],
