@@ -4343,6 +4343,7 @@ CREATE FUNCTION callmaster.live_heartbeat(p_process_id uuid, p_subscribers jsonb
             SELECT 'shared', NULL
             FROM callmaster.share_links AS l
             JOIN callmaster.scripts AS s ON s.id = x.script_id AND s.show_id = l.show_id
+            JOIN callmaster.users AS o ON o.id = l.owner_id AND o.is_active  -- as callmaster.shared_link
             WHERE x.link_id IS NOT NULL AND l.id = x.link_id AND l.revoked_at IS NULL AND l.expires_at > now()
             LIMIT 1
         ) AS a ON true
@@ -4367,7 +4368,7 @@ ALTER FUNCTION callmaster.live_heartbeat(p_process_id uuid, p_subscribers jsonb)
 -- Name: FUNCTION live_heartbeat(p_process_id uuid, p_subscribers jsonb); Type: COMMENT; Schema: callmaster; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION callmaster.live_heartbeat(p_process_id uuid, p_subscribers jsonb) IS 'Relay call, every few seconds per API process: re-checks the access of its subscribers and records presence. Arguments: the process id, [{key, script_id, sub (Clerk user id) | link_id, devices}]. Replaces the process''s presence rows (counts per script, audience and department; rows of processes silent for a minute are dropped). Returns the keys that may no longer read their script (user deactivated or unassigned, link revoked or expired, script deleted). No errors.';
+COMMENT ON FUNCTION callmaster.live_heartbeat(p_process_id uuid, p_subscribers jsonb) IS 'Relay call, every few seconds per API process: re-checks the access of its subscribers and records presence. Arguments: the process id, [{key, script_id, sub (Clerk user id) | link_id, devices}]. Replaces the process''s presence rows (counts per script, audience and department; rows of processes silent for a minute are dropped). Returns the keys that may no longer read their script (user deactivated or unassigned, link revoked or expired or its owner deactivated, script deleted). No errors.';
 
 --
 -- Name: live_hold(uuid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
@@ -5625,8 +5626,10 @@ CREATE FUNCTION callmaster.shared_link(p_token text) RETURNS callmaster.share_li
 DECLARE
     v_link callmaster.share_links;
 BEGIN
+    -- A link speaks for its owner: while the owner is deactivated (Clerk user.deleted) it grants nothing.
     SELECT l.* INTO v_link
     FROM callmaster.share_links AS l
+    JOIN callmaster.users AS o ON o.id = l.owner_id AND o.is_active
     WHERE l.token_hash = callmaster.share_link_hash(p_token)
       AND l.revoked_at IS NULL
       AND l.expires_at > now();
@@ -5644,7 +5647,7 @@ ALTER FUNCTION callmaster.shared_link(p_token text) OWNER TO keel_owner;
 -- Name: FUNCTION shared_link(p_token text); Type: COMMENT; Schema: callmaster; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION callmaster.shared_link(p_token text) IS 'Internal: the valid share link of a token. Errors: P0002 unknown, revoked or expired.';
+COMMENT ON FUNCTION callmaster.shared_link(p_token text) IS 'Internal: the valid share link of a token (not revoked, not expired, its owner active). Errors: P0002 unknown, revoked or expired link, or one whose owner is deactivated.';
 
 --
 -- Name: shared_lookup(text, integer, text, text, uuid, bigint); Type: FUNCTION; Schema: callmaster; Owner: keel_owner

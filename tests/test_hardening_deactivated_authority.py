@@ -1,0 +1,61 @@
+"""What a deactivated CallMaster user handed out stops granting anything (stale authority, issue 13 finding
+14, for issue 16's share links and the pending members of finding 15).
+
+A user whose Clerk account is deleted is deactivated (`callmaster.apply_clerk_event`, user.deleted; a DBA's
+raw UPDATE of `is_active` does the same). Their own requests stop at once; what they delegated must stop
+too: a share link they created no longer opens the show (and its live followers are disconnected within
+the relay's check interval), and an invitation they sent, which the invitee no longer sees listed,
+cannot be accepted (it would bring the invitee into the crew of a deactivated account and its shows).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from tests.callmaster_live_support import follow, live_stage
+from tests.factories import Bearer, assert_problem, one
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    return {"live_check_interval": 0.3, "live_linger": 0.5, "share_link_rate_limit": 1000}
+
+
+def clerk_deletes(dba: psycopg.Connection[Any], clerk_id: str) -> None:
+    """The verified webhook's call for a Clerk user.deleted event."""
+    outcome = one(
+        dba,
+        "SELECT callmaster.apply_clerk_event(%s, 'user.deleted', %s)",
+        (f"msg_deleted_{clerk_id}", json.dumps({"id": clerk_id})),
+    )
+    assert outcome["outcome"] == "deactivated"
+
+
+async def test_share_links_of_a_deactivated_owner_grant_nothing(
+    client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Bearer
+) -> None:
+    stage = live_stage(dba)
+    show, script = stage["show"], stage["script"]
+    r = await client.post(f"/api/shows/{show}/share-links", json={}, headers=bearer("user_a"))
+    token = r.json()["token"]
+    urls = [
+        f"/api/shared/{token}",
+        f"/api/shared/{token}/scripts/{script}",
+        f"/api/shared/{token}/scripts/{script}/live/presence",
+    ]
+    for url in urls:
+        assert (await client.get(url)).status_code == 200, url
+
+    async with follow(client, f"/api/shared/{token}/scripts/{script}/live") as guest:
+        assert (await guest.next()).event == "state"
+        clerk_deletes(dba, "user_a")
+        assert (await guest.next(timeout=5)).event == "revoked"
+    for url in [*urls, f"/api/shared/{token}/scripts/{script}/live"]:
+        assert assert_problem(await client.get(url), 404)["code"] == "P0002", url
+    # The link itself is unchanged (a relinked account gets its unexpired links back, as its shows).
+    assert one(dba, "SELECT revoked_at IS NULL FROM callmaster.share_links WHERE show_id = %s", (show,))
