@@ -1004,12 +1004,14 @@ BEGIN
     -- Locked before anything moves: an assignment being added to the pending member holds a key-share lock
     -- on the invitation (its foreign key, or check_member_refs) until it commits, so it is either committed
     -- before the moves below read (each statement sees it) or waits and then finds no pending member.
+    -- An invitation of a deactivated manager (Clerk user.deleted) is not listed and grants nothing.
     SELECT * INTO v_invitation
     FROM callmaster.crew_invitations AS i
     WHERE i.id = accept_crew_invitation.invitation_id
       AND i.invitee_user_id = v_me
       AND i.declined_at IS NULL
       AND i.removed_at IS NULL
+      AND EXISTS (SELECT FROM callmaster.users AS m WHERE m.id = i.manager_user_id AND m.is_active)
     FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING
@@ -1061,7 +1063,7 @@ ALTER FUNCTION callmaster.accept_crew_invitation(invitation_id uuid) OWNER TO ke
 -- Name: FUNCTION accept_crew_invitation(invitation_id uuid); Type: COMMENT; Schema: callmaster; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION callmaster.accept_crew_invitation(invitation_id uuid) IS 'API: the requesting user accepts an invitation addressed to them: they join the manager''s crew (the relationship takes the id, notes and is_active the manager saw), every assignment the manager gave the pending member (show crew, element crew and performers) becomes theirs, and the invitation is gone, in one transaction. Arguments: invitation_id. Returns {relationship_id, manager_user_id}. Errors: P0002 no such pending invitation of theirs (declined or withdrawn ones included); 42501 no request user.';
+COMMENT ON FUNCTION callmaster.accept_crew_invitation(invitation_id uuid) IS 'API: the requesting user accepts an invitation addressed to them: they join the manager''s crew (the relationship takes the id, notes and is_active the manager saw), every assignment the manager gave the pending member (show crew, element crew and performers) becomes theirs, and the invitation is gone, in one transaction. Arguments: invitation_id. Returns {relationship_id, manager_user_id}. Errors: P0002 no such pending invitation of theirs (declined or withdrawn ones included, and those of a deactivated manager, which list_crew_invitations does not list either); 42501 no request user.';
 
 --
 -- Name: acting_user_id(); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
@@ -2605,7 +2607,8 @@ BEGIN
     WHERE i.id = decline_crew_invitation.invitation_id
       AND i.invitee_user_id = callmaster.require_user_id()
       AND i.declined_at IS NULL
-      AND i.removed_at IS NULL;
+      AND i.removed_at IS NULL
+      AND EXISTS (SELECT FROM callmaster.users AS m WHERE m.id = i.manager_user_id AND m.is_active);
     IF NOT FOUND THEN
         RAISE EXCEPTION USING
             ERRCODE = 'P0002',
@@ -2620,7 +2623,7 @@ ALTER FUNCTION callmaster.decline_crew_invitation(invitation_id uuid) OWNER TO k
 -- Name: FUNCTION decline_crew_invitation(invitation_id uuid); Type: COMMENT; Schema: callmaster; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION callmaster.decline_crew_invitation(invitation_id uuid) IS 'API: the requesting user declines an invitation addressed to them. The manager''s side does not change (a declined invitation stays a pending member, as a guest who never signs up does, so it tells the manager nothing). Arguments: invitation_id. Errors: P0002 no such pending invitation of theirs; 42501 no request user.';
+COMMENT ON FUNCTION callmaster.decline_crew_invitation(invitation_id uuid) IS 'API: the requesting user declines an invitation addressed to them. The manager''s side does not change (a declined invitation stays a pending member, as a guest who never signs up does, so it tells the manager nothing). Arguments: invitation_id. Errors: P0002 no such pending invitation of theirs (as for accept_crew_invitation); 42501 no request user.';
 
 --
 -- Name: delete_department(uuid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner

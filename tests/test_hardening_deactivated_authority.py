@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from tests.callmaster_live_support import follow, live_stage
-from tests.factories import Bearer, assert_problem, one
+from tests.factories import Bearer, add_show, add_user, assert_problem, one
 
 
 @pytest.fixture
@@ -59,3 +59,41 @@ async def test_share_links_of_a_deactivated_owner_grant_nothing(
         assert assert_problem(await client.get(url), 404)["code"] == "P0002", url
     # The link itself is unchanged (a relinked account gets its unexpired links back, as its shows).
     assert one(dba, "SELECT revoked_at IS NULL FROM callmaster.share_links WHERE show_id = %s", (show,))
+
+
+async def test_an_invitation_of_a_deactivated_manager_cannot_be_accepted(
+    client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Bearer
+) -> None:
+    manager = add_user(dba, "user_m")
+    add_user(dba, "user_i", "ivy@example.com")
+    show = add_show(dba, manager)
+    r = await client.post(
+        "/api/crew/guests",
+        json={"email": "ivy@example.com", "first_name": "Ivy", "last_name": "Invited"},
+        headers=bearer("user_m"),
+    )
+    assert r.status_code == 201, r.text
+    pending = r.json()["user_id"]
+    r = await client.post(f"/api/shows/{show}/crew", json={"user_id": pending}, headers=bearer("user_m"))
+    assert r.status_code == 201, r.text
+    ivy = bearer("user_i")
+    [invitation] = (await client.get("/api/crew/invitations", headers=ivy)).json()["items"]
+
+    clerk_deletes(dba, "user_m")
+    assert (await client.get("/api/crew/invitations", headers=ivy)).json()["total"] == 0
+    for verb in ("accept", "decline"):
+        r = await client.post(f"/api/crew/invitations/{invitation['id']}/{verb}", headers=ivy)
+        assert assert_problem(r, 404)["code"] == "P0002", verb
+    assert_problem(await client.get(f"/api/shows/{show}", headers=ivy), 404)
+    assert (
+        one(dba, "SELECT count(*) FROM callmaster.crew_relationships WHERE manager_user_id = %s", (manager,))
+        == 0
+    )
+    assert (
+        one(
+            dba,
+            "SELECT count(*) FROM callmaster.crew_assignments WHERE show_id = %s AND invitation_id = %s",
+            (show, invitation["id"]),
+        )
+        == 1
+    )
