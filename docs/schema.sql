@@ -14384,12 +14384,6 @@ GRANT ALL ON FUNCTION keel.start_outbox_delivery(p_id uuid, p_token uuid, p_leas
 GRANT SELECT,INSERT ON TABLE assistant.conversations TO keel_api;
 
 --
--- Name: SEQUENCE messages_seq_seq; Type: ACL; Schema: assistant; Owner: keel_owner
---
-
-GRANT SELECT,USAGE ON SEQUENCE assistant.messages_seq_seq TO keel_api;
-
---
 -- Name: TABLE departments; Type: ACL; Schema: callmaster; Owner: keel_owner
 --
 
@@ -14474,12 +14468,6 @@ GRANT UPDATE(attempts) ON TABLE keel.outbox TO keel_api;
 GRANT UPDATE(failed_at) ON TABLE keel.outbox TO keel_api;
 
 --
--- Name: DEFAULT PRIVILEGES FOR SEQUENCES; Type: DEFAULT ACL; Schema: assistant; Owner: keel_owner
---
-
-ALTER DEFAULT PRIVILEGES FOR ROLE keel_owner IN SCHEMA assistant GRANT SELECT,USAGE ON SEQUENCES TO keel_api;
-
---
 -- Name: DEFAULT PRIVILEGES FOR FUNCTIONS; Type: DEFAULT ACL; Schema: assistant; Owner: keel_owner
 --
 
@@ -14492,12 +14480,6 @@ ALTER DEFAULT PRIVILEGES FOR ROLE keel_owner IN SCHEMA assistant GRANT ALL ON FU
 ALTER DEFAULT PRIVILEGES FOR ROLE keel_owner IN SCHEMA assistant GRANT SELECT,INSERT,DELETE,UPDATE ON TABLES TO keel_api;
 
 --
--- Name: DEFAULT PRIVILEGES FOR SEQUENCES; Type: DEFAULT ACL; Schema: callmaster; Owner: keel_owner
---
-
-ALTER DEFAULT PRIVILEGES FOR ROLE keel_owner IN SCHEMA callmaster GRANT SELECT,USAGE ON SEQUENCES TO keel_api;
-
---
 -- Name: DEFAULT PRIVILEGES FOR FUNCTIONS; Type: DEFAULT ACL; Schema: callmaster; Owner: keel_owner
 --
 
@@ -14508,12 +14490,6 @@ ALTER DEFAULT PRIVILEGES FOR ROLE keel_owner IN SCHEMA callmaster GRANT ALL ON F
 --
 
 ALTER DEFAULT PRIVILEGES FOR ROLE keel_owner IN SCHEMA callmaster GRANT SELECT,INSERT,DELETE,UPDATE ON TABLES TO keel_api;
-
---
--- Name: DEFAULT PRIVILEGES FOR SEQUENCES; Type: DEFAULT ACL; Schema: clinic; Owner: keel_owner
---
-
-ALTER DEFAULT PRIVILEGES FOR ROLE keel_owner IN SCHEMA clinic GRANT SELECT,USAGE ON SEQUENCES TO keel_api;
 
 --
 -- Name: DEFAULT PRIVILEGES FOR FUNCTIONS; Type: DEFAULT ACL; Schema: clinic; Owner: keel_owner

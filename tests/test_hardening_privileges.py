@@ -11,6 +11,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from tests.factories import add_script, add_show, add_user
 
@@ -378,6 +379,28 @@ def test_finding6_keel_api_table_privileges_in_keel(dba):
         "SELECT relrowsecurity AND relforcerowsecurity FROM pg_class WHERE oid = 'keel.idempotency_keys'::regclass"
     ).fetchone()
     assert forced == (True,)
+
+
+def test_keel_api_reaches_no_sequence(dba):
+    """A sequence has no tenant key, so row-level security cannot scope it: its last_value counts every
+    tenant's rows (assistant.messages_seq_seq did, to any request session). keel_api may neither read nor
+    advance one, today's or one created later in a domain schema (identity columns need no privilege)."""
+    granted = """
+        SELECT c.oid::regclass::text, p.privilege
+        FROM pg_class AS c
+        CROSS JOIN unnest(ARRAY['USAGE', 'SELECT', 'UPDATE']) AS p(privilege)
+        WHERE c.relkind = 'S' AND has_sequence_privilege('keel_api', c.oid, p.privilege)
+    """
+    assert dba.execute(granted).fetchall() == []
+    assert dba.execute("SELECT count(*) FROM pg_class WHERE relkind = 'S'").fetchone()[0] > 0
+    dba.execute("BEGIN")
+    try:
+        dba.execute("SET LOCAL ROLE keel_owner")
+        for schema in ("clinic", "assistant", "callmaster"):
+            dba.execute(sql.SQL("CREATE SEQUENCE {}").format(sql.Identifier(schema, "lint_probe_seq")))
+        assert dba.execute(granted).fetchall() == []
+    finally:
+        dba.execute("ROLLBACK")
 
 
 # The live feed's internals: called only by SECURITY DEFINER entry points (feed triggers, show-run commands,
