@@ -381,6 +381,37 @@ def test_finding6_keel_api_table_privileges_in_keel(dba):
     assert forced == (True,)
 
 
+OUR_SCHEMAS = {"keel", "clinic", "assistant", "callmaster"}
+
+
+def test_security_definer_functions_pin_a_safe_search_path(dba):
+    """Every SECURITY DEFINER function of ours runs as its owner with a search_path of its own: pg_catalog
+    first (no caller's object shadows a built-in), then only our schemas — no `public` or `$user` (where a
+    caller could create an object the owner would then use) and pg_temp, if named at all, last. It is
+    owned by keel_owner and, by the allow-lists above, reached only by the role it is meant for."""
+    rows = dba.execute(
+        """
+        SELECT p.oid::regprocedure::text, pg_get_userbyid(p.proowner),
+               (SELECT substr(c, strpos(c, '=') + 1) FROM unnest(p.proconfig) AS c
+                WHERE split_part(c, '=', 1) = 'search_path')
+        FROM pg_proc AS p
+        JOIN pg_namespace AS n ON n.oid = p.pronamespace
+        WHERE p.prosecdef AND n.nspname = ANY (%(schemas)s)
+        ORDER BY 1
+        """,
+        {"schemas": sorted(OUR_SCHEMAS)},
+    ).fetchall()
+    assert len(rows) > 50  # the catalog walk finds them
+    unsafe = []
+    for fn, owner, path in rows:
+        entries = [entry.strip().strip('"') for entry in (path or "").split(",")]
+        if entries[-1] == "pg_temp":
+            entries.pop()
+        if owner != "keel_owner" or entries[0] != "pg_catalog" or not set(entries[1:]) <= OUR_SCHEMAS:
+            unsafe.append((fn, owner, path))
+    assert unsafe == []
+
+
 def test_keel_api_reaches_no_sequence(dba):
     """A sequence has no tenant key, so row-level security cannot scope it: its last_value counts every
     tenant's rows (assistant.messages_seq_seq did, to any request session). keel_api may neither read nor
