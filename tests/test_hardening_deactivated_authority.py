@@ -10,7 +10,9 @@ cannot be accepted (it would bring the invitee into the crew of a deactivated ac
 
 from __future__ import annotations
 
+import ast
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,7 +20,7 @@ import psycopg
 import pytest
 
 from tests.callmaster_live_support import follow, live_stage
-from tests.factories import Bearer, add_show, add_user, assert_problem, one
+from tests.factories import Bearer, add_script, add_show, add_user, assert_problem, one
 
 
 @pytest.fixture
@@ -97,3 +99,44 @@ async def test_an_invitation_of_a_deactivated_manager_cannot_be_accepted(
         )
         == 1
     )
+
+
+async def test_idempotent_replays_of_a_deactivated_user_answer_as_any_other_call(
+    client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Bearer
+) -> None:
+    """A retry with an Idempotency-Key re-reads what it answers with the caller's current rights: after
+    Clerk's user.deleted it is refused like every other call (it used to replay the stored answer), and a
+    record keeps the created row's id only."""
+    script = add_script(dba, add_show(dba, add_user(dba, "user_d")))
+    owner = bearer("user_d")
+    calls = [
+        (f"/api/scripts/{script}/duplicate", {"name": "Copy"}),
+        ("/api/crew/guests", {"email": "gus@example.com", "first_name": "Gus", "last_name": "Guest"}),
+    ]
+    for url, body in calls:
+        first = await client.post(url, json=body, headers={**owner, "Idempotency-Key": url})
+        assert first.status_code == 201, first.text
+        replay = await client.post(url, json=body, headers={**owner, "Idempotency-Key": url})
+        assert (replay.status_code, replay.json()) == (201, first.json())
+        assert replay.headers["Idempotent-Replayed"] == "true"
+    clerk_deletes(dba, "user_d")
+    for url, body in calls:
+        r = await client.post(url, json=body, headers={**owner, "Idempotency-Key": url})
+        assert assert_problem(r, 403)["code"] == "42501", url
+    stored = dba.execute(
+        "SELECT path, array(SELECT jsonb_object_keys(response_body)) FROM keel.idempotency_keys ORDER BY path"
+    ).fetchall()
+    assert stored == [("/api/crew/guests", ["user_id"]), (f"/api/scripts/{script}/duplicate", ["id"])]
+
+
+def test_every_callmaster_idempotent_call_replays_through_a_reader() -> None:
+    """The class: a CallMaster request's standing is checked by the functions it calls (no context check
+    as clinic.request_claims), so a replay that answered from the stored record alone would skip it.
+    Every run_idempotent call under api/callmaster passes `replay=` (a reader re-checking the caller)."""
+    calls = []
+    for path in sorted((Path(__file__).resolve().parents[1] / "api" / "callmaster").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "run_idempotent":
+                calls.append((path.name, node.lineno, any(k.arg == "replay" for k in node.keywords)))
+    assert len(calls) >= 2
+    assert [call for call in calls if not call[2]] == []
