@@ -58,7 +58,7 @@ def serve(host: str, port: int, no_workers: bool, processes: int | None) -> None
         # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal; make SIGTERM
         # an exception like SIGINT so the embedded database is stopped on the way out too.
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
-        uvicorn.Server(server_config(app, host=host, port=port)).run()
+        uvicorn.Server(server_config(app, settings, host=host, port=port)).run()
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
