@@ -3,6 +3,9 @@ credential of a show and travels in the request path (`/api/shared/{token}…`).
 writes may carry it: uvicorn's access line (every request, matched or not) and the unhandled-error line
 show the path redacted (`api.redaction.redact_path`).
 
+Nor may a cache keep a share link's answer (it is fetched without credentials, so a CDN or the browser
+could serve it after the link is revoked): `Cache-Control: no-store`.
+
 The class: every free-form path parameter of the OpenAPI document (ids are uuids) is a possible secret.
 The sweep takes them from the served document, so a new one must be listed here as a secret (and is then
 checked) or as public (`PUBLIC_STRING_PARAMS`, with a reason).
@@ -77,7 +80,10 @@ async def test_share_link_tokens_reach_no_server_log_line(
             async with follow(client, url) as feed:
                 assert (await feed.next()).event == "state"
         else:
-            assert (await client.get(url)).status_code == 200, url
+            r = await client.get(url)
+            assert r.status_code == 200, url
+            # Fetched without credentials: no cache may keep the answer past the link's revocation.
+            assert r.headers["cache-control"] == "no-store", url
     # A path no route matches (not a uuid where one goes) is logged too, and a guessed token like a real one.
     assert (await client.get(f"/api/shared/{token}/scripts/not-a-uuid")).status_code == 404
     guess = "sl_" + "G" * 43
