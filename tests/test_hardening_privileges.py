@@ -412,6 +412,33 @@ def test_security_definer_functions_pin_a_safe_search_path(dba):
     assert unsafe == []
 
 
+def test_what_keel_api_reads_beyond_tables_is_scoped_to_the_reader(dba):
+    """Views keel_api may read run with the reader's rights (security_invoker: the tables' row-level
+    security applies to the reader, not to the view's owner, who bypasses it); materialized views cannot
+    have row-level security, so keel_api reads none (the control tower reads them through functions that
+    check the clinic claim)."""
+    rows = dba.execute(
+        """
+        SELECT c.oid::regclass::text, c.relkind, coalesce(c.reloptions, '{}')
+        FROM pg_class AS c
+        JOIN pg_namespace AS n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('v', 'm') AND n.nspname = ANY (%(schemas)s)
+        ORDER BY 1
+        """,
+        {"schemas": sorted(OUR_SCHEMAS)},
+    ).fetchall()
+    assert {kind for _, kind, _ in rows} == {"v", "m"}  # the walk finds both kinds
+    readable = [
+        (name, kind, options)
+        for name, kind, options in rows
+        if dba.execute(
+            "SELECT has_any_column_privilege('keel_api', %s::regclass, 'SELECT')", (name,)
+        ).fetchone()[0]
+    ]
+    assert readable  # crew_invitations_sent at least
+    assert [r for r in readable if r[1] == "m" or "security_invoker=true" not in r[2]] == []
+
+
 def test_keel_api_reaches_no_sequence(dba):
     """A sequence has no tenant key, so row-level security cannot scope it: its last_value counts every
     tenant's rows (assistant.messages_seq_seq did, to any request session). keel_api may neither read nor
