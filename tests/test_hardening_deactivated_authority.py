@@ -20,12 +20,18 @@ import psycopg
 import pytest
 
 from tests.callmaster_live_support import follow, live_stage
-from tests.factories import Bearer, add_script, add_show, add_user, assert_problem, one
+from tests.contract_support import build_request, operations, product, seed_world, table_checksums
+from tests.factories import KEYS_ONE, Bearer, add_script, add_show, add_user, assert_problem, one
 
 
 @pytest.fixture
 def settings_overrides() -> dict[str, Any]:
-    return {"live_check_interval": 0.3, "live_linger": 0.5, "share_link_rate_limit": 1000}
+    return {
+        "live_check_interval": 0.3,
+        "live_linger": 0.5,
+        "share_link_rate_limit": 1000,
+        "encryption_keys": KEYS_ONE,  # seed_world writes leads
+    }
 
 
 def clerk_deletes(dba: psycopg.Connection[Any], clerk_id: str) -> None:
@@ -140,3 +146,34 @@ def test_every_callmaster_idempotent_call_replays_through_a_reader() -> None:
                 calls.append((path.name, node.lineno, any(k.arg == "replay" for k in node.keywords)))
     assert len(calls) >= 2
     assert [call for call in calls if not call[2]] == []
+
+
+async def test_a_deactivated_user_is_refused_by_every_callmaster_operation(
+    client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Bearer
+) -> None:
+    """Every CallMaster operation of the OpenAPI document (live streams included), called by its owner
+    right after Clerk's user.deleted with a token that is still valid, answers 403 (42501) and changes
+    nothing: no endpoint keeps answering on the token's authority."""
+    world = await seed_world(dba, client, bearer)
+    doc = (await client.get("/schema/openapi.json")).json()
+    owned = [
+        (path, method, op)
+        for path, method, op in operations(doc)
+        if product(op) == "callmaster" and op.get("security") != [{}]
+    ]
+    assert len(owned) >= 45, "the document lost its CallMaster operations"
+    clerk_deletes(dba, "user_owner_a")
+    before = table_checksums(dba)
+    answers = {}
+    for path, method, op in owned:
+        request = build_request(doc, path, op, world)
+        response = await client.request(
+            method,
+            request["url"],
+            params=request["params"],
+            json=request.get("json"),
+            headers={**request["headers"], **world.headers["owner"]},
+        )
+        answers[f"{method} {path}"] = (response.status_code, response.json().get("code"))
+    assert {op: answer for op, answer in answers.items() if answer != (403, "42501")} == {}
+    assert table_checksums(dba) == before
