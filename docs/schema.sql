@@ -11986,6 +11986,18 @@ ALTER TABLE callmaster.crew_assignments ENABLE ROW LEVEL SECURITY;
 CREATE POLICY crew_assignments_crew_read ON callmaster.crew_assignments FOR SELECT TO keel_api USING ((show_id = ANY (( SELECT callmaster.assigned_show_ids() AS assigned_show_ids)::uuid[])));
 
 --
+-- Name: crew_assignments crew_assignments_member_visible; Type: POLICY; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE POLICY crew_assignments_member_visible ON callmaster.crew_assignments AS RESTRICTIVE FOR INSERT TO keel_api WITH CHECK (((user_id IS NULL) OR (user_id = ANY (( SELECT callmaster.visible_user_ids() AS visible_user_ids)::uuid[]))));
+
+--
+-- Name: crew_assignments crew_assignments_member_visible_update; Type: POLICY; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE POLICY crew_assignments_member_visible_update ON callmaster.crew_assignments AS RESTRICTIVE FOR UPDATE TO keel_api USING (true) WITH CHECK (((user_id IS NULL) OR (user_id = ANY (( SELECT callmaster.visible_user_ids() AS visible_user_ids)::uuid[]))));
+
+--
 -- Name: crew_assignments crew_assignments_owner; Type: POLICY; Schema: callmaster; Owner: keel_owner
 --
 
@@ -12019,7 +12031,9 @@ CREATE POLICY crew_relationships_delete ON callmaster.crew_relationships FOR DEL
 -- Name: crew_relationships crew_relationships_insert; Type: POLICY; Schema: callmaster; Owner: keel_owner
 --
 
-CREATE POLICY crew_relationships_insert ON callmaster.crew_relationships FOR INSERT TO keel_api WITH CHECK (((manager_user_id = ( SELECT callmaster.current_user_id() AS current_user_id)) AND (crew_user_id = ANY (( SELECT callmaster.visible_user_ids() AS visible_user_ids)::uuid[]))));
+CREATE POLICY crew_relationships_insert ON callmaster.crew_relationships FOR INSERT TO keel_api WITH CHECK (((manager_user_id = ( SELECT callmaster.current_user_id() AS current_user_id)) AND (EXISTS ( SELECT
+   FROM callmaster.users u
+  WHERE ((u.id = crew_relationships.crew_user_id) AND (u.status = 'guest'::text) AND (u.created_by = ( SELECT callmaster.current_user_id() AS current_user_id)))))));
 
 --
 -- Name: crew_relationships crew_relationships_select; Type: POLICY; Schema: callmaster; Owner: keel_owner
@@ -12126,6 +12140,18 @@ CREATE POLICY script_element_conditional_rules_read ON callmaster.script_element
 ALTER TABLE callmaster.script_element_crew_assignments ENABLE ROW LEVEL SECURITY;
 
 --
+-- Name: script_element_crew_assignments script_element_crew_assignments_member_visible; Type: POLICY; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE POLICY script_element_crew_assignments_member_visible ON callmaster.script_element_crew_assignments AS RESTRICTIVE FOR INSERT TO keel_api WITH CHECK (((crew_user_id IS NULL) OR (crew_user_id = ANY (( SELECT callmaster.visible_user_ids() AS visible_user_ids)::uuid[]))));
+
+--
+-- Name: script_element_crew_assignments script_element_crew_assignments_member_visible_update; Type: POLICY; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE POLICY script_element_crew_assignments_member_visible_update ON callmaster.script_element_crew_assignments AS RESTRICTIVE FOR UPDATE TO keel_api USING (true) WITH CHECK (((crew_user_id IS NULL) OR (crew_user_id = ANY (( SELECT callmaster.visible_user_ids() AS visible_user_ids)::uuid[]))));
+
+--
 -- Name: script_element_crew_assignments script_element_crew_assignments_owner; Type: POLICY; Schema: callmaster; Owner: keel_owner
 --
 
@@ -12196,6 +12222,18 @@ CREATE POLICY script_element_groups_read ON callmaster.script_element_groups FOR
 --
 
 ALTER TABLE callmaster.script_element_performer_assignments ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: script_element_performer_assignments script_element_performer_assignments_member_visible; Type: POLICY; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE POLICY script_element_performer_assignments_member_visible ON callmaster.script_element_performer_assignments AS RESTRICTIVE FOR INSERT TO keel_api WITH CHECK (((performer_id IS NULL) OR (performer_id = ANY (( SELECT callmaster.visible_user_ids() AS visible_user_ids)::uuid[]))));
+
+--
+-- Name: script_element_performer_assignments script_element_performer_assignments_member_visible_update; Type: POLICY; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE POLICY script_element_performer_assignments_member_visible_update ON callmaster.script_element_performer_assignments AS RESTRICTIVE FOR UPDATE TO keel_api USING (true) WITH CHECK (((performer_id IS NULL) OR (performer_id = ANY (( SELECT callmaster.visible_user_ids() AS visible_user_ids)::uuid[]))));
 
 --
 -- Name: script_element_performer_assignments script_element_performer_assignments_owner; Type: POLICY; Schema: callmaster; Owner: keel_owner
@@ -12963,7 +13001,19 @@ GRANT ALL ON FUNCTION callmaster.crew_invitation_json(i callmaster.crew_invitati
 -- Name: TABLE crew_relationships; Type: ACL; Schema: callmaster; Owner: keel_owner
 --
 
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE callmaster.crew_relationships TO keel_api;
+GRANT SELECT,INSERT,DELETE ON TABLE callmaster.crew_relationships TO keel_api;
+
+--
+-- Name: COLUMN crew_relationships.is_active; Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+GRANT UPDATE(is_active) ON TABLE callmaster.crew_relationships TO keel_api;
+
+--
+-- Name: COLUMN crew_relationships.notes; Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+GRANT UPDATE(notes) ON TABLE callmaster.crew_relationships TO keel_api;
 
 --
 -- Name: TABLE users; Type: ACL; Schema: callmaster; Owner: keel_owner
