@@ -242,3 +242,28 @@ async def test_an_idle_stream_gets_keep_alive_comments(
             assert line.startswith(("data: ", "id: ")) or not line  # the rest of the state event
         assert 0.5 < time.monotonic() - started < 3  # live_sse_keepalive 1 s
         assert await asyncio.wait_for(anext(lines), 5) == ""  # a comment alone: no event for the client
+
+
+async def test_a_resume_longer_than_one_replay_gets_every_missed_event(
+    client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Bearer, stage: dict[str, Any]
+) -> None:
+    """live_open replays at most 10,000 events; a subscriber that missed more gets the rest from the
+    stream (not a jump to the head), every event once and in order."""
+    script = stage["script"]
+    start = int(one(dba, "SELECT position FROM callmaster.live_feed_heads WHERE script_id = %s", (script,)))
+    missed = 10_050
+    # The log of 10,050 one-event statements (show commands), written as the feed functions write it.
+    dba.execute(
+        "WITH h AS (UPDATE callmaster.live_feed_heads SET position = position + %(n)s"
+        "           WHERE script_id = %(script)s RETURNING position - %(n)s AS base)"
+        " INSERT INTO callmaster.live_events (script_id, first_position, position, event, command, run)"
+        " SELECT %(script)s, h.base + g, h.base + g, 'command', 'hold', '{}' FROM h, generate_series(1, %(n)s) AS g",
+        {"n": missed, "script": script},
+    )
+    async with follow(client, f"/api/scripts/{script}/live", bearer("lx_op"), last_event_id=str(start)) as crew:
+        assert (await crew.next()).event == "state"
+        ids = [int((await crew.next()).id or 0) for _ in range(missed)]
+        assert ids == list(range(start + 1, start + missed + 1))
+        await go(client, bearer("caller_c"), script)
+        event = await crew.next()
+        assert (event.event, event.id) == ("command", str(start + missed + 1))  # then live, no gap
