@@ -4215,6 +4215,29 @@ BEGIN
             array_agg(o.id ORDER BY o.script_id, o.sequence, o.id),
             array_agg(o.script_id ORDER BY o.script_id, o.sequence, o.id), NULL::text[])
         FROM old_rows AS o;
+        -- Runs whose current or standby cue went, now that the feed heads are locked (a show command's
+        -- order: head, then run; see migration 0920). An open run stands after the cue before its
+        -- deleted current one, so the next GO is the cue after it; a stopped run forgets it.
+        UPDATE callmaster.show_runs AS r
+        SET current_element_id = CASE
+                WHEN g.current_sequence IS NULL THEN r.current_element_id
+                WHEN r.status = 'stopped' THEN NULL
+                ELSE (SELECT e.id
+                      FROM callmaster.script_elements AS e
+                      WHERE e.script_id = r.script_id AND e.element_type = 'cue' AND e.is_active
+                        AND (e.sequence, e.id) < (g.current_sequence, r.current_element_id)
+                      ORDER BY e.sequence DESC, e.id DESC
+                      LIMIT 1) END,
+            standby_element_id = CASE WHEN g.standby_gone THEN NULL ELSE r.standby_element_id END,
+            updated_at = now()
+        FROM (SELECT r0.id,
+                     (SELECT o.sequence FROM old_rows AS o WHERE o.id = r0.current_element_id) AS current_sequence,
+                     r0.standby_element_id IN (SELECT o.id FROM old_rows AS o) AS standby_gone
+              FROM callmaster.show_runs AS r0
+              WHERE r0.script_id IN (SELECT o.script_id FROM old_rows AS o)
+                AND (r0.current_element_id IN (SELECT o.id FROM old_rows AS o)
+                     OR r0.standby_element_id IN (SELECT o.id FROM old_rows AS o))) AS g
+        WHERE r.id = g.id;
     END IF;
     RETURN NULL;
 END
@@ -4226,7 +4249,7 @@ ALTER FUNCTION callmaster.live_feed_elements() OWNER TO keel_owner;
 -- Name: FUNCTION live_feed_elements(); Type: COMMENT; Schema: callmaster; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION callmaster.live_feed_elements() IS 'Trigger (AFTER INSERT/UPDATE/DELETE, per statement, on callmaster.script_elements): appends element.created / element.updated (with the names of the changed columns) / element.deleted to the feed of each script touched, in the writing transaction. No errors.';
+COMMENT ON FUNCTION callmaster.live_feed_elements() IS 'Trigger (AFTER INSERT/UPDATE/DELETE, per statement, on callmaster.script_elements): appends element.created / element.updated (with the names of the changed columns) / element.deleted to the feed of each script touched, in the writing transaction; on delete, moves the show runs whose current cue (to the cue before it) or standby cue (to none) went. No errors.';
 
 --
 -- Name: live_feed_script_created(); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
@@ -11823,7 +11846,7 @@ ALTER TABLE ONLY callmaster.show_runs
 --
 
 ALTER TABLE ONLY callmaster.show_runs
-    ADD CONSTRAINT show_runs_current_fkey FOREIGN KEY (script_id, current_element_id) REFERENCES callmaster.script_elements(script_id, id) ON DELETE SET NULL (current_element_id);
+    ADD CONSTRAINT show_runs_current_fkey FOREIGN KEY (script_id, current_element_id) REFERENCES callmaster.script_elements(script_id, id) DEFERRABLE INITIALLY DEFERRED;
 
 --
 -- Name: show_runs show_runs_script_fkey; Type: FK CONSTRAINT; Schema: callmaster; Owner: keel_owner
@@ -11837,7 +11860,7 @@ ALTER TABLE ONLY callmaster.show_runs
 --
 
 ALTER TABLE ONLY callmaster.show_runs
-    ADD CONSTRAINT show_runs_standby_fkey FOREIGN KEY (script_id, standby_element_id) REFERENCES callmaster.script_elements(script_id, id) ON DELETE SET NULL (standby_element_id);
+    ADD CONSTRAINT show_runs_standby_fkey FOREIGN KEY (script_id, standby_element_id) REFERENCES callmaster.script_elements(script_id, id) DEFERRABLE INITIALLY DEFERRED;
 
 --
 -- Name: shows shows_owner_id_fkey; Type: FK CONSTRAINT; Schema: callmaster; Owner: keel_owner
