@@ -4013,6 +4013,7 @@ BEGIN
         END IF;
     END IF;
     PERFORM 1 FROM callmaster.live_feed_heads AS h WHERE h.script_id = p_script_id FOR NO KEY UPDATE;
+    PERFORM set_config('callmaster.live_run_write', 'on', true);  -- until live_record (live_runs_guard)
     RETURN v_script;
 END
 $$;
@@ -4023,7 +4024,7 @@ ALTER FUNCTION callmaster.live_caller_script(p_script_id uuid) OWNER TO keel_own
 -- Name: FUNCTION live_caller_script(p_script_id uuid); Type: COMMENT; Schema: callmaster; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION callmaster.live_caller_script(p_script_id uuid) IS 'Internal (show-run commands): the script if the acting user may call it (owner, crew with a caller role, or a DBA), with its feed head locked to commit. Errors: P0002 not found (or not the user''s to see); 42501 crew without a caller role.';
+COMMENT ON FUNCTION callmaster.live_caller_script(p_script_id uuid) IS 'Internal (show-run commands): the script if the acting user may call it (owner, crew with a caller role, or a DBA), with its feed head locked to commit and the run open to the command''s write (live_runs_guard, until live_record). Errors: P0002 not found (or not the user''s to see); 42501 crew without a caller role.';
 
 --
 -- Name: live_claim_positions(jsonb); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
@@ -4508,8 +4509,17 @@ CREATE TABLE callmaster.show_runs (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     CONSTRAINT show_runs_counts_check CHECK (((go_count >= 0) AND (hold_count >= 0) AND (held_ms >= 0))),
+    CONSTRAINT show_runs_current_check CHECK (((current_element_id IS NULL) OR (go_count > 0))),
     CONSTRAINT show_runs_hold_check CHECK (((status = 'holding'::text) = (hold_started_at IS NOT NULL))),
+    CONSTRAINT show_runs_started_check CHECK (((started_at IS NULL) = (go_count = 0))),
     CONSTRAINT show_runs_status_check CHECK ((status = ANY (ARRAY['standby'::text, 'running'::text, 'holding'::text, 'stopped'::text]))),
+    CONSTRAINT show_runs_status_go_check CHECK (
+CASE status
+    WHEN 'standby'::text THEN (go_count = 0)
+    WHEN 'running'::text THEN (go_count > 0)
+    WHEN 'holding'::text THEN ((go_count > 0) AND (hold_count > 0))
+    ELSE true
+END),
     CONSTRAINT show_runs_stopped_check CHECK (((status = 'stopped'::text) = (stopped_at IS NOT NULL)))
 );
 
@@ -4725,6 +4735,7 @@ CREATE FUNCTION callmaster.live_record(r callmaster.show_runs, p_command text, p
 DECLARE
     v_run jsonb := callmaster.live_run_json(r);
 BEGIN
+    PERFORM set_config('callmaster.live_run_write', 'off', true);  -- the command has written the run
     INSERT INTO callmaster.live_events (script_id, first_position, position, event, element_id, run_id, command, run)
     SELECT p.script_id, p.base + 1, p.base + 1, 'command', p_element_id, r.id, p_command, v_run
     FROM callmaster.live_claim_positions(jsonb_build_object(r.script_id, 1)) AS p;
@@ -4741,7 +4752,7 @@ ALTER FUNCTION callmaster.live_record(r callmaster.show_runs, p_command text, p_
 -- Name: FUNCTION live_record(r callmaster.show_runs, p_command text, p_element_id uuid); Type: COMMENT; Schema: callmaster; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION callmaster.live_record(r callmaster.show_runs, p_command text, p_element_id uuid) IS 'Internal (show-run commands): appends the command event (with the run as it now is) to the script''s feed, rings every relay (NOTIFY callmaster_live) and returns the script''s live state. No errors.';
+COMMENT ON FUNCTION callmaster.live_record(r callmaster.show_runs, p_command text, p_element_id uuid) IS 'Internal (show-run commands): appends the command event (with the run as it now is) to the script''s feed, rings every relay (NOTIFY callmaster_live), closes the run to writes again (live_runs_guard) and returns the script''s live state. No errors.';
 
 --
 -- Name: live_relay_asleep(interval); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
@@ -4905,6 +4916,38 @@ ALTER FUNCTION callmaster.live_run_json(r callmaster.show_runs) OWNER TO keel_ow
 --
 
 COMMENT ON FUNCTION callmaster.live_run_json(r callmaster.show_runs) IS 'A show run as the API shows it: status, standby/current/next cue ids, GO and hold counts, the show clock (clock_ms: time since the first GO less holds, frozen while holding or stopped) and the time held (held_ms, including a hold in progress). NULL for a NULL run. No errors.';
+
+--
+-- Name: live_runs_guard(); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.live_runs_guard() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    -- Depth 1 is this trigger on a statement of a session or a function; deeper, another trigger's
+    -- statement: the cascades of scripts and users, the element delete's feed trigger.
+    IF pg_trigger_depth() > 1 OR current_setting('callmaster.live_run_write', true) = 'on'
+       OR (TG_OP = 'DELETE' AND OLD.status = 'stopped') THEN
+        RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+    END IF;
+    RAISE EXCEPTION USING
+        ERRCODE = '42501',
+        MESSAGE = format('show run %s of script %s changes only through the show-run commands',
+                         CASE WHEN TG_OP = 'INSERT' THEN NEW.id ELSE OLD.id END,
+                         CASE WHEN TG_OP = 'INSERT' THEN NEW.script_id ELSE OLD.script_id END),
+        HINT = 'Call callmaster.live_standby, live_go, live_hold, live_resume or live_stop: they check the '
+               'caller and tell the crew''s devices (the feed). A stopped run may be deleted.';
+END
+$$;
+
+ALTER FUNCTION callmaster.live_runs_guard() OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION live_runs_guard(); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.live_runs_guard() IS 'Trigger (BEFORE INSERT/UPDATE/DELETE, per row, on callmaster.show_runs): refuses writes other than the show-run commands'' (and the cascades of triggers), and the deletion of a run that is not stopped. Errors: 42501 with a HINT naming the commands.';
 
 --
 -- Name: live_standby(uuid, uuid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
@@ -11510,6 +11553,12 @@ CREATE TRIGGER scripts_live_feed_head AFTER INSERT ON callmaster.scripts REFEREN
 CREATE TRIGGER scripts_touch_updated_at BEFORE UPDATE ON callmaster.scripts FOR EACH ROW WHEN ((NOT (old.updated_at IS DISTINCT FROM new.updated_at))) EXECUTE FUNCTION callmaster.touch_updated_at();
 
 --
+-- Name: show_runs show_runs_guard; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE TRIGGER show_runs_guard BEFORE INSERT OR DELETE OR UPDATE ON callmaster.show_runs FOR EACH ROW EXECUTE FUNCTION callmaster.live_runs_guard();
+
+--
 -- Name: shows shows_touch_updated_at; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
 --
 
@@ -13475,6 +13524,13 @@ REVOKE ALL ON FUNCTION callmaster.live_ring(p_script_ids uuid[]) FROM PUBLIC;
 --
 
 REVOKE ALL ON FUNCTION callmaster.live_run_json(r callmaster.show_runs) FROM PUBLIC;
+
+--
+-- Name: FUNCTION live_runs_guard(); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.live_runs_guard() FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.live_runs_guard() TO keel_api;
 
 --
 -- Name: FUNCTION live_standby(p_script_id uuid, p_element_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
