@@ -4253,6 +4253,35 @@ ALTER FUNCTION callmaster.live_feed_elements() OWNER TO keel_owner;
 COMMENT ON FUNCTION callmaster.live_feed_elements() IS 'Trigger (AFTER INSERT/UPDATE/DELETE, per statement, on callmaster.script_elements): appends element.created / element.updated (with the names of the changed columns) / element.deleted to the feed of each script touched, in the writing transaction; on delete, moves the show runs whose current cue (to the cue before it) or standby cue (to none) went. No errors.';
 
 --
+-- Name: live_feed_moved(); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.live_feed_moved() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'callmaster'
+    AS $$
+BEGIN
+    IF TG_TABLE_NAME = 'script_elements' THEN
+        PERFORM callmaster.live_append_elements('element.deleted', ARRAY[OLD.id], ARRAY[OLD.script_id], NULL);
+    ELSE  -- TG_ARGV: [0] the field name readers see, [1] the column holding the element id
+        PERFORM callmaster.live_append_elements('element.updated', ARRAY[e.id], ARRAY[e.script_id], ARRAY[TG_ARGV[0]])
+        FROM callmaster.script_elements AS e
+        WHERE e.id = (to_jsonb(OLD) ->> TG_ARGV[1])::uuid
+          AND e.xmin <> pg_current_xact_id()::xid;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+ALTER FUNCTION callmaster.live_feed_moved() OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION live_feed_moved(); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.live_feed_moved() IS 'Trigger (AFTER UPDATE OF the parent column, per moved row, on callmaster.script_elements and its supporting tables): appends element.deleted to the feed of the script an element left, or element.updated (the kind of row as field) for the element a supporting row left, unless written earlier in the transaction. Arguments (trigger, supporting tables): the field name, the element id column. No errors.';
+
+--
 -- Name: live_feed_script_created(); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
 --
 
@@ -11403,6 +11432,12 @@ CREATE TRIGGER script_element_conditional_rules_live_feed_delete AFTER DELETE ON
 CREATE TRIGGER script_element_conditional_rules_live_feed_insert AFTER INSERT ON callmaster.script_element_conditional_rules REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION callmaster.live_feed_children('conditional_rules', 'element_id');
 
 --
+-- Name: script_element_conditional_rules script_element_conditional_rules_live_feed_move; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE TRIGGER script_element_conditional_rules_live_feed_move AFTER UPDATE OF element_id ON callmaster.script_element_conditional_rules FOR EACH ROW WHEN ((old.element_id IS DISTINCT FROM new.element_id)) EXECUTE FUNCTION callmaster.live_feed_moved('conditional_rules', 'element_id');
+
+--
 -- Name: script_element_conditional_rules script_element_conditional_rules_live_feed_update; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
 --
 
@@ -11419,6 +11454,12 @@ CREATE TRIGGER script_element_crew_assignments_live_feed_delete AFTER DELETE ON 
 --
 
 CREATE TRIGGER script_element_crew_assignments_live_feed_insert AFTER INSERT ON callmaster.script_element_crew_assignments REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION callmaster.live_feed_children('crew_assignments', 'element_id');
+
+--
+-- Name: script_element_crew_assignments script_element_crew_assignments_live_feed_move; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE TRIGGER script_element_crew_assignments_live_feed_move AFTER UPDATE OF element_id ON callmaster.script_element_crew_assignments FOR EACH ROW WHEN ((old.element_id IS DISTINCT FROM new.element_id)) EXECUTE FUNCTION callmaster.live_feed_moved('crew_assignments', 'element_id');
 
 --
 -- Name: script_element_crew_assignments script_element_crew_assignments_live_feed_update; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
@@ -11445,6 +11486,12 @@ CREATE TRIGGER script_element_equipment_live_feed_delete AFTER DELETE ON callmas
 CREATE TRIGGER script_element_equipment_live_feed_insert AFTER INSERT ON callmaster.script_element_equipment REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION callmaster.live_feed_children('equipment', 'element_id');
 
 --
+-- Name: script_element_equipment script_element_equipment_live_feed_move; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE TRIGGER script_element_equipment_live_feed_move AFTER UPDATE OF element_id ON callmaster.script_element_equipment FOR EACH ROW WHEN ((old.element_id IS DISTINCT FROM new.element_id)) EXECUTE FUNCTION callmaster.live_feed_moved('equipment', 'element_id');
+
+--
 -- Name: script_element_equipment script_element_equipment_live_feed_update; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
 --
 
@@ -11469,6 +11516,12 @@ CREATE TRIGGER script_element_groups_live_feed_delete AFTER DELETE ON callmaster
 CREATE TRIGGER script_element_groups_live_feed_insert AFTER INSERT ON callmaster.script_element_groups REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION callmaster.live_feed_children('group_members', 'group_id');
 
 --
+-- Name: script_element_groups script_element_groups_live_feed_move; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE TRIGGER script_element_groups_live_feed_move AFTER UPDATE OF group_id ON callmaster.script_element_groups FOR EACH ROW WHEN ((old.group_id IS DISTINCT FROM new.group_id)) EXECUTE FUNCTION callmaster.live_feed_moved('group_members', 'group_id');
+
+--
 -- Name: script_element_groups script_element_groups_live_feed_update; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
 --
 
@@ -11485,6 +11538,12 @@ CREATE TRIGGER script_element_performer_assignments_live_feed_delete AFTER DELET
 --
 
 CREATE TRIGGER script_element_performer_assignments_live_feed_insert AFTER INSERT ON callmaster.script_element_performer_assignments REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION callmaster.live_feed_children('performer_assignments', 'element_id');
+
+--
+-- Name: script_element_performer_assignments script_element_performer_assignments_live_feed_move; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE TRIGGER script_element_performer_assignments_live_feed_move AFTER UPDATE OF element_id ON callmaster.script_element_performer_assignments FOR EACH ROW WHEN ((old.element_id IS DISTINCT FROM new.element_id)) EXECUTE FUNCTION callmaster.live_feed_moved('performer_assignments', 'element_id');
 
 --
 -- Name: script_element_performer_assignments script_element_performer_assignments_live_feed_update; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
@@ -11521,6 +11580,12 @@ CREATE TRIGGER script_elements_live_feed_delete AFTER DELETE ON callmaster.scrip
 --
 
 CREATE TRIGGER script_elements_live_feed_insert AFTER INSERT ON callmaster.script_elements REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION callmaster.live_feed_elements();
+
+--
+-- Name: script_elements script_elements_live_feed_move; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE TRIGGER script_elements_live_feed_move AFTER UPDATE OF script_id ON callmaster.script_elements FOR EACH ROW WHEN ((old.script_id IS DISTINCT FROM new.script_id)) EXECUTE FUNCTION callmaster.live_feed_moved();
 
 --
 -- Name: script_elements script_elements_live_feed_update; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
@@ -13374,6 +13439,13 @@ GRANT ALL ON FUNCTION callmaster.live_feed_children() TO keel_api;
 
 REVOKE ALL ON FUNCTION callmaster.live_feed_elements() FROM PUBLIC;
 GRANT ALL ON FUNCTION callmaster.live_feed_elements() TO keel_api;
+
+--
+-- Name: FUNCTION live_feed_moved(); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.live_feed_moved() FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.live_feed_moved() TO keel_api;
 
 --
 -- Name: FUNCTION live_feed_script_created(); Type: ACL; Schema: callmaster; Owner: keel_owner

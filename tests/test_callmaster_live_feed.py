@@ -84,6 +84,33 @@ def test_raw_sql_writes_are_logged_once_each_without_gaps(
     assert feed(dba, stage["other"]) == []
 
 
+def test_a_row_moved_away_is_logged_where_it_left(dba: psycopg.Connection[Any], stage: dict[str, str]) -> None:
+    """A raw UPDATE that moves an element to another script, or a supporting row to another element: the
+    script (or element) it left hears of it too, not only the one it joined."""
+    script, other = stage["script"], stage["other"]
+    a = add_element(dba, script, "Q1", 10)
+    b = add_element(dba, script, "Q2", 20)
+    dba.execute(
+        "INSERT INTO callmaster.script_element_equipment (element_id, equipment_name) VALUES (%s, 'haze')", (a,)
+    )
+    dba.execute(
+        "INSERT INTO callmaster.script_element_conditional_rules (element_id, condition_type, operator,"
+        " condition_value) VALUES (%s, 'cast', 'equals', 'understudy')",
+        (a,),
+    )
+    start = head(dba, script)
+    dba.execute("UPDATE callmaster.script_element_equipment SET element_id = %s WHERE element_id = %s", (b, a))
+    dba.execute("UPDATE callmaster.script_element_conditional_rules SET element_id = %s WHERE element_id = %s", (b, a))
+    moved = feed(dba, script, start)
+    assert [(e[1], e[2], e[3]) for e in moved] == [
+        ("element.updated", a, ["equipment"]), ("element.updated", b, ["equipment"]),
+        ("element.updated", a, ["conditional_rules"]), ("element.updated", b, ["conditional_rules"]),
+    ]  # fmt: skip
+    dba.execute("UPDATE callmaster.script_elements SET script_id = %s WHERE id = %s", (other, b))
+    assert [(e[1], e[2]) for e in feed(dba, script, start + 4)] == [("element.deleted", b)]
+    assert [(e[1], e[2], "script_id" in e[3]) for e in feed(dba, other)] == [("element.updated", b, True)]
+
+
 def test_a_new_script_logs_nothing_until_it_has_committed(
     dba: psycopg.Connection[Any], stage: dict[str, str]
 ) -> None:

@@ -267,6 +267,7 @@ KEEL_API: dict[str, str] = {
     "callmaster.live_feed_elements()": TRIGGER,
     "callmaster.live_feed_script_created()": TRIGGER,
     "callmaster.live_feed_script_deleted()": TRIGGER,
+    "callmaster.live_feed_moved()": TRIGGER,
     "callmaster.live_runs_guard()": TRIGGER,
 }
 

@@ -306,6 +306,41 @@ COMMENT ON FUNCTION callmaster.live_feed_children() IS
     'unless the element itself was written earlier in the transaction. Arguments (trigger): the field '
     'name, the element id column. No errors.';
 
+-- A row moved to another script or element (a DBA's UPDATE of script_id, element_id or group_id): the
+-- plain triggers tell where it went (script_id or the kind of row among the fields); this tells the
+-- script it left (element.deleted) or the element it left (element.updated). Per moved row: only an
+-- UPDATE naming the column fires it (transition tables cannot go with a column list), and the API
+-- never moves rows.
+CREATE OR REPLACE FUNCTION callmaster.live_feed_moved()
+    RETURNS trigger
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, callmaster
+AS $$
+BEGIN
+    IF TG_TABLE_NAME = 'script_elements' THEN
+        PERFORM callmaster.live_append_elements('element.deleted', ARRAY[OLD.id], ARRAY[OLD.script_id], NULL);
+    ELSE  -- TG_ARGV: [0] the field name readers see, [1] the column holding the element id
+        PERFORM callmaster.live_append_elements('element.updated', ARRAY[e.id], ARRAY[e.script_id], ARRAY[TG_ARGV[0]])
+        FROM callmaster.script_elements AS e
+        WHERE e.id = (to_jsonb(OLD) ->> TG_ARGV[1])::uuid
+          AND e.xmin <> pg_current_xact_id()::xid;
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION callmaster.live_feed_moved() IS
+    'Trigger (AFTER UPDATE OF the parent column, per moved row, on callmaster.script_elements and its '
+    'supporting tables): appends element.deleted to the feed of the script an element left, or '
+    'element.updated (the kind of row as field) for the element a supporting row left, unless written '
+    'earlier in the transaction. Arguments (trigger, supporting tables): the field name, the element id '
+    'column. No errors.';
+
+CREATE OR REPLACE TRIGGER script_elements_live_feed_move
+    AFTER UPDATE OF script_id ON callmaster.script_elements
+    FOR EACH ROW WHEN (OLD.script_id IS DISTINCT FROM NEW.script_id)
+    EXECUTE FUNCTION callmaster.live_feed_moved();
+
 DO $$
 DECLARE
     t record;
@@ -328,6 +363,9 @@ BEGIN
         EXECUTE format('CREATE OR REPLACE TRIGGER %I AFTER DELETE ON callmaster.%I REFERENCING OLD TABLE AS '
                        'old_rows FOR EACH STATEMENT EXECUTE FUNCTION callmaster.live_feed_children(%L, %L)',
                        t.tab || '_live_feed_delete', t.tab, t.field, t.col);
+        EXECUTE format('CREATE OR REPLACE TRIGGER %I AFTER UPDATE OF %I ON callmaster.%I FOR EACH ROW '
+                       'WHEN (OLD.%I IS DISTINCT FROM NEW.%I) EXECUTE FUNCTION callmaster.live_feed_moved(%L, %L)',
+                       t.tab || '_live_feed_move', t.col, t.tab, t.col, t.col, t.field, t.col);
     END LOOP;
 END
 $$;
