@@ -1383,6 +1383,7 @@ BEGIN
     END IF;
     -- One batch at a time per script; single-element writes (FOR SHARE) wait for it too.
     PERFORM 1 FROM callmaster.scripts AS s WHERE s.id = v_script.id FOR NO KEY UPDATE;
+    PERFORM callmaster.live_lock_head(v_script.id);
     -- base_version is checked against the versions at the start of the batch, so earlier operations
     -- of the same batch (e.g. a move renumbering its neighbours) never make a later one stale.
     IF EXISTS (SELECT 1
@@ -1535,6 +1536,7 @@ DECLARE
     v_renumbered integer;
 BEGIN
     PERFORM 1 FROM callmaster.scripts AS s WHERE s.id = v_script.id FOR NO KEY UPDATE;
+    PERFORM callmaster.live_lock_head(v_script.id);
     WITH ordered AS (
         SELECT e.id, row_number() OVER (ORDER BY e.time_offset_ms, e.sequence, e.id)::integer AS seq
         FROM callmaster.script_elements AS e
@@ -1615,6 +1617,7 @@ BEGIN
 
     -- Serialize with edit batches and auto-sort of this script (they hold FOR NO KEY UPDATE).
     PERFORM 1 FROM callmaster.scripts AS s WHERE s.id = v_script.id FOR SHARE;
+    PERFORM callmaster.live_lock_head(v_script.id);
 
     IF v_items.parents THEN
         SELECT (x.item ->> 'parent_element_id')::uuid INTO v_bad_id
@@ -2157,6 +2160,7 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'P0002', MESSAGE = format('script %s not found', v_script.id);
     END IF;
+    PERFORM callmaster.live_lock_head(v_script.id);
     v_row := callmaster.insert_element(v_script, data);
     RETURN callmaster.element_json(v_row);
 END
@@ -4461,6 +4465,35 @@ ALTER FUNCTION callmaster.live_is_caller_role(p_show_role text) OWNER TO keel_ow
 COMMENT ON FUNCTION callmaster.live_is_caller_role(p_show_role text) IS 'Whether a crew assignment''s show_role lets its user call the show: caller or stage_manager, ignoring case, surrounding spaces, and spaces or hyphens between words. No errors.';
 
 --
+-- Name: live_lock_head(uuid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.live_lock_head(p_script_id uuid) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'callmaster'
+    AS $$
+DECLARE
+    v_me uuid := callmaster.acting_user_id();
+BEGIN
+    -- Before any element row: a writer holding a row while it waits for the head (its statement's end)
+    -- deadlocks with a transaction that holds the head and then wants that row.
+    PERFORM 1
+    FROM callmaster.live_feed_heads AS h
+    JOIN callmaster.scripts AS s ON s.id = h.script_id
+    WHERE h.script_id = p_script_id AND (v_me IS NULL OR s.owner_id = v_me)
+    FOR NO KEY UPDATE OF h;
+END
+$$;
+
+ALTER FUNCTION callmaster.live_lock_head(p_script_id uuid) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION live_lock_head(p_script_id uuid); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.live_lock_head(p_script_id uuid) IS 'Internal (the element functions of sql/callmaster/620_elements.sql, after their script lock): locks the feed head of a script the acting user owns (any, for a DBA) to commit, before the write locks any element row (lock order: sql/callmaster/600_shows.sql). Arguments: p_script_id. Errors: 42501 keel_api without a request user.';
+
+--
 -- Name: live_next_cue(uuid, uuid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
 --
 
@@ -5089,9 +5122,10 @@ CREATE FUNCTION callmaster.lock_element_for_write(element_id uuid, base_version 
 DECLARE
     v_el callmaster.script_elements := callmaster.writable_element(lock_element_for_write.element_id);
 BEGIN
-    -- Single-element write: the script FOR SHARE (waits for edit batches and auto-sort), then the
-    -- element FOR UPDATE, then the optimistic version check on the locked row.
+    -- Single-element write: the script FOR SHARE (waits for edit batches and auto-sort), its feed
+    -- head, then the element FOR UPDATE, then the optimistic version check on the locked row.
     PERFORM 1 FROM callmaster.scripts AS s WHERE s.id = v_el.script_id FOR SHARE;
+    PERFORM callmaster.live_lock_head(v_el.script_id);
     SELECT * INTO v_el FROM callmaster.script_elements AS e WHERE e.id = lock_element_for_write.element_id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING
@@ -5108,7 +5142,7 @@ ALTER FUNCTION callmaster.lock_element_for_write(element_id uuid, base_version i
 -- Name: FUNCTION lock_element_for_write(element_id uuid, base_version integer); Type: COMMENT; Schema: callmaster; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION callmaster.lock_element_for_write(element_id uuid, base_version integer) IS 'Access check and locks for a write to one element (update_element, delete_element): its script FOR SHARE, then the element FOR UPDATE (lock order: sql/callmaster/600_shows.sql). Arguments: element_id, base_version (optional: the version the edit is based on). Returns the locked element row. Errors: P0002 not found (or deleted meanwhile); 42501 crew (read-only) or unknown user; 55000 (409) stale base_version.';
+COMMENT ON FUNCTION callmaster.lock_element_for_write(element_id uuid, base_version integer) IS 'Access check and locks for a write to one element (update_element, delete_element): its script FOR SHARE, its feed head, then the element FOR UPDATE (lock order: sql/callmaster/600_shows.sql). Arguments: element_id, base_version (optional: the version the edit is based on). Returns the locked element row. Errors: P0002 not found (or deleted meanwhile); 42501 crew (read-only) or unknown user; 55000 (409) stale base_version.';
 
 --
 -- Name: me(); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
@@ -13487,6 +13521,13 @@ GRANT ALL ON FUNCTION callmaster.live_hold(p_script_id uuid) TO keel_api;
 --
 
 REVOKE ALL ON FUNCTION callmaster.live_is_caller_role(p_show_role text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION live_lock_head(p_script_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.live_lock_head(p_script_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.live_lock_head(p_script_id uuid) TO keel_api;
 
 --
 -- Name: FUNCTION live_next_cue(p_script_id uuid, p_after uuid); Type: ACL; Schema: callmaster; Owner: keel_owner

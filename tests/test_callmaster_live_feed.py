@@ -268,3 +268,46 @@ def test_concurrent_writers_are_read_in_commit_order_without_gaps(
         )
     }
     assert len(descriptions) == len(elements)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        "SELECT callmaster.update_element(%(second)s, '{\"description\": \"api\"}')",
+        "SELECT callmaster.delete_element(%(second)s)",
+        "SELECT callmaster.bulk_update_script_elements(%(script)s,"
+        " jsonb_build_array(jsonb_build_object('id', %(second)s::text, 'description', 'bulk')))",
+        "SELECT callmaster.apply_script_edits(%(script)s, jsonb_build_array(jsonb_build_object("
+        "'op', 'update', 'id', %(second)s::text, 'data', jsonb_build_object('description', 'batch'))))",
+    ],
+    ids=["update", "delete", "bulk", "edits"],
+)
+def test_element_writes_wait_for_an_open_writer_of_the_script_without_deadlock(
+    db_url: str, dba: psycopg.Connection[Any], stage: dict[str, str], call: str
+) -> None:
+    """The feed head is locked to commit by a script's first write. The element functions (API and DBA)
+    lock it right after their script lock, before any element row: a DBA transaction that wrote the
+    script and then writes a row such a call holds used to deadlock with it (the call held the row and
+    waited for the head at the end of its statement)."""
+    script = stage["script"]
+    first, second = add_element(dba, script, "Q1", 10), add_element(dba, script, "Q2", 20)
+    params = {"script": script, "second": second}
+    errors: list[BaseException] = []
+    with psycopg.connect(db_url) as raw, psycopg.connect(db_url, autocommit=True) as api:
+        raw.execute("UPDATE callmaster.script_elements SET description = 'psql' WHERE id = %s", (first,))
+
+        def write() -> None:
+            try:
+                api.execute(call, params)
+            except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+                errors.append(exc)
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        time.sleep(0.3)  # the call waits for the raw transaction
+        raw.execute("UPDATE callmaster.script_elements SET cue_notes = 'psql' WHERE id = %s", (second,))
+        raw.commit()
+        writer.join(timeout=30)
+    assert errors == []
+    positions = [row[0] for row in feed(dba, script)]
+    assert positions == list(range(1, len(positions) + 1))

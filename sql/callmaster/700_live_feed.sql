@@ -80,6 +80,33 @@ COMMENT ON FUNCTION callmaster.live_claim_positions(jsonb) IS
     'created in this transaction are left out (their changes are not logged). No errors.';
 REVOKE ALL ON FUNCTION callmaster.live_claim_positions(jsonb) FROM PUBLIC, keel_api;
 
+CREATE OR REPLACE FUNCTION callmaster.live_lock_head(p_script_id uuid)
+    RETURNS void
+    LANGUAGE plpgsql
+    VOLATILE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, callmaster
+AS $$
+DECLARE
+    v_me uuid := callmaster.acting_user_id();
+BEGIN
+    -- Before any element row: a writer holding a row while it waits for the head (its statement's end)
+    -- deadlocks with a transaction that holds the head and then wants that row.
+    PERFORM 1
+    FROM callmaster.live_feed_heads AS h
+    JOIN callmaster.scripts AS s ON s.id = h.script_id
+    WHERE h.script_id = p_script_id AND (v_me IS NULL OR s.owner_id = v_me)
+    FOR NO KEY UPDATE OF h;
+END
+$$;
+COMMENT ON FUNCTION callmaster.live_lock_head(uuid) IS
+    'Internal (the element functions of sql/callmaster/620_elements.sql, after their script lock): locks '
+    'the feed head of a script the acting user owns (any, for a DBA) to commit, before the write locks '
+    'any element row (lock order: sql/callmaster/600_shows.sql). Arguments: p_script_id. Errors: 42501 '
+    'keel_api without a request user.';
+REVOKE ALL ON FUNCTION callmaster.live_lock_head(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION callmaster.live_lock_head(uuid) TO keel_api;
+
 CREATE OR REPLACE FUNCTION callmaster.live_append_elements(
     p_event text,
     p_element_ids uuid[],
