@@ -5,6 +5,7 @@ subscriber of another; a subscriber whose access ends is disconnected within sec
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 from collections.abc import Callable
@@ -229,6 +230,57 @@ async def test_a_stalled_reader_holds_up_nobody_and_then_gets_everything_in_orde
         writer.close()
 
 
+@pytest.mark.parametrize(
+    "settings_overrides",
+    [{"live_sse_keepalive": 300.0, "live_check_interval": 0.3, "live_stall_timeout": 0.5}],
+)
+async def test_a_reader_that_stops_reading_is_disconnected_and_resumes(
+    client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Bearer, stage: dict[str, Any]
+) -> None:
+    """A client that leaves its socket full for KEEL_LIVE_STALL_TIMEOUT is disconnected (the server holds
+    nothing more for it, however long it stays silent) and resumes from the last event it read."""
+    script = stage["script"]
+    url = f"/api/scripts/{script}/live"
+    dba.execute(
+        "INSERT INTO callmaster.script_elements (script_id, element_type, sequence)"
+        " SELECT %s, 'note', 1000 + g FROM generate_series(1, 1000) AS g",
+        (script,),
+    )
+    start = int(one(dba, "SELECT position FROM callmaster.live_feed_heads WHERE script_id = %s", (script,)))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (client.base_url.host, client.base_url.port))
+    reader, writer = await asyncio.open_connection(sock=sock, limit=4096)
+    auth = bearer("lx_op")["Authorization"]
+    writer.write(f"GET {url} HTTP/1.1\r\nHost: test\r\nAuthorization: {auth}\r\n\r\n".encode())
+    seen: list[int] = []
+    try:
+        while (line := await asyncio.wait_for(reader.readline(), 10)) != b"event: state\r\n":
+            pass
+        for n in range(30):  # ~5 MB of SSE, more than the sockets hold, while the client reads nothing
+            dba.execute(
+                "UPDATE callmaster.script_elements SET description = %s"
+                " WHERE script_id = %s AND element_type = 'note'",
+                (f"take {n}", script),
+            )
+        flood = int(
+            one(dba, "SELECT position FROM callmaster.live_feed_heads WHERE script_id = %s", (script,))
+        )
+        await asyncio.sleep(1.5)  # silent for longer than the stall timeout
+        with contextlib.suppress(ConnectionError):
+            while line := await asyncio.wait_for(reader.readline(), 10):  # then the connection ends
+                if line.startswith(b"id: "):
+                    seen.append(int(line[4:]))
+    finally:
+        writer.close()
+    assert seen == list(range(start + 1, start + 1 + len(seen)))  # what it got came in order
+    assert seen[-1] < flood
+    async with follow(client, url, bearer("lx_op"), last_event_id=str(seen[-1])) as crew:
+        ids = [int((await crew.next(timeout=30)).id or 0) for _ in range(flood - seen[-1] + 1)]
+    assert ids == [seen[-1], *range(seen[-1] + 1, flood + 1)]  # the state, then exactly the rest
+
+
 async def test_an_idle_stream_gets_keep_alive_comments(
     client: httpx.AsyncClient, bearer: Bearer, stage: dict[str, Any]
 ) -> None:
@@ -257,10 +309,12 @@ async def test_a_resume_longer_than_one_replay_gets_every_missed_event(
         "WITH h AS (UPDATE callmaster.live_feed_heads SET position = position + %(n)s"
         "           WHERE script_id = %(script)s RETURNING position - %(n)s AS base)"
         " INSERT INTO callmaster.live_events (script_id, first_position, position, event, command, run)"
-        " SELECT %(script)s, h.base + g, h.base + g, 'command', 'hold', '{}' FROM h, generate_series(1, %(n)s) AS g",
+        " SELECT %(script)s, h.base + g, h.base + g, 'command', 'hold', '{}'"
+        " FROM h, generate_series(1, %(n)s) AS g",
         {"n": missed, "script": script},
     )
-    async with follow(client, f"/api/scripts/{script}/live", bearer("lx_op"), last_event_id=str(start)) as crew:
+    url = f"/api/scripts/{script}/live"
+    async with follow(client, url, bearer("lx_op"), last_event_id=str(start)) as crew:
         assert (await crew.next()).event == "state"
         ids = [int((await crew.next()).id or 0) for _ in range(missed)]
         assert ids == list(range(start + 1, start + missed + 1))
