@@ -193,48 +193,57 @@ def test_a_command_racing_the_delete_of_its_cue_does_not_deadlock(
         command.commit()
         deleting.join(timeout=30)
     assert errors == []
-    assert run_row(dba, script)[3] is None and one(dba, "SELECT count(*) FROM callmaster.script_elements"
-                                                        " WHERE id = %s", (cues[0],)) == 0  # fmt: skip
+    assert run_row(dba, script)[3] is None
+    assert one(dba, "SELECT count(*) FROM callmaster.script_elements WHERE id = %s", (cues[0],)) == 0
 
 
 RAW_RUN_WRITES = (
-    "INSERT INTO callmaster.show_runs (script_id, owner_id, status)"
-    " SELECT %(script)s, owner_id, 'standby' FROM callmaster.scripts WHERE id = %(script)s",
+    (
+        "INSERT INTO callmaster.show_runs (script_id, owner_id, status)"
+        " SELECT %(script)s, owner_id, 'standby' FROM callmaster.scripts WHERE id = %(script)s"
+    ),
     "UPDATE callmaster.show_runs SET status = 'stopped', stopped_at = now() WHERE script_id = %(script)s",
     "UPDATE callmaster.show_runs SET current_element_id = %(cue)s WHERE script_id = %(script)s",
     "DELETE FROM callmaster.show_runs WHERE script_id = %(script)s",
 )
 
 
-def test_raw_sql_cannot_change_a_run_behind_the_feed(dba: psycopg.Connection[Any], stage: dict[str, Any]) -> None:
+HEAD = "SELECT position FROM callmaster.live_feed_heads WHERE script_id = %s"
+
+
+def test_raw_sql_cannot_change_a_run_behind_the_feed(
+    dba: psycopg.Connection[Any], stage: dict[str, Any]
+) -> None:
     """Runs change only through the commands, which append the change to the feed: a DBA's raw INSERT,
     UPDATE or DELETE of an open run (which the crew's devices would never hear of) is refused with 42501.
     Cascades still work, and the run's invariants hold as constraints even for a write that gets past."""
     script, cues = stage["script"], stage["cues"]
     one(dba, "SELECT callmaster.live_go(%s)", (script,))
-    before = (run_row(dba, script), one(dba, "SELECT position FROM callmaster.live_feed_heads WHERE script_id = %s",
-                                        (script,)))  # fmt: skip
+    before = (run_row(dba, script), one(dba, HEAD, (script,)))
     for statement in RAW_RUN_WRITES:
         with pytest.raises(psycopg.errors.InsufficientPrivilege) as refused:
             dba.execute(statement, {"script": script, "cue": cues[2]})
         assert "live_go" in (refused.value.diag.message_hint or "")
-    assert (run_row(dba, script), one(dba, "SELECT position FROM callmaster.live_feed_heads WHERE script_id = %s",
-                                      (script,))) == before  # fmt: skip
+    assert (run_row(dba, script), one(dba, HEAD, (script,))) == before
 
     with dba.transaction():  # a DBA who forces the commands' own switch still cannot break the run
         dba.execute("SELECT set_config('callmaster.live_run_write', 'on', true)")
-        for bad in ("status = 'standby'", "go_count = 0", "status = 'holding', hold_started_at = now(), hold_count = 0",
-                    "started_at = NULL"):  # fmt: skip
+        for bad in (
+            "status = 'standby'",
+            "go_count = 0",
+            "status = 'holding', hold_started_at = now(), hold_count = 0",
+            "started_at = NULL",
+        ):
             with pytest.raises(psycopg.errors.CheckViolation), dba.transaction():
                 dba.execute(f"UPDATE callmaster.show_runs SET {bad} WHERE script_id = %s", (script,))
 
     one(dba, "SELECT callmaster.live_stop(%s)", (script,))
-    dba.execute("DELETE FROM callmaster.show_runs WHERE script_id = %s", (script,))  # a stopped run's history may go
+    dba.execute("DELETE FROM callmaster.show_runs WHERE script_id = %s", (script,))  # a stopped run may go
     one(dba, "SELECT callmaster.live_standby(%s)", (script,))
     one(dba, "SELECT callmaster.live_go(%s)", (script,))
     assert run_row(dba, script)[:2] == ("running", 1)
     dba.execute("DELETE FROM callmaster.users WHERE id = %s", (stage["caller"],))  # called_by: SET NULL
-    dba.execute("DELETE FROM callmaster.scripts WHERE id = %s", (script,))  # the open run goes with its script
+    dba.execute("DELETE FROM callmaster.scripts WHERE id = %s", (script,))  # its open run goes with it
     assert one(dba, "SELECT count(*) FROM callmaster.show_runs WHERE script_id = %s", (script,)) == 0
 
 
@@ -243,7 +252,8 @@ def test_a_standby_run_has_not_started(dba: psycopg.Connection[Any], stage: dict
     one(dba, "SELECT callmaster.live_standby(%s)", (script,))
     with dba.transaction():
         dba.execute("SELECT set_config('callmaster.live_run_write', 'on', true)")
-        for bad in ("go_count = 1", "started_at = now()", "status = 'running'", f"current_element_id = '{stage['cues'][0]}'"):
+        first_cue = f"current_element_id = '{stage['cues'][0]}'"
+        for bad in ("go_count = 1", "started_at = now()", "status = 'running'", first_cue):
             with pytest.raises(psycopg.errors.CheckViolation), dba.transaction():
                 dba.execute(f"UPDATE callmaster.show_runs SET {bad} WHERE script_id = %s", (script,))
 

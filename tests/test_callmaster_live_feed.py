@@ -84,14 +84,17 @@ def test_raw_sql_writes_are_logged_once_each_without_gaps(
     assert feed(dba, stage["other"]) == []
 
 
-def test_a_row_moved_away_is_logged_where_it_left(dba: psycopg.Connection[Any], stage: dict[str, str]) -> None:
+def test_a_row_moved_away_is_logged_where_it_left(
+    dba: psycopg.Connection[Any], stage: dict[str, str]
+) -> None:
     """A raw UPDATE that moves an element to another script, or a supporting row to another element: the
     script (or element) it left hears of it too, not only the one it joined."""
     script, other = stage["script"], stage["other"]
     a = add_element(dba, script, "Q1", 10)
     b = add_element(dba, script, "Q2", 20)
     dba.execute(
-        "INSERT INTO callmaster.script_element_equipment (element_id, equipment_name) VALUES (%s, 'haze')", (a,)
+        "INSERT INTO callmaster.script_element_equipment (element_id, equipment_name) VALUES (%s, 'haze')",
+        (a,),
     )
     dba.execute(
         "INSERT INTO callmaster.script_element_conditional_rules (element_id, condition_type, operator,"
@@ -99,8 +102,8 @@ def test_a_row_moved_away_is_logged_where_it_left(dba: psycopg.Connection[Any], 
         (a,),
     )
     start = head(dba, script)
-    dba.execute("UPDATE callmaster.script_element_equipment SET element_id = %s WHERE element_id = %s", (b, a))
-    dba.execute("UPDATE callmaster.script_element_conditional_rules SET element_id = %s WHERE element_id = %s", (b, a))
+    for table in ("script_element_equipment", "script_element_conditional_rules"):
+        dba.execute(f"UPDATE callmaster.{table} SET element_id = %s WHERE element_id = %s", (b, a))
     moved = feed(dba, script, start)
     assert [(e[1], e[2], e[3]) for e in moved] == [
         ("element.updated", a, ["equipment"]), ("element.updated", b, ["equipment"]),
@@ -275,10 +278,14 @@ def test_concurrent_writers_are_read_in_commit_order_without_gaps(
     [
         "SELECT callmaster.update_element(%(second)s, '{\"description\": \"api\"}')",
         "SELECT callmaster.delete_element(%(second)s)",
-        "SELECT callmaster.bulk_update_script_elements(%(script)s,"
-        " jsonb_build_array(jsonb_build_object('id', %(second)s::text, 'description', 'bulk')))",
-        "SELECT callmaster.apply_script_edits(%(script)s, jsonb_build_array(jsonb_build_object("
-        "'op', 'update', 'id', %(second)s::text, 'data', jsonb_build_object('description', 'batch'))))",
+        (
+            "SELECT callmaster.bulk_update_script_elements(%(script)s,"
+            " jsonb_build_array(jsonb_build_object('id', %(second)s::text, 'description', 'bulk')))"
+        ),
+        (
+            "SELECT callmaster.apply_script_edits(%(script)s, jsonb_build_array(jsonb_build_object("
+            "'op', 'update', 'id', %(second)s::text, 'data', jsonb_build_object('description', 'batch'))))"
+        ),
     ],
     ids=["update", "delete", "bulk", "edits"],
 )
