@@ -97,6 +97,7 @@ def create_app(settings: Settings, *, database_url: str | None = None, run_worke
         dependencies=app_dependencies(settings, db, read_db),
         lifespan=[lifespan],
         on_startup=[*clinic.on_startup, freeze_startup_heap],
+        on_shutdown=clinic.on_shutdown,
         on_app_init=[on_app_init],
         middleware=[request_middleware],
         before_send=[send_request_id],

@@ -55,14 +55,16 @@ def serve(host: str, port: int, no_workers: bool, processes: int | None) -> None
             return
         app = create_app(settings, database_url=app_url, run_workers=not no_workers)
         log.info("serving on http://%s:%s", host, port)
-        # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal; make SIGTERM
-        # an exception like SIGINT so the embedded database is stopped on the way out too.
-        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal into the handler
+        # it found: this one, so the embedded database is stopped on the way out and a stop asked for
+        # exits 0, as `keel worker` and `keel serve --workers N` do (not 143, nor click's "Aborted!").
+        for stop_signal in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(stop_signal, _exit_when_stopped)
         uvicorn.Server(server_config(app, host=host, port=port)).run()
 
 
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
+def _exit_when_stopped(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 @click.command()

@@ -251,9 +251,8 @@ def run_workloads(
                         info.setdefault("settle_seconds", {})[name] = round(waited, 1)
                     progress(f"workload {name} …")
                     started = time.monotonic()
-                    module = importlib.import_module(f"bench.workloads.{name}")
-                    try:
-                        rows = module.run(ctx)
+                    try:  # a workload that cannot even be imported fails alone, as one that raises does
+                        rows = importlib.import_module(f"bench.workloads.{name}").run(ctx)
                     except Exception as exc:
                         log.debug("workload %s failed", name, exc_info=True)
                         rows = [Result(name, "error", "error", None, "", False, f"{type(exc).__name__}: {exc}",

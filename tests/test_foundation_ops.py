@@ -205,6 +205,10 @@ def test_embedded_serve_lifecycle(embedded_data_dir, unused_tcp_port):
             proc.wait(timeout=60)
             log = proc.stderr.read()
             proc.stderr.close()
+        # A stop asked for is a clean exit: status 0, no "Aborted!", and the lead-import pool stopped
+        # with the app (no semaphores left for the resource tracker to report).
+        assert proc.returncode == 0, (stop_signal, log)
+        assert "Aborted" not in log and "leaked" not in log, (stop_signal, log)
         deadline = time.monotonic() + 15
         while _postgres_for(data_dir) and time.monotonic() < deadline:
             time.sleep(0.2)

@@ -4,5 +4,7 @@ from api.clinic import appointments, control_tower, lead_import, leads, patients
 
 routes: list = [*staff.routes, *patients.routes, *leads.routes, *appointments.routes, *control_tower.routes]
 
-# Spawn the lead-import worker processes at startup, not on the first import request.
+# The lead-import worker processes start with the application, not on the first import request, and
+# stop with it.
 on_startup = [lead_import.start_pool]
+on_shutdown = [lead_import.stop_pool]

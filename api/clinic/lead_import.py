@@ -98,15 +98,32 @@ def executor() -> Executor:
     return _executor
 
 
+_apps_using_pool = 0
+
+
 async def start_pool() -> None:
-    """Spawn the import workers now rather than on the first import (call at application startup)."""
+    """Application startup: spawn the import workers now rather than on the first import."""
+    global _apps_using_pool
+    _apps_using_pool += 1
     loop = asyncio.get_running_loop()
     pool = executor()
     await asyncio.gather(*(loop.run_in_executor(pool, os.getpid) for _ in range(POOL_PROCESSES)))
 
 
+def stop_pool() -> None:
+    """Application shutdown: stop the import workers once no application of this process uses them.
+
+    Not left to `atexit` alone: an API process of `keel serve --workers N` ends by re-raising the
+    SIGTERM that stopped it, so its exit handlers never run, and the pool's semaphores were reported
+    leaked by the supervisor's resource tracker on every stop."""
+    global _apps_using_pool
+    _apps_using_pool = max(0, _apps_using_pool - 1)
+    if _apps_using_pool == 0:
+        shutdown_pool()
+
+
 def shutdown_pool() -> None:
-    """Stop the import workers (call at application shutdown; also runs at interpreter exit)."""
+    """Stop the import workers (also runs at interpreter exit)."""
     global _executor
     if _executor is not None:
         _executor.shutdown(wait=True, cancel_futures=True)
