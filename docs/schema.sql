@@ -4146,7 +4146,7 @@ BEGIN
                      array_agg(e.script_id ORDER BY e.script_id, e.sequence, e.id), array_agg(%L::text))
            FROM callmaster.script_elements AS e
            WHERE e.id IN (SELECT t.%I FROM %I AS t)
-             AND e.xmin <> pg_current_xact_id()::xid$q$,
+             AND NOT callmaster.live_written_here(e.xmin)$q$,
         TG_ARGV[0], TG_ARGV[1], CASE TG_OP WHEN 'DELETE' THEN 'old_rows' ELSE 'new_rows' END);
     RETURN NULL;
 END
@@ -4271,7 +4271,7 @@ BEGIN
         PERFORM callmaster.live_append_elements('element.updated', ARRAY[e.id], ARRAY[e.script_id], ARRAY[TG_ARGV[0]])
         FROM callmaster.script_elements AS e
         WHERE e.id = (to_jsonb(OLD) ->> TG_ARGV[1])::uuid
-          AND e.xmin <> pg_current_xact_id()::xid;
+          AND NOT callmaster.live_written_here(e.xmin);
     END IF;
     RETURN NULL;
 END
@@ -5111,6 +5111,30 @@ ALTER FUNCTION callmaster.live_stop(p_script_id uuid) OWNER TO keel_owner;
 --
 
 COMMENT ON FUNCTION callmaster.live_stop(p_script_id uuid) IS 'Show-run command STOP: ends the open run (the show clock freezes; a hold in progress is closed). The next STANDBY or GO opens a new run. Returns the live state. Errors: P0002 script not found; 42501 not a caller; 55000 no open run.';
+
+--
+-- Name: live_written_here(xid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.live_written_here(p_xmin xid) RETURNS boolean
+    LANGUAGE sql STABLE
+    AS $$
+    -- A visible row whose xmin is still in progress was written by this transaction or one of its
+    -- subtransactions (an edit batch runs each operation in one): another transaction's uncommitted row
+    -- is not visible. pg_xact_status needs the xid with its epoch: the 64-bit xid within 2^31 of this
+    -- transaction's (every xid a visible row can still carry is).
+    SELECT pg_xact_status((t.x + ((p_xmin::text::bigint - (t.x & 4294967295) + 2147483648) % 4294967296
+                                  + 4294967296) % 4294967296 - 2147483648)::text::xid8) = 'in progress'
+    FROM (SELECT pg_current_xact_id()::text::bigint AS x) AS t
+$$;
+
+ALTER FUNCTION callmaster.live_written_here(p_xmin xid) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION live_written_here(p_xmin xid); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.live_written_here(p_xmin xid) IS 'Internal (feed triggers): whether the visible row with this xmin was written by the current transaction, in any of its subtransactions. No errors.';
 
 --
 -- Name: lock_element_for_write(uuid, integer); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
@@ -13664,6 +13688,12 @@ REVOKE ALL ON FUNCTION callmaster.live_state(p_script_id uuid) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION callmaster.live_stop(p_script_id uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION callmaster.live_stop(p_script_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION live_written_here(p_xmin xid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.live_written_here(p_xmin xid) FROM PUBLIC;
 
 --
 -- Name: FUNCTION lock_element_for_write(element_id uuid, base_version integer); Type: ACL; Schema: callmaster; Owner: keel_owner

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from tests.factories import Bearer, add_script, add_show, add_user, one
 
@@ -112,6 +113,34 @@ def test_a_row_moved_away_is_logged_where_it_left(
     dba.execute("UPDATE callmaster.script_elements SET script_id = %s WHERE id = %s", (other, b))
     assert [(e[1], e[2]) for e in feed(dba, script, start + 4)] == [("element.deleted", b)]
     assert [(e[1], e[2], "script_id" in e[3]) for e in feed(dba, other)] == [("element.updated", b, True)]
+
+
+def test_an_edit_batch_logs_an_element_written_with_its_supporting_rows_once(
+    dba: psycopg.Connection[Any], stage: dict[str, str]
+) -> None:
+    """Each operation of an edit batch runs in a subtransaction: an element created or changed there with
+    its supporting rows is one event, as it is from the single-element calls (it was two: the rows'
+    trigger took the subtransaction's element for another transaction's)."""
+    script = stage["script"]
+    q1 = add_element(dba, script, "Q1", 10)
+    start = head(dba, script)
+    operations = [
+        {"op": "create", "data": {"element_type": "cue", "equipment": [{"equipment_name": "haze"}]}},
+        {"op": "update", "id": q1, "data": {"description": "fog", "equipment": [{"equipment_name": "fog"}]}},
+    ]
+    one(dba, "SELECT callmaster.apply_script_edits(%s, %s)", (script, Jsonb(operations)))
+    events = [(e[1], e[2]) for e in feed(dba, script, start)]
+    created = str(
+        one(dba, "SELECT id FROM callmaster.script_elements WHERE script_id = %s AND id <> %s", (script, q1))
+    )
+    assert events == [("element.created", created), ("element.updated", q1)]
+    dba.execute("VACUUM (FREEZE) callmaster.script_elements")  # xmin 2 (frozen): not this transaction's
+    dba.execute(
+        "INSERT INTO callmaster.script_element_equipment (element_id, equipment_name) VALUES (%s, 'smoke')",
+        (q1,),
+    )
+    later = feed(dba, script, start + 2)  # a later transaction's rows of the same element: logged
+    assert [(e[1], e[2], e[3]) for e in later] == [("element.updated", q1, ["equipment"])]
 
 
 def test_a_new_script_logs_nothing_until_it_has_committed(

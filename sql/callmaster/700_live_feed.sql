@@ -153,6 +153,24 @@ COMMENT ON FUNCTION callmaster.live_append_elements(text, uuid[], uuid[], text[]
     'the feeds, one log row per script, in array order. No errors.';
 REVOKE ALL ON FUNCTION callmaster.live_append_elements(text, uuid[], uuid[], text[]) FROM PUBLIC, keel_api;
 
+CREATE OR REPLACE FUNCTION callmaster.live_written_here(p_xmin xid)
+    RETURNS boolean
+    LANGUAGE sql
+    STABLE
+AS $$
+    -- A visible row whose xmin is still in progress was written by this transaction or one of its
+    -- subtransactions (an edit batch runs each operation in one): another transaction's uncommitted row
+    -- is not visible. pg_xact_status needs the xid with its epoch: the 64-bit xid within 2^31 of this
+    -- transaction's (every xid a visible row can still carry is).
+    SELECT pg_xact_status((t.x + ((p_xmin::text::bigint - (t.x & 4294967295) + 2147483648) % 4294967296
+                                  + 4294967296) % 4294967296 - 2147483648)::text::xid8) = 'in progress'
+    FROM (SELECT pg_current_xact_id()::text::bigint AS x) AS t
+$$;
+COMMENT ON FUNCTION callmaster.live_written_here(xid) IS
+    'Internal (feed triggers): whether the visible row with this xmin was written by the current '
+    'transaction, in any of its subtransactions. No errors.';
+REVOKE ALL ON FUNCTION callmaster.live_written_here(xid) FROM PUBLIC, keel_api;
+
 -- A new script gets its feed head in the creating transaction (any writer: API, duplicate, psql).
 CREATE OR REPLACE FUNCTION callmaster.live_feed_script_created()
     RETURNS trigger
@@ -322,7 +340,7 @@ BEGIN
                      array_agg(e.script_id ORDER BY e.script_id, e.sequence, e.id), array_agg(%L::text))
            FROM callmaster.script_elements AS e
            WHERE e.id IN (SELECT t.%I FROM %I AS t)
-             AND e.xmin <> pg_current_xact_id()::xid$q$,
+             AND NOT callmaster.live_written_here(e.xmin)$q$,
         TG_ARGV[0], TG_ARGV[1], CASE TG_OP WHEN 'DELETE' THEN 'old_rows' ELSE 'new_rows' END);
     RETURN NULL;
 END
@@ -351,7 +369,7 @@ BEGIN
         PERFORM callmaster.live_append_elements('element.updated', ARRAY[e.id], ARRAY[e.script_id], ARRAY[TG_ARGV[0]])
         FROM callmaster.script_elements AS e
         WHERE e.id = (to_jsonb(OLD) ->> TG_ARGV[1])::uuid
-          AND e.xmin <> pg_current_xact_id()::xid;
+          AND NOT callmaster.live_written_here(e.xmin);
     END IF;
     RETURN NULL;
 END
