@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +16,7 @@ import pytest
 
 from api.app import create_app
 from api.settings import Settings
-from tests.callmaster_live_support import follow, live_stage
+from tests.callmaster_live_support import add_notes, flood, follow, live_stage, slow_reader
 from tests.conftest import live_server
 from tests.factories import Bearer, assert_problem, one
 
@@ -178,19 +177,8 @@ async def test_a_stalled_reader_holds_up_nobody_and_then_gets_everything_in_orde
     catches up, gapless, from the relay's recent events or the database."""
     script = stage["script"]
     url = f"/api/scripts/{script}/live"
-    dba.execute(
-        "INSERT INTO callmaster.script_elements (script_id, element_type, sequence)"
-        " SELECT %s, 'note', 1000 + g FROM generate_series(1, 1000) AS g",
-        (script,),
-    )
-    start = int(one(dba, "SELECT position FROM callmaster.live_feed_heads WHERE script_id = %s", (script,)))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fills after a few KB unread
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, (client.base_url.host, client.base_url.port))
-    reader, writer = await asyncio.open_connection(sock=sock, limit=4096)
-    auth = bearer("lx_op")["Authorization"]
-    writer.write(f"GET {url} HTTP/1.1\r\nHost: test\r\nAuthorization: {auth}\r\n\r\n".encode())
+    start = add_notes(dba, script)
+    reader, writer = await slow_reader(client, url, bearer("lx_op"))
     seen: list[int] = []
 
     async def read_until(done: Callable[[bytes], bool]) -> None:
@@ -204,25 +192,16 @@ async def test_a_stalled_reader_holds_up_nobody_and_then_gets_everything_in_orde
         await asyncio.wait_for(read_until(lambda line: line == b"event: state\r\n"), 10)
         async with follow(client, url, bearer("lx_op")) as crew:
             assert (await crew.next()).event == "state"
-            # 30,000 events (~5 MB of SSE, more than the sockets hold) while the raw reader reads nothing.
-            for n in range(30):
-                dba.execute(
-                    "UPDATE callmaster.script_elements SET description = %s"
-                    " WHERE script_id = %s AND element_type = 'note'",
-                    (f"take {n}", script),
-                )
-            flood = int(
-                one(dba, "SELECT position FROM callmaster.live_feed_heads WHERE script_id = %s", (script,))
-            )
-            while (await crew.next(timeout=60)).id != str(flood):
+            head = flood(dba, script)  # while the raw reader reads nothing
+            while (await crew.next(timeout=60)).id != str(head):
                 pass
             # Its socket is full: the relay leaves it to its own stream, the GO reaches the other at once.
             started = time.monotonic()
             await go(client, bearer("caller_c"), script)
             event = await crew.next(timeout=5)
-            assert (event.event, event.id) == ("command", str(flood + 1))
+            assert (event.event, event.id) == ("command", str(head + 1))
             assert time.monotonic() - started < 5
-            head = flood + 1
+            head += 1
             # The stalled reader now reads: every event once, in order, up to the GO.
             await asyncio.wait_for(read_until(lambda _: bool(seen) and seen[-1] == head), 60)
             assert seen == list(range(start, head + 1))
@@ -241,32 +220,13 @@ async def test_a_reader_that_stops_reading_is_disconnected_and_resumes(
     nothing more for it, however long it stays silent) and resumes from the last event it read."""
     script = stage["script"]
     url = f"/api/scripts/{script}/live"
-    dba.execute(
-        "INSERT INTO callmaster.script_elements (script_id, element_type, sequence)"
-        " SELECT %s, 'note', 1000 + g FROM generate_series(1, 1000) AS g",
-        (script,),
-    )
-    start = int(one(dba, "SELECT position FROM callmaster.live_feed_heads WHERE script_id = %s", (script,)))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, (client.base_url.host, client.base_url.port))
-    reader, writer = await asyncio.open_connection(sock=sock, limit=4096)
-    auth = bearer("lx_op")["Authorization"]
-    writer.write(f"GET {url} HTTP/1.1\r\nHost: test\r\nAuthorization: {auth}\r\n\r\n".encode())
+    start = add_notes(dba, script)
+    reader, writer = await slow_reader(client, url, bearer("lx_op"))
     seen: list[int] = []
     try:
         while (line := await asyncio.wait_for(reader.readline(), 10)) != b"event: state\r\n":
             pass
-        for n in range(30):  # ~5 MB of SSE, more than the sockets hold, while the client reads nothing
-            dba.execute(
-                "UPDATE callmaster.script_elements SET description = %s"
-                " WHERE script_id = %s AND element_type = 'note'",
-                (f"take {n}", script),
-            )
-        flood = int(
-            one(dba, "SELECT position FROM callmaster.live_feed_heads WHERE script_id = %s", (script,))
-        )
+        head = flood(dba, script)  # while the client reads nothing
         await asyncio.sleep(1.5)  # silent for longer than the stall timeout
         with contextlib.suppress(ConnectionError):
             while line := await asyncio.wait_for(reader.readline(), 10):  # then the connection ends
@@ -275,10 +235,10 @@ async def test_a_reader_that_stops_reading_is_disconnected_and_resumes(
     finally:
         writer.close()
     assert seen == list(range(start + 1, start + 1 + len(seen)))  # what it got came in order
-    assert seen[-1] < flood
+    assert seen[-1] < head
     async with follow(client, url, bearer("lx_op"), last_event_id=str(seen[-1])) as crew:
-        ids = [int((await crew.next(timeout=30)).id or 0) for _ in range(flood - seen[-1] + 1)]
-    assert ids == [seen[-1], *range(seen[-1] + 1, flood + 1)]  # the state, then exactly the rest
+        ids = [int((await crew.next(timeout=30)).id or 0) for _ in range(head - seen[-1] + 1)]
+    assert ids == [seen[-1], *range(seen[-1] + 1, head + 1)]  # the state, then exactly the rest
 
 
 async def test_an_idle_stream_gets_keep_alive_comments(
