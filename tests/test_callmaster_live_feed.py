@@ -347,3 +347,23 @@ def test_element_writes_wait_for_an_open_writer_of_the_script_without_deadlock(
     assert errors == []
     positions = [row[0] for row in feed(dba, script)]
     assert positions == list(range(1, len(positions) + 1))
+
+
+def test_a_replay_holds_at_most_10000_events_however_large_its_statements(
+    dba: psycopg.Connection[Any], stage: dict[str, str]
+) -> None:
+    """live_open's replay limit counts events, not log rows (a row holds a whole statement's events): 11
+    bulk updates of 1,000 elements are 11,000 events, of which it answers the first 10,000."""
+    script = stage["script"]
+    start = head(dba, script)
+    dba.execute(
+        "INSERT INTO callmaster.script_elements (script_id, element_type, sequence)"
+        " SELECT %s, 'note', g FROM generate_series(1, 1000) AS g",
+        (script,),
+    )
+    for n in range(10):
+        dba.execute("UPDATE callmaster.script_elements SET description = %s WHERE script_id = %s", (n, script))
+    opened = one(dba, "SELECT callmaster.live_open(%s, %s)", (script, start))
+    ids = [e["id"] for e in opened["events"]]
+    assert ids == list(range(start + 1, start + 10_001))
+    assert opened["state"]["script"]["version"] == start + 11_000
