@@ -4477,11 +4477,15 @@ DECLARE
 BEGIN
     -- Before any element row: a writer holding a row while it waits for the head (its statement's end)
     -- deadlocks with a transaction that holds the head and then wants that row.
-    PERFORM 1
-    FROM callmaster.live_feed_heads AS h
-    JOIN callmaster.scripts AS s ON s.id = h.script_id
-    WHERE h.script_id = p_script_id AND (v_me IS NULL OR s.owner_id = v_me)
-    FOR NO KEY UPDATE OF h;
+    IF v_me IS NULL THEN
+        PERFORM 1 FROM callmaster.live_feed_heads AS h WHERE h.script_id = p_script_id FOR NO KEY UPDATE;
+    ELSE  -- only the user's own script (the tenant key, too: tests/test_scale_citus_lint.py)
+        PERFORM 1
+        FROM callmaster.live_feed_heads AS h
+        JOIN callmaster.scripts AS s ON s.id = h.script_id AND s.owner_id = v_me
+        WHERE h.script_id = p_script_id
+        FOR NO KEY UPDATE OF h;
+    END IF;
 END
 $$;
 
