@@ -60,7 +60,7 @@ def serve(host: str, port: int, no_workers: bool, processes: int | None) -> None
         # exits 0, as `keel worker` and `keel serve --workers N` do (not 143, nor click's "Aborted!").
         for stop_signal in (signal.SIGINT, signal.SIGTERM):
             signal.signal(stop_signal, _exit_when_stopped)
-        uvicorn.Server(server_config(app, host=host, port=port)).run()
+        uvicorn.Server(server_config(app, settings, host=host, port=port)).run()
 
 
 def _exit_when_stopped(signum: int, frame: object) -> None:

@@ -18,6 +18,8 @@ from litestar.plugins.problem_details import (
 )
 from psycopg_pool import PoolTimeout
 
+from api.redaction import redact_path
+
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = "2"
@@ -249,7 +251,7 @@ def _http_exception(exc: HTTPException) -> Problem:
 
 
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    log.exception("unhandled error on %s %s", request.method, redact_path(request.url.path), exc_info=exc)
     return Problem(500, "The server could not complete the request.").to_response(request)
 
 

@@ -20,6 +20,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from pythonjsonlogger.json import JsonFormatter
 
+from api.redaction import redact_path
+
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -38,13 +40,13 @@ class _RequestIdFilter(logging.Filter):
 
 
 class _AccessLogPathFilter(logging.Filter):
-    """uvicorn's access line without the query string: searches put phones and names there
-    (`GET /api/leads?phone=…&q=…`), and a log line must carry no personal data."""
+    """uvicorn's access line with its path redacted (`redact_path`): a log line carries no personal data
+    and no credential."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
-        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str) and "?" in args[2]:
-            record.args = (args[0], args[1], args[2].split("?", 1)[0] + "?…", *args[3:])
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
+            record.args = (args[0], args[1], redact_path(args[2]), *args[3:])
         return True
 
 

@@ -104,9 +104,12 @@ class HttpProtocol(HttpToolsProtocol):
         super()._start_asgi_task(cycle, app)
 
 
-def server_config(app: Any, **options: Any) -> uvicorn.Config:
-    """uvicorn's configuration as Keel serves: `HttpProtocol`, logging left to Keel, lifespan on."""
-    return uvicorn.Config(app, **{"http": HttpProtocol, "log_config": None, "lifespan": "on", **options})
+def server_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Config:
+    """uvicorn's configuration as Keel serves: `HttpProtocol`, logging left to Keel, lifespan on, the
+    client address from the trusted proxies' `X-Forwarded-For` (`KEEL_FORWARDED_ALLOW_IPS`)."""
+    defaults = {"http": HttpProtocol, "log_config": None, "lifespan": "on"}
+    trusted = {"forwarded_allow_ips": settings.forwarded_allow_ips}
+    return uvicorn.Config(app, **{**defaults, **trusted, **options})
 
 
 def app_from_env() -> Litestar:
@@ -177,7 +180,9 @@ def serve_processes(
 
     if settings.embedded:
         _prepare_local_secrets(settings)
-    config = server_config("api.serving:app_from_env", factory=True, host=host, port=port, workers=processes)
+    config = server_config(
+        "api.serving:app_from_env", settings, factory=True, host=host, port=port, workers=processes
+    )
     ctx = multiprocessing.get_context("spawn")
     os.environ[SERVE_URL_ENV] = url
     worker = None

@@ -151,6 +151,10 @@ class Settings:
     """Live feed events are deleted after this long."""
     share_link_rate_limit: int = env("KEEL_SHARE_LINK_RATE_LIMIT", 60)
     """Share-link lookups per client address and minute, across every API process (keel.rate_limits)."""
+    forwarded_allow_ips: str = env("KEEL_FORWARDED_ALLOW_IPS", "127.0.0.1")
+    """`keel serve`: the proxies (load balancers) whose `X-Forwarded-For`/`-Proto` are believed, as
+    comma-separated addresses or networks (`*`: any). Per-client limits count the client they name; behind
+    a proxy not listed, every client counts as the proxy."""
 
     pool_min_size: int = env("KEEL_POOL_MIN_SIZE", 2)
     """Connections the pool keeps open."""

@@ -54,7 +54,7 @@ def _serve(overrides: dict[str, Any], port: int, workers_in_process: bool) -> No
     settings = Settings.from_env(**overrides)
     configure_logging(settings.log_level, "text")
     app = create_bench_app(settings, run_workers=workers_in_process)
-    uvicorn.Server(server_config(app, host="127.0.0.1", port=port, access_log=False)).run()
+    uvicorn.Server(server_config(app, settings, host="127.0.0.1", port=port, access_log=False)).run()
 
 
 def _work(overrides: dict[str, Any]) -> None:

@@ -1004,12 +1004,14 @@ BEGIN
     -- Locked before anything moves: an assignment being added to the pending member holds a key-share lock
     -- on the invitation (its foreign key, or check_member_refs) until it commits, so it is either committed
     -- before the moves below read (each statement sees it) or waits and then finds no pending member.
+    -- An invitation of a deactivated manager (Clerk user.deleted) is not listed and grants nothing.
     SELECT * INTO v_invitation
     FROM callmaster.crew_invitations AS i
     WHERE i.id = accept_crew_invitation.invitation_id
       AND i.invitee_user_id = v_me
       AND i.declined_at IS NULL
       AND i.removed_at IS NULL
+      AND EXISTS (SELECT FROM callmaster.users AS m WHERE m.id = i.manager_user_id AND m.is_active)
     FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING
@@ -1061,7 +1063,7 @@ ALTER FUNCTION callmaster.accept_crew_invitation(invitation_id uuid) OWNER TO ke
 -- Name: FUNCTION accept_crew_invitation(invitation_id uuid); Type: COMMENT; Schema: callmaster; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION callmaster.accept_crew_invitation(invitation_id uuid) IS 'API: the requesting user accepts an invitation addressed to them: they join the manager''s crew (the relationship takes the id, notes and is_active the manager saw), every assignment the manager gave the pending member (show crew, element crew and performers) becomes theirs, and the invitation is gone, in one transaction. Arguments: invitation_id. Returns {relationship_id, manager_user_id}. Errors: P0002 no such pending invitation of theirs (declined or withdrawn ones included); 42501 no request user.';
+COMMENT ON FUNCTION callmaster.accept_crew_invitation(invitation_id uuid) IS 'API: the requesting user accepts an invitation addressed to them: they join the manager''s crew (the relationship takes the id, notes and is_active the manager saw), every assignment the manager gave the pending member (show crew, element crew and performers) becomes theirs, and the invitation is gone, in one transaction. Arguments: invitation_id. Returns {relationship_id, manager_user_id}. Errors: P0002 no such pending invitation of theirs (declined or withdrawn ones included, and those of a deactivated manager, which list_crew_invitations does not list either); 42501 no request user.';
 
 --
 -- Name: acting_user_id(); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
@@ -2609,7 +2611,8 @@ BEGIN
     WHERE i.id = decline_crew_invitation.invitation_id
       AND i.invitee_user_id = callmaster.require_user_id()
       AND i.declined_at IS NULL
-      AND i.removed_at IS NULL;
+      AND i.removed_at IS NULL
+      AND EXISTS (SELECT FROM callmaster.users AS m WHERE m.id = i.manager_user_id AND m.is_active);
     IF NOT FOUND THEN
         RAISE EXCEPTION USING
             ERRCODE = 'P0002',
@@ -2624,7 +2627,7 @@ ALTER FUNCTION callmaster.decline_crew_invitation(invitation_id uuid) OWNER TO k
 -- Name: FUNCTION decline_crew_invitation(invitation_id uuid); Type: COMMENT; Schema: callmaster; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION callmaster.decline_crew_invitation(invitation_id uuid) IS 'API: the requesting user declines an invitation addressed to them. The manager''s side does not change (a declined invitation stays a pending member, as a guest who never signs up does, so it tells the manager nothing). Arguments: invitation_id. Errors: P0002 no such pending invitation of theirs; 42501 no request user.';
+COMMENT ON FUNCTION callmaster.decline_crew_invitation(invitation_id uuid) IS 'API: the requesting user declines an invitation addressed to them. The manager''s side does not change (a declined invitation stays a pending member, as a guest who never signs up does, so it tells the manager nothing). Arguments: invitation_id. Errors: P0002 no such pending invitation of theirs (as for accept_crew_invitation); 42501 no request user.';
 
 --
 -- Name: delete_department(uuid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
@@ -4400,6 +4403,7 @@ CREATE FUNCTION callmaster.live_heartbeat(p_process_id uuid, p_subscribers jsonb
             SELECT 'shared', NULL
             FROM callmaster.share_links AS l
             JOIN callmaster.scripts AS s ON s.id = x.script_id AND s.show_id = l.show_id
+            JOIN callmaster.users AS o ON o.id = l.owner_id AND o.is_active  -- as callmaster.shared_link
             WHERE x.link_id IS NOT NULL AND l.id = x.link_id AND l.revoked_at IS NULL AND l.expires_at > now()
             LIMIT 1
         ) AS a ON true
@@ -4424,7 +4428,7 @@ ALTER FUNCTION callmaster.live_heartbeat(p_process_id uuid, p_subscribers jsonb)
 -- Name: FUNCTION live_heartbeat(p_process_id uuid, p_subscribers jsonb); Type: COMMENT; Schema: callmaster; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION callmaster.live_heartbeat(p_process_id uuid, p_subscribers jsonb) IS 'Relay call, every few seconds per API process: re-checks the access of its subscribers and records presence. Arguments: the process id, [{key, script_id, sub (Clerk user id) | link_id, devices}]. Replaces the process''s presence rows (counts per script, audience and department; rows of processes silent for a minute are dropped). Returns the keys that may no longer read their script (user deactivated or unassigned, link revoked or expired, script deleted). No errors.';
+COMMENT ON FUNCTION callmaster.live_heartbeat(p_process_id uuid, p_subscribers jsonb) IS 'Relay call, every few seconds per API process: re-checks the access of its subscribers and records presence. Arguments: the process id, [{key, script_id, sub (Clerk user id) | link_id, devices}]. Replaces the process''s presence rows (counts per script, audience and department; rows of processes silent for a minute are dropped). Returns the keys that may no longer read their script (user deactivated or unassigned, link revoked or expired or its owner deactivated, script deleted). No errors.';
 
 --
 -- Name: live_hold(uuid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
@@ -5783,8 +5787,10 @@ CREATE FUNCTION callmaster.shared_link(p_token text) RETURNS callmaster.share_li
 DECLARE
     v_link callmaster.share_links;
 BEGIN
+    -- A link speaks for its owner: while the owner is deactivated (Clerk user.deleted) it grants nothing.
     SELECT l.* INTO v_link
     FROM callmaster.share_links AS l
+    JOIN callmaster.users AS o ON o.id = l.owner_id AND o.is_active
     WHERE l.token_hash = callmaster.share_link_hash(p_token)
       AND l.revoked_at IS NULL
       AND l.expires_at > now();
@@ -5802,7 +5808,7 @@ ALTER FUNCTION callmaster.shared_link(p_token text) OWNER TO keel_owner;
 -- Name: FUNCTION shared_link(p_token text); Type: COMMENT; Schema: callmaster; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION callmaster.shared_link(p_token text) IS 'Internal: the valid share link of a token. Errors: P0002 unknown, revoked or expired.';
+COMMENT ON FUNCTION callmaster.shared_link(p_token text) IS 'Internal: the valid share link of a token (not revoked, not expired, its owner active). Errors: P0002 unknown, revoked or expired link, or one whose owner is deactivated.';
 
 --
 -- Name: shared_lookup(text, integer, text, text, uuid, bigint); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
@@ -12180,6 +12186,18 @@ ALTER TABLE callmaster.crew_assignments ENABLE ROW LEVEL SECURITY;
 CREATE POLICY crew_assignments_crew_read ON callmaster.crew_assignments FOR SELECT TO keel_api USING ((show_id = ANY (( SELECT callmaster.assigned_show_ids() AS assigned_show_ids)::uuid[])));
 
 --
+-- Name: crew_assignments crew_assignments_member_visible; Type: POLICY; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE POLICY crew_assignments_member_visible ON callmaster.crew_assignments AS RESTRICTIVE FOR INSERT TO keel_api WITH CHECK (((user_id IS NULL) OR (user_id = ANY (( SELECT callmaster.visible_user_ids() AS visible_user_ids)::uuid[]))));
+
+--
+-- Name: crew_assignments crew_assignments_member_visible_update; Type: POLICY; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE POLICY crew_assignments_member_visible_update ON callmaster.crew_assignments AS RESTRICTIVE FOR UPDATE TO keel_api USING (true) WITH CHECK (((user_id IS NULL) OR (user_id = ANY (( SELECT callmaster.visible_user_ids() AS visible_user_ids)::uuid[]))));
+
+--
 -- Name: crew_assignments crew_assignments_owner; Type: POLICY; Schema: callmaster; Owner: keel_owner
 --
 
@@ -12213,7 +12231,9 @@ CREATE POLICY crew_relationships_delete ON callmaster.crew_relationships FOR DEL
 -- Name: crew_relationships crew_relationships_insert; Type: POLICY; Schema: callmaster; Owner: keel_owner
 --
 
-CREATE POLICY crew_relationships_insert ON callmaster.crew_relationships FOR INSERT TO keel_api WITH CHECK (((manager_user_id = ( SELECT callmaster.current_user_id() AS current_user_id)) AND (crew_user_id = ANY (( SELECT callmaster.visible_user_ids() AS visible_user_ids)::uuid[]))));
+CREATE POLICY crew_relationships_insert ON callmaster.crew_relationships FOR INSERT TO keel_api WITH CHECK (((manager_user_id = ( SELECT callmaster.current_user_id() AS current_user_id)) AND (EXISTS ( SELECT
+   FROM callmaster.users u
+  WHERE ((u.id = crew_relationships.crew_user_id) AND (u.status = 'guest'::text) AND (u.created_by = ( SELECT callmaster.current_user_id() AS current_user_id)))))));
 
 --
 -- Name: crew_relationships crew_relationships_select; Type: POLICY; Schema: callmaster; Owner: keel_owner
@@ -12320,6 +12340,18 @@ CREATE POLICY script_element_conditional_rules_read ON callmaster.script_element
 ALTER TABLE callmaster.script_element_crew_assignments ENABLE ROW LEVEL SECURITY;
 
 --
+-- Name: script_element_crew_assignments script_element_crew_assignments_member_visible; Type: POLICY; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE POLICY script_element_crew_assignments_member_visible ON callmaster.script_element_crew_assignments AS RESTRICTIVE FOR INSERT TO keel_api WITH CHECK (((crew_user_id IS NULL) OR (crew_user_id = ANY (( SELECT callmaster.visible_user_ids() AS visible_user_ids)::uuid[]))));
+
+--
+-- Name: script_element_crew_assignments script_element_crew_assignments_member_visible_update; Type: POLICY; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE POLICY script_element_crew_assignments_member_visible_update ON callmaster.script_element_crew_assignments AS RESTRICTIVE FOR UPDATE TO keel_api USING (true) WITH CHECK (((crew_user_id IS NULL) OR (crew_user_id = ANY (( SELECT callmaster.visible_user_ids() AS visible_user_ids)::uuid[]))));
+
+--
 -- Name: script_element_crew_assignments script_element_crew_assignments_owner; Type: POLICY; Schema: callmaster; Owner: keel_owner
 --
 
@@ -12390,6 +12422,18 @@ CREATE POLICY script_element_groups_read ON callmaster.script_element_groups FOR
 --
 
 ALTER TABLE callmaster.script_element_performer_assignments ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: script_element_performer_assignments script_element_performer_assignments_member_visible; Type: POLICY; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE POLICY script_element_performer_assignments_member_visible ON callmaster.script_element_performer_assignments AS RESTRICTIVE FOR INSERT TO keel_api WITH CHECK (((performer_id IS NULL) OR (performer_id = ANY (( SELECT callmaster.visible_user_ids() AS visible_user_ids)::uuid[]))));
+
+--
+-- Name: script_element_performer_assignments script_element_performer_assignments_member_visible_update; Type: POLICY; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE POLICY script_element_performer_assignments_member_visible_update ON callmaster.script_element_performer_assignments AS RESTRICTIVE FOR UPDATE TO keel_api USING (true) WITH CHECK (((performer_id IS NULL) OR (performer_id = ANY (( SELECT callmaster.visible_user_ids() AS visible_user_ids)::uuid[]))));
 
 --
 -- Name: script_element_performer_assignments script_element_performer_assignments_owner; Type: POLICY; Schema: callmaster; Owner: keel_owner
@@ -13157,7 +13201,19 @@ GRANT ALL ON FUNCTION callmaster.crew_invitation_json(i callmaster.crew_invitati
 -- Name: TABLE crew_relationships; Type: ACL; Schema: callmaster; Owner: keel_owner
 --
 
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE callmaster.crew_relationships TO keel_api;
+GRANT SELECT,INSERT,DELETE ON TABLE callmaster.crew_relationships TO keel_api;
+
+--
+-- Name: COLUMN crew_relationships.is_active; Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+GRANT UPDATE(is_active) ON TABLE callmaster.crew_relationships TO keel_api;
+
+--
+-- Name: COLUMN crew_relationships.notes; Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+GRANT UPDATE(notes) ON TABLE callmaster.crew_relationships TO keel_api;
 
 --
 -- Name: TABLE users; Type: ACL; Schema: callmaster; Owner: keel_owner
@@ -14605,12 +14661,6 @@ GRANT ALL ON FUNCTION keel.start_outbox_delivery(p_id uuid, p_token uuid, p_leas
 GRANT SELECT,INSERT ON TABLE assistant.conversations TO keel_api;
 
 --
--- Name: SEQUENCE messages_seq_seq; Type: ACL; Schema: assistant; Owner: keel_owner
---
-
-GRANT SELECT,USAGE ON SEQUENCE assistant.messages_seq_seq TO keel_api;
-
---
 -- Name: TABLE departments; Type: ACL; Schema: callmaster; Owner: keel_owner
 --
 
@@ -14695,12 +14745,6 @@ GRANT UPDATE(attempts) ON TABLE keel.outbox TO keel_api;
 GRANT UPDATE(failed_at) ON TABLE keel.outbox TO keel_api;
 
 --
--- Name: DEFAULT PRIVILEGES FOR SEQUENCES; Type: DEFAULT ACL; Schema: assistant; Owner: keel_owner
---
-
-ALTER DEFAULT PRIVILEGES FOR ROLE keel_owner IN SCHEMA assistant GRANT SELECT,USAGE ON SEQUENCES TO keel_api;
-
---
 -- Name: DEFAULT PRIVILEGES FOR FUNCTIONS; Type: DEFAULT ACL; Schema: assistant; Owner: keel_owner
 --
 
@@ -14713,12 +14757,6 @@ ALTER DEFAULT PRIVILEGES FOR ROLE keel_owner IN SCHEMA assistant GRANT ALL ON FU
 ALTER DEFAULT PRIVILEGES FOR ROLE keel_owner IN SCHEMA assistant GRANT SELECT,INSERT,DELETE,UPDATE ON TABLES TO keel_api;
 
 --
--- Name: DEFAULT PRIVILEGES FOR SEQUENCES; Type: DEFAULT ACL; Schema: callmaster; Owner: keel_owner
---
-
-ALTER DEFAULT PRIVILEGES FOR ROLE keel_owner IN SCHEMA callmaster GRANT SELECT,USAGE ON SEQUENCES TO keel_api;
-
---
 -- Name: DEFAULT PRIVILEGES FOR FUNCTIONS; Type: DEFAULT ACL; Schema: callmaster; Owner: keel_owner
 --
 
@@ -14729,12 +14767,6 @@ ALTER DEFAULT PRIVILEGES FOR ROLE keel_owner IN SCHEMA callmaster GRANT ALL ON F
 --
 
 ALTER DEFAULT PRIVILEGES FOR ROLE keel_owner IN SCHEMA callmaster GRANT SELECT,INSERT,DELETE,UPDATE ON TABLES TO keel_api;
-
---
--- Name: DEFAULT PRIVILEGES FOR SEQUENCES; Type: DEFAULT ACL; Schema: clinic; Owner: keel_owner
---
-
-ALTER DEFAULT PRIVILEGES FOR ROLE keel_owner IN SCHEMA clinic GRANT SELECT,USAGE ON SEQUENCES TO keel_api;
 
 --
 -- Name: DEFAULT PRIVILEGES FOR FUNCTIONS; Type: DEFAULT ACL; Schema: clinic; Owner: keel_owner

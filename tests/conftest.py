@@ -145,7 +145,7 @@ async def live_server(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(server_config(app, timeout_graceful_shutdown=5))
+    server = uvicorn.Server(server_config(app, app.state.settings, timeout_graceful_shutdown=5))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         while not server.started:

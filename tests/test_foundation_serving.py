@@ -15,6 +15,7 @@ from uvicorn.server import ServerState
 
 from api.body_writer import BODY_WRITER, BodyWriter
 from api.serving import HttpProtocol, server_config
+from api.settings import Settings
 
 
 class RecordingTransport(asyncio.Transport):
@@ -60,7 +61,7 @@ def streaming_app(release: asyncio.Event) -> Litestar:
 
 
 async def serve_one(protocol_class: type[HttpToolsProtocol], app: Litestar, request: bytes) -> Any:
-    config = server_config(app, lifespan="off", access_log=False)
+    config = server_config(app, Settings(), lifespan="off", access_log=False)
     config.load()
     protocol = protocol_class(config=config, server_state=ServerState(), app_state={})
     transport = RecordingTransport()

@@ -11,6 +11,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from tests.factories import add_script, add_show, add_user
 
@@ -384,6 +385,86 @@ def test_finding6_keel_api_table_privileges_in_keel(dba):
         "SELECT relrowsecurity AND relforcerowsecurity FROM pg_class WHERE oid = 'keel.idempotency_keys'::regclass"
     ).fetchone()
     assert forced == (True,)
+
+
+OUR_SCHEMAS = {"keel", "clinic", "assistant", "callmaster"}
+
+
+def test_security_definer_functions_pin_a_safe_search_path(dba):
+    """Every SECURITY DEFINER function of ours runs as its owner with a search_path of its own: pg_catalog
+    first (no caller's object shadows a built-in), then only our schemas — no `public` or `$user` (where a
+    caller could create an object the owner would then use) and pg_temp, if named at all, last. It is
+    owned by keel_owner and, by the allow-lists above, reached only by the role it is meant for."""
+    rows = dba.execute(
+        """
+        SELECT p.oid::regprocedure::text, pg_get_userbyid(p.proowner),
+               (SELECT substr(c, strpos(c, '=') + 1) FROM unnest(p.proconfig) AS c
+                WHERE split_part(c, '=', 1) = 'search_path')
+        FROM pg_proc AS p
+        JOIN pg_namespace AS n ON n.oid = p.pronamespace
+        WHERE p.prosecdef AND n.nspname = ANY (%(schemas)s)
+        ORDER BY 1
+        """,
+        {"schemas": sorted(OUR_SCHEMAS)},
+    ).fetchall()
+    assert len(rows) > 50  # the catalog walk finds them
+    unsafe = []
+    for fn, owner, path in rows:
+        entries = [entry.strip().strip('"') for entry in (path or "").split(",")]
+        if entries[-1] == "pg_temp":
+            entries.pop()
+        if owner != "keel_owner" or entries[0] != "pg_catalog" or not set(entries[1:]) <= OUR_SCHEMAS:
+            unsafe.append((fn, owner, path))
+    assert unsafe == []
+
+
+def test_what_keel_api_reads_beyond_tables_is_scoped_to_the_reader(dba):
+    """Views keel_api may read run with the reader's rights (security_invoker: the tables' row-level
+    security applies to the reader, not to the view's owner, who bypasses it); materialized views cannot
+    have row-level security, so keel_api reads none (the control tower reads them through functions that
+    check the clinic claim)."""
+    rows = dba.execute(
+        """
+        SELECT c.oid::regclass::text, c.relkind, coalesce(c.reloptions, '{}')
+        FROM pg_class AS c
+        JOIN pg_namespace AS n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('v', 'm') AND n.nspname = ANY (%(schemas)s)
+        ORDER BY 1
+        """,
+        {"schemas": sorted(OUR_SCHEMAS)},
+    ).fetchall()
+    assert {kind for _, kind, _ in rows} == {"v", "m"}  # the walk finds both kinds
+    readable = [
+        (name, kind, options)
+        for name, kind, options in rows
+        if dba.execute(
+            "SELECT has_any_column_privilege('keel_api', %s::regclass, 'SELECT')", (name,)
+        ).fetchone()[0]
+    ]
+    assert readable  # crew_invitations_sent at least
+    assert [r for r in readable if r[1] == "m" or "security_invoker=true" not in r[2]] == []
+
+
+def test_keel_api_reaches_no_sequence(dba):
+    """A sequence has no tenant key, so row-level security cannot scope it: its last_value counts every
+    tenant's rows (assistant.messages_seq_seq did, to any request session). keel_api may neither read nor
+    advance one, today's or one created later in a domain schema (identity columns need no privilege)."""
+    granted = """
+        SELECT c.oid::regclass::text, p.privilege
+        FROM pg_class AS c
+        CROSS JOIN unnest(ARRAY['USAGE', 'SELECT', 'UPDATE']) AS p(privilege)
+        WHERE c.relkind = 'S' AND has_sequence_privilege('keel_api', c.oid, p.privilege)
+    """
+    assert dba.execute(granted).fetchall() == []
+    assert dba.execute("SELECT count(*) FROM pg_class WHERE relkind = 'S'").fetchone()[0] > 0
+    dba.execute("BEGIN")
+    try:
+        dba.execute("SET LOCAL ROLE keel_owner")
+        for schema in ("clinic", "assistant", "callmaster"):
+            dba.execute(sql.SQL("CREATE SEQUENCE {}").format(sql.Identifier(schema, "lint_probe_seq")))
+        assert dba.execute(granted).fetchall() == []
+    finally:
+        dba.execute("ROLLBACK")
 
 
 # The live feed's internals: called only by SECURITY DEFINER entry points (feed triggers, show-run commands,

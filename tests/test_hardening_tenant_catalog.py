@@ -5,7 +5,7 @@ covered the day it lands.
 Tenant A gets a row in every kind of table (clinic records, appointments and their outbox events, the
 assistant's queue, a CallMaster crew with shows and a filled script, Idempotency-Key records, webhook
 ids, the refresh log). Then sessions set up exactly as the API sets them up (api.db.CONTEXT_SQL: claims,
-role keel_api) read every relation keel_api may select from:
+role keel_api) read every relation keel_api may select from (sequences included):
 - with forged claims naming nobody (random clinic and subject): every relation is empty;
 - with tenant B's own claims: no row of A's is visible.
 """
@@ -37,10 +37,10 @@ from tests.factories import (
 )
 
 RELATIONS = """
-    SELECT n.nspname, c.relname, has_table_privilege('keel_api', c.oid, 'SELECT') AS whole
+    SELECT n.nspname, c.relname, has_table_privilege('keel_api', c.oid, 'SELECT') AS whole, c.relkind
     FROM pg_class AS c
     JOIN pg_namespace AS n ON n.oid = c.relnamespace
-    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')  -- sequences too: one row, every tenant's count
       AND n.nspname NOT IN ('pg_catalog', 'information_schema')
       AND n.nspname NOT LIKE 'pg\\_%%'
       AND (has_table_privilege('keel_api', c.oid, 'SELECT')
@@ -102,9 +102,11 @@ def populate_tenant_a(dba: psycopg.Connection[Any]) -> dict[str, Any]:
 def all_rows(conn: psycopg.Connection[Any]) -> dict[str, set[str]]:
     """Every row of every relation keel_api may read, as JSON text, seen by the connection's current role."""
     seen: dict[str, set[str]] = {}
-    for schema, name, whole in conn.execute(RELATIONS).fetchall():
+    for schema, name, whole, kind in conn.execute(RELATIONS).fetchall():
         relation = sql.Identifier(schema, name)
-        if whole:
+        if kind == "S":  # a sequence has no row type
+            query = sql.SQL("SELECT 'last_value ' || last_value FROM {}").format(relation)
+        elif whole:
             query = sql.SQL("SELECT to_jsonb(t)::text FROM {} AS t").format(relation)
         else:  # column privileges only: count what is visible
             query = sql.SQL(

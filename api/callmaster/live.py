@@ -24,6 +24,7 @@ from uuid import UUID
 
 import msgspec
 from litestar import Request, delete, get, post
+from litestar.datastructures import CacheControlHeader
 from litestar.params import FromPath, HeaderParameter, JSONBody
 from litestar.response import ServerSentEvent
 from msgspec import Meta
@@ -45,6 +46,10 @@ from api.settings import Settings
 
 TAGS = ["callmaster live"]
 SHARED_LOOKUP = {"error_statuses": (429,)}  # share-link lookups are rate-limited per client (OpenAPI)
+# A share link's answer is fetched without credentials (the token is in the URL), so a cache between the
+# viewer and Keel (a CDN in front of the balancer, the browser's disk) could keep and serve it after the
+# link is revoked or expires: none may store it.
+SHARED_NO_STORE = CacheControlHeader(no_store=True)
 
 OPEN = "SELECT callmaster.live_open(%(script)s, %(after)s)"
 OPEN_SHARED = "SELECT callmaster.live_open_shared(%(token)s, %(script)s, %(after)s)"
@@ -264,6 +269,7 @@ async def revoke_share_link(
     tags=TAGS,
     summary="A share link's show and its scripts",
     opt=SHARED_LOOKUP,
+    cache_control=SHARED_NO_STORE,
 )
 async def shared_show(request: Request[Any, Any, Any], token: FromPath[Token], db: Db) -> dict[str, Any]:
     return await shared_call(request, db, "show", token)
@@ -273,6 +279,7 @@ async def shared_show(request: Request[Any, Any, Any], token: FromPath[Token], d
     "/api/shared/{token:str}/scripts/{script_id:uuid}",
     tags=TAGS,
     opt=SHARED_LOOKUP,
+    cache_control=SHARED_NO_STORE,
     summary="A script of a share link's show, with its elements",
 )
 async def shared_script(
@@ -285,6 +292,7 @@ async def shared_script(
     "/api/shared/{token:str}/scripts/{script_id:uuid}/live/presence",
     tags=TAGS,
     opt=SHARED_LOOKUP,
+    cache_control=SHARED_NO_STORE,
     summary="Devices following a script, by department (share link)",
 )
 async def shared_presence(

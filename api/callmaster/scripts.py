@@ -21,7 +21,7 @@ from psycopg.types.json import Jsonb
 from api.callmaster.identity import merge_patch
 from api.callmaster.shows import Name, Notes, Timestamp
 from api.deps import CurrentPrincipal, Db, Page
-from api.idempotency import run_idempotent
+from api.idempotency import Replay, run_idempotent
 
 LIST_SHOW_SCRIPTS = "SELECT callmaster.list_show_scripts(%(id)s, %(limit)s, %(offset)s)"
 CREATE_SCRIPT = "SELECT callmaster.create_script(%(id)s, %(data)s)"
@@ -32,6 +32,9 @@ DELETE_SCRIPT = "SELECT count(*) FROM callmaster.delete_script(%(id)s)"
 ScriptStatus = Literal["draft", "copy", "working", "final", "backup"]
 
 DUPLICATE_SCRIPT = sql.SQL("callmaster.duplicate_script_json(%(id)s, %(name)s, %(show_id)s)")
+# An Idempotency-Key record keeps the copy's id only; a retry re-reads the script with the caller's rights
+# now (a deactivated user, or one who lost the script, is answered as on any other call).
+REPLAY_SCRIPT = Replay(sql.SQL("callmaster.get_script"))
 
 
 class ScriptCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -135,6 +138,7 @@ async def duplicate_script(
         payload=payload,
         call=DUPLICATE_SCRIPT,
         params={"id": script_id, "name": body.name, "show_id": body.show_id},
+        replay=REPLAY_SCRIPT,
     )
     headers = {**outcome.headers, "Location": f"/api/scripts/{outcome.body['id']}"}
     return Response(outcome.body, status_code=outcome.status_code, headers=headers)

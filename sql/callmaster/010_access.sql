@@ -95,8 +95,9 @@ CREATE POLICY users_update ON callmaster.users FOR UPDATE TO keel_api
     WITH CHECK (id = (SELECT callmaster.current_user_id())
                 OR (status = 'guest' AND created_by = (SELECT callmaster.current_user_id())));
 
--- crew_relationships: both ends see the row; the manager changes it, and may only add users
--- they can already see (e.g. a guest they just created).
+-- crew_relationships: both ends see the row; the manager changes its notes and is_active (migration 0911:
+-- the ends are not updatable) and may add only a guest they created themself (create_guest_user): anyone
+-- else joins a crew by accepting an invitation (issue 13, finding 15), never by the manager's INSERT.
 DROP POLICY IF EXISTS crew_relationships_select ON callmaster.crew_relationships;
 CREATE POLICY crew_relationships_select ON callmaster.crew_relationships FOR SELECT TO keel_api
     USING (manager_user_id = (SELECT callmaster.current_user_id())
@@ -104,7 +105,10 @@ CREATE POLICY crew_relationships_select ON callmaster.crew_relationships FOR SEL
 DROP POLICY IF EXISTS crew_relationships_insert ON callmaster.crew_relationships;
 CREATE POLICY crew_relationships_insert ON callmaster.crew_relationships FOR INSERT TO keel_api
     WITH CHECK (manager_user_id = (SELECT callmaster.current_user_id())
-                AND crew_user_id = ANY ((SELECT callmaster.visible_user_ids())::uuid[]));
+                AND EXISTS (SELECT FROM callmaster.users AS u
+                            WHERE u.id = crew_relationships.crew_user_id
+                              AND u.status = 'guest'
+                              AND u.created_by = (SELECT callmaster.current_user_id())));
 DROP POLICY IF EXISTS crew_relationships_update ON callmaster.crew_relationships;
 CREATE POLICY crew_relationships_update ON callmaster.crew_relationships FOR UPDATE TO keel_api
     USING (manager_user_id = (SELECT callmaster.current_user_id()))
@@ -255,3 +259,32 @@ CREATE POLICY script_element_groups_owner ON callmaster.script_element_groups FO
     WITH CHECK (EXISTS (SELECT 1 FROM callmaster.script_elements AS e
                         WHERE e.id = script_element_groups.group_id
                           AND e.owner_id = (SELECT callmaster.current_user_id())));
+
+-- The members an assignment names: users are nobody's tenant rows, so no composite foreign key keeps them
+-- to the people the owner may name. The API's functions check it (check_member_refs); these restrictive
+-- policies hold a request-role session to the same rule whatever it writes: a user the caller can see
+-- (visible_user_ids), or a pending member (invitation_id, whose foreign key or trigger keeps it the
+-- owner's). Without them a session could assign any user id to its own show and then read that person's
+-- email and phone (the crew of one's shows are visible users).
+DO $$
+DECLARE
+    t record;
+BEGIN
+    FOR t IN
+        SELECT * FROM (VALUES
+            ('crew_assignments', 'user_id'),
+            ('script_element_crew_assignments', 'crew_user_id'),
+            ('script_element_performer_assignments', 'performer_id')
+        ) AS v (tab, col)
+    LOOP
+        EXECUTE format('DROP POLICY IF EXISTS %I ON callmaster.%I', t.tab || '_member_visible', t.tab);
+        EXECUTE format('DROP POLICY IF EXISTS %I ON callmaster.%I', t.tab || '_member_visible_update', t.tab);
+        EXECUTE format('CREATE POLICY %I ON callmaster.%I AS RESTRICTIVE FOR INSERT TO keel_api WITH CHECK '
+                       '(%I IS NULL OR %I = ANY ((SELECT callmaster.visible_user_ids())::uuid[]))',
+                       t.tab || '_member_visible', t.tab, t.col, t.col);
+        EXECUTE format('CREATE POLICY %I ON callmaster.%I AS RESTRICTIVE FOR UPDATE TO keel_api USING (true) '
+                       'WITH CHECK (%I IS NULL OR %I = ANY ((SELECT callmaster.visible_user_ids())::uuid[]))',
+                       t.tab || '_member_visible_update', t.tab, t.col, t.col);
+    END LOOP;
+END
+$$;

@@ -466,12 +466,14 @@ BEGIN
     -- Locked before anything moves: an assignment being added to the pending member holds a key-share lock
     -- on the invitation (its foreign key, or check_member_refs) until it commits, so it is either committed
     -- before the moves below read (each statement sees it) or waits and then finds no pending member.
+    -- An invitation of a deactivated manager (Clerk user.deleted) is not listed and grants nothing.
     SELECT * INTO v_invitation
     FROM callmaster.crew_invitations AS i
     WHERE i.id = accept_crew_invitation.invitation_id
       AND i.invitee_user_id = v_me
       AND i.declined_at IS NULL
       AND i.removed_at IS NULL
+      AND EXISTS (SELECT FROM callmaster.users AS m WHERE m.id = i.manager_user_id AND m.is_active)
     FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING
@@ -521,7 +523,8 @@ COMMENT ON FUNCTION callmaster.accept_crew_invitation(uuid) IS
     'relationship takes the id, notes and is_active the manager saw), every assignment the manager gave the '
     'pending member (show crew, element crew and performers) becomes theirs, and the invitation is gone, '
     'in one transaction. Arguments: invitation_id. Returns {relationship_id, manager_user_id}. Errors: '
-    'P0002 no such pending invitation of theirs (declined or withdrawn ones included); 42501 no request user.';
+    'P0002 no such pending invitation of theirs (declined or withdrawn ones included, and those of a '
+    'deactivated manager, which list_crew_invitations does not list either); 42501 no request user.';
 
 CREATE OR REPLACE FUNCTION callmaster.decline_crew_invitation(invitation_id uuid)
     RETURNS void
@@ -536,7 +539,8 @@ BEGIN
     WHERE i.id = decline_crew_invitation.invitation_id
       AND i.invitee_user_id = callmaster.require_user_id()
       AND i.declined_at IS NULL
-      AND i.removed_at IS NULL;
+      AND i.removed_at IS NULL
+      AND EXISTS (SELECT FROM callmaster.users AS m WHERE m.id = i.manager_user_id AND m.is_active);
     IF NOT FOUND THEN
         RAISE EXCEPTION USING
             ERRCODE = 'P0002',
@@ -548,7 +552,7 @@ COMMENT ON FUNCTION callmaster.decline_crew_invitation(uuid) IS
     'API: the requesting user declines an invitation addressed to them. The manager''s side does not '
     'change (a declined invitation stays a pending member, as a guest who never signs up does, so it '
     'tells the manager nothing). Arguments: invitation_id. Errors: P0002 no such pending invitation of '
-    'theirs; 42501 no request user.';
+    'theirs (as for accept_crew_invitation); 42501 no request user.';
 
 REVOKE EXECUTE ON FUNCTION callmaster.list_crew_invitations(integer, integer),
     callmaster.accept_crew_invitation(uuid), callmaster.decline_crew_invitation(uuid) FROM PUBLIC;

@@ -1,7 +1,7 @@
 -- Share links (issue 16): read-only access to one show's scripts and live feeds for crew without an
 -- account. The token (`sl_` + 43 url-safe characters from two random UUIDs, 244 random bits) is
--- returned once; only its SHA-256 is stored. A revoked or expired link is "not found" (P0002), exactly
--- like a token that never existed. Lookups are rate-limited per client by the API.
+-- returned once; only its SHA-256 is stored. A revoked or expired link, or one whose owner is deactivated
+-- (Clerk user.deleted), is "not found" (P0002), exactly like a token that never existed. Lookups are rate-limited per client by the API.
 
 CREATE OR REPLACE FUNCTION callmaster.share_link_hash(p_token text)
     RETURNS bytea
@@ -102,8 +102,10 @@ AS $$
 DECLARE
     v_link callmaster.share_links;
 BEGIN
+    -- A link speaks for its owner: while the owner is deactivated (Clerk user.deleted) it grants nothing.
     SELECT l.* INTO v_link
     FROM callmaster.share_links AS l
+    JOIN callmaster.users AS o ON o.id = l.owner_id AND o.is_active
     WHERE l.token_hash = callmaster.share_link_hash(p_token)
       AND l.revoked_at IS NULL
       AND l.expires_at > now();
@@ -115,7 +117,8 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION callmaster.shared_link(text) IS
-    'Internal: the valid share link of a token. Errors: P0002 unknown, revoked or expired.';
+    'Internal: the valid share link of a token (not revoked, not expired, its owner active). Errors: P0002 '
+    'unknown, revoked or expired link, or one whose owner is deactivated.';
 REVOKE ALL ON FUNCTION callmaster.shared_link(text) FROM PUBLIC, keel_api;
 
 CREATE OR REPLACE FUNCTION callmaster.shared_show(p_token text)

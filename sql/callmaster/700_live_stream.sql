@@ -129,6 +129,7 @@ AS $$
             SELECT 'shared', NULL
             FROM callmaster.share_links AS l
             JOIN callmaster.scripts AS s ON s.id = x.script_id AND s.show_id = l.show_id
+            JOIN callmaster.users AS o ON o.id = l.owner_id AND o.is_active  -- as callmaster.shared_link
             WHERE x.link_id IS NOT NULL AND l.id = x.link_id AND l.revoked_at IS NULL AND l.expires_at > now()
             LIMIT 1
         ) AS a ON true
@@ -151,7 +152,7 @@ COMMENT ON FUNCTION callmaster.live_heartbeat(uuid, jsonb) IS
     'presence. Arguments: the process id, [{key, script_id, sub (Clerk user id) | link_id, devices}]. '
     'Replaces the process''s presence rows (counts per script, audience and department; rows of processes '
     'silent for a minute are dropped). Returns the keys that may no longer read their script (user '
-    'deactivated or unassigned, link revoked or expired, script deleted). No errors.';
+    'deactivated or unassigned, link revoked or expired or its owner deactivated, script deleted). No errors.';
 
 CREATE OR REPLACE FUNCTION callmaster.live_presence_counts(p_script_id uuid)
     RETURNS jsonb
