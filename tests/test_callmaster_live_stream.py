@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -18,7 +19,9 @@ from api.app import create_app
 from api.settings import Settings
 from tests.callmaster_live_support import add_notes, flood, follow, live_stage, slow_reader
 from tests.conftest import live_server
+from tests.reliability_support import proxy_target, through
 from tests.factories import Bearer, assert_problem, one
+from tests.tcp_proxy import TcpProxy
 
 
 @pytest.fixture
@@ -281,3 +284,36 @@ async def test_a_resume_longer_than_one_replay_gets_every_missed_event(
         await go(client, bearer("caller_c"), script)
         event = await crew.next()
         assert (event.event, event.id) == ("command", str(start + missed + 1))  # then live, no gap
+
+
+async def test_a_relay_that_fell_behind_the_pruning_resets_its_followers(
+    settings: Settings, dba: psycopg.Connection[Any], bearer: Bearer, stage: dict[str, Any]
+) -> None:
+    """A relay cut off from the database while another process prunes the log must not stitch what it
+    held before the gap to what it reads after it: its followers get `reset`, never a silent jump."""
+    script = stage["script"]
+    proxy = TcpProxy(proxy_target(settings.database_url)).start()
+    cut_off = replace(settings, database_direct_url=through(settings.database_url, proxy))
+    try:
+        async with (
+            live_server(create_app(cut_off)) as http,
+            follow(http, f"/api/scripts/{script}/live", bearer("lx_op")) as crew,
+        ):
+            assert (await crew.next()).event == "state"
+            await go(http, bearer("caller_c"), script)
+            await go(http, bearer("caller_c"), script)  # the relay now holds events before the gap
+            before = [int((await crew.next()).id or 0) for _ in range(2)]
+            proxy.stall()
+            for n in range(3):  # written, then pruned while the relay cannot read
+                dba.execute(
+                    "UPDATE callmaster.script_elements SET description = %s WHERE id = %s",
+                    (f"take {n}", stage["cues"][3]),
+                )
+            dba.execute("SELECT callmaster.prune_live_events('0 seconds')")
+            await go(http, bearer("caller_c"), script)
+            proxy.resume()
+            event = await crew.next(timeout=15)
+            assert event.event == "reset", (before, event)
+    finally:
+        proxy.resume()
+        proxy.stop()

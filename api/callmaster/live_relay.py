@@ -246,6 +246,11 @@ class LiveRelay:
             if feed is None or row["id"] <= feed.head:
                 continue
             message = Message(row["id"], row["event"], event_data(row))
+            if row["id"] != feed.head + 1:
+                # Pruned before this relay read them (it was cut off for longer than the retention):
+                # `recent` holds consecutive positions only, so followers behind read the gap from the
+                # database, which answers `reset`.
+                feed.recent.clear()
             feed.recent.append(message)
             feed.head = row["id"]
             if len(feed.recent) >= 2 * RING:
