@@ -45,3 +45,14 @@ class BodyWriter:
             return False
         cycle.transport.write(chunk)
         return True
+
+    @property
+    def paused(self) -> bool:
+        """Whether the connection's buffer is over its high-water mark (the client is not reading fast
+        enough): the next ASGI send waits for it to drain."""
+        return bool(self._cycle.flow.write_paused)
+
+    def abort(self) -> None:
+        """Drop the connection now, with whatever is still buffered for it (a client that stopped reading:
+        closing would wait for it to read that first)."""
+        self._cycle.transport.abort()

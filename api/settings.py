@@ -147,6 +147,9 @@ class Settings:
     """Seconds between re-checks of the subscribers (revocation) and presence reports."""
     live_sse_keepalive: float = env("KEEL_LIVE_SSE_KEEPALIVE", 15.0)
     """Seconds between keep-alive comments on a live SSE stream."""
+    live_stall_timeout: float = env("KEEL_LIVE_STALL_TIMEOUT", 30.0)
+    """Seconds a live stream's client may leave its socket full (not reading) before it is disconnected,
+    dropping what was buffered for it; it resumes with Last-Event-ID."""
     live_retention_hours: float = env("KEEL_LIVE_RETENTION_HOURS", 24.0)
     """Live feed events are deleted after this long."""
     live_max_streams: int = env("KEEL_LIVE_MAX_STREAMS", 300)

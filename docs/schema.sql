@@ -1385,6 +1385,7 @@ BEGIN
     END IF;
     -- One batch at a time per script; single-element writes (FOR SHARE) wait for it too.
     PERFORM 1 FROM callmaster.scripts AS s WHERE s.id = v_script.id FOR NO KEY UPDATE;
+    PERFORM callmaster.live_lock_head(v_script.id);
     -- base_version is checked against the versions at the start of the batch, so earlier operations
     -- of the same batch (e.g. a move renumbering its neighbours) never make a later one stale.
     IF EXISTS (SELECT 1
@@ -1537,6 +1538,7 @@ DECLARE
     v_renumbered integer;
 BEGIN
     PERFORM 1 FROM callmaster.scripts AS s WHERE s.id = v_script.id FOR NO KEY UPDATE;
+    PERFORM callmaster.live_lock_head(v_script.id);
     WITH ordered AS (
         SELECT e.id, row_number() OVER (ORDER BY e.time_offset_ms, e.sequence, e.id)::integer AS seq
         FROM callmaster.script_elements AS e
@@ -1617,6 +1619,7 @@ BEGIN
 
     -- Serialize with edit batches and auto-sort of this script (they hold FOR NO KEY UPDATE).
     PERFORM 1 FROM callmaster.scripts AS s WHERE s.id = v_script.id FOR SHARE;
+    PERFORM callmaster.live_lock_head(v_script.id);
 
     IF v_items.parents THEN
         SELECT (x.item ->> 'parent_element_id')::uuid INTO v_bad_id
@@ -2159,6 +2162,7 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'P0002', MESSAGE = format('script %s not found', v_script.id);
     END IF;
+    PERFORM callmaster.live_lock_head(v_script.id);
     v_row := callmaster.insert_element(v_script, data);
     RETURN callmaster.element_json(v_row);
 END
@@ -4016,6 +4020,7 @@ BEGIN
         END IF;
     END IF;
     PERFORM 1 FROM callmaster.live_feed_heads AS h WHERE h.script_id = p_script_id FOR NO KEY UPDATE;
+    PERFORM set_config('callmaster.live_run_write', 'on', true);  -- until live_record (live_runs_guard)
     RETURN v_script;
 END
 $$;
@@ -4026,7 +4031,7 @@ ALTER FUNCTION callmaster.live_caller_script(p_script_id uuid) OWNER TO keel_own
 -- Name: FUNCTION live_caller_script(p_script_id uuid); Type: COMMENT; Schema: callmaster; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION callmaster.live_caller_script(p_script_id uuid) IS 'Internal (show-run commands): the script if the acting user may call it (owner, crew with a caller role, or a DBA), with its feed head locked to commit. Errors: P0002 not found (or not the user''s to see); 42501 crew without a caller role.';
+COMMENT ON FUNCTION callmaster.live_caller_script(p_script_id uuid) IS 'Internal (show-run commands): the script if the acting user may call it (owner, crew with a caller role, or a DBA), with its feed head locked to commit and the run open to the command''s write (live_runs_guard, until live_record). Errors: P0002 not found (or not the user''s to see); 42501 crew without a caller role.';
 
 --
 -- Name: live_claim_positions(jsonb); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
@@ -4144,7 +4149,7 @@ BEGIN
                      array_agg(e.script_id ORDER BY e.script_id, e.sequence, e.id), array_agg(%L::text))
            FROM callmaster.script_elements AS e
            WHERE e.id IN (SELECT t.%I FROM %I AS t)
-             AND e.xmin <> pg_current_xact_id()::xid$q$,
+             AND NOT callmaster.live_written_here(e.xmin)$q$,
         TG_ARGV[0], TG_ARGV[1], CASE TG_OP WHEN 'DELETE' THEN 'old_rows' ELSE 'new_rows' END);
     RETURN NULL;
 END
@@ -4218,6 +4223,29 @@ BEGIN
             array_agg(o.id ORDER BY o.script_id, o.sequence, o.id),
             array_agg(o.script_id ORDER BY o.script_id, o.sequence, o.id), NULL::text[])
         FROM old_rows AS o;
+        -- Runs whose current or standby cue went, now that the feed heads are locked (a show command's
+        -- order: head, then run; see migration 0920). An open run stands after the cue before its
+        -- deleted current one, so the next GO is the cue after it; a stopped run forgets it.
+        UPDATE callmaster.show_runs AS r
+        SET current_element_id = CASE
+                WHEN g.current_sequence IS NULL THEN r.current_element_id
+                WHEN r.status = 'stopped' THEN NULL
+                ELSE (SELECT e.id
+                      FROM callmaster.script_elements AS e
+                      WHERE e.script_id = r.script_id AND e.element_type = 'cue' AND e.is_active
+                        AND (e.sequence, e.id) < (g.current_sequence, r.current_element_id)
+                      ORDER BY e.sequence DESC, e.id DESC
+                      LIMIT 1) END,
+            standby_element_id = CASE WHEN g.standby_gone THEN NULL ELSE r.standby_element_id END,
+            updated_at = now()
+        FROM (SELECT r0.id,
+                     (SELECT o.sequence FROM old_rows AS o WHERE o.id = r0.current_element_id) AS current_sequence,
+                     r0.standby_element_id IN (SELECT o.id FROM old_rows AS o) AS standby_gone
+              FROM callmaster.show_runs AS r0
+              WHERE r0.script_id IN (SELECT o.script_id FROM old_rows AS o)
+                AND (r0.current_element_id IN (SELECT o.id FROM old_rows AS o)
+                     OR r0.standby_element_id IN (SELECT o.id FROM old_rows AS o))) AS g
+        WHERE r.id = g.id;
     END IF;
     RETURN NULL;
 END
@@ -4229,7 +4257,36 @@ ALTER FUNCTION callmaster.live_feed_elements() OWNER TO keel_owner;
 -- Name: FUNCTION live_feed_elements(); Type: COMMENT; Schema: callmaster; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION callmaster.live_feed_elements() IS 'Trigger (AFTER INSERT/UPDATE/DELETE, per statement, on callmaster.script_elements): appends element.created / element.updated (with the names of the changed columns) / element.deleted to the feed of each script touched, in the writing transaction. No errors.';
+COMMENT ON FUNCTION callmaster.live_feed_elements() IS 'Trigger (AFTER INSERT/UPDATE/DELETE, per statement, on callmaster.script_elements): appends element.created / element.updated (with the names of the changed columns) / element.deleted to the feed of each script touched, in the writing transaction; on delete, moves the show runs whose current cue (to the cue before it) or standby cue (to none) went. No errors.';
+
+--
+-- Name: live_feed_moved(); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.live_feed_moved() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'callmaster'
+    AS $$
+BEGIN
+    IF TG_TABLE_NAME = 'script_elements' THEN
+        PERFORM callmaster.live_append_elements('element.deleted', ARRAY[OLD.id], ARRAY[OLD.script_id], NULL);
+    ELSE  -- TG_ARGV: [0] the field name readers see, [1] the column holding the element id
+        PERFORM callmaster.live_append_elements('element.updated', ARRAY[e.id], ARRAY[e.script_id], ARRAY[TG_ARGV[0]])
+        FROM callmaster.script_elements AS e
+        WHERE e.id = (to_jsonb(OLD) ->> TG_ARGV[1])::uuid
+          AND NOT callmaster.live_written_here(e.xmin);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+ALTER FUNCTION callmaster.live_feed_moved() OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION live_feed_moved(); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.live_feed_moved() IS 'Trigger (AFTER UPDATE OF the parent column, per moved row, on callmaster.script_elements and its supporting tables): appends element.deleted to the feed of the script an element left, or element.updated (the kind of row as field) for the element a supporting row left, unless written earlier in the transaction. Arguments (trigger, supporting tables): the field name, the element id column. No errors.';
 
 --
 -- Name: live_feed_script_created(); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
@@ -4412,6 +4469,39 @@ ALTER FUNCTION callmaster.live_is_caller_role(p_show_role text) OWNER TO keel_ow
 COMMENT ON FUNCTION callmaster.live_is_caller_role(p_show_role text) IS 'Whether a crew assignment''s show_role lets its user call the show: caller or stage_manager, ignoring case, surrounding spaces, and spaces or hyphens between words. No errors.';
 
 --
+-- Name: live_lock_head(uuid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.live_lock_head(p_script_id uuid) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'callmaster'
+    AS $$
+DECLARE
+    v_me uuid := callmaster.acting_user_id();
+BEGIN
+    -- Before any element row: a writer holding a row while it waits for the head (its statement's end)
+    -- deadlocks with a transaction that holds the head and then wants that row.
+    IF v_me IS NULL THEN
+        PERFORM 1 FROM callmaster.live_feed_heads AS h WHERE h.script_id = p_script_id FOR NO KEY UPDATE;
+    ELSE  -- only the user's own script (the tenant key, too: tests/test_scale_citus_lint.py)
+        PERFORM 1
+        FROM callmaster.live_feed_heads AS h
+        JOIN callmaster.scripts AS s ON s.id = h.script_id AND s.owner_id = v_me
+        WHERE h.script_id = p_script_id
+        FOR NO KEY UPDATE OF h;
+    END IF;
+END
+$$;
+
+ALTER FUNCTION callmaster.live_lock_head(p_script_id uuid) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION live_lock_head(p_script_id uuid); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.live_lock_head(p_script_id uuid) IS 'Internal (the element functions of sql/callmaster/620_elements.sql, after their script lock): locks the feed head of a script the acting user owns (any, for a DBA) to commit, before the write locks any element row (lock order: sql/callmaster/600_shows.sql). Arguments: p_script_id. Errors: 42501 keel_api without a request user.';
+
+--
 -- Name: live_next_cue(uuid, uuid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
 --
 
@@ -4466,7 +4556,7 @@ ALTER FUNCTION callmaster.live_open(p_script_id uuid, p_after bigint) OWNER TO k
 -- Name: FUNCTION live_open(p_script_id uuid, p_after bigint); Type: COMMENT; Schema: callmaster; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION callmaster.live_open(p_script_id uuid, p_after bigint) IS 'API (GET /api/scripts/{id}/live) and DBAs: the live state of a script the user may read and the feed events after position p_after (a Last-Event-ID; NULL: none), at most 10,000. Returns {state: {script, run}, reset, events: [{id, event, element_id?, fields?, command?, run?, at}], audience, department_id}; reset is true when p_after is older than the log holds. Errors: P0002 script not found (or not the user''s to see); 42501 unknown or deactivated user.';
+COMMENT ON FUNCTION callmaster.live_open(p_script_id uuid, p_after bigint) IS 'API (GET /api/scripts/{id}/live) and DBAs: the live state of a script the user may read and the feed events after position p_after (a Last-Event-ID; NULL: none), at most 10,000. Returns {state: {script, run}, reset, events: [{id, event, element_id?, fields?, command?, run?, at}], audience, department_id}; reset is true when p_after is older than the log holds; after 10,000 events, ask again after the last one. Errors: P0002 script not found (or not the user''s to see); 42501 unknown or deactivated user.';
 
 --
 -- Name: show_runs; Type: TABLE; Schema: callmaster; Owner: keel_owner
@@ -4489,8 +4579,17 @@ CREATE TABLE callmaster.show_runs (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     CONSTRAINT show_runs_counts_check CHECK (((go_count >= 0) AND (hold_count >= 0) AND (held_ms >= 0))),
+    CONSTRAINT show_runs_current_check CHECK (((current_element_id IS NULL) OR (go_count > 0))),
     CONSTRAINT show_runs_hold_check CHECK (((status = 'holding'::text) = (hold_started_at IS NOT NULL))),
+    CONSTRAINT show_runs_started_check CHECK (((started_at IS NULL) = (go_count = 0))),
     CONSTRAINT show_runs_status_check CHECK ((status = ANY (ARRAY['standby'::text, 'running'::text, 'holding'::text, 'stopped'::text]))),
+    CONSTRAINT show_runs_status_go_check CHECK (
+CASE status
+    WHEN 'standby'::text THEN (go_count = 0)
+    WHEN 'running'::text THEN (go_count > 0)
+    WHEN 'holding'::text THEN ((go_count > 0) AND (hold_count > 0))
+    ELSE true
+END),
     CONSTRAINT show_runs_stopped_check CHECK (((status = 'stopped'::text) = (stopped_at IS NOT NULL)))
 );
 
@@ -4706,6 +4805,7 @@ CREATE FUNCTION callmaster.live_record(r callmaster.show_runs, p_command text, p
 DECLARE
     v_run jsonb := callmaster.live_run_json(r);
 BEGIN
+    PERFORM set_config('callmaster.live_run_write', 'off', true);  -- the command has written the run
     INSERT INTO callmaster.live_events (script_id, first_position, position, event, element_id, run_id, command, run)
     SELECT p.script_id, p.base + 1, p.base + 1, 'command', p_element_id, r.id, p_command, v_run
     FROM callmaster.live_claim_positions(jsonb_build_object(r.script_id, 1)) AS p;
@@ -4722,7 +4822,7 @@ ALTER FUNCTION callmaster.live_record(r callmaster.show_runs, p_command text, p_
 -- Name: FUNCTION live_record(r callmaster.show_runs, p_command text, p_element_id uuid); Type: COMMENT; Schema: callmaster; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION callmaster.live_record(r callmaster.show_runs, p_command text, p_element_id uuid) IS 'Internal (show-run commands): appends the command event (with the run as it now is) to the script''s feed, rings every relay (NOTIFY callmaster_live) and returns the script''s live state. No errors.';
+COMMENT ON FUNCTION callmaster.live_record(r callmaster.show_runs, p_command text, p_element_id uuid) IS 'Internal (show-run commands): appends the command event (with the run as it now is) to the script''s feed, rings every relay (NOTIFY callmaster_live), closes the run to writes again (live_runs_guard) and returns the script''s live state. No errors.';
 
 --
 -- Name: live_relay_asleep(interval); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
@@ -4794,7 +4894,8 @@ CREATE FUNCTION callmaster.live_replay(p_script_id uuid, p_after bigint, p_limit
                        'id', e.id, 'event', e.event, 'element_id', e.element_id, 'run_id', e.run_id,
                        'fields', e.fields, 'command', e.command, 'run', e.run, 'at', e.created_at))
                    ORDER BY e.id)
-            FROM callmaster.live_events_after(ARRAY[p_script_id], ARRAY[p_after], p_limit) AS e), '[]') END)
+            FROM callmaster.live_events_after(ARRAY[p_script_id], ARRAY[p_after], p_limit) AS e
+            WHERE e.id <= p_after + p_limit), '[]') END)
     FROM gap
 $$;
 
@@ -4804,7 +4905,7 @@ ALTER FUNCTION callmaster.live_replay(p_script_id uuid, p_after bigint, p_limit 
 -- Name: FUNCTION live_replay(p_script_id uuid, p_after bigint, p_limit integer); Type: COMMENT; Schema: callmaster; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION callmaster.live_replay(p_script_id uuid, p_after bigint, p_limit integer) IS 'Internal (checks no access): {state, reset, events} of a script: its live state, and the events after position p_after (at most p_limit) — none and reset = true when p_after is older than the log holds (pruned) or beyond its head; none when p_after is NULL. No errors.';
+COMMENT ON FUNCTION callmaster.live_replay(p_script_id uuid, p_after bigint, p_limit integer) IS 'Internal (checks no access): {state, reset, events} of a script: its live state, and the events after position p_after (the first p_limit of them: a caller that gets p_limit events asks again after the last) — none and reset = true when p_after is older than the log holds (pruned) or beyond its head; none when p_after is NULL. No errors.';
 
 --
 -- Name: live_resume(uuid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
@@ -4885,6 +4986,38 @@ ALTER FUNCTION callmaster.live_run_json(r callmaster.show_runs) OWNER TO keel_ow
 --
 
 COMMENT ON FUNCTION callmaster.live_run_json(r callmaster.show_runs) IS 'A show run as the API shows it: status, standby/current/next cue ids, GO and hold counts, the show clock (clock_ms: time since the first GO less holds, frozen while holding or stopped) and the time held (held_ms, including a hold in progress). NULL for a NULL run. No errors.';
+
+--
+-- Name: live_runs_guard(); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.live_runs_guard() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    -- Depth 1 is this trigger on a statement of a session or a function; deeper, another trigger's
+    -- statement: the cascades of scripts and users, the element delete's feed trigger.
+    IF pg_trigger_depth() > 1 OR current_setting('callmaster.live_run_write', true) = 'on'
+       OR (TG_OP = 'DELETE' AND OLD.status = 'stopped') THEN
+        RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+    END IF;
+    RAISE EXCEPTION USING
+        ERRCODE = '42501',
+        MESSAGE = format('show run %s of script %s changes only through the show-run commands',
+                         CASE WHEN TG_OP = 'INSERT' THEN NEW.id ELSE OLD.id END,
+                         CASE WHEN TG_OP = 'INSERT' THEN NEW.script_id ELSE OLD.script_id END),
+        HINT = 'Call callmaster.live_standby, live_go, live_hold, live_resume or live_stop: they check the '
+               'caller and tell the crew''s devices (the feed). A stopped run may be deleted.';
+END
+$$;
+
+ALTER FUNCTION callmaster.live_runs_guard() OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION live_runs_guard(); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.live_runs_guard() IS 'Trigger (BEFORE INSERT/UPDATE/DELETE, per row, on callmaster.show_runs): refuses writes other than the show-run commands'' (and the cascades of triggers), and the deletion of a run that is not stopped. Errors: 42501 with a HINT naming the commands.';
 
 --
 -- Name: live_standby(uuid, uuid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
@@ -4988,6 +5121,30 @@ ALTER FUNCTION callmaster.live_stop(p_script_id uuid) OWNER TO keel_owner;
 COMMENT ON FUNCTION callmaster.live_stop(p_script_id uuid) IS 'Show-run command STOP: ends the open run (the show clock freezes; a hold in progress is closed). The next STANDBY or GO opens a new run. Returns the live state. Errors: P0002 script not found; 42501 not a caller; 55000 no open run.';
 
 --
+-- Name: live_written_here(xid); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE FUNCTION callmaster.live_written_here(p_xmin xid) RETURNS boolean
+    LANGUAGE sql STABLE
+    AS $$
+    -- A visible row whose xmin is still in progress was written by this transaction or one of its
+    -- subtransactions (an edit batch runs each operation in one): another transaction's uncommitted row
+    -- is not visible. pg_xact_status needs the xid with its epoch: the 64-bit xid within 2^31 of this
+    -- transaction's (every xid a visible row can still carry is).
+    SELECT pg_xact_status((t.x + ((p_xmin::text::bigint - (t.x & 4294967295) + 2147483648) % 4294967296
+                                  + 4294967296) % 4294967296 - 2147483648)::text::xid8) = 'in progress'
+    FROM (SELECT pg_current_xact_id()::text::bigint AS x) AS t
+$$;
+
+ALTER FUNCTION callmaster.live_written_here(p_xmin xid) OWNER TO keel_owner;
+
+--
+-- Name: FUNCTION live_written_here(p_xmin xid); Type: COMMENT; Schema: callmaster; Owner: keel_owner
+--
+
+COMMENT ON FUNCTION callmaster.live_written_here(p_xmin xid) IS 'Internal (feed triggers): whether the visible row with this xmin was written by the current transaction, in any of its subtransactions. No errors.';
+
+--
 -- Name: lock_element_for_write(uuid, integer); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
 --
 
@@ -4997,9 +5154,10 @@ CREATE FUNCTION callmaster.lock_element_for_write(element_id uuid, base_version 
 DECLARE
     v_el callmaster.script_elements := callmaster.writable_element(lock_element_for_write.element_id);
 BEGIN
-    -- Single-element write: the script FOR SHARE (waits for edit batches and auto-sort), then the
-    -- element FOR UPDATE, then the optimistic version check on the locked row.
+    -- Single-element write: the script FOR SHARE (waits for edit batches and auto-sort), its feed
+    -- head, then the element FOR UPDATE, then the optimistic version check on the locked row.
     PERFORM 1 FROM callmaster.scripts AS s WHERE s.id = v_el.script_id FOR SHARE;
+    PERFORM callmaster.live_lock_head(v_el.script_id);
     SELECT * INTO v_el FROM callmaster.script_elements AS e WHERE e.id = lock_element_for_write.element_id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING
@@ -5016,7 +5174,7 @@ ALTER FUNCTION callmaster.lock_element_for_write(element_id uuid, base_version i
 -- Name: FUNCTION lock_element_for_write(element_id uuid, base_version integer); Type: COMMENT; Schema: callmaster; Owner: keel_owner
 --
 
-COMMENT ON FUNCTION callmaster.lock_element_for_write(element_id uuid, base_version integer) IS 'Access check and locks for a write to one element (update_element, delete_element): its script FOR SHARE, then the element FOR UPDATE (lock order: sql/callmaster/600_shows.sql). Arguments: element_id, base_version (optional: the version the edit is based on). Returns the locked element row. Errors: P0002 not found (or deleted meanwhile); 42501 crew (read-only) or unknown user; 55000 (409) stale base_version.';
+COMMENT ON FUNCTION callmaster.lock_element_for_write(element_id uuid, base_version integer) IS 'Access check and locks for a write to one element (update_element, delete_element): its script FOR SHARE, its feed head, then the element FOR UPDATE (lock order: sql/callmaster/600_shows.sql). Arguments: element_id, base_version (optional: the version the edit is based on). Returns the locked element row. Errors: P0002 not found (or deleted meanwhile); 42501 crew (read-only) or unknown user; 55000 (409) stale base_version.';
 
 --
 -- Name: me(); Type: FUNCTION; Schema: callmaster; Owner: keel_owner
@@ -11342,6 +11500,12 @@ CREATE TRIGGER script_element_conditional_rules_live_feed_delete AFTER DELETE ON
 CREATE TRIGGER script_element_conditional_rules_live_feed_insert AFTER INSERT ON callmaster.script_element_conditional_rules REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION callmaster.live_feed_children('conditional_rules', 'element_id');
 
 --
+-- Name: script_element_conditional_rules script_element_conditional_rules_live_feed_move; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE TRIGGER script_element_conditional_rules_live_feed_move AFTER UPDATE OF element_id ON callmaster.script_element_conditional_rules FOR EACH ROW WHEN ((old.element_id IS DISTINCT FROM new.element_id)) EXECUTE FUNCTION callmaster.live_feed_moved('conditional_rules', 'element_id');
+
+--
 -- Name: script_element_conditional_rules script_element_conditional_rules_live_feed_update; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
 --
 
@@ -11358,6 +11522,12 @@ CREATE TRIGGER script_element_crew_assignments_live_feed_delete AFTER DELETE ON 
 --
 
 CREATE TRIGGER script_element_crew_assignments_live_feed_insert AFTER INSERT ON callmaster.script_element_crew_assignments REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION callmaster.live_feed_children('crew_assignments', 'element_id');
+
+--
+-- Name: script_element_crew_assignments script_element_crew_assignments_live_feed_move; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE TRIGGER script_element_crew_assignments_live_feed_move AFTER UPDATE OF element_id ON callmaster.script_element_crew_assignments FOR EACH ROW WHEN ((old.element_id IS DISTINCT FROM new.element_id)) EXECUTE FUNCTION callmaster.live_feed_moved('crew_assignments', 'element_id');
 
 --
 -- Name: script_element_crew_assignments script_element_crew_assignments_live_feed_update; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
@@ -11384,6 +11554,12 @@ CREATE TRIGGER script_element_equipment_live_feed_delete AFTER DELETE ON callmas
 CREATE TRIGGER script_element_equipment_live_feed_insert AFTER INSERT ON callmaster.script_element_equipment REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION callmaster.live_feed_children('equipment', 'element_id');
 
 --
+-- Name: script_element_equipment script_element_equipment_live_feed_move; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE TRIGGER script_element_equipment_live_feed_move AFTER UPDATE OF element_id ON callmaster.script_element_equipment FOR EACH ROW WHEN ((old.element_id IS DISTINCT FROM new.element_id)) EXECUTE FUNCTION callmaster.live_feed_moved('equipment', 'element_id');
+
+--
 -- Name: script_element_equipment script_element_equipment_live_feed_update; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
 --
 
@@ -11408,6 +11584,12 @@ CREATE TRIGGER script_element_groups_live_feed_delete AFTER DELETE ON callmaster
 CREATE TRIGGER script_element_groups_live_feed_insert AFTER INSERT ON callmaster.script_element_groups REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION callmaster.live_feed_children('group_members', 'group_id');
 
 --
+-- Name: script_element_groups script_element_groups_live_feed_move; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE TRIGGER script_element_groups_live_feed_move AFTER UPDATE OF group_id ON callmaster.script_element_groups FOR EACH ROW WHEN ((old.group_id IS DISTINCT FROM new.group_id)) EXECUTE FUNCTION callmaster.live_feed_moved('group_members', 'group_id');
+
+--
 -- Name: script_element_groups script_element_groups_live_feed_update; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
 --
 
@@ -11424,6 +11606,12 @@ CREATE TRIGGER script_element_performer_assignments_live_feed_delete AFTER DELET
 --
 
 CREATE TRIGGER script_element_performer_assignments_live_feed_insert AFTER INSERT ON callmaster.script_element_performer_assignments REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION callmaster.live_feed_children('performer_assignments', 'element_id');
+
+--
+-- Name: script_element_performer_assignments script_element_performer_assignments_live_feed_move; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE TRIGGER script_element_performer_assignments_live_feed_move AFTER UPDATE OF element_id ON callmaster.script_element_performer_assignments FOR EACH ROW WHEN ((old.element_id IS DISTINCT FROM new.element_id)) EXECUTE FUNCTION callmaster.live_feed_moved('performer_assignments', 'element_id');
 
 --
 -- Name: script_element_performer_assignments script_element_performer_assignments_live_feed_update; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
@@ -11462,6 +11650,12 @@ CREATE TRIGGER script_elements_live_feed_delete AFTER DELETE ON callmaster.scrip
 CREATE TRIGGER script_elements_live_feed_insert AFTER INSERT ON callmaster.script_elements REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION callmaster.live_feed_elements();
 
 --
+-- Name: script_elements script_elements_live_feed_move; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE TRIGGER script_elements_live_feed_move AFTER UPDATE OF script_id ON callmaster.script_elements FOR EACH ROW WHEN ((old.script_id IS DISTINCT FROM new.script_id)) EXECUTE FUNCTION callmaster.live_feed_moved();
+
+--
 -- Name: script_elements script_elements_live_feed_update; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
 --
 
@@ -11490,6 +11684,12 @@ CREATE TRIGGER scripts_live_feed_head AFTER INSERT ON callmaster.scripts REFEREN
 --
 
 CREATE TRIGGER scripts_touch_updated_at BEFORE UPDATE ON callmaster.scripts FOR EACH ROW WHEN ((NOT (old.updated_at IS DISTINCT FROM new.updated_at))) EXECUTE FUNCTION callmaster.touch_updated_at();
+
+--
+-- Name: show_runs show_runs_guard; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
+--
+
+CREATE TRIGGER show_runs_guard BEFORE INSERT OR DELETE OR UPDATE ON callmaster.show_runs FOR EACH ROW EXECUTE FUNCTION callmaster.live_runs_guard();
 
 --
 -- Name: shows shows_touch_updated_at; Type: TRIGGER; Schema: callmaster; Owner: keel_owner
@@ -11828,7 +12028,7 @@ ALTER TABLE ONLY callmaster.show_runs
 --
 
 ALTER TABLE ONLY callmaster.show_runs
-    ADD CONSTRAINT show_runs_current_fkey FOREIGN KEY (script_id, current_element_id) REFERENCES callmaster.script_elements(script_id, id) ON DELETE SET NULL (current_element_id);
+    ADD CONSTRAINT show_runs_current_fkey FOREIGN KEY (script_id, current_element_id) REFERENCES callmaster.script_elements(script_id, id) DEFERRABLE INITIALLY DEFERRED;
 
 --
 -- Name: show_runs show_runs_script_fkey; Type: FK CONSTRAINT; Schema: callmaster; Owner: keel_owner
@@ -11842,7 +12042,7 @@ ALTER TABLE ONLY callmaster.show_runs
 --
 
 ALTER TABLE ONLY callmaster.show_runs
-    ADD CONSTRAINT show_runs_standby_fkey FOREIGN KEY (script_id, standby_element_id) REFERENCES callmaster.script_elements(script_id, id) ON DELETE SET NULL (standby_element_id);
+    ADD CONSTRAINT show_runs_standby_fkey FOREIGN KEY (script_id, standby_element_id) REFERENCES callmaster.script_elements(script_id, id) DEFERRABLE INITIALLY DEFERRED;
 
 --
 -- Name: shows shows_owner_id_fkey; Type: FK CONSTRAINT; Schema: callmaster; Owner: keel_owner
@@ -13359,6 +13559,13 @@ REVOKE ALL ON FUNCTION callmaster.live_feed_elements() FROM PUBLIC;
 GRANT ALL ON FUNCTION callmaster.live_feed_elements() TO keel_api;
 
 --
+-- Name: FUNCTION live_feed_moved(); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.live_feed_moved() FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.live_feed_moved() TO keel_api;
+
+--
 -- Name: FUNCTION live_feed_script_created(); Type: ACL; Schema: callmaster; Owner: keel_owner
 --
 
@@ -13398,6 +13605,13 @@ GRANT ALL ON FUNCTION callmaster.live_hold(p_script_id uuid) TO keel_api;
 --
 
 REVOKE ALL ON FUNCTION callmaster.live_is_caller_role(p_show_role text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION live_lock_head(p_script_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.live_lock_head(p_script_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.live_lock_head(p_script_id uuid) TO keel_api;
 
 --
 -- Name: FUNCTION live_next_cue(p_script_id uuid, p_after uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
@@ -13509,6 +13723,13 @@ REVOKE ALL ON FUNCTION callmaster.live_ring(p_script_ids uuid[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION callmaster.live_run_json(r callmaster.show_runs) FROM PUBLIC;
 
 --
+-- Name: FUNCTION live_runs_guard(); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.live_runs_guard() FROM PUBLIC;
+GRANT ALL ON FUNCTION callmaster.live_runs_guard() TO keel_api;
+
+--
 -- Name: FUNCTION live_standby(p_script_id uuid, p_element_id uuid); Type: ACL; Schema: callmaster; Owner: keel_owner
 --
 
@@ -13527,6 +13748,12 @@ REVOKE ALL ON FUNCTION callmaster.live_state(p_script_id uuid) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION callmaster.live_stop(p_script_id uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION callmaster.live_stop(p_script_id uuid) TO keel_api;
+
+--
+-- Name: FUNCTION live_written_here(p_xmin xid); Type: ACL; Schema: callmaster; Owner: keel_owner
+--
+
+REVOKE ALL ON FUNCTION callmaster.live_written_here(p_xmin xid) FROM PUBLIC;
 
 --
 -- Name: FUNCTION lock_element_for_write(element_id uuid, base_version integer); Type: ACL; Schema: callmaster; Owner: keel_owner

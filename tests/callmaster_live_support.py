@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,3 +147,39 @@ def live_stage(dba: psycopg.Connection[Any], cues: int = 4) -> dict[str, Any]:
         "cues": ids,
         "guest": add_crew(dba, owner, "guest@example.com"),
     }
+
+
+async def slow_reader(
+    client: httpx.AsyncClient, url: str, headers: dict[str, str]
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A raw GET of `url` whose socket fills after a few KB unread: a device that stops reading."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (client.base_url.host, client.base_url.port))
+    reader, writer = await asyncio.open_connection(sock=sock, limit=4096)
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    writer.write(f"GET {url} HTTP/1.1\r\nHost: test\r\n{head}\r\n".encode())
+    return reader, writer
+
+
+def add_notes(dba: psycopg.Connection[Any], script: str) -> int:
+    """1,000 notes in the script; returns its feed position after them."""
+    dba.execute(
+        "INSERT INTO callmaster.script_elements (script_id, element_type, sequence)"
+        " SELECT %s, 'note', 1000 + g FROM generate_series(1, 1000) AS g",
+        (script,),
+    )
+    return int(one(dba, "SELECT position FROM callmaster.live_feed_heads WHERE script_id = %s", (script,)))
+
+
+def flood(dba: psycopg.Connection[Any], script: str) -> int:
+    """30 updates of the 1,000 notes: 30,000 events, ~5 MB of SSE, more than the sockets hold; returns the
+    feed position after them."""
+    for n in range(30):
+        dba.execute(
+            "UPDATE callmaster.script_elements SET description = %s"
+            " WHERE script_id = %s AND element_type = 'note'",
+            (f"take {n}", script),
+        )
+    return int(one(dba, "SELECT position FROM callmaster.live_feed_heads WHERE script_id = %s", (script,)))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import threading
 import time
 import uuid
 from typing import Any
@@ -138,6 +139,123 @@ def test_a_dba_drives_a_run_from_psql(dba: psycopg.Connection[Any], stage: dict[
     one(dba, "SELECT callmaster.live_resume(%s)", (script,))
     assert one(dba, "SELECT callmaster.live_open(%s, 0)", (script,))["events"][-1]["command"] == "resume"
     assert run_row(dba, script)[:3] == ("running", 1, 1)
+
+
+def test_deleting_the_current_cue_keeps_the_run_in_its_place(
+    dba: psycopg.Connection[Any], stage: dict[str, Any]
+) -> None:
+    """The current cue deleted mid-show (a cut in rehearsal): the run stands after the cue before it, so
+    the next GO is the cue after the deleted one, not the first cue of the script."""
+    script, cues = stage["script"], stage["cues"]
+    for _ in range(3):
+        one(dba, "SELECT callmaster.live_go(%s)", (script,))
+    one(dba, "SELECT callmaster.live_standby(%s, %s)", (script, cues[3]))
+    assert run_row(dba, script)[3:] == (cues[2], cues[3])
+    dba.execute("DELETE FROM callmaster.script_elements WHERE id = %s", (cues[2],))
+    state = one(dba, "SELECT callmaster.live_state(%s)", (script,))["run"]
+    assert (state["current_element_id"], state["standby_element_id"], state["next_element_id"]) == (
+        cues[1], cues[3], cues[3]
+    )
+    dba.execute("DELETE FROM callmaster.script_elements WHERE id = %s", (cues[3],))  # the standby goes
+    assert run_row(dba, script)[3:] == (cues[1], None)
+    dba.execute("DELETE FROM callmaster.script_elements WHERE id = ANY (%s::uuid[])", (cues[:2],))
+    assert run_row(dba, script)[:4] == ("running", 3, 0, None)  # no cue before: the top of the script
+    one(dba, "SELECT callmaster.live_stop(%s)", (script,))
+    q5 = str(one(dba, "INSERT INTO callmaster.script_elements (script_id, element_type, cue_id, sequence)"
+                      " VALUES (%s, 'cue', 'Q5', 50) RETURNING id", (script,)))  # fmt: skip
+    one(dba, "SELECT callmaster.live_go(%s, %s)", (script, q5))
+    one(dba, "SELECT callmaster.live_stop(%s)", (script,))
+    dba.execute("DELETE FROM callmaster.script_elements WHERE id = %s", (q5,))  # a stopped run forgets it
+    assert run_row(dba, script)[:4] == ("stopped", 1, 0, None)
+
+
+def test_a_command_racing_the_delete_of_its_cue_does_not_deadlock(
+    db_url: str, dba: psycopg.Connection[Any], stage: dict[str, Any]
+) -> None:
+    """A command locks the script's feed head, then the run; an element delete used to lock the run (the
+    foreign key's SET NULL) before the head: deleting the current cue while a GO was under way deadlocked."""
+    script, cues = stage["script"], stage["cues"]
+    one(dba, "SELECT callmaster.live_go(%s)", (script,))
+    errors: list[BaseException] = []
+    with psycopg.connect(db_url) as command, psycopg.connect(db_url, autocommit=True) as editor:
+        command.execute("SELECT callmaster.live_caller_script(%s)", (script,))  # a GO's first step: the head
+
+        def delete() -> None:
+            try:
+                editor.execute("DELETE FROM callmaster.script_elements WHERE id = %s", (cues[0],))
+            except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+                errors.append(exc)
+
+        deleting = threading.Thread(target=delete)
+        deleting.start()
+        time.sleep(0.3)  # the delete waits for the head
+        command.execute("SELECT * FROM callmaster.live_open_run(%s)", (script,))  # its next step: the run
+        command.commit()
+        deleting.join(timeout=30)
+    assert errors == []
+    assert run_row(dba, script)[3] is None
+    assert one(dba, "SELECT count(*) FROM callmaster.script_elements WHERE id = %s", (cues[0],)) == 0
+
+
+RAW_RUN_WRITES = (
+    (
+        "INSERT INTO callmaster.show_runs (script_id, owner_id, status)"
+        " SELECT %(script)s, owner_id, 'standby' FROM callmaster.scripts WHERE id = %(script)s"
+    ),
+    "UPDATE callmaster.show_runs SET status = 'stopped', stopped_at = now() WHERE script_id = %(script)s",
+    "UPDATE callmaster.show_runs SET current_element_id = %(cue)s WHERE script_id = %(script)s",
+    "DELETE FROM callmaster.show_runs WHERE script_id = %(script)s",
+)
+
+
+HEAD = "SELECT position FROM callmaster.live_feed_heads WHERE script_id = %s"
+
+
+def test_raw_sql_cannot_change_a_run_behind_the_feed(
+    dba: psycopg.Connection[Any], stage: dict[str, Any]
+) -> None:
+    """Runs change only through the commands, which append the change to the feed: a DBA's raw INSERT,
+    UPDATE or DELETE of an open run (which the crew's devices would never hear of) is refused with 42501.
+    Cascades still work, and the run's invariants hold as constraints even for a write that gets past."""
+    script, cues = stage["script"], stage["cues"]
+    one(dba, "SELECT callmaster.live_go(%s)", (script,))
+    before = (run_row(dba, script), one(dba, HEAD, (script,)))
+    for statement in RAW_RUN_WRITES:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as refused:
+            dba.execute(statement, {"script": script, "cue": cues[2]})
+        assert "live_go" in (refused.value.diag.message_hint or "")
+    assert (run_row(dba, script), one(dba, HEAD, (script,))) == before
+
+    with dba.transaction():  # a DBA who forces the commands' own switch still cannot break the run
+        dba.execute("SELECT set_config('callmaster.live_run_write', 'on', true)")
+        for bad in (
+            "status = 'standby'",
+            "go_count = 0",
+            "status = 'holding', hold_started_at = now(), hold_count = 0",
+            "started_at = NULL",
+        ):
+            with pytest.raises(psycopg.errors.CheckViolation), dba.transaction():
+                dba.execute(f"UPDATE callmaster.show_runs SET {bad} WHERE script_id = %s", (script,))
+
+    one(dba, "SELECT callmaster.live_stop(%s)", (script,))
+    dba.execute("DELETE FROM callmaster.show_runs WHERE script_id = %s", (script,))  # a stopped run may go
+    one(dba, "SELECT callmaster.live_standby(%s)", (script,))
+    one(dba, "SELECT callmaster.live_go(%s)", (script,))
+    assert run_row(dba, script)[:2] == ("running", 1)
+    dba.execute("DELETE FROM callmaster.users WHERE id = %s", (stage["caller"],))  # called_by: SET NULL
+    dba.execute("DELETE FROM callmaster.scripts WHERE id = %s", (script,))  # its open run goes with it
+    assert one(dba, "SELECT count(*) FROM callmaster.show_runs WHERE script_id = %s", (script,)) == 0
+
+
+def test_a_standby_run_has_not_started(dba: psycopg.Connection[Any], stage: dict[str, Any]) -> None:
+    script = stage["script"]
+    one(dba, "SELECT callmaster.live_standby(%s)", (script,))
+    with dba.transaction():
+        dba.execute("SELECT set_config('callmaster.live_run_write', 'on', true)")
+        first_cue = f"current_element_id = '{stage['cues'][0]}'"
+        for bad in ("go_count = 1", "started_at = now()", "status = 'running'", first_cue):
+            with pytest.raises(psycopg.errors.CheckViolation), dba.transaction():
+                dba.execute(f"UPDATE callmaster.show_runs SET {bad} WHERE script_id = %s", (script,))
 
 
 NEXT_CUE = "SELECT callmaster.live_next_cue(%s, %s)::text"

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from tests.factories import Bearer, add_script, add_show, add_user, one
 
@@ -82,6 +83,64 @@ def test_raw_sql_writes_are_logged_once_each_without_gaps(
     ]
     assert head(dba, script) == 7
     assert feed(dba, stage["other"]) == []
+
+
+def test_a_row_moved_away_is_logged_where_it_left(
+    dba: psycopg.Connection[Any], stage: dict[str, str]
+) -> None:
+    """A raw UPDATE that moves an element to another script, or a supporting row to another element: the
+    script (or element) it left hears of it too, not only the one it joined."""
+    script, other = stage["script"], stage["other"]
+    a = add_element(dba, script, "Q1", 10)
+    b = add_element(dba, script, "Q2", 20)
+    dba.execute(
+        "INSERT INTO callmaster.script_element_equipment (element_id, equipment_name) VALUES (%s, 'haze')",
+        (a,),
+    )
+    dba.execute(
+        "INSERT INTO callmaster.script_element_conditional_rules (element_id, condition_type, operator,"
+        " condition_value) VALUES (%s, 'cast', 'equals', 'understudy')",
+        (a,),
+    )
+    start = head(dba, script)
+    for table in ("script_element_equipment", "script_element_conditional_rules"):
+        dba.execute(f"UPDATE callmaster.{table} SET element_id = %s WHERE element_id = %s", (b, a))
+    moved = feed(dba, script, start)
+    assert [(e[1], e[2], e[3]) for e in moved] == [
+        ("element.updated", a, ["equipment"]), ("element.updated", b, ["equipment"]),
+        ("element.updated", a, ["conditional_rules"]), ("element.updated", b, ["conditional_rules"]),
+    ]  # fmt: skip
+    dba.execute("UPDATE callmaster.script_elements SET script_id = %s WHERE id = %s", (other, b))
+    assert [(e[1], e[2]) for e in feed(dba, script, start + 4)] == [("element.deleted", b)]
+    assert [(e[1], e[2], "script_id" in e[3]) for e in feed(dba, other)] == [("element.updated", b, True)]
+
+
+def test_an_edit_batch_logs_an_element_written_with_its_supporting_rows_once(
+    dba: psycopg.Connection[Any], stage: dict[str, str]
+) -> None:
+    """Each operation of an edit batch runs in a subtransaction: an element created or changed there with
+    its supporting rows is one event, as it is from the single-element calls (it was two: the rows'
+    trigger took the subtransaction's element for another transaction's)."""
+    script = stage["script"]
+    q1 = add_element(dba, script, "Q1", 10)
+    start = head(dba, script)
+    operations = [
+        {"op": "create", "data": {"element_type": "cue", "equipment": [{"equipment_name": "haze"}]}},
+        {"op": "update", "id": q1, "data": {"description": "fog", "equipment": [{"equipment_name": "fog"}]}},
+    ]
+    one(dba, "SELECT callmaster.apply_script_edits(%s, %s)", (script, Jsonb(operations)))
+    events = [(e[1], e[2]) for e in feed(dba, script, start)]
+    created = str(
+        one(dba, "SELECT id FROM callmaster.script_elements WHERE script_id = %s AND id <> %s", (script, q1))
+    )
+    assert events == [("element.created", created), ("element.updated", q1)]
+    dba.execute("VACUUM (FREEZE) callmaster.script_elements")  # xmin 2 (frozen): not this transaction's
+    dba.execute(
+        "INSERT INTO callmaster.script_element_equipment (element_id, equipment_name) VALUES (%s, 'smoke')",
+        (q1,),
+    )
+    later = feed(dba, script, start + 2)  # a later transaction's rows of the same element: logged
+    assert [(e[1], e[2], e[3]) for e in later] == [("element.updated", q1, ["equipment"])]
 
 
 def test_a_new_script_logs_nothing_until_it_has_committed(
@@ -241,3 +300,70 @@ def test_concurrent_writers_are_read_in_commit_order_without_gaps(
         )
     }
     assert len(descriptions) == len(elements)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        "SELECT callmaster.update_element(%(second)s, '{\"description\": \"api\"}')",
+        "SELECT callmaster.delete_element(%(second)s)",
+        (
+            "SELECT callmaster.bulk_update_script_elements(%(script)s,"
+            " jsonb_build_array(jsonb_build_object('id', %(second)s::text, 'description', 'bulk')))"
+        ),
+        (
+            "SELECT callmaster.apply_script_edits(%(script)s, jsonb_build_array(jsonb_build_object("
+            "'op', 'update', 'id', %(second)s::text, 'data', jsonb_build_object('description', 'batch'))))"
+        ),
+    ],
+    ids=["update", "delete", "bulk", "edits"],
+)
+def test_element_writes_wait_for_an_open_writer_of_the_script_without_deadlock(
+    db_url: str, dba: psycopg.Connection[Any], stage: dict[str, str], call: str
+) -> None:
+    """The feed head is locked to commit by a script's first write. The element functions (API and DBA)
+    lock it right after their script lock, before any element row: a DBA transaction that wrote the
+    script and then writes a row such a call holds used to deadlock with it (the call held the row and
+    waited for the head at the end of its statement)."""
+    script = stage["script"]
+    first, second = add_element(dba, script, "Q1", 10), add_element(dba, script, "Q2", 20)
+    params = {"script": script, "second": second}
+    errors: list[BaseException] = []
+    with psycopg.connect(db_url) as raw, psycopg.connect(db_url, autocommit=True) as api:
+        raw.execute("UPDATE callmaster.script_elements SET description = 'psql' WHERE id = %s", (first,))
+
+        def write() -> None:
+            try:
+                api.execute(call, params)
+            except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+                errors.append(exc)
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        time.sleep(0.3)  # the call waits for the raw transaction
+        raw.execute("UPDATE callmaster.script_elements SET cue_notes = 'psql' WHERE id = %s", (second,))
+        raw.commit()
+        writer.join(timeout=30)
+    assert errors == []
+    positions = [row[0] for row in feed(dba, script)]
+    assert positions == list(range(1, len(positions) + 1))
+
+
+def test_a_replay_holds_at_most_10000_events_however_large_its_statements(
+    dba: psycopg.Connection[Any], stage: dict[str, str]
+) -> None:
+    """live_open's replay limit counts events, not log rows (a row holds a whole statement's events): 11
+    bulk updates of 1,000 elements are 11,000 events, of which it answers the first 10,000."""
+    script = stage["script"]
+    start = head(dba, script)
+    dba.execute(
+        "INSERT INTO callmaster.script_elements (script_id, element_type, sequence)"
+        " SELECT %s, 'note', g FROM generate_series(1, 1000) AS g",
+        (script,),
+    )
+    for n in range(10):
+        dba.execute("UPDATE callmaster.script_elements SET description = %s WHERE script_id = %s", (n, script))
+    opened = one(dba, "SELECT callmaster.live_open(%s, %s)", (script, start))
+    ids = [e["id"] for e in opened["events"]]
+    assert ids == list(range(start + 1, start + 10_001))
+    assert opened["state"]["script"]["version"] == start + 11_000

@@ -5,9 +5,10 @@ subscriber of another; a subscriber whose access ends is disconnected within sec
 from __future__ import annotations
 
 import asyncio
-import socket
+import contextlib
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -16,9 +17,11 @@ import pytest
 
 from api.app import create_app
 from api.settings import Settings
-from tests.callmaster_live_support import follow, live_stage
+from tests.callmaster_live_support import add_notes, flood, follow, live_stage, slow_reader
 from tests.conftest import live_server
+from tests.reliability_support import proxy_target, through
 from tests.factories import Bearer, assert_problem, one
+from tests.tcp_proxy import TcpProxy
 
 
 @pytest.fixture
@@ -177,19 +180,8 @@ async def test_a_stalled_reader_holds_up_nobody_and_then_gets_everything_in_orde
     catches up, gapless, from the relay's recent events or the database."""
     script = stage["script"]
     url = f"/api/scripts/{script}/live"
-    dba.execute(
-        "INSERT INTO callmaster.script_elements (script_id, element_type, sequence)"
-        " SELECT %s, 'note', 1000 + g FROM generate_series(1, 1000) AS g",
-        (script,),
-    )
-    start = int(one(dba, "SELECT position FROM callmaster.live_feed_heads WHERE script_id = %s", (script,)))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fills after a few KB unread
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, (client.base_url.host, client.base_url.port))
-    reader, writer = await asyncio.open_connection(sock=sock, limit=4096)
-    auth = bearer("lx_op")["Authorization"]
-    writer.write(f"GET {url} HTTP/1.1\r\nHost: test\r\nAuthorization: {auth}\r\n\r\n".encode())
+    start = add_notes(dba, script)
+    reader, writer = await slow_reader(client, url, bearer("lx_op"))
     seen: list[int] = []
 
     async def read_until(done: Callable[[bytes], bool]) -> None:
@@ -203,30 +195,53 @@ async def test_a_stalled_reader_holds_up_nobody_and_then_gets_everything_in_orde
         await asyncio.wait_for(read_until(lambda line: line == b"event: state\r\n"), 10)
         async with follow(client, url, bearer("lx_op")) as crew:
             assert (await crew.next()).event == "state"
-            # 30,000 events (~5 MB of SSE, more than the sockets hold) while the raw reader reads nothing.
-            for n in range(30):
-                dba.execute(
-                    "UPDATE callmaster.script_elements SET description = %s"
-                    " WHERE script_id = %s AND element_type = 'note'",
-                    (f"take {n}", script),
-                )
-            flood = int(
-                one(dba, "SELECT position FROM callmaster.live_feed_heads WHERE script_id = %s", (script,))
-            )
-            while (await crew.next(timeout=60)).id != str(flood):
+            head = flood(dba, script)  # while the raw reader reads nothing
+            while (await crew.next(timeout=60)).id != str(head):
                 pass
             # Its socket is full: the relay leaves it to its own stream, the GO reaches the other at once.
             started = time.monotonic()
             await go(client, bearer("caller_c"), script)
             event = await crew.next(timeout=5)
-            assert (event.event, event.id) == ("command", str(flood + 1))
+            assert (event.event, event.id) == ("command", str(head + 1))
             assert time.monotonic() - started < 5
-            head = flood + 1
+            head += 1
             # The stalled reader now reads: every event once, in order, up to the GO.
             await asyncio.wait_for(read_until(lambda _: bool(seen) and seen[-1] == head), 60)
             assert seen == list(range(start, head + 1))
     finally:
         writer.close()
+
+
+@pytest.mark.parametrize(
+    "settings_overrides",
+    [{"live_sse_keepalive": 300.0, "live_check_interval": 0.3, "live_stall_timeout": 0.5}],
+)
+async def test_a_reader_that_stops_reading_is_disconnected_and_resumes(
+    client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Bearer, stage: dict[str, Any]
+) -> None:
+    """A client that leaves its socket full for KEEL_LIVE_STALL_TIMEOUT is disconnected (the server holds
+    nothing more for it, however long it stays silent) and resumes from the last event it read."""
+    script = stage["script"]
+    url = f"/api/scripts/{script}/live"
+    start = add_notes(dba, script)
+    reader, writer = await slow_reader(client, url, bearer("lx_op"))
+    seen: list[int] = []
+    try:
+        while (line := await asyncio.wait_for(reader.readline(), 10)) != b"event: state\r\n":
+            pass
+        head = flood(dba, script)  # while the client reads nothing
+        await asyncio.sleep(1.5)  # silent for longer than the stall timeout
+        with contextlib.suppress(ConnectionError):
+            while line := await asyncio.wait_for(reader.readline(), 10):  # then the connection ends
+                if line.startswith(b"id: "):
+                    seen.append(int(line[4:]))
+    finally:
+        writer.close()
+    assert seen == list(range(start + 1, start + 1 + len(seen)))  # what it got came in order
+    assert seen[-1] < head
+    async with follow(client, url, bearer("lx_op"), last_event_id=str(seen[-1])) as crew:
+        ids = [int((await crew.next(timeout=30)).id or 0) for _ in range(head - seen[-1] + 1)]
+    assert ids == [seen[-1], *range(seen[-1] + 1, head + 1)]  # the state, then exactly the rest
 
 
 async def test_an_idle_stream_gets_keep_alive_comments(
@@ -242,3 +257,63 @@ async def test_an_idle_stream_gets_keep_alive_comments(
             assert line.startswith(("data: ", "id: ")) or not line  # the rest of the state event
         assert 0.5 < time.monotonic() - started < 3  # live_sse_keepalive 1 s
         assert await asyncio.wait_for(anext(lines), 5) == ""  # a comment alone: no event for the client
+
+
+async def test_a_resume_longer_than_one_replay_gets_every_missed_event(
+    client: httpx.AsyncClient, dba: psycopg.Connection[Any], bearer: Bearer, stage: dict[str, Any]
+) -> None:
+    """live_open replays at most 10,000 events; a subscriber that missed more gets the rest from the
+    stream (not a jump to the head), every event once and in order."""
+    script = stage["script"]
+    start = int(one(dba, "SELECT position FROM callmaster.live_feed_heads WHERE script_id = %s", (script,)))
+    missed = 10_050
+    # The log of 10,050 one-event statements (show commands), written as the feed functions write it.
+    dba.execute(
+        "WITH h AS (UPDATE callmaster.live_feed_heads SET position = position + %(n)s"
+        "           WHERE script_id = %(script)s RETURNING position - %(n)s AS base)"
+        " INSERT INTO callmaster.live_events (script_id, first_position, position, event, command, run)"
+        " SELECT %(script)s, h.base + g, h.base + g, 'command', 'hold', '{}'"
+        " FROM h, generate_series(1, %(n)s) AS g",
+        {"n": missed, "script": script},
+    )
+    url = f"/api/scripts/{script}/live"
+    async with follow(client, url, bearer("lx_op"), last_event_id=str(start)) as crew:
+        assert (await crew.next()).event == "state"
+        ids = [int((await crew.next()).id or 0) for _ in range(missed)]
+        assert ids == list(range(start + 1, start + missed + 1))
+        await go(client, bearer("caller_c"), script)
+        event = await crew.next()
+        assert (event.event, event.id) == ("command", str(start + missed + 1))  # then live, no gap
+
+
+async def test_a_relay_that_fell_behind_the_pruning_resets_its_followers(
+    settings: Settings, dba: psycopg.Connection[Any], bearer: Bearer, stage: dict[str, Any]
+) -> None:
+    """A relay cut off from the database while another process prunes the log must not stitch what it
+    held before the gap to what it reads after it: its followers get `reset`, never a silent jump."""
+    script = stage["script"]
+    proxy = TcpProxy(proxy_target(settings.database_url)).start()
+    cut_off = replace(settings, database_direct_url=through(settings.database_url, proxy))
+    try:
+        async with (
+            live_server(create_app(cut_off)) as http,
+            follow(http, f"/api/scripts/{script}/live", bearer("lx_op")) as crew,
+        ):
+            assert (await crew.next()).event == "state"
+            await go(http, bearer("caller_c"), script)
+            await go(http, bearer("caller_c"), script)  # the relay now holds events before the gap
+            before = [int((await crew.next()).id or 0) for _ in range(2)]
+            proxy.stall()
+            for n in range(3):  # written, then pruned while the relay cannot read
+                dba.execute(
+                    "UPDATE callmaster.script_elements SET description = %s WHERE id = %s",
+                    (f"take {n}", stage["cues"][3]),
+                )
+            dba.execute("SELECT callmaster.prune_live_events('0 seconds')")
+            await go(http, bearer("caller_c"), script)
+            proxy.resume()
+            event = await crew.next(timeout=15)
+            assert event.event == "reset", (before, event)
+    finally:
+        proxy.resume()
+        proxy.stop()

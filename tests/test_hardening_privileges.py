@@ -264,10 +264,16 @@ KEEL_API: dict[str, str] = {
     "callmaster.share_link_revoke(uuid,uuid)": API,
     "callmaster.shared_show(text)": SHARE_LINK,
     "callmaster.shared_script(text,uuid)": SHARE_LINK,
+    "callmaster.live_lock_head(uuid)": (
+        "the element functions' feed-head lock (before any element row, so writers never deadlock); SECURITY "
+        "DEFINER (keel_api has no privilege on the heads), locks only a head of the acting user's own script"
+    ),
     "callmaster.live_feed_children()": TRIGGER,
     "callmaster.live_feed_elements()": TRIGGER,
     "callmaster.live_feed_script_created()": TRIGGER,
     "callmaster.live_feed_script_deleted()": TRIGGER,
+    "callmaster.live_feed_moved()": TRIGGER,
+    "callmaster.live_runs_guard()": TRIGGER,
 }
 
 KEEL_WORKER: dict[str, str] = {

@@ -131,6 +131,8 @@ def live_response(
 ) -> LiveResponse:
     """The stream: state, the replay (or reset), then live events from the relay until revoked."""
     relay = relay_for(request.app.state, settings, db.pool.conninfo)
+    if opened["events"]:  # the replay stops at live_open's limit: the stream catches up from there
+        subscriber.position = int(opened["events"][-1]["id"])
     replaying = after is not None and not opened["reset"]
     state_id = after if replaying else subscriber.position
     opening = [Message(state_id, "state", json.dumps(opened["state"]))]

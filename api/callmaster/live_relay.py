@@ -261,6 +261,11 @@ class LiveRelay:
             if feed is None or row["id"] <= feed.head:
                 continue
             message = Message(row["id"], row["event"], event_data(row))
+            if row["id"] != feed.head + 1:
+                # Pruned before this relay read them (it was cut off for longer than the retention):
+                # `recent` holds consecutive positions only, so followers behind read the gap from the
+                # database, which answers `reset`.
+                feed.recent.clear()
             feed.recent.append(message)
             feed.head = row["id"]
             if len(feed.recent) >= 2 * RING:
@@ -291,6 +296,8 @@ class LiveRelay:
                 chunk = BodyWriter.chunk(b"".join(m.encoded for m in fresh if m.position > sub.position))
             if sub.writer.write(chunk):
                 sub.position, sub.last_sent = last, now
+                if sub.writer.paused:  # that filled it: its stream times the client (live_stall_timeout)
+                    sub.wake.set()
             else:  # its socket is full, or it left: its stream deals with it
                 sub.wake.set()
 
@@ -332,30 +339,43 @@ END: HTTPResponseBodyEvent = {"type": "http.response.body", "body": b"", "more_b
 Reopen = Callable[[int], Awaitable[dict[str, Any]]]
 
 
+class Stalled(Exception):
+    """The client left its socket full for `live_stall_timeout` seconds."""
+
+
 class LiveStream:
     """The body of one live SSE response: `opening` (state, reset or replay), then the feed until the
     client leaves or its access ends. While the subscriber is up to date the relay writes to its connection
     directly (`LiveRelay._fan_out`, with the server's `BodyWriter`); this stream catches it up through the
     ASGI send when it is behind (from the relay's recent events, or with `reopen(position)` — live_open —
-    from the database), sends keep-alives and `revoked`."""
+    from the database), sends keep-alives and `revoked`. A client that reads nothing for
+    `live_stall_timeout` seconds while a write waits for it is disconnected (it resumes with
+    Last-Event-ID): otherwise its connection, its buffered events and its place in the relay would stay
+    as long as it stays silent."""
 
     def __init__(
         self, relay: LiveRelay, subscriber: Subscriber, opening: list[Message], reopen: Reopen
     ) -> None:
         self.relay, self.subscriber, self.opening, self.reopen = relay, subscriber, opening, reopen
+        self.connection: BodyWriter | None = None
 
     async def __call__(self, scope: Scope, send: Send, receive: Receive) -> None:
         """Stream, the subscriber having joined the relay (`LiveRelay.subscribe`)."""
         sub = self.subscriber
-        await send(body(b"".join(m.encode() for m in self.opening)))
-        sub.last_sent = asyncio.get_running_loop().time()
-        sub.writer = (scope.get("extensions") or {}).get(BODY_WRITER)  # type: ignore[assignment]
-        listener = asyncio.create_task(self._until_disconnect(receive))
+        self.connection = (scope.get("extensions") or {}).get(BODY_WRITER)
         try:
-            await self._follow(send)
-        finally:
-            sub.writer = None
-            listener.cancel()
+            await self._write(send, b"".join(m.encode() for m in self.opening))
+            sub.writer = self.connection
+            listener = asyncio.create_task(self._until_disconnect(receive))
+            try:
+                await self._follow(send)
+            finally:
+                sub.writer = None
+                listener.cancel()
+        except Stalled:
+            if self.connection is not None:
+                self.connection.abort()
+            return
         await send(END)
 
     async def _until_disconnect(self, receive: Receive) -> None:
@@ -367,8 +387,10 @@ class LiveStream:
     async def _write(self, send: Send, chunk: bytes) -> None:
         sub = self.subscriber
         sub.busy = True  # the relay leaves the subscriber alone (and wakes it) meanwhile
-        try:
-            await send(body(chunk))
+        try:  # the send returns once the connection has room again (flow control)
+            await asyncio.wait_for(send(body(chunk)), self.relay.settings.live_stall_timeout)
+        except TimeoutError:
+            raise Stalled from None
         finally:
             sub.busy = False
         sub.last_sent = asyncio.get_running_loop().time()
@@ -412,8 +434,8 @@ class LiveStream:
                     await self._write(send, chunk)
                 continue
             wait = keepalive - (loop.time() - sub.last_sent)
-            if wait <= 0:
-                await self._write(send, KEEP_ALIVE)
+            if wait <= 0 or (self.connection is not None and self.connection.paused):
+                await self._write(send, KEEP_ALIVE)  # waits for the client to read (up to the stall timeout)
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(sub.wake.wait(), timeout=wait)

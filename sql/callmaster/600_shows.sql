@@ -11,6 +11,9 @@
 --   scripts: delete_show / delete_script FOR UPDATE; duplicate_script FOR SHARE; script-wide element
 --            writes (edit batches, bulk updates, auto-sort) FOR NO KEY UPDATE; single-element writes
 --            FOR SHARE.
+--   then the script's live feed head (callmaster.live_lock_head; show commands take it first), held
+--   to commit, before any element row: the feed triggers would otherwise take it at the end of the
+--   writing statement, holding rows that a transaction holding the head may want next.
 -- A duplicate racing a delete_show of the same show therefore either completes first (and the delete
 -- then removes the copy too) or waits and fails with P0002 — never a half copy.
 

@@ -556,9 +556,10 @@ AS $$
 DECLARE
     v_el callmaster.script_elements := callmaster.writable_element(lock_element_for_write.element_id);
 BEGIN
-    -- Single-element write: the script FOR SHARE (waits for edit batches and auto-sort), then the
-    -- element FOR UPDATE, then the optimistic version check on the locked row.
+    -- Single-element write: the script FOR SHARE (waits for edit batches and auto-sort), its feed
+    -- head, then the element FOR UPDATE, then the optimistic version check on the locked row.
     PERFORM 1 FROM callmaster.scripts AS s WHERE s.id = v_el.script_id FOR SHARE;
+    PERFORM callmaster.live_lock_head(v_el.script_id);
     SELECT * INTO v_el FROM callmaster.script_elements AS e WHERE e.id = lock_element_for_write.element_id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING
@@ -570,7 +571,7 @@ END
 $$;
 COMMENT ON FUNCTION callmaster.lock_element_for_write(uuid, integer) IS
     'Access check and locks for a write to one element (update_element, delete_element): its script FOR '
-    'SHARE, then the element FOR UPDATE (lock order: sql/callmaster/600_shows.sql). Arguments: '
+    'SHARE, its feed head, then the element FOR UPDATE (lock order: sql/callmaster/600_shows.sql). Arguments: '
     'element_id, base_version (optional: the version the edit is based on). Returns the locked element '
     'row. Errors: P0002 not found (or deleted meanwhile); 42501 crew (read-only) or unknown user; 55000 '
     '(409) stale base_version.';
@@ -652,6 +653,7 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'P0002', MESSAGE = format('script %s not found', v_script.id);
     END IF;
+    PERFORM callmaster.live_lock_head(v_script.id);
     v_row := callmaster.insert_element(v_script, data);
     RETURN callmaster.element_json(v_row);
 END
@@ -748,6 +750,7 @@ BEGIN
 
     -- Serialize with edit batches and auto-sort of this script (they hold FOR NO KEY UPDATE).
     PERFORM 1 FROM callmaster.scripts AS s WHERE s.id = v_script.id FOR SHARE;
+    PERFORM callmaster.live_lock_head(v_script.id);
 
     IF v_items.parents THEN
         SELECT (x.item ->> 'parent_element_id')::uuid INTO v_bad_id
@@ -877,6 +880,7 @@ DECLARE
     v_renumbered integer;
 BEGIN
     PERFORM 1 FROM callmaster.scripts AS s WHERE s.id = v_script.id FOR NO KEY UPDATE;
+    PERFORM callmaster.live_lock_head(v_script.id);
     WITH ordered AS (
         SELECT e.id, row_number() OVER (ORDER BY e.time_offset_ms, e.sequence, e.id)::integer AS seq
         FROM callmaster.script_elements AS e
@@ -1023,6 +1027,7 @@ BEGIN
     END IF;
     -- One batch at a time per script; single-element writes (FOR SHARE) wait for it too.
     PERFORM 1 FROM callmaster.scripts AS s WHERE s.id = v_script.id FOR NO KEY UPDATE;
+    PERFORM callmaster.live_lock_head(v_script.id);
     -- base_version is checked against the versions at the start of the batch, so earlier operations
     -- of the same batch (e.g. a move renumbering its neighbours) never make a later one stale.
     IF EXISTS (SELECT 1

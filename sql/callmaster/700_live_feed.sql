@@ -80,6 +80,37 @@ COMMENT ON FUNCTION callmaster.live_claim_positions(jsonb) IS
     'created in this transaction are left out (their changes are not logged). No errors.';
 REVOKE ALL ON FUNCTION callmaster.live_claim_positions(jsonb) FROM PUBLIC, keel_api;
 
+CREATE OR REPLACE FUNCTION callmaster.live_lock_head(p_script_id uuid)
+    RETURNS void
+    LANGUAGE plpgsql
+    VOLATILE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, callmaster
+AS $$
+DECLARE
+    v_me uuid := callmaster.acting_user_id();
+BEGIN
+    -- Before any element row: a writer holding a row while it waits for the head (its statement's end)
+    -- deadlocks with a transaction that holds the head and then wants that row.
+    IF v_me IS NULL THEN
+        PERFORM 1 FROM callmaster.live_feed_heads AS h WHERE h.script_id = p_script_id FOR NO KEY UPDATE;
+    ELSE  -- only the user's own script (the tenant key, too: tests/test_scale_citus_lint.py)
+        PERFORM 1
+        FROM callmaster.live_feed_heads AS h
+        JOIN callmaster.scripts AS s ON s.id = h.script_id AND s.owner_id = v_me
+        WHERE h.script_id = p_script_id
+        FOR NO KEY UPDATE OF h;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION callmaster.live_lock_head(uuid) IS
+    'Internal (the element functions of sql/callmaster/620_elements.sql, after their script lock): locks '
+    'the feed head of a script the acting user owns (any, for a DBA) to commit, before the write locks '
+    'any element row (lock order: sql/callmaster/600_shows.sql). Arguments: p_script_id. Errors: 42501 '
+    'keel_api without a request user.';
+REVOKE ALL ON FUNCTION callmaster.live_lock_head(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION callmaster.live_lock_head(uuid) TO keel_api;
+
 CREATE OR REPLACE FUNCTION callmaster.live_append_elements(
     p_event text,
     p_element_ids uuid[],
@@ -125,6 +156,24 @@ COMMENT ON FUNCTION callmaster.live_append_elements(text, uuid[], uuid[], text[]
     'p_script_ids, with its changed columns comma-separated in p_fields, or p_fields NULL; same order) to '
     'the feeds, one log row per script, in array order. No errors.';
 REVOKE ALL ON FUNCTION callmaster.live_append_elements(text, uuid[], uuid[], text[]) FROM PUBLIC, keel_api;
+
+CREATE OR REPLACE FUNCTION callmaster.live_written_here(p_xmin xid)
+    RETURNS boolean
+    LANGUAGE sql
+    STABLE
+AS $$
+    -- A visible row whose xmin is still in progress was written by this transaction or one of its
+    -- subtransactions (an edit batch runs each operation in one): another transaction's uncommitted row
+    -- is not visible. pg_xact_status needs the xid with its epoch: the 64-bit xid within 2^31 of this
+    -- transaction's (every xid a visible row can still carry is).
+    SELECT pg_xact_status((t.x + ((p_xmin::text::bigint - (t.x & 4294967295) + 2147483648) % 4294967296
+                                  + 4294967296) % 4294967296 - 2147483648)::text::xid8) = 'in progress'
+    FROM (SELECT pg_current_xact_id()::text::bigint AS x) AS t
+$$;
+COMMENT ON FUNCTION callmaster.live_written_here(xid) IS
+    'Internal (feed triggers): whether the visible row with this xmin was written by the current '
+    'transaction, in any of its subtransactions. No errors.';
+REVOKE ALL ON FUNCTION callmaster.live_written_here(xid) FROM PUBLIC, keel_api;
 
 -- A new script gets its feed head in the creating transaction (any writer: API, duplicate, psql).
 CREATE OR REPLACE FUNCTION callmaster.live_feed_script_created()
@@ -231,6 +280,29 @@ BEGIN
             array_agg(o.id ORDER BY o.script_id, o.sequence, o.id),
             array_agg(o.script_id ORDER BY o.script_id, o.sequence, o.id), NULL::text[])
         FROM old_rows AS o;
+        -- Runs whose current or standby cue went, now that the feed heads are locked (a show command's
+        -- order: head, then run; see migration 0920). An open run stands after the cue before its
+        -- deleted current one, so the next GO is the cue after it; a stopped run forgets it.
+        UPDATE callmaster.show_runs AS r
+        SET current_element_id = CASE
+                WHEN g.current_sequence IS NULL THEN r.current_element_id
+                WHEN r.status = 'stopped' THEN NULL
+                ELSE (SELECT e.id
+                      FROM callmaster.script_elements AS e
+                      WHERE e.script_id = r.script_id AND e.element_type = 'cue' AND e.is_active
+                        AND (e.sequence, e.id) < (g.current_sequence, r.current_element_id)
+                      ORDER BY e.sequence DESC, e.id DESC
+                      LIMIT 1) END,
+            standby_element_id = CASE WHEN g.standby_gone THEN NULL ELSE r.standby_element_id END,
+            updated_at = now()
+        FROM (SELECT r0.id,
+                     (SELECT o.sequence FROM old_rows AS o WHERE o.id = r0.current_element_id) AS current_sequence,
+                     r0.standby_element_id IN (SELECT o.id FROM old_rows AS o) AS standby_gone
+              FROM callmaster.show_runs AS r0
+              WHERE r0.script_id IN (SELECT o.script_id FROM old_rows AS o)
+                AND (r0.current_element_id IN (SELECT o.id FROM old_rows AS o)
+                     OR r0.standby_element_id IN (SELECT o.id FROM old_rows AS o))) AS g
+        WHERE r.id = g.id;
     END IF;
     RETURN NULL;
 END
@@ -238,7 +310,8 @@ $$;
 COMMENT ON FUNCTION callmaster.live_feed_elements() IS
     'Trigger (AFTER INSERT/UPDATE/DELETE, per statement, on callmaster.script_elements): appends '
     'element.created / element.updated (with the names of the changed columns) / element.deleted to the '
-    'feed of each script touched, in the writing transaction. No errors.';
+    'feed of each script touched, in the writing transaction; on delete, moves the show runs whose current '
+    'cue (to the cue before it) or standby cue (to none) went. No errors.';
 
 CREATE OR REPLACE TRIGGER script_elements_live_feed_insert
     AFTER INSERT ON callmaster.script_elements
@@ -271,7 +344,7 @@ BEGIN
                      array_agg(e.script_id ORDER BY e.script_id, e.sequence, e.id), array_agg(%L::text))
            FROM callmaster.script_elements AS e
            WHERE e.id IN (SELECT t.%I FROM %I AS t)
-             AND e.xmin <> pg_current_xact_id()::xid$q$,
+             AND NOT callmaster.live_written_here(e.xmin)$q$,
         TG_ARGV[0], TG_ARGV[1], CASE TG_OP WHEN 'DELETE' THEN 'old_rows' ELSE 'new_rows' END);
     RETURN NULL;
 END
@@ -281,6 +354,41 @@ COMMENT ON FUNCTION callmaster.live_feed_children() IS
     'appends element.updated with fields [<kind of row>] for each element whose supporting rows changed, '
     'unless the element itself was written earlier in the transaction. Arguments (trigger): the field '
     'name, the element id column. No errors.';
+
+-- A row moved to another script or element (a DBA's UPDATE of script_id, element_id or group_id): the
+-- plain triggers tell where it went (script_id or the kind of row among the fields); this tells the
+-- script it left (element.deleted) or the element it left (element.updated). Per moved row: only an
+-- UPDATE naming the column fires it (transition tables cannot go with a column list), and the API
+-- never moves rows.
+CREATE OR REPLACE FUNCTION callmaster.live_feed_moved()
+    RETURNS trigger
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, callmaster
+AS $$
+BEGIN
+    IF TG_TABLE_NAME = 'script_elements' THEN
+        PERFORM callmaster.live_append_elements('element.deleted', ARRAY[OLD.id], ARRAY[OLD.script_id], NULL);
+    ELSE  -- TG_ARGV: [0] the field name readers see, [1] the column holding the element id
+        PERFORM callmaster.live_append_elements('element.updated', ARRAY[e.id], ARRAY[e.script_id], ARRAY[TG_ARGV[0]])
+        FROM callmaster.script_elements AS e
+        WHERE e.id = (to_jsonb(OLD) ->> TG_ARGV[1])::uuid
+          AND NOT callmaster.live_written_here(e.xmin);
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION callmaster.live_feed_moved() IS
+    'Trigger (AFTER UPDATE OF the parent column, per moved row, on callmaster.script_elements and its '
+    'supporting tables): appends element.deleted to the feed of the script an element left, or '
+    'element.updated (the kind of row as field) for the element a supporting row left, unless written '
+    'earlier in the transaction. Arguments (trigger, supporting tables): the field name, the element id '
+    'column. No errors.';
+
+CREATE OR REPLACE TRIGGER script_elements_live_feed_move
+    AFTER UPDATE OF script_id ON callmaster.script_elements
+    FOR EACH ROW WHEN (OLD.script_id IS DISTINCT FROM NEW.script_id)
+    EXECUTE FUNCTION callmaster.live_feed_moved();
 
 DO $$
 DECLARE
@@ -304,6 +412,9 @@ BEGIN
         EXECUTE format('CREATE OR REPLACE TRIGGER %I AFTER DELETE ON callmaster.%I REFERENCING OLD TABLE AS '
                        'old_rows FOR EACH STATEMENT EXECUTE FUNCTION callmaster.live_feed_children(%L, %L)',
                        t.tab || '_live_feed_delete', t.tab, t.field, t.col);
+        EXECUTE format('CREATE OR REPLACE TRIGGER %I AFTER UPDATE OF %I ON callmaster.%I FOR EACH ROW '
+                       'WHEN (OLD.%I IS DISTINCT FROM NEW.%I) EXECUTE FUNCTION callmaster.live_feed_moved(%L, %L)',
+                       t.tab || '_live_feed_move', t.col, t.tab, t.col, t.col, t.field, t.col);
     END LOOP;
 END
 $$;

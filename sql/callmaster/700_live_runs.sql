@@ -12,6 +12,10 @@
 -- element that is not an active cue of the script is 22023 (422). Each command locks the script's
 -- feed head first (commands of one script are serialised), changes the run and appends a `command`
 -- event carrying the new run to the feed.
+-- Nothing else writes a run (live_runs_guard): a raw INSERT, UPDATE, or DELETE of an open run would
+-- change the show behind the feed, so the crew's devices would never hear of it. The commands switch
+-- the guard off from live_caller_script (their first step) to live_record (their last); the cascades
+-- of deleted scripts, users and cues (triggers) pass. Migration 0921 holds the run's invariants.
 
 CREATE OR REPLACE FUNCTION callmaster.live_is_caller_role(p_show_role text)
     RETURNS boolean
@@ -138,13 +142,15 @@ BEGIN
         END IF;
     END IF;
     PERFORM 1 FROM callmaster.live_feed_heads AS h WHERE h.script_id = p_script_id FOR NO KEY UPDATE;
+    PERFORM set_config('callmaster.live_run_write', 'on', true);  -- until live_record (live_runs_guard)
     RETURN v_script;
 END
 $$;
 COMMENT ON FUNCTION callmaster.live_caller_script(uuid) IS
     'Internal (show-run commands): the script if the acting user may call it (owner, crew with a caller '
-    'role, or a DBA), with its feed head locked to commit. Errors: P0002 not found (or not the user''s to '
-    'see); 42501 crew without a caller role.';
+    'role, or a DBA), with its feed head locked to commit and the run open to the command''s write '
+    '(live_runs_guard, until live_record). Errors: P0002 not found (or not the user''s to see); 42501 crew '
+    'without a caller role.';
 REVOKE ALL ON FUNCTION callmaster.live_caller_script(uuid) FROM PUBLIC, keel_api;
 
 CREATE OR REPLACE FUNCTION callmaster.live_cue(p_script_id uuid, p_element_id uuid)
@@ -178,6 +184,7 @@ AS $$
 DECLARE
     v_run jsonb := callmaster.live_run_json(r);
 BEGIN
+    PERFORM set_config('callmaster.live_run_write', 'off', true);  -- the command has written the run
     INSERT INTO callmaster.live_events (script_id, first_position, position, event, element_id, run_id, command, run)
     SELECT p.script_id, p.base + 1, p.base + 1, 'command', p_element_id, r.id, p_command, v_run
     FROM callmaster.live_claim_positions(jsonb_build_object(r.script_id, 1)) AS p;
@@ -189,7 +196,8 @@ END
 $$;
 COMMENT ON FUNCTION callmaster.live_record(callmaster.show_runs, text, uuid) IS
     'Internal (show-run commands): appends the command event (with the run as it now is) to the script''s '
-    'feed, rings every relay (NOTIFY callmaster_live) and returns the script''s live state. No errors.';
+    'feed, rings every relay (NOTIFY callmaster_live), closes the run to writes again (live_runs_guard) and '
+    'returns the script''s live state. No errors.';
 REVOKE ALL ON FUNCTION callmaster.live_record(callmaster.show_runs, text, uuid) FROM PUBLIC, keel_api;
 
 CREATE OR REPLACE FUNCTION callmaster.live_open_run(p_script_id uuid)
@@ -370,6 +378,35 @@ COMMENT ON FUNCTION callmaster.live_stop(uuid) IS
     'Show-run command STOP: ends the open run (the show clock freezes; a hold in progress is closed). The '
     'next STANDBY or GO opens a new run. Returns the live state. Errors: P0002 script not found; 42501 not a '
     'caller; 55000 no open run.';
+
+CREATE OR REPLACE FUNCTION callmaster.live_runs_guard()
+    RETURNS trigger
+    LANGUAGE plpgsql
+AS $$
+BEGIN
+    -- Depth 1 is this trigger on a statement of a session or a function; deeper, another trigger's
+    -- statement: the cascades of scripts and users, the element delete's feed trigger.
+    IF pg_trigger_depth() > 1 OR current_setting('callmaster.live_run_write', true) = 'on'
+       OR (TG_OP = 'DELETE' AND OLD.status = 'stopped') THEN
+        RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+    END IF;
+    RAISE EXCEPTION USING
+        ERRCODE = '42501',
+        MESSAGE = format('show run %s of script %s changes only through the show-run commands',
+                         CASE WHEN TG_OP = 'INSERT' THEN NEW.id ELSE OLD.id END,
+                         CASE WHEN TG_OP = 'INSERT' THEN NEW.script_id ELSE OLD.script_id END),
+        HINT = 'Call callmaster.live_standby, live_go, live_hold, live_resume or live_stop: they check the '
+               'caller and tell the crew''s devices (the feed). A stopped run may be deleted.';
+END
+$$;
+COMMENT ON FUNCTION callmaster.live_runs_guard() IS
+    'Trigger (BEFORE INSERT/UPDATE/DELETE, per row, on callmaster.show_runs): refuses writes other than the '
+    'show-run commands'' (and the cascades of triggers), and the deletion of a run that is not stopped. '
+    'Errors: 42501 with a HINT naming the commands.';
+
+CREATE OR REPLACE TRIGGER show_runs_guard
+    BEFORE INSERT OR UPDATE OR DELETE ON callmaster.show_runs
+    FOR EACH ROW EXECUTE FUNCTION callmaster.live_runs_guard();
 
 -- Show runs are readable under RLS by whoever reads the script; written only by the commands.
 DROP POLICY IF EXISTS show_runs_read ON callmaster.show_runs;

@@ -19,13 +19,15 @@ AS $$
                        'id', e.id, 'event', e.event, 'element_id', e.element_id, 'run_id', e.run_id,
                        'fields', e.fields, 'command', e.command, 'run', e.run, 'at', e.created_at))
                    ORDER BY e.id)
-            FROM callmaster.live_events_after(ARRAY[p_script_id], ARRAY[p_after], p_limit) AS e), '[]') END)
+            FROM callmaster.live_events_after(ARRAY[p_script_id], ARRAY[p_after], p_limit) AS e
+            WHERE e.id <= p_after + p_limit), '[]') END)
     FROM gap
 $$;
 COMMENT ON FUNCTION callmaster.live_replay(uuid, bigint, integer) IS
     'Internal (checks no access): {state, reset, events} of a script: its live state, and the events after '
-    'position p_after (at most p_limit) — none and reset = true when p_after is older than the log holds '
-    '(pruned) or beyond its head; none when p_after is NULL. No errors.';
+    'position p_after (the first p_limit of them: a caller that gets p_limit events asks again after the '
+    'last) — none and reset = true when p_after is older than the log holds (pruned) or beyond its head; '
+    'none when p_after is NULL. No errors.';
 REVOKE ALL ON FUNCTION callmaster.live_replay(uuid, bigint, integer) FROM PUBLIC, keel_api;
 
 CREATE OR REPLACE FUNCTION callmaster.live_reader(p_script_id uuid)
@@ -76,7 +78,8 @@ COMMENT ON FUNCTION callmaster.live_open(uuid, bigint) IS
     'API (GET /api/scripts/{id}/live) and DBAs: the live state of a script the user may read and the feed '
     'events after position p_after (a Last-Event-ID; NULL: none), at most 10,000. Returns {state: {script, '
     'run}, reset, events: [{id, event, element_id?, fields?, command?, run?, at}], audience, department_id}; '
-    'reset is true when p_after is older than the log holds. Errors: P0002 script not found (or not the '
+    'reset is true when p_after is older than the log holds; after 10,000 events, ask again after the last '
+    'one. Errors: P0002 script not found (or not the '
     'user''s to see); 42501 unknown or deactivated user.';
 
 CREATE OR REPLACE FUNCTION callmaster.live_open_shared(p_token text, p_script_id uuid, p_after bigint DEFAULT NULL)
