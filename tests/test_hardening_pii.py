@@ -21,10 +21,11 @@ from litestar.params import FromPath, JSONBody
 from api.app import create_app
 from api.db import Database
 from api.deps import Db
+from api.errors import problem_from_db_error, raised_by_keel
 from api.outbox import Dispatcher
 from api.settings import Settings
 from tests.conftest import live_server
-from tests.factories import KEYS_ONE, assert_problem
+from tests.factories import KEYS_ONE, add_script, add_show, add_user, assert_problem
 
 Dba = psycopg.Connection[Any]
 
@@ -253,3 +254,29 @@ async def test_hardening_no_row_values_in_database_error_problems_or_logs(
         f"{formatter.format(r)} {json.dumps(r.__dict__, default=str)}" for r in server_records
     )
     assert {"logs": leaks(log_text), "problems": leaks("\n".join(answers))} == {"logs": [], "problems": []}
+
+
+def test_hardening_an_edit_batch_passes_on_no_row_values_of_postgresql(dba: Dba) -> None:
+    """apply_script_edits re-raises a failed operation's error with its index; re-raised, the error looks
+    like Keel's own RAISE to the API, which sends own DETAILs (db_detail). PostgreSQL's own DETAIL quotes
+    the stored row, so it must not pass; a DETAIL that Keel's SQL wrote still does."""
+    script = add_script(dba, add_show(dba, add_user(dba, "user_pii")))
+    element = dba.execute(
+        "INSERT INTO callmaster.script_elements (script_id, element_type, description)"
+        " VALUES (%s, 'cue', %s) RETURNING id::text",
+        (script, PII["problem"]),
+    ).fetchone()[0]
+    cases = [  # (operation, what PostgreSQL or Keel found, whether Keel wrote the DETAIL)
+        ({"op": "update", "id": element, "data": {"custom_color": "red"}}, "23514", False),
+        ({"op": "delete", "id": "00000000-0000-4000-8000-000000000000"}, "23503", True),
+    ]
+    for operation, code, own_detail in cases:
+        with pytest.raises(psycopg.Error) as failed:
+            dba.execute(
+                "SELECT callmaster.apply_script_edits(%s, %s)", (script, json.dumps([operation]))
+            )
+        error = failed.value
+        assert error.sqlstate == code and raised_by_keel(error), (error.sqlstate, str(error))
+        detail = problem_from_db_error(error).extra.get("db_detail")
+        assert bool(detail) is own_detail, detail
+        assert leaks(f"{error.diag.message_primary} {error.diag.message_detail}") == []

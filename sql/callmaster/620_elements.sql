@@ -1021,6 +1021,7 @@ DECLARE
     v_detail  text;
     v_hint    text;
     v_constr  text;
+    v_context text;
 BEGIN
     IF jsonb_typeof(operations) IS DISTINCT FROM 'array' THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'operations must be a JSON array';
@@ -1118,7 +1119,14 @@ BEGIN
                 v_msg = MESSAGE_TEXT,
                 v_detail = PG_EXCEPTION_DETAIL,
                 v_hint = PG_EXCEPTION_HINT,
-                v_constr = CONSTRAINT_NAME;
+                v_constr = CONSTRAINT_NAME,
+                v_context = PG_EXCEPTION_CONTEXT;
+            -- Re-raised, any error looks like Keel's own RAISE to the API (api.errors.raised_by_keel),
+            -- which sends own DETAILs. PostgreSQL's own DETAILs quote stored rows ("Failing row contains
+            -- (…)", "Key (…)=(…)"): pass on only a DETAIL that a RAISE of ours wrote.
+            IF split_part(v_context, E'\n', 1) NOT LIKE '% at RAISE' THEN
+                v_detail := NULL;
+            END IF;
             RAISE EXCEPTION USING
                 ERRCODE = v_state,
                 MESSAGE = format('operations[%s] (%s): %s; nothing was applied', v_index, coalesce(v_kind, '?'),
