@@ -292,8 +292,10 @@ async def test_a_relay_that_fell_behind_the_pruning_resets_its_followers(
     """A relay cut off from the database while another process prunes the log must not stitch what it
     held before the gap to what it reads after it: its followers get `reset`, never a silent jump."""
     script = stage["script"]
-    proxy = TcpProxy(proxy_target(settings.database_url)).start()
-    cut_off = replace(settings, database_direct_url=through(settings.database_url, proxy))
+    direct = settings.direct_url  # the relay's server (never a pooler: its session sets a role)
+    assert direct is not None
+    proxy = TcpProxy(proxy_target(direct)).start()
+    cut_off = replace(settings, database_direct_url=through(direct, proxy))
     try:
         async with (
             live_server(create_app(cut_off)) as http,
