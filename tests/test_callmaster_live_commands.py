@@ -229,13 +229,14 @@ def test_raw_sql_cannot_change_a_run_behind_the_feed(
     with dba.transaction():  # a DBA who forces the commands' own switch still cannot break the run
         dba.execute("SELECT set_config('callmaster.live_run_write', 'on', true)")
         for bad in (
-            "status = 'standby'",
-            "go_count = 0",
-            "status = 'holding', hold_started_at = now(), hold_count = 0",
-            "started_at = NULL",
+            "UPDATE callmaster.show_runs SET status = 'standby' WHERE script_id = %s",
+            "UPDATE callmaster.show_runs SET go_count = 0 WHERE script_id = %s",
+            "UPDATE callmaster.show_runs SET status = 'holding', hold_started_at = now(), hold_count = 0"
+            " WHERE script_id = %s",
+            "UPDATE callmaster.show_runs SET started_at = NULL WHERE script_id = %s",
         ):
             with pytest.raises(psycopg.errors.CheckViolation), dba.transaction():
-                dba.execute(f"UPDATE callmaster.show_runs SET {bad} WHERE script_id = %s", (script,))
+                dba.execute(bad, (script,))
 
     one(dba, "SELECT callmaster.live_stop(%s)", (script,))
     dba.execute("DELETE FROM callmaster.show_runs WHERE script_id = %s", (script,))  # a stopped run may go
@@ -252,10 +253,17 @@ def test_a_standby_run_has_not_started(dba: psycopg.Connection[Any], stage: dict
     one(dba, "SELECT callmaster.live_standby(%s)", (script,))
     with dba.transaction():
         dba.execute("SELECT set_config('callmaster.live_run_write', 'on', true)")
-        first_cue = f"current_element_id = '{stage['cues'][0]}'"
-        for bad in ("go_count = 1", "started_at = now()", "status = 'running'", first_cue):
+        for bad, params in (
+            ("UPDATE callmaster.show_runs SET go_count = 1 WHERE script_id = %s", (script,)),
+            ("UPDATE callmaster.show_runs SET started_at = now() WHERE script_id = %s", (script,)),
+            ("UPDATE callmaster.show_runs SET status = 'running' WHERE script_id = %s", (script,)),
+            (
+                "UPDATE callmaster.show_runs SET current_element_id = %s WHERE script_id = %s",
+                (stage["cues"][0], script),
+            ),
+        ):
             with pytest.raises(psycopg.errors.CheckViolation), dba.transaction():
-                dba.execute(f"UPDATE callmaster.show_runs SET {bad} WHERE script_id = %s", (script,))
+                dba.execute(bad, params)
 
 
 NEXT_CUE = "SELECT callmaster.live_next_cue(%s, %s)::text"

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from tests.factories import Bearer, add_script, add_show, add_user, one
@@ -104,7 +105,10 @@ def test_a_row_moved_away_is_logged_where_it_left(
     )
     start = head(dba, script)
     for table in ("script_element_equipment", "script_element_conditional_rules"):
-        dba.execute(f"UPDATE callmaster.{table} SET element_id = %s WHERE element_id = %s", (b, a))
+        move = sql.SQL("UPDATE callmaster.{} SET element_id = %s WHERE element_id = %s").format(
+            sql.Identifier(table)
+        )
+        dba.execute(move, (b, a))
     moved = feed(dba, script, start)
     assert [(e[1], e[2], e[3]) for e in moved] == [
         ("element.updated", a, ["equipment"]), ("element.updated", b, ["equipment"]),
